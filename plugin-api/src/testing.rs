@@ -1,0 +1,260 @@
+//! Run a worker's action in-process and record what it reports: unit tests for workers
+//! without the host, without building or loading a library.
+//!
+//! The harness goes through the same path the host does: the manifest is validated,
+//! the action must be declared, settings are checked against the schema with defaults
+//! filled in, the worker talks to a real ABI context object, panics are caught, and the
+//! result crosses as JSON.
+//!
+//! ```
+//! use stask_plugin_api::prelude::*;
+//! use stask_plugin_api::testing::TestRun;
+//!
+//! struct Count;
+//! impl Worker for Count {
+//!     fn manifest(&self) -> WorkerManifest {
+//!         WorkerManifest::new("count", "Count").action(ActionSpec::new("run", "Run"))
+//!     }
+//!     fn run(&self, ctx: &Context<'_>, _action: &str, input: Input) -> Result<Value, Error> {
+//!         let n = input.data_u64_or("n", 3)?;
+//!         for i in 1..=n {
+//!             ctx.progress(i, n, "counting");
+//!         }
+//!         Ok(json!({ "counted": n }))
+//!     }
+//! }
+//!
+//! let outcome = TestRun::new(&Count, "run").data(json!({ "n": 2 })).run();
+//! assert_eq!(outcome.result, Ok(json!({ "counted": 2 })));
+//! assert_eq!(outcome.progress().count(), 2);
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RString};
+use serde_json::{Map, Value};
+
+use crate::abi::{RunContext, RunContextRef, RunContext_TO};
+use crate::export::guarded_run;
+use crate::worker::{Context, Input, Level, Worker};
+
+/// One thing the worker reported during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A `progress` call.
+    Progress {
+        /// Items done.
+        processed: u64,
+        /// Items in all.
+        total: u64,
+        /// Message.
+        message: String,
+    },
+    /// A log message.
+    Log {
+        /// Severity.
+        level: Level,
+        /// Message.
+        message: String,
+    },
+}
+
+/// A configured run of one action. Build it, then call [`TestRun::run`].
+pub struct TestRun<'w> {
+    worker: &'w dyn Worker,
+    action: String,
+    data: Value,
+    settings: Value,
+    task_id: u64,
+    cancel_after: Option<u64>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result, or the error message the host would record.
+    pub result: Result<Value, String>,
+    /// Everything the worker reported, in order.
+    pub events: Vec<Event>,
+    /// The result directory the worker could write into (deleted when dropped).
+    pub result_dir: tempfile::TempDir,
+}
+
+impl<'w> TestRun<'w> {
+    /// A run of `action` with empty data and settings.
+    pub fn new(worker: &'w dyn Worker, action: &str) -> Self {
+        TestRun {
+            worker,
+            action: action.to_owned(),
+            data: Value::Object(Map::new()),
+            settings: Value::Object(Map::new()),
+            task_id: 1,
+            cancel_after: None,
+        }
+    }
+
+    /// Sets the task data (should be a JSON object, as the host requires).
+    pub fn data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// Sets the worker settings (validated against the schema when the run starts).
+    pub fn settings(mut self, settings: Value) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the task id the worker sees.
+    pub fn task_id(mut self, id: u64) -> Self {
+        self.task_id = id;
+        self
+    }
+
+    /// Cancels the task once the worker has reported progress `calls` times
+    /// (`0`: cancelled before it starts).
+    pub fn cancel_after_progress(mut self, calls: u64) -> Self {
+        self.cancel_after = Some(calls);
+        self
+    }
+
+    /// Runs the action and returns what happened. Problems the host would refuse before
+    /// running (invalid manifest, undeclared action, bad settings) come back as `Err`
+    /// results with the host's message.
+    pub fn run(self) -> Outcome {
+        let result_dir = tempfile::tempdir().expect("create a temporary result directory");
+        let recorder = Recorder {
+            events: Mutex::new(Vec::new()),
+            progress_calls: AtomicU64::new(0),
+            cancel_after: self.cancel_after,
+            task_id: self.task_id,
+            result_dir: result_dir.path().to_path_buf(),
+        };
+        let result = match self.prepare() {
+            Err(e) => Err(e),
+            Ok(input) => {
+                let raw: RunContextRef<'_> = RunContext_TO::from_ptr(&recorder, TD_Opaque);
+                let ctx = Context::from_raw(raw);
+                let worker = self.worker;
+                let action = self.action.as_str();
+                match guarded_run(|| {
+                    worker
+                        .run(&ctx, action, input)
+                        .map_err(|e| e.message().to_owned())
+                }) {
+                    RResult::ROk(json) => {
+                        Ok(serde_json::from_str(json.as_str()).expect("result JSON"))
+                    }
+                    RResult::RErr(e) => Err(e.into_string()),
+                }
+            }
+        };
+        Outcome {
+            result,
+            events: recorder.events.into_inner().unwrap_or_else(|e| e.into_inner()),
+            result_dir,
+        }
+    }
+
+    fn prepare(&self) -> Result<Input, String> {
+        let manifest = self.worker.manifest();
+        manifest.validate()?;
+        if manifest.find_action(&self.action).is_none() {
+            return Err(format!(
+                "worker '{}' has no action '{}'",
+                manifest.identifier, self.action
+            ));
+        }
+        let Value::Object(data) = self.data.clone() else {
+            return Err("task data must be a JSON object".into());
+        };
+        let Value::Object(given) = self.settings.clone() else {
+            return Err("worker settings must be a JSON object".into());
+        };
+        let settings = manifest.resolve_settings(&given)?;
+        Ok(Input { data, settings })
+    }
+}
+
+impl Outcome {
+    /// The progress events as `(processed, total, message)`.
+    pub fn progress(&self) -> impl Iterator<Item = (u64, u64, &str)> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Progress {
+                processed,
+                total,
+                message,
+            } => Some((*processed, *total, message.as_str())),
+            Event::Log { .. } => None,
+        })
+    }
+
+    /// The log events as `(level, message)`.
+    pub fn logs(&self) -> impl Iterator<Item = (Level, &str)> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Log { level, message } => Some((*level, message.as_str())),
+            Event::Progress { .. } => None,
+        })
+    }
+
+    /// The path of a result file the worker wrote.
+    pub fn result_file(&self, name: &str) -> PathBuf {
+        self.result_dir.path().join(name)
+    }
+
+    /// The directory the worker could write results into.
+    pub fn result_path(&self) -> &Path {
+        self.result_dir.path()
+    }
+}
+
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+    progress_calls: AtomicU64,
+    cancel_after: Option<u64>,
+    task_id: u64,
+    result_dir: PathBuf,
+}
+
+impl Recorder {
+    fn push(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
+    }
+}
+
+impl RunContext for Recorder {
+    fn progress(&self, processed: u64, total: u64, message: RStr<'_>) {
+        self.progress_calls.fetch_add(1, Ordering::Relaxed);
+        self.push(Event::Progress {
+            processed,
+            total,
+            message: message.as_str().to_owned(),
+        });
+    }
+
+    fn log(&self, level: u8, message: RStr<'_>) {
+        self.push(Event::Log {
+            level: Level::from_code(level),
+            message: message.as_str().to_owned(),
+        });
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel_after
+            .is_some_and(|n| self.progress_calls.load(Ordering::Relaxed) >= n)
+    }
+
+    fn task_id(&self) -> u64 {
+        self.task_id
+    }
+
+    fn result_dir(&self) -> RString {
+        self.result_dir.to_string_lossy().into_owned().into()
+    }
+}
