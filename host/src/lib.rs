@@ -1,0 +1,1 @@
+//! stask host library.
