@@ -1,1 +1,16 @@
-//! stask host library.
+//! # stask host
+//!
+//! The library behind the `stask` binary: the home directory, the worker registry
+//! kept in step with the plugins directory, and the child-process modes (probe) that
+//! keep plugin code out of the host process. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod discovery;
+pub mod fingerprint;
+pub mod home;
+pub mod loader;
+pub mod probe;
+pub mod protocol_fd;
+pub mod safety;
+pub mod signals;
+pub mod workers_view;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `stask` command.
+
+fn main() {
+    std::process::exit(stask_host::cli::main());
+}

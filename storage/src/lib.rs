@@ -1,1 +1,14 @@
-pub fn _placeholder() {}
+//! # stask-storage
+//!
+//! Everything stask keeps on disk, behind one boundary so another backend can replace
+//! it: the SQLite database ([`Store`]) and the append-only progress logs.
+//!
+//! All SQL lives in this crate. The host sees typed records and operations, never
+//! statements, so a PostgreSQL backend can be added later without touching it.
+
+mod migrations;
+mod store;
+mod workers;
+
+pub use store::{now_ms, Store, StoreError};
+pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};

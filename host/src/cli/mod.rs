@@ -1,0 +1,121 @@
+//! Command-line interface: argument parsing (clap) and dispatch.
+//!
+//! Every command that prints data takes `--json`, which prints one JSON document on
+//! stdout instead of text. Errors go to stderr with a non-zero exit code (1; clap's
+//! usage errors exit with 2).
+
+mod workers;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::home::{Home, DEFAULT_HOME};
+
+/// stask: a background-task manager whose workers are plugins.
+#[derive(Debug, Parser)]
+#[command(name = "stask", version, about, long_about = None)]
+pub struct Cli {
+    /// Home directory (database, plugins, logs).
+    #[arg(long, global = true, env = "STASK_HOME", default_value = DEFAULT_HOME)]
+    pub home: PathBuf,
+
+    /// Plugins directory [default: HOME/plugins].
+    #[arg(long, global = true, env = "STASK_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the home directory layout and database (safe to repeat).
+    Init,
+    /// Manage workers (plugin registry).
+    #[command(subcommand)]
+    Workers(workers::WorkersCommand),
+    /// Internal: read a library's manifest in a child process.
+    #[command(name = "__probe", hide = true)]
+    Probe { library: PathBuf },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Command::Probe { library } = &cli.command {
+        return crate::probe::run_child(library);
+    }
+    init_tracing(cli.verbose);
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let message = format!("{e:#}");
+            if json {
+                eprintln!("{}", serde_json::json!({ "error": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
+            1
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init => {
+            let home = Home::init(&cli.home, cli.plugins_dir.as_deref())?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "home": home.root(),
+                        "plugins_dir": home.plugins_dir(),
+                        "database": home.db_path(),
+                    })
+                );
+            } else {
+                println!("stask home ready at {}", home.root().display());
+                println!("  plugins:  {}", home.plugins_dir().display());
+                println!("  database: {}", home.db_path().display());
+            }
+            Ok(())
+        }
+        Command::Workers(cmd) => {
+            let home = Home::open(&cli.home, cli.plugins_dir.as_deref())?;
+            workers::run(&home, cmd, cli.json)
+        }
+        Command::Probe { .. } => unreachable!("handled before logging starts"),
+    }
+}
+
+/// Prints a value as pretty JSON.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

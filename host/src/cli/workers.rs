@@ -1,0 +1,216 @@
+//! `stask workers …`: discover, rescan, clean-orphaned, list, show, activate, deactivate.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use stask_storage::Store;
+
+use super::print_json;
+use crate::discovery::{self, Skipped, WorkerChange};
+use crate::home::Home;
+use crate::workers_view::WorkerView;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum WorkersCommand {
+    /// Register workers from new libraries in the plugins directory (inactive unless
+    /// --activate).
+    Discover {
+        /// Activate newly registered workers right away.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Refresh registered workers whose library file changed.
+    Rescan,
+    /// Remove workers whose library file no longer exists (their tasks are kept).
+    CleanOrphaned,
+    /// List registered workers.
+    List,
+    /// Show one worker.
+    Show {
+        /// Worker identifier.
+        id: String,
+    },
+    /// Allow a worker's tasks to run.
+    Activate {
+        /// Worker identifier.
+        id: String,
+    },
+    /// Stop a worker from taking new tasks.
+    Deactivate {
+        /// Worker identifier.
+        id: String,
+    },
+}
+
+pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
+    let mut store = home.store()?;
+    let exe = std::env::current_exe().context("cannot locate the stask executable")?;
+    match cmd {
+        WorkersCommand::Discover { activate } => {
+            let report = discovery::discover(&mut store, &exe, home.plugins_dir(), activate)?;
+            if json {
+                return print_json(&report);
+            }
+            print_changes("Registered", &report.registered);
+            print_changes("Relocated", &report.relocated);
+            print_skipped(&report.skipped);
+            println!(
+                "{} registered, {} skipped, {} already registered",
+                report.registered.len(),
+                report.skipped.len(),
+                report.already_registered
+            );
+            if !activate && !report.registered.is_empty() {
+                println!("New workers are inactive; enable one with `stask workers activate ID`.");
+            }
+        }
+        WorkersCommand::Rescan => {
+            let report = discovery::rescan(&mut store, &exe, home.plugins_dir())?;
+            if json {
+                return print_json(&report);
+            }
+            print_changes("Updated", &report.updated);
+            print_skipped(&report.failed);
+            for id in &report.missing {
+                println!("  ? {id}: library file is missing (run `stask workers clean-orphaned` to remove it)");
+            }
+            println!(
+                "{} updated, {} unchanged, {} failed, {} missing",
+                report.updated.len(),
+                report.unchanged,
+                report.failed.len(),
+                report.missing.len()
+            );
+        }
+        WorkersCommand::CleanOrphaned => {
+            let report = discovery::clean_orphaned(&mut store)?;
+            if json {
+                return print_json(&report);
+            }
+            print_changes("Deleted", &report.deleted);
+            println!("{} deleted", report.deleted.len());
+        }
+        WorkersCommand::List => {
+            let views: Vec<WorkerView> = store.list_workers()?.iter().map(WorkerView::new).collect();
+            if json {
+                return print_json(&views);
+            }
+            if views.is_empty() {
+                println!("No workers registered. Put libraries in {} and run `stask workers discover`.", home.plugins_dir().display());
+                return Ok(());
+            }
+            let width = views.iter().map(|v| v.identifier.len()).max().unwrap_or(10).max(10);
+            println!("{:<width$}  {:<8}  {:<12}  {:<8}  TITLE", "IDENTIFIER", "STATE", "SCOPE", "VERSION");
+            for v in &views {
+                println!(
+                    "{:<width$}  {:<8}  {:<12}  {:<8}  {}",
+                    v.identifier,
+                    if v.active { "active" } else { "inactive" },
+                    v.scope,
+                    v.version,
+                    v.title
+                );
+            }
+        }
+        WorkersCommand::Show { id } => {
+            let w = find(&store, &id)?;
+            let view = WorkerView::new(&w);
+            if json {
+                return print_json(&view);
+            }
+            println!("{} — {}", view.identifier, view.title);
+            println!("  state:       {}", if view.active { "active" } else { "inactive" });
+            println!("  scope:       {}", view.scope);
+            println!("  version:     {}", view.version);
+            println!("  icon:        {}", view.icon);
+            println!("  description: {}", view.description);
+            println!(
+                "  library:     {}{}",
+                view.library.path,
+                if view.library.exists { "" } else { " (missing)" }
+            );
+            println!("  sha256:      {}", view.library.sha256);
+            println!("  actions:");
+            for a in &view.actions {
+                println!(
+                    "    {:<16} {}{}",
+                    a.name,
+                    a.title,
+                    if a.scheduled { " (scheduled)" } else { "" }
+                );
+            }
+            if !view.settings_schema.is_empty() {
+                println!("  settings:");
+                for s in &view.settings_schema {
+                    let value = &view.settings[&s.key];
+                    let shown = if s.secret {
+                        if value["set"] == true { "(secret, set)".to_owned() } else { "(secret, not set)".to_owned() }
+                    } else {
+                        value.to_string()
+                    };
+                    println!("    {:<16} {:<8} {}", s.key, s.kind.name(), shown);
+                }
+            }
+        }
+        WorkersCommand::Activate { id } => set_active(&store, &id, true, json)?,
+        WorkersCommand::Deactivate { id } => set_active(&store, &id, false, json)?,
+    }
+    Ok(())
+}
+
+fn set_active(store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
+    if active {
+        let w = find(store, id)?;
+        if !std::path::Path::new(&w.library.path).exists() {
+            bail!(
+                "worker '{id}' cannot be activated: its library '{}' no longer exists (restore it, or remove the worker with `stask workers clean-orphaned`)",
+                w.library.path
+            );
+        }
+    }
+    if !store.set_worker_active(id, active)? {
+        return Err(not_found(id));
+    }
+    if json {
+        print_json(&serde_json::json!({ "identifier": id, "active": active }))
+    } else {
+        println!("{id} is now {}", if active { "active" } else { "inactive" });
+        Ok(())
+    }
+}
+
+fn find(store: &Store, id: &str) -> Result<stask_storage::WorkerRecord> {
+    store.get_worker(id)?.ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> anyhow::Error {
+    anyhow::anyhow!("no worker '{id}' is registered (see `stask workers list`; new libraries are registered by `stask workers discover`)")
+}
+
+fn print_changes(label: &str, changes: &[WorkerChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    println!("{label}:");
+    for c in changes {
+        println!(
+            "  + {} {} ({}) from {}",
+            c.identifier,
+            c.version,
+            if c.active { "active" } else { "inactive" },
+            c.library
+        );
+    }
+}
+
+fn print_skipped(skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    println!("Skipped:");
+    for s in skipped {
+        match &s.identifier {
+            Some(id) => println!("  ! {} [{id}]: {}", s.path, s.reason),
+            None => println!("  ! {}: {}", s.path, s.reason),
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Discover, rescan and clean-orphaned: keeping the worker registry in step with the
+//! plugins directory.
+//!
+//! The host never loads a library itself: manifests come from probe child processes
+//! ([`crate::probe`]). Every operation reports per file what it did and why it skipped
+//! anything, and carries on with the other files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+use stask_plugin_api::{LibraryManifest, WorkerManifest};
+use stask_storage::{LibraryFingerprint, Store, WorkerMetadata, WorkerRecord};
+
+use crate::fingerprint;
+use crate::loader::LoadError;
+use crate::probe::probe_library;
+use crate::safety::check_library;
+
+/// A file or worker that was not registered or updated, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The library file.
+    pub path: String,
+    /// The worker concerned, when the problem is about one worker of the library.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Machine-readable kind.
+    pub kind: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+/// A worker that a command registered or changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerChange {
+    /// Worker id.
+    pub identifier: String,
+    /// Title.
+    pub title: String,
+    /// Library file.
+    pub library: String,
+    /// Version now registered.
+    pub version: String,
+    /// Whether it is active.
+    pub active: bool,
+}
+
+/// Result of `workers discover`.
+#[derive(Debug, Default, Serialize)]
+pub struct DiscoverReport {
+    /// Newly registered workers.
+    pub registered: Vec<WorkerChange>,
+    /// Registered workers whose missing library was found at a new path.
+    pub relocated: Vec<WorkerChange>,
+    /// Files and workers that were not registered.
+    pub skipped: Vec<Skipped>,
+    /// Workers already registered from the same file.
+    pub already_registered: usize,
+}
+
+/// Result of `workers rescan`.
+#[derive(Debug, Default, Serialize)]
+pub struct RescanReport {
+    /// Workers whose metadata was refreshed from a changed library.
+    pub updated: Vec<WorkerChange>,
+    /// Libraries that did not change.
+    pub unchanged: usize,
+    /// Changed libraries that could not be read (old metadata kept).
+    pub failed: Vec<Skipped>,
+    /// Workers whose library file is gone (see clean-orphaned).
+    pub missing: Vec<String>,
+}
+
+/// Result of `workers clean-orphaned`.
+#[derive(Debug, Default, Serialize)]
+pub struct CleanReport {
+    /// Deleted workers with the library they pointed at.
+    pub deleted: Vec<WorkerChange>,
+}
+
+fn skipped(path: &Path, identifier: Option<&str>, kind: &str, reason: String) -> Skipped {
+    Skipped {
+        path: path.display().to_string(),
+        identifier: identifier.map(str::to_owned),
+        kind: kind.to_owned(),
+        reason,
+    }
+}
+
+fn load_skip(path: &Path, e: LoadError) -> Skipped {
+    if !e.detail.is_empty() {
+        tracing::debug!(path = %path.display(), detail = %e.detail, "library load details");
+    }
+    skipped(path, None, &e.kind, e.message)
+}
+
+/// Library files under the plugins directory, sorted, with this platform's extension.
+/// Symlinked directories are not followed.
+pub fn scan(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    if !plugins_dir.is_dir() {
+        anyhow::bail!(
+            "plugins directory '{}' does not exist; create it or set --plugins-dir",
+            plugins_dir.display()
+        );
+    }
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(plugins_dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("skipping unreadable entry in plugins directory: {e}");
+                continue;
+            }
+        };
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let is_lib = entry
+            .path()
+            .extension()
+            .is_some_and(|x| x == std::env::consts::DLL_EXTENSION);
+        if is_lib {
+            out.push(entry.path().to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
+/// A library that passed the safety checks and was probed.
+struct Probed {
+    path: PathBuf,
+    fingerprint: LibraryFingerprint,
+    result: Result<LibraryManifest, LoadError>,
+}
+
+/// Hashes and probes libraries, a few at a time (each probe is its own process).
+fn probe_many(exe: &Path, files: Vec<(PathBuf, PathBuf)>) -> Vec<Probed> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    let queue = std::sync::Mutex::new(files.into_iter().enumerate().collect::<Vec<_>>());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let Some((index, (path, real))) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let probed = probe_one(exe, path, &real);
+                results.lock().unwrap().push((index, probed));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, p)| p).collect()
+}
+
+fn probe_one(exe: &Path, path: PathBuf, real: &Path) -> Probed {
+    let fp = fingerprint_of(&path, real);
+    let result = match &fp {
+        Ok(_) => probe_library(exe, real),
+        Err(e) => Err(LoadError::new("unreadable", e.clone())),
+    };
+    Probed {
+        fingerprint: fp.unwrap_or_else(|_| LibraryFingerprint {
+            path: path.display().to_string(),
+            size: 0,
+            mtime_ns: 0,
+            sha256: String::new(),
+        }),
+        path,
+        result,
+    }
+}
+
+fn fingerprint_of(path: &Path, real: &Path) -> Result<LibraryFingerprint, String> {
+    let (size, mtime_ns) = fingerprint::stat(real).map_err(|e| format!("cannot read it: {e}"))?;
+    let sha256 = fingerprint::sha256_file(real).map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(LibraryFingerprint {
+        path: path.display().to_string(),
+        size,
+        mtime_ns,
+        sha256,
+    })
+}
+
+fn meta_of<'a>(m: &'a WorkerManifest, json: &'a str) -> WorkerMetadata<'a> {
+    WorkerMetadata {
+        scope: &m.scope,
+        title: &m.title,
+        description: &m.description,
+        icon: &m.icon,
+        version: &m.version,
+        manifest: json,
+    }
+}
+
+fn change(m: &WorkerManifest, library: &str, active: bool) -> WorkerChange {
+    WorkerChange {
+        identifier: m.identifier.clone(),
+        title: m.title.clone(),
+        library: library.to_owned(),
+        version: m.version.clone(),
+        active,
+    }
+}
+
+fn record_change(w: &WorkerRecord) -> WorkerChange {
+    WorkerChange {
+        identifier: w.identifier.clone(),
+        title: w.title.clone(),
+        library: w.library.path.clone(),
+        version: w.version.clone(),
+        active: w.active,
+    }
+}
+
+/// Registers workers from libraries in the plugins directory that are not known yet.
+pub fn discover(
+    store: &mut Store,
+    exe: &Path,
+    plugins_dir: &Path,
+    activate: bool,
+) -> Result<DiscoverReport> {
+    let mut report = DiscoverReport::default();
+    let plugins_root = std::fs::canonicalize(plugins_dir)?;
+    let known = store.list_workers()?;
+    let by_path: HashMap<&str, Vec<&WorkerRecord>> =
+        known.iter().fold(HashMap::new(), |mut m, w| {
+            m.entry(w.library.path.as_str()).or_default().push(w);
+            m
+        });
+    let by_id: HashMap<&str, &WorkerRecord> =
+        known.iter().map(|w| (w.identifier.as_str(), w)).collect();
+
+    let mut to_probe = Vec::new();
+    for path in scan(plugins_dir)? {
+        let real = match check_library(&plugins_root, &path) {
+            Ok(r) => r,
+            Err(reason) => {
+                report.skipped.push(skipped(&path, None, "unsafe", reason));
+                continue;
+            }
+        };
+        // A known library whose size and mtime are unchanged needs no probe.
+        let key = path.display().to_string();
+        if let Some(ws) = by_path.get(key.as_str()) {
+            if let Ok((size, mtime)) = fingerprint::stat(&real) {
+                if ws.iter().all(|w| w.library.size == size && w.library.mtime_ns == mtime) {
+                    report.already_registered += ws.len();
+                    continue;
+                }
+            }
+        }
+        to_probe.push((path, real));
+    }
+
+    // identifier -> the libraries (in scan order) that claim it among new workers.
+    let mut claims: BTreeMap<String, Vec<(usize, WorkerManifest)>> = BTreeMap::new();
+    let probed = probe_many(exe, to_probe);
+    for (index, p) in probed.iter().enumerate() {
+        let manifest = match &p.result {
+            Ok(m) => m,
+            Err(e) => {
+                report.skipped.push(load_skip(&p.path, e.clone()));
+                continue;
+            }
+        };
+        for w in &manifest.workers {
+            match by_id.get(w.identifier.as_str()) {
+                Some(existing) if existing.library.path == p.fingerprint.path => {
+                    report.already_registered += 1;
+                }
+                Some(existing) if Path::new(&existing.library.path).exists() => {
+                    report.skipped.push(skipped(
+                        &p.path,
+                        Some(&w.identifier),
+                        "duplicate-identifier",
+                        format!(
+                            "worker '{}' is already registered from '{}'; both files claim it, so this one is ignored. Remove one of them or give one worker another identifier",
+                            w.identifier, existing.library.path
+                        ),
+                    ));
+                }
+                _ => claims
+                    .entry(w.identifier.clone())
+                    .or_default()
+                    .push((index, w.clone())),
+            }
+        }
+    }
+
+    let mut inserts = Vec::new();
+    for (identifier, claimants) in claims {
+        if claimants.len() > 1 {
+            let files: Vec<String> = claimants
+                .iter()
+                .map(|(i, _)| probed[*i].fingerprint.path.clone())
+                .collect();
+            for (i, _) in &claimants {
+                report.skipped.push(skipped(
+                    &probed[*i].path,
+                    Some(&identifier),
+                    "duplicate-identifier",
+                    format!(
+                        "worker '{identifier}' is claimed by several files ({}); none was registered. Remove all but one of them",
+                        files.join(", ")
+                    ),
+                ));
+            }
+            continue;
+        }
+        let (i, manifest) = claimants.into_iter().next().expect("one claimant");
+        let json = serde_json::to_string(&manifest)?;
+        let fp = probed[i].fingerprint.clone();
+        if let Some(existing) = by_id.get(identifier.as_str()) {
+            // Registered before, but its file is gone: the library moved.
+            store.update_worker_library(&identifier, &meta_of(&manifest, &json), &fp)?;
+            report.relocated.push(change(&manifest, &fp.path, existing.active));
+        } else {
+            report.registered.push(change(&manifest, &fp.path, activate));
+            inserts.push((identifier, manifest, json, fp));
+        }
+    }
+    let rows: Vec<_> = inserts
+        .iter()
+        .map(|(id, m, json, fp)| (id.clone(), meta_of(m, json), fp.clone(), activate))
+        .collect();
+    store.insert_workers(&rows)?;
+    Ok(report)
+}
+
+/// Refreshes registered workers whose library changed on disk.
+pub fn rescan(store: &mut Store, exe: &Path, plugins_dir: &Path) -> Result<RescanReport> {
+    let mut report = RescanReport::default();
+    let plugins_root = std::fs::canonicalize(plugins_dir).ok();
+    let known = store.list_workers()?;
+    let mut by_path: BTreeMap<&str, Vec<&WorkerRecord>> = BTreeMap::new();
+    for w in &known {
+        by_path.entry(w.library.path.as_str()).or_default().push(w);
+    }
+    let mut to_probe = Vec::new();
+    for (path, workers) in &by_path {
+        let path = Path::new(path);
+        if std::fs::symlink_metadata(path).is_err() {
+            report
+                .missing
+                .extend(workers.iter().map(|w| w.identifier.clone()));
+            continue;
+        }
+        let real = match &plugins_root {
+            Some(root) => match check_library(root, path) {
+                Ok(r) => r,
+                Err(reason) => {
+                    report.failed.push(skipped(path, None, "unsafe", reason));
+                    continue;
+                }
+            },
+            None => path.to_path_buf(),
+        };
+        let Ok((size, mtime)) = fingerprint::stat(&real) else {
+            report.missing.extend(workers.iter().map(|w| w.identifier.clone()));
+            continue;
+        };
+        let old = &workers[0].library;
+        if old.size == size && old.mtime_ns == mtime {
+            report.unchanged += 1;
+            continue;
+        }
+        let sha = fingerprint::sha256_file(&real)?;
+        if sha == old.sha256 {
+            // Touched but identical: remember the new mtime so we skip hashing next time.
+            store.touch_library(&old.path, size, mtime)?;
+            report.unchanged += 1;
+            continue;
+        }
+        to_probe.push((path.to_path_buf(), real));
+    }
+    for p in probe_many(exe, to_probe) {
+        let manifest = match p.result {
+            Ok(m) => m,
+            Err(e) => {
+                report.failed.push(load_skip(&p.path, e));
+                continue;
+            }
+        };
+        let key = p.fingerprint.path.as_str();
+        for w in by_path.get(key).into_iter().flatten() {
+            match manifest.workers.iter().find(|m| m.identifier == w.identifier) {
+                Some(m) => {
+                    let json = serde_json::to_string(m)?;
+                    store.update_worker_library(&w.identifier, &meta_of(m, &json), &p.fingerprint)?;
+                    report.updated.push(change(m, key, w.active));
+                }
+                None => report.failed.push(skipped(
+                    &p.path,
+                    Some(&w.identifier),
+                    "worker-removed",
+                    format!(
+                        "the new version of this library no longer exports worker '{}'; its registration was left as it was (remove it with clean-orphaned after deleting the file, or restore the worker)",
+                        w.identifier
+                    ),
+                )),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Removes workers whose library file no longer exists. Decided from the filesystem
+/// only; task history is kept.
+pub fn clean_orphaned(store: &mut Store) -> Result<CleanReport> {
+    let mut report = CleanReport::default();
+    for w in store.list_workers()? {
+        let gone = matches!(
+            std::fs::symlink_metadata(&w.library.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        ) || (Path::new(&w.library.path).is_symlink() && !Path::new(&w.library.path).exists());
+        if gone && store.delete_worker(&w.identifier)? {
+            report.deleted.push(record_change(&w));
+        }
+    }
+    Ok(report)
+}

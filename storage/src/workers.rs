@@ -1,0 +1,231 @@
+//! The worker registry: one row per worker identifier.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::store::{now_ms, Context, Store, StoreError};
+
+/// Identity of a library file's contents as last seen, used to decide cheaply whether
+/// it changed (size and mtime first, the hash only when those differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryFingerprint {
+    /// Path of the file in the plugins directory.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    /// Unique id from the manifest.
+    pub identifier: String,
+    /// Scope from the manifest.
+    pub scope: String,
+    /// Title from the manifest.
+    pub title: String,
+    /// Description from the manifest.
+    pub description: String,
+    /// Icon name from the manifest.
+    pub icon: String,
+    /// Worker version from the manifest.
+    pub version: String,
+    /// The library it was loaded from.
+    pub library: LibraryFingerprint,
+    /// The worker's full manifest as JSON.
+    pub manifest: String,
+    /// Operator-set settings as a JSON object (secrets included: never print raw).
+    pub settings: String,
+    /// Schedule as JSON, if any.
+    pub schedule: Option<String>,
+    /// Whether tasks may run.
+    pub active: bool,
+    /// Display order.
+    pub position: i64,
+    /// When registered (ms since epoch).
+    pub created_at: i64,
+    /// When last changed (ms since epoch).
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
+    library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
+    position, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
+    Ok(WorkerRecord {
+        identifier: r.get(0)?,
+        scope: r.get(1)?,
+        title: r.get(2)?,
+        description: r.get(3)?,
+        icon: r.get(4)?,
+        version: r.get(5)?,
+        library: LibraryFingerprint {
+            path: r.get(6)?,
+            size: r.get::<_, i64>(7)? as u64,
+            mtime_ns: r.get(8)?,
+            sha256: r.get(9)?,
+        },
+        manifest: r.get(10)?,
+        settings: r.get(11)?,
+        schedule: r.get(12)?,
+        active: r.get(13)?,
+        position: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+    })
+}
+
+/// Fields of a worker that come from its library's manifest.
+#[derive(Debug, Clone)]
+pub struct WorkerMetadata<'a> {
+    /// Scope.
+    pub scope: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Icon name.
+    pub icon: &'a str,
+    /// Version.
+    pub version: &'a str,
+    /// Full manifest JSON.
+    pub manifest: &'a str,
+}
+
+impl Store {
+    /// All workers, in display order.
+    pub fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM workers ORDER BY position, identifier"
+            ))
+            .context("list workers")?;
+        let rows = stmt.query_map([], from_row).context("list workers")?;
+        rows.collect::<Result<_, _>>().context("list workers")
+    }
+
+    /// One worker by identifier.
+    pub fn get_worker(&self, identifier: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM workers WHERE identifier = ?1"),
+                [identifier],
+                from_row,
+            )
+            .optional()
+            .context("read worker")
+    }
+
+    /// Registers new workers in one transaction: all or none.
+    pub fn insert_workers(
+        &mut self,
+        workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().context("begin registration")?;
+        let now = now_ms();
+        let mut position: i64 = tx
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM workers", [], |r| {
+                r.get(0)
+            })
+            .context("read positions")?;
+        for (identifier, meta, lib, active) in workers {
+            position += 1;
+            tx.execute(
+                "INSERT INTO workers (identifier, scope, title, description, icon, version,
+                    library_path, library_size, library_mtime_ns, library_sha256, manifest,
+                    settings, active, position, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, '{}', ?12, ?13, ?14, ?14)",
+                params![
+                    identifier,
+                    meta.scope,
+                    meta.title,
+                    meta.description,
+                    meta.icon,
+                    meta.version,
+                    lib.path,
+                    lib.size as i64,
+                    lib.mtime_ns,
+                    lib.sha256,
+                    meta.manifest,
+                    active,
+                    position,
+                    now
+                ],
+            )
+            .context(&format!("register worker '{identifier}'"))?;
+        }
+        tx.commit().context("commit registration")
+    }
+
+    /// Replaces a worker's manifest-derived fields and library fingerprint after its
+    /// library changed. Operator state (settings, schedule, active) is kept.
+    pub fn update_worker_library(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE workers SET scope = ?2, title = ?3, description = ?4, icon = ?5,
+                    version = ?6, manifest = ?7, library_path = ?8, library_size = ?9,
+                    library_mtime_ns = ?10, library_sha256 = ?11, updated_at = ?12
+                 WHERE identifier = ?1",
+                params![
+                    identifier,
+                    meta.scope,
+                    meta.title,
+                    meta.description,
+                    meta.icon,
+                    meta.version,
+                    meta.manifest,
+                    lib.path,
+                    lib.size as i64,
+                    lib.mtime_ns,
+                    lib.sha256,
+                    now_ms()
+                ],
+            )
+            .context("update worker")?;
+        Ok(n > 0)
+    }
+
+    /// Records a new size/mtime for a library whose contents (hash) did not change, so
+    /// the next rescan can skip hashing it.
+    pub fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE workers SET library_size = ?2, library_mtime_ns = ?3 WHERE library_path = ?1",
+                params![path, size as i64, mtime_ns],
+            )
+            .context("update library fingerprint")?;
+        Ok(())
+    }
+
+    /// Sets a worker's active flag. Returns false if no such worker exists.
+    pub fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE workers SET active = ?2, updated_at = ?3 WHERE identifier = ?1",
+                params![identifier, active, now_ms()],
+            )
+            .context("change worker state")?;
+        Ok(n > 0)
+    }
+
+    /// Removes a worker from the registry (its tasks are kept).
+    pub fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM workers WHERE identifier = ?1", [identifier])
+            .context("delete worker")?;
+        Ok(n > 0)
+    }
+}
