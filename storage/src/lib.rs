@@ -7,8 +7,14 @@
 //! statements, so a PostgreSQL backend can be added later without touching it.
 
 mod migrations;
+pub mod progress_log;
 mod store;
+mod tasks;
 mod workers;
 
 pub use store::{now_ms, Store, StoreError};
+pub use tasks::{
+    CancelResult, ClaimedTask, Finish, NewTask, Outcome, Priority, ProgressUpdate, Status,
+    StatusCounts, TaskFilter, TaskRecord,
+};
 pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};

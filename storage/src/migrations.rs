@@ -30,6 +30,37 @@ const MIGRATIONS: &[&str] = &[
         updated_at      INTEGER NOT NULL
     );
     CREATE INDEX workers_library ON workers(library_path);",
+    // 2: the task queue.
+    "CREATE TABLE tasks (
+        id              INTEGER PRIMARY KEY,
+        worker          TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN
+                            ('pending', 'running', 'completed', 'failed', 'cancelled')),
+        priority        INTEGER NOT NULL DEFAULT 1,
+        progress        INTEGER NOT NULL DEFAULT 0,
+        processed       INTEGER NOT NULL DEFAULT 0,
+        total           INTEGER NOT NULL DEFAULT 0,
+        message         TEXT NOT NULL DEFAULT '',
+        data            TEXT NOT NULL DEFAULT '{}',
+        result          TEXT,
+        error           TEXT,
+        started_by      TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        max_attempts    INTEGER NOT NULL DEFAULT 3,
+        run_after       INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER,
+        heartbeat_at    INTEGER,
+        owner           TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    -- The claim query walks this partial index in claim order.
+    CREATE INDEX tasks_claim ON tasks(priority, id) WHERE status = 'pending';
+    CREATE INDEX tasks_status ON tasks(status, finished_at);
+    CREATE INDEX tasks_worker ON tasks(worker, id);
+    CREATE INDEX tasks_owner ON tasks(owner) WHERE owner IS NOT NULL;",
 ];
 
 /// The schema version this build expects.

@@ -1,0 +1,714 @@
+//! The task queue: creation, atomic claims, outcomes, cancel / retry, recovery, clean-up.
+//!
+//! Claims run inside `BEGIN IMMEDIATE` with `UPDATE … RETURNING`: the write lock is
+//! taken before the pending rows are read, so two processes can never claim the same
+//! task, whatever they do at the same time.
+
+use std::fmt;
+
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use serde::Serialize;
+
+use crate::store::{Context, Store, StoreError};
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting to be claimed (possibly not before `run_after`).
+    Pending,
+    /// Claimed by a process and running in a runner.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error and no attempts left (or not retried yet by hand).
+    Failed,
+    /// Stopped by an operator.
+    Cancelled,
+}
+
+impl Status {
+    /// All statuses, in lifecycle order.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored or user-supplied name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True for completed, failed and cancelled.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Claim order: high before normal before low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Claimed first.
+    High,
+    /// The default.
+    Normal,
+    /// Claimed last.
+    Low,
+}
+
+impl Priority {
+    /// Stored rank (lower runs first).
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::High => 0,
+            Priority::Normal => 1,
+            Priority::Low => 2,
+        }
+    }
+
+    /// From a stored rank.
+    pub fn from_rank(rank: i64) -> Priority {
+        match rank {
+            0 => Priority::High,
+            2 => Priority::Low,
+            _ => Priority::Normal,
+        }
+    }
+
+    /// The name shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// Parses `high`, `normal` or `low`.
+    pub fn parse(s: &str) -> Option<Priority> {
+        [Priority::High, Priority::Normal, Priority::Low]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// A task to insert.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Worker identifier.
+    pub worker: String,
+    /// Action name.
+    pub action: String,
+    /// Input data, a JSON object as text.
+    pub data: String,
+    /// Claim priority.
+    pub priority: Priority,
+    /// Attempts allowed before the task stays failed.
+    pub max_attempts: u32,
+    /// Who created it.
+    pub started_by: Option<String>,
+    /// Not claimed before this time (ms since epoch).
+    pub run_after: i64,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    /// Id.
+    pub id: i64,
+    /// Worker identifier.
+    pub worker: String,
+    /// Action name.
+    pub action: String,
+    /// Status.
+    pub status: Status,
+    /// Priority.
+    pub priority: Priority,
+    /// Percent done.
+    pub progress: i64,
+    /// Items processed.
+    pub processed: i64,
+    /// Items in all.
+    pub total: i64,
+    /// Latest message.
+    pub message: String,
+    /// Input data (JSON text; may hold values to redact before showing).
+    pub data: String,
+    /// Result JSON text of a completed task.
+    pub result: Option<String>,
+    /// Error message of the last failed attempt.
+    pub error: Option<String>,
+    /// Who created it.
+    pub started_by: Option<String>,
+    /// Attempts started so far.
+    pub attempts: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+    /// Not claimed before (ms).
+    pub run_after: i64,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Last attempt started (ms).
+    pub started_at: Option<i64>,
+    /// Finished (ms).
+    pub finished_at: Option<i64>,
+    /// Last sign of life of the process running it (ms).
+    pub heartbeat_at: Option<i64>,
+    /// Process that claimed it.
+    pub owner: Option<String>,
+    /// An operator asked to cancel it while running.
+    pub cancel_requested: bool,
+}
+
+const COLUMNS: &str = "id, worker, action, status, priority, progress, processed, total, message,
+    data, result, error, started_by, attempts, max_attempts, run_after, created_at, started_at,
+    finished_at, heartbeat_at, owner, cancel_requested";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let status: String = r.get(3)?;
+    Ok(TaskRecord {
+        id: r.get(0)?,
+        worker: r.get(1)?,
+        action: r.get(2)?,
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        priority: Priority::from_rank(r.get(4)?),
+        progress: r.get(5)?,
+        processed: r.get(6)?,
+        total: r.get(7)?,
+        message: r.get(8)?,
+        data: r.get(9)?,
+        result: r.get(10)?,
+        error: r.get(11)?,
+        started_by: r.get(12)?,
+        attempts: r.get(13)?,
+        max_attempts: r.get(14)?,
+        run_after: r.get(15)?,
+        created_at: r.get(16)?,
+        started_at: r.get(17)?,
+        finished_at: r.get(18)?,
+        heartbeat_at: r.get(19)?,
+        owner: r.get(20)?,
+        cancel_requested: r.get(21)?,
+    })
+}
+
+/// A claimed task with what the runner needs from its worker's registration.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// The task, now running.
+    pub task: TaskRecord,
+    /// The worker's library file.
+    pub library_path: String,
+    /// The worker's stored settings (JSON object text, secrets included).
+    pub settings: String,
+    /// The worker's manifest JSON.
+    pub manifest: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Success, with the result JSON text.
+    Completed {
+        /// Result JSON.
+        result: String,
+    },
+    /// Failure. With `retry_at`, the task goes back to pending until then.
+    Failed {
+        /// Error message.
+        error: String,
+        /// When to retry (ms), if attempts remain.
+        retry_at: Option<i64>,
+    },
+    /// Stopped on an operator's request.
+    Cancelled {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// The final state of one attempt, applied by [`Store::finish_tasks`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Task id.
+    pub id: i64,
+    /// The claim it ends (a recovered and re-claimed task is not touched by a stale owner).
+    pub owner: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Final percent.
+    pub progress: i64,
+    /// Final processed count.
+    pub processed: i64,
+    /// Final total.
+    pub total: i64,
+    /// Final message.
+    pub message: String,
+    /// When (ms).
+    pub at: i64,
+}
+
+/// A progress update of a running task.
+#[derive(Debug, Clone)]
+pub struct ProgressUpdate {
+    /// Task id.
+    pub id: i64,
+    /// Percent.
+    pub progress: i64,
+    /// Processed.
+    pub processed: i64,
+    /// Total.
+    pub total: i64,
+    /// Message.
+    pub message: String,
+}
+
+/// What `request_cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelResult {
+    /// The task was pending and is now cancelled.
+    CancelledPending,
+    /// The task is running; its runner was asked to stop.
+    Requested,
+    /// The task had already ended with this status.
+    AlreadyFinal(Status),
+}
+
+/// Filter for [`Store::list_tasks`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this worker.
+    pub worker: Option<String>,
+    /// At most this many (newest first).
+    pub limit: Option<u32>,
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusCounts {
+    /// Pending.
+    pub pending: i64,
+    /// Running.
+    pub running: i64,
+    /// Completed.
+    pub completed: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+}
+
+impl Store {
+    /// Inserts a pending task and returns its id.
+    pub fn insert_task(&self, t: &NewTask) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tasks (worker, action, status, priority, data, started_by,
+                    max_attempts, run_after, created_at, message)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, 'Task created')",
+            )
+            .context("create task")?
+            .execute(params![
+                t.worker,
+                t.action,
+                t.priority.rank(),
+                t.data,
+                t.started_by,
+                t.max_attempts,
+                t.run_after,
+                t.created_at
+            ])
+            .context("create task")?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// One task.
+    pub fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
+            .context("read task")
+    }
+
+    /// Tasks matching the filter, newest first.
+    pub fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            args.push(Box::new(s.as_str()));
+        }
+        if let Some(w) = &f.worker {
+            sql.push_str(" AND worker = ?");
+            args.push(Box::new(w.clone()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let mut stmt = self.conn.prepare(&sql).context("list tasks")?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), from_row)
+            .context("list tasks")?;
+        rows.collect::<Result<_, _>>().context("list tasks")
+    }
+
+    /// Counts of tasks per status.
+    pub fn status_counts(&self) -> Result<StatusCounts, StoreError> {
+        let mut c = StatusCounts::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+            .context("count tasks")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .context("count tasks")?;
+        for row in rows {
+            let (s, n) = row.context("count tasks")?;
+            match Status::parse(&s) {
+                Some(Status::Pending) => c.pending = n,
+                Some(Status::Running) => c.running = n,
+                Some(Status::Completed) => c.completed = n,
+                Some(Status::Failed) => c.failed = n,
+                Some(Status::Cancelled) => c.cancelled = n,
+                None => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// Pending tasks that are due and belong to active workers.
+    pub fn count_claimable(&self, now: i64) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND run_after <= ?1
+                   AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
+                [now],
+                |r| r.get(0),
+            )
+            .context("count pending tasks")
+    }
+
+    /// Earliest `run_after` of pending tasks of active workers (to know when to wake).
+    pub fn next_run_after(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(run_after) FROM tasks WHERE status = 'pending'
+                   AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
+                [],
+                |r| r.get(0),
+            )
+            .context("read next retry time")
+    }
+
+    /// Claims up to `limit` due pending tasks of active workers, in priority then FIFO
+    /// order, for `owner`.
+    pub fn claim_tasks(&mut self, owner: &str, now: i64, limit: usize) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.claim_where(
+            owner,
+            now,
+            "id IN (SELECT t.id FROM tasks t JOIN workers w ON w.identifier = t.worker
+                     WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1
+                     ORDER BY t.priority, t.id LIMIT ?3)",
+            limit as i64,
+        )
+    }
+
+    /// Claims one specific pending task (for `tasks execute`), whatever its `run_after`.
+    pub fn claim_task(&mut self, id: i64, owner: &str, now: i64) -> Result<Option<ClaimedTask>, StoreError> {
+        Ok(self
+            .claim_where(owner, now, "id = ?3 AND status = 'pending'", id)?
+            .pop())
+    }
+
+    fn claim_where(&mut self, owner: &str, now: i64, condition: &str, arg: i64) -> Result<Vec<ClaimedTask>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin claim")?;
+        let claimed: Vec<TaskRecord> = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
+                        started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
+                        cancel_requested = 0, progress = 0, processed = 0, total = 0,
+                        message = 'Started'
+                     WHERE {condition}
+                     RETURNING {COLUMNS}"
+                ))
+                .context("claim tasks")?;
+            let rows = stmt
+                .query_map(params![owner, now, arg], from_row)
+                .context("claim tasks")?;
+            rows.collect::<Result<_, _>>().context("claim tasks")?
+        };
+        let mut out = Vec::with_capacity(claimed.len());
+        {
+            let mut worker = tx
+                .prepare_cached("SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1")
+                .context("read worker of claimed task")?;
+            for task in claimed {
+                let (library_path, settings, manifest) = worker
+                    .query_row([&task.worker], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .context("read worker of claimed task")?
+                    .unwrap_or_default();
+                out.push(ClaimedTask {
+                    task,
+                    library_path,
+                    settings,
+                    manifest,
+                });
+            }
+        }
+        tx.commit().context("commit claim")?;
+        // RETURNING yields rows in no particular order; keep the claim order.
+        out.sort_by_key(|c| (c.task.priority.rank(), c.task.id));
+        Ok(out)
+    }
+
+    /// Applies progress updates in one transaction.
+    pub fn update_progress(&mut self, updates: &[ProgressUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().context("begin progress update")?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE tasks SET progress = ?2, processed = ?3, total = ?4, message = ?5
+                     WHERE id = ?1 AND status = 'running'",
+                )
+                .context("update progress")?;
+            for u in updates {
+                stmt.execute(params![u.id, u.progress, u.processed, u.total, u.message])
+                    .context("update progress")?;
+            }
+        }
+        tx.commit().context("commit progress update")
+    }
+
+    /// Records how attempts ended, in one transaction. Returns, per entry, whether it
+    /// applied (false when the task was no longer running under that owner, e.g. it
+    /// was recovered by another process meanwhile).
+    pub fn finish_tasks(&mut self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let tx = self.conn.transaction().context("begin finishing tasks")?;
+        let mut applied = Vec::with_capacity(finishes.len());
+        {
+            let mut done = tx
+                .prepare_cached(
+                    "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
+                        processed = ?7, total = ?8, message = ?9, finished_at = ?10,
+                        run_after = ?11, owner = NULL, cancel_requested = 0
+                     WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                )
+                .context("finish tasks")?;
+            for f in finishes {
+                let (status, result, error, finished_at, run_after) = match &f.outcome {
+                    Outcome::Completed { result } => {
+                        ("completed", Some(result.as_str()), None, Some(f.at), 0)
+                    }
+                    Outcome::Failed { error, retry_at: Some(at) } => {
+                        ("pending", None, Some(error.as_str()), None, *at)
+                    }
+                    Outcome::Failed { error, retry_at: None } => {
+                        ("failed", None, Some(error.as_str()), Some(f.at), 0)
+                    }
+                    Outcome::Cancelled { message } => {
+                        ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
+                    }
+                };
+                let n = done
+                    .execute(params![
+                        f.id,
+                        f.owner,
+                        status,
+                        result,
+                        error,
+                        f.progress,
+                        f.processed,
+                        f.total,
+                        f.message,
+                        finished_at,
+                        run_after
+                    ])
+                    .context("finish task")?;
+                applied.push(n > 0);
+            }
+        }
+        tx.commit().context("commit finished tasks")?;
+        Ok(applied)
+    }
+
+    /// Marks this owner's running tasks as alive.
+    pub fn heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET heartbeat_at = ?2 WHERE owner = ?1 AND status = 'running'")
+            .context("heartbeat")?
+            .execute(params![owner, now])
+            .context("heartbeat")?;
+        Ok(())
+    }
+
+    /// Running tasks of `owner` whose cancellation was requested.
+    pub fn cancel_requests(&self, owner: &str) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE owner = ?1 AND status = 'running' AND cancel_requested = 1",
+            )
+            .context("read cancel requests")?;
+        let rows = stmt.query_map([owner], |r| r.get(0)).context("read cancel requests")?;
+        rows.collect::<Result<_, _>>().context("read cancel requests")
+    }
+
+    /// Cancels a pending task outright, or flags a running one for its owner to stop.
+    pub fn request_cancel(&mut self, id: i64, now: i64, message: &str) -> Result<Option<CancelResult>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin cancel")?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .context("read task")?;
+        let Some(status) = status.as_deref().and_then(Status::parse) else {
+            return Ok(None);
+        };
+        let result = match status {
+            Status::Pending => {
+                tx.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?2, message = ?3,
+                        error = ?3 WHERE id = ?1",
+                    params![id, now, message],
+                )
+                .context("cancel task")?;
+                CancelResult::CancelledPending
+            }
+            Status::Running => {
+                tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?1", [id])
+                    .context("cancel task")?;
+                CancelResult::Requested
+            }
+            other => CancelResult::AlreadyFinal(other),
+        };
+        tx.commit().context("commit cancel")?;
+        Ok(Some(result))
+    }
+
+    /// Puts a failed or cancelled task back to pending; the attempt count is kept.
+    /// Returns the status the task had, or `None` if it does not exist.
+    pub fn retry_task(&mut self, id: i64, now: i64) -> Result<Option<(Status, bool)>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin retry")?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .context("read task")?;
+        let Some(status) = status.as_deref().and_then(Status::parse) else {
+            return Ok(None);
+        };
+        let ok = matches!(status, Status::Failed | Status::Cancelled);
+        if ok {
+            tx.execute(
+                "UPDATE tasks SET status = 'pending', run_after = ?2, finished_at = NULL,
+                    cancel_requested = 0, message = 'Queued for retry'
+                 WHERE id = ?1",
+                params![id, now],
+            )
+            .context("retry task")?;
+        }
+        tx.commit().context("commit retry")?;
+        Ok(Some((status, ok)))
+    }
+
+    /// Every running task (for stuck-task recovery).
+    pub fn running_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.list_tasks(&TaskFilter {
+            status: Some(Status::Running),
+            ..Default::default()
+        })
+    }
+
+    /// Ids of finished tasks with these statuses that finished before `cutoff`, oldest
+    /// first, at most `limit`.
+    pub fn finished_before(&self, statuses: &[Status], cutoff: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id FROM tasks WHERE status IN ({}) AND finished_at < ?1 ORDER BY id LIMIT ?2",
+                list.join(",")
+            ))
+            .context("find old tasks")?;
+        let rows = stmt.query_map(params![cutoff, limit], |r| r.get(0)).context("find old tasks")?;
+        rows.collect::<Result<_, _>>().context("find old tasks")
+    }
+
+    /// Deletes tasks by id in one transaction (only finished ones: a task that started
+    /// running again meanwhile is kept). Returns the ids deleted.
+    pub fn delete_finished_tasks(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction().context("begin delete")?;
+        let mut deleted = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM tasks WHERE id = ?1 AND status IN ('completed','failed','cancelled')",
+                )
+                .context("delete task")?;
+            for id in ids {
+                if stmt.execute([id]).context("delete task")? > 0 {
+                    deleted.push(*id);
+                }
+            }
+        }
+        tx.commit().context("commit delete")?;
+        Ok(deleted)
+    }
+
+    /// Which of these ids exist.
+    pub fn existing_task_ids(&self, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")
+            .context("check tasks")?;
+        for id in ids {
+            if stmt.exists([id]).context("check tasks")? {
+                out.insert(*id);
+            }
+        }
+        Ok(out)
+    }
+}
