@@ -6,6 +6,8 @@
 //! * `noop` returns at once and reports nothing, so benchmarks measure the host alone.
 //! * `echo` returns its input, so tests can check that data survives the trip intact.
 
+#![warn(missing_docs)]
+
 use std::fmt::Write as _;
 use std::time::Duration;
 

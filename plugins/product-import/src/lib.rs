@@ -4,6 +4,8 @@
 //! on over cleverness: every rejected file names the file, the line and what was
 //! expected, and a summary lands in the task's result directory for download.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
