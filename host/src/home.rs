@@ -47,23 +47,25 @@ impl Home {
                 .with_context(|| format!("cannot resolve '{}'", p.display()))?,
             None => root.join("plugins"),
         };
-        Ok(Home { root, plugins })
+        let home = Home { root, plugins };
+        // Homes made by an older stask may lack newer subdirectories.
+        for dir in [home.log_dir(), home.results_root(), home.cache_dir()] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        }
+        Ok(home)
     }
 
     /// Creates the home layout (idempotent) and opens it.
     pub fn init(root: &Path, plugins: Option<&Path>) -> Result<Home> {
+        if root.exists() && !root.is_dir() {
+            bail!("stask home '{}' is not a directory", root.display());
+        }
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create stask home '{}'", root.display()))?;
         let home = Home::open(root, plugins)?;
-        for dir in [
-            home.plugins.clone(),
-            home.log_dir(),
-            home.results_root(),
-            home.cache_dir(),
-        ] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create '{}'", dir.display()))?;
-        }
+        std::fs::create_dir_all(&home.plugins)
+            .with_context(|| format!("cannot create '{}'", home.plugins.display()))?;
         home.store()?;
         Ok(home)
     }

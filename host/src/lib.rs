@@ -5,12 +5,20 @@
 //! keep plugin code out of the host process. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod config;
 pub mod discovery;
+pub mod engine;
 pub mod fingerprint;
 pub mod home;
 pub mod loader;
 pub mod probe;
 pub mod protocol_fd;
+pub mod recovery;
+pub mod runner;
 pub mod safety;
+pub mod sensitive;
 pub mod signals;
+pub mod task_clean;
+pub mod task_create;
+pub mod task_log;
 pub mod workers_view;

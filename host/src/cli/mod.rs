@@ -4,6 +4,7 @@
 //! stdout instead of text. Errors go to stderr with a non-zero exit code (1; clap's
 //! usage errors exit with 2).
 
+mod tasks;
 mod workers;
 
 use std::path::PathBuf;
@@ -44,21 +45,29 @@ enum Command {
     /// Manage workers (plugin registry).
     #[command(subcommand)]
     Workers(workers::WorkersCommand),
+    /// Manage tasks: create, inspect, cancel, retry, run.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
+    /// Internal: run tasks of one library in a child process.
+    #[command(name = "__runner", hide = true)]
+    Runner { library: PathBuf },
 }
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    if let Command::Probe { library } = &cli.command {
-        return crate::probe::run_child(library);
+    match &cli.command {
+        Command::Probe { library } => return crate::probe::run_child(library),
+        Command::Runner { library } => return crate::runner::run_child(library),
+        _ => {}
     }
     init_tracing(cli.verbose);
     let json = cli.json;
     match run(cli) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             let message = format!("{e:#}");
             if json {
@@ -86,7 +95,7 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init => {
             let home = Home::init(&cli.home, cli.plugins_dir.as_deref())?;
@@ -104,13 +113,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  plugins:  {}", home.plugins_dir().display());
                 println!("  database: {}", home.db_path().display());
             }
-            Ok(())
+            Ok(0)
         }
         Command::Workers(cmd) => {
             let home = Home::open(&cli.home, cli.plugins_dir.as_deref())?;
-            workers::run(&home, cmd, cli.json)
+            workers::run(&home, cmd, cli.json).map(|()| 0)
         }
-        Command::Probe { .. } => unreachable!("handled before logging starts"),
+        Command::Tasks(cmd) => {
+            let home = Home::open(&cli.home, cli.plugins_dir.as_deref())?;
+            tasks::run(&home, cmd, cli.json)
+        }
+        Command::Probe { .. } | Command::Runner { .. } => {
+            unreachable!("handled before logging starts")
+        }
     }
 }
 

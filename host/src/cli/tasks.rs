@@ -1,0 +1,557 @@
+//! `stask tasks …`: create, list, show, logs, cancel, retry, execute, process, clean.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde::Serialize;
+use serde_json::Value;
+use stask_storage::progress_log::{self, LogLine};
+use stask_storage::{now_ms, CancelResult, Priority, Status, Store, TaskFilter, TaskRecord};
+
+use super::print_json;
+use crate::config;
+use crate::engine::{self, Mode};
+use crate::home::Home;
+use crate::sensitive;
+use crate::task_clean;
+use crate::task_create::{create_task, TaskRequest};
+use crate::task_log::{self, format_duration, parse_age};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TasksCommand {
+    /// Queue a task for a worker's action; prints its id.
+    Create {
+        /// Worker identifier.
+        worker: String,
+        /// Action name (see `stask workers show WORKER`).
+        action: String,
+        /// Input data: a JSON object, or @FILE to read it from a file.
+        #[arg(long)]
+        data: Option<String>,
+        /// high, normal or low.
+        #[arg(long, default_value = "normal", value_parser = parse_priority)]
+        priority: Priority,
+        /// Attempts before the task stays failed (1-100).
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Who is creating the task (recorded as started_by).
+        #[arg(long)]
+        user: Option<String>,
+        /// Accept data keys that look like credentials.
+        #[arg(long)]
+        allow_sensitive: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only this status (pending, running, completed, failed, cancelled).
+        #[arg(long, value_parser = parse_status)]
+        status: Option<Status>,
+        /// Only this worker.
+        #[arg(long)]
+        worker: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a task: metadata, data (credentials redacted), result, error, files, history.
+    Show {
+        /// Task id.
+        id: i64,
+    },
+    /// Print a task's progress log.
+    Logs {
+        /// Task id.
+        id: i64,
+        /// Keep printing new lines until the task ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print the log file's lines exactly as stored.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Cancel a pending task, or stop a running one.
+    Cancel {
+        /// Task id.
+        id: i64,
+    },
+    /// Queue a failed or cancelled task again (the attempt count keeps counting).
+    Retry {
+        /// Task id.
+        id: i64,
+    },
+    /// Run one pending task now, in the foreground.
+    Execute {
+        /// Task id.
+        id: i64,
+    },
+    /// Run every pending task now and exit.
+    Process {
+        /// Tasks at once [default: STASK_CONCURRENCY or the number of CPUs].
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Delete finished tasks older than a cutoff, with their logs and result files.
+    Clean {
+        /// Age cutoff, e.g. 30d, 12h, 90m.
+        #[arg(long, default_value = "30d", value_parser = parse_age)]
+        older_than: Duration,
+        /// Also delete failed and cancelled tasks (default: completed only).
+        #[arg(long)]
+        include_failed: bool,
+    },
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::parse(s).ok_or_else(|| format!("'{s}' is not a priority; use high, normal or low"))
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    Status::parse(s).ok_or_else(|| {
+        format!("'{s}' is not a status; use pending, running, completed, failed or cancelled")
+    })
+}
+
+pub(super) fn run(home: &Home, cmd: TasksCommand, json: bool) -> Result<i32> {
+    let mut store = home.store()?;
+    match cmd {
+        TasksCommand::Create {
+            worker,
+            action,
+            data,
+            priority,
+            max_attempts,
+            user,
+            allow_sensitive,
+        } => {
+            let data = match data {
+                None => Value::Object(Default::default()),
+                Some(text) => parse_data(&text)?,
+            };
+            let id = create_task(
+                home,
+                &store,
+                &TaskRequest {
+                    worker,
+                    action,
+                    data,
+                    priority,
+                    max_attempts,
+                    started_by: user,
+                    allow_sensitive,
+                },
+            )?;
+            if json {
+                print_json(&serde_json::json!({ "id": id }))?;
+            } else {
+                println!("{id}");
+            }
+        }
+        TasksCommand::List { status, worker, limit } => {
+            let tasks = store.list_tasks(&TaskFilter {
+                status,
+                worker,
+                limit: Some(limit),
+            })?;
+            if json {
+                let views: Vec<TaskView> = tasks.iter().map(|t| TaskView::new(home, t, false)).collect();
+                print_json(&views)?;
+            } else if tasks.is_empty() {
+                println!("No tasks.");
+            } else {
+                println!(
+                    "{:>6}  {:<24}  {:<9}  {:>4}  {:<6}  {:<19}  MESSAGE",
+                    "ID", "WORKER/ACTION", "STATUS", "%", "PRIO", "CREATED"
+                );
+                for t in &tasks {
+                    println!(
+                        "{:>6}  {:<24}  {:<9}  {:>4}  {:<6}  {:<19}  {}",
+                        t.id,
+                        format!("{}/{}", t.worker, t.action),
+                        t.status,
+                        t.progress,
+                        t.priority.as_str(),
+                        time(t.created_at),
+                        one_line(&t.message, 60)
+                    );
+                }
+            }
+        }
+        TasksCommand::Show { id } => {
+            let t = find(&store, id)?;
+            let view = TaskView::new(home, &t, true);
+            if json {
+                print_json(&view)?;
+            } else {
+                print_task(&view);
+            }
+        }
+        TasksCommand::Logs { id, follow, raw } => {
+            find(&store, id)?;
+            follow_logs(home, &store, id, follow, raw)?;
+        }
+        TasksCommand::Cancel { id } => {
+            let result = store
+                .request_cancel(id, now_ms(), "Cancelled before it started")?
+                .ok_or_else(|| no_task(id))?;
+            let text = match result {
+                CancelResult::CancelledPending => {
+                    let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
+                    progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
+                    "cancelled"
+                }
+                CancelResult::Requested => "cancel requested; the worker is being told to stop",
+                CancelResult::AlreadyFinal(s) => bail!("task {id} is already {s}; nothing to cancel"),
+            };
+            if json {
+                print_json(&serde_json::json!({ "id": id, "result": match result {
+                    CancelResult::CancelledPending => "cancelled",
+                    _ => "requested",
+                }}))?;
+            } else {
+                println!("task {id}: {text}");
+            }
+        }
+        TasksCommand::Retry { id } => {
+            let (status, ok) = store.retry_task(id, now_ms())?.ok_or_else(|| no_task(id))?;
+            if !ok {
+                bail!("task {id} is {status}; only failed or cancelled tasks can be retried");
+            }
+            let t = find(&store, id)?;
+            let line = LogLine::new(
+                "pending",
+                t.progress.clamp(0, 100) as u8,
+                t.processed.max(0) as u64,
+                t.total.max(0) as u64,
+                "",
+                &format!("Queued for retry (was {status}; {} attempts so far)", t.attempts),
+            );
+            progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
+            if json {
+                print_json(&serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }))?;
+            } else {
+                println!("task {id} queued again ({} attempts so far)", t.attempts);
+            }
+        }
+        TasksCommand::Execute { id } => {
+            drop(store);
+            return execute(home, id, json);
+        }
+        TasksCommand::Process { concurrency } => {
+            drop(store);
+            return process(home, concurrency, json);
+        }
+        TasksCommand::Clean { older_than, include_failed } => {
+            let statuses: &[Status] = if include_failed {
+                &[Status::Completed, Status::Failed, Status::Cancelled]
+            } else {
+                &[Status::Completed]
+            };
+            let report = task_clean::clean(home, &mut store, older_than, statuses)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "Removed {} tasks, {} log files and {} result directories ({} orphaned files).",
+                    report.deleted_tasks.len(),
+                    report.removed_logs,
+                    report.removed_result_dirs,
+                    report.orphans.len()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn parse_data(text: &str) -> Result<Value> {
+    let (source, content) = match text.strip_prefix('@') {
+        Some(path) => (
+            format!("file '{path}'"),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read data file '{path}'"))?,
+        ),
+        None => ("--data".to_owned(), text.to_owned()),
+    };
+    serde_json::from_str(&content).with_context(|| format!("{source} is not valid JSON"))
+}
+
+fn no_task(id: i64) -> anyhow::Error {
+    anyhow::anyhow!("no task {id} (see `stask tasks list`)")
+}
+
+fn find(store: &Store, id: i64) -> Result<TaskRecord> {
+    store.get_task(id)?.ok_or_else(|| no_task(id))
+}
+
+fn time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => "-".into(),
+    }
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A result file of a task.
+#[derive(Debug, Serialize)]
+struct ResultFile {
+    name: String,
+    size: u64,
+}
+
+/// A task as `tasks show --json` / `tasks list --json` print it.
+#[derive(Debug, Serialize)]
+struct TaskView {
+    #[serde(flatten)]
+    task: TaskRecord,
+    /// Data with credential-looking values redacted.
+    data: Value,
+    result: Option<Value>,
+    duration_ms: Option<i64>,
+    log_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_files: Option<Vec<ResultFile>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<LogLine>>,
+}
+
+impl TaskView {
+    fn new(home: &Home, t: &TaskRecord, details: bool) -> Self {
+        let data = serde_json::from_str(&t.data).map(|v| sensitive::redact(&v)).unwrap_or(Value::Null);
+        let result = t.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        let log_file = task_log::log_path(&home.log_dir(), t.id);
+        let (result_files, history) = if details {
+            (
+                Some(result_files(&task_log::result_dir(&home.results_root(), t.id))),
+                Some(progress_log::read_from(&log_file, 0).map(|(l, _)| l).unwrap_or_default()),
+            )
+        } else {
+            (None, None)
+        };
+        let mut task = t.clone();
+        task.data = String::new();
+        task.result = None;
+        TaskView {
+            duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
+            task,
+            data,
+            result,
+            log_file: log_file.display().to_string(),
+            result_files,
+            history,
+        }
+    }
+}
+
+fn result_files(dir: &Path) -> Vec<ResultFile> {
+    let mut out: Vec<ResultFile> = walk_files(dir, dir);
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn walk_files(root: &Path, dir: &Path) -> Vec<ResultFile> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            out.extend(walk_files(root, &e.path()));
+        } else if meta.is_file() {
+            let name = e.path().strip_prefix(root).unwrap_or(&e.path()).display().to_string();
+            out.push(ResultFile { name, size: meta.len() });
+        }
+    }
+    out
+}
+
+fn print_task(v: &TaskView) {
+    let t = &v.task;
+    println!("Task {} — {}/{}", t.id, t.worker, t.action);
+    println!("  status:     {} (attempt {} of {})", t.status, t.attempts, t.max_attempts);
+    println!("  priority:   {}", t.priority.as_str());
+    if let Some(by) = &t.started_by {
+        println!("  started by: {by}");
+    }
+    println!("  created:    {}", time(t.created_at));
+    if let Some(s) = t.started_at {
+        println!("  started:    {}", time(s));
+    }
+    if let Some(f) = t.finished_at {
+        let took = v.duration_ms.map(|d| format!(" (took {})", format_duration(Duration::from_millis(d.max(0) as u64)))).unwrap_or_default();
+        println!("  finished:   {}{took}", time(f));
+    }
+    if t.status == Status::Pending && t.run_after > now_ms() {
+        println!("  next try:   {}", time(t.run_after));
+    }
+    println!("  progress:   {}% ({}/{})", t.progress, t.processed, t.total);
+    println!("  message:    {}", t.message);
+    println!("  data:       {}", v.data);
+    if let Some(r) = &v.result {
+        println!("  result:     {r}");
+    }
+    if let Some(e) = &t.error {
+        println!("  error:      {e}");
+    }
+    if let Some(files) = &v.result_files {
+        if !files.is_empty() {
+            println!("  result files:");
+            for f in files {
+                println!("    {} ({} bytes)", f.name, f.size);
+            }
+        }
+    }
+    println!("  log file:   {}", v.log_file);
+    if let Some(h) = &v.history {
+        let skip = h.len().saturating_sub(20);
+        println!("  progress history{}:", if skip > 0 { format!(" (last 20 of {})", h.len()) } else { String::new() });
+        for l in &h[skip..] {
+            println!("    {}", format_line(l));
+        }
+    }
+}
+
+/// A log line for people: status, percent, counts, ETA and message.
+fn format_line(l: &LogLine) -> String {
+    let counts = if l.total > 0 { format!(" {}/{}", l.processed, l.total) } else { String::new() };
+    let eta = if l.eta != "-" && l.status == "running" { format!(" ETA {}", l.eta) } else { String::new() };
+    format!("{:<9} {:>3}%{counts}{eta}  {}", l.status, l.progress, l.message)
+}
+
+fn follow_logs(home: &Home, store: &Store, id: i64, follow: bool, raw: bool) -> Result<()> {
+    let path = task_log::log_path(&home.log_dir(), id);
+    let mut offset = 0;
+    loop {
+        let (lines, next) = progress_log::read_from(&path, offset)?;
+        offset = next;
+        for l in &lines {
+            if raw {
+                print!("{}", l.format());
+            } else {
+                println!("{}", format_line(l));
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        if lines.is_empty() {
+            // Stop once the task has ended and its last line has been printed.
+            let status = find(store, id)?.status;
+            if status.is_final() {
+                let (rest, _) = progress_log::read_from(&path, offset)?;
+                for l in &rest {
+                    if raw {
+                        print!("{}", l.format());
+                    } else {
+                        println!("{}", format_line(l));
+                    }
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn execute(home: &Home, id: i64, json: bool) -> Result<i32> {
+    let mut cfg = config::engine_config()?;
+    cfg.concurrency = 1;
+    let tty = std::io::stdout().is_terminal() && !json;
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(100);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {wide_msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let mut final_status = String::new();
+    let mut observer = |_: i64, line: &LogLine| {
+        final_status = line.status.clone();
+        match &bar {
+            Some(b) => {
+                b.set_position(line.progress as u64);
+                b.set_message(line.message.clone());
+                if line.status != "running" {
+                    b.println(format_line(line));
+                }
+            }
+            None if !json => println!("{}", format_line(line)),
+            None => {}
+        }
+    };
+    let summary = engine::run(home, &cfg, Mode::One(id), &mut observer)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let store = home.store()?;
+    let t = find(&store, id)?;
+    if json {
+        print_json(&TaskView::new(home, &t, false))?;
+    } else if bar.is_some() {
+        println!("task {id}: {} — {}", t.status, t.message);
+    }
+    let _ = summary;
+    Ok(if t.status == Status::Completed { 0 } else { 1 })
+}
+
+fn process(home: &Home, concurrency: Option<usize>, json: bool) -> Result<i32> {
+    let mut cfg = config::engine_config()?;
+    if let Some(n) = concurrency {
+        if n == 0 || n > 256 {
+            bail!("--concurrency must be between 1 and 256, got {n}");
+        }
+        cfg.concurrency = n;
+    }
+    let store = home.store()?;
+    let claimable = store.count_claimable(now_ms())?;
+    drop(store);
+    let bar = (std::io::stdout().is_terminal() && !json && claimable > 0).then(|| {
+        let b = indicatif::ProgressBar::new(claimable as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} tasks {wide_msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let mut observer = |id: i64, line: &LogLine| {
+        if let Some(b) = &bar {
+            if matches!(line.status.as_str(), "completed" | "failed" | "cancelled") {
+                b.inc(1);
+                b.set_message(format!("#{id} {}", line.status));
+            }
+        }
+    };
+    let summary = engine::run(home, &cfg, Mode::Drain, &mut observer)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if json {
+        print_json(&summary)?;
+    } else {
+        for r in &summary.recovered {
+            println!("recovered task {}: {}", r.id, r.reason);
+        }
+        println!(
+            "{} completed, {} failed, {} cancelled, {} queued for retry",
+            summary.completed, summary.failed, summary.cancelled, summary.retried
+        );
+        let waiting = home.store()?.status_counts()?.pending;
+        if waiting > 0 {
+            println!("{waiting} tasks still pending (retries not yet due, or their worker is inactive)");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,102 @@
+//! Private copies of plugin libraries, named by content hash.
+//!
+//! Runners never map the file in the plugins directory: overwriting a mapped library in
+//! place crashes the process that mapped it, and a process that loaded a path once keeps
+//! the old code. Each distinct content gets its own `{home}/cache/{sha256}.so`, so a
+//! replaced plugin file is safe while tasks run and the next run uses the new code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+use crate::fingerprint;
+use crate::safety::check_library;
+
+/// The cache, with a memo of each library's last (size, mtime) -> hash.
+pub struct LibraryCache {
+    dir: PathBuf,
+    plugins_root: Option<PathBuf>,
+    memo: Mutex<HashMap<PathBuf, (u64, i64, String)>>,
+}
+
+/// A library ready to load.
+#[derive(Debug, Clone)]
+pub struct CachedLibrary {
+    /// The private copy.
+    pub path: PathBuf,
+    /// Its content hash.
+    pub sha256: String,
+}
+
+impl LibraryCache {
+    /// A cache in `dir` for libraries under `plugins_dir`.
+    pub fn new(dir: PathBuf, plugins_dir: &Path) -> Self {
+        LibraryCache {
+            dir,
+            plugins_root: std::fs::canonicalize(plugins_dir).ok(),
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks the library (same safety rules as discovery) and returns its private copy,
+    /// copying it first when this content was not cached yet.
+    pub fn prepare(&self, library: &Path) -> Result<CachedLibrary> {
+        let real = match &self.plugins_root {
+            Some(root) => check_library(root, library)
+                .map_err(|reason| anyhow::anyhow!("library '{}' refused: {reason}", library.display()))?,
+            None => library.to_path_buf(),
+        };
+        let (size, mtime) = fingerprint::stat(&real).with_context(|| {
+            format!(
+                "the worker's library '{}' cannot be read (was it removed? run `stask workers rescan`)",
+                library.display()
+            )
+        })?;
+        let known = self
+            .memo
+            .lock()
+            .unwrap()
+            .get(library)
+            .filter(|(s, m, _)| *s == size && *m == mtime)
+            .map(|(_, _, sha)| sha.clone());
+        let sha256 = match known {
+            Some(sha) => sha,
+            None => {
+                let sha = fingerprint::sha256_file(&real)
+                    .with_context(|| format!("cannot read '{}'", real.display()))?;
+                self.memo
+                    .lock()
+                    .unwrap()
+                    .insert(library.to_path_buf(), (size, mtime, sha.clone()));
+                sha
+            }
+        };
+        let path = self
+            .dir
+            .join(format!("{sha256}.{}", std::env::consts::DLL_EXTENSION));
+        if !path.exists() {
+            std::fs::create_dir_all(&self.dir)
+                .with_context(|| format!("cannot create '{}'", self.dir.display()))?;
+            let tmp = self
+                .dir
+                .join(format!(".{sha256}.{}.tmp", std::process::id()));
+            std::fs::copy(&real, &tmp)
+                .with_context(|| format!("cannot copy '{}' into the cache", real.display()))?;
+            // The copy is verified against the hash it will be named by, so a file that
+            // changed while being copied is never cached under the wrong name.
+            let copied = fingerprint::sha256_file(&tmp)?;
+            if copied != sha256 {
+                let _ = std::fs::remove_file(&tmp);
+                anyhow::bail!(
+                    "library '{}' changed while it was being copied; try again",
+                    library.display()
+                );
+            }
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot move the copy to '{}'", path.display()))?;
+        }
+        Ok(CachedLibrary { path, sha256 })
+    }
+}

@@ -1,0 +1,537 @@
+//! The task engine: claims tasks, runs them in runner processes through slots, and
+//! records everything (database rows and progress-log lines).
+//!
+//! One coordinator thread owns the database connection and the log files: slots report
+//! to it over a channel, and it applies whatever arrived in one batch (one transaction
+//! for progress, one for finished tasks). Plugin code runs only in runner processes.
+//!
+//! ```text
+//!   coordinator ──Run/Cancel──▶ slot 0 ──stdin──▶ runner process (library A)
+//!        ▲                      slot 1 ──stdin──▶ runner process (library B)
+//!        └──── Progress/Log/Done ─┘ ◀──stdout── events
+//! ```
+
+pub mod cache;
+pub mod protocol;
+pub mod slot;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use stask_plugin_api::manifest::TIMEOUT_SETTING;
+use stask_plugin_api::{Level, WorkerManifest};
+use stask_storage::progress_log::{self, LogLine};
+use stask_storage::{now_ms, ClaimedTask, Finish, Outcome, ProgressUpdate, Status, Store};
+
+use crate::home::Home;
+use crate::recovery::{self, Recovered};
+use crate::task_log::{self, format_duration};
+use cache::LibraryCache;
+use slot::{Assignment, FromSlot, Inbox, RunEnd, Slot};
+
+/// Engine tuning. [`EngineConfig::default`] holds the documented defaults.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Tasks run at the same time (runner processes).
+    pub concurrency: usize,
+    /// Time limit of a run when neither the worker's manifest nor its settings set one.
+    pub default_timeout: Duration,
+    /// How long a cancelled task may take to stop before its runner is killed.
+    pub cancel_grace: Duration,
+    /// First automatic-retry delay; doubles with each attempt.
+    pub retry_base: Duration,
+    /// Longest automatic-retry delay.
+    pub retry_max: Duration,
+    /// How often running tasks' heartbeats are refreshed.
+    pub heartbeat_interval: Duration,
+    /// A running task whose heartbeat is older than this is taken as abandoned.
+    pub stale_after: Duration,
+    /// How often stuck tasks are looked for while running.
+    pub recovery_interval: Duration,
+    /// Worker log messages kept per attempt; later ones are dropped (with a note).
+    pub max_log_lines: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            default_timeout: Duration::from_secs(3600),
+            cancel_grace: Duration::from_secs(5),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(3600),
+            heartbeat_interval: Duration::from_secs(2),
+            stale_after: Duration::from_secs(30),
+            recovery_interval: Duration::from_secs(10),
+            max_log_lines: 10_000,
+        }
+    }
+}
+
+/// What the engine should do.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Run every claimable task, then return.
+    Drain,
+    /// Run this one task now (it must be pending), then return.
+    One(i64),
+}
+
+/// Totals of one engine run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    /// Tasks that completed.
+    pub completed: usize,
+    /// Tasks that failed with no attempts left.
+    pub failed: usize,
+    /// Tasks that were cancelled.
+    pub cancelled: usize,
+    /// Failed attempts that were queued for an automatic retry.
+    pub retried: usize,
+    /// Stuck tasks of dead processes that were recovered first.
+    pub recovered: Vec<Recovered>,
+}
+
+/// Called for every progress-log line the engine writes, with the task id.
+pub type Observer<'a> = &'a mut dyn FnMut(i64, &LogLine);
+
+struct Running {
+    task: stask_storage::TaskRecord,
+    slot: usize,
+    started: Instant,
+    processed: u64,
+    total: u64,
+    message: String,
+    log_lines: u32,
+    cancel_sent: bool,
+}
+
+impl Running {
+    fn line(&self, status: &str, message: &str) -> LogLine {
+        LogLine::new(
+            status,
+            task_log::percent(self.processed, self.total),
+            self.processed,
+            self.total,
+            &task_log::eta(self.started.elapsed().as_millis() as i64, self.processed, self.total),
+            message,
+        )
+    }
+}
+
+/// Runs the engine in `mode` until it has nothing left to do.
+pub fn run(home: &Home, cfg: &EngineConfig, mode: Mode, observer: Observer<'_>) -> Result<Summary> {
+    let owner = recovery::owner_id();
+    let mut store = home.store()?;
+    let log_dir = home.log_dir();
+    let mut summary = Summary::default();
+    if matches!(mode, Mode::Drain) {
+        summary.recovered = recovery::recover_stuck(
+            &mut store,
+            &log_dir,
+            &owner,
+            now_ms(),
+            cfg.stale_after.as_millis() as i64,
+        )?;
+    }
+    let mut engine = Engine::start(home, cfg, owner, store, observer)?;
+    let result = engine.run(mode, &mut summary);
+    engine.shutdown();
+    result.map(|()| summary)
+}
+
+struct Engine<'a> {
+    cfg: EngineConfig,
+    owner: String,
+    store: Store,
+    home: Home,
+    cache: LibraryCache,
+    slots: Vec<Sender<Inbox>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    free: Vec<usize>,
+    events: mpsc::Receiver<FromSlot>,
+    running: HashMap<i64, Running>,
+    observer: Observer<'a>,
+}
+
+/// Changes gathered from one batch of slot events, applied together.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<(i64, LogLine)>,
+    progress: Vec<ProgressUpdate>,
+    finishes: Vec<Finish>,
+}
+
+impl<'a> Engine<'a> {
+    fn start(home: &Home, cfg: &EngineConfig, owner: String, store: Store, observer: Observer<'a>) -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        let (out_tx, out_rx) = mpsc::channel();
+        let n = cfg.concurrency.max(1);
+        let mut slots = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for index in 0..n {
+            let (tx, rx) = mpsc::channel();
+            let slot = Slot {
+                index,
+                exe: exe.clone(),
+                workdir: home.root().to_path_buf(),
+                cancel_grace: cfg.cancel_grace,
+                inbox: rx,
+                inbox_tx: tx.clone(),
+                out: out_tx.clone(),
+                shutdown_requested: std::cell::Cell::new(false),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("slot-{index}"))
+                    .spawn(move || slot.run())?,
+            );
+            slots.push(tx);
+        }
+        Ok(Engine {
+            cfg: cfg.clone(),
+            owner,
+            store,
+            cache: LibraryCache::new(home.cache_dir(), home.plugins_dir()),
+            home: home.clone(),
+            free: (0..n).rev().collect(),
+            slots,
+            threads,
+            events: out_rx,
+            running: HashMap::new(),
+            observer,
+        })
+    }
+
+    fn run(&mut self, mode: Mode, summary: &mut Summary) -> Result<()> {
+        let mut last_heartbeat = Instant::now();
+        let mut last_cancel_check = Instant::now();
+        let mut last_recovery = Instant::now();
+        let mut claimed_one = false;
+        loop {
+            let mut claimed_now = 0;
+            if !self.free.is_empty() {
+                let claimed = match mode {
+                    Mode::Drain => self.store.claim_tasks(&self.owner, now_ms(), self.free.len())?,
+                    Mode::One(_) if claimed_one => Vec::new(),
+                    Mode::One(id) => {
+                        claimed_one = true;
+                        match self.store.claim_task(id, &self.owner, now_ms())? {
+                            Some(c) => vec![c],
+                            None => bail!(not_executable(&self.store, id)?),
+                        }
+                    }
+                };
+                claimed_now = claimed.len();
+                let mut batch = Batch::default();
+                for c in claimed {
+                    self.dispatch(c, &mut batch, summary);
+                }
+                self.apply(batch)?;
+            }
+            if self.running.is_empty() && claimed_now == 0 {
+                return Ok(());
+            }
+            // Wait for slot events; wake regularly for cancel checks and heartbeats.
+            let mut batch = Batch::default();
+            match self.events.recv_timeout(Duration::from_millis(50)) {
+                Ok(ev) => {
+                    self.handle(ev, &mut batch, summary);
+                    while let Ok(ev) = self.events.try_recv() {
+                        self.handle(ev, &mut batch, summary);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("all execution slots stopped"),
+            }
+            self.apply(batch)?;
+            if last_cancel_check.elapsed() >= Duration::from_millis(200) && !self.running.is_empty() {
+                last_cancel_check = Instant::now();
+                for id in self.store.cancel_requests(&self.owner)? {
+                    if let Some(r) = self.running.get_mut(&id) {
+                        if !r.cancel_sent {
+                            r.cancel_sent = true;
+                            tracing::info!(task = id, "cancel requested; telling the worker");
+                            let _ = self.slots[r.slot].send(Inbox::Cancel(id));
+                        }
+                    }
+                }
+            }
+            if last_heartbeat.elapsed() >= self.cfg.heartbeat_interval {
+                last_heartbeat = Instant::now();
+                self.store.heartbeat(&self.owner, now_ms())?;
+            }
+            if matches!(mode, Mode::Drain) && last_recovery.elapsed() >= self.cfg.recovery_interval {
+                last_recovery = Instant::now();
+                let found = recovery::recover_stuck(
+                    &mut self.store,
+                    &self.home.log_dir(),
+                    &self.owner,
+                    now_ms(),
+                    self.cfg.stale_after.as_millis() as i64,
+                )?;
+                summary.recovered.extend(found);
+            }
+        }
+    }
+
+    /// Prepares a claimed task and hands it to a free slot; problems found here end the
+    /// attempt at once.
+    fn dispatch(&mut self, c: ClaimedTask, batch: &mut Batch, summary: &mut Summary) {
+        let slot = self.free.pop().expect("claimed no more than free slots");
+        let task = c.task;
+        let id = task.id;
+        let mut running = Running {
+            slot,
+            started: Instant::now(),
+            processed: 0,
+            total: 0,
+            message: String::new(),
+            log_lines: 0,
+            cancel_sent: false,
+            task,
+        };
+        let start_line = running.line(
+            "running",
+            &format!(
+                "Started attempt {} of {}",
+                running.task.attempts, running.task.max_attempts
+            ),
+        );
+        batch.lines.push((id, start_line));
+        tracing::info!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
+        match self.prepare(&running, &c.library_path, &c.settings, &c.manifest) {
+            Ok(assignment) => {
+                let _ = self.slots[slot].send(Inbox::Run(Box::new(assignment)));
+                self.running.insert(id, running);
+            }
+            Err((message, retryable)) => {
+                self.free.push(slot);
+                let end = if retryable { RunEnd::StartFailed(message) } else { RunEnd::Err(message) };
+                self.conclude(&mut running, end, !retryable, batch, summary);
+            }
+        }
+    }
+
+    fn prepare(&self, r: &Running, library: &str, settings: &str, manifest: &str) -> Result<Assignment, (String, bool)> {
+        let t = &r.task;
+        let manifest: WorkerManifest = serde_json::from_str(manifest)
+            .map_err(|_| (format!("worker '{}' is no longer registered", t.worker), false))?;
+        let stored: Map<String, Value> = serde_json::from_str(settings).unwrap_or_default();
+        let resolved = manifest.resolve_settings(&stored).map_err(|e| {
+            (
+                format!(
+                    "worker '{}' settings are invalid: {e}; fix them with `stask workers settings {}`",
+                    t.worker, t.worker
+                ),
+                false,
+            )
+        })?;
+        let timeout = resolved
+            .get(TIMEOUT_SETTING)
+            .and_then(Value::as_u64)
+            .or(manifest.timeout_secs)
+            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let library = self
+            .cache
+            .prepare(std::path::Path::new(library))
+            .map_err(|e| (format!("{e:#}"), true))?;
+        let result_dir = task_log::result_dir(&self.home.results_root(), t.id);
+        std::fs::create_dir_all(&result_dir)
+            .map_err(|e| (format!("cannot create the result directory '{}': {e}", result_dir.display()), true))?;
+        Ok(Assignment {
+            id: t.id,
+            worker: t.worker.clone(),
+            action: t.action.clone(),
+            data: t.data.clone(),
+            settings: Value::Object(resolved).to_string(),
+            library,
+            timeout,
+            result_dir,
+        })
+    }
+
+    fn handle(&mut self, ev: FromSlot, batch: &mut Batch, summary: &mut Summary) {
+        match ev {
+            FromSlot::Progress { id, processed, total, message } => {
+                let Some(r) = self.running.get_mut(&id) else { return };
+                r.processed = processed;
+                r.total = total;
+                r.message = message;
+                let line = r.line("running", &r.message);
+                batch.progress.push(ProgressUpdate {
+                    id,
+                    progress: line.progress as i64,
+                    processed: processed as i64,
+                    total: total as i64,
+                    message: r.message.clone(),
+                });
+                batch.lines.push((id, line));
+            }
+            FromSlot::Log { id, level, message } => {
+                let Some(r) = self.running.get_mut(&id) else { return };
+                r.log_lines += 1;
+                if r.log_lines > self.cfg.max_log_lines {
+                    if r.log_lines == self.cfg.max_log_lines + 1 {
+                        let note = format!(
+                            "[warn] log limit of {} messages reached; further messages of this attempt are dropped",
+                            self.cfg.max_log_lines
+                        );
+                        batch.lines.push((id, r.line("running", &note)));
+                    }
+                    return;
+                }
+                let text = match Level::from_code(level) {
+                    Level::Info => message,
+                    other => format!("[{}] {message}", other.as_str()),
+                };
+                batch.lines.push((id, r.line("running", &text)));
+            }
+            FromSlot::Done { id, slot, end } => {
+                if slot != usize::MAX {
+                    self.free.push(slot);
+                }
+                let Some(mut r) = self.running.remove(&id) else { return };
+                self.conclude(&mut r, end, false, batch, summary);
+            }
+        }
+    }
+
+    /// Turns how a run ended into the task's next state, its last log line and the
+    /// summary counts.
+    fn conclude(&mut self, r: &mut Running, end: RunEnd, final_failure: bool, batch: &mut Batch, summary: &mut Summary) {
+        let now = now_ms();
+        let took = format_duration(r.started.elapsed());
+        let t = &r.task;
+        let (outcome, status, message) = match end {
+            RunEnd::Ok(result) => {
+                if r.total == 0 {
+                    r.processed = 0;
+                } else {
+                    r.processed = r.total;
+                }
+                summary.completed += 1;
+                (
+                    Outcome::Completed { result },
+                    "completed",
+                    format!("Task completed successfully ({took})"),
+                )
+            }
+            RunEnd::Err(_) | RunEnd::KilledAfterCancel(_) if r.cancel_sent => {
+                summary.cancelled += 1;
+                let message = match end {
+                    RunEnd::KilledAfterCancel(grace) => format!(
+                        "Task cancelled after {took}: the worker did not stop within {} and was killed",
+                        format_duration(grace)
+                    ),
+                    _ => format!("Task cancelled after {took}"),
+                };
+                (Outcome::Cancelled { message: message.clone() }, "cancelled", message)
+            }
+            other => {
+                let error = match other {
+                    RunEnd::Err(e) | RunEnd::Crashed(e) | RunEnd::StartFailed(e) => e,
+                    RunEnd::TimedOut(limit) => format!(
+                        "timed out after {}: the run exceeded the worker's time limit and was killed (change it with the `{TIMEOUT_SETTING}` setting)",
+                        format_duration(limit)
+                    ),
+                    RunEnd::KilledAfterCancel(grace) => format!("killed after {}", format_duration(grace)),
+                    RunEnd::Ok(_) => unreachable!("handled above"),
+                };
+                if !final_failure && t.attempts < t.max_attempts {
+                    let delay = self.retry_delay(t.attempts);
+                    summary.retried += 1;
+                    let message = format!(
+                        "Attempt {} of {} failed: {error}; retrying in {}",
+                        t.attempts,
+                        t.max_attempts,
+                        format_duration(delay)
+                    );
+                    (
+                        Outcome::Failed { error, retry_at: Some(now + delay.as_millis() as i64) },
+                        "pending",
+                        message,
+                    )
+                } else {
+                    summary.failed += 1;
+                    let message = format!("Task failed after {took}: {error}");
+                    (Outcome::Failed { error, retry_at: None }, "failed", message)
+                }
+            }
+        };
+        tracing::info!(task = t.id, status, "{message}");
+        let mut line = r.line(status, &message);
+        if status == "completed" {
+            line.progress = 100;
+            line.eta = "0s".into();
+        } else {
+            line.eta = "-".into();
+        }
+        batch.finishes.push(Finish {
+            id: t.id,
+            owner: self.owner.clone(),
+            outcome,
+            progress: line.progress as i64,
+            processed: r.processed as i64,
+            total: r.total as i64,
+            message: message.clone(),
+            at: now,
+        });
+        batch.lines.push((t.id, line));
+    }
+
+    fn retry_delay(&self, attempts: i64) -> Duration {
+        let factor = 1u32.checked_shl((attempts.max(1) - 1) as u32).unwrap_or(u32::MAX);
+        self.cfg.retry_base.saturating_mul(factor).min(self.cfg.retry_max)
+    }
+
+    /// Writes log lines first, then the database: a crash in between leaves a task the
+    /// recovery will find, never a database state the log does not explain.
+    fn apply(&mut self, batch: Batch) -> Result<()> {
+        let mut by_task: HashMap<i64, Vec<LogLine>> = HashMap::new();
+        for (id, line) in batch.lines {
+            (self.observer)(id, &line);
+            by_task.entry(id).or_default().push(line);
+        }
+        let log_dir = self.home.log_dir();
+        for (id, lines) in by_task {
+            if let Err(e) = progress_log::append(&task_log::log_path(&log_dir, id), &lines) {
+                tracing::warn!(task = id, "cannot write progress log: {e}");
+            }
+        }
+        self.store.update_progress(&batch.progress)?;
+        if !batch.finishes.is_empty() {
+            self.store.finish_tasks(&batch.finishes)?;
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        for s in &self.slots {
+            let _ = s.send(Inbox::Shutdown);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why `execute` cannot claim a task.
+fn not_executable(store: &Store, id: i64) -> Result<String> {
+    Ok(match store.get_task(id)? {
+        None => format!("no task {id} (see `stask tasks list`)"),
+        Some(t) => match t.status {
+            Status::Running => format!("task {id} is already running"),
+            Status::Completed => format!("task {id} already completed; create a new task to run it again"),
+            Status::Failed | Status::Cancelled => format!(
+                "task {id} is {}; queue it again with `stask tasks retry {id}`, then execute it",
+                t.status
+            ),
+            Status::Pending => format!("task {id} could not be claimed; try again"),
+        },
+    })
+}

@@ -1,0 +1,76 @@
+//! Messages between the host and a runner process: one JSON object per line, commands
+//! on the runner's stdin, events on its protocol stream (its original stdout).
+
+use serde::{Deserialize, Serialize};
+
+use crate::loader::LoadError;
+
+/// Host to runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Run one task. Runs are executed one at a time in the order sent.
+    Run {
+        /// Task id.
+        id: i64,
+        /// Worker identifier.
+        worker: String,
+        /// Action name.
+        action: String,
+        /// Input data, JSON object text.
+        data: String,
+        /// Resolved settings, JSON object text (secrets included: never log this).
+        settings: String,
+        /// Directory for result files.
+        result_dir: String,
+    },
+    /// Ask a queued or running task to stop.
+    Cancel {
+        /// Task id.
+        id: i64,
+    },
+}
+
+/// Runner to host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// The library loaded; the runner accepts commands.
+    Ready,
+    /// The library could not be loaded; the runner exits.
+    LoadFailed {
+        /// Why.
+        error: LoadError,
+    },
+    /// Coalesced progress of a task.
+    Progress {
+        /// Task id.
+        id: i64,
+        /// Processed.
+        processed: u64,
+        /// Total.
+        total: u64,
+        /// Message.
+        message: String,
+    },
+    /// A log message of a task.
+    Log {
+        /// Task id.
+        id: i64,
+        /// Level code (see `stask_plugin_api::abi::level`).
+        level: u8,
+        /// Message.
+        message: String,
+    },
+    /// A task ended: `ok` holds the result JSON, `err` the error message.
+    Done {
+        /// Task id.
+        id: i64,
+        /// Result JSON text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<String>,
+        /// Error message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        err: Option<String>,
+    },
+}

@@ -1,0 +1,137 @@
+//! Creating tasks: every check happens before anything is stored.
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+use stask_plugin_api::WorkerManifest;
+use stask_storage::progress_log::{self, LogLine};
+use stask_storage::{now_ms, NewTask, Priority, Store};
+
+use crate::home::Home;
+use crate::sensitive;
+use crate::task_log;
+
+/// Largest accepted task data, in bytes of JSON text.
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+
+/// Highest accepted `max_attempts`.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// What a caller asks for. Build with [`TaskRequest::new`] and set fields as needed.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    /// Worker identifier.
+    pub worker: String,
+    /// Action name.
+    pub action: String,
+    /// Input data: must be a JSON object.
+    pub data: Value,
+    /// Claim priority.
+    pub priority: Priority,
+    /// Attempts allowed (1-100).
+    pub max_attempts: u32,
+    /// Who creates it.
+    pub started_by: Option<String>,
+    /// Accept credential-looking keys in `data`.
+    pub allow_sensitive: bool,
+}
+
+impl TaskRequest {
+    /// A normal-priority request with empty data and 3 attempts.
+    pub fn new(worker: &str, action: &str) -> Self {
+        TaskRequest {
+            worker: worker.to_owned(),
+            action: action.to_owned(),
+            data: Value::Object(Default::default()),
+            priority: Priority::Normal,
+            max_attempts: 3,
+            started_by: None,
+            allow_sensitive: false,
+        }
+    }
+}
+
+/// Validates the request and queues the task; returns its id. The first progress-log
+/// line (`pending`) is written right after the row is stored.
+pub fn create_task(home: &Home, store: &Store, req: &TaskRequest) -> Result<i64> {
+    let Some(worker) = store.get_worker(&req.worker)? else {
+        bail!(
+            "no worker '{}' is registered (see `stask workers list`)",
+            req.worker
+        );
+    };
+    if !worker.active {
+        bail!(
+            "worker '{}' is inactive; activate it first with `stask workers activate {}`",
+            req.worker,
+            req.worker
+        );
+    }
+    let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)?;
+    if manifest.find_action(&req.action).is_none() {
+        let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "worker '{}' has no action '{}' (its actions: {})",
+            req.worker,
+            req.action,
+            names.join(", ")
+        );
+    }
+    if !req.data.is_object() {
+        bail!(
+            "task data must be a JSON object like {{\"file\": \"products.csv\"}}, not {}",
+            stask_plugin_api::manifest::json_type_name(&req.data)
+        );
+    }
+    let data = serde_json::to_string(&req.data)?;
+    if data.len() > MAX_DATA_BYTES {
+        bail!(
+            "task data is {} bytes; the limit is {} bytes. Pass large inputs as a file path instead",
+            data.len(),
+            MAX_DATA_BYTES
+        );
+    }
+    if !req.allow_sensitive {
+        let found = sensitive::sensitive_paths(&req.data);
+        if !found.is_empty() {
+            bail!(
+                "task data contains {} which looks like a credential; task data is stored and shown in plain text. Keep credentials in the worker's secret settings (`stask workers settings {}`), or pass --allow-sensitive if this is not a secret",
+                found.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "),
+                req.worker
+            );
+        }
+    }
+    if req.max_attempts == 0 || req.max_attempts > MAX_ATTEMPTS_LIMIT {
+        bail!(
+            "max attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {}",
+            req.max_attempts
+        );
+    }
+    let now = now_ms();
+    let id = store.insert_task(&NewTask {
+        worker: req.worker.clone(),
+        action: req.action.clone(),
+        data,
+        priority: req.priority,
+        max_attempts: req.max_attempts,
+        started_by: req.started_by.clone(),
+        run_after: now,
+        created_at: now,
+    })?;
+    let by = req
+        .started_by
+        .as_deref()
+        .map(|u| format!(", by {u}"))
+        .unwrap_or_default();
+    let line = LogLine::new(
+        "pending",
+        0,
+        0,
+        0,
+        "",
+        &format!("Task created (priority {}{by})", req.priority.as_str()),
+    );
+    if let Err(e) = progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line]) {
+        tracing::warn!(task = id, "cannot write progress log: {e}");
+    }
+    Ok(id)
+}

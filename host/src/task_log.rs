@@ -1,0 +1,123 @@
+//! Building progress-log lines: file names, percentages, ETA and durations.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The progress log of a task.
+pub fn log_path(log_dir: &Path, id: i64) -> PathBuf {
+    log_dir.join(format!("{id}.log"))
+}
+
+/// The result directory of a task.
+pub fn result_dir(results_root: &Path, id: i64) -> PathBuf {
+    results_root.join(id.to_string())
+}
+
+/// Percent done, 0-100 (0 while the total is unknown).
+pub fn percent(processed: u64, total: u64) -> u8 {
+    if total == 0 {
+        0
+    } else {
+        ((processed.min(total) as u128 * 100) / total as u128) as u8
+    }
+}
+
+/// Estimated time left from the rate observed since the attempt started.
+pub fn eta(elapsed_ms: i64, processed: u64, total: u64) -> String {
+    if processed == 0 || total == 0 || elapsed_ms <= 0 {
+        return "-".to_owned();
+    }
+    if processed >= total {
+        return "0s".to_owned();
+    }
+    let left_ms = elapsed_ms as f64 * (total - processed) as f64 / processed as f64;
+    format_eta(Duration::from_millis(left_ms as u64))
+}
+
+/// Short human duration: `850ms`, `5.2s`, `2m 15s`, `1h 3m`, `2d 4h`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
+/// Seconds-resolution ETA style used in log lines (`2m 15s`, `45s`).
+pub fn format_eta(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format_duration(d)
+    }
+}
+
+/// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w`.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{s}' has no unit; use e.g. 30d, 12h, 90m or 45s"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' does not start with a number; use e.g. 30d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => return Err(format!("unknown unit '{unit}' in '{s}'; use s, m, h, d or w")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_follows_the_observed_rate() {
+        // 150 of 325 in 115 s -> 175 left at 1.3/s -> ~134 s.
+        assert_eq!(eta(115_000, 150, 325), "2m 14s");
+        assert_eq!(eta(1_000, 0, 10), "-");
+        assert_eq!(eta(1_000, 10, 10), "0s");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Duration::from_millis(5_200)), "5.2s");
+        assert_eq!(format_duration(Duration::from_secs(135)), "2m 15s");
+        assert_eq!(format_duration(Duration::from_secs(3_780)), "1h 3m");
+        assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
+    }
+
+    #[test]
+    fn ages_parse_with_units_and_refuse_garbage() {
+        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_age("0s").unwrap(), Duration::ZERO);
+        assert!(parse_age("30").unwrap_err().contains("no unit"));
+        assert!(parse_age("3x").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("d").unwrap_err().contains("number"));
+    }
+
+    #[test]
+    fn percent_is_bounded() {
+        assert_eq!(percent(150, 325), 46);
+        assert_eq!(percent(400, 325), 100);
+        assert_eq!(percent(5, 0), 0);
+    }
+}
