@@ -131,6 +131,32 @@ pub fn scan(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Applies the safety checks to scanned files and returns `(path, real file)` pairs. A
+/// symlink to another scanned file is the same library, not a second copy: only the
+/// real file is kept.
+fn safe_libraries(plugins_root: &Path, files: Vec<PathBuf>, skipped_out: &mut Vec<Skipped>) -> Vec<(PathBuf, PathBuf)> {
+    let mut safe: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for path in files {
+        match check_library(plugins_root, &path) {
+            Ok(real) => safe.push((path, real)),
+            Err(reason) => skipped_out.push(skipped(&path, None, "unsafe", reason)),
+        }
+    }
+    let real_paths: std::collections::HashSet<PathBuf> = safe
+        .iter()
+        .filter(|(p, _)| !p.is_symlink())
+        .map(|(_, r)| r.clone())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    safe.retain(|(path, real)| {
+        if path.is_symlink() && real_paths.contains(real) {
+            return false;
+        }
+        seen.insert(real.clone())
+    });
+    safe
+}
+
 /// A library that passed the safety checks and was probed.
 struct Probed {
     path: PathBuf,
@@ -241,14 +267,7 @@ pub fn discover(
         known.iter().map(|w| (w.identifier.as_str(), w)).collect();
 
     let mut to_probe = Vec::new();
-    for path in scan(plugins_dir)? {
-        let real = match check_library(&plugins_root, &path) {
-            Ok(r) => r,
-            Err(reason) => {
-                report.skipped.push(skipped(&path, None, "unsafe", reason));
-                continue;
-            }
-        };
+    for (path, real) in safe_libraries(&plugins_root, scan(plugins_dir)?, &mut report.skipped) {
         // A known library whose size and mtime are unchanged needs no probe.
         let key = path.display().to_string();
         if let Some(ws) = by_path.get(key.as_str()) {

@@ -71,8 +71,8 @@ fn map_error(e: LibraryError) -> LoadError {
             LoadError {
                 kind: "abi-mismatch".into(),
                 message: format!(
-                    "its stask-plugin-api interface does not match this host's (stask-plugin-api {API_VERSION}, abi_stable 0.11): the library was built against a modified or mismatched plugin-api; rebuild it against stask-plugin-api {API_VERSION}. First difference: {}",
-                    first_line(&report)
+                    "its stask-plugin-api interface does not match this host's (stask-plugin-api {API_VERSION}, abi_stable 0.11): the library was built against a modified or mismatched plugin-api; rebuild it against stask-plugin-api {API_VERSION}. Difference: {}",
+                    layout_difference(&report)
                 ),
                 detail: report,
             }
@@ -93,6 +93,34 @@ fn map_error(e: LibraryError) -> LoadError {
             detail: other.to_string(),
         },
     }
+}
+
+/// The gist of abi_stable's layout report (a few hundred lines): its `Error:` entries
+/// with the expected and found field, e.g. `unexpected field (expected __returns:
+/// RResult, found param_5: u32)`.
+fn layout_difference(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(kind) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        let field = |label: &str| -> Option<String> {
+            let start = lines[i..].iter().position(|l| *l == label)? + i;
+            let name = lines[start..].iter().find_map(|l| l.strip_prefix("field_name:"))?;
+            let ty = lines[start..].iter().find_map(|l| l.strip_prefix("type:"))?;
+            Some(format!("{}: {ty}", name.trim_matches(',')))
+        };
+        found.push(match (field("Expected:"), field("Found:")) {
+            (Some(e), Some(f)) => format!("{kind} (expected {e}, found {f})"),
+            _ => kind.to_owned(),
+        });
+    }
+    if found.is_empty() {
+        return first_line(report).to_owned();
+    }
+    // The last entry is the most specific one; earlier ones are its enclosing items.
+    found.pop().unwrap_or_default()
 }
 
 /// libloading's messages repeat the full path, which the caller already prints.

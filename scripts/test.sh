@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: SDK unit tests, example-worker tests, storage and host unit tests, and
+# the end-to-end tests that drive the real `stask` binary against real plugin libraries.
+# Needs only the Rust toolchain (SQLite is bundled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
+
+# The end-to-end tests use the built binary and plugin libraries, so build everything
+# first (one shared target directory).
+cargo build --workspace --all-targets
+cargo test --workspace
