@@ -90,6 +90,16 @@ pub enum SettingKind {
 }
 
 impl SettingKind {
+    /// The name with its article, for messages ("an integer", "a string").
+    pub fn with_article(self) -> &'static str {
+        match self {
+            SettingKind::String => "a string",
+            SettingKind::Integer => "an integer",
+            SettingKind::Number => "a number",
+            SettingKind::Boolean => "a boolean",
+        }
+    }
+
     /// Name used in error messages and the schema.
     pub fn name(self) -> &'static str {
         match self {
@@ -278,15 +288,20 @@ impl WorkerManifest {
             if s.key.is_empty() || s.key.len() > 64 {
                 return Err(format!("worker '{id}' has a setting with an empty or over-long key"));
             }
+            if s.key == TIMEOUT_SETTING {
+                return Err(format!(
+                    "worker '{id}' declares the reserved setting '{TIMEOUT_SETTING}'; every worker accepts it already (set a default with WorkerManifest::timeout_secs)"
+                ));
+            }
             if self.settings[..i].iter().any(|o| o.key == s.key) {
                 return Err(format!("worker '{id}' declares setting '{}' twice", s.key));
             }
             if let Some(d) = &s.default {
                 if !s.kind.accepts(d) {
                     return Err(format!(
-                        "worker '{id}': default of setting '{}' is not a {}",
+                        "worker '{id}': default of setting '{}' is not {}",
                         s.key,
-                        s.kind.name()
+                        s.kind.with_article()
                     ));
                 }
             }
@@ -321,8 +336,8 @@ impl WorkerManifest {
             };
             if !spec.kind.accepts(value) {
                 return Err(format!(
-                    "setting '{key}' must be a {}, got {}",
-                    spec.kind.name(),
+                    "setting '{key}' must be {}, got {}",
+                    spec.kind.with_article(),
                     json_type_name(value)
                 ));
             }

@@ -160,7 +160,14 @@ impl<'w> TestRun<'w> {
     }
 
     fn prepare(&self) -> Result<Input, String> {
-        let manifest = self.worker.manifest();
+        // The host reads the manifest behind a panic guard too.
+        let manifest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.worker.manifest()))
+            .map_err(|p| {
+                format!(
+                    "the worker panicked while describing itself: {}",
+                    crate::export::panic_message(&*p)
+                )
+            })?;
         manifest.validate()?;
         if manifest.find_action(&self.action).is_none() {
             return Err(format!(

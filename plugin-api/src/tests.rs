@@ -172,3 +172,44 @@ fn manifest_json_round_trips_and_tolerates_missing_optional_fields() {
     assert!(minimal.settings.is_empty());
     assert_eq!(Steps.manifest().settings[1].kind, SettingKind::String);
 }
+
+struct PanickyManifest;
+
+impl Worker for PanickyManifest {
+    fn manifest(&self) -> WorkerManifest {
+        panic!("no manifest today")
+    }
+
+    fn run(&self, _ctx: &Context<'_>, _action: &str, _input: Input) -> Result<Value, Error> {
+        Ok(Value::Null)
+    }
+}
+
+#[test]
+fn harness_reports_a_panicking_manifest_as_an_error() {
+    let err = TestRun::new(&PanickyManifest, "run").run().result.unwrap_err();
+    assert_eq!(
+        err,
+        "the worker panicked while describing itself: no manifest today"
+    );
+}
+
+#[test]
+fn declaring_the_reserved_timeout_setting_is_refused() {
+    let m = WorkerManifest::new("p", "x")
+        .action(ActionSpec::new("a", "A"))
+        .setting(SettingSpec::integer("timeout_secs", "Timeout"));
+    assert!(m.validate().unwrap_err().contains("reserved"));
+}
+
+#[test]
+fn wrong_type_messages_use_the_right_article() {
+    let m = WorkerManifest::new("p", "x")
+        .action(ActionSpec::new("a", "A"))
+        .setting(SettingSpec::integer("n", "N"));
+    let given = serde_json::from_value(json!({ "n": "x" })).unwrap();
+    assert_eq!(
+        m.resolve_settings(&given).unwrap_err(),
+        "setting 'n' must be an integer, got string"
+    );
+}

@@ -53,10 +53,53 @@ impl Input {
             None | Some(Value::Null) => Ok(default),
             Some(v) => v.as_u64().ok_or_else(|| {
                 Error::new(format!(
-                    "task data field '{key}' must be a non-negative integer"
+                    "task data field '{key}' must be a non-negative integer, got {v}"
                 ))
             }),
         }
+    }
+
+    /// An optional string field of the task data.
+    pub fn data_str_opt(&self, key: &str) -> Result<Option<&str>, Error> {
+        match self.data.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(Error::new(format!(
+                "task data field '{key}' must be a string, got {other}"
+            ))),
+        }
+    }
+
+    /// An optional boolean field of the task data, with a default.
+    pub fn data_bool_or(&self, key: &str, default: bool) -> Result<bool, Error> {
+        match self.data.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(Error::new(format!(
+                "task data field '{key}' must be true or false, got {other}"
+            ))),
+        }
+    }
+
+    /// A string setting (defaults applied), if set.
+    pub fn setting_str(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(Value::as_str)
+    }
+
+    /// An integer setting (defaults applied), or `default`.
+    pub fn setting_u64_or(&self, key: &str, default: u64) -> u64 {
+        self.settings
+            .get(key)
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+    }
+
+    /// A boolean setting (defaults applied), or `default`.
+    pub fn setting_bool_or(&self, key: &str, default: bool) -> bool {
+        self.settings
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
     }
 
     /// The whole task data deserialized into `T`.
