@@ -129,15 +129,14 @@ pub fn run(home: &Home, cfg: &EngineConfig, mode: Mode, observer: Observer<'_>) 
     let mut store = home.store()?;
     let log_dir = home.log_dir();
     let mut summary = Summary::default();
-    if matches!(mode, Mode::Drain) {
-        summary.recovered = recovery::recover_stuck(
-            &mut store,
-            &log_dir,
-            &owner,
-            now_ms(),
-            cfg.stale_after.as_millis() as i64,
-        )?;
-    }
+    // Recover first, so a task left running by a killed process can be run again now.
+    summary.recovered = recovery::recover_stuck(
+        &mut store,
+        &log_dir,
+        &owner,
+        now_ms(),
+        cfg.stale_after.as_millis() as i64,
+    )?;
     let mut engine = Engine::start(home, cfg, owner, store, observer)?;
     let result = engine.run(mode, &mut summary);
     engine.shutdown();
@@ -265,7 +264,7 @@ impl<'a> Engine<'a> {
                 last_heartbeat = Instant::now();
                 self.store.heartbeat(&self.owner, now_ms())?;
             }
-            if matches!(mode, Mode::Drain) && last_recovery.elapsed() >= self.cfg.recovery_interval {
+            if last_recovery.elapsed() >= self.cfg.recovery_interval {
                 last_recovery = Instant::now();
                 let found = recovery::recover_stuck(
                     &mut self.store,
