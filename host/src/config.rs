@@ -1,56 +1,349 @@
-//! Engine settings from the environment (`STASK_*`), with errors that name the variable.
+//! Configuration: defaults, `{home}/stask.toml`, `STASK_*` environment variables and
+//! command-line flags, in increasing order of precedence. `stask config` prints the
+//! effective values and where each came from; a wrong value is an error naming the key.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
 
 use crate::engine::EngineConfig;
+use crate::task_log::parse_age;
 
-fn env_u64(name: &str) -> Result<Option<u64>> {
-    match std::env::var(name) {
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => bail!("{name}='{v}' is not a non-negative integer"),
-        },
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(_) => bail!("{name} is not valid UTF-8"),
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// `stask.toml`.
+    File,
+    /// An environment variable (named).
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File => f.write_str("stask.toml"),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag => f.write_str("command line"),
+        }
     }
 }
 
-/// The engine configuration: defaults, overridden by environment variables.
-///
-/// | variable | meaning |
-/// |---|---|
-/// | `STASK_CONCURRENCY` | runner processes at once |
-/// | `STASK_DEFAULT_TIMEOUT_SECS` | time limit of a run when the worker sets none |
-/// | `STASK_CANCEL_GRACE_MS` | time a cancelled task gets to stop before it is killed |
-/// | `STASK_RETRY_BASE_MS` | first automatic-retry delay (doubles per attempt) |
-/// | `STASK_STALE_AFTER_SECS` | heartbeat age after which a running task is recovered |
-pub fn engine_config() -> Result<EngineConfig> {
-    let mut cfg = EngineConfig::default();
-    if let Some(n) = env_u64("STASK_CONCURRENCY")? {
-        if n == 0 || n > 256 {
-            bail!("STASK_CONCURRENCY must be between 1 and 256, got {n}");
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Address the service listens on.
+    pub bind: String,
+    /// Tasks run at the same time by one host.
+    pub concurrency: usize,
+    /// Optional per-worker limits of tasks at the same time.
+    pub worker_concurrency: BTreeMap<String, usize>,
+    /// Time limit of a run when the worker sets none, in seconds.
+    pub default_timeout_secs: u64,
+    /// Time a cancelled task gets to stop before it is killed, in ms.
+    pub cancel_grace_ms: u64,
+    /// First automatic-retry delay, in ms (doubles per attempt, at most one hour).
+    pub retry_base_ms: u64,
+    /// Heartbeat age after which a running task is recovered, in seconds.
+    pub stale_after_secs: u64,
+    /// Time running tasks get to finish when the service stops, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Completed tasks older than this are removed by the service's clean-up (`30d`).
+    pub retention: String,
+    /// How often the service cleans up (`1d`; `0s` disables it).
+    pub cleanup_interval: String,
+    /// IANA timezone for schedules (`Europe/Kyiv`).
+    pub timezone: String,
+    /// Plugins directory (relative paths are relative to the home).
+    pub plugins_dir: PathBuf,
+    /// Whether the service runs `workers discover` when it starts (new workers stay
+    /// inactive).
+    pub discover_on_start: bool,
+    /// Where each value came from, by key.
+    #[serde(skip)]
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+/// Keys in `stask.toml`, each also settable as `STASK_<KEY>`.
+pub const KEYS: &[&str] = &[
+    "bind",
+    "concurrency",
+    "worker_concurrency",
+    "default_timeout_secs",
+    "cancel_grace_ms",
+    "retry_base_ms",
+    "stale_after_secs",
+    "shutdown_grace_secs",
+    "retention",
+    "cleanup_interval",
+    "timezone",
+    "plugins_dir",
+    "discover_on_start",
+];
+
+impl Config {
+    fn defaults(home: &Path) -> Config {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_concurrency: BTreeMap::new(),
+            default_timeout_secs: 3600,
+            cancel_grace_ms: 5000,
+            retry_base_ms: 2000,
+            stale_after_secs: 30,
+            shutdown_grace_secs: 30,
+            retention: "30d".into(),
+            cleanup_interval: "1d".into(),
+            timezone: "UTC".into(),
+            plugins_dir: home.join("plugins"),
+            discover_on_start: true,
+            sources: KEYS.iter().map(|k| (*k, Source::Default)).collect(),
         }
-        cfg.concurrency = n as usize;
     }
-    if let Some(n) = env_u64("STASK_DEFAULT_TIMEOUT_SECS")? {
-        if n == 0 {
-            bail!("STASK_DEFAULT_TIMEOUT_SECS must be at least 1");
+
+    /// Loads the configuration of the home at `home`: defaults, then `stask.toml` (if
+    /// present), then `STASK_*` variables, then `flags` (key, value) pairs.
+    pub fn load(home: &Path, flags: &[(&'static str, String)]) -> Result<Config> {
+        let mut cfg = Config::defaults(home);
+        let file = home.join("stask.toml");
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let table: toml::Table = text
+                    .parse()
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
+                for (key, value) in &table {
+                    let Some(key) = KEYS.iter().find(|k| **k == key.as_str()) else {
+                        bail!(
+                            "{}: unknown key '{key}'; known keys: {}",
+                            file.display(),
+                            KEYS.join(", ")
+                        );
+                    };
+                    let text = toml_to_text(key, value)
+                        .with_context(|| format!("{}: key '{key}'", file.display()))?;
+                    cfg.set(key, &text, home)
+                        .with_context(|| format!("{}: key '{key}'", file.display()))?;
+                    cfg.sources.insert(key, Source::File);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("cannot read {}: {e}", file.display()),
         }
-        cfg.default_timeout = Duration::from_secs(n);
-    }
-    if let Some(n) = env_u64("STASK_CANCEL_GRACE_MS")? {
-        cfg.cancel_grace = Duration::from_millis(n);
-    }
-    if let Some(n) = env_u64("STASK_RETRY_BASE_MS")? {
-        cfg.retry_base = Duration::from_millis(n);
-    }
-    if let Some(n) = env_u64("STASK_STALE_AFTER_SECS")? {
-        if n == 0 {
-            bail!("STASK_STALE_AFTER_SECS must be at least 1");
+        for key in KEYS {
+            let var = format!("STASK_{}", key.to_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                cfg.set(key, &value, home).with_context(|| format!("environment variable {var}"))?;
+                cfg.sources.insert(key, Source::Env(var));
+            }
         }
-        cfg.stale_after = Duration::from_secs(n);
+        for (key, value) in flags {
+            cfg.set(key, value, home)
+                .with_context(|| format!("option --{}", key.replace('_', "-")))?;
+            cfg.sources.insert(key, Source::Flag);
+        }
+        Ok(cfg)
     }
-    Ok(cfg)
+
+    fn set(&mut self, key: &str, value: &str, home: &Path) -> Result<()> {
+        let v = value.trim();
+        match key {
+            "bind" => {
+                v.parse::<std::net::SocketAddr>().map_err(|_| {
+                    anyhow::anyhow!("'{v}' is not an address like 127.0.0.1:8080")
+                })?;
+                self.bind = v.to_owned();
+            }
+            "concurrency" => self.concurrency = int_in(v, 1, 256)? as usize,
+            "worker_concurrency" => {
+                let mut map = BTreeMap::new();
+                for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (worker, n) = pair.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!("'{pair}' is not WORKER=N (e.g. product=1,demo=2)")
+                    })?;
+                    map.insert(worker.trim().to_owned(), int_in(n.trim(), 1, 256)? as usize);
+                }
+                self.worker_concurrency = map;
+            }
+            "default_timeout_secs" => self.default_timeout_secs = int_in(v, 1, u32::MAX as u64)?,
+            "cancel_grace_ms" => self.cancel_grace_ms = int_in(v, 0, 3_600_000)?,
+            "retry_base_ms" => self.retry_base_ms = int_in(v, 0, 3_600_000)?,
+            "stale_after_secs" => self.stale_after_secs = int_in(v, 1, 86_400)?,
+            "shutdown_grace_secs" => self.shutdown_grace_secs = int_in(v, 0, 86_400)?,
+            "retention" => {
+                parse_age(v).map_err(|e| anyhow::anyhow!(e))?;
+                self.retention = v.to_owned();
+            }
+            "cleanup_interval" => {
+                parse_age(v).map_err(|e| anyhow::anyhow!(e))?;
+                self.cleanup_interval = v.to_owned();
+            }
+            "timezone" => {
+                v.parse::<chrono_tz::Tz>().map_err(|_| {
+                    anyhow::anyhow!("'{v}' is not an IANA timezone name like UTC or Europe/Kyiv")
+                })?;
+                self.timezone = v.to_owned();
+            }
+            "plugins_dir" => {
+                if v.is_empty() {
+                    bail!("must not be empty");
+                }
+                self.plugins_dir = home.join(v);
+            }
+            "discover_on_start" => {
+                self.discover_on_start = match v {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => bail!("'{v}' is not true or false"),
+                }
+            }
+            other => bail!("unknown key '{other}'"),
+        }
+        Ok(())
+    }
+
+    /// The schedule timezone.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Age after which completed tasks are cleaned up.
+    pub fn retention(&self) -> Duration {
+        parse_age(&self.retention).unwrap_or(Duration::from_secs(30 * 86_400))
+    }
+
+    /// Interval between clean-ups (`None` when disabled).
+    pub fn cleanup_interval(&self) -> Option<Duration> {
+        parse_age(&self.cleanup_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            concurrency: self.concurrency,
+            worker_concurrency: self.worker_concurrency.clone(),
+            default_timeout: Duration::from_secs(self.default_timeout_secs),
+            cancel_grace: Duration::from_millis(self.cancel_grace_ms),
+            retry_base: Duration::from_millis(self.retry_base_ms),
+            stale_after: Duration::from_secs(self.stale_after_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            ..EngineConfig::default()
+        }
+    }
+
+    /// `(key, value as text, source)` rows for `stask config`.
+    pub fn rows(&self) -> Vec<(&'static str, String, String)> {
+        let value = |key: &str| -> String {
+            match key {
+                "bind" => self.bind.clone(),
+                "concurrency" => self.concurrency.to_string(),
+                "worker_concurrency" => self
+                    .worker_concurrency
+                    .iter()
+                    .map(|(w, n)| format!("{w}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "default_timeout_secs" => self.default_timeout_secs.to_string(),
+                "cancel_grace_ms" => self.cancel_grace_ms.to_string(),
+                "retry_base_ms" => self.retry_base_ms.to_string(),
+                "stale_after_secs" => self.stale_after_secs.to_string(),
+                "shutdown_grace_secs" => self.shutdown_grace_secs.to_string(),
+                "retention" => self.retention.clone(),
+                "cleanup_interval" => self.cleanup_interval.clone(),
+                "timezone" => self.timezone.clone(),
+                "plugins_dir" => self.plugins_dir.display().to_string(),
+                "discover_on_start" => self.discover_on_start.to_string(),
+                _ => String::new(),
+            }
+        };
+        KEYS.iter()
+            .map(|k| (*k, value(k), self.sources[k].to_string()))
+            .collect()
+    }
+}
+
+fn int_in(v: &str, min: u64, max: u64) -> Result<u64> {
+    let n: u64 = v
+        .parse()
+        .map_err(|_| anyhow::anyhow!("'{v}' is not a whole number"))?;
+    if n < min || n > max {
+        bail!("{n} is out of range ({min} to {max})");
+    }
+    Ok(n)
+}
+
+/// TOML values as the same text an environment variable would hold.
+fn toml_to_text(key: &str, value: &toml::Value) -> Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Table(t) if key == "worker_concurrency" => {
+            let mut parts = Vec::new();
+            for (w, n) in t {
+                let n = n
+                    .as_integer()
+                    .ok_or_else(|| anyhow::anyhow!("the limit of worker '{w}' must be an integer"))?;
+                parts.push(format!("{w}={n}"));
+            }
+            parts.join(",")
+        }
+        other => bail!("unsupported value type {}", other.type_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_apply_and_wrong_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("stask.toml"),
+            "concurrency = 3\ntimezone = \"Europe/Kyiv\"\n[worker_concurrency]\nproduct = 1\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), &[]).unwrap();
+        assert_eq!(cfg.concurrency, 3);
+        assert_eq!(cfg.tz(), chrono_tz::Europe::Kyiv);
+        assert_eq!(cfg.worker_concurrency["product"], 1);
+        assert_eq!(cfg.sources["concurrency"], Source::File);
+
+        std::fs::write(dir.path().join("stask.toml"), "concurrency = 0\n").unwrap();
+        let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
+        assert!(err.contains("'concurrency'") && err.contains("out of range"), "{err}");
+
+        std::fs::write(dir.path().join("stask.toml"), "concurency = 2\n").unwrap();
+        let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
+        assert!(err.contains("unknown key 'concurency'"), "{err}");
+
+        std::fs::write(dir.path().join("stask.toml"), "timezone = \"Mars/Base\"\n").unwrap();
+        let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
+        assert!(err.contains("'timezone'") && err.contains("IANA"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stask.toml"), "bind = \"127.0.0.1:9000\"\n").unwrap();
+        let cfg = Config::load(dir.path(), &[("bind", "127.0.0.1:9100".into())]).unwrap();
+        assert_eq!(cfg.bind, "127.0.0.1:9100");
+        assert_eq!(cfg.sources["bind"], Source::Flag);
+        let err = format!(
+            "{:#}",
+            Config::load(dir.path(), &[("bind", "nowhere".into())]).unwrap_err()
+        );
+        assert!(err.contains("--bind"), "{err}");
+    }
 }

@@ -70,6 +70,12 @@ impl Home {
         Ok(home)
     }
 
+    /// The same home with another plugins directory (from the configuration).
+    pub fn with_plugins_dir(mut self, plugins: std::path::PathBuf) -> Home {
+        self.plugins = plugins;
+        self
+    }
+
     /// The home directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root

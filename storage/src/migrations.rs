@@ -61,6 +61,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_status ON tasks(status, finished_at);
     CREATE INDEX tasks_worker ON tasks(worker, id);
     CREATE INDEX tasks_owner ON tasks(owner) WHERE owner IS NOT NULL;",
+    // 3: worker schedules, one per worker. The row goes with its worker (a schedule of
+    // a removed worker could never fire); next_run_at is NULL when nothing is due
+    // (paused, or a one-off that already ran).
+    "CREATE TABLE schedules (
+        worker          TEXT PRIMARY KEY
+                            REFERENCES workers(identifier) ON DELETE CASCADE,
+        spec            TEXT NOT NULL,
+        data            TEXT NOT NULL DEFAULT '{}',
+        paused          INTEGER NOT NULL DEFAULT 0,
+        next_run_at     INTEGER,
+        last_run_at     INTEGER,
+        last_task_id    INTEGER,
+        skipped_count   INTEGER NOT NULL DEFAULT 0,
+        last_skip_at    INTEGER,
+        last_skip_reason TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    -- The service's wake-up query reads the smallest next_run_at of unpaused rows.
+    CREATE INDEX schedules_due ON schedules(next_run_at)
+        WHERE paused = 0 AND next_run_at IS NOT NULL;",
 ];
 
 /// The schema version this build expects.

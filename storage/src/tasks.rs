@@ -248,6 +248,9 @@ pub enum Outcome {
         /// What happened.
         message: String,
     },
+    /// Interrupted through no fault of its own (the service stopped): back to pending,
+    /// and the attempt does not count.
+    Requeued,
 }
 
 /// The final state of one attempt, applied by [`Store::finish_tasks`].
@@ -433,12 +436,38 @@ impl Store {
     /// Claims up to `limit` due pending tasks of active workers, in priority then FIFO
     /// order, for `owner`.
     pub fn claim_tasks(&mut self, owner: &str, now: i64, limit: usize) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.claim_tasks_except(owner, now, limit, &[])
+    }
+
+    /// Like [`Store::claim_tasks`], skipping the tasks of the `excluded` workers (those at
+    /// their concurrency limit).
+    pub fn claim_tasks_except(
+        &mut self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        excluded: &[&str],
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        // Identifiers are URL-safe ([a-z0-9_-]), so quoting them inline is safe; the
+        // check keeps it so even if a caller passes something else.
+        let list: Vec<String> = excluded
+            .iter()
+            .filter(|w| w.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+            .map(|w| format!("'{w}'"))
+            .collect();
+        let exclusion = if list.is_empty() {
+            String::new()
+        } else {
+            format!(" AND t.worker NOT IN ({})", list.join(","))
+        };
         self.claim_where(
             owner,
             now,
-            "id IN (SELECT t.id FROM tasks t JOIN workers w ON w.identifier = t.worker
-                     WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1
-                     ORDER BY t.priority, t.id LIMIT ?3)",
+            &format!(
+                "id IN (SELECT t.id FROM tasks t JOIN workers w ON w.identifier = t.worker
+                     WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1{exclusion}
+                     ORDER BY t.priority, t.id LIMIT ?3)"
+            ),
             limit as i64,
         )
     }
@@ -528,7 +557,8 @@ impl Store {
                 .prepare_cached(
                     "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
                         processed = ?7, total = ?8, message = ?9, finished_at = ?10,
-                        run_after = ?11, owner = NULL, cancel_requested = 0
+                        run_after = ?11, owner = NULL, cancel_requested = 0,
+                        attempts = attempts - ?12
                      WHERE id = ?1 AND owner = ?2 AND status = 'running'",
                 )
                 .context("finish tasks")?;
@@ -546,6 +576,7 @@ impl Store {
                     Outcome::Cancelled { message } => {
                         ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
                     }
+                    Outcome::Requeued => ("pending", None, None, None, f.at),
                 };
                 let n = done
                     .execute(params![
@@ -559,7 +590,8 @@ impl Store {
                         f.total,
                         f.message,
                         finished_at,
-                        run_after
+                        run_after,
+                        matches!(f.outcome, Outcome::Requeued) as i64
                     ])
                     .context("finish task")?;
                 applied.push(n > 0);

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::config::Config;
 use crate::home::{Home, DEFAULT_HOME};
 
 /// stask: a background-task manager whose workers are plugins.
@@ -22,8 +23,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "STASK_HOME", default_value = DEFAULT_HOME)]
     pub home: PathBuf,
 
-    /// Plugins directory [default: HOME/plugins].
-    #[arg(long, global = true, env = "STASK_PLUGINS_DIR")]
+    /// Plugins directory [default: HOME/plugins; also STASK_PLUGINS_DIR or plugins_dir in stask.toml].
+    #[arg(long, global = true)]
     pub plugins_dir: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of text.
@@ -48,12 +49,48 @@ enum Command {
     /// Manage tasks: create, inspect, cancel, retry, run.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Run the service: pick up tasks as they are created, run schedules and clean-up,
+    /// until SIGTERM or SIGINT (SIGHUP discovers new plugins).
+    Serve(ServeArgs),
+    /// Print the effective configuration and where each value came from.
+    Config,
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
     /// Internal: run tasks of one library in a child process.
     #[command(name = "__runner", hide = true)]
     Runner { library: PathBuf },
+}
+
+/// Flags of `stask serve` (each overrides stask.toml and STASK_* variables).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; binding elsewhere is explicit).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Tasks at the same time.
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// Schedule timezone (IANA name).
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Seconds running tasks get to finish when stopping.
+    #[arg(long)]
+    shutdown_grace_secs: Option<String>,
+}
+
+impl ServeArgs {
+    fn flags(&self) -> Vec<(&'static str, String)> {
+        [
+            ("bind", &self.bind),
+            ("concurrency", &self.concurrency),
+            ("timezone", &self.timezone),
+            ("shutdown_grace_secs", &self.shutdown_grace_secs),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -64,7 +101,8 @@ pub fn main() -> i32 {
         Command::Runner { library } => return crate::runner::run_child(library),
         _ => {}
     }
-    init_tracing(cli.verbose);
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_tracing(cli.verbose, serving);
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,
@@ -80,8 +118,10 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, serving: bool) {
     let default = match verbose {
+        // A service narrates task state changes by default; commands stay quiet.
+        0 if serving => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -116,17 +156,55 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Workers(cmd) => {
-            let home = Home::open(&cli.home, cli.plugins_dir.as_deref())?;
+            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
             workers::run(&home, cmd, cli.json).map(|()| 0)
         }
         Command::Tasks(cmd) => {
-            let home = Home::open(&cli.home, cli.plugins_dir.as_deref())?;
-            tasks::run(&home, cmd, cli.json)
+            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            tasks::run(&home, &config, cmd, cli.json)
+        }
+        Command::Serve(args) => {
+            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &args.flags())?;
+            crate::service::serve(&home, &config)?;
+            Ok(0)
+        }
+        Command::Config => {
+            let (_home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            if cli.json {
+                let rows: serde_json::Map<String, serde_json::Value> = config
+                    .rows()
+                    .into_iter()
+                    .map(|(k, v, src)| (k.to_owned(), serde_json::json!({ "value": v, "source": src })))
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for (k, v, src) in config.rows() {
+                    println!("{k:<22} = {v:<30} ({src})");
+                }
+            }
+            Ok(0)
         }
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")
         }
     }
+}
+
+/// Opens the home and loads its configuration; `--plugins-dir` and `STASK_PLUGINS_DIR`
+/// act as the `plugins_dir` key.
+fn open(
+    root: &std::path::Path,
+    plugins_dir: Option<&std::path::Path>,
+    flags: &[(&'static str, String)],
+) -> Result<(Home, Config)> {
+    let home = Home::open(root, None)?;
+    let mut flags = flags.to_vec();
+    if let Some(p) = plugins_dir {
+        flags.push(("plugins_dir", p.display().to_string()));
+    }
+    let config = Config::load(home.root(), &flags)?;
+    let home = home.with_plugins_dir(config.plugins_dir.clone());
+    Ok((home, config))
 }
 
 /// Prints a value as pretty JSON.

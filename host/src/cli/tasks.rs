@@ -12,7 +12,7 @@ use stask_storage::progress_log::{self, LogLine};
 use stask_storage::{now_ms, CancelResult, Priority, Status, Store, TaskFilter, TaskRecord};
 
 use super::print_json;
-use crate::config;
+use crate::config::Config;
 use crate::engine::{self, Mode};
 use crate::home::Home;
 use crate::sensitive;
@@ -114,7 +114,7 @@ fn parse_status(s: &str) -> Result<Status, String> {
     })
 }
 
-pub(super) fn run(home: &Home, cmd: TasksCommand, json: bool) -> Result<i32> {
+pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -> Result<i32> {
     let mut store = home.store()?;
     match cmd {
         TasksCommand::Create {
@@ -143,6 +143,7 @@ pub(super) fn run(home: &Home, cmd: TasksCommand, json: bool) -> Result<i32> {
                     allow_sensitive,
                 },
             )?;
+            crate::wake::notify(home);
             if json {
                 print_json(&serde_json::json!({ "id": id }))?;
             } else {
@@ -229,6 +230,7 @@ pub(super) fn run(home: &Home, cmd: TasksCommand, json: bool) -> Result<i32> {
                 &format!("Queued for retry (was {status}; {} attempts so far)", t.attempts),
             );
             progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
+            crate::wake::notify(home);
             if json {
                 print_json(&serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }))?;
             } else {
@@ -237,11 +239,11 @@ pub(super) fn run(home: &Home, cmd: TasksCommand, json: bool) -> Result<i32> {
         }
         TasksCommand::Execute { id } => {
             drop(store);
-            return execute(home, id, json);
+            return execute(home, config, id, json);
         }
         TasksCommand::Process { concurrency } => {
             drop(store);
-            return process(home, concurrency, json);
+            return process(home, config, concurrency, json);
         }
         TasksCommand::Clean { older_than, include_failed } => {
             let statuses: &[Status] = if include_failed {
@@ -465,8 +467,8 @@ fn follow_logs(home: &Home, store: &Store, id: i64, follow: bool, raw: bool) -> 
     }
 }
 
-fn execute(home: &Home, id: i64, json: bool) -> Result<i32> {
-    let mut cfg = config::engine_config()?;
+fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
+    let mut cfg = config.engine();
     cfg.concurrency = 1;
     let tty = std::io::stdout().is_terminal() && !json;
     let bar = tty.then(|| {
@@ -507,8 +509,8 @@ fn execute(home: &Home, id: i64, json: bool) -> Result<i32> {
     Ok(if t.status == Status::Completed { 0 } else { 1 })
 }
 
-fn process(home: &Home, concurrency: Option<usize>, json: bool) -> Result<i32> {
-    let mut cfg = config::engine_config()?;
+fn process(home: &Home, config: &Config, concurrency: Option<usize>, json: bool) -> Result<i32> {
+    let mut cfg = config.engine();
     if let Some(n) = concurrency {
         if n == 0 || n > 256 {
             bail!("--concurrency must be between 1 and 256, got {n}");

@@ -15,7 +15,7 @@ pub mod cache;
 pub mod protocol;
 pub mod slot;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,11 @@ pub struct EngineConfig {
     pub recovery_interval: Duration,
     /// Worker log messages kept per attempt; later ones are dropped (with a note).
     pub max_log_lines: u32,
+    /// Per-worker limits of tasks at the same time.
+    pub worker_concurrency: BTreeMap<String, usize>,
+    /// When the service stops: how long running tasks get to finish before they are
+    /// interrupted and requeued.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +73,8 @@ impl Default for EngineConfig {
             stale_after: Duration::from_secs(30),
             recovery_interval: Duration::from_secs(10),
             max_log_lines: 10_000,
+            worker_concurrency: BTreeMap::new(),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +86,37 @@ pub enum Mode {
     Drain,
     /// Run this one task now (it must be pending), then return.
     One(i64),
+    /// Run until stopped: claim whenever woken, run housekeeping on its schedule.
+    Service,
+}
+
+/// What the engine's coordinator receives.
+#[derive(Debug)]
+pub enum Msg {
+    /// A report from a slot.
+    Slot(FromSlot),
+    /// There may be new work (a wake-up datagram, a signal, a timer).
+    Wake,
+    /// Stop: finish or requeue running tasks, then return.
+    Stop,
+    /// Run discovery of new plugin libraries (SIGHUP).
+    Discover,
+}
+
+impl From<FromSlot> for Msg {
+    fn from(f: FromSlot) -> Self {
+        Msg::Slot(f)
+    }
+}
+
+/// Chores a service runs between tasks (schedules, clean-up, discovery). The engine
+/// calls them from its coordinator thread, which owns the database connection.
+pub trait Housekeeping {
+    /// Runs whatever is due at `now`; returns whether tasks may have been created and
+    /// when it next wants to run.
+    fn run_due(&mut self, store: &mut Store, now: Instant) -> Result<(bool, Instant)>;
+    /// Looks for new plugin libraries.
+    fn discover(&mut self, store: &mut Store) -> Result<()>;
 }
 
 /// Totals of one engine run.
@@ -92,6 +130,8 @@ pub struct Summary {
     pub cancelled: usize,
     /// Failed attempts that were queued for an automatic retry.
     pub retried: usize,
+    /// Tasks interrupted by a service stop and queued again.
+    pub interrupted: usize,
     /// Stuck tasks of dead processes that were recovered first.
     pub recovered: Vec<Recovered>,
 }
@@ -123,8 +163,27 @@ impl Running {
     }
 }
 
-/// Runs the engine in `mode` until it has nothing left to do.
+/// Runs the engine in `mode` until it has nothing left to do (or, in service mode,
+/// until a [`Msg::Stop`] arrives on the channel returned by [`channel`]).
 pub fn run(home: &Home, cfg: &EngineConfig, mode: Mode, observer: Observer<'_>) -> Result<Summary> {
+    let (tx, rx) = channel();
+    run_with(home, cfg, mode, observer, (tx, rx), None)
+}
+
+/// The engine's message channel: keep the sender to wake or stop a service.
+pub fn channel() -> (Sender<Msg>, mpsc::Receiver<Msg>) {
+    mpsc::channel()
+}
+
+/// [`run`] with an externally created channel and service housekeeping.
+pub fn run_with(
+    home: &Home,
+    cfg: &EngineConfig,
+    mode: Mode,
+    observer: Observer<'_>,
+    channel: (Sender<Msg>, mpsc::Receiver<Msg>),
+    housekeeping: Option<&mut dyn Housekeeping>,
+) -> Result<Summary> {
     let owner = recovery::owner_id();
     let mut store = home.store()?;
     let log_dir = home.log_dir();
@@ -137,8 +196,8 @@ pub fn run(home: &Home, cfg: &EngineConfig, mode: Mode, observer: Observer<'_>) 
         now_ms(),
         cfg.stale_after.as_millis() as i64,
     )?;
-    let mut engine = Engine::start(home, cfg, owner, store, observer)?;
-    let result = engine.run(mode, &mut summary);
+    let mut engine = Engine::start(home, cfg, owner, store, observer, channel)?;
+    let result = engine.run(mode, &mut summary, housekeeping);
     engine.shutdown();
     result.map(|()| summary)
 }
@@ -152,10 +211,14 @@ struct Engine<'a> {
     slots: Vec<Sender<Inbox>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     free: Vec<usize>,
-    events: mpsc::Receiver<FromSlot>,
+    events: mpsc::Receiver<Msg>,
     running: HashMap<i64, Running>,
     observer: Observer<'a>,
 }
+
+/// How often an idle service checks the queue even without a wake-up (tasks created by
+/// a process that could not reach its socket, e.g. on another machine).
+const SERVICE_FALLBACK: Duration = Duration::from_secs(2);
 
 /// Changes gathered from one batch of slot events, applied together.
 #[derive(Default)]
@@ -166,9 +229,15 @@ struct Batch {
 }
 
 impl<'a> Engine<'a> {
-    fn start(home: &Home, cfg: &EngineConfig, owner: String, store: Store, observer: Observer<'a>) -> Result<Self> {
+    fn start(
+        home: &Home,
+        cfg: &EngineConfig,
+        owner: String,
+        store: Store,
+        observer: Observer<'a>,
+        (out_tx, out_rx): (Sender<Msg>, mpsc::Receiver<Msg>),
+    ) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        let (out_tx, out_rx) = mpsc::channel();
         let n = cfg.concurrency.max(1);
         let mut slots = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
@@ -206,16 +275,42 @@ impl<'a> Engine<'a> {
         })
     }
 
-    fn run(&mut self, mode: Mode, summary: &mut Summary) -> Result<()> {
+    fn run(&mut self, mode: Mode, summary: &mut Summary, mut housekeeping: Option<&mut dyn Housekeeping>) -> Result<()> {
+        let service = matches!(mode, Mode::Service);
         let mut last_heartbeat = Instant::now();
         let mut last_cancel_check = Instant::now();
         let mut last_recovery = Instant::now();
         let mut claimed_one = false;
+        // Service: claim only when there may be work (start, wake-up, a freed slot, a
+        // due retry, the fallback check), never in a polling loop.
+        let mut want_claim = true;
+        let mut next_retry: Option<Instant> = None;
+        let mut next_chores = Instant::now();
+        let mut fallback = Instant::now() + SERVICE_FALLBACK;
+        let mut stop_deadline: Option<Instant> = None;
+        let mut interrupted = false;
         loop {
+            let stopping = stop_deadline.is_some();
+            if service && !stopping {
+                let now = Instant::now();
+                if let Some(h) = housekeeping.as_deref_mut() {
+                    if now >= next_chores {
+                        let (created, next) = h.run_due(&mut self.store, now)?;
+                        want_claim |= created;
+                        next_chores = next;
+                    }
+                }
+                if next_retry.is_some_and(|r| now >= r) || now >= fallback {
+                    want_claim = true;
+                    next_retry = None;
+                    fallback = now + SERVICE_FALLBACK;
+                }
+            }
             let mut claimed_now = 0;
-            if !self.free.is_empty() {
+            if !stopping && !self.free.is_empty() && (want_claim || !service) {
+                let free = self.free.len();
                 let claimed = match mode {
-                    Mode::Drain => self.store.claim_tasks(&self.owner, now_ms(), self.free.len())?,
+                    Mode::Drain | Mode::Service => self.claim(free)?,
                     Mode::One(_) if claimed_one => Vec::new(),
                     Mode::One(id) => {
                         claimed_one = true;
@@ -226,28 +321,85 @@ impl<'a> Engine<'a> {
                     }
                 };
                 claimed_now = claimed.len();
+                // A full batch means more may be waiting; keep claiming as slots free up.
+                want_claim = claimed_now == free;
+                if service && claimed_now < free {
+                    next_retry = self.store.next_run_after()?.map(|at| {
+                        Instant::now() + Duration::from_millis((at - now_ms()).max(0) as u64)
+                    });
+                }
                 let mut batch = Batch::default();
                 for c in claimed {
                     self.dispatch(c, &mut batch, summary);
                 }
                 self.apply(batch)?;
             }
-            if self.running.is_empty() && claimed_now == 0 {
+            if self.running.is_empty() && claimed_now == 0 && (!service || stopping) {
                 return Ok(());
             }
-            // Wait for slot events; wake regularly for cancel checks and heartbeats.
+            // Sleep until something arrives or a timer is due.
+            let mut wake_at = Instant::now() + Duration::from_secs(3600);
+            if !self.running.is_empty() {
+                wake_at = wake_at.min(Instant::now() + Duration::from_millis(50));
+            }
+            if service {
+                wake_at = wake_at.min(fallback).min(next_chores);
+                if let Some(r) = next_retry {
+                    wake_at = wake_at.min(r);
+                }
+            }
+            if let Some(d) = stop_deadline {
+                wake_at = wake_at.min(d);
+            }
             let mut batch = Batch::default();
-            match self.events.recv_timeout(Duration::from_millis(50)) {
-                Ok(ev) => {
-                    self.handle(ev, &mut batch, summary);
-                    while let Ok(ev) = self.events.try_recv() {
+            let first = self.events.recv_timeout(wake_at.saturating_duration_since(Instant::now()));
+            let mut next = match first {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => bail!("the engine's channel closed"),
+            };
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Slot(ev) => {
+                        if matches!(ev, FromSlot::Done { .. }) {
+                            want_claim = true;
+                        }
                         self.handle(ev, &mut batch, summary);
                     }
+                    Msg::Wake => want_claim = true,
+                    Msg::Stop => {
+                        if stop_deadline.is_none() {
+                            tracing::info!(
+                                running = self.running.len(),
+                                "stopping: no new tasks are claimed; running tasks get {} to finish",
+                                format_duration(self.cfg.shutdown_grace)
+                            );
+                            stop_deadline = Some(Instant::now() + self.cfg.shutdown_grace);
+                        }
+                    }
+                    Msg::Discover => {
+                        if let Some(h) = housekeeping.as_deref_mut() {
+                            if let Err(e) = h.discover(&mut self.store) {
+                                tracing::warn!("discovery failed: {e:#}");
+                            }
+                        }
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => bail!("all execution slots stopped"),
+                next = self.events.try_recv().ok();
             }
             self.apply(batch)?;
+            if let Some(deadline) = stop_deadline {
+                if !interrupted && Instant::now() >= deadline && !self.running.is_empty() {
+                    interrupted = true;
+                    tracing::warn!(
+                        running = self.running.len(),
+                        "grace period over: interrupting running tasks; they will be retried"
+                    );
+                    for (id, r) in &self.running {
+                        let _ = self.slots[r.slot].send(Inbox::Interrupt(*id));
+                    }
+                }
+            }
             if last_cancel_check.elapsed() >= Duration::from_millis(200) && !self.running.is_empty() {
                 last_cancel_check = Instant::now();
                 for id in self.store.cancel_requests(&self.owner)? {
@@ -260,7 +412,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            if last_heartbeat.elapsed() >= self.cfg.heartbeat_interval {
+            if last_heartbeat.elapsed() >= self.cfg.heartbeat_interval && !self.running.is_empty() {
                 last_heartbeat = Instant::now();
                 self.store.heartbeat(&self.owner, now_ms())?;
             }
@@ -273,9 +425,41 @@ impl<'a> Engine<'a> {
                     now_ms(),
                     self.cfg.stale_after.as_millis() as i64,
                 )?;
+                want_claim |= found.iter().any(|r| r.requeued);
                 summary.recovered.extend(found);
             }
         }
+    }
+
+    /// Claims up to `free` tasks, honouring per-worker limits.
+    fn claim(&mut self, free: usize) -> Result<Vec<ClaimedTask>> {
+        if self.cfg.worker_concurrency.is_empty() {
+            return Ok(self.store.claim_tasks(&self.owner, now_ms(), free)?);
+        }
+        // With limits, claim one at a time so a batch cannot overshoot a worker's limit.
+        let mut out: Vec<ClaimedTask> = Vec::new();
+        while out.len() < free {
+            let mut busy: HashMap<&str, usize> = HashMap::new();
+            for r in self.running.values() {
+                *busy.entry(r.task.worker.as_str()).or_default() += 1;
+            }
+            for c in &out {
+                *busy.entry(c.task.worker.as_str()).or_default() += 1;
+            }
+            let excluded: Vec<&str> = self
+                .cfg
+                .worker_concurrency
+                .iter()
+                .filter(|(w, limit)| busy.get(w.as_str()).copied().unwrap_or(0) >= **limit)
+                .map(|(w, _)| w.as_str())
+                .collect();
+            let mut got = self.store.claim_tasks_except(&self.owner, now_ms(), 1, &excluded)?;
+            match got.pop() {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Prepares a claimed task and hands it to a free slot; problems found here end the
@@ -420,6 +604,14 @@ impl<'a> Engine<'a> {
                     format!("Task completed successfully ({took})"),
                 )
             }
+            RunEnd::Interrupted => {
+                summary.interrupted += 1;
+                (
+                    Outcome::Requeued,
+                    "pending",
+                    format!("Interrupted after {took} because the service stopped; queued again (this attempt does not count)"),
+                )
+            }
             RunEnd::Err(_) | RunEnd::KilledAfterCancel(_) if r.cancel_sent => {
                 summary.cancelled += 1;
                 let message = match end {
@@ -439,7 +631,7 @@ impl<'a> Engine<'a> {
                         format_duration(limit)
                     ),
                     RunEnd::KilledAfterCancel(grace) => format!("killed after {}", format_duration(grace)),
-                    RunEnd::Ok(_) => unreachable!("handled above"),
+                    RunEnd::Ok(_) | RunEnd::Interrupted => unreachable!("handled above"),
                 };
                 if !final_failure && t.attempts < t.max_attempts {
                     let delay = self.retry_delay(t.attempts);

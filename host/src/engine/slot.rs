@@ -46,6 +46,8 @@ pub enum Inbox {
     Run(Box<Assignment>),
     /// Cancel a task (ignored unless it is this slot's).
     Cancel(i64),
+    /// Stop a task at once because the service is stopping (kill its runner).
+    Interrupt(i64),
     /// Finish the current task, stop the runner and end the thread.
     Shutdown,
     /// An event from runner generation `gen`.
@@ -69,6 +71,8 @@ pub enum RunEnd {
     KilledAfterCancel(Duration),
     /// The runner could not be started or could not load the library.
     StartFailed(String),
+    /// Killed because the service stopped.
+    Interrupted,
 }
 
 /// What a slot reports to the coordinator.
@@ -170,7 +174,7 @@ pub struct Slot {
     /// Sender into the own inbox.
     pub inbox_tx: Sender<Inbox>,
     /// Reports to the coordinator.
-    pub out: Sender<FromSlot>,
+    pub out: Sender<super::Msg>,
     /// Set when a shutdown arrives while a task runs: the slot ends after that task.
     pub shutdown_requested: std::cell::Cell<bool>,
 }
@@ -189,17 +193,20 @@ impl Slot {
                             r.kill();
                         }
                     }
-                    let _ = self.out.send(FromSlot::Done {
-                        id: a.id,
-                        slot: self.index,
-                        end,
-                    });
+                    let _ = self.out.send(
+                        FromSlot::Done {
+                            id: a.id,
+                            slot: self.index,
+                            end,
+                        }
+                        .into(),
+                    );
                     if self.shutdown_requested.get() {
                         break;
                     }
                 }
                 Inbox::Shutdown => break,
-                Inbox::Cancel(_) | Inbox::Runner(..) | Inbox::RunnerGone(_) => {}
+                Inbox::Cancel(_) | Inbox::Interrupt(_) | Inbox::Runner(..) | Inbox::RunnerGone(_) => {}
             }
         }
         if let Some(r) = runner.take() {
@@ -311,10 +318,10 @@ impl Slot {
                         return (RunEnd::StartFailed(format!("the worker's library could not be loaded: {}", error.message)), false);
                     }
                     Event::Progress { id, processed, total, message } if id == a.id => {
-                        let _ = self.out.send(FromSlot::Progress { id, processed, total, message });
+                        let _ = self.out.send(FromSlot::Progress { id, processed, total, message }.into());
                     }
                     Event::Log { id, level, message } if id == a.id => {
-                        let _ = self.out.send(FromSlot::Log { id, level, message });
+                        let _ = self.out.send(FromSlot::Log { id, level, message }.into());
                     }
                     Event::Done { id, ok, err } if id == a.id => {
                         let end = match (ok, err) {
@@ -346,14 +353,24 @@ impl Slot {
                     }
                 }
                 Ok(Inbox::Cancel(_)) => {}
+                Ok(Inbox::Interrupt(id)) if id == a.id => {
+                    if let Some(r) = slot_runner.take() {
+                        r.kill();
+                    }
+                    return (RunEnd::Interrupted, false);
+                }
+                Ok(Inbox::Interrupt(_)) => {}
                 Ok(Inbox::Shutdown) => self.shutdown_requested.set(true),
                 Ok(Inbox::Run(other)) => {
                     tracing::error!(task = other.id, "slot busy; task handed back");
-                    let _ = self.out.send(FromSlot::Done {
-                        id: other.id,
-                        slot: usize::MAX,
-                        end: RunEnd::StartFailed("internal error: slot was busy".into()),
-                    });
+                    let _ = self.out.send(
+                        FromSlot::Done {
+                            id: other.id,
+                            slot: usize::MAX,
+                            end: RunEnd::StartFailed("internal error: slot was busy".into()),
+                        }
+                        .into(),
+                    );
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
