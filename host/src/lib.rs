@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod runner;
 pub mod safety;
 pub mod service;
+pub mod settings;
 pub mod sensitive;
 pub mod signals;
 pub mod wake;

@@ -68,6 +68,9 @@ impl WorkerView {
             };
             settings.insert(spec.key.clone(), shown);
         }
+        if let Some(t) = stored.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
+            settings.insert(stask_plugin_api::manifest::TIMEOUT_SETTING.to_owned(), t.clone());
+        }
         WorkerView {
             identifier: w.identifier.clone(),
             scope: w.scope.clone(),

@@ -220,6 +220,19 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Replaces a worker's settings (a validated JSON object). Returns false if no such
+    /// worker exists.
+    pub fn set_worker_settings(&self, identifier: &str, settings: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE workers SET settings = ?2, updated_at = ?3 WHERE identifier = ?1",
+                params![identifier, settings, now_ms()],
+            )
+            .context("save worker settings")?;
+        Ok(n > 0)
+    }
+
     /// Removes a worker from the registry (its tasks are kept).
     pub fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
         let n = self

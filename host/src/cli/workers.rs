@@ -7,6 +7,7 @@ use stask_storage::Store;
 use super::print_json;
 use crate::discovery::{self, Skipped, WorkerChange};
 use crate::home::Home;
+use crate::settings;
 use crate::workers_view::WorkerView;
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +39,21 @@ pub(super) enum WorkersCommand {
     Deactivate {
         /// Worker identifier.
         id: String,
+    },
+    /// Show a worker's settings, or change them with KEY=VALUE pairs. Secret values are
+    /// never printed, only whether they are set.
+    Settings {
+        /// Worker identifier.
+        id: String,
+        /// KEY=VALUE pairs; values are read as the schema's type (text, integer, number,
+        /// true/false).
+        assignments: Vec<String>,
+        /// Read settings from a JSON object in this file (merged before KEY=VALUE pairs).
+        #[arg(long)]
+        json_file: Option<std::path::PathBuf>,
+        /// Remove a key, so its default applies again (repeatable).
+        #[arg(long)]
+        unset: Vec<String>,
     },
 }
 
@@ -151,13 +167,44 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
                 }
             }
         }
-        WorkersCommand::Activate { id } => set_active(&store, &id, true, json)?,
-        WorkersCommand::Deactivate { id } => set_active(&store, &id, false, json)?,
+        WorkersCommand::Settings {
+            id,
+            assignments,
+            json_file,
+            unset,
+        } => {
+            let w = find(&store, &id)?;
+            if !assignments.is_empty() || json_file.is_some() || !unset.is_empty() {
+                let updated = settings::update(&w, &assignments, json_file.as_deref(), &unset)?;
+                store.set_worker_settings(&id, &updated)?;
+            }
+            let view = WorkerView::new(&find(&store, &id)?);
+            if json {
+                return print_json(&view.settings);
+            }
+            if view.settings_schema.is_empty() {
+                println!("{id} declares no settings (every worker accepts timeout_secs).");
+            }
+            for s in &view.settings_schema {
+                let value = &view.settings[&s.key];
+                let shown = if s.secret {
+                    if value["set"] == true { "(secret, set)".to_owned() } else { "(secret, not set)".to_owned() }
+                } else {
+                    value.to_string()
+                };
+                println!("{:<20} {:<8} {}", s.key, s.kind.name(), shown);
+            }
+            if let Some(t) = view.settings.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
+                println!("{:<20} {:<8} {t}", stask_plugin_api::manifest::TIMEOUT_SETTING, "integer");
+            }
+        }
+        WorkersCommand::Activate { id } => set_active(home, &store, &id, true, json)?,
+        WorkersCommand::Deactivate { id } => set_active(home, &store, &id, false, json)?,
     }
     Ok(())
 }
 
-fn set_active(store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
+fn set_active(home: &Home, store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
     if active {
         let w = find(store, id)?;
         if !std::path::Path::new(&w.library.path).exists() {
@@ -169,6 +216,9 @@ fn set_active(store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
     }
     if !store.set_worker_active(id, active)? {
         return Err(not_found(id));
+    }
+    if active {
+        crate::wake::notify(home);
     }
     if json {
         print_json(&serde_json::json!({ "identifier": id, "active": active }))

@@ -1,0 +1,82 @@
+//! Changing a worker's settings: parse, merge, validate against the manifest's schema.
+//!
+//! Values of keys the schema marks secret are stored (the worker needs them) but never
+//! printed or logged: views show only whether they are set, and error messages name
+//! keys and types, never values.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+use stask_plugin_api::manifest::{SettingKind, TIMEOUT_SETTING};
+use stask_plugin_api::WorkerManifest;
+use stask_storage::WorkerRecord;
+
+/// Applies a JSON file, `KEY=VALUE` assignments and removals to a worker's stored
+/// settings and returns the new settings JSON, validated against the schema. Nothing is
+/// returned (and so nothing stored) when any part is wrong.
+pub fn update(w: &WorkerRecord, assignments: &[String], json_file: Option<&Path>, unset: &[String]) -> Result<String> {
+    let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
+    let mut settings: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    if let Some(path) = json_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read settings file '{}'", path.display()))?;
+        let Value::Object(map) = serde_json::from_str(&text)
+            .with_context(|| format!("settings file '{}' is not valid JSON", path.display()))?
+        else {
+            bail!("settings file '{}' must hold a JSON object", path.display());
+        };
+        settings.extend(map);
+    }
+    for a in assignments {
+        let Some((key, raw)) = a.split_once('=') else {
+            bail!("'{a}' is not KEY=VALUE");
+        };
+        let key = key.trim();
+        settings.insert(key.to_owned(), parse_value(&manifest, key, raw)?);
+    }
+    for key in unset {
+        if settings.remove(key).is_none() {
+            bail!("setting '{key}' is not set");
+        }
+    }
+    // Validates types, unknown keys and required keys; the result (with defaults) is
+    // not stored, so later default changes in the plugin still apply.
+    manifest
+        .resolve_settings(&settings)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Value::Object(settings).to_string())
+}
+
+/// Reads a command-line value as the type the schema declares for `key`.
+fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value> {
+    let kind = if key == TIMEOUT_SETTING {
+        SettingKind::Integer
+    } else {
+        match manifest.settings.iter().find(|s| s.key == key) {
+            Some(spec) => spec.kind,
+            None => {
+                let known: Vec<&str> = manifest.settings.iter().map(|s| s.key.as_str()).collect();
+                bail!(
+                    "worker '{}' has no setting '{key}' (known: {})",
+                    manifest.identifier,
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                );
+            }
+        }
+    };
+    let bad = || anyhow::anyhow!("setting '{key}' must be {}", kind.with_article());
+    Ok(match kind {
+        SettingKind::String => Value::String(raw.to_owned()),
+        SettingKind::Integer => Value::from(raw.trim().parse::<i64>().map_err(|_| bad())?),
+        SettingKind::Number => {
+            let n: f64 = raw.trim().parse().map_err(|_| bad())?;
+            serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(bad)?
+        }
+        SettingKind::Boolean => match raw.trim() {
+            "true" | "yes" | "1" => Value::Bool(true),
+            "false" | "no" | "0" => Value::Bool(false),
+            _ => return Err(bad()),
+        },
+    })
+}
