@@ -52,7 +52,18 @@ impl TaskRequest {
 
 /// Validates the request and queues the task; returns its id. The first progress-log
 /// line (`pending`) is written right after the row is stored.
-pub fn create_task(home: &Home, store: &Store, req: &TaskRequest) -> Result<i64> {
+pub fn create_task(home: &Home, store: &mut Store, req: &TaskRequest) -> Result<i64> {
+    Ok(create_tasks(home, store, req, 1)?[0])
+}
+
+/// Largest batch [`create_tasks`] accepts.
+pub const MAX_BATCH: usize = 1_000_000;
+
+/// Validates the request once and queues `count` identical tasks in one transaction.
+pub fn create_tasks(home: &Home, store: &mut Store, req: &TaskRequest, count: usize) -> Result<Vec<i64>> {
+    if count == 0 || count > MAX_BATCH {
+        bail!("count must be between 1 and {MAX_BATCH}, got {count}");
+    }
     let Some(worker) = store.get_worker(&req.worker)? else {
         bail!(
             "no worker '{}' is registered (see `stask workers list`)",
@@ -107,16 +118,19 @@ pub fn create_task(home: &Home, store: &Store, req: &TaskRequest) -> Result<i64>
         );
     }
     let now = now_ms();
-    let id = store.insert_task(&NewTask {
-        worker: req.worker.clone(),
-        action: req.action.clone(),
-        data,
-        priority: req.priority,
-        max_attempts: req.max_attempts,
-        started_by: req.started_by.clone(),
-        run_after: now,
-        created_at: now,
-    })?;
+    let ids = store.insert_tasks(
+        &NewTask {
+            worker: req.worker.clone(),
+            action: req.action.clone(),
+            data,
+            priority: req.priority,
+            max_attempts: req.max_attempts,
+            started_by: req.started_by.clone(),
+            run_after: now,
+            created_at: now,
+        },
+        count,
+    )?;
     let by = req
         .started_by
         .as_deref()
@@ -130,8 +144,11 @@ pub fn create_task(home: &Home, store: &Store, req: &TaskRequest) -> Result<i64>
         "",
         &format!("Task created (priority {}{by})", req.priority.as_str()),
     );
-    if let Err(e) = progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line]) {
-        tracing::warn!(task = id, "cannot write progress log: {e}");
+    let log_dir = home.log_dir();
+    for id in &ids {
+        if let Err(e) = progress_log::append(&task_log::log_path(&log_dir, *id), std::slice::from_ref(&line)) {
+            tracing::warn!(task = id, "cannot write progress log: {e}");
+        }
     }
-    Ok(id)
+    Ok(ids)
 }

@@ -8,10 +8,14 @@
 
 mod migrations;
 pub mod progress_log;
+mod schedules;
 mod store;
 mod tasks;
 mod workers;
 
+pub use schedules::{
+    FireOutcome, Firing, ScheduleRecord, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
+};
 pub use store::{now_ms, Store, StoreError};
 pub use tasks::{
     CancelResult, ClaimedTask, Finish, NewTask, Outcome, Priority, ProgressUpdate, Status,

@@ -350,6 +350,38 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Inserts `count` identical pending tasks in one transaction; returns their ids in
+    /// creation order.
+    pub fn insert_tasks(&mut self, t: &NewTask, count: usize) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction().context("begin creating tasks")?;
+        let mut ids = Vec::with_capacity(count);
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tasks (worker, action, status, priority, data, started_by,
+                        max_attempts, run_after, created_at, message)
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, 'Task created')",
+                )
+                .context("create task")?;
+            for _ in 0..count {
+                stmt.execute(params![
+                    t.worker,
+                    t.action,
+                    t.priority.rank(),
+                    t.data,
+                    t.started_by,
+                    t.max_attempts,
+                    t.run_after,
+                    t.created_at
+                ])
+                .context("create task")?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().context("commit new tasks")?;
+        Ok(ids)
+    }
+
     /// One task.
     pub fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
         self.conn

@@ -17,7 +17,7 @@ use crate::engine::{self, Mode};
 use crate::home::Home;
 use crate::sensitive;
 use crate::task_clean;
-use crate::task_create::{create_task, TaskRequest};
+use crate::task_create::{create_tasks, TaskRequest};
 use crate::task_log::{self, format_duration, parse_age};
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +43,9 @@ pub(super) enum TasksCommand {
         /// Accept data keys that look like credentials.
         #[arg(long)]
         allow_sensitive: bool,
+        /// Create this many identical tasks at once (prints one id per line).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
     /// List tasks, newest first.
     List {
@@ -125,14 +128,15 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             max_attempts,
             user,
             allow_sensitive,
+            count,
         } => {
             let data = match data {
                 None => Value::Object(Default::default()),
                 Some(text) => parse_data(&text)?,
             };
-            let id = create_task(
+            let ids = create_tasks(
                 home,
-                &store,
+                &mut store,
                 &TaskRequest {
                     worker,
                     action,
@@ -142,12 +146,19 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                     started_by: user,
                     allow_sensitive,
                 },
+                count,
             )?;
             crate::wake::notify(home);
-            if json {
-                print_json(&serde_json::json!({ "id": id }))?;
+            if json && ids.len() == 1 {
+                print_json(&serde_json::json!({ "id": ids[0] }))?;
+            } else if json {
+                print_json(&serde_json::json!({ "ids": ids }))?;
             } else {
-                println!("{id}");
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for id in &ids {
+                    use std::io::Write as _;
+                    writeln!(out, "{id}")?;
+                }
             }
         }
         TasksCommand::List { status, worker, limit } => {
