@@ -6,6 +6,11 @@
 //!   `stask --home DIR init`, with helpers to install libraries and run commands.
 //! * Every child process runs under a time limit ([`COMMAND_TIMEOUT`]), so a hung
 //!   command fails its test instead of hanging the whole suite.
+//! * [`Home::spawn`] starts a command in the background ([`Background`], killed when
+//!   dropped), and [`wait_until`] polls for a condition with a deadline, for tests that
+//!   act while a task runs.
+//! * Task helpers: [`Home::create_task`], [`Home::task`], [`Home::log_lines`] and
+//!   [`check_log_line`] (the progress-log line format).
 //!
 //! ```no_run
 //! use stask_e2e::Home;
@@ -24,7 +29,8 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -32,8 +38,19 @@ use serde_json::Value;
 /// The longest any single command may run before it is killed and the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Environment variables that would change what `stask` does behind a test's back.
-const SCRUBBED_ENV: &[&str] = &["STASK_HOME", "STASK_PLUGINS_DIR", "RUST_LOG"];
+/// Environment variables that would change what `stask` does behind a test's back:
+/// the home selection, logging, and the engine's tuning knobs (tests that need a knob
+/// set it per command, see [`Home::run_env`]).
+const SCRUBBED_ENV: &[&str] = &[
+    "STASK_HOME",
+    "STASK_PLUGINS_DIR",
+    "RUST_LOG",
+    "STASK_CONCURRENCY",
+    "STASK_DEFAULT_TIMEOUT_SECS",
+    "STASK_CANCEL_GRACE_MS",
+    "STASK_RETRY_BASE_MS",
+    "STASK_STALE_AFTER_SECS",
+];
 
 /// The build output directory (`target/debug`).
 ///
@@ -92,51 +109,218 @@ pub fn stask_command() -> Command {
     cmd
 }
 
+/// Reads a pipe to its end on a thread.
+fn drain<R: Read + Send + 'static>(mut pipe: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
 /// Runs `cmd` with stdin closed and output captured, killing it (and failing the
 /// test) when it takes longer than `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
+    Background::start(cmd).wait(timeout)
+}
+
+/// A command running in the background with its output captured. Dropping it kills
+/// the process (only that process: the one the test started) if it is still running.
+pub struct Background {
+    shown: String,
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Background {
+    /// Starts `cmd` with stdin closed and stdout / stderr captured.
+    pub fn start(cmd: &mut Command) -> Background {
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+        let stdout = drain(child.stdout.take().expect("piped stdout"));
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        Background {
+            shown,
+            child,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            status: None,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended (it is reaped then), `None` while it
+    /// runs.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            match self.child.try_wait() {
+                Ok(status) => self.status = status,
+                Err(e) => panic!("waiting for {} failed: {e}", self.shown),
+            }
+        }
+        self.status
+    }
+
+    /// Sends SIGKILL to the process and reaps it (so that nothing, not even a zombie,
+    /// is left of it). Returns its exit status.
+    pub fn kill9(&mut self) -> ExitStatus {
+        if let Some(status) = self.try_status() {
+            panic!(
+                "{} had already ended ({status}) when it was to be killed",
+                self.shown
+            );
+        }
+        // SAFETY: sends a signal to the child this test started; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(
+            rc,
+            0,
+            "kill -9 {}: {}",
+            self.child.id(),
+            std::io::Error::last_os_error()
+        );
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for {} failed: {e}", self.shown));
+        self.status = Some(status);
+        status
+    }
+
+    /// Waits for the process to end and returns its output; kills it and fails the
+    /// test when it has not ended within `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.try_status() {
+                break status;
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                self.status = self.child.wait().ok();
                 // The readers finish once every holder of the pipes is gone; a
                 // grandchild could keep them open, so do not wait for them.
                 panic!(
-                    "{shown} did not finish within {} s and was killed",
-                    timeout.as_secs()
+                    "{} did not finish within {:.1} s and was killed",
+                    self.shown,
+                    timeout.as_secs_f64()
                 );
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("waiting for {shown} failed: {e}"),
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: self
+                .stdout
+                .take()
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default(),
+            stderr: self
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default(),
         }
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, and returns that; fails the test
+/// naming `what` when `timeout` passes first.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if started.elapsed() > timeout {
+            panic!(
+                "timed out after {:.1} s waiting until {what}",
+                timeout.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Checks one progress-log line (without its newline) against the format
+/// `status|progress|processed|total|eta|message`, i.e. the regular expression
+/// `^(pending|running|completed|failed|cancelled)\|\d{1,3}\|\d+\|\d+\|[^|]*\|.*$`.
+/// Returns the six fields (the message still escaped), or why the line does not match.
+pub fn check_log_line(line: &str) -> Result<[&str; 6], String> {
+    let fields: Vec<&str> = line.splitn(6, '|').collect();
+    let [status, progress, processed, total, eta, message] = fields[..] else {
+        return Err(format!("{line:?} has fewer than six '|'-separated fields"));
+    };
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !["pending", "running", "completed", "failed", "cancelled"].contains(&status) {
+        return Err(format!("{line:?}: '{status}' is not a task status"));
+    }
+    if !digits(progress, 3) {
+        return Err(format!("{line:?}: progress '{progress}' is not 1-3 digits"));
+    }
+    if !digits(processed, usize::MAX) || !digits(total, usize::MAX) {
+        return Err(format!(
+            "{line:?}: processed '{processed}' / total '{total}' are not numbers"
+        ));
+    }
+    if line.contains('\n') || line.contains('\r') {
+        return Err(format!("{line:?} contains a raw line break"));
+    }
+    Ok([status, progress, processed, total, eta, message])
+}
+
+/// Process ids of running processes (other than zombies) whose command line contains
+/// every one of `needles`, found through /proc.
+pub fn processes_with_cmdline(needles: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.is_empty() || !needles.iter().all(|n| cmdline.contains(n)) {
+            continue;
+        }
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split_whitespace().next().map(|state| state == "Z")
+            })
+            .unwrap_or(false);
+        if !zombie {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// Runs the stask binary with `args` exactly as given (no `--home` added), under
@@ -236,17 +420,104 @@ impl Home {
         dest
     }
 
-    /// Runs `stask --home HOME ARGS...` (without STASK_HOME / STASK_PLUGINS_DIR /
-    /// RUST_LOG from the environment) and returns its output, whatever the exit code.
-    pub fn run(&self, args: &[&str]) -> Output {
+    /// Copies built libraries into the plugins directory and registers them active
+    /// (`workers discover --activate`); fails the test unless all of them registered.
+    pub fn install_active(&self, crate_lib_names: &[&str]) {
+        for name in crate_lib_names {
+            self.install(name);
+        }
+        let report = self.json(&["workers", "discover", "--activate"]);
+        let registered = report["registered"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            registered,
+            crate_lib_names.len(),
+            "not every library registered: {report:#}"
+        );
+    }
+
+    /// The directory of progress logs (`HOME/storage/stask`).
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("storage").join("stask")
+    }
+
+    /// A task's progress log (`HOME/storage/stask/{id}.log`).
+    pub fn log_path(&self, id: i64) -> PathBuf {
+        self.log_dir().join(format!("{id}.log"))
+    }
+
+    /// A task's result directory (`HOME/storage/stask/results/{id}`).
+    pub fn result_dir(&self, id: i64) -> PathBuf {
+        self.log_dir().join("results").join(id.to_string())
+    }
+
+    /// The complete lines of a task's progress log, as stored (without newlines); a
+    /// torn last line (no newline yet) is left out. Empty when there is no log.
+    pub fn log_lines(&self, id: i64) -> Vec<String> {
+        let text = match std::fs::read_to_string(self.log_path(id)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => panic!("read '{}': {e}", self.log_path(id).display()),
+        };
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => return Vec::new(),
+        };
+        complete.split('\n').map(str::to_owned).collect()
+    }
+
+    /// Creates a task with `tasks create WORKER ACTION --data DATA EXTRA... --json` and
+    /// returns its id.
+    pub fn create_task(&self, worker: &str, action: &str, data: &Value, extra: &[&str]) -> i64 {
+        let data = data.to_string();
+        let mut args = vec!["tasks", "create", worker, action, "--data", &data];
+        args.extend_from_slice(extra);
+        let reply = self.json(&args);
+        reply["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no id in the reply of `tasks create`: {reply:#}"))
+    }
+
+    /// `tasks show ID --json`.
+    pub fn task(&self, id: i64) -> Value {
+        self.json(&["tasks", "show", &id.to_string()])
+    }
+
+    /// A `Command` running `stask --home HOME ARGS...` with `env` set (and the
+    /// variables of [`stask_command`] removed).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = stask_command();
         cmd.arg("--home").arg(&self.root).args(args);
-        run_with_timeout(&mut cmd, COMMAND_TIMEOUT)
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `stask --home HOME ARGS...` (without STASK_HOME / STASK_PLUGINS_DIR /
+    /// RUST_LOG or the engine knobs from the environment) and returns its output,
+    /// whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Home::run`], with environment variables set for this command only.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_with_timeout(&mut self.command(args, env), COMMAND_TIMEOUT)
+    }
+
+    /// Starts `stask --home HOME ARGS...` with `env` in the background.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Background {
+        Background::start(&mut self.command(args, env))
     }
 
     /// Runs a command that must succeed and returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.ok_env(args, &[])
+    }
+
+    /// Like [`Home::ok`], with environment variables set for this command only.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run_env(args, env);
         assert!(
             out.status.success(),
             "expected success\n{}",
@@ -268,9 +539,14 @@ impl Home {
 
     /// Runs a command with `--json`, asserts success and parses stdout.
     pub fn json(&self, args: &[&str]) -> Value {
+        self.json_env(args, &[])
+    }
+
+    /// Like [`Home::json`], with environment variables set for this command only.
+    pub fn json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
-        let out = self.run(&all);
+        let out = self.run_env(&all, env);
         let what = all.join(" ");
         assert!(
             out.status.success(),
