@@ -61,7 +61,8 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad` honours width and alignment, so tables line up.
+        f.pad(self.as_str())
     }
 }
 
@@ -155,9 +156,12 @@ pub struct TaskRecord {
     pub total: i64,
     /// Latest message.
     pub message: String,
-    /// Input data (JSON text; may hold values to redact before showing).
+    /// Input data (JSON text; may hold values to redact before showing). Not serialized:
+    /// views show it redacted and parsed.
+    #[serde(skip_serializing)]
     pub data: String,
-    /// Result JSON text of a completed task.
+    /// Result JSON text of a completed task. Not serialized: views show it parsed.
+    #[serde(skip_serializing)]
     pub result: Option<String>,
     /// Error message of the last failed attempt.
     pub error: Option<String>,

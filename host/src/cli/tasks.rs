@@ -238,14 +238,14 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 t.processed.max(0) as u64,
                 t.total.max(0) as u64,
                 "",
-                &format!("Queued for retry (was {status}; {} attempts so far)", t.attempts),
+                &format!("Queued for retry (was {status}; {})", attempts_so_far(t.attempts)),
             );
             progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
             crate::wake::notify(home);
             if json {
                 print_json(&serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }))?;
             } else {
-                println!("task {id} queued again ({} attempts so far)", t.attempts);
+                println!("task {id} queued again ({})", attempts_so_far(t.attempts));
             }
         }
         TasksCommand::Execute { id } => {
@@ -277,6 +277,14 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
         }
     }
     Ok(0)
+}
+
+fn attempts_so_far(n: i64) -> String {
+    if n == 1 {
+        "1 attempt so far".to_owned()
+    } else {
+        format!("{n} attempts so far")
+    }
 }
 
 fn parse_data(text: &str) -> Result<Value> {
@@ -352,12 +360,9 @@ impl TaskView {
         } else {
             (None, None)
         };
-        let mut task = t.clone();
-        task.data = String::new();
-        task.result = None;
         TaskView {
             duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
-            task,
+            task: t.clone(),
             data,
             result,
             log_file: log_file.display().to_string(),

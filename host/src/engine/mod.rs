@@ -478,13 +478,13 @@ impl<'a> Engine<'a> {
             cancel_sent: false,
             task,
         };
-        let start_line = running.line(
-            "running",
-            &format!(
-                "Started attempt {} of {}",
-                running.task.attempts, running.task.max_attempts
-            ),
-        );
+        let (attempt, max) = (running.task.attempts, running.task.max_attempts);
+        let start_message = if attempt <= max {
+            format!("Started attempt {attempt} of {max}")
+        } else {
+            format!("Started attempt {attempt} (retried by hand after its {max} automatic attempts)")
+        };
+        let start_line = running.line("running", &start_message);
         batch.lines.push((id, start_line));
         tracing::info!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
         match self.prepare(&running, &c.library_path, &c.settings, &c.manifest) {
