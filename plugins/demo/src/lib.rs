@@ -5,11 +5,15 @@
 //!   within about 10 ms, and can be told to fail at a given step.
 //! * `noop` returns at once and reports nothing, so benchmarks measure the host alone.
 //! * `echo` returns its input, so tests can check that data survives the trip intact.
+//! * `spin` reports progress many times in a tight loop and returns the cost per call
+//!   measured inside the plugin (the progress-overhead benchmark).
+//! * `stamp` returns the wall-clock time at which it started (the pickup-latency
+//!   benchmark).
 
 #![warn(missing_docs)]
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stask_plugin_api::prelude::*;
 
@@ -19,6 +23,10 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 const DEFAULT_STEPS: u64 = 10;
 const DEFAULT_STEP_MS: u64 = 200;
 const DEFAULT_MAX_STEPS: u64 = 1000;
+
+const DEFAULT_SPIN_CALLS: u64 = 1_000_000;
+/// Cancellation is checked once per this many `spin` calls.
+const SPIN_CANCEL_EVERY: u64 = 1 << 16;
 
 /// A worker whose tasks take a chosen time and report chosen progress.
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,6 +60,15 @@ impl Worker for Demo {
                 "Returns the task data unchanged as the result and logs its 'message' field \
                  if present. Example: {\"message\": \"hi\"}",
             ))
+            .action(ActionSpec::new("spin", "Spin on progress").description(
+                "Reports progress 'calls' times (default 1,000,000) as fast as it can and \
+                 returns {\"calls\": N, \"ns_per_call\": T}, the cost of one report \
+                 measured inside the plugin. Example: {\"calls\": 1000}",
+            ))
+            .action(ActionSpec::new("stamp", "Time stamp").description(
+                "Returns {\"started_ns\": T}, the wall-clock time (ns since the Unix \
+                 epoch) at which the run started, for measuring pickup latency.",
+            ))
             .setting(
                 SettingSpec::string("greeting", "Greeting")
                     .description("Word the run action greets with and returns in its result.")
@@ -77,6 +94,8 @@ impl Worker for Demo {
             "run" => run_steps(ctx, &input),
             "noop" => Ok(Value::Null),
             "echo" => echo(ctx, input),
+            "spin" => spin(ctx, &input),
+            "stamp" => Ok(stamp()),
             other => Err(Error::new(format!("unknown action '{other}'"))),
         }
     }
@@ -199,6 +218,33 @@ fn echo(ctx: &Context<'_>, input: Input) -> Result<Value, Error> {
         Some(other) => ctx.info(&other.to_string()),
     }
     Ok(Value::Object(input.data))
+}
+
+/// Calls `progress` `calls` times and measures the time per call.
+fn spin(ctx: &Context<'_>, input: &Input) -> Result<Value, Error> {
+    let calls = input.data_u64_or("calls", DEFAULT_SPIN_CALLS)?;
+    let started = Instant::now();
+    for i in 1..=calls {
+        ctx.progress(i, calls, "spinning");
+        if i % SPIN_CANCEL_EVERY == 0 {
+            ctx.check_cancelled()?;
+        }
+    }
+    let elapsed = started.elapsed();
+    let ns_per_call = if calls == 0 {
+        0.0
+    } else {
+        elapsed.as_nanos() as f64 / calls as f64
+    };
+    Ok(json!({ "calls": calls, "ns_per_call": ns_per_call }))
+}
+
+/// The current wall-clock time in ns since the Unix epoch.
+fn stamp() -> Value {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    json!({ "started_ns": ns })
 }
 
 #[cfg(test)]

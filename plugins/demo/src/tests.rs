@@ -1,6 +1,6 @@
 //! The demo worker through the SDK's harness.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stask_plugin_api::prelude::*;
 use stask_plugin_api::testing::TestRun;
@@ -163,4 +163,57 @@ fn wrong_data_types_are_clear_errors() {
         out.result,
         Err("task data field 'steps' must be a non-negative integer, got \"many\"".to_owned())
     );
+}
+
+#[test]
+fn spin_reports_progress_calls_times_and_returns_the_cost_per_call() {
+    let out = TestRun::new(&Demo, "spin")
+        .data(json!({ "calls": 1000 }))
+        .run();
+    let result = out.result.clone().unwrap();
+    assert_eq!(result["calls"], json!(1000));
+    assert!(result["ns_per_call"].as_f64().unwrap() > 0.0);
+    let progress: Vec<_> = out.progress().collect();
+    assert_eq!(progress.len(), 1000);
+    assert_eq!(progress[0], (1, 1000, "spinning"));
+    assert_eq!(progress[999], (1000, 1000, "spinning"));
+}
+
+#[test]
+fn spin_with_zero_calls_reports_nothing() {
+    let out = TestRun::new(&Demo, "spin")
+        .data(json!({ "calls": 0 }))
+        .run();
+    assert_eq!(out.result, Ok(json!({ "calls": 0, "ns_per_call": 0.0 })));
+    assert!(out.events.is_empty());
+}
+
+#[test]
+fn spin_refuses_a_wrong_calls_type() {
+    let out = TestRun::new(&Demo, "spin")
+        .data(json!({ "calls": -1 }))
+        .run();
+    assert_eq!(
+        out.result,
+        Err("task data field 'calls' must be a non-negative integer, got -1".to_owned())
+    );
+}
+
+#[test]
+fn stamp_returns_the_start_time_in_ns() {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    let before = now();
+    let out = TestRun::new(&Demo, "stamp").run();
+    let after = now();
+    let started = out.result.unwrap()["started_ns"].as_u64().unwrap();
+    assert!(
+        before <= started && started <= after,
+        "{before} <= {started} <= {after}"
+    );
+    assert!(out.events.is_empty());
 }
