@@ -16,6 +16,7 @@ pub mod protocol_fd;
 pub mod recovery;
 pub mod runner;
 pub mod safety;
+pub mod schedule;
 pub mod service;
 pub mod settings;
 pub mod sensitive;

@@ -19,7 +19,7 @@ pub const KINDS: &[&str] = &["manual", "once", "hourly", "daily", "weekly", "reg
 /// How a worker without a schedule is described.
 pub const MANUAL_DESCRIPTION: &str = "manual (on demand only)";
 
-const TIME_HINT: &str = "use HH:MM (24-hour), e.g. 08:30";
+const TIME_HINT: &str = "use HH:MM on the 24-hour clock, e.g. 08:30";
 const DATE_TIME_HINT: &str = "use \"YYYY-MM-DD HH:MM\" (local time), e.g. \"2026-12-01 08:00\"";
 const DAYS_HINT: &str = "use mon, tue, wed, thu, fri, sat or sun, separated by commas";
 const INTERVAL_HINT: &str = "use minutes or hours like 30m, 2h or 1h30m";
@@ -394,7 +394,7 @@ impl Spec {
         let Some(obj) = value.as_object() else {
             return Err(format!(
                 "a schedule must be a JSON object like {{\"kind\": \"daily\", \"at\": \"08:30\"}}, not {}",
-                stask_plugin_api::manifest::json_type_name(&value)
+                json_type_with_article(&value)
             ));
         };
         match obj.get("kind").and_then(Value::as_str) {
@@ -425,6 +425,16 @@ impl Spec {
     }
 }
 
+/// `an array`, `a string`, `null`: a JSON value's type for error messages.
+pub fn json_type_with_article(v: &Value) -> String {
+    let name = stask_plugin_api::manifest::json_type_name(v);
+    match name {
+        "null" => name.to_owned(),
+        _ if name.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {name}"),
+        _ => format!("a {name}"),
+    }
+}
+
 fn minute_in_range(n: i64) -> Result<u32, String> {
     match u32::try_from(n) {
         Ok(m) if m <= 59 => Ok(m),
@@ -433,7 +443,8 @@ fn minute_in_range(n: i64) -> Result<u32, String> {
 }
 
 fn kinds_hint() -> String {
-    format!("use {}", KINDS.join(", "))
+    let (last, rest) = KINDS.split_last().expect("kinds are listed");
+    format!("use {} or {last}", rest.join(", "))
 }
 
 fn unknown_kind(k: &str) -> String {
@@ -529,9 +540,10 @@ impl SpecInput {
                 minute: match &self.minute {
                     None => 0,
                     Some(m) => {
-                        let n: i64 = m.trim().parse().map_err(|_| {
-                            format!("minute '{m}' is not a whole number; use 0-59")
-                        })?;
+                        let n: i64 = m
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("minute '{m}' is not a whole number; use 0-59"))?;
                         minute_in_range(n)?
                     }
                 },
