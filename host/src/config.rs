@@ -141,7 +141,8 @@ impl Config {
         for key in KEYS {
             let var = format!("STASK_{}", key.to_uppercase());
             if let Ok(value) = std::env::var(&var) {
-                cfg.set(key, &value, home).with_context(|| format!("environment variable {var}"))?;
+                cfg.set(key, &value, home)
+                    .with_context(|| format!("environment variable {var}"))?;
                 cfg.sources.insert(key, Source::Env(var));
             }
         }
@@ -157,9 +158,8 @@ impl Config {
         let v = value.trim();
         match key {
             "bind" => {
-                v.parse::<std::net::SocketAddr>().map_err(|_| {
-                    anyhow::anyhow!("'{v}' is not an address like 127.0.0.1:8080")
-                })?;
+                v.parse::<std::net::SocketAddr>()
+                    .map_err(|_| anyhow::anyhow!("'{v}' is not an address like 127.0.0.1:8080"))?;
                 self.bind = v.to_owned();
             }
             "concurrency" => self.concurrency = int_in(v, 1, 256)? as usize,
@@ -291,9 +291,9 @@ fn toml_to_text(key: &str, value: &toml::Value) -> Result<String> {
         toml::Value::Table(t) if key == "worker_concurrency" => {
             let mut parts = Vec::new();
             for (w, n) in t {
-                let n = n
-                    .as_integer()
-                    .ok_or_else(|| anyhow::anyhow!("the limit of worker '{w}' must be an integer"))?;
+                let n = n.as_integer().ok_or_else(|| {
+                    anyhow::anyhow!("the limit of worker '{w}' must be an integer")
+                })?;
                 parts.push(format!("{w}={n}"));
             }
             parts.join(",")
@@ -322,7 +322,10 @@ mod tests {
 
         std::fs::write(dir.path().join("stask.toml"), "concurrency = 0\n").unwrap();
         let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
-        assert!(err.contains("'concurrency'") && err.contains("out of range"), "{err}");
+        assert!(
+            err.contains("'concurrency'") && err.contains("out of range"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join("stask.toml"), "concurency = 2\n").unwrap();
         let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());

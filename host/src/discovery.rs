@@ -134,7 +134,11 @@ pub fn scan(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
 /// Applies the safety checks to scanned files and returns `(path, real file)` pairs. A
 /// symlink to another scanned file is the same library, not a second copy: only the
 /// real file is kept.
-fn safe_libraries(plugins_root: &Path, files: Vec<PathBuf>, skipped_out: &mut Vec<Skipped>) -> Vec<(PathBuf, PathBuf)> {
+fn safe_libraries(
+    plugins_root: &Path,
+    files: Vec<PathBuf>,
+    skipped_out: &mut Vec<Skipped>,
+) -> Vec<(PathBuf, PathBuf)> {
     let mut safe: Vec<(PathBuf, PathBuf)> = Vec::new();
     for path in files {
         match check_library(plugins_root, &path) {
@@ -272,7 +276,10 @@ pub fn discover(
         let key = path.display().to_string();
         if let Some(ws) = by_path.get(key.as_str()) {
             if let Ok((size, mtime)) = fingerprint::stat(&real) {
-                if ws.iter().all(|w| w.library.size == size && w.library.mtime_ns == mtime) {
+                if ws
+                    .iter()
+                    .all(|w| w.library.size == size && w.library.mtime_ns == mtime)
+                {
                     report.already_registered += ws.len();
                     continue;
                 }
@@ -342,9 +349,13 @@ pub fn discover(
         if let Some(existing) = by_id.get(identifier.as_str()) {
             // Registered before, but its file is gone: the library moved.
             store.update_worker_library(&identifier, &meta_of(&manifest, &json), &fp)?;
-            report.relocated.push(change(&manifest, &fp.path, existing.active));
+            report
+                .relocated
+                .push(change(&manifest, &fp.path, existing.active));
         } else {
-            report.registered.push(change(&manifest, &fp.path, activate));
+            report
+                .registered
+                .push(change(&manifest, &fp.path, activate));
             inserts.push((identifier, manifest, json, fp));
         }
     }
@@ -385,7 +396,9 @@ pub fn rescan(store: &mut Store, exe: &Path, plugins_dir: &Path) -> Result<Resca
             None => path.to_path_buf(),
         };
         let Ok((size, mtime)) = fingerprint::stat(&real) else {
-            report.missing.extend(workers.iter().map(|w| w.identifier.clone()));
+            report
+                .missing
+                .extend(workers.iter().map(|w| w.identifier.clone()));
             continue;
         };
         let old = &workers[0].library;
@@ -441,7 +454,8 @@ pub fn clean_orphaned(store: &mut Store) -> Result<CleanReport> {
         let gone = matches!(
             std::fs::symlink_metadata(&w.library.path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound
-        ) || (Path::new(&w.library.path).is_symlink() && !Path::new(&w.library.path).exists());
+        ) || (Path::new(&w.library.path).is_symlink()
+            && !Path::new(&w.library.path).exists());
         if gone && store.delete_worker(&w.identifier)? {
             report.deleted.push(record_change(&w));
         }

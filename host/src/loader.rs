@@ -39,7 +39,10 @@ pub fn load(path: &Path) -> Result<WorkerLibRef, LoadError> {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 fn map_error(e: LibraryError) -> LoadError {
@@ -107,8 +110,12 @@ fn layout_difference(report: &str) -> String {
         };
         let field = |label: &str| -> Option<String> {
             let start = lines[i..].iter().position(|l| *l == label)? + i;
-            let name = lines[start..].iter().find_map(|l| l.strip_prefix("field_name:"))?;
-            let ty = lines[start..].iter().find_map(|l| l.strip_prefix("type:"))?;
+            let name = lines[start..]
+                .iter()
+                .find_map(|l| l.strip_prefix("field_name:"))?;
+            let ty = lines[start..]
+                .iter()
+                .find_map(|l| l.strip_prefix("type:"))?;
             Some(format!("{}: {ty}", name.trim_matches(',')))
         };
         found.push(match (field("Expected:"), field("Found:")) {

@@ -101,7 +101,12 @@ pub fn probe_library(exe: &Path, library: &Path) -> Result<LibraryManifest, Load
         .stderr(Stdio::piped())
         .env_remove("RUST_LOG")
         .spawn()
-        .map_err(|e| LoadError::new("probe-failed", format!("could not start the probe process: {e}")))?;
+        .map_err(|e| {
+            LoadError::new(
+                "probe-failed",
+                format!("could not start the probe process: {e}"),
+            )
+        })?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || {
@@ -131,7 +136,10 @@ pub fn probe_library(exe: &Path, library: &Path) -> Result<LibraryManifest, Load
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => {
-                return Err(LoadError::new("probe-failed", format!("waiting for the probe failed: {e}")))
+                return Err(LoadError::new(
+                    "probe-failed",
+                    format!("waiting for the probe failed: {e}"),
+                ))
             }
         }
     };

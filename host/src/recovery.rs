@@ -96,7 +96,10 @@ pub fn recover_stuck(
         };
         let requeued = t.attempts < t.max_attempts;
         let message = if requeued {
-            format!("Recovered: {reason}; requeued (attempt {} of {} was lost)", t.attempts, t.max_attempts)
+            format!(
+                "Recovered: {reason}; requeued (attempt {} of {} was lost)",
+                t.attempts, t.max_attempts
+            )
         } else {
             format!("Recovered: {reason}; no attempts left")
         };

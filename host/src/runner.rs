@@ -128,6 +128,13 @@ impl RunContext for Ctx {
     }
 
     fn result_dir(&self) -> RString {
+        // Created on first use; the host does not create one for every task.
+        if let Err(e) = std::fs::create_dir_all(&self.result_dir) {
+            eprintln!(
+                "stask runner: cannot create result directory {}: {e}",
+                self.result_dir
+            );
+        }
         self.result_dir.as_str().into()
     }
 }
@@ -220,6 +227,19 @@ pub fn run_child(library: &Path) -> i32 {
             continue;
         };
         let cancelled = flag(&flags, id);
+        if cancelled.load(Ordering::Relaxed) {
+            // Cancelled while it waited in the pipeline: it never starts.
+            flags.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            out.send(
+                &Event::Done {
+                    id,
+                    ok: None,
+                    err: Some("cancelled before it started".into()),
+                },
+                false,
+            );
+            continue;
+        }
         let state = Arc::new(ProgressState {
             id,
             seq: AtomicU64::new(0),

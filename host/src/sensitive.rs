@@ -43,7 +43,11 @@ fn walk(v: &Value, path: String, out: &mut Vec<String>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 if is_sensitive_key(k) {
                     out.push(p.clone());
                 }
@@ -89,7 +93,10 @@ mod tests {
         let v = json!({"file": "a.csv", "API-Key": 1, "nested": {"db_password": "x"}, "list": [{"authToken": "t"}]});
         let mut paths = sensitive_paths(&v);
         paths.sort();
-        assert_eq!(paths, vec!["API-Key", "list[0].authToken", "nested.db_password"]);
+        assert_eq!(
+            paths,
+            vec!["API-Key", "list[0].authToken", "nested.db_password"]
+        );
         assert!(!is_sensitive_key("file"));
         assert!(!is_sensitive_key("steps"));
     }

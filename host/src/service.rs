@@ -27,7 +27,12 @@ impl Housekeeping for Chores<'_> {
         let mut next = now + Duration::from_secs(60);
         if let Some(at) = self.next_cleanup {
             if now >= at {
-                let report = task_clean::clean(self.home, store, self.config.retention(), &[Status::Completed])?;
+                let report = task_clean::clean(
+                    self.home,
+                    store,
+                    self.config.retention(),
+                    &[Status::Completed],
+                )?;
                 tracing::info!(
                     tasks = report.deleted_tasks.len(),
                     logs = report.removed_logs,
@@ -83,7 +88,11 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for sig in signals.forever() {
-                let msg = if sig == signal_hook::consts::SIGHUP { Msg::Discover } else { Msg::Stop };
+                let msg = if sig == signal_hook::consts::SIGHUP {
+                    Msg::Discover
+                } else {
+                    Msg::Stop
+                };
                 if tx.send(msg).is_err() {
                     break;
                 }
@@ -117,7 +126,14 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         "stask service started"
     );
     let mut observer = |_: i64, _: &stask_storage::progress_log::LogLine| {};
-    let summary = engine::run_with(home, &cfg, Mode::Service, &mut observer, (tx, rx), Some(&mut chores))?;
+    let summary = engine::run_with(
+        home,
+        &cfg,
+        Mode::Service,
+        &mut observer,
+        (tx, rx),
+        Some(&mut chores),
+    )?;
     handle.close();
     drop(wake);
     tracing::info!(

@@ -15,7 +15,12 @@ use stask_storage::WorkerRecord;
 /// Applies a JSON file, `KEY=VALUE` assignments and removals to a worker's stored
 /// settings and returns the new settings JSON, validated against the schema. Nothing is
 /// returned (and so nothing stored) when any part is wrong.
-pub fn update(w: &WorkerRecord, assignments: &[String], json_file: Option<&Path>, unset: &[String]) -> Result<String> {
+pub fn update(
+    w: &WorkerRecord,
+    assignments: &[String],
+    json_file: Option<&Path>,
+    unset: &[String],
+) -> Result<String> {
     let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
     let mut settings: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
     if let Some(path) = json_file {
@@ -60,7 +65,11 @@ fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value>
                 bail!(
                     "worker '{}' has no setting '{key}' (known: {})",
                     manifest.identifier,
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 );
             }
         }
@@ -71,7 +80,9 @@ fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value>
         SettingKind::Integer => Value::from(raw.trim().parse::<i64>().map_err(|_| bad())?),
         SettingKind::Number => {
             let n: f64 = raw.trim().parse().map_err(|_| bad())?;
-            serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(bad)?
+            serde_json::Number::from_f64(n)
+                .map(Value::Number)
+                .ok_or_else(bad)?
         }
         SettingKind::Boolean => match raw.trim() {
             "true" | "yes" | "1" => Value::Bool(true),

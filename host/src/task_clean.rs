@@ -26,7 +26,12 @@ pub struct CleanReport {
 
 /// Deletes tasks with the given final statuses that finished more than `older_than`
 /// ago, their log files and result directories, then files whose task no longer exists.
-pub fn clean(home: &Home, store: &mut Store, older_than: Duration, statuses: &[Status]) -> Result<CleanReport> {
+pub fn clean(
+    home: &Home,
+    store: &mut Store,
+    older_than: Duration,
+    statuses: &[Status],
+) -> Result<CleanReport> {
     let mut report = CleanReport::default();
     let cutoff = now_ms() - older_than.as_millis() as i64;
     loop {
@@ -62,7 +67,10 @@ fn remove_orphans(home: &Home, store: &Store, report: &mut CleanReport) -> Resul
     if let Ok(entries) = std::fs::read_dir(home.log_dir()) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".log").and_then(|n| n.parse::<i64>().ok()) {
+            if let Some(id) = name
+                .strip_suffix(".log")
+                .and_then(|n| n.parse::<i64>().ok())
+            {
                 found.push((id, e.path(), false));
             }
         }
@@ -74,7 +82,12 @@ fn remove_orphans(home: &Home, store: &Store, report: &mut CleanReport) -> Resul
             }
         }
     }
-    let ids: Vec<i64> = found.iter().map(|(id, _, _)| *id).collect::<HashSet<_>>().into_iter().collect();
+    let ids: Vec<i64> = found
+        .iter()
+        .map(|(id, _, _)| *id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let existing = store.existing_task_ids(&ids)?;
     for (id, path, is_dir) in found {
         if existing.contains(&id) {

@@ -60,7 +60,12 @@ pub fn create_task(home: &Home, store: &mut Store, req: &TaskRequest) -> Result<
 pub const MAX_BATCH: usize = 1_000_000;
 
 /// Validates the request once and queues `count` identical tasks in one transaction.
-pub fn create_tasks(home: &Home, store: &mut Store, req: &TaskRequest, count: usize) -> Result<Vec<i64>> {
+pub fn create_tasks(
+    home: &Home,
+    store: &mut Store,
+    req: &TaskRequest,
+    count: usize,
+) -> Result<Vec<i64>> {
     if count == 0 || count > MAX_BATCH {
         bail!("count must be between 1 and {MAX_BATCH}, got {count}");
     }
@@ -146,7 +151,10 @@ pub fn create_tasks(home: &Home, store: &mut Store, req: &TaskRequest, count: us
     );
     let log_dir = home.log_dir();
     for id in &ids {
-        if let Err(e) = progress_log::append(&task_log::log_path(&log_dir, *id), std::slice::from_ref(&line)) {
+        if let Err(e) = progress_log::append(
+            &task_log::log_path(&log_dir, *id),
+            std::slice::from_ref(&line),
+        ) {
             tracing::warn!(task = id, "cannot write progress log: {e}");
         }
     }

@@ -80,7 +80,11 @@ pub fn parse_age(s: &str) -> Result<Duration, String> {
         "h" => n * 3600,
         "d" => n * 86_400,
         "w" => n * 7 * 86_400,
-        _ => return Err(format!("unknown unit '{unit}' in '{s}'; use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{s}'; use s, m, h, d or w"
+            ))
+        }
     };
     Ok(Duration::from_secs(secs))
 }

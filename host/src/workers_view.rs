@@ -69,7 +69,10 @@ impl WorkerView {
             settings.insert(spec.key.clone(), shown);
         }
         if let Some(t) = stored.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
-            settings.insert(stask_plugin_api::manifest::TIMEOUT_SETTING.to_owned(), t.clone());
+            settings.insert(
+                stask_plugin_api::manifest::TIMEOUT_SETTING.to_owned(),
+                t.clone(),
+            );
         }
         WorkerView {
             identifier: w.identifier.clone(),

@@ -58,9 +58,7 @@ impl Registry {
             .ok_or_else(|| format!("this library has no worker '{identifier}'"))?;
         let manifest = &self.manifests()[index];
         if manifest.find_action(action).is_none() {
-            return Err(format!(
-                "worker '{identifier}' has no action '{action}'"
-            ));
+            return Err(format!("worker '{identifier}' has no action '{action}'"));
         }
         let input = Input {
             data: parse_object(data, "task data")?,

@@ -57,7 +57,7 @@ pub use serde_json;
 pub mod __private {
     pub use crate::export::{manifest_entry, root_module, run_entry, Registry};
     pub use abi_stable::library::{
-        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader,
+        __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };
     pub use abi_stable::std_types::{RResult, RStr, RString};
 }

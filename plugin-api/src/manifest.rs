@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 /// from an embedded set, so a plugin never supplies markup.
 pub const ICONS: &[&str] = &[
     "box", "cart", "clock", "cloud", "database", "download", "file", "gear", "globe", "image",
-    "mail", "chart", "bell", "search", "sync", "tag", "trash", "truck", "upload", "users",
-    "bolt", "bug",
+    "mail", "chart", "bell", "search", "sync", "tag", "trash", "truck", "upload", "users", "bolt",
+    "bug",
 ];
 
 /// Everything one library exports: the SDK version it was built with and its workers.
@@ -154,7 +154,10 @@ impl LibraryManifest {
         }
         for (i, w) in self.workers.iter().enumerate() {
             w.validate()?;
-            if self.workers[..i].iter().any(|o| o.identifier == w.identifier) {
+            if self.workers[..i]
+                .iter()
+                .any(|o| o.identifier == w.identifier)
+            {
                 return Err(format!(
                     "the library exports worker '{}' twice",
                     w.identifier
@@ -286,7 +289,9 @@ impl WorkerManifest {
         }
         for (i, s) in self.settings.iter().enumerate() {
             if s.key.is_empty() || s.key.len() > 64 {
-                return Err(format!("worker '{id}' has a setting with an empty or over-long key"));
+                return Err(format!(
+                    "worker '{id}' has a setting with an empty or over-long key"
+                ));
             }
             if s.key == TIMEOUT_SETTING {
                 return Err(format!(
@@ -314,7 +319,10 @@ impl WorkerManifest {
     /// Unknown keys are refused (a typo must not silently do nothing), except
     /// `timeout_secs`, which every worker accepts. Errors name the key and the expected
     /// type.
-    pub fn resolve_settings(&self, given: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    pub fn resolve_settings(
+        &self,
+        given: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
         let mut out = Map::new();
         for (key, value) in given {
             if key == TIMEOUT_SETTING {
@@ -331,7 +339,11 @@ impl WorkerManifest {
                 return Err(format!(
                     "worker '{}' has no setting '{key}' (known: {})",
                     self.identifier,
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
             };
             if !spec.kind.accepts(value) {

@@ -154,20 +154,24 @@ impl<'w> TestRun<'w> {
         };
         Outcome {
             result,
-            events: recorder.events.into_inner().unwrap_or_else(|e| e.into_inner()),
+            events: recorder
+                .events
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
             result_dir,
         }
     }
 
     fn prepare(&self) -> Result<Input, String> {
         // The host reads the manifest behind a panic guard too.
-        let manifest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.worker.manifest()))
-            .map_err(|p| {
-                format!(
-                    "the worker panicked while describing itself: {}",
-                    crate::export::panic_message(&*p)
-                )
-            })?;
+        let manifest =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.worker.manifest()))
+                .map_err(|p| {
+                    format!(
+                        "the worker panicked while describing itself: {}",
+                        crate::export::panic_message(&*p)
+                    )
+                })?;
         manifest.validate()?;
         if manifest.find_action(&self.action).is_none() {
             return Err(format!(

@@ -136,7 +136,10 @@ fn manifest_validation_catches_bad_identifiers_and_icons() {
     let bad_default = WorkerManifest::new("p", "x")
         .action(ActionSpec::new("a", "A"))
         .setting(SettingSpec::boolean("b", "B").default("yes"));
-    assert!(bad_default.validate().unwrap_err().contains("not a boolean"));
+    assert!(bad_default
+        .validate()
+        .unwrap_err()
+        .contains("not a boolean"));
 }
 
 #[test]
@@ -187,7 +190,10 @@ impl Worker for PanickyManifest {
 
 #[test]
 fn harness_reports_a_panicking_manifest_as_an_error() {
-    let err = TestRun::new(&PanickyManifest, "run").run().result.unwrap_err();
+    let err = TestRun::new(&PanickyManifest, "run")
+        .run()
+        .result
+        .unwrap_err();
     assert_eq!(
         err,
         "the worker panicked while describing itself: no manifest today"

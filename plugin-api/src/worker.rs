@@ -42,8 +42,12 @@ impl Input {
     pub fn data_str(&self, key: &str) -> Result<&str, Error> {
         match self.data.get(key) {
             Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(Error::new(format!("task data field '{key}' must be a string"))),
-            None => Err(Error::new(format!("task data is missing the '{key}' field"))),
+            Some(_) => Err(Error::new(format!(
+                "task data field '{key}' must be a string"
+            ))),
+            None => Err(Error::new(format!(
+                "task data is missing the '{key}' field"
+            ))),
         }
     }
 

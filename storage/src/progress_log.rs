@@ -43,13 +43,24 @@ pub struct LogLine {
 impl LogLine {
     /// A line with the given fields; `progress` is clamped to 100 and the message cut to
     /// [`MAX_MESSAGE_BYTES`].
-    pub fn new(status: &str, progress: u8, processed: u64, total: u64, eta: &str, message: &str) -> Self {
+    pub fn new(
+        status: &str,
+        progress: u8,
+        processed: u64,
+        total: u64,
+        eta: &str,
+        message: &str,
+    ) -> Self {
         LogLine {
             status: status.to_owned(),
             progress: progress.min(100),
             processed,
             total,
-            eta: if eta.is_empty() { "-".to_owned() } else { eta.replace(['|', '\n', '\r'], " ") },
+            eta: if eta.is_empty() {
+                "-".to_owned()
+            } else {
+                eta.replace(['|', '\n', '\r'], " ")
+            },
             message: truncate(message, MAX_MESSAGE_BYTES).to_owned(),
         }
     }
@@ -196,7 +207,11 @@ pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
 }
 
 /// Like [`read_from`], returning at most `max_lines` lines.
-pub fn read_from_limited(path: &Path, offset: u64, max_lines: usize) -> io::Result<(Vec<LogLine>, u64)> {
+pub fn read_from_limited(
+    path: &Path,
+    offset: u64,
+    max_lines: usize,
+) -> io::Result<(Vec<LogLine>, u64)> {
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),

@@ -473,7 +473,12 @@ impl Store {
     /// order, for `owner`. The claim walks the partial index `tasks_claim` in claim
     /// order (forced: the planner would otherwise pick the status index and sort every
     /// pending row on each claim).
-    pub fn claim_tasks(&mut self, owner: &str, now: i64, limit: usize) -> Result<Vec<ClaimedTask>, StoreError> {
+    pub fn claim_tasks(
+        &mut self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
         self.claim_tasks_except(owner, now, limit, &[])
     }
 
@@ -490,7 +495,10 @@ impl Store {
         // check keeps it so even if a caller passes something else.
         let list: Vec<String> = excluded
             .iter()
-            .filter(|w| w.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+            .filter(|w| {
+                w.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            })
             .map(|w| format!("'{w}'"))
             .collect();
         let exclusion = if list.is_empty() {
@@ -512,13 +520,24 @@ impl Store {
     }
 
     /// Claims one specific pending task (for `tasks execute`), whatever its `run_after`.
-    pub fn claim_task(&mut self, id: i64, owner: &str, now: i64) -> Result<Option<ClaimedTask>, StoreError> {
+    pub fn claim_task(
+        &mut self,
+        id: i64,
+        owner: &str,
+        now: i64,
+    ) -> Result<Option<ClaimedTask>, StoreError> {
         Ok(self
             .claim_where(owner, now, "id = ?3 AND status = 'pending'", id)?
             .pop())
     }
 
-    fn claim_where(&mut self, owner: &str, now: i64, condition: &str, arg: i64) -> Result<Vec<ClaimedTask>, StoreError> {
+    fn claim_where(
+        &mut self,
+        owner: &str,
+        now: i64,
+        condition: &str,
+        arg: i64,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -542,7 +561,9 @@ impl Store {
         let mut out = Vec::with_capacity(claimed.len());
         {
             let mut worker = tx
-                .prepare_cached("SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1")
+                .prepare_cached(
+                    "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
+                )
                 .context("read worker of claimed task")?;
             for task in claimed {
                 let (library_path, settings, manifest) = worker
@@ -606,12 +627,14 @@ impl Store {
                     Outcome::Completed { result } => {
                         ("completed", Some(result.as_str()), None, Some(f.at), 0)
                     }
-                    Outcome::Failed { error, retry_at: Some(at) } => {
-                        ("pending", None, Some(error.as_str()), None, *at)
-                    }
-                    Outcome::Failed { error, retry_at: None } => {
-                        ("failed", None, Some(error.as_str()), Some(f.at), 0)
-                    }
+                    Outcome::Failed {
+                        error,
+                        retry_at: Some(at),
+                    } => ("pending", None, Some(error.as_str()), None, *at),
+                    Outcome::Failed {
+                        error,
+                        retry_at: None,
+                    } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
                     Outcome::Cancelled { message } => {
                         ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
                     }
@@ -643,7 +666,9 @@ impl Store {
     /// Marks this owner's running tasks as alive.
     pub fn heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("UPDATE tasks SET heartbeat_at = ?2 WHERE owner = ?1 AND status = 'running'")
+            .prepare_cached(
+                "UPDATE tasks SET heartbeat_at = ?2 WHERE owner = ?1 AND status = 'running'",
+            )
             .context("heartbeat")?
             .execute(params![owner, now])
             .context("heartbeat")?;
@@ -658,12 +683,20 @@ impl Store {
                 "SELECT id FROM tasks WHERE owner = ?1 AND status = 'running' AND cancel_requested = 1",
             )
             .context("read cancel requests")?;
-        let rows = stmt.query_map([owner], |r| r.get(0)).context("read cancel requests")?;
-        rows.collect::<Result<_, _>>().context("read cancel requests")
+        let rows = stmt
+            .query_map([owner], |r| r.get(0))
+            .context("read cancel requests")?;
+        rows.collect::<Result<_, _>>()
+            .context("read cancel requests")
     }
 
     /// Cancels a pending task outright, or flags a running one for its owner to stop.
-    pub fn request_cancel(&mut self, id: i64, now: i64, message: &str) -> Result<Option<CancelResult>, StoreError> {
+    pub fn request_cancel(
+        &mut self,
+        id: i64,
+        now: i64,
+        message: &str,
+    ) -> Result<Option<CancelResult>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -734,8 +767,16 @@ impl Store {
 
     /// Ids of finished tasks with these statuses that finished before `cutoff`, oldest
     /// first, at most `limit`.
-    pub fn finished_before(&self, statuses: &[Status], cutoff: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    pub fn finished_before(
+        &self,
+        statuses: &[Status],
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let list: Vec<String> = statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -743,7 +784,9 @@ impl Store {
                 list.join(",")
             ))
             .context("find old tasks")?;
-        let rows = stmt.query_map(params![cutoff, limit], |r| r.get(0)).context("find old tasks")?;
+        let rows = stmt
+            .query_map(params![cutoff, limit], |r| r.get(0))
+            .context("find old tasks")?;
         rows.collect::<Result<_, _>>().context("find old tasks")
     }
 
@@ -769,7 +812,10 @@ impl Store {
     }
 
     /// Which of these ids exist.
-    pub fn existing_task_ids(&self, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StoreError> {
+    pub fn existing_task_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
         let mut out = std::collections::HashSet::new();
         let mut stmt = self
             .conn

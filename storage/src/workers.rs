@@ -222,7 +222,11 @@ impl Store {
 
     /// Replaces a worker's settings (a validated JSON object). Returns false if no such
     /// worker exists.
-    pub fn set_worker_settings(&self, identifier: &str, settings: &str) -> Result<bool, StoreError> {
+    pub fn set_worker_settings(
+        &self,
+        identifier: &str,
+        settings: &str,
+    ) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute(

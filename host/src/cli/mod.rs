@@ -174,7 +174,12 @@ fn run(cli: Cli) -> Result<i32> {
                 let rows: serde_json::Map<String, serde_json::Value> = config
                     .rows()
                     .into_iter()
-                    .map(|(k, v, src)| (k.to_owned(), serde_json::json!({ "value": v, "source": src })))
+                    .map(|(k, v, src)| {
+                        (
+                            k.to_owned(),
+                            serde_json::json!({ "value": v, "source": src }),
+                        )
+                    })
                     .collect();
                 print_json(&rows)?;
             } else {

@@ -161,14 +161,21 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 }
             }
         }
-        TasksCommand::List { status, worker, limit } => {
+        TasksCommand::List {
+            status,
+            worker,
+            limit,
+        } => {
             let tasks = store.list_tasks(&TaskFilter {
                 status,
                 worker,
                 limit: Some(limit),
             })?;
             if json {
-                let views: Vec<TaskView> = tasks.iter().map(|t| TaskView::new(home, t, false)).collect();
+                let views: Vec<TaskView> = tasks
+                    .iter()
+                    .map(|t| TaskView::new(home, t, false))
+                    .collect();
                 print_json(&views)?;
             } else if tasks.is_empty() {
                 println!("No tasks.");
@@ -210,12 +217,15 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 .ok_or_else(|| no_task(id))?;
             let text = match result {
                 CancelResult::CancelledPending => {
-                    let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
+                    let line =
+                        LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
                     progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
                     "cancelled"
                 }
                 CancelResult::Requested => "cancel requested; the worker is being told to stop",
-                CancelResult::AlreadyFinal(s) => bail!("task {id} is already {s}; nothing to cancel"),
+                CancelResult::AlreadyFinal(s) => {
+                    bail!("task {id} is already {s}; nothing to cancel")
+                }
             };
             if json {
                 print_json(&serde_json::json!({ "id": id, "result": match result {
@@ -238,12 +248,17 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 t.processed.max(0) as u64,
                 t.total.max(0) as u64,
                 "",
-                &format!("Queued for retry (was {status}; {})", attempts_so_far(t.attempts)),
+                &format!(
+                    "Queued for retry (was {status}; {})",
+                    attempts_so_far(t.attempts)
+                ),
             );
             progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
             crate::wake::notify(home);
             if json {
-                print_json(&serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }))?;
+                print_json(
+                    &serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }),
+                )?;
             } else {
                 println!("task {id} queued again ({})", attempts_so_far(t.attempts));
             }
@@ -256,7 +271,10 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             drop(store);
             return process(home, config, concurrency, json);
         }
-        TasksCommand::Clean { older_than, include_failed } => {
+        TasksCommand::Clean {
+            older_than,
+            include_failed,
+        } => {
             let statuses: &[Status] = if include_failed {
                 &[Status::Completed, Status::Failed, Status::Cancelled]
             } else {
@@ -291,7 +309,8 @@ fn parse_data(text: &str) -> Result<Value> {
     let (source, content) = match text.strip_prefix('@') {
         Some(path) => (
             format!("file '{path}'"),
-            std::fs::read_to_string(path).with_context(|| format!("cannot read data file '{path}'"))?,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read data file '{path}'"))?,
         ),
         None => ("--data".to_owned(), text.to_owned()),
     };
@@ -315,7 +334,10 @@ fn time(ms: i64) -> String {
 }
 
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= max {
         flat
     } else {
@@ -349,13 +371,25 @@ struct TaskView {
 
 impl TaskView {
     fn new(home: &Home, t: &TaskRecord, details: bool) -> Self {
-        let data = serde_json::from_str(&t.data).map(|v| sensitive::redact(&v)).unwrap_or(Value::Null);
-        let result = t.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        let data = serde_json::from_str(&t.data)
+            .map(|v| sensitive::redact(&v))
+            .unwrap_or(Value::Null);
+        let result = t
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
         let log_file = task_log::log_path(&home.log_dir(), t.id);
         let (result_files, history) = if details {
             (
-                Some(result_files(&task_log::result_dir(&home.results_root(), t.id))),
-                Some(progress_log::read_from(&log_file, 0).map(|(l, _)| l).unwrap_or_default()),
+                Some(result_files(&task_log::result_dir(
+                    &home.results_root(),
+                    t.id,
+                ))),
+                Some(
+                    progress_log::read_from(&log_file, 0)
+                        .map(|(l, _)| l)
+                        .unwrap_or_default(),
+                ),
             )
         } else {
             (None, None)
@@ -388,8 +422,16 @@ fn walk_files(root: &Path, dir: &Path) -> Vec<ResultFile> {
         if meta.is_dir() {
             out.extend(walk_files(root, &e.path()));
         } else if meta.is_file() {
-            let name = e.path().strip_prefix(root).unwrap_or(&e.path()).display().to_string();
-            out.push(ResultFile { name, size: meta.len() });
+            let name = e
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(&e.path())
+                .display()
+                .to_string();
+            out.push(ResultFile {
+                name,
+                size: meta.len(),
+            });
         }
     }
     out
@@ -398,7 +440,10 @@ fn walk_files(root: &Path, dir: &Path) -> Vec<ResultFile> {
 fn print_task(v: &TaskView) {
     let t = &v.task;
     println!("Task {} — {}/{}", t.id, t.worker, t.action);
-    println!("  status:     {} (attempt {} of {})", t.status, t.attempts, t.max_attempts);
+    println!(
+        "  status:     {} (attempt {} of {})",
+        t.status, t.attempts, t.max_attempts
+    );
     println!("  priority:   {}", t.priority.as_str());
     if let Some(by) = &t.started_by {
         println!("  started by: {by}");
@@ -408,13 +453,24 @@ fn print_task(v: &TaskView) {
         println!("  started:    {}", time(s));
     }
     if let Some(f) = t.finished_at {
-        let took = v.duration_ms.map(|d| format!(" (took {})", format_duration(Duration::from_millis(d.max(0) as u64)))).unwrap_or_default();
+        let took = v
+            .duration_ms
+            .map(|d| {
+                format!(
+                    " (took {})",
+                    format_duration(Duration::from_millis(d.max(0) as u64))
+                )
+            })
+            .unwrap_or_default();
         println!("  finished:   {}{took}", time(f));
     }
     if t.status == Status::Pending && t.run_after > now_ms() {
         println!("  next try:   {}", time(t.run_after));
     }
-    println!("  progress:   {}% ({}/{})", t.progress, t.processed, t.total);
+    println!(
+        "  progress:   {}% ({}/{})",
+        t.progress, t.processed, t.total
+    );
     println!("  message:    {}", t.message);
     println!("  data:       {}", v.data);
     if let Some(r) = &v.result {
@@ -434,7 +490,14 @@ fn print_task(v: &TaskView) {
     println!("  log file:   {}", v.log_file);
     if let Some(h) = &v.history {
         let skip = h.len().saturating_sub(20);
-        println!("  progress history{}:", if skip > 0 { format!(" (last 20 of {})", h.len()) } else { String::new() });
+        println!(
+            "  progress history{}:",
+            if skip > 0 {
+                format!(" (last 20 of {})", h.len())
+            } else {
+                String::new()
+            }
+        );
         for l in &h[skip..] {
             println!("    {}", format_line(l));
         }
@@ -443,9 +506,20 @@ fn print_task(v: &TaskView) {
 
 /// A log line for people: status, percent, counts, ETA and message.
 fn format_line(l: &LogLine) -> String {
-    let counts = if l.total > 0 { format!(" {}/{}", l.processed, l.total) } else { String::new() };
-    let eta = if l.eta != "-" && l.status == "running" { format!(" ETA {}", l.eta) } else { String::new() };
-    format!("{:<9} {:>3}%{counts}{eta}  {}", l.status, l.progress, l.message)
+    let counts = if l.total > 0 {
+        format!(" {}/{}", l.processed, l.total)
+    } else {
+        String::new()
+    };
+    let eta = if l.eta != "-" && l.status == "running" {
+        format!(" ETA {}", l.eta)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<9} {:>3}%{counts}{eta}  {}",
+        l.status, l.progress, l.message
+    )
 }
 
 fn follow_logs(home: &Home, store: &Store, id: i64, follow: bool, raw: bool) -> Result<()> {
@@ -539,8 +613,10 @@ fn process(home: &Home, config: &Config, concurrency: Option<usize>, json: bool)
     let bar = (std::io::stdout().is_terminal() && !json && claimable > 0).then(|| {
         let b = indicatif::ProgressBar::new(claimable as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} tasks {wide_msg}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} tasks {wide_msg}",
+            )
+            .expect("valid template"),
         );
         b
     });
@@ -568,7 +644,9 @@ fn process(home: &Home, config: &Config, concurrency: Option<usize>, json: bool)
         );
         let waiting = home.store()?.status_counts()?.pending;
         if waiting > 0 {
-            println!("{waiting} tasks still pending (retries not yet due, or their worker is inactive)");
+            println!(
+                "{waiting} tasks still pending (retries not yet due, or their worker is inactive)"
+            );
         }
     }
     Ok(0)

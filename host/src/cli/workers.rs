@@ -106,16 +106,28 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
             println!("{} deleted", report.deleted.len());
         }
         WorkersCommand::List => {
-            let views: Vec<WorkerView> = store.list_workers()?.iter().map(WorkerView::new).collect();
+            let views: Vec<WorkerView> =
+                store.list_workers()?.iter().map(WorkerView::new).collect();
             if json {
                 return print_json(&views);
             }
             if views.is_empty() {
-                println!("No workers registered. Put libraries in {} and run `stask workers discover`.", home.plugins_dir().display());
+                println!(
+                    "No workers registered. Put libraries in {} and run `stask workers discover`.",
+                    home.plugins_dir().display()
+                );
                 return Ok(());
             }
-            let width = views.iter().map(|v| v.identifier.len()).max().unwrap_or(10).max(10);
-            println!("{:<width$}  {:<8}  {:<12}  {:<8}  TITLE", "IDENTIFIER", "STATE", "SCOPE", "VERSION");
+            let width = views
+                .iter()
+                .map(|v| v.identifier.len())
+                .max()
+                .unwrap_or(10)
+                .max(10);
+            println!(
+                "{:<width$}  {:<8}  {:<12}  {:<8}  TITLE",
+                "IDENTIFIER", "STATE", "SCOPE", "VERSION"
+            );
             for v in &views {
                 println!(
                     "{:<width$}  {:<8}  {:<12}  {:<8}  {}",
@@ -134,7 +146,10 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
                 return print_json(&view);
             }
             println!("{} — {}", view.identifier, view.title);
-            println!("  state:       {}", if view.active { "active" } else { "inactive" });
+            println!(
+                "  state:       {}",
+                if view.active { "active" } else { "inactive" }
+            );
             println!("  scope:       {}", view.scope);
             println!("  version:     {}", view.version);
             println!("  icon:        {}", view.icon);
@@ -142,7 +157,11 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
             println!(
                 "  library:     {}{}",
                 view.library.path,
-                if view.library.exists { "" } else { " (missing)" }
+                if view.library.exists {
+                    ""
+                } else {
+                    " (missing)"
+                }
             );
             println!("  sha256:      {}", view.library.sha256);
             println!("  actions:");
@@ -159,7 +178,11 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
                 for s in &view.settings_schema {
                     let value = &view.settings[&s.key];
                     let shown = if s.secret {
-                        if value["set"] == true { "(secret, set)".to_owned() } else { "(secret, not set)".to_owned() }
+                        if value["set"] == true {
+                            "(secret, set)".to_owned()
+                        } else {
+                            "(secret, not set)".to_owned()
+                        }
                     } else {
                         value.to_string()
                     };
@@ -188,14 +211,25 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
             for s in &view.settings_schema {
                 let value = &view.settings[&s.key];
                 let shown = if s.secret {
-                    if value["set"] == true { "(secret, set)".to_owned() } else { "(secret, not set)".to_owned() }
+                    if value["set"] == true {
+                        "(secret, set)".to_owned()
+                    } else {
+                        "(secret, not set)".to_owned()
+                    }
                 } else {
                     value.to_string()
                 };
                 println!("{:<20} {:<8} {}", s.key, s.kind.name(), shown);
             }
-            if let Some(t) = view.settings.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
-                println!("{:<20} {:<8} {t}", stask_plugin_api::manifest::TIMEOUT_SETTING, "integer");
+            if let Some(t) = view
+                .settings
+                .get(stask_plugin_api::manifest::TIMEOUT_SETTING)
+            {
+                println!(
+                    "{:<20} {:<8} {t}",
+                    stask_plugin_api::manifest::TIMEOUT_SETTING,
+                    "integer"
+                );
             }
         }
         WorkersCommand::Activate { id } => set_active(home, &store, &id, true, json)?,

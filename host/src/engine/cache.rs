@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -19,7 +20,39 @@ pub struct LibraryCache {
     dir: PathBuf,
     plugins_root: Option<PathBuf>,
     memo: Mutex<HashMap<PathBuf, (u64, i64, String)>>,
+    /// Libraries checked recently: the file's identity when checked, the check's time
+    /// and its result. Dispatching thousands of tasks a second must not repeat the full
+    /// safety check (canonicalize, every directory's mode) for each task.
+    recent: Mutex<HashMap<PathBuf, (FileId, Instant, CachedLibrary)>>,
 }
+
+/// What identifies a file's contents and permissions cheaply: one stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        })
+    }
+}
+
+/// How long a full safety check of a library is trusted while its stat is unchanged
+/// (a permission change of a parent directory shows up within this time).
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// A library ready to load.
 #[derive(Debug, Clone)]
@@ -37,15 +70,37 @@ impl LibraryCache {
             dir,
             plugins_root: std::fs::canonicalize(plugins_dir).ok(),
             memo: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
         }
     }
 
     /// Checks the library (same safety rules as discovery) and returns its private copy,
     /// copying it first when this content was not cached yet.
     pub fn prepare(&self, library: &Path) -> Result<CachedLibrary> {
+        let id = FileId::of(library);
+        if let Some(id) = id {
+            let recent = self.recent.lock().unwrap();
+            if let Some((seen, at, lib)) = recent.get(library) {
+                if *seen == id && at.elapsed() < RECHECK_AFTER {
+                    return Ok(lib.clone());
+                }
+            }
+        }
+        let lib = self.prepare_checked(library)?;
+        if let Some(id) = id {
+            self.recent
+                .lock()
+                .unwrap()
+                .insert(library.to_path_buf(), (id, Instant::now(), lib.clone()));
+        }
+        Ok(lib)
+    }
+
+    fn prepare_checked(&self, library: &Path) -> Result<CachedLibrary> {
         let real = match &self.plugins_root {
-            Some(root) => check_library(root, library)
-                .map_err(|reason| anyhow::anyhow!("library '{}' refused: {reason}", library.display()))?,
+            Some(root) => check_library(root, library).map_err(|reason| {
+                anyhow::anyhow!("library '{}' refused: {reason}", library.display())
+            })?,
             None => library.to_path_buf(),
         };
         let (size, mtime) = fingerprint::stat(&real).with_context(|| {

@@ -15,7 +15,7 @@ pub mod cache;
 pub mod protocol;
 pub mod slot;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -141,7 +141,8 @@ pub type Observer<'a> = &'a mut dyn FnMut(i64, &LogLine);
 
 struct Running {
     task: stask_storage::TaskRecord,
-    slot: usize,
+    /// The slot it was queued on; `None` while it waits for one.
+    slot: Option<usize>,
     started: Instant,
     processed: u64,
     total: u64,
@@ -157,7 +158,11 @@ impl Running {
             task_log::percent(self.processed, self.total),
             self.processed,
             self.total,
-            &task_log::eta(self.started.elapsed().as_millis() as i64, self.processed, self.total),
+            &task_log::eta(
+                self.started.elapsed().as_millis() as i64,
+                self.processed,
+                self.total,
+            ),
             message,
         )
     }
@@ -187,15 +192,17 @@ pub fn run_with(
     let owner = recovery::owner_id();
     let mut store = home.store()?;
     let log_dir = home.log_dir();
-    let mut summary = Summary::default();
     // Recover first, so a task left running by a killed process can be run again now.
-    summary.recovered = recovery::recover_stuck(
-        &mut store,
-        &log_dir,
-        &owner,
-        now_ms(),
-        cfg.stale_after.as_millis() as i64,
-    )?;
+    let mut summary = Summary {
+        recovered: recovery::recover_stuck(
+            &mut store,
+            &log_dir,
+            &owner,
+            now_ms(),
+            cfg.stale_after.as_millis() as i64,
+        )?,
+        ..Summary::default()
+    };
     let mut engine = Engine::start(home, cfg, owner, store, observer, channel)?;
     let result = engine.run(mode, &mut summary, housekeeping);
     engine.shutdown();
@@ -208,13 +215,59 @@ struct Engine<'a> {
     store: Store,
     home: Home,
     cache: LibraryCache,
-    slots: Vec<Sender<Inbox>>,
+    slots: Vec<SlotInfo>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    free: Vec<usize>,
+    /// Claimed tasks that no slot can take yet, in claim order.
+    waiting: VecDeque<Assignment>,
+    /// Assignments per slot, sent together by `flush_assignments`.
+    outbox: Vec<Vec<Assignment>>,
     events: mpsc::Receiver<Msg>,
     running: HashMap<i64, Running>,
+    /// Recent run time per (worker, action): decides which tasks may be pipelined.
+    speed: HashMap<(String, String), Speed>,
     observer: Observer<'a>,
 }
+
+/// The coordinator's view of a slot.
+struct SlotInfo {
+    tx: Sender<Inbox>,
+    /// Tasks queued on it (the first one running).
+    queued: usize,
+    /// Library hash of its queue.
+    sha256: Option<String>,
+    /// Whether everything queued is known to be fast (so more fast tasks may queue).
+    fast_only: bool,
+}
+
+/// Exponentially weighted run time of one kind of task.
+#[derive(Clone, Copy, Default)]
+struct Speed {
+    avg_ms: f64,
+    samples: u32,
+}
+
+impl Speed {
+    fn record(&mut self, ms: f64) {
+        self.avg_ms = if self.samples == 0 {
+            ms
+        } else {
+            self.avg_ms * 0.8 + ms * 0.2
+        };
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    /// Short enough that queueing it behind others delays nothing noticeably.
+    fn is_fast(&self) -> bool {
+        self.samples >= 3 && self.avg_ms < FAST_TASK_MS
+    }
+}
+
+/// Tasks with a recent average run time under this many milliseconds are pipelined.
+const FAST_TASK_MS: f64 = 5.0;
+
+/// How many fast tasks one slot may have queued in its runner at once. A high-priority
+/// task claimed later waits at most about `PIPELINE_DEPTH * FAST_TASK_MS` behind them.
+const PIPELINE_DEPTH: usize = 64;
 
 /// How often an idle service checks the queue even without a wake-up (tasks created by
 /// a process that could not reach its socket, e.g. on another machine).
@@ -251,14 +304,18 @@ impl<'a> Engine<'a> {
                 inbox: rx,
                 inbox_tx: tx.clone(),
                 out: out_tx.clone(),
-                shutdown_requested: std::cell::Cell::new(false),
             };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("slot-{index}"))
                     .spawn(move || slot.run())?,
             );
-            slots.push(tx);
+            slots.push(SlotInfo {
+                tx,
+                queued: 0,
+                sha256: None,
+                fast_only: true,
+            });
         }
         Ok(Engine {
             cfg: cfg.clone(),
@@ -266,16 +323,23 @@ impl<'a> Engine<'a> {
             store,
             cache: LibraryCache::new(home.cache_dir(), home.plugins_dir()),
             home: home.clone(),
-            free: (0..n).rev().collect(),
             slots,
             threads,
+            waiting: VecDeque::new(),
+            outbox: (0..n).map(|_| Vec::new()).collect(),
             events: out_rx,
             running: HashMap::new(),
+            speed: HashMap::new(),
             observer,
         })
     }
 
-    fn run(&mut self, mode: Mode, summary: &mut Summary, mut housekeeping: Option<&mut dyn Housekeeping>) -> Result<()> {
+    fn run(
+        &mut self,
+        mode: Mode,
+        summary: &mut Summary,
+        mut housekeeping: Option<&mut dyn Housekeeping>,
+    ) -> Result<()> {
         let service = matches!(mode, Mode::Service);
         let mut last_heartbeat = Instant::now();
         let mut last_cancel_check = Instant::now();
@@ -307,8 +371,8 @@ impl<'a> Engine<'a> {
                 }
             }
             let mut claimed_now = 0;
-            if !stopping && !self.free.is_empty() && (want_claim || !service) {
-                let free = self.free.len();
+            let free = self.claim_capacity();
+            if !stopping && free > 0 && (want_claim || !service) {
                 let claimed = match mode {
                     Mode::Drain | Mode::Service => self.claim(free)?,
                     Mode::One(_) if claimed_one => Vec::new(),
@@ -332,6 +396,7 @@ impl<'a> Engine<'a> {
                 for c in claimed {
                     self.dispatch(c, &mut batch, summary);
                 }
+                self.flush_assignments();
                 self.apply(batch)?;
             }
             if self.running.is_empty() && claimed_now == 0 && (!service || stopping) {
@@ -352,7 +417,9 @@ impl<'a> Engine<'a> {
                 wake_at = wake_at.min(d);
             }
             let mut batch = Batch::default();
-            let first = self.events.recv_timeout(wake_at.saturating_duration_since(Instant::now()));
+            let first = self
+                .events
+                .recv_timeout(wake_at.saturating_duration_since(Instant::now()));
             let mut next = match first {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -387,6 +454,8 @@ impl<'a> Engine<'a> {
                 }
                 next = self.events.try_recv().ok();
             }
+            self.assign_waiting();
+            self.flush_assignments();
             self.apply(batch)?;
             if let Some(deadline) = stop_deadline {
                 if !interrupted && Instant::now() >= deadline && !self.running.is_empty() {
@@ -395,22 +464,46 @@ impl<'a> Engine<'a> {
                         running = self.running.len(),
                         "grace period over: interrupting running tasks; they will be retried"
                     );
-                    for (id, r) in &self.running {
-                        let _ = self.slots[r.slot].send(Inbox::Interrupt(*id));
+                    for slot in self.slots.iter().filter(|s| s.queued > 0) {
+                        let _ = slot.tx.send(Inbox::Interrupt);
                     }
+                    let mut batch = Batch::default();
+                    for a in std::mem::take(&mut self.waiting) {
+                        if let Some(mut r) = self.running.remove(&a.id) {
+                            self.conclude(&mut r, RunEnd::Interrupted, false, &mut batch, summary);
+                        }
+                    }
+                    self.apply(batch)?;
                 }
             }
-            if last_cancel_check.elapsed() >= Duration::from_millis(200) && !self.running.is_empty() {
+            if last_cancel_check.elapsed() >= Duration::from_millis(200) && !self.running.is_empty()
+            {
                 last_cancel_check = Instant::now();
+                let mut batch = Batch::default();
                 for id in self.store.cancel_requests(&self.owner)? {
-                    if let Some(r) = self.running.get_mut(&id) {
-                        if !r.cancel_sent {
-                            r.cancel_sent = true;
+                    let Some(r) = self.running.get_mut(&id) else {
+                        continue;
+                    };
+                    if r.cancel_sent {
+                        continue;
+                    }
+                    r.cancel_sent = true;
+                    match r.slot {
+                        Some(slot) => {
                             tracing::info!(task = id, "cancel requested; telling the worker");
-                            let _ = self.slots[r.slot].send(Inbox::Cancel(id));
+                            let _ = self.slots[slot].tx.send(Inbox::Cancel(id));
+                        }
+                        None => {
+                            // Still waiting for a slot: it never starts.
+                            self.waiting.retain(|a| a.id != id);
+                            if let Some(mut r) = self.running.remove(&id) {
+                                let end = RunEnd::Err("cancelled before it started".into());
+                                self.conclude(&mut r, end, false, &mut batch, summary);
+                            }
                         }
                     }
                 }
+                self.apply(batch)?;
             }
             if last_heartbeat.elapsed() >= self.cfg.heartbeat_interval && !self.running.is_empty() {
                 last_heartbeat = Instant::now();
@@ -453,7 +546,9 @@ impl<'a> Engine<'a> {
                 .filter(|(w, limit)| busy.get(w.as_str()).copied().unwrap_or(0) >= **limit)
                 .map(|(w, _)| w.as_str())
                 .collect();
-            let mut got = self.store.claim_tasks_except(&self.owner, now_ms(), 1, &excluded)?;
+            let mut got = self
+                .store
+                .claim_tasks_except(&self.owner, now_ms(), 1, &excluded)?;
             match got.pop() {
                 Some(c) => out.push(c),
                 None => break,
@@ -462,14 +557,92 @@ impl<'a> Engine<'a> {
         Ok(out)
     }
 
-    /// Prepares a claimed task and hands it to a free slot; problems found here end the
+    /// How many tasks to claim now: one per idle slot, plus room in the pipelines of
+    /// slots running fast tasks (only when some kind of task is known to be fast).
+    fn claim_capacity(&self) -> usize {
+        if !self.waiting.is_empty() {
+            return 0;
+        }
+        let idle = self.slots.iter().filter(|s| s.queued == 0).count();
+        let any_fast = self.speed.values().any(Speed::is_fast);
+        if !any_fast {
+            return idle;
+        }
+        idle * PIPELINE_DEPTH
+            + self
+                .slots
+                .iter()
+                .filter(|s| s.queued > 0 && s.fast_only)
+                .map(|s| PIPELINE_DEPTH.saturating_sub(s.queued))
+                .sum::<usize>()
+    }
+
+    fn is_fast(&self, a: &Assignment) -> bool {
+        self.speed
+            .get(&(a.worker.clone(), a.action.clone()))
+            .is_some_and(Speed::is_fast)
+    }
+
+    /// Puts a prepared task on a slot: an idle one, or (for fast tasks) the emptiest
+    /// slot already running fast tasks of the same library; else it waits.
+    fn assign(&mut self, a: Assignment) {
+        let fast = self.is_fast(&a);
+        let slot = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.queued == 0
+                    || (fast
+                        && s.fast_only
+                        && s.queued < PIPELINE_DEPTH
+                        && s.sha256.as_deref() == Some(a.library.sha256.as_str()))
+            })
+            .min_by_key(|(i, s)| (s.queued, *i))
+            .map(|(i, _)| i);
+        let Some(i) = slot else {
+            self.waiting.push_back(a);
+            return;
+        };
+        let s = &mut self.slots[i];
+        if s.queued == 0 {
+            s.fast_only = true;
+            s.sha256 = Some(a.library.sha256.clone());
+        }
+        s.queued += 1;
+        s.fast_only &= fast;
+        if let Some(r) = self.running.get_mut(&a.id) {
+            r.slot = Some(i);
+        }
+        self.outbox[i].push(a);
+    }
+
+    /// Sends what `assign` queued, one message per slot.
+    fn flush_assignments(&mut self) {
+        for (i, batch) in self.outbox.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                let _ = self.slots[i].tx.send(Inbox::Run(std::mem::take(batch)));
+            }
+        }
+    }
+
+    fn assign_waiting(&mut self) {
+        while let Some(a) = self.waiting.pop_front() {
+            let before = self.waiting.len();
+            self.assign(a);
+            if self.waiting.len() > before {
+                break; // It went back to the end of the queue: no slot is free.
+            }
+        }
+    }
+
+    /// Prepares a claimed task and hands it to a slot; problems found here end the
     /// attempt at once.
     fn dispatch(&mut self, c: ClaimedTask, batch: &mut Batch, summary: &mut Summary) {
-        let slot = self.free.pop().expect("claimed no more than free slots");
         let task = c.task;
         let id = task.id;
         let mut running = Running {
-            slot,
+            slot: None,
             started: Instant::now(),
             processed: 0,
             total: 0,
@@ -482,28 +655,43 @@ impl<'a> Engine<'a> {
         let start_message = if attempt <= max {
             format!("Started attempt {attempt} of {max}")
         } else {
-            format!("Started attempt {attempt} (retried by hand after its {max} automatic attempts)")
+            format!(
+                "Started attempt {attempt} (retried by hand after its {max} automatic attempts)"
+            )
         };
         let start_line = running.line("running", &start_message);
         batch.lines.push((id, start_line));
         tracing::info!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
         match self.prepare(&running, &c.library_path, &c.settings, &c.manifest) {
             Ok(assignment) => {
-                let _ = self.slots[slot].send(Inbox::Run(Box::new(assignment)));
                 self.running.insert(id, running);
+                self.assign(assignment);
             }
             Err((message, retryable)) => {
-                self.free.push(slot);
-                let end = if retryable { RunEnd::StartFailed(message) } else { RunEnd::Err(message) };
+                let end = if retryable {
+                    RunEnd::StartFailed(message)
+                } else {
+                    RunEnd::Err(message)
+                };
                 self.conclude(&mut running, end, !retryable, batch, summary);
             }
         }
     }
 
-    fn prepare(&self, r: &Running, library: &str, settings: &str, manifest: &str) -> Result<Assignment, (String, bool)> {
+    fn prepare(
+        &self,
+        r: &Running,
+        library: &str,
+        settings: &str,
+        manifest: &str,
+    ) -> Result<Assignment, (String, bool)> {
         let t = &r.task;
-        let manifest: WorkerManifest = serde_json::from_str(manifest)
-            .map_err(|_| (format!("worker '{}' is no longer registered", t.worker), false))?;
+        let manifest: WorkerManifest = serde_json::from_str(manifest).map_err(|_| {
+            (
+                format!("worker '{}' is no longer registered", t.worker),
+                false,
+            )
+        })?;
         let stored: Map<String, Value> = serde_json::from_str(settings).unwrap_or_default();
         let resolved = manifest.resolve_settings(&stored).map_err(|e| {
             (
@@ -523,9 +711,9 @@ impl<'a> Engine<'a> {
             .cache
             .prepare(std::path::Path::new(library))
             .map_err(|e| (format!("{e:#}"), true))?;
+        // The runner creates it when the worker first asks for it: most tasks write no
+        // result files, and a mkdir per task is a measurable share of a no-op task.
         let result_dir = task_log::result_dir(&self.home.results_root(), t.id);
-        std::fs::create_dir_all(&result_dir)
-            .map_err(|e| (format!("cannot create the result directory '{}': {e}", result_dir.display()), true))?;
         Ok(Assignment {
             id: t.id,
             worker: t.worker.clone(),
@@ -540,8 +728,15 @@ impl<'a> Engine<'a> {
 
     fn handle(&mut self, ev: FromSlot, batch: &mut Batch, summary: &mut Summary) {
         match ev {
-            FromSlot::Progress { id, processed, total, message } => {
-                let Some(r) = self.running.get_mut(&id) else { return };
+            FromSlot::Progress {
+                id,
+                processed,
+                total,
+                message,
+            } => {
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
                 r.processed = processed;
                 r.total = total;
                 r.message = message;
@@ -556,7 +751,9 @@ impl<'a> Engine<'a> {
                 batch.lines.push((id, line));
             }
             FromSlot::Log { id, level, message } => {
-                let Some(r) = self.running.get_mut(&id) else { return };
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
                 r.log_lines += 1;
                 if r.log_lines > self.cfg.max_log_lines {
                     if r.log_lines == self.cfg.max_log_lines + 1 {
@@ -574,11 +771,19 @@ impl<'a> Engine<'a> {
                 };
                 batch.lines.push((id, r.line("running", &text)));
             }
-            FromSlot::Done { id, slot, end } => {
-                if slot != usize::MAX {
-                    self.free.push(slot);
+            FromSlot::Done { id, slot, end, ran } => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.queued = s.queued.saturating_sub(1);
                 }
-                let Some(mut r) = self.running.remove(&id) else { return };
+                let Some(mut r) = self.running.remove(&id) else {
+                    return;
+                };
+                if let RunEnd::Ok(_) | RunEnd::Err(_) = end {
+                    self.speed
+                        .entry((r.task.worker.clone(), r.task.action.clone()))
+                        .or_default()
+                        .record(ran.as_secs_f64() * 1000.0);
+                }
                 self.conclude(&mut r, end, false, batch, summary);
             }
         }
@@ -586,7 +791,14 @@ impl<'a> Engine<'a> {
 
     /// Turns how a run ended into the task's next state, its last log line and the
     /// summary counts.
-    fn conclude(&mut self, r: &mut Running, end: RunEnd, final_failure: bool, batch: &mut Batch, summary: &mut Summary) {
+    fn conclude(
+        &mut self,
+        r: &mut Running,
+        end: RunEnd,
+        final_failure: bool,
+        batch: &mut Batch,
+        summary: &mut Summary,
+    ) {
         let now = now_ms();
         let took = format_duration(r.started.elapsed());
         let t = &r.task;
@@ -621,7 +833,13 @@ impl<'a> Engine<'a> {
                     ),
                     _ => format!("Task cancelled after {took}"),
                 };
-                (Outcome::Cancelled { message: message.clone() }, "cancelled", message)
+                (
+                    Outcome::Cancelled {
+                        message: message.clone(),
+                    },
+                    "cancelled",
+                    message,
+                )
             }
             other => {
                 let error = match other {
@@ -643,14 +861,24 @@ impl<'a> Engine<'a> {
                         format_duration(delay)
                     );
                     (
-                        Outcome::Failed { error, retry_at: Some(now + delay.as_millis() as i64) },
+                        Outcome::Failed {
+                            error,
+                            retry_at: Some(now + delay.as_millis() as i64),
+                        },
                         "pending",
                         message,
                     )
                 } else {
                     summary.failed += 1;
                     let message = format!("Task failed after {took}: {error}");
-                    (Outcome::Failed { error, retry_at: None }, "failed", message)
+                    (
+                        Outcome::Failed {
+                            error,
+                            retry_at: None,
+                        },
+                        "failed",
+                        message,
+                    )
                 }
             }
         };
@@ -676,8 +904,13 @@ impl<'a> Engine<'a> {
     }
 
     fn retry_delay(&self, attempts: i64) -> Duration {
-        let factor = 1u32.checked_shl((attempts.max(1) - 1) as u32).unwrap_or(u32::MAX);
-        self.cfg.retry_base.saturating_mul(factor).min(self.cfg.retry_max)
+        let factor = 1u32
+            .checked_shl((attempts.max(1) - 1) as u32)
+            .unwrap_or(u32::MAX);
+        self.cfg
+            .retry_base
+            .saturating_mul(factor)
+            .min(self.cfg.retry_max)
     }
 
     /// Writes log lines first, then the database: a crash in between leaves a task the
@@ -703,7 +936,7 @@ impl<'a> Engine<'a> {
 
     fn shutdown(&mut self) {
         for s in &self.slots {
-            let _ = s.send(Inbox::Shutdown);
+            let _ = s.tx.send(Inbox::Shutdown);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -717,7 +950,9 @@ fn not_executable(store: &Store, id: i64) -> Result<String> {
         None => format!("no task {id} (see `stask tasks list`)"),
         Some(t) => match t.status {
             Status::Running => format!("task {id} is already running"),
-            Status::Completed => format!("task {id} already completed; create a new task to run it again"),
+            Status::Completed => {
+                format!("task {id} already completed; create a new task to run it again")
+            }
             Status::Failed | Status::Cancelled => format!(
                 "task {id} is {}; queue it again with `stask tasks retry {id}`, then execute it",
                 t.status

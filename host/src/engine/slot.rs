@@ -1,10 +1,14 @@
-//! One execution slot: a thread that owns at most one runner process and runs the
-//! tasks the coordinator hands it, one at a time.
+//! One execution slot: a thread that owns at most one runner process and the queue of
+//! tasks the coordinator gave it.
 //!
-//! The slot enforces time limits and cancel grace periods by killing the runner's
-//! process group, and turns a runner that dies into a clear "crashed" end for its task.
-//! A runner is reused for the next task while the library content (hash) is the same.
+//! Tasks are pipelined: every queued task is sent to the runner at once, and the runner
+//! runs them one after another, so a fast task costs no round trip. The head of the
+//! queue is the task running now; its time limit and cancel grace period are enforced
+//! by killing the runner's process group. When the runner dies or is killed, the head
+//! gets the matching end (crash, timeout, cancel) and the tasks behind it are sent to a
+//! fresh runner. A runner is kept while the library content (hash) stays the same.
 
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::cache::CachedLibrary;
 use super::protocol::{Command, Event};
+use super::Msg;
 use crate::signals::describe_exit;
 
 /// How long a runner may take to load its library.
@@ -42,16 +47,17 @@ pub struct Assignment {
 
 /// What arrives in a slot's inbox.
 pub enum Inbox {
-    /// Run a task.
-    Run(Box<Assignment>),
-    /// Cancel a task (ignored unless it is this slot's).
+    /// Queue tasks (all of the same library as the slot's queue).
+    Run(Vec<Assignment>),
+    /// Cancel a task (ignored unless it is in this slot's queue).
     Cancel(i64),
-    /// Stop a task at once because the service is stopping (kill its runner).
-    Interrupt(i64),
-    /// Finish the current task, stop the runner and end the thread.
+    /// The service is stopping: kill the runner and end every queued task as
+    /// interrupted.
+    Interrupt,
+    /// Finish the queue, stop the runner and end the thread.
     Shutdown,
-    /// An event from runner generation `gen`.
-    Runner(u64, Event),
+    /// Events from runner generation `gen`.
+    Runner(u64, Vec<Event>),
     /// Runner generation `gen` closed its protocol stream.
     RunnerGone(u64),
 }
@@ -98,7 +104,7 @@ pub enum FromSlot {
         /// Message.
         message: String,
     },
-    /// The run ended; the slot is free again.
+    /// A task's run ended.
     Done {
         /// Task.
         id: i64,
@@ -106,21 +112,33 @@ pub enum FromSlot {
         slot: usize,
         /// How.
         end: RunEnd,
+        /// How long it ran in the runner (zero when it never started).
+        ran: Duration,
     },
 }
 
 struct Runner {
     child: Child,
-    stdin: ChildStdin,
-    gen: u64,
+    stdin: Option<ChildStdin>,
     sha256: String,
+    ready: bool,
+    /// How many queue entries (from the front) were sent to this runner.
+    sent: usize,
+    load_deadline: Instant,
 }
 
 impl Runner {
-    fn send(&mut self, cmd: &Command) -> std::io::Result<()> {
-        let line = serde_json::to_string(cmd).expect("command serializes");
-        writeln!(self.stdin, "{line}")?;
-        self.stdin.flush()
+    fn send_all(&mut self, cmds: impl Iterator<Item = Command>) -> std::io::Result<()> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        };
+        let mut buf = String::new();
+        for cmd in cmds {
+            buf.push_str(&serde_json::to_string(&cmd).expect("command serializes"));
+            buf.push('\n');
+        }
+        stdin.write_all(buf.as_bytes())?;
+        stdin.flush()
     }
 
     /// Kills the whole process group (a plugin may have started children) and reaps.
@@ -130,33 +148,23 @@ impl Runner {
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
-        self.child.wait().unwrap_or_else(|_| std::process::ExitStatus::from_raw(9))
+        self.child
+            .wait()
+            .unwrap_or_else(|_| std::process::ExitStatus::from_raw(9))
     }
 
     /// Closes stdin so the runner exits by itself; kills it if it lingers.
     fn stop(mut self) {
-        drop(std::mem::replace(&mut self.stdin, dummy_stdin()));
+        self.stdin = None;
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
         self.kill();
     }
-}
-
-/// A stand-in after closing the real stdin: the write end of a fresh pipe whose other end
-/// is gone.
-fn dummy_stdin() -> ChildStdin {
-    let mut child = Process::new("true")
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn a placeholder process");
-    let stdin = child.stdin.take().expect("piped");
-    let _ = child.wait();
-    stdin
 }
 
 /// The slot's thread body.
@@ -169,49 +177,318 @@ pub struct Slot {
     pub workdir: PathBuf,
     /// Grace period after a cancel request.
     pub cancel_grace: Duration,
-    /// The inbox, and a sender into it for runner reader threads.
+    /// The inbox.
     pub inbox: Receiver<Inbox>,
-    /// Sender into the own inbox.
+    /// Sender into the own inbox, for runner reader threads.
     pub inbox_tx: Sender<Inbox>,
     /// Reports to the coordinator.
-    pub out: Sender<super::Msg>,
-    /// Set when a shutdown arrives while a task runs: the slot ends after that task.
-    pub shutdown_requested: std::cell::Cell<bool>,
+    pub out: Sender<Msg>,
+}
+
+/// The slot's mutable state.
+struct State {
+    queue: VecDeque<Assignment>,
+    runner: Option<Runner>,
+    gen: u64,
+    /// When the head started (for its time limit).
+    head_started: Instant,
+    /// Ids with a cancel request; the head's grace deadline when it is one of them.
+    cancelled: HashSet<i64>,
+    grace_deadline: Option<Instant>,
+    shutdown: bool,
 }
 
 impl Slot {
-    /// Runs until `Shutdown`.
+    /// Runs until `Shutdown` (after its queue is empty).
     pub fn run(self) {
-        let mut runner: Option<Runner> = None;
-        let mut gen = 0u64;
-        while let Ok(msg) = self.inbox.recv() {
-            match msg {
-                Inbox::Run(a) => {
-                    let (end, keep_runner) = self.run_task(&a, &mut runner, &mut gen);
-                    if !keep_runner {
-                        if let Some(r) = runner.take() {
-                            r.kill();
-                        }
-                    }
-                    let _ = self.out.send(
-                        FromSlot::Done {
-                            id: a.id,
-                            slot: self.index,
-                            end,
-                        }
-                        .into(),
-                    );
-                    if self.shutdown_requested.get() {
-                        break;
-                    }
-                }
-                Inbox::Shutdown => break,
-                Inbox::Cancel(_) | Inbox::Interrupt(_) | Inbox::Runner(..) | Inbox::RunnerGone(_) => {}
+        let mut st = State {
+            queue: VecDeque::new(),
+            runner: None,
+            gen: 0,
+            head_started: Instant::now(),
+            cancelled: HashSet::new(),
+            grace_deadline: None,
+            shutdown: false,
+        };
+        loop {
+            if st.queue.is_empty() && st.shutdown {
+                break;
+            }
+            self.feed(&mut st);
+            let timeout = self
+                .next_deadline(&st)
+                .map_or(Duration::from_secs(3600), |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+            match self.inbox.recv_timeout(timeout) {
+                Ok(msg) => self.handle(&mut st, msg),
+                Err(RecvTimeoutError::Timeout) => self.on_deadline(&mut st),
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        if let Some(r) = runner.take() {
+        if let Some(r) = st.runner.take() {
             r.stop();
         }
+    }
+
+    /// Starts a runner when there is work, and sends it every task not sent yet.
+    fn feed(&self, st: &mut State) {
+        let Some(head) = st.queue.front() else {
+            return;
+        };
+        if st
+            .runner
+            .as_ref()
+            .is_some_and(|r| r.sha256 != head.library.sha256)
+        {
+            if let Some(r) = st.runner.take() {
+                r.stop();
+            }
+        }
+        if st.runner.is_none() {
+            st.gen += 1;
+            match self.spawn(&head.library, st.gen) {
+                Ok(r) => st.runner = Some(r),
+                Err(e) => {
+                    self.end_all(st, RunEnd::StartFailed(e));
+                    return;
+                }
+            }
+        }
+        let r = st.runner.as_mut().expect("runner present");
+        if !r.ready || r.sent >= st.queue.len() {
+            return;
+        }
+        if r.sent == 0 {
+            st.head_started = Instant::now();
+        }
+        let cmds = st.queue.iter().skip(r.sent).map(|a| Command::Run {
+            id: a.id,
+            worker: a.worker.clone(),
+            action: a.action.clone(),
+            data: a.data.clone(),
+            settings: a.settings.clone(),
+            result_dir: a.result_dir.display().to_string(),
+        });
+        // Cancel requests that came before the task was sent travel right behind it.
+        let cancels: Vec<Command> = st
+            .queue
+            .iter()
+            .skip(r.sent)
+            .filter(|a| st.cancelled.contains(&a.id))
+            .map(|a| Command::Cancel { id: a.id })
+            .collect();
+        // A write error means the runner is gone; RunnerGone will follow.
+        if r.send_all(cmds.chain(cancels)).is_ok() {
+            r.sent = st.queue.len();
+        }
+    }
+
+    fn next_deadline(&self, st: &State) -> Option<Instant> {
+        let r = st.runner.as_ref()?;
+        if st.queue.is_empty() {
+            return None;
+        }
+        if !r.ready {
+            return Some(r.load_deadline);
+        }
+        let head = st.queue.front()?;
+        let limit = st.head_started + head.timeout;
+        Some(st.grace_deadline.map_or(limit, |g| g.min(limit)))
+    }
+
+    fn handle(&self, st: &mut State, msg: Inbox) {
+        match msg {
+            Inbox::Run(batch) => st.queue.extend(batch),
+            Inbox::Cancel(id) => self.cancel(st, id),
+            Inbox::Interrupt => {
+                if let Some(r) = st.runner.take() {
+                    r.kill();
+                }
+                self.end_all(st, RunEnd::Interrupted);
+            }
+            Inbox::Shutdown => st.shutdown = true,
+            Inbox::Runner(g, events) if g == st.gen => {
+                for ev in events {
+                    self.on_event(st, ev);
+                }
+            }
+            Inbox::RunnerGone(g) if g == st.gen => self.on_runner_gone(st),
+            Inbox::Runner(..) | Inbox::RunnerGone(_) => {}
+        }
+    }
+
+    fn cancel(&self, st: &mut State, id: i64) {
+        let Some(pos) = st.queue.iter().position(|a| a.id == id) else {
+            return;
+        };
+        if !st.cancelled.insert(id) {
+            return;
+        }
+        let sent = st
+            .runner
+            .as_ref()
+            .map_or(0, |r| if r.ready { r.sent } else { 0 });
+        if pos >= sent {
+            // Not sent to a runner yet: it never starts.
+            st.queue.remove(pos);
+            st.cancelled.remove(&id);
+            self.report(
+                id,
+                RunEnd::Err("cancelled before it started".into()),
+                Duration::ZERO,
+            );
+            return;
+        }
+        if let Some(r) = st.runner.as_mut() {
+            let _ = r.send_all(std::iter::once(Command::Cancel { id }));
+        }
+        if pos == 0 {
+            st.grace_deadline = Some(Instant::now() + self.cancel_grace);
+        }
+    }
+
+    fn on_event(&self, st: &mut State, ev: Event) {
+        match ev {
+            Event::Ready => {
+                if let Some(r) = st.runner.as_mut() {
+                    r.ready = true;
+                }
+            }
+            Event::LoadFailed { error } => {
+                if !error.detail.is_empty() {
+                    tracing::debug!(detail = %error.detail, "library load details");
+                }
+                if let Some(r) = st.runner.take() {
+                    r.kill();
+                }
+                let msg = format!(
+                    "the worker's library could not be loaded: {}",
+                    error.message
+                );
+                self.end_all(st, RunEnd::StartFailed(msg));
+            }
+            Event::Progress {
+                id,
+                processed,
+                total,
+                message,
+            } => {
+                self.send(FromSlot::Progress {
+                    id,
+                    processed,
+                    total,
+                    message,
+                });
+            }
+            Event::Log { id, level, message } => {
+                self.send(FromSlot::Log { id, level, message });
+            }
+            Event::Done { id, ok, err } => {
+                if st.queue.front().map(|a| a.id) != Some(id) {
+                    tracing::warn!(task = id, "runner finished a task out of order; ignored");
+                    return;
+                }
+                st.queue.pop_front();
+                if let Some(r) = st.runner.as_mut() {
+                    r.sent = r.sent.saturating_sub(1);
+                }
+                st.cancelled.remove(&id);
+                let end = match (ok, err) {
+                    (Some(result), _) => RunEnd::Ok(result),
+                    (None, Some(e)) => RunEnd::Err(e),
+                    (None, None) => RunEnd::Err("the worker returned nothing".into()),
+                };
+                self.report(id, end, st.head_started.elapsed());
+                self.next_head(st);
+            }
+        }
+    }
+
+    /// The next task in the queue starts now.
+    fn next_head(&self, st: &mut State) {
+        st.head_started = Instant::now();
+        st.grace_deadline = st
+            .queue
+            .front()
+            .filter(|a| st.cancelled.contains(&a.id))
+            .map(|_| Instant::now() + self.cancel_grace);
+    }
+
+    fn on_runner_gone(&self, st: &mut State) {
+        let Some(mut r) = st.runner.take() else {
+            return;
+        };
+        let how = match r.child.wait() {
+            Ok(s) => describe_exit(s.code(), s.signal()),
+            Err(e) => format!("could not be waited for ({e})"),
+        };
+        if !r.ready {
+            self.end_all(
+                st,
+                RunEnd::Crashed(format!(
+                    "the runner process crashed while loading the library: {how}"
+                )),
+            );
+            return;
+        }
+        if r.sent > 0 {
+            self.end_head(
+                st,
+                RunEnd::Crashed(format!("the runner process crashed: {how}")),
+            );
+        }
+        // Tasks behind the head never started; the next runner gets them.
+    }
+
+    fn on_deadline(&self, st: &mut State) {
+        let Some(r) = st.runner.take() else { return };
+        let ready = r.ready;
+        r.kill();
+        if !ready {
+            let msg = format!(
+                "the runner did not load the library within {} s",
+                LOAD_TIMEOUT.as_secs()
+            );
+            self.end_all(st, RunEnd::StartFailed(msg));
+            return;
+        }
+        let now = Instant::now();
+        let end = if st.grace_deadline.is_some_and(|g| now >= g) {
+            RunEnd::KilledAfterCancel(self.cancel_grace)
+        } else {
+            RunEnd::TimedOut(st.queue.front().map_or(Duration::ZERO, |a| a.timeout))
+        };
+        self.end_head(st, end);
+    }
+
+    fn end_head(&self, st: &mut State, end: RunEnd) {
+        if let Some(a) = st.queue.pop_front() {
+            st.cancelled.remove(&a.id);
+            self.report(a.id, end, st.head_started.elapsed());
+        }
+        self.next_head(st);
+    }
+
+    fn end_all(&self, st: &mut State, end: RunEnd) {
+        for a in st.queue.drain(..) {
+            self.report(a.id, end.clone(), Duration::ZERO);
+        }
+        st.cancelled.clear();
+        st.grace_deadline = None;
+    }
+
+    fn report(&self, id: i64, end: RunEnd, ran: Duration) {
+        self.send(FromSlot::Done {
+            id,
+            slot: self.index,
+            end,
+            ran,
+        });
+    }
+
+    fn send(&self, f: FromSlot) {
+        let _ = self.out.send(f.into());
     }
 
     fn spawn(&self, lib: &CachedLibrary, gen: u64) -> Result<Runner, String> {
@@ -229,20 +506,7 @@ impl Slot {
         let stderr = child.stderr.take().expect("piped");
         let stdin = child.stdin.take().expect("piped");
         let tx = self.inbox_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<Event>(&line) {
-                    Ok(ev) => {
-                        if tx.send(Inbox::Runner(gen, ev)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!("runner sent a malformed event ({e}): {line}"),
-                }
-            }
-            let _ = tx.send(Inbox::RunnerGone(gen));
-        });
+        std::thread::spawn(move || read_events(stdout, gen, tx));
         let pid = child.id();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
@@ -252,143 +516,48 @@ impl Slot {
         });
         Ok(Runner {
             child,
-            stdin,
-            gen,
+            stdin: Some(stdin),
             sha256: lib.sha256.clone(),
+            ready: false,
+            sent: 0,
+            load_deadline: Instant::now() + LOAD_TIMEOUT,
         })
     }
+}
 
-    /// Runs one task. Returns how it ended and whether the runner can be kept for the
-    /// next task.
-    fn run_task(&self, a: &Assignment, slot_runner: &mut Option<Runner>, gen: &mut u64) -> (RunEnd, bool) {
-        if slot_runner.as_ref().is_some_and(|r| r.sha256 != a.library.sha256) {
-            if let Some(r) = slot_runner.take() {
-                r.stop();
-            }
-        }
-        let mut ready = slot_runner.is_some();
-        if slot_runner.is_none() {
-            *gen += 1;
-            match self.spawn(&a.library, *gen) {
-                Ok(r) => *slot_runner = Some(r),
-                Err(e) => return (RunEnd::StartFailed(e), false),
-            }
-        }
-        let started = Instant::now();
-        let mut deadline = started + LOAD_TIMEOUT;
-        let mut cancel_deadline: Option<Instant> = None;
-        let mut cancel_pending = false;
-        let run_cmd = Command::Run {
-            id: a.id,
-            worker: a.worker.clone(),
-            action: a.action.clone(),
-            data: a.data.clone(),
-            settings: a.settings.clone(),
-            result_dir: a.result_dir.display().to_string(),
+/// Reads a runner's events, forwarding whatever complete lines each read brought as one
+/// batch, then `RunnerGone` at end of stream.
+fn read_events(stdout: std::process::ChildStdout, gen: u64, tx: Sender<Inbox>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut pending = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(b) => b,
         };
-        if ready {
-            deadline = started + a.timeout;
-            if slot_runner.as_mut().unwrap().send(&run_cmd).is_err() {
-                // The reused runner died while idle: its exit shows up as RunnerGone.
-                ready = false;
-                deadline = started + LOAD_TIMEOUT;
+        let n = buf.len();
+        pending.extend_from_slice(buf);
+        reader.consume(n);
+        let Some(end) = pending.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        let mut events = Vec::new();
+        for line in pending[..end].split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Event>(line) {
+                Ok(ev) => events.push(ev),
+                Err(e) => tracing::warn!(
+                    "runner sent a malformed event ({e}): {}",
+                    String::from_utf8_lossy(line)
+                ),
             }
         }
-        let current_gen = slot_runner.as_ref().unwrap().gen;
-        loop {
-            let wait_until = cancel_deadline.map_or(deadline, |c| c.min(deadline));
-            let timeout = wait_until.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(timeout) {
-                Ok(Inbox::Runner(g, ev)) if g == current_gen => match ev {
-                    Event::Ready => {
-                        ready = true;
-                        deadline = Instant::now() + a.timeout;
-                        let r = slot_runner.as_mut().unwrap();
-                        if r.send(&run_cmd).is_err() {
-                            continue; // RunnerGone follows.
-                        }
-                        if cancel_pending {
-                            let _ = r.send(&Command::Cancel { id: a.id });
-                        }
-                    }
-                    Event::LoadFailed { error } => {
-                        if !error.detail.is_empty() {
-                            tracing::debug!(detail = %error.detail, "library load details");
-                        }
-                        return (RunEnd::StartFailed(format!("the worker's library could not be loaded: {}", error.message)), false);
-                    }
-                    Event::Progress { id, processed, total, message } if id == a.id => {
-                        let _ = self.out.send(FromSlot::Progress { id, processed, total, message }.into());
-                    }
-                    Event::Log { id, level, message } if id == a.id => {
-                        let _ = self.out.send(FromSlot::Log { id, level, message }.into());
-                    }
-                    Event::Done { id, ok, err } if id == a.id => {
-                        let end = match (ok, err) {
-                            (Some(result), _) => RunEnd::Ok(result),
-                            (None, Some(e)) => RunEnd::Err(e),
-                            (None, None) => RunEnd::Err("the worker returned nothing".into()),
-                        };
-                        return (end, true);
-                    }
-                    other => tracing::warn!("runner event for another task ignored: {other:?}"),
-                },
-                Ok(Inbox::RunnerGone(g)) if g == current_gen => {
-                    let mut r = slot_runner.take().unwrap();
-                    let status = r.child.wait();
-                    let how = match status {
-                        Ok(s) => describe_exit(s.code(), s.signal()),
-                        Err(e) => format!("could not be waited for ({e})"),
-                    };
-                    let what = if ready { "the runner process crashed" } else { "the runner process crashed while loading the library" };
-                    return (RunEnd::Crashed(format!("{what}: {how}")), false);
-                }
-                Ok(Inbox::Runner(..)) | Ok(Inbox::RunnerGone(_)) => {}
-                Ok(Inbox::Cancel(id)) if id == a.id && cancel_deadline.is_none() => {
-                    cancel_deadline = Some(Instant::now() + self.cancel_grace);
-                    if ready {
-                        let _ = slot_runner.as_mut().unwrap().send(&Command::Cancel { id });
-                    } else {
-                        cancel_pending = true;
-                    }
-                }
-                Ok(Inbox::Cancel(_)) => {}
-                Ok(Inbox::Interrupt(id)) if id == a.id => {
-                    if let Some(r) = slot_runner.take() {
-                        r.kill();
-                    }
-                    return (RunEnd::Interrupted, false);
-                }
-                Ok(Inbox::Interrupt(_)) => {}
-                Ok(Inbox::Shutdown) => self.shutdown_requested.set(true),
-                Ok(Inbox::Run(other)) => {
-                    tracing::error!(task = other.id, "slot busy; task handed back");
-                    let _ = self.out.send(
-                        FromSlot::Done {
-                            id: other.id,
-                            slot: usize::MAX,
-                            end: RunEnd::StartFailed("internal error: slot was busy".into()),
-                        }
-                        .into(),
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = Instant::now();
-                    let r = slot_runner.take().unwrap();
-                    r.kill();
-                    if cancel_deadline.is_some_and(|c| now >= c) {
-                        return (RunEnd::KilledAfterCancel(self.cancel_grace), false);
-                    }
-                    if !ready {
-                        return (RunEnd::StartFailed(format!("the runner did not load the library within {} s", LOAD_TIMEOUT.as_secs())), false);
-                    }
-                    return (RunEnd::TimedOut(a.timeout), false);
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.shutdown_requested.set(true);
-                    return (RunEnd::Crashed("the engine stopped".into()), false);
-                }
-            }
+        pending.drain(..=end);
+        if !events.is_empty() && tx.send(Inbox::Runner(gen, events)).is_err() {
+            return;
         }
     }
+    let _ = tx.send(Inbox::RunnerGone(gen));
 }
