@@ -23,8 +23,15 @@ struct Chores<'a> {
 
 impl Housekeeping for Chores<'_> {
     fn run_due(&mut self, store: &mut Store, now: Instant) -> Result<(bool, Instant)> {
-        let created = false;
+        let mut created = false;
         let mut next = now + Duration::from_secs(60);
+        let report = crate::schedule::tick(store, self.home, self.config.tz(), chrono::Utc::now())?;
+        created |= !report.created_tasks().is_empty();
+        if let Some(at) = report.next_due_at {
+            // A due time already passed gives a zero wait (to_std fails on negatives).
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            next = next.min(now + wait);
+        }
         if let Some(at) = self.next_cleanup {
             if now >= at {
                 let report = task_clean::clean(

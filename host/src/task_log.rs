@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// The progress log of a task.
 pub fn log_path(log_dir: &Path, id: i64) -> PathBuf {
-    log_dir.join(format!("{id}.log"))
+    log_dir.join(stask_storage::progress_log::file_name(id))
 }
 
 /// The result directory of a task.

@@ -18,7 +18,7 @@ pub use schedules::{
 };
 pub use store::{now_ms, Store, StoreError};
 pub use tasks::{
-    CancelResult, ClaimedTask, Finish, NewTask, Outcome, Priority, ProgressUpdate, Status,
-    StatusCounts, TaskFilter, TaskRecord,
+    CancelResult, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority, ProgressUpdate,
+    Status, StatusCounts, TaskFilter, TaskRecord,
 };
 pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};

@@ -160,6 +160,60 @@ pub fn append(path: &Path, lines: &[LogLine]) -> io::Result<()> {
     f.write_all(buf.as_bytes())
 }
 
+/// File name of task `id`'s log inside the log directory.
+pub fn file_name(id: i64) -> String {
+    format!("{id}.log")
+}
+
+/// Appends to many task logs, keeping the files of running tasks open: an engine
+/// writes several lines per task, and reopening the file for each costs more than the
+/// write.
+pub struct OpenLogs {
+    dir: std::path::PathBuf,
+    files: std::collections::HashMap<i64, File>,
+}
+
+/// Open files kept at most; past this, all are closed and reopened on demand.
+const MAX_OPEN_LOGS: usize = 1024;
+
+impl OpenLogs {
+    /// Logs in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        OpenLogs {
+            dir: dir.to_path_buf(),
+            files: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Appends lines to task `id`'s log in one write.
+    pub fn append(&mut self, id: i64, lines: &[LogLine]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(&l.format());
+        }
+        if !self.files.contains_key(&id) {
+            if self.files.len() >= MAX_OPEN_LOGS {
+                self.files.clear();
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(file_name(id)))?;
+            self.files.insert(id, f);
+        }
+        let f = self.files.get_mut(&id).expect("just inserted");
+        f.write_all(buf.as_bytes())
+    }
+
+    /// Closes task `id`'s log (after its final line).
+    pub fn close(&mut self, id: i64) {
+        self.files.remove(&id);
+    }
+}
+
 /// The last complete line of the log, read from the end of the file: the cost does not
 /// depend on the file's size. `Ok(None)` when the file is missing or has no complete
 /// line.

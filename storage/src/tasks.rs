@@ -224,6 +224,13 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
 pub struct ClaimedTask {
     /// The task, now running.
     pub task: TaskRecord,
+    /// Its worker's registration, read once per claim and shared by the claim's tasks.
+    pub worker: std::sync::Arc<ClaimedWorker>,
+}
+
+/// What running a task needs from its worker's registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimedWorker {
     /// The worker's library file.
     pub library_path: String,
     /// The worker's stored settings (JSON object text, secrets included).
@@ -560,23 +567,34 @@ impl Store {
         };
         let mut out = Vec::with_capacity(claimed.len());
         {
-            let mut worker = tx
+            let mut query = tx
                 .prepare_cached(
                     "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
                 )
                 .context("read worker of claimed task")?;
+            let mut workers: std::collections::HashMap<String, std::sync::Arc<ClaimedWorker>> =
+                std::collections::HashMap::new();
             for task in claimed {
-                let (library_path, settings, manifest) = worker
-                    .query_row([&task.worker], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-                    .context("read worker of claimed task")?
-                    .unwrap_or_default();
-                out.push(ClaimedTask {
-                    task,
-                    library_path,
-                    settings,
-                    manifest,
-                });
+                let worker = match workers.get(&task.worker) {
+                    Some(w) => w.clone(),
+                    None => {
+                        let w = query
+                            .query_row([&task.worker], |r| {
+                                Ok(ClaimedWorker {
+                                    library_path: r.get(0)?,
+                                    settings: r.get(1)?,
+                                    manifest: r.get(2)?,
+                                })
+                            })
+                            .optional()
+                            .context("read worker of claimed task")?
+                            .unwrap_or_default();
+                        let w = std::sync::Arc::new(w);
+                        workers.insert(task.worker.clone(), w.clone());
+                        w
+                    }
+                };
+                out.push(ClaimedTask { task, worker });
             }
         }
         tx.commit().context("commit claim")?;

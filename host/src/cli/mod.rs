@@ -4,6 +4,7 @@
 //! stdout instead of text. Errors go to stderr with a non-zero exit code (1; clap's
 //! usage errors exit with 2).
 
+mod schedule;
 mod tasks;
 mod workers;
 
@@ -102,6 +103,22 @@ pub fn main() -> i32 {
         _ => {}
     }
     let serving = matches!(cli.command, Command::Serve(_));
+    let runs_engine = serving
+        || matches!(
+            cli.command,
+            Command::Tasks(
+                tasks::TasksCommand::Process { .. } | tasks::TasksCommand::Execute { .. }
+            )
+        );
+    if !runs_engine {
+        // Like other Unix tools, end quietly when the reader of our output goes away
+        // (`stask tasks list | head`). Engine commands keep SIGPIPE ignored: they write
+        // to runner pipes and handle a closed one as a dead runner.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_tracing(cli.verbose, serving);
     let json = cli.json;
     match run(cli) {
@@ -156,8 +173,8 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Workers(cmd) => {
-            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
-            workers::run(&home, cmd, cli.json).map(|()| 0)
+            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            workers::run(&home, &config, cmd, cli.json).map(|()| 0)
         }
         Command::Tasks(cmd) => {
             let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;

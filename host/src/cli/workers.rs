@@ -5,6 +5,7 @@ use clap::Subcommand;
 use stask_storage::Store;
 
 use super::print_json;
+use crate::config::Config;
 use crate::discovery::{self, Skipped, WorkerChange};
 use crate::home::Home;
 use crate::settings;
@@ -40,6 +41,9 @@ pub(super) enum WorkersCommand {
         /// Worker identifier.
         id: String,
     },
+    /// Show or set a worker's schedule: manual, once, hourly, daily, weekly or
+    /// regular; pause and resume it.
+    Schedule(super::schedule::ScheduleArgs),
     /// Show a worker's settings, or change them with KEY=VALUE pairs. Secret values are
     /// never printed, only whether they are set.
     Settings {
@@ -57,7 +61,7 @@ pub(super) enum WorkersCommand {
     },
 }
 
-pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
+pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool) -> Result<()> {
     let mut store = home.store()?;
     let exe = std::env::current_exe().context("cannot locate the stask executable")?;
     match cmd {
@@ -139,17 +143,24 @@ pub(super) fn run(home: &Home, cmd: WorkersCommand, json: bool) -> Result<()> {
                 );
             }
         }
+        WorkersCommand::Schedule(args) => {
+            super::schedule::run(home, &store, args, json, config.tz())?
+        }
         WorkersCommand::Show { id } => {
             let w = find(&store, &id)?;
             let view = WorkerView::new(&w);
+            let schedule = crate::schedule::ScheduleView::load(&store, &id, config.tz())?;
             if json {
-                return print_json(&view);
+                let mut v = serde_json::to_value(&view)?;
+                v["schedule"] = serde_json::to_value(&schedule)?;
+                return print_json(&v);
             }
             println!("{} — {}", view.identifier, view.title);
             println!(
                 "  state:       {}",
                 if view.active { "active" } else { "inactive" }
             );
+            println!("  schedule:    {}", schedule.summary());
             println!("  scope:       {}", view.scope);
             println!("  version:     {}", view.version);
             println!("  icon:        {}", view.icon);

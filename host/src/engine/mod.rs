@@ -17,6 +17,7 @@ pub mod slot;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -25,7 +26,9 @@ use serde_json::{Map, Value};
 use stask_plugin_api::manifest::TIMEOUT_SETTING;
 use stask_plugin_api::{Level, WorkerManifest};
 use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, ClaimedTask, Finish, Outcome, ProgressUpdate, Status, Store};
+use stask_storage::{
+    now_ms, ClaimedTask, ClaimedWorker, Finish, Outcome, ProgressUpdate, Status, Store,
+};
 
 use crate::home::Home;
 use crate::recovery::{self, Recovered};
@@ -225,6 +228,10 @@ struct Engine<'a> {
     running: HashMap<i64, Running>,
     /// Recent run time per (worker, action): decides which tasks may be pipelined.
     speed: HashMap<(String, String), Speed>,
+    /// Resolved settings and time limit per worker, with the registration they came from.
+    resolved: HashMap<String, ResolvedWorker>,
+    /// Progress logs of the tasks this engine runs, kept open while they run.
+    logs: progress_log::OpenLogs,
     observer: Observer<'a>,
 }
 
@@ -330,6 +337,8 @@ impl<'a> Engine<'a> {
             events: out_rx,
             running: HashMap::new(),
             speed: HashMap::new(),
+            resolved: HashMap::new(),
+            logs: progress_log::OpenLogs::new(&home.log_dir()),
             observer,
         })
     }
@@ -433,7 +442,11 @@ impl<'a> Engine<'a> {
                         }
                         self.handle(ev, &mut batch, summary);
                     }
-                    Msg::Wake => want_claim = true,
+                    Msg::Wake => {
+                        want_claim = true;
+                        // A schedule may have been set that is due sooner.
+                        next_chores = Instant::now();
+                    }
                     Msg::Stop => {
                         if stop_deadline.is_none() {
                             tracing::info!(
@@ -662,7 +675,7 @@ impl<'a> Engine<'a> {
         let start_line = running.line("running", &start_message);
         batch.lines.push((id, start_line));
         tracing::info!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
-        match self.prepare(&running, &c.library_path, &c.settings, &c.manifest) {
+        match self.prepare(&running, &c.worker) {
             Ok(assignment) => {
                 self.running.insert(id, running);
                 self.assign(assignment);
@@ -679,34 +692,13 @@ impl<'a> Engine<'a> {
     }
 
     fn prepare(
-        &self,
+        &mut self,
         r: &Running,
-        library: &str,
-        settings: &str,
-        manifest: &str,
+        worker: &Arc<ClaimedWorker>,
     ) -> Result<Assignment, (String, bool)> {
+        let (settings, timeout) = self.resolve(&r.task.worker, worker)?;
         let t = &r.task;
-        let manifest: WorkerManifest = serde_json::from_str(manifest).map_err(|_| {
-            (
-                format!("worker '{}' is no longer registered", t.worker),
-                false,
-            )
-        })?;
-        let stored: Map<String, Value> = serde_json::from_str(settings).unwrap_or_default();
-        let resolved = manifest.resolve_settings(&stored).map_err(|e| {
-            (
-                format!(
-                    "worker '{}' settings are invalid: {e}; fix them with `stask workers settings {}`",
-                    t.worker, t.worker
-                ),
-                false,
-            )
-        })?;
-        let timeout = resolved
-            .get(TIMEOUT_SETTING)
-            .and_then(Value::as_u64)
-            .or(manifest.timeout_secs)
-            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let library = worker.library_path.as_str();
         let library = self
             .cache
             .prepare(std::path::Path::new(library))
@@ -719,11 +711,29 @@ impl<'a> Engine<'a> {
             worker: t.worker.clone(),
             action: t.action.clone(),
             data: t.data.clone(),
-            settings: Value::Object(resolved).to_string(),
+            settings,
             library,
             timeout,
             result_dir,
         })
+    }
+
+    /// The settings JSON and time limit for a worker's runs, parsed once per change of
+    /// its registration rather than once per task.
+    fn resolve(
+        &mut self,
+        name: &str,
+        worker: &Arc<ClaimedWorker>,
+    ) -> Result<(String, Duration), (String, bool)> {
+        if let Some((seen, resolved)) = self.resolved.get(name) {
+            if Arc::ptr_eq(seen, worker) || **seen == **worker {
+                return resolved.clone();
+            }
+        }
+        let resolved = resolve_worker(name, worker, self.cfg.default_timeout);
+        self.resolved
+            .insert(name.to_owned(), (worker.clone(), resolved.clone()));
+        resolved
     }
 
     fn handle(&mut self, ev: FromSlot, batch: &mut Batch, summary: &mut Summary) {
@@ -921,11 +931,13 @@ impl<'a> Engine<'a> {
             (self.observer)(id, &line);
             by_task.entry(id).or_default().push(line);
         }
-        let log_dir = self.home.log_dir();
         for (id, lines) in by_task {
-            if let Err(e) = progress_log::append(&task_log::log_path(&log_dir, id), &lines) {
+            if let Err(e) = self.logs.append(id, &lines) {
                 tracing::warn!(task = id, "cannot write progress log: {e}");
             }
+        }
+        for f in &batch.finishes {
+            self.logs.close(f.id);
         }
         self.store.update_progress(&batch.progress)?;
         if !batch.finishes.is_empty() {
@@ -942,6 +954,36 @@ impl<'a> Engine<'a> {
             let _ = t.join();
         }
     }
+}
+
+type ResolvedWorker = (
+    Arc<ClaimedWorker>,
+    Result<(String, Duration), (String, bool)>,
+);
+
+/// Validates a worker's stored settings against its manifest: the settings JSON a run
+/// receives (defaults filled in) and its time limit, or why the task cannot run (with
+/// whether a retry could help).
+fn resolve_worker(
+    name: &str,
+    worker: &ClaimedWorker,
+    default_timeout: Duration,
+) -> Result<(String, Duration), (String, bool)> {
+    let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)
+        .map_err(|_| (format!("worker '{name}' is no longer registered"), false))?;
+    let stored: Map<String, Value> = serde_json::from_str(&worker.settings).unwrap_or_default();
+    let resolved = manifest.resolve_settings(&stored).map_err(|e| {
+        (
+            format!("worker '{name}' settings are invalid: {e}; fix them with `stask workers settings {name}`"),
+            false,
+        )
+    })?;
+    let timeout = resolved
+        .get(TIMEOUT_SETTING)
+        .and_then(Value::as_u64)
+        .or(manifest.timeout_secs)
+        .map_or(default_timeout, Duration::from_secs);
+    Ok((Value::Object(resolved).to_string(), timeout))
 }
 
 /// Why `execute` cannot claim a task.
