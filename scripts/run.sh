@@ -30,14 +30,17 @@ cp plugins/product-import/examples/products.csv "$STASK_HOME/imports/products.cs
 
 echo
 echo "Queueing demo tasks…"
-"$stask" tasks create product import --data '{"file": "products.csv"}'
-"$stask" tasks create demo run --data '{"steps": 5, "step_ms": 200}' --priority high
-"$stask" tasks process
-echo
+"$stask" tasks create product import --data '{"file": "products.csv"}' >/dev/null
+"$stask" tasks create demo run --data '{"steps": 20, "step_ms": 500}' --priority high >/dev/null
+"$stask" tasks create demo run --data '{"steps": 5, "step_ms": 200, "fail_at": 3}' --max-attempts 2 >/dev/null
 "$stask" tasks list --limit 5
-echo
-echo "stask is ready. Try:"
-echo "  export STASK_HOME=$STASK_HOME"
-echo "  $stask tasks create demo run --data '{\"steps\": 20}'"
-echo "  $stask tasks process            # or: $stask tasks execute ID"
-echo "  $stask tasks show ID; $stask tasks logs ID --follow"
+cat <<TEXT
+
+Starting the service (Ctrl-C stops it; running tasks get a grace period).
+Watch it from another terminal:
+  export STASK_HOME=$STASK_HOME
+  $stask tasks list
+  $stask tasks logs ID --follow
+  $stask tasks create demo run --data '{"steps": 20}'
+TEXT
+exec "$stask" serve
