@@ -23,7 +23,18 @@ pub struct LibraryCache {
     /// Libraries checked recently: the file's identity when checked, the check's time
     /// and its result. Dispatching thousands of tasks a second must not repeat the full
     /// safety check (canonicalize, every directory's mode) for each task.
-    recent: Mutex<HashMap<PathBuf, (FileId, Instant, CachedLibrary)>>,
+    recent: Mutex<HashMap<PathBuf, Recent>>,
+}
+
+/// A library checked recently.
+struct Recent {
+    /// The file's identity at the full check.
+    id: FileId,
+    /// When the full safety check ran.
+    checked_at: Instant,
+    /// When the file was last found unchanged (stat) or checked.
+    looked_at: Instant,
+    lib: CachedLibrary,
 }
 
 /// What identifies a file's contents and permissions cheaply: one stat.
@@ -54,6 +65,9 @@ impl FileId {
 /// (a permission change of a parent directory shows up within this time).
 const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
+/// How long after a check a library is used without even a stat.
+const TRUST_WITHOUT_STAT: Duration = Duration::from_millis(20);
+
 /// A library ready to load.
 #[derive(Debug, Clone)]
 pub struct CachedLibrary {
@@ -77,21 +91,32 @@ impl LibraryCache {
     /// Checks the library (same safety rules as discovery) and returns its private copy,
     /// copying it first when this content was not cached yet.
     pub fn prepare(&self, library: &Path) -> Result<CachedLibrary> {
-        let id = FileId::of(library);
-        if let Some(id) = id {
-            let recent = self.recent.lock().unwrap();
-            if let Some((seen, at, lib)) = recent.get(library) {
-                if *seen == id && at.elapsed() < RECHECK_AFTER {
-                    return Ok(lib.clone());
-                }
+        let mut recent = self.recent.lock().unwrap();
+        if let Some(r) = recent.get_mut(library) {
+            // Within a few milliseconds of a look, even the stat is skipped: a burst of
+            // thousands of tasks of one library needs a handful of stats, not one each.
+            if r.looked_at.elapsed() < TRUST_WITHOUT_STAT {
+                return Ok(r.lib.clone());
+            }
+            if r.checked_at.elapsed() < RECHECK_AFTER && FileId::of(library) == Some(r.id) {
+                r.looked_at = Instant::now();
+                return Ok(r.lib.clone());
             }
         }
+        drop(recent);
+        let id = FileId::of(library);
         let lib = self.prepare_checked(library)?;
         if let Some(id) = id {
-            self.recent
-                .lock()
-                .unwrap()
-                .insert(library.to_path_buf(), (id, Instant::now(), lib.clone()));
+            let now = Instant::now();
+            self.recent.lock().unwrap().insert(
+                library.to_path_buf(),
+                Recent {
+                    id,
+                    checked_at: now,
+                    looked_at: now,
+                    lib: lib.clone(),
+                },
+            );
         }
         Ok(lib)
     }
