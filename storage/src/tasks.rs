@@ -338,29 +338,6 @@ pub struct StatusCounts {
 }
 
 impl Store {
-    /// Inserts a pending task and returns its id.
-    pub fn insert_task(&self, t: &NewTask) -> Result<i64, StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO tasks (worker, action, status, priority, data, started_by,
-                    max_attempts, run_after, created_at, message)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, 'Task created')",
-            )
-            .context("create task")?
-            .execute(params![
-                t.worker,
-                t.action,
-                t.priority.rank(),
-                t.data,
-                t.started_by,
-                t.max_attempts,
-                t.run_after,
-                t.created_at
-            ])
-            .context("create task")?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
     /// Inserts `count` identical pending tasks in one transaction; returns their ids in
     /// creation order.
     pub fn insert_tasks(&mut self, t: &NewTask, count: usize) -> Result<Vec<i64>, StoreError> {
