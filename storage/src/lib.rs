@@ -9,16 +9,22 @@
 mod migrations;
 pub mod progress_log;
 mod schedules;
+mod stats;
 mod store;
+mod task_query;
 mod tasks;
+mod users;
 mod workers;
 
 pub use schedules::{
     FireOutcome, Firing, ScheduleRecord, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
 };
+pub use stats::{bucket_floor, Activity, WorkerCounts, WorkerLastRun, BUCKET_MS};
 pub use store::{now_ms, Store, StoreError};
+pub use task_query::{TaskPage, TaskQuery};
 pub use tasks::{
     CancelResult, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority, ProgressUpdate,
     Status, StatusCounts, TaskFilter, TaskRecord,
 };
+pub use users::{SessionRecord, TokenRecord, UserRecord};
 pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};

@@ -82,6 +82,214 @@ const MIGRATIONS: &[&str] = &[
     -- The service's wake-up query reads the smallest next_run_at of unpaused rows.
     CREATE INDEX schedules_due ON schedules(next_run_at)
         WHERE paused = 0 AND next_run_at IS NOT NULL;",
+    // 4: users, browser sessions and API tokens; statistics kept up to date by triggers
+    // on tasks (so the dashboard and statistics cost the same with a million tasks as
+    // with ten); indexes for the task list's filters.
+    //
+    // * task_counts: tasks now in the table per (worker, status), with the summed
+    //   duration of the last attempt of completed and failed tasks.
+    // * task_activity: per 15-minute bucket (ms since the epoch, rounded down) and
+    //   worker, tasks created in it and tasks finished in it per final status, with
+    //   durations. Buckets of 15 minutes compose into local days and hours in every
+    //   timezone in use.
+    // * worker_activity: the latest start and finish per worker (kept after clean-up).
+    //
+    // Every trigger adds a row's contribution or takes it away, so the tables always
+    // equal the same aggregates computed from tasks (worker and created_at never
+    // change after insert).
+    "CREATE TABLE users (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        role            TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        password_hash   TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        id_hash         TEXT PRIMARY KEY,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf_hash       TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE INDEX sessions_expiry ON sessions(expires_at);
+    CREATE TABLE api_tokens (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        role            TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        token_hash      TEXT NOT NULL UNIQUE,
+        created_by      TEXT,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    );
+
+    CREATE TABLE task_counts (
+        worker          TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        n               INTEGER NOT NULL DEFAULT 0,
+        run_ms          INTEGER NOT NULL DEFAULT 0,
+        runs            INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (worker, status)
+    ) WITHOUT ROWID;
+    CREATE TABLE task_activity (
+        bucket          INTEGER NOT NULL,
+        worker          TEXT NOT NULL,
+        created         INTEGER NOT NULL DEFAULT 0,
+        completed       INTEGER NOT NULL DEFAULT 0,
+        failed          INTEGER NOT NULL DEFAULT 0,
+        cancelled       INTEGER NOT NULL DEFAULT 0,
+        run_ms          INTEGER NOT NULL DEFAULT 0,
+        runs            INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (bucket, worker)
+    ) WITHOUT ROWID;
+    CREATE TABLE worker_activity (
+        worker          TEXT PRIMARY KEY,
+        last_started_at INTEGER,
+        last_finished_at INTEGER
+    ) WITHOUT ROWID;
+
+    INSERT INTO task_counts (worker, status, n, run_ms, runs)
+        SELECT worker, status, COUNT(*),
+            COALESCE(SUM(CASE WHEN status IN ('completed', 'failed')
+                AND started_at IS NOT NULL AND finished_at IS NOT NULL
+                THEN finished_at - started_at END), 0),
+            SUM(status IN ('completed', 'failed')
+                AND started_at IS NOT NULL AND finished_at IS NOT NULL)
+        FROM tasks GROUP BY worker, status;
+    INSERT INTO task_activity (bucket, worker, created)
+        SELECT created_at / 900000 * 900000, worker, COUNT(*) FROM tasks
+        GROUP BY 1, 2;
+    INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
+        SELECT finished_at / 900000 * 900000, worker,
+            SUM(status = 'completed'), SUM(status = 'failed'), SUM(status = 'cancelled'),
+            COALESCE(SUM(CASE WHEN status IN ('completed', 'failed') AND started_at IS NOT NULL
+                THEN finished_at - started_at END), 0),
+            SUM(status IN ('completed', 'failed') AND started_at IS NOT NULL)
+        FROM tasks
+        WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL
+        GROUP BY 1, 2
+        ON CONFLICT (bucket, worker) DO UPDATE SET completed = excluded.completed,
+            failed = excluded.failed, cancelled = excluded.cancelled,
+            run_ms = excluded.run_ms, runs = excluded.runs;
+    INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
+        SELECT worker, MAX(started_at), MAX(finished_at) FROM tasks GROUP BY worker;
+
+    -- A row may be inserted already finished (imports, tests): it counts as finished.
+    CREATE TRIGGER tasks_stats_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO task_counts (worker, status, n, run_ms, runs)
+            VALUES (NEW.worker, NEW.status, 1,
+                CASE WHEN NEW.status IN ('completed', 'failed')
+                    AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL
+                    THEN NEW.finished_at - NEW.started_at ELSE 0 END,
+                NEW.status IN ('completed', 'failed')
+                    AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL)
+            ON CONFLICT (worker, status) DO UPDATE SET n = n + 1,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
+        INSERT INTO task_activity (bucket, worker, created)
+            VALUES (NEW.created_at / 900000 * 900000, NEW.worker, 1)
+            ON CONFLICT (bucket, worker) DO UPDATE SET created = created + 1;
+        INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
+            SELECT NEW.finished_at / 900000 * 900000, NEW.worker,
+                NEW.status = 'completed', NEW.status = 'failed', NEW.status = 'cancelled',
+                CASE WHEN NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
+                    THEN NEW.finished_at - NEW.started_at ELSE 0 END,
+                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
+            WHERE NEW.status IN ('completed', 'failed', 'cancelled')
+                AND NEW.finished_at IS NOT NULL
+            ON CONFLICT (bucket, worker) DO UPDATE SET
+                completed = completed + excluded.completed,
+                failed = failed + excluded.failed,
+                cancelled = cancelled + excluded.cancelled,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
+        INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
+            SELECT NEW.worker, NEW.started_at, NEW.finished_at
+            WHERE NEW.started_at IS NOT NULL OR NEW.finished_at IS NOT NULL
+            ON CONFLICT (worker) DO UPDATE SET
+                last_started_at = MAX(COALESCE(last_started_at, 0),
+                    COALESCE(excluded.last_started_at, 0)),
+                last_finished_at = MAX(COALESCE(last_finished_at, 0),
+                    COALESCE(excluded.last_finished_at, 0));
+    END;
+    CREATE TRIGGER tasks_stats_delete AFTER DELETE ON tasks BEGIN
+        UPDATE task_counts SET n = n - 1,
+            run_ms = run_ms - CASE WHEN OLD.status IN ('completed', 'failed')
+                AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL
+                THEN OLD.finished_at - OLD.started_at ELSE 0 END,
+            runs = runs - (OLD.status IN ('completed', 'failed')
+                AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL)
+            WHERE worker = OLD.worker AND status = OLD.status;
+        UPDATE task_activity SET created = created - 1
+            WHERE bucket = OLD.created_at / 900000 * 900000 AND worker = OLD.worker;
+        UPDATE task_activity SET
+                completed = completed - (OLD.status = 'completed'),
+                failed = failed - (OLD.status = 'failed'),
+                cancelled = cancelled - (OLD.status = 'cancelled'),
+                run_ms = run_ms - CASE WHEN OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL
+                    THEN OLD.finished_at - OLD.started_at ELSE 0 END,
+                runs = runs - (OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL)
+            WHERE OLD.status IN ('completed', 'failed', 'cancelled')
+                AND OLD.finished_at IS NOT NULL
+                AND bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
+    END;
+    -- Progress and heartbeat updates do not name these columns, so they fire nothing.
+    CREATE TRIGGER tasks_stats_update AFTER UPDATE OF status, started_at, finished_at ON tasks
+    WHEN OLD.status IS NOT NEW.status OR OLD.started_at IS NOT NEW.started_at
+        OR OLD.finished_at IS NOT NEW.finished_at
+    BEGIN
+        UPDATE task_counts SET n = n - 1,
+            run_ms = run_ms - CASE WHEN OLD.status IN ('completed', 'failed')
+                AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL
+                THEN OLD.finished_at - OLD.started_at ELSE 0 END,
+            runs = runs - (OLD.status IN ('completed', 'failed')
+                AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL)
+            WHERE worker = OLD.worker AND status = OLD.status;
+        INSERT INTO task_counts (worker, status, n, run_ms, runs)
+            VALUES (NEW.worker, NEW.status, 1,
+                CASE WHEN NEW.status IN ('completed', 'failed')
+                    AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL
+                    THEN NEW.finished_at - NEW.started_at ELSE 0 END,
+                NEW.status IN ('completed', 'failed')
+                    AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL)
+            ON CONFLICT (worker, status) DO UPDATE SET n = n + 1,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
+        UPDATE task_activity SET
+                completed = completed - (OLD.status = 'completed'),
+                failed = failed - (OLD.status = 'failed'),
+                cancelled = cancelled - (OLD.status = 'cancelled'),
+                run_ms = run_ms - CASE WHEN OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL
+                    THEN OLD.finished_at - OLD.started_at ELSE 0 END,
+                runs = runs - (OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL)
+            WHERE OLD.status IN ('completed', 'failed', 'cancelled')
+                AND OLD.finished_at IS NOT NULL
+                AND bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
+        INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
+            SELECT NEW.finished_at / 900000 * 900000, NEW.worker,
+                NEW.status = 'completed', NEW.status = 'failed', NEW.status = 'cancelled',
+                CASE WHEN NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
+                    THEN NEW.finished_at - NEW.started_at ELSE 0 END,
+                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
+            WHERE NEW.status IN ('completed', 'failed', 'cancelled')
+                AND NEW.finished_at IS NOT NULL
+            ON CONFLICT (bucket, worker) DO UPDATE SET
+                completed = completed + excluded.completed,
+                failed = failed + excluded.failed,
+                cancelled = cancelled + excluded.cancelled,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
+        INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
+            SELECT NEW.worker, NEW.started_at, NEW.finished_at
+            WHERE NEW.started_at IS NOT NULL OR NEW.finished_at IS NOT NULL
+            ON CONFLICT (worker) DO UPDATE SET
+                last_started_at = MAX(COALESCE(last_started_at, 0),
+                    COALESCE(excluded.last_started_at, 0)),
+                last_finished_at = MAX(COALESCE(last_finished_at, 0),
+                    COALESCE(excluded.last_finished_at, 0));
+    END;
+
+    -- The task list's created-date filter and its started_by (user) filter.
+    CREATE INDEX tasks_created ON tasks(created_at);
+    CREATE INDEX tasks_started_by ON tasks(started_by, id) WHERE started_by IS NOT NULL;",
 ];
 
 /// The schema version this build expects.

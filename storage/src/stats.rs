@@ -1,0 +1,484 @@
+//! Statistics read from the tables that triggers keep up to date (migration 4):
+//! `task_counts` (tasks per worker and status), `task_activity` (per 15-minute bucket
+//! and worker: created and finished tasks, run time) and `worker_activity` (last start
+//! and finish per worker). Each query reads a few rows per worker or per bucket, never
+//! the tasks table, so its cost does not grow with the number of tasks.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::store::{Context, Store, StoreError};
+use crate::tasks::{Status, StatusCounts};
+
+/// Width of a `task_activity` bucket in milliseconds (15 minutes: local days and hours
+/// of every timezone in use are whole numbers of buckets).
+pub const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+/// Tasks of one worker per status, with run time of completed and failed ones.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerCounts {
+    /// Worker identifier.
+    pub worker: String,
+    /// Tasks per status.
+    pub counts: StatusCounts,
+    /// Summed duration (ms) of the last attempt of completed and failed tasks.
+    pub run_ms: i64,
+    /// How many tasks `run_ms` sums.
+    pub runs: i64,
+}
+
+/// Created and finished tasks in one bucket or range.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Activity {
+    /// Tasks created.
+    pub created: i64,
+    /// Tasks that finished completed.
+    pub completed: i64,
+    /// Tasks that finished failed (no attempts left, or not retried yet).
+    pub failed: i64,
+    /// Tasks cancelled.
+    pub cancelled: i64,
+    /// Summed duration (ms) of the last attempt of the completed and failed ones.
+    pub run_ms: i64,
+    /// How many tasks `run_ms` sums.
+    pub runs: i64,
+}
+
+impl Activity {
+    /// Adds another bucket's numbers.
+    pub fn add(&mut self, o: &Activity) {
+        self.created += o.created;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.cancelled += o.cancelled;
+        self.run_ms += o.run_ms;
+        self.runs += o.runs;
+    }
+}
+
+/// Last start and finish of a worker's tasks (ms; kept after the tasks are cleaned).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WorkerLastRun {
+    /// Latest start of an attempt.
+    pub last_started_at: Option<i64>,
+    /// Latest finish.
+    pub last_finished_at: Option<i64>,
+}
+
+fn set_count(c: &mut StatusCounts, status: &str, n: i64) {
+    match Status::parse(status) {
+        Some(Status::Pending) => c.pending += n,
+        Some(Status::Running) => c.running += n,
+        Some(Status::Completed) => c.completed += n,
+        Some(Status::Failed) => c.failed += n,
+        Some(Status::Cancelled) => c.cancelled += n,
+        None => {}
+    }
+}
+
+fn activity_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Activity> {
+    Ok(Activity {
+        created: r.get(first)?,
+        completed: r.get(first + 1)?,
+        failed: r.get(first + 2)?,
+        cancelled: r.get(first + 3)?,
+        run_ms: r.get(first + 4)?,
+        runs: r.get(first + 5)?,
+    })
+}
+
+const ACTIVITY_SUMS: &str = "COALESCE(SUM(created), 0), COALESCE(SUM(completed), 0),
+    COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0), COALESCE(SUM(run_ms), 0),
+    COALESCE(SUM(runs), 0)";
+
+impl Store {
+    /// Tasks per status, from the trigger-maintained counts (constant cost).
+    pub fn task_status_counts(&self) -> Result<StatusCounts, StoreError> {
+        let mut c = StatusCounts::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status, SUM(n) FROM task_counts GROUP BY status")
+            .context("count tasks")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .context("count tasks")?;
+        for row in rows {
+            let (s, n) = row.context("count tasks")?;
+            set_count(&mut c, &s, n);
+        }
+        Ok(c)
+    }
+
+    /// Tasks of `worker` (or of every worker) with `status` (or any), from the counts.
+    pub fn count_tasks_by(
+        &self,
+        worker: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(n), 0) FROM task_counts
+                 WHERE (?1 IS NULL OR worker = ?1) AND (?2 IS NULL OR status = ?2)",
+            )
+            .context("count tasks")?
+            .query_row(params![worker, status.map(Status::as_str)], |r| r.get(0))
+            .context("count tasks")
+    }
+
+    /// Per worker (including workers no longer registered that still have tasks):
+    /// tasks per status and run time, by worker identifier.
+    pub fn worker_counts(&self) -> Result<Vec<WorkerCounts>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, status, n, run_ms, runs FROM task_counts
+                 WHERE n <> 0 ORDER BY worker",
+            )
+            .context("count tasks per worker")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .context("count tasks per worker")?;
+        let mut out: Vec<WorkerCounts> = Vec::new();
+        for row in rows {
+            let (worker, status, n, run_ms, runs) = row.context("count tasks per worker")?;
+            if out.last().is_none_or(|w| w.worker != worker) {
+                out.push(WorkerCounts {
+                    worker,
+                    ..Default::default()
+                });
+            }
+            let w = out.last_mut().expect("pushed above");
+            set_count(&mut w.counts, &status, n);
+            w.run_ms += run_ms;
+            w.runs += runs;
+        }
+        Ok(out)
+    }
+
+    /// Activity summed over `[since, until)` (ms; rounded to buckets) per bucket, in
+    /// bucket order. Buckets without activity are left out.
+    pub fn activity_by_bucket(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, Activity)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT bucket, {ACTIVITY_SUMS} FROM task_activity
+                 WHERE bucket >= ?1 AND bucket < ?2 GROUP BY bucket ORDER BY bucket"
+            ))
+            .context("read activity")?;
+        let rows = stmt
+            .query_map(params![bucket_floor(since), until], |r| {
+                Ok((r.get(0)?, activity_from(r, 1)?))
+            })
+            .context("read activity")?;
+        rows.collect::<Result<_, _>>().context("read activity")
+    }
+
+    /// Activity summed over `[since, until)` per worker.
+    pub fn activity_by_worker(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<HashMap<String, Activity>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT worker, {ACTIVITY_SUMS} FROM task_activity
+                 WHERE bucket >= ?1 AND bucket < ?2 GROUP BY worker"
+            ))
+            .context("read activity per worker")?;
+        let rows = stmt
+            .query_map(params![bucket_floor(since), until], |r| {
+                Ok((r.get(0)?, activity_from(r, 1)?))
+            })
+            .context("read activity per worker")?;
+        rows.collect::<Result<_, _>>()
+            .context("read activity per worker")
+    }
+
+    /// Last start and finish per worker.
+    pub fn worker_last_runs(&self) -> Result<HashMap<String, WorkerLastRun>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT worker, last_started_at, last_finished_at FROM worker_activity")
+            .context("read worker activity")?;
+        let rows = stmt
+            .query_map([], |r| {
+                // The triggers keep a maximum with 0 standing for "never".
+                let started: Option<i64> = r.get(1)?;
+                let finished: Option<i64> = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    WorkerLastRun {
+                        last_started_at: started.filter(|t| *t > 0),
+                        last_finished_at: finished.filter(|t| *t > 0),
+                    },
+                ))
+            })
+            .context("read worker activity")?;
+        rows.collect::<Result<_, _>>()
+            .context("read worker activity")
+    }
+
+    /// Number of active workers.
+    pub fn count_active_workers(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM workers WHERE active = 1", [], |r| {
+                r.get(0)
+            })
+            .context("count active workers")
+    }
+}
+
+/// The start of the bucket holding `ms`.
+pub fn bucket_floor(ms: i64) -> i64 {
+    ms.div_euclid(BUCKET_MS) * BUCKET_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{NewTask, Priority};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
+        let meta = crate::WorkerMetadata {
+            scope: "",
+            title: "T",
+            description: "",
+            icon: "gear",
+            version: "1",
+            manifest: "{}",
+        };
+        let lib = crate::LibraryFingerprint {
+            path: "/x.so".into(),
+            size: 1,
+            mtime_ns: 1,
+            sha256: "00".into(),
+        };
+        store
+            .insert_workers(&[
+                ("a".into(), meta.clone(), lib.clone(), true),
+                ("b".into(), meta, lib, true),
+            ])
+            .unwrap();
+        (dir, store)
+    }
+
+    fn new_task(worker: &str, at: i64) -> NewTask {
+        NewTask {
+            worker: worker.into(),
+            action: "run".into(),
+            data: "{}".into(),
+            priority: Priority::Normal,
+            max_attempts: 3,
+            started_by: None,
+            run_after: at,
+            created_at: at,
+        }
+    }
+
+    /// The maintained tables equal the same aggregates computed from `tasks`.
+    fn assert_consistent(s: &Store) {
+        let fresh: Vec<(String, String, i64, i64, i64)> = s
+            .conn
+            .prepare(
+                "SELECT worker, status, COUNT(*),
+                    COALESCE(SUM(CASE WHEN status IN ('completed','failed') AND started_at IS NOT NULL
+                        AND finished_at IS NOT NULL THEN finished_at - started_at END), 0),
+                    SUM(status IN ('completed','failed') AND started_at IS NOT NULL
+                        AND finished_at IS NOT NULL)
+                 FROM tasks GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kept: Vec<(String, String, i64, i64, i64)> = s
+            .conn
+            .prepare(
+                "SELECT worker, status, n, run_ms, runs FROM task_counts WHERE n <> 0 ORDER BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(fresh, kept);
+        let fresh: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = s
+            .conn
+            .prepare(
+                "SELECT b, worker, SUM(c), SUM(co), SUM(f), SUM(ca), SUM(ms), SUM(runs) FROM (
+                    SELECT created_at / 900000 * 900000 AS b, worker, 1 AS c, 0 AS co, 0 AS f,
+                        0 AS ca, 0 AS ms, 0 AS runs FROM tasks
+                    UNION ALL
+                    SELECT finished_at / 900000 * 900000, worker, 0, status = 'completed',
+                        status = 'failed', status = 'cancelled',
+                        CASE WHEN status <> 'cancelled' AND started_at IS NOT NULL
+                            THEN finished_at - started_at ELSE 0 END,
+                        status <> 'cancelled' AND started_at IS NOT NULL
+                    FROM tasks WHERE status IN ('completed','failed','cancelled')
+                        AND finished_at IS NOT NULL)
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kept: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = s
+            .conn
+            .prepare(
+                "SELECT bucket, worker, created, completed, failed, cancelled, run_ms, runs
+                 FROM task_activity
+                 WHERE created <> 0 OR completed <> 0 OR failed <> 0 OR cancelled <> 0
+                 ORDER BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(fresh, kept);
+    }
+
+    #[test]
+    fn maintained_statistics_follow_every_change_of_a_task() {
+        let (_d, mut s) = store();
+        let t0 = 1_700_000_000_000;
+        let ids = s.insert_tasks(&new_task("a", t0), 4).unwrap();
+        s.insert_tasks(&new_task("b", t0 + BUCKET_MS * 3), 2)
+            .unwrap();
+        assert_consistent(&s);
+        let claimed = s.claim_tasks("me", t0 + 1000, 3).unwrap();
+        assert_eq!(claimed.len(), 3);
+        assert_consistent(&s);
+        let finish = |id, outcome| crate::tasks::Finish {
+            id,
+            owner: "me".into(),
+            outcome,
+            progress: 100,
+            processed: 0,
+            total: 0,
+            message: "done".into(),
+            at: t0 + BUCKET_MS * 5 + 7,
+        };
+        s.finish_tasks(&[
+            finish(
+                claimed[0].task.id,
+                crate::tasks::Outcome::Completed {
+                    result: "null".into(),
+                },
+            ),
+            finish(
+                claimed[1].task.id,
+                crate::tasks::Outcome::Failed {
+                    error: "x".into(),
+                    retry_at: None,
+                },
+            ),
+            finish(
+                claimed[2].task.id,
+                crate::tasks::Outcome::Failed {
+                    error: "x".into(),
+                    retry_at: Some(t0 + 5000),
+                },
+            ),
+        ])
+        .unwrap();
+        assert_consistent(&s);
+        s.request_cancel(ids[3], t0 + 9000, "stop").unwrap();
+        s.retry_task(claimed[1].task.id, t0 + 10_000).unwrap();
+        assert_consistent(&s);
+        s.delete_finished_tasks(&[claimed[0].task.id, ids[3]])
+            .unwrap();
+        assert_consistent(&s);
+
+        let c = s.task_status_counts().unwrap();
+        assert_eq!((c.pending, c.running, c.completed), (4, 0, 0));
+        assert_eq!(s.count_tasks_by(Some("b"), None).unwrap(), 2);
+        assert_eq!(s.count_tasks_by(None, Some(Status::Pending)).unwrap(), 4);
+        let last = s.worker_last_runs().unwrap();
+        assert_eq!(last["a"].last_started_at, Some(t0 + 1000));
+        assert_eq!(last["a"].last_finished_at, Some(t0 + BUCKET_MS * 5 + 7));
+        let by_bucket = s.activity_by_bucket(t0, t0 + BUCKET_MS * 10).unwrap();
+        let total: i64 = by_bucket.iter().map(|(_, a)| a.created).sum();
+        assert_eq!(total, 4, "two of the six were deleted: {by_bucket:?}");
+    }
+
+    #[test]
+    fn the_migration_computes_statistics_of_existing_tasks() {
+        let (dir, mut s) = store();
+        let t0 = 1_700_000_000_000;
+        s.insert_tasks(&new_task("a", t0), 3).unwrap();
+        let claimed = s.claim_tasks("me", t0 + 1000, 2).unwrap();
+        s.finish_tasks(&[crate::tasks::Finish {
+            id: claimed[0].task.id,
+            owner: "me".into(),
+            outcome: crate::tasks::Outcome::Completed {
+                result: "null".into(),
+            },
+            progress: 100,
+            processed: 0,
+            total: 0,
+            message: "done".into(),
+            at: t0 + 5000,
+        }])
+        .unwrap();
+        // Back to version 3, as a database made by an older stask.
+        s.conn
+            .execute_batch(
+                "DROP TRIGGER tasks_stats_insert; DROP TRIGGER tasks_stats_delete;
+                 DROP TRIGGER tasks_stats_update; DROP TABLE task_counts;
+                 DROP TABLE task_activity; DROP TABLE worker_activity; DROP TABLE sessions;
+                 DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
+                 DROP INDEX tasks_started_by; PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("stask.db")).unwrap();
+        assert_eq!(s.schema_version().unwrap(), crate::migrations::LATEST);
+        assert_consistent(&s);
+        let c = s.task_status_counts().unwrap();
+        assert_eq!((c.pending, c.running, c.completed), (1, 1, 1));
+        let last = s.worker_last_runs().unwrap();
+        assert_eq!(last["a"].last_finished_at, Some(t0 + 5000));
+    }
+}
