@@ -7,8 +7,9 @@
 //! * Every child process runs under a time limit ([`COMMAND_TIMEOUT`]), so a hung
 //!   command fails its test instead of hanging the whole suite.
 //! * [`Home::spawn`] starts a command in the background ([`Background`], killed when
-//!   dropped), and [`wait_until`] polls for a condition with a deadline, for tests that
-//!   act while a task runs.
+//!   dropped; [`Background::signal`] sends it a signal and
+//!   [`Background::stderr_so_far`] shows its log while it runs), and [`wait_until`]
+//!   polls for a condition with a deadline, for tests that act while a task runs.
 //! * Task helpers: [`Home::create_task`], [`Home::task`], [`Home::log_lines`] and
 //!   [`check_log_line`] (the progress-log line format).
 //!
@@ -30,6 +31,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,17 +41,24 @@ use serde_json::Value;
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Environment variables that would change what `stask` does behind a test's back:
-/// the home selection, logging, and the engine's tuning knobs (tests that need a knob
-/// set it per command, see [`Home::run_env`]).
+/// the home selection, logging, and every configuration key's `STASK_<KEY>` variable
+/// (tests that need a knob set it per command, see [`Home::run_env`]).
 const SCRUBBED_ENV: &[&str] = &[
     "STASK_HOME",
     "STASK_PLUGINS_DIR",
     "RUST_LOG",
+    "STASK_BIND",
     "STASK_CONCURRENCY",
+    "STASK_WORKER_CONCURRENCY",
     "STASK_DEFAULT_TIMEOUT_SECS",
     "STASK_CANCEL_GRACE_MS",
     "STASK_RETRY_BASE_MS",
     "STASK_STALE_AFTER_SECS",
+    "STASK_SHUTDOWN_GRACE_SECS",
+    "STASK_RETENTION",
+    "STASK_CLEANUP_INTERVAL",
+    "STASK_TIMEZONE",
+    "STASK_DISCOVER_ON_START",
 ];
 
 /// The build output directory (`target/debug`).
@@ -109,12 +118,27 @@ pub fn stask_command() -> Command {
     cmd
 }
 
-/// Reads a pipe to its end on a thread.
-fn drain<R: Read + Send + 'static>(mut pipe: R) -> JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread. What has arrived so far is readable in
+/// `so_far` while the pipe is still open; the thread returns everything.
+fn drain<R: Read + Send + 'static>(
+    mut pipe: R,
+    so_far: Arc<Mutex<Vec<u8>>>,
+) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => so_far
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let all = so_far.lock().unwrap_or_else(PoisonError::into_inner);
+        all.clone()
     })
 }
 
@@ -131,6 +155,7 @@ pub struct Background {
     child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    stderr_so_far: Arc<Mutex<Vec<u8>>>,
     status: Option<ExitStatus>,
 }
 
@@ -144,13 +169,18 @@ impl Background {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-        let stdout = drain(child.stdout.take().expect("piped stdout"));
-        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let stdout = drain(child.stdout.take().expect("piped stdout"), Arc::default());
+        let stderr_so_far = Arc::<Mutex<Vec<u8>>>::default();
+        let stderr = drain(
+            child.stderr.take().expect("piped stderr"),
+            stderr_so_far.clone(),
+        );
         Background {
             shown,
             child,
             stdout: Some(stdout),
             stderr: Some(stderr),
+            stderr_so_far,
             status: None,
         }
     }
@@ -158,6 +188,37 @@ impl Background {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the process has written to stderr so far (lossily decoded), while it
+    /// runs: for waiting on a log line of a long-running command.
+    pub fn stderr_so_far(&self) -> String {
+        let buf = self
+            .stderr_so_far
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, ...) to the process, which must still be
+    /// running (so the pid cannot belong to another process yet).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        if let Some(status) = self.try_status() {
+            panic!(
+                "{} had already ended ({status}) when it was to get signal {signal}",
+                self.shown
+            );
+        }
+        // SAFETY: sends a signal to the child this test started and has not reaped;
+        // no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill -{signal} {}: {}",
+            self.child.id(),
+            std::io::Error::last_os_error()
+        );
     }
 
     /// The exit status if the process has ended (it is reaped then), `None` while it
