@@ -142,7 +142,11 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         Some(&mut chores),
     )?;
     handle.close();
-    drop(wake);
+    // The listener thread still holds the socket (blocked in recv), so its Drop would
+    // not run before exit: remove the file here.
+    if let Some(w) = &wake {
+        let _ = std::fs::remove_file(w.path());
+    }
     tracing::info!(
         completed = summary.completed,
         failed = summary.failed,
