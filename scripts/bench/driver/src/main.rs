@@ -1,0 +1,270 @@
+//! The benchmark driver of stask: runs every benchmark against the release binaries,
+//! prints a table and writes the same figures to `results.json`.
+//!
+//! ```text
+//! stask-bench [--mode quick|full] --bin DIR --peer PATH --bench-lib PATH --out DIR
+//!             [--repo DIR] [--only a,b,...] [--runs K] [--n N]
+//! ```
+//!
+//! `scripts/bench.sh` builds everything and runs it; see scripts/BENCHMARKS.md.
+
+mod latency;
+mod reads;
+mod registry;
+mod report;
+mod throughput;
+mod util;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::json;
+
+use report::Report;
+use util::{Env, Res};
+
+type Bench = fn(&Env, &mut Report) -> Res<()>;
+
+/// Every benchmark, in the order they run.
+const BENCHES: &[(&str, Bench)] = &[
+    ("burndown", throughput::burndown),
+    ("peer", throughput::peer),
+    ("limit", throughput::limit),
+    ("steady", throughput::steady),
+    ("progress", latency::progress),
+    ("pickup", latency::pickup),
+    ("discovery", registry::discovery),
+    ("reads", reads::reads),
+];
+
+struct Args {
+    full: bool,
+    bin: PathBuf,
+    peer: PathBuf,
+    bench_lib: PathBuf,
+    out: PathBuf,
+    repo: PathBuf,
+    only: Option<Vec<String>>,
+    runs: Option<usize>,
+    n: Option<usize>,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut a = Args {
+        full: false,
+        bin: PathBuf::from("target/release"),
+        peer: PathBuf::new(),
+        bench_lib: PathBuf::new(),
+        out: PathBuf::from("target/bench"),
+        repo: PathBuf::from("."),
+        only: None,
+        runs: None,
+        n: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--mode" => {
+                a.full = match value()?.as_str() {
+                    "quick" => false,
+                    "full" => true,
+                    other => return Err(format!("--mode: '{other}' is not quick or full")),
+                }
+            }
+            "--bin" => a.bin = value()?.into(),
+            "--peer" => a.peer = value()?.into(),
+            "--bench-lib" => a.bench_lib = value()?.into(),
+            "--out" => a.out = value()?.into(),
+            "--repo" => a.repo = value()?.into(),
+            "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--runs" => a.runs = Some(value()?.parse().map_err(|e| format!("--runs: {e}"))?),
+            "--n" => a.n = Some(value()?.parse().map_err(|e| format!("--n: {e}"))?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: stask-bench [--mode quick|full] --bin DIR --peer PATH --bench-lib PATH \
+                     --out DIR [--repo DIR] [--only {}] [--runs K] [--n N]",
+                    BENCHES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",")
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument '{other}' (see --help)")),
+        }
+    }
+    if let Some(only) = &a.only {
+        for name in only {
+            if !BENCHES.iter().any(|(n, _)| n == name) {
+                return Err(format!("--only: no benchmark '{name}'"));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn absolute(p: PathBuf) -> Res<PathBuf> {
+    std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("stask-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Res<()> {
+    let args = parse_args()?;
+    let started = Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let quick = !args.full;
+    let bin = absolute(args.bin)?;
+    let out = absolute(args.out)?;
+    let env = Env {
+        quick,
+        n: args.n.unwrap_or(if quick { 10_000 } else { 100_000 }),
+        runs: args.runs.unwrap_or(3).max(1),
+        cores,
+        stask: bin.join("stask"),
+        demo_lib: bin.join("libstask_worker_demo.so"),
+        product_lib: bin.join("libstask_worker_product.so"),
+        bench_lib: absolute(args.bench_lib)?,
+        peer: absolute(args.peer)?,
+        work: out.join("work"),
+    };
+    for p in [
+        &env.stask,
+        &env.demo_lib,
+        &env.product_lib,
+        &env.bench_lib,
+        &env.peer,
+    ] {
+        if !p.is_file() {
+            return Err(format!(
+                "{} does not exist; build it first (scripts/bench.sh does)",
+                p.display()
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&env.work);
+    std::fs::create_dir_all(&env.work)
+        .map_err(|e| format!("create {}: {e}", env.work.display()))?;
+
+    let repo = args.repo.display().to_string();
+    let commit = command_line("git", &["-C", &repo, "rev-parse", "HEAD"]);
+    let dirty = !command_line(
+        "git",
+        &["-C", &repo, "status", "--porcelain", "--untracked-files=no"],
+    )
+    .is_empty();
+    let date = command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+    let mode = if quick { "quick" } else { "full" };
+    let load_start = loadavg();
+    eprintln!(
+        "stask benchmarks, {mode} mode: N = {}, {} runs each, {cores} cores, commit {commit}{}, load {load_start}",
+        env.n,
+        env.runs,
+        if dirty { " (working tree modified)" } else { "" }
+    );
+    if load_start > 0.5 {
+        eprintln!("warning: the machine is busy (load {load_start}); other work skews the figures");
+    }
+
+    let mut report = Report::default();
+    for (name, bench) in BENCHES {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == name))
+        {
+            continue;
+        }
+        eprintln!("== {name}");
+        let t = Instant::now();
+        if let Err(e) = bench(&env, &mut report) {
+            eprintln!("  FAILED: {e}");
+            report.errors.push(((*name).to_owned(), e));
+        }
+        eprintln!("   ({:.1} s)", t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&env.work);
+
+    let header = json!({
+        "mode": mode,
+        "n": env.n,
+        "runs": env.runs,
+        "cores": cores,
+        "date": date,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "only": args.only,
+        "seconds": started.elapsed().as_secs_f64(),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "stask": env.stask,
+        "notes": [
+            "Each figure is the median of its runs, with min and max; latency figures list every sample.",
+            "The HTTP API does not exist yet: reads are timed as SQL in-process and as `stask tasks list` commands.",
+        ],
+    });
+    let doc = report.json(header);
+    let path = out.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!();
+    println!(
+        "stask benchmarks ({mode} mode, N = {}, median of {} runs, {cores} cores, commit {}{}, {})",
+        env.n,
+        env.runs,
+        commit.get(..10).unwrap_or(&commit),
+        if dirty { "+modified" } else { "" },
+        date
+    );
+    print!("{}", report.table());
+    let missed: Vec<&str> = report
+        .metrics
+        .iter()
+        .filter(|m| m.status.as_deref() == Some("missed"))
+        .map(|m| m.label.as_str())
+        .collect();
+    println!();
+    println!(
+        "targets missed: {}",
+        if missed.is_empty() {
+            "none".to_owned()
+        } else {
+            missed.join("; ")
+        }
+    );
+    println!(
+        "figures written to {} ({:.0} s)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if report.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} benchmark(s) failed", report.errors.len()))
+    }
+}
