@@ -124,6 +124,21 @@ fn loadavg() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The share of the last minute some task waited for I/O (/proc/pressure/io): file
+/// creation on a shared disk can get many times slower under other I/O.
+fn io_pressure() -> f64 {
+    std::fs::read_to_string("/proc/pressure/io")
+        .ok()
+        .and_then(|s| {
+            let some = s.lines().find(|l| l.starts_with("some"))?;
+            some.split_whitespace()
+                .find_map(|f| f.strip_prefix("avg60="))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("stask-bench: {e}");
@@ -178,14 +193,17 @@ fn real_main() -> Res<()> {
     let date = command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let mode = if quick { "quick" } else { "full" };
     let load_start = loadavg();
+    let io_start = io_pressure();
     eprintln!(
         "stask benchmarks, {mode} mode: N = {}, {} runs each, {cores} cores, commit {commit}{}, load {load_start}",
         env.n,
         env.runs,
         if dirty { " (working tree modified)" } else { "" }
     );
-    if load_start > 0.5 {
-        eprintln!("warning: the machine is busy (load {load_start}); other work skews the figures");
+    if load_start > 0.5 || io_start > 1.0 {
+        eprintln!(
+            "warning: the machine is busy (load {load_start}, I/O pressure {io_start}%); other work skews the figures"
+        );
     }
 
     let mut report = Report::default();
@@ -218,7 +236,9 @@ fn real_main() -> Res<()> {
         "only": args.only,
         "seconds": started.elapsed().as_secs_f64(),
         "loadavg_start": load_start,
+        "io_pressure_some_avg60_start": io_start,
         "loadavg_end": loadavg(),
+        "io_pressure_some_avg60_end": io_pressure(),
         "stask": env.stask,
         "notes": [
             "Each figure is the median of its runs, with min and max; latency figures list every sample.",
