@@ -107,6 +107,8 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         });
     }
 
+    // The API is up before the wake-up socket exists, so both mean "ready".
+    let http = crate::http::start(home, config)?;
     let wake = match WakeSocket::bind(home) {
         Ok(w) => Some(std::sync::Arc::new(w)),
         Err(e) => {
@@ -142,6 +144,7 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         Some(&mut chores),
     )?;
     handle.close();
+    http.stop();
     // The listener thread still holds the socket (blocked in recv), so its Drop would
     // not run before exit: remove the file here.
     if let Some(w) = &wake {

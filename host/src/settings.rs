@@ -12,6 +12,8 @@ use stask_plugin_api::manifest::{SettingKind, TIMEOUT_SETTING};
 use stask_plugin_api::WorkerManifest;
 use stask_storage::WorkerRecord;
 
+use crate::problem::Problem;
+
 /// Applies a JSON file, `KEY=VALUE` assignments and removals to a worker's stored
 /// settings and returns the new settings JSON, validated against the schema. Nothing is
 /// returned (and so nothing stored) when any part is wrong.
@@ -90,4 +92,77 @@ fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value>
             _ => return Err(bad()),
         },
     })
+}
+
+/// Applies a JSON merge patch to a worker's stored settings (the HTTP API's form of a
+/// change): each key is set to its value, `null` removes the key so its default
+/// applies again. Every key is checked against the schema first, so an error names the
+/// key ([`Problem`] with the key as its field) and never a value. Returns the new
+/// settings JSON; nothing is returned (and so nothing stored) when any part is wrong.
+pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<String> {
+    let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
+    let mut settings: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    for (key, value) in patch {
+        if value.is_null() {
+            settings.remove(key);
+            continue;
+        }
+        let ok = if key == TIMEOUT_SETTING {
+            value.as_u64().is_some_and(|n| n > 0)
+        } else {
+            match manifest.settings.iter().find(|s| &s.key == key) {
+                Some(spec) => spec.kind.accepts(value),
+                None => {
+                    let known: Vec<&str> =
+                        manifest.settings.iter().map(|s| s.key.as_str()).collect();
+                    return Err(Problem::invalid(
+                        key,
+                        "unknown_setting",
+                        format!(
+                            "worker '{}' has no setting '{key}' (known: {})",
+                            manifest.identifier,
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    )
+                    .into());
+                }
+            }
+        };
+        if !ok {
+            let expected = if key == TIMEOUT_SETTING {
+                "a positive integer (seconds)"
+            } else {
+                manifest
+                    .settings
+                    .iter()
+                    .find(|s| &s.key == key)
+                    .map_or("another type", |s| s.kind.with_article())
+            };
+            return Err(Problem::invalid(
+                key,
+                "invalid_setting",
+                format!(
+                    "setting '{key}' must be {expected}, got {}",
+                    stask_plugin_api::manifest::json_type_name(value)
+                ),
+            )
+            .into());
+        }
+        settings.insert(key.clone(), value.clone());
+    }
+    // What is left to check concerns the whole (a required key without a value).
+    manifest.resolve_settings(&settings).map_err(|e| {
+        let field = e
+            .split('\'')
+            .nth(1)
+            .filter(|k| !k.is_empty())
+            .unwrap_or("settings")
+            .to_owned();
+        anyhow::Error::from(Problem::invalid(&field, "invalid_setting", e))
+    })?;
+    Ok(Value::Object(settings).to_string())
 }

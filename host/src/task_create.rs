@@ -1,12 +1,13 @@
 //! Creating tasks: every check happens before anything is stored.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::Value;
 use stask_plugin_api::WorkerManifest;
 use stask_storage::progress_log::{self, LogLine};
 use stask_storage::{now_ms, NewTask, Priority, Store};
 
 use crate::home::Home;
+use crate::problem::Problem;
 use crate::sensitive;
 use crate::task_log;
 
@@ -67,60 +68,99 @@ pub fn create_tasks(
     count: usize,
 ) -> Result<Vec<i64>> {
     if count == 0 || count > MAX_BATCH {
-        bail!("count must be between 1 and {MAX_BATCH}, got {count}");
+        return Err(Problem::invalid(
+            "count",
+            "invalid_count",
+            format!("count must be between 1 and {MAX_BATCH}, got {count}"),
+        )
+        .into());
     }
     let Some(worker) = store.get_worker(&req.worker)? else {
-        bail!(
-            "no worker '{}' is registered (see `stask workers list`)",
-            req.worker
-        );
+        return Err(Problem::invalid(
+            "worker",
+            "unknown_worker",
+            format!(
+                "no worker '{}' is registered (see `stask workers list`)",
+                req.worker
+            ),
+        )
+        .into());
     };
     if !worker.active {
-        bail!(
-            "worker '{}' is inactive; activate it first with `stask workers activate {}`",
-            req.worker,
-            req.worker
-        );
+        return Err(Problem::invalid(
+            "worker",
+            "worker_inactive",
+            format!(
+                "worker '{}' is inactive; activate it first with `stask workers activate {}`",
+                req.worker, req.worker
+            ),
+        )
+        .into());
     }
     let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)?;
     if manifest.find_action(&req.action).is_none() {
         let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
-        bail!(
-            "worker '{}' has no action '{}' (its actions: {})",
-            req.worker,
-            req.action,
-            names.join(", ")
-        );
+        return Err(Problem::invalid(
+            "action",
+            "unknown_action",
+            format!(
+                "worker '{}' has no action '{}' (its actions: {})",
+                req.worker,
+                req.action,
+                names.join(", ")
+            ),
+        )
+        .into());
     }
     if !req.data.is_object() {
-        bail!(
-            "task data must be a JSON object like {{\"file\": \"products.csv\"}}, not {}",
-            stask_plugin_api::manifest::json_type_name(&req.data)
-        );
+        return Err(Problem::invalid(
+            "data",
+            "data_not_object",
+            format!(
+                "task data must be a JSON object like {{\"file\": \"products.csv\"}}, not {}",
+                stask_plugin_api::manifest::json_type_name(&req.data)
+            ),
+        )
+        .into());
     }
     let data = serde_json::to_string(&req.data)?;
     if data.len() > MAX_DATA_BYTES {
-        bail!(
-            "task data is {} bytes; the limit is {} bytes. Pass large inputs as a file path instead",
-            data.len(),
-            MAX_DATA_BYTES
-        );
+        return Err(Problem::invalid(
+            "data",
+            "data_too_large",
+            format!(
+                "task data is {} bytes; the limit is {} bytes. Pass large inputs as a file path instead",
+                data.len(),
+                MAX_DATA_BYTES
+            ),
+        )
+        .into());
     }
     if !req.allow_sensitive {
         let found = sensitive::sensitive_paths(&req.data);
         if !found.is_empty() {
-            bail!(
-                "task data contains {} which looks like a credential; task data is stored and shown in plain text. Keep credentials in the worker's secret settings (`stask workers settings {}`), or pass --allow-sensitive if this is not a secret",
-                found.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "),
-                req.worker
-            );
+            return Err(Problem::invalid(
+                "data",
+                "sensitive_data",
+                format!(
+                    "task data contains {} which looks like a credential; task data is stored and shown in plain text. Keep credentials in the worker's secret settings (`stask workers settings {}`), or pass --allow-sensitive if this is not a secret",
+                    found.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "),
+                    req.worker
+                ),
+            )
+            .into());
         }
     }
     if req.max_attempts == 0 || req.max_attempts > MAX_ATTEMPTS_LIMIT {
-        bail!(
-            "max attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {}",
-            req.max_attempts
-        );
+        return Err(Problem::invalid(
+            "max_attempts",
+            "invalid_max_attempts",
+            format!(
+                "max attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {}",
+                req.max_attempts
+            ),
+        )
+        .into());
     }
     let now = now_ms();
     let ids = store.insert_tasks(

@@ -292,6 +292,9 @@ mod tests {
         }
     }
 
+    /// bucket, worker, created, completed, failed, cancelled, run_ms, runs
+    type ActivityRow = (i64, String, i64, i64, i64, i64, i64, i64);
+
     /// The maintained tables equal the same aggregates computed from `tasks`.
     fn assert_consistent(s: &Store) {
         let fresh: Vec<(String, String, i64, i64, i64)> = s
@@ -320,7 +323,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(fresh, kept);
-        let fresh: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = s
+        let fresh: Vec<ActivityRow> = s
             .conn
             .prepare(
                 "SELECT b, worker, SUM(c), SUM(co), SUM(f), SUM(ca), SUM(ms), SUM(runs) FROM (
@@ -352,7 +355,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let kept: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = s
+        let kept: Vec<ActivityRow> = s
             .conn
             .prepare(
                 "SELECT bucket, worker, created, completed, failed, cancelled, run_ms, runs

@@ -5,7 +5,10 @@
 //! usage errors exit with 2).
 
 mod schedule;
+mod stats;
 mod tasks;
+mod tokens;
+mod users;
 mod workers;
 
 use std::path::PathBuf;
@@ -55,6 +58,14 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration and where each value came from.
     Config,
+    /// Manage users of the HTTP API (admin, operator, viewer).
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Manage API tokens for programs (sent as `Authorization: Bearer …`).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+    /// Task statistics: overview, per worker, today / this week / this month or a range.
+    Stats(stats::StatsArgs),
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
@@ -207,6 +218,18 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(0)
+        }
+        Command::Users(cmd) => {
+            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            users::run(&mut home.store()?, cmd, cli.json).map(|()| 0)
+        }
+        Command::Tokens(cmd) => {
+            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            tokens::run(&mut home.store()?, cmd, cli.json).map(|()| 0)
+        }
+        Command::Stats(args) => {
+            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            stats::run(&home.store()?, &config, args, cli.json).map(|()| 0)
         }
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")

@@ -1,24 +1,23 @@
 //! `stask tasks …`: create, list, show, logs, cancel, retry, execute, process, clean.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use serde::Serialize;
 use serde_json::Value;
 use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, CancelResult, Priority, Status, Store, TaskFilter, TaskRecord};
+use stask_storage::{now_ms, Priority, Status, Store, TaskFilter};
 
 use super::print_json;
 use crate::config::Config;
 use crate::engine::{self, Mode};
 use crate::home::Home;
-use crate::sensitive;
 use crate::task_clean;
 use crate::task_create::{create_tasks, TaskRequest};
 use crate::task_log::{self, format_duration, parse_age};
+use crate::task_ops::{self, attempts_so_far, find};
+use crate::task_view::{format_line, TaskView};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {
@@ -212,49 +211,21 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             follow_logs(home, &store, id, follow, raw)?;
         }
         TasksCommand::Cancel { id } => {
-            let result = store
-                .request_cancel(id, now_ms(), "Cancelled before it started")?
-                .ok_or_else(|| no_task(id))?;
-            let text = match result {
-                CancelResult::CancelledPending => {
-                    let line =
-                        LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
-                    progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
-                    "cancelled"
-                }
-                CancelResult::Requested => "cancel requested; the worker is being told to stop",
-                CancelResult::AlreadyFinal(s) => {
-                    bail!("task {id} is already {s}; nothing to cancel")
-                }
-            };
+            let result = task_ops::cancel(home, &mut store, id)?;
             if json {
-                print_json(&serde_json::json!({ "id": id, "result": match result {
-                    CancelResult::CancelledPending => "cancelled",
-                    _ => "requested",
-                }}))?;
+                print_json(&serde_json::json!({ "id": id, "result": result.as_str() }))?;
             } else {
+                let text = match result {
+                    task_ops::Cancelled::Now => "cancelled",
+                    task_ops::Cancelled::Requested => {
+                        "cancel requested; the worker is being told to stop"
+                    }
+                };
                 println!("task {id}: {text}");
             }
         }
         TasksCommand::Retry { id } => {
-            let (status, ok) = store.retry_task(id, now_ms())?.ok_or_else(|| no_task(id))?;
-            if !ok {
-                bail!("task {id} is {status}; only failed or cancelled tasks can be retried");
-            }
-            let t = find(&store, id)?;
-            let line = LogLine::new(
-                "pending",
-                t.progress.clamp(0, 100) as u8,
-                t.processed.max(0) as u64,
-                t.total.max(0) as u64,
-                "",
-                &format!(
-                    "Queued for retry (was {status}; {})",
-                    attempts_so_far(t.attempts)
-                ),
-            );
-            progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
-            crate::wake::notify(home);
+            let t = task_ops::retry(home, &mut store, id)?.task;
             if json {
                 print_json(
                     &serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }),
@@ -297,14 +268,6 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
     Ok(0)
 }
 
-fn attempts_so_far(n: i64) -> String {
-    if n == 1 {
-        "1 attempt so far".to_owned()
-    } else {
-        format!("{n} attempts so far")
-    }
-}
-
 fn parse_data(text: &str) -> Result<Value> {
     let (source, content) = match text.strip_prefix('@') {
         Some(path) => (
@@ -315,14 +278,6 @@ fn parse_data(text: &str) -> Result<Value> {
         None => ("--data".to_owned(), text.to_owned()),
     };
     serde_json::from_str(&content).with_context(|| format!("{source} is not valid JSON"))
-}
-
-fn no_task(id: i64) -> anyhow::Error {
-    anyhow::anyhow!("no task {id} (see `stask tasks list`)")
-}
-
-fn find(store: &Store, id: i64) -> Result<TaskRecord> {
-    store.get_task(id)?.ok_or_else(|| no_task(id))
 }
 
 fn time(ms: i64) -> String {
@@ -344,97 +299,6 @@ fn one_line(s: &str, max: usize) -> String {
         let cut: String = flat.chars().take(max - 1).collect();
         format!("{cut}…")
     }
-}
-
-/// A result file of a task.
-#[derive(Debug, Serialize)]
-struct ResultFile {
-    name: String,
-    size: u64,
-}
-
-/// A task as `tasks show --json` / `tasks list --json` print it.
-#[derive(Debug, Serialize)]
-struct TaskView {
-    #[serde(flatten)]
-    task: TaskRecord,
-    /// Data with credential-looking values redacted.
-    data: Value,
-    result: Option<Value>,
-    duration_ms: Option<i64>,
-    log_file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result_files: Option<Vec<ResultFile>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<Vec<LogLine>>,
-}
-
-impl TaskView {
-    fn new(home: &Home, t: &TaskRecord, details: bool) -> Self {
-        let data = serde_json::from_str(&t.data)
-            .map(|v| sensitive::redact(&v))
-            .unwrap_or(Value::Null);
-        let result = t
-            .result
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok());
-        let log_file = task_log::log_path(&home.log_dir(), t.id);
-        let (result_files, history) = if details {
-            (
-                Some(result_files(&task_log::result_dir(
-                    &home.results_root(),
-                    t.id,
-                ))),
-                Some(
-                    progress_log::read_from(&log_file, 0)
-                        .map(|(l, _)| l)
-                        .unwrap_or_default(),
-                ),
-            )
-        } else {
-            (None, None)
-        };
-        TaskView {
-            duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
-            task: t.clone(),
-            data,
-            result,
-            log_file: log_file.display().to_string(),
-            result_files,
-            history,
-        }
-    }
-}
-
-fn result_files(dir: &Path) -> Vec<ResultFile> {
-    let mut out: Vec<ResultFile> = walk_files(dir, dir);
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-fn walk_files(root: &Path, dir: &Path) -> Vec<ResultFile> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            out.extend(walk_files(root, &e.path()));
-        } else if meta.is_file() {
-            let name = e
-                .path()
-                .strip_prefix(root)
-                .unwrap_or(&e.path())
-                .display()
-                .to_string();
-            out.push(ResultFile {
-                name,
-                size: meta.len(),
-            });
-        }
-    }
-    out
 }
 
 fn print_task(v: &TaskView) {
@@ -502,24 +366,6 @@ fn print_task(v: &TaskView) {
             println!("    {}", format_line(l));
         }
     }
-}
-
-/// A log line for people: status, percent, counts, ETA and message.
-fn format_line(l: &LogLine) -> String {
-    let counts = if l.total > 0 {
-        format!(" {}/{}", l.processed, l.total)
-    } else {
-        String::new()
-    };
-    let eta = if l.eta != "-" && l.status == "running" {
-        format!(" ETA {}", l.eta)
-    } else {
-        String::new()
-    };
-    format!(
-        "{:<9} {:>3}%{counts}{eta}  {}",
-        l.status, l.progress, l.message
-    )
 }
 
 fn follow_logs(home: &Home, store: &Store, id: i64, follow: bool, raw: bool) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `stask workers …`: discover, rescan, clean-orphaned, list, show, activate, deactivate.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use stask_storage::Store;
 
@@ -250,21 +250,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
 }
 
 fn set_active(home: &Home, store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
-    if active {
-        let w = find(store, id)?;
-        if !std::path::Path::new(&w.library.path).exists() {
-            bail!(
-                "worker '{id}' cannot be activated: its library '{}' no longer exists (restore it, or remove the worker with `stask workers clean-orphaned`)",
-                w.library.path
-            );
-        }
-    }
-    if !store.set_worker_active(id, active)? {
-        return Err(not_found(id));
-    }
-    if active {
-        crate::wake::notify(home);
-    }
+    crate::worker_ops::set_active(home, store, id, active)?;
     if json {
         print_json(&serde_json::json!({ "identifier": id, "active": active }))
     } else {
@@ -273,13 +259,7 @@ fn set_active(home: &Home, store: &Store, id: &str, active: bool, json: bool) ->
     }
 }
 
-fn find(store: &Store, id: &str) -> Result<stask_storage::WorkerRecord> {
-    store.get_worker(id)?.ok_or_else(|| not_found(id))
-}
-
-fn not_found(id: &str) -> anyhow::Error {
-    anyhow::anyhow!("no worker '{id}' is registered (see `stask workers list`; new libraries are registered by `stask workers discover`)")
-}
+use crate::worker_ops::find;
 
 fn print_changes(label: &str, changes: &[WorkerChange]) {
     if changes.is_empty() {

@@ -1,0 +1,474 @@
+//! Authentication (session cookies with CSRF tokens, API tokens), login throttling,
+//! and the user and token endpoints.
+//!
+//! * `POST /auth/login` checks the password (argon2), then sets two cookies: the
+//!   session id (`stask_session`: HttpOnly, SameSite=Strict) and a CSRF token
+//!   (`stask_csrf`: readable by the page's script, SameSite=Strict); the body carries
+//!   the CSRF token too. Only SHA-256 hashes of both are stored.
+//! * A state-changing request (anything but GET/HEAD/OPTIONS) made with the session
+//!   cookie must send the CSRF token in `X-CSRF-Token`; it is compared with the one
+//!   stored for the session, not merely with the cookie.
+//! * Programs send `Authorization: Bearer stask_…` and need no CSRF token (a browser
+//!   never attaches it on its own).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stask_storage::now_ms;
+
+use super::error::ApiError;
+use super::extract::{Id, JsonBody, PathText};
+use super::{Principal, Shared, Via};
+use crate::auth::{self as users, secret_hash, Role};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "stask_session";
+/// Name of the CSRF cookie.
+pub const CSRF_COOKIE: &str = "stask_csrf";
+/// Header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts from login.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Routes anyone may call. Static assets of the web UI are to be added here.
+fn is_public(method: &Method, path: &str) -> bool {
+    method == Method::POST && path == "/api/v1/auth/login"
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Resolves the caller (401 when there is none or the credential is wrong), checks the
+/// CSRF token of cookie-authenticated state changes (403), and hands the
+/// [`Principal`] to the handler.
+pub async fn authenticate(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
+    if is_public(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    // Only the method and headers are needed; the request (whose body is not Sync)
+    // must not be held across the awaits.
+    let (method, headers) = (req.method().clone(), req.headers().clone());
+    match principal(&st, &method, &headers).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn principal(
+    st: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        let token = match text.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim().to_owned(),
+            _ => {
+                return Err(ApiError::unauthenticated(
+                    "the Authorization header must be 'Bearer <token>'",
+                ))
+            }
+        };
+        let hash = secret_hash(&token);
+        let rec = st
+            .db(move |store, _| Ok(store.use_token(&hash, now_ms())?))
+            .await?;
+        let Some(rec) = rec else {
+            return Err(ApiError::unauthenticated(
+                "the API token is unknown or revoked",
+            ));
+        };
+        let role = Role::parse(&rec.role).unwrap_or(Role::Viewer);
+        return Ok(Principal {
+            name: users::token_principal(&rec.name),
+            role,
+            via: Via::Token { id: rec.id },
+        });
+    }
+    let Some(sid) = cookie(headers, SESSION_COOKIE) else {
+        return Err(ApiError::unauthenticated(
+            "log in first (POST /api/v1/auth/login) or send an API token as 'Authorization: Bearer <token>'",
+        ));
+    };
+    let id_hash = secret_hash(sid);
+    let session = st
+        .db(move |store, _| Ok(store.get_session(&id_hash, now_ms())?))
+        .await?;
+    let Some(session) = session else {
+        return Err(ApiError::unauthenticated(
+            "the session has expired or was ended; log in again",
+        ));
+    };
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if sent.is_empty() || secret_hash(sent) != session.csrf_hash {
+            return Err(ApiError::forbidden(
+                "csrf_failed",
+                "missing or wrong X-CSRF-Token header: send the csrf_token from the login response (also in the stask_csrf cookie) with every request that changes something",
+            ));
+        }
+    }
+    Ok(Principal {
+        name: session.user.name,
+        role: Role::parse(&session.user.role).unwrap_or(Role::Viewer),
+        via: Via::Session {
+            id_hash: session.id_hash,
+        },
+    })
+}
+
+/// Body of `POST /auth/login`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    name: String,
+    password: String,
+}
+
+fn set_cookie(res: &mut Response, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// `POST /auth/login`.
+pub async fn login(
+    State(st): State<Shared>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<Login>,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError::invalid(
+            "name",
+            "invalid_field",
+            "name is required",
+        ));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::invalid(
+            "password",
+            "invalid_field",
+            "password is required",
+        ));
+    }
+    if body.password.len() > users::MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(
+            "password",
+            "password_too_long",
+            format!(
+                "the password must have at most {} bytes",
+                users::MAX_PASSWORD_BYTES
+            ),
+        ));
+    }
+    let keys = vec![
+        format!("user:{}", name.to_lowercase()),
+        format!("addr:{}", client.ip()),
+    ];
+    let blocked = st
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .blocked(&keys, Instant::now());
+    if let Some(wait) = blocked {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(user = %name, client = %client.ip(), "login refused: too many failed attempts");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed logins; try again in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        return Err(e);
+    }
+    let password = body.password;
+    let lookup = name.clone();
+    let user = st
+        .db(move |store, _| {
+            let user = store.get_user(&lookup)?;
+            // The hash check runs for unknown names too, so timing reveals nothing.
+            Ok(match user {
+                Some(u) if users::verify_password(&u.password_hash, &password) => Some(u),
+                Some(_) => None,
+                None => {
+                    users::verify_dummy(&password);
+                    None
+                }
+            })
+        })
+        .await?;
+    let Some(user) = user else {
+        st.limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(&keys, Instant::now());
+        tracing::warn!(user = %name, client = %client.ip(), "failed login");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong user name or password",
+        ));
+    };
+    st.limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .succeeded(&keys[0]);
+    let sid = users::random_secret("");
+    let csrf = users::random_secret("");
+    let now = now_ms();
+    let expires_at = now + SESSION_LIFETIME.as_millis() as i64;
+    let (sid_hash, csrf_hash, user_id) = (secret_hash(&sid), secret_hash(&csrf), user.id);
+    st.db(move |store, _| {
+        Ok(store.insert_session(&sid_hash, user_id, &csrf_hash, now, expires_at)?)
+    })
+    .await?;
+    tracing::info!(user = %user.name, client = %client.ip(), "logged in");
+    let max_age = SESSION_LIFETIME.as_secs();
+    let mut res = Json(json!({
+        "user": { "name": user.name, "role": user.role },
+        "csrf_token": csrf,
+        "expires_at": expires_at,
+    }))
+    .into_response();
+    set_cookie(
+        &mut res,
+        format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"),
+    );
+    set_cookie(
+        &mut res,
+        format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={max_age}"),
+    );
+    Ok(res)
+}
+
+/// `POST /auth/logout`: ends the session (a token caller has nothing to end).
+pub async fn logout(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    if let Via::Session { id_hash } = p.via {
+        st.db(move |store, _| Ok(store.delete_session(&id_hash)?))
+            .await?;
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        set_cookie(
+            &mut res,
+            format!("{name}=; Path=/; SameSite=Strict; Max-Age=0"),
+        );
+    }
+    Ok(res)
+}
+
+/// `GET /auth/me`.
+pub async fn me(Extension(p): Extension<Principal>) -> Json<Value> {
+    let (kind, token_id) = match p.via {
+        Via::Session { .. } => ("session", None),
+        Via::Token { id } => ("token", Some(id)),
+    };
+    Json(json!({ "name": p.name, "role": p.role, "auth": kind, "token_id": token_id }))
+}
+
+fn user_json(u: &stask_storage::UserRecord) -> Value {
+    json!({ "name": u.name, "role": u.role, "created_at": u.created_at, "updated_at": u.updated_at })
+}
+
+/// `GET /users` (admin).
+pub async fn list_users(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Admin)?;
+    let list = st.db(|store, _| Ok(store.list_users()?)).await?;
+    Ok(Json(
+        json!({ "users": list.iter().map(user_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// Body of `POST /users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    role: String,
+    password: String,
+}
+
+/// `POST /users` (admin).
+pub async fn add_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    JsonBody(body): JsonBody<NewUser>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let role = Role::parse_input(&body.role, "role")?;
+    let user = st
+        .db(move |store, _| Ok(users::add_user(store, &body.name, role, &body.password)?))
+        .await?;
+    tracing::info!(user = %user.name, role = %user.role, by = %p.name, "user created");
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+/// Body of `PATCH /users/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    role: String,
+}
+
+/// `PATCH /users/{name}` (admin): change the role.
+pub async fn change_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    path: PathText,
+    JsonBody(body): JsonBody<UserChange>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Admin)?;
+    let name = path.get("name");
+    let role = Role::parse_input(&body.role, "role")?;
+    let user = st
+        .db(move |store, _| {
+            users::set_role(store, &name, role)?;
+            store
+                .get_user(&name)?
+                .ok_or_else(|| users::no_user(&name).into())
+        })
+        .await?;
+    Ok(Json(user_json(&user)))
+}
+
+/// `DELETE /users/{name}` (admin).
+pub async fn remove_user(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    path: PathText,
+) -> Result<StatusCode, ApiError> {
+    p.require(Role::Admin)?;
+    let name = path.get("name");
+    st.db(move |store, _| Ok(users::remove_user(store, &name)?))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `PUT /users/{name}/password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    password: String,
+    /// Required when users change their own password.
+    current_password: Option<String>,
+}
+
+/// `PUT /users/{name}/password`: admins set anyone's; every user their own, giving the
+/// current one. The user's sessions end (the caller logs in again).
+pub async fn change_password(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    path: PathText,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let name = path.get("name");
+    let own = matches!(p.via, Via::Session { .. }) && p.name == name;
+    if !own {
+        p.require(Role::Admin)?;
+    }
+    st.db(move |store, _| {
+        if own {
+            let current = body.current_password.as_deref().unwrap_or("");
+            let user = store
+                .get_user(&name)?
+                .ok_or_else(|| users::no_user(&name))?;
+            if !users::verify_password(&user.password_hash, current) {
+                return Err(ApiError::invalid(
+                    "current_password",
+                    "invalid_credentials",
+                    "current_password is missing or wrong",
+                ));
+            }
+        }
+        users::set_password(store, &name, &body.password)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /tokens` (admin): tokens without their secrets.
+pub async fn list_tokens(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Admin)?;
+    let list = st.db(|store, _| Ok(store.list_tokens()?)).await?;
+    Ok(Json(json!({ "tokens": list })))
+}
+
+/// Body of `POST /tokens`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    role: String,
+    name: Option<String>,
+}
+
+/// `POST /tokens` (admin): the token is in the answer, once.
+pub async fn create_token(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    JsonBody(body): JsonBody<NewToken>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let role = Role::parse_input(&body.role, "role")?;
+    let by = p.name.clone();
+    let (rec, secret) = st
+        .db(move |store, _| {
+            Ok(users::create_token(
+                store,
+                body.name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty()),
+                role,
+                Some(&by),
+            )?)
+        })
+        .await?;
+    let mut v = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.into()))?;
+    v["token"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `DELETE /tokens/{id}` (admin).
+pub async fn revoke_token(
+    State(st): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
+    p.require(Role::Admin)?;
+    st.db(move |store, _| Ok(users::revoke_token(store, id)?))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,399 @@
+//! The HTTP JSON API under `/api/v1`, served by `stask serve`.
+//!
+//! * Runs on its own tokio runtime thread(s) ([`start`]); the engine keeps its own
+//!   threads. Handlers use their own SQLite connections on blocking threads (a small
+//!   pool) and wake the engine through [`crate::wake::notify`] after creating or
+//!   requeueing tasks, exactly like the CLI.
+//! * Every route except `POST /api/v1/auth/login` needs a session cookie or an API
+//!   token ([`auth`]); roles are checked by each handler before it reads anything.
+//! * Errors are `{"error": {"code", "message", "field"?}}` ([`error`]).
+//! * The OpenAPI description is `openapi.json` beside this file, served at
+//!   `/api/v1/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod stats;
+mod task_files;
+mod tasks;
+mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::routing::{get, post, put};
+use axum::Router;
+use stask_storage::Store;
+
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::Role;
+use crate::config::Config;
+use crate::home::Home;
+use error::ApiError;
+
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Idle connections kept for reuse.
+const POOL_SIZE: usize = 8;
+
+/// What every handler shares.
+pub struct AppState {
+    home: Home,
+    tz: chrono_tz::Tz,
+    exe: PathBuf,
+    pool: Mutex<Vec<Store>>,
+    limiter: Mutex<LoginLimiter>,
+}
+
+/// The state as handlers receive it.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// State for the home and configuration.
+    pub fn new(home: &Home, config: &Config) -> Result<AppState> {
+        Ok(AppState {
+            home: home.clone(),
+            tz: config.tz(),
+            exe: std::env::current_exe().context("cannot locate the stask executable")?,
+            pool: Mutex::new(Vec::new()),
+            limiter: Mutex::new(LoginLimiter::default()),
+        })
+    }
+
+    /// Runs `f` with a database connection on a blocking thread.
+    pub async fn db<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store, &AppState) -> Result<T, ApiError> + Send + 'static,
+    {
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = st.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut store = match taken {
+                Some(s) => s,
+                None => st.home.store().map_err(ApiError::internal)?,
+            };
+            let result = f(&mut store, &st);
+            let mut pool = st.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_SIZE {
+                pool.push(store);
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("a request thread failed: {e}")))?
+    }
+
+    /// The home.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// User name, or `token:NAME` for an API token (what `started_by` records).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Session (hash of its id) or token (its id).
+    pub via: Via,
+}
+
+/// How a request was authenticated.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A browser session cookie.
+    Session {
+        /// SHA-256 of the session id.
+        id_hash: String,
+    },
+    /// An API token.
+    Token {
+        /// The token's id.
+        id: i64,
+    },
+}
+
+impl Principal {
+    /// Refuses (403) a principal below `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "forbidden",
+                format!(
+                    "this needs the {role} role; {} is {} {}",
+                    self.name,
+                    if self.role == Role::Admin { "an" } else { "a" },
+                    self.role
+                ),
+            ))
+        }
+    }
+
+    /// Operators may cancel and retry only the tasks they started; admins any.
+    pub fn may_change(&self, task: &stask_storage::TaskRecord) -> Result<(), ApiError> {
+        self.require(Role::Operator)?;
+        if self.role == Role::Admin || task.started_by.as_deref() == Some(self.name.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "not_your_task",
+                format!(
+                    "task {} was started by {}; operators may change only the tasks they started",
+                    task.id,
+                    task.started_by.as_deref().unwrap_or("nobody recorded")
+                ),
+            ))
+        }
+    }
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found(
+        "no_route",
+        "no such API endpoint (see /api/v1/openapi.json)",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method (see /api/v1/openapi.json)",
+    )
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Headers on every answer: API responses are never cached (they may hold task data)
+/// and never rendered as pages.
+async fn common_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The whole application.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/users", get(auth::list_users).post(auth::add_user))
+        .route(
+            "/users/{name}",
+            axum::routing::patch(auth::change_user).delete(auth::remove_user),
+        )
+        .route("/users/{name}/password", put(auth::change_password))
+        .route("/tokens", get(auth::list_tokens).post(auth::create_token))
+        .route("/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/openapi.json", get(openapi))
+        .route("/dashboard", get(stats::dashboard))
+        .route("/stats", get(stats::report))
+        .route("/stats/overview", get(stats::overview))
+        .route("/stats/workers", get(stats::workers))
+        .route("/stats/time", get(stats::time))
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route("/tasks/bulk", post(tasks::bulk))
+        .route("/tasks/process", post(tasks::process))
+        .route("/tasks/clean", post(tasks::clean))
+        .route("/tasks/{id}", get(tasks::show).delete(tasks::delete))
+        .route("/tasks/{id}/execute", post(tasks::execute))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/tasks/{id}/progress", get(task_files::progress))
+        .route("/tasks/{id}/logs", get(task_files::logs))
+        .route("/tasks/{id}/events", get(task_files::events))
+        .route("/tasks/{id}/log", get(task_files::download_log))
+        .route("/tasks/{id}/files", get(task_files::list_files))
+        .route("/tasks/{id}/files/{*name}", get(task_files::download_file))
+        .route("/workers", get(workers::list))
+        .route("/workers/discover", post(workers::discover))
+        .route("/workers/rescan", post(workers::rescan))
+        .route("/workers/clean-orphaned", post(workers::clean_orphaned))
+        .route("/workers/{id}", get(workers::show))
+        .route("/workers/{id}/activate", post(workers::activate))
+        .route("/workers/{id}/deactivate", post(workers::deactivate))
+        .route(
+            "/workers/{id}/settings",
+            get(workers::settings).patch(workers::change_settings),
+        )
+        .route(
+            "/workers/{id}/schedule",
+            get(workers::schedule)
+                .put(workers::set_schedule)
+                .delete(workers::remove_schedule),
+        )
+        .route("/workers/{id}/schedule/pause", post(workers::pause))
+        .route("/workers/{id}/schedule/resume", post(workers::resume))
+        .method_not_allowed_fallback(wrong_method);
+    // The web UI's static assets will be mounted here, outside /api/v1 (for example
+    // `.fallback_service(ServeDir::new(...))` on the outer router), and listed as public
+    // in `auth::is_public` so a browser can load the login page.
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn(common_headers))
+        .with_state(state)
+}
+
+/// A running HTTP server; stopped (and its address file removed) by [`HttpServer::stop`]
+/// or when dropped.
+pub struct HttpServer {
+    addr: SocketAddr,
+    addr_file: PathBuf,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long open requests (live event streams above all) get once the service stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Binds `config.bind`, creates the first admin when there are no users (printing its
+/// password once), and serves the API on a thread of its own. The bound address is
+/// logged (`listening on http://ADDR`) and written to `HOME/run/http-{pid}.addr`, so
+/// `--bind 127.0.0.1:0` can be found.
+pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
+    let wanted: SocketAddr = config
+        .bind
+        .parse()
+        .with_context(|| format!("'{}' is not an address like 127.0.0.1:8080", config.bind))?;
+    let listener = std::net::TcpListener::bind(wanted).with_context(|| {
+        format!("cannot listen on {wanted} (choose another address with --bind, STASK_BIND or bind in stask.toml)")
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+
+    let mut store = home.store()?;
+    if let Some(password) = crate::auth::ensure_first_admin(&mut store)? {
+        tracing::warn!(
+            "created user '{}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {}`",
+            crate::auth::FIRST_ADMIN,
+            crate::auth::FIRST_ADMIN
+        );
+        println!(
+            "Created user '{}' (role admin) with password: {password}",
+            crate::auth::FIRST_ADMIN
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    drop(store);
+
+    let state = Arc::new(AppState::new(home, config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            runtime.block_on(serve(listener, state, rx));
+            // Whatever is still open (a stream that outlived the grace) is dropped.
+            runtime.shutdown_timeout(Duration::from_millis(500));
+        })
+        .context("cannot start the HTTP thread")?;
+
+    let run_dir = home.root().join("run");
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create '{}'", run_dir.display()))?;
+    let addr_file = run_dir.join(format!("http-{}.addr", std::process::id()));
+    // Written whole under another name, then renamed: a reader never sees half of it.
+    let tmp = addr_file.with_extension("addr.tmp");
+    std::fs::write(&tmp, format!("http://{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &addr_file))
+        .with_context(|| format!("cannot write '{}'", addr_file.display()))?;
+    tracing::info!("listening on http://{addr}");
+    Ok(HttpServer {
+        addr,
+        addr_file,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Shared,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot use the listening socket: {e}");
+            return;
+        }
+    };
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut graceful = stop.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    });
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                tracing::error!("the HTTP server failed: {e}");
+            }
+        }
+        _ = async {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
+    }
+}
+
+impl HttpServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, gives open ones a moment, and waits for the thread.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.addr_file);
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

@@ -1,0 +1,143 @@
+//! The dashboard and statistics endpoints (formulas: README.md, "Statistics").
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::Params;
+use super::{Principal, Shared};
+use crate::stats;
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.into()))
+}
+
+/// `GET /dashboard`: task counts, active workers and the ten newest tasks.
+pub async fn dashboard(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    st.db(|store, _| {
+        let c = store.task_status_counts()?;
+        let recent: Vec<Value> = store
+            .recent_tasks(10)?
+            .into_iter()
+            .map(|(t, scope)| {
+                json!({
+                    "id": t.id,
+                    "worker": t.worker,
+                    "scope": scope,
+                    "action": t.action,
+                    "status": t.status,
+                    "progress": t.progress,
+                    "message": t.message,
+                    "started_by": t.started_by,
+                    "created_at": t.created_at,
+                })
+            })
+            .collect();
+        Ok(json!({
+            "tasks": {
+                "pending": c.pending,
+                "running": c.running,
+                "completed": c.completed,
+                "failed": c.failed,
+                "cancelled": c.cancelled,
+                "total": c.pending + c.running + c.completed + c.failed + c.cancelled,
+            },
+            "active_workers": store.count_active_workers()?,
+            "recent_tasks": recent,
+        }))
+    })
+    .await
+    .map(Json)
+}
+
+/// A custom range from `since` / `until`, if given.
+fn range(params: &Params, tz: chrono_tz::Tz) -> Result<Option<(String, i64, i64)>, ApiError> {
+    let (since, until) = (params.text("since"), params.text("until"));
+    if since.is_none() && until.is_none() {
+        return Ok(None);
+    }
+    stats::resolve_range(None, since.as_deref(), until.as_deref(), tz, Utc::now())
+        .map(Some)
+        .map_err(|p| ApiError::from(p).with_status(axum::http::StatusCode::BAD_REQUEST))
+}
+
+impl ApiError {
+    fn with_status(mut self, status: axum::http::StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+}
+
+/// `GET /stats?since=&until=`: what `stask stats --json` prints.
+pub async fn report(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.allow(&["since", "until"])?;
+    let range = range(&params, st.tz)?;
+    st.db(move |store, st| to_json(&stats::report(store, range, st.tz, Utc::now())?))
+        .await
+        .map(Json)
+}
+
+/// `GET /stats/overview`.
+pub async fn overview(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.allow(&[])?;
+    st.db(|store, _| to_json(&stats::overview(store)?))
+        .await
+        .map(Json)
+}
+
+/// `GET /stats/workers?since=&until=`: per worker, all time or over a range.
+pub async fn workers(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.allow(&["since", "until"])?;
+    let range = range(&params, st.tz)?;
+    st.db(move |store, _| {
+        let list = stats::per_worker(store, range.map(|(_, a, b)| (a, b)))?;
+        Ok(json!({ "workers": to_json(&list)? }))
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /stats/time?period=today|week|month|custom&since=&until=`: one period with its
+/// per-hour (up to two days) or per-day series.
+pub async fn time(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.allow(&["period", "since", "until"])?;
+    let period = params.text("period");
+    let (since, until) = (params.text("since"), params.text("until"));
+    let period = if period.is_none() && since.is_none() && until.is_none() {
+        Some("today".to_owned())
+    } else {
+        period
+    };
+    let (name, a, b) = stats::resolve_range(
+        period.as_deref(),
+        since.as_deref(),
+        until.as_deref(),
+        st.tz,
+        Utc::now(),
+    )
+    .map_err(|p| ApiError::from(p).with_status(axum::http::StatusCode::BAD_REQUEST))?;
+    st.db(move |store, st| to_json(&stats::period(store, &name, a, b, st.tz)?))
+        .await
+        .map(Json)
+}
