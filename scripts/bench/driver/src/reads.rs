@@ -185,6 +185,14 @@ pub fn reads(env: &Env, rep: &mut Report) -> Res<()> {
                 "reads.1M.counts_ms",
                 "1M tasks: SELECT status, COUNT(*) GROUP BY status",
             ),
+            (
+                "reads.1M.status_counts_ms",
+                "1M tasks: Store::task_status_counts()",
+            ),
+            (
+                "reads.1M.worker_counts_ms",
+                "1M tasks: Store::worker_counts()",
+            ),
             ("reads.1M.list_query_ms", "1M tasks: list query, newest 50"),
         ] {
             rep.not_measured(

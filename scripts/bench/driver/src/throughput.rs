@@ -203,6 +203,7 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         serve_mb.push(kb_to_mb(mem.main_kb));
         runner_mb.push(kb_to_mb(mem.runner_kb));
     }
+    let saturated = backlogs.iter().filter(|b| **b > 0.0).count();
     rep.add(
         Metric::new(
             "steady.completed_per_s",
@@ -211,7 +212,11 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             "tasks/s",
             rates,
         )
-        .target(">= 30,000 tasks/s", Cmp::AtLeast, 30_000.0),
+        .target(">= 30,000 tasks/s", Cmp::AtLeast, 30_000.0)
+        .note(format!(
+            "{saturated} of {} runs ended with a backlog (the service was the bound); in the others it kept up with the producers (they were the bound)",
+            backlogs.len()
+        )),
     );
     rep.add(Metric::new(
         "steady.created_per_s",
@@ -578,6 +583,15 @@ pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
             std::fs::create_dir_all(dir.join("logs")).ctx("create limit directory")?;
             let db = dir.join("stask.db");
             std::fs::copy(src.db(), &db).ctx("copy database")?;
+            if kind == 1 {
+                // The engine appends to logs that `tasks create` already wrote.
+                for id in 1..=n {
+                    let line =
+                        LogLine::new("pending", 0, 0, 0, "", "Task created (priority normal)");
+                    progress_log::append(&dir.join("logs").join(format!("{id}.log")), &[line])
+                        .ctx("create log")?;
+                }
+            }
             let took = match kind {
                 0 => raw_burn(&db, batch, None),
                 1 => raw_burn(&db, batch, Some(&dir.join("logs"))),
@@ -602,7 +616,7 @@ pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
     }
     if let (Some(s), Some(l)) = (
         rep.get("burndown.tasks_per_s").cloned(),
-        rep.get("limit.same_shape").cloned(),
+        rep.get("limit.tasks_per_s").cloned(),
     ) {
         rep.add(
             Metric::derived(
