@@ -1,0 +1,129 @@
+// The /api/v1 client: JSON in and out, the session cookie sent by the browser, the
+// CSRF double-submit token in X-CSRF-Token on every state-changing request, and the
+// API's error format {"error": {"code", "message", "field"}} turned into ApiError.
+
+export const API = '/api/v1';
+
+let csrfToken = null;
+let onUnauthorized = null;
+
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || '';
+    this.field = field || null;
+  }
+}
+
+export function setCsrf(token) {
+  if (typeof token === 'string' && token) csrfToken = token;
+}
+
+/** Called on a 401 from anything but the auth endpoints (session expired). */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+function csrfFromCookie() {
+  for (const part of document.cookie.split(';')) {
+    const [k, ...rest] = part.trim().split('=');
+    if (/csrf/i.test(k)) return decodeURIComponent(rest.join('='));
+  }
+  return null;
+}
+
+function csrf() {
+  return csrfFromCookie() || csrfToken;
+}
+
+/** A query string from an object, skipping empty values. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null || v === '') continue;
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
+    else q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+export async function request(method, path, body, opts = {}) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET' && method !== 'HEAD') {
+    const token = csrf();
+    if (token) headers['X-CSRF-Token'] = token;
+  }
+  let payload;
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(API + path, {
+      method,
+      headers,
+      body: payload,
+      credentials: 'same-origin',
+      signal: opts.signal,
+    });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', null);
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const err = data && data.error ? data.error : {};
+    const e = new ApiError(res.status, err.code, typeof err === 'string' ? err : err.message, err.field);
+    if (res.status === 401 && !path.startsWith('/auth/') && onUnauthorized) onUnauthorized(e);
+    throw e;
+  }
+  return data;
+}
+
+export const get = (path, opts) => request('GET', path, undefined, opts);
+export const post = (path, body, opts) => request('POST', path, body === undefined ? {} : body, opts);
+export const put = (path, body, opts) => request('PUT', path, body, opts);
+export const patch = (path, body, opts) => request('PATCH', path, body, opts);
+export const del = (path, opts) => request('DELETE', path, undefined, opts);
+
+const enc = encodeURIComponent;
+
+/** Every route the UI uses, in one place. */
+export const routes = {
+  login: () => '/auth/login',
+  logout: () => '/auth/logout',
+  me: () => '/auth/me',
+  dashboard: () => '/dashboard',
+  stats: (q) => `/stats${query(q)}`,
+  statsWorkers: (q) => `/stats/workers${query(q)}`,
+  activity: (q) => `/stats/time${query(q)}`,
+  tasks: (q) => `/tasks${query(q)}`,
+  task: (id) => `/tasks/${enc(id)}`,
+  taskAction: (id, action) => `/tasks/${enc(id)}/${action}`,
+  taskLog: (id, q) => `/tasks/${enc(id)}/logs${query(q)}`,
+  taskEvents: (id, q) => `${API}/tasks/${enc(id)}/events${query(q)}`,
+  taskLogDownload: (id) => `${API}/tasks/${enc(id)}/log`,
+  taskFile: (id, name) => `${API}/tasks/${enc(id)}/files/${name.split('/').map(enc).join('/')}`,
+  tasksBulk: () => '/tasks/bulk',
+  process: () => '/tasks/process',
+  clean: () => '/tasks/clean',
+  workers: () => '/workers',
+  worker: (id) => `/workers/${enc(id)}`,
+  workerAction: (id, action) => `/workers/${enc(id)}/${action}`,
+  workerSettings: (id) => `/workers/${enc(id)}/settings`,
+  workerSchedule: (id) => `/workers/${enc(id)}/schedule`,
+  discover: () => '/workers/discover',
+  rescan: () => '/workers/rescan',
+  cleanOrphaned: () => '/workers/clean-orphaned',
+};

@@ -1,0 +1,198 @@
+// Tasks: filters (status, worker, action, priority, user, date range, search),
+// pagination, and bulk cancel / retry / delete of the selected tasks.
+
+import * as api from '../api.js';
+import { h, replace } from '../dom.js';
+import { t, num } from '../i18n.js';
+import { Poller } from '../live.js';
+import { button, can, notify, notifyError, pageHeader, emptyRow, select, field, confirmDialog, navigate, STATUSES, PRIORITIES } from '../ui.js';
+import { taskRow, listOf } from '../taskops.js';
+
+const PER_PAGE = 25;
+const FILTERS = ['status', 'worker', 'action', 'priority', 'user', 'from', 'to', 'q'];
+
+export async function mount(root, params, query) {
+  const f = {};
+  for (const k of FILTERS) f[k] = query.get(k) || '';
+  let page = Math.max(1, Number(query.get('page')) || 1);
+
+  let workers = [];
+  try {
+    workers = listOf(await api.get(api.routes.workers()), 'workers');
+  } catch {
+    workers = [];
+  }
+
+  const scopes = Object.fromEntries(workers.map((w) => [w.identifier, w.scope]));
+  const statusSel = select([{ value: '', label: t('filter.any') }, ...STATUSES.map((s) => ({ value: s, label: t(`status.${s}`) }))], f.status, { name: 'status' });
+  const workerSel = select([{ value: '', label: t('filter.any') }, ...workers.map((w) => ({ value: w.identifier, label: w.identifier }))], f.worker, { name: 'worker' });
+  const actionIn = h('input', { type: 'text', name: 'action', value: f.action, autocomplete: 'off' });
+  const prioSel = select([{ value: '', label: t('filter.any') }, ...PRIORITIES.map((p) => ({ value: p, label: t(`priority.${p}`) }))], f.priority, { name: 'priority' });
+  const userIn = h('input', { type: 'text', name: 'user', value: f.user, autocomplete: 'off' });
+  const fromIn = h('input', { type: 'date', name: 'from', value: f.from });
+  const toIn = h('input', { type: 'date', name: 'to', value: f.to });
+  const qIn = h('input', { type: 'search', name: 'q', value: f.q, placeholder: t('filter.search_placeholder') });
+  const form = h(
+    'form',
+    { class: 'filters card', role: 'search', 'aria-label': t('filter.label') },
+    field(t('filter.search'), qIn).wrap,
+    field(t('task.status'), statusSel).wrap,
+    field(t('task.worker'), workerSel).wrap,
+    field(t('task.action'), actionIn).wrap,
+    field(t('task.priority'), prioSel).wrap,
+    field(t('task.user'), userIn).wrap,
+    field(t('filter.from'), fromIn).wrap,
+    field(t('filter.to'), toIn).wrap,
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', id: 'apply-filters' }, t('filter.apply')), h('button', { type: 'reset', class: 'btn' }, t('filter.reset'))),
+  );
+  const apply = () => {
+    const q = new URLSearchParams();
+    const vals = { status: statusSel.value, worker: workerSel.value, action: actionIn.value.trim(), priority: prioSel.value, user: userIn.value.trim(), from: fromIn.value, to: toIn.value, q: qIn.value.trim() };
+    for (const [k, v] of Object.entries(vals)) if (v) q.set(k, v);
+    const s = q.toString();
+    navigate(`/tasks${s ? `?${s}` : ''}`);
+  };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    apply();
+  });
+  form.addEventListener('reset', (ev) => {
+    ev.preventDefault();
+    navigate('/tasks');
+  });
+  statusSel.addEventListener('change', apply);
+  workerSel.addEventListener('change', apply);
+  prioSel.addEventListener('change', apply);
+
+  // Selection and bulk actions.
+  const selected = new Set();
+  const selectAll = h('input', { type: 'checkbox', 'aria-label': t('tasks.select_all'), id: 'select-all' });
+  const bulkInfo = h('span', { class: 'bulk-info', 'aria-live': 'polite' });
+  const bulkButtons = [];
+  const bulk = (op, cls, iconName) =>
+    button(t(`bulk.${op}`), async () => {
+      const ids = [...selected];
+      if (!ids.length) return;
+      if (op === 'delete' && !(await confirmDialog(t('bulk.delete_confirm', { n: ids.length }), { confirmLabel: t('bulk.delete'), danger: true }))) return;
+      try {
+        const res = await api.post(api.routes.tasksBulk(), { action: op, ids });
+        notify(bulkMessage(op, ids.length, res), 'success');
+        selected.clear();
+      } catch (e) {
+        notifyError(e);
+      }
+      last = '';
+      poller.now();
+    }, { cls, iconName, attrs: { 'data-bulk': op } });
+  if (can('task.cancel')) bulkButtons.push(bulk('cancel', 'btn-warn', 'ui-stop'));
+  if (can('task.retry')) bulkButtons.push(bulk('retry', '', 'ui-retry'));
+  if (can('task.delete')) bulkButtons.push(bulk('delete', 'btn-danger', 'trash'));
+  const bulkBar = bulkButtons.length ? h('div', { class: 'bulk-bar', role: 'toolbar', 'aria-label': t('bulk.label') }, bulkInfo, bulkButtons) : null;
+  const updateBulk = () => {
+    bulkInfo.textContent = t('bulk.selected', { n: selected.size });
+    for (const b of bulkButtons) b.disabled = selected.size === 0;
+  };
+
+  const tbody = h('tbody');
+  const showSelect = bulkButtons.length > 0;
+  const heads = ['task.id', 'task.worker', 'task.action', 'task.status', 'task.progress', 'task.message', 'task.created', 'task.actions'];
+  const table = h(
+    'table',
+    { class: 'table tasks-table', id: 'tasks-table' },
+    h('thead', null, h('tr', null, showSelect ? h('th', { class: 'col-select', scope: 'col' }, selectAll) : null, heads.map((k) => h('th', { scope: 'col' }, t(k))))),
+    tbody,
+  );
+  const pager = h('nav', { class: 'pager', 'aria-label': t('pager.label') });
+  selectAll.addEventListener('change', () => {
+    for (const cb of tbody.querySelectorAll('input[data-select]')) {
+      cb.checked = selectAll.checked;
+      const id = Number(cb.dataset.select);
+      if (selectAll.checked) selected.add(id);
+      else selected.delete(id);
+    }
+    updateBulk();
+  });
+
+  const summary = h('p', { class: 'muted', 'aria-live': 'polite', id: 'tasks-summary' });
+  replace(
+    root,
+    pageHeader(t('title.tasks'), can('task.create') ? h('a', { href: '/tasks/new', 'data-link': '', class: 'btn btn-primary' }, t('nav.new_task')) : null),
+    form,
+    h('section', { class: 'card' }, bulkBar, summary, h('div', { class: 'table-wrap' }, table), pager),
+  );
+  updateBulk();
+
+  // GET /tasks refuses unknown parameters; dates are local days of the service's
+  // timezone (created_to includes its day).
+  const apiQuery = () => ({
+    status: f.status,
+    worker: f.worker,
+    action: f.action,
+    priority: f.priority,
+    user: f.user,
+    created_from: f.from,
+    created_to: f.to,
+    q: f.q,
+    limit: PER_PAGE,
+    offset: (page - 1) * PER_PAGE,
+  });
+
+  let last = '';
+  const load = async () => {
+    const res = await api.get(api.routes.tasks(apiQuery()));
+    const list = listOf(res);
+    const total = res && typeof res.total === 'number' ? res.total : null;
+    const key = JSON.stringify(res);
+    if (key === last) return false;
+    last = key;
+    replace(
+      tbody,
+      list.length
+        ? list.map((task) => {
+            let cb = null;
+            if (showSelect) {
+              cb = h('input', { type: 'checkbox', 'data-select': task.id, 'aria-label': t('tasks.select', { id: task.id }), checked: selected.has(task.id) });
+              cb.addEventListener('change', () => {
+                if (cb.checked) selected.add(task.id);
+                else selected.delete(task.id);
+                updateBulk();
+              });
+            }
+            if (!task.scope && scopes[task.worker]) task.scope = scopes[task.worker];
+            return taskRow(task, { after: () => poller.now(), select: cb, showMessage: true });
+          })
+        : emptyRow(heads.length + (showSelect ? 1 : 0), t('tasks.none')),
+    );
+    const pages = total !== null ? Math.max(1, Math.ceil(total / PER_PAGE)) : null;
+    summary.textContent = total !== null ? t('tasks.count', { n: num(total) }) : '';
+    const go = (p) => {
+      const q = new URLSearchParams(location.search);
+      q.set('page', String(p));
+      navigate(`/tasks?${q}`);
+    };
+    const hasNext = pages !== null ? page < pages : list.length === PER_PAGE || (res && res.has_more);
+    replace(
+      pager,
+      h('button', { type: 'button', class: 'btn btn-small', disabled: page <= 1, onclick: () => go(page - 1), 'data-page': 'prev' }, t('pager.prev')),
+      h('span', { class: 'pager-info' }, pages !== null ? t('pager.page_of', { page, pages }) : t('pager.page', { page })),
+      h('button', { type: 'button', class: 'btn btn-small', disabled: !hasNext, onclick: () => go(page + 1), 'data-page': 'next' }, t('pager.next')),
+    );
+    selectAll.checked = list.length > 0 && list.every((x) => selected.has(x.id));
+    return true;
+  };
+  const poller = new Poller(load, { min: 1000, max: 25000 });
+  await load();
+  poller.start();
+  return { refresh: () => { last = ''; poller.now(); }, destroy: () => poller.stop() };
+}
+
+function bulkMessage(op, n, res) {
+  if (res && typeof res === 'object') {
+    const ok = res.succeeded ?? res.ok ?? res.done ?? res.affected ?? res.updated ?? res.deleted;
+    const failed = res.failed ?? res.skipped ?? res.errors;
+    const okN = Array.isArray(ok) ? ok.length : typeof ok === 'number' ? ok : null;
+    const failN = Array.isArray(failed) ? failed.length : typeof failed === 'number' ? failed : 0;
+    if (okN !== null) return t(`bulk.done_${op}`, { n: okN, failed: failN });
+  }
+  return t(`bulk.done_${op}`, { n, failed: 0 });
+}

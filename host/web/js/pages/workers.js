@@ -1,0 +1,151 @@
+// Workers: every registered worker with its state and task count; Discover, Rescan and
+// Clean Orphaned for administrators.
+
+import * as api from '../api.js';
+import { h, replace } from '../dom.js';
+import { t, num } from '../i18n.js';
+import { icon } from '../icons.js';
+import { Poller } from '../live.js';
+import { button, can, notify, notifyError, pageHeader, link } from '../ui.js';
+import { listOf } from '../taskops.js';
+
+export function taskCount(w) {
+  if (typeof w.task_count === 'number') return w.task_count;
+  if (typeof w.tasks_count === 'number') return w.tasks_count;
+  if (w.tasks && typeof w.tasks.total === 'number') return w.tasks.total;
+  if (w.stats && typeof w.stats.total === 'number') return w.stats.total;
+  if (w.counts && typeof w.counts.total === 'number') return w.counts.total;
+  return 0;
+}
+
+/** The activate / deactivate switch of a worker (administrators only). */
+export function activeToggle(w, after) {
+  const sw = h(
+    'button',
+    {
+      type: 'button',
+      role: 'switch',
+      class: 'switch',
+      'aria-checked': String(!!w.active),
+      'aria-label': t('workers.toggle_label', { id: w.identifier }),
+      'data-toggle': w.identifier,
+    },
+    h('span', { class: 'switch-knob', 'aria-hidden': 'true' }),
+    h('span', { class: 'switch-text' }, w.active ? t('workers.active') : t('workers.inactive')),
+  );
+  sw.addEventListener('click', async () => {
+    sw.disabled = true;
+    const activate = sw.getAttribute('aria-checked') !== 'true';
+    try {
+      await api.post(api.routes.workerAction(w.identifier, activate ? 'activate' : 'deactivate'));
+      w.active = activate;
+      sw.setAttribute('aria-checked', String(activate));
+      sw.querySelector('.switch-text').textContent = activate ? t('workers.active') : t('workers.inactive');
+      notify(t(activate ? 'notify.worker_activated' : 'notify.worker_deactivated', { id: w.identifier }), 'success');
+      after && after();
+    } catch (e) {
+      notifyError(e);
+    } finally {
+      sw.disabled = false;
+    }
+  });
+  return sw;
+}
+
+export function activeIndicator(w) {
+  return h('span', { class: `indicator ${w.active ? 'on' : 'off'}`, 'data-active': String(!!w.active) }, h('span', { class: 'dot', 'aria-hidden': 'true' }), w.active ? t('workers.active') : t('workers.inactive'));
+}
+
+function names(list) {
+  return (list || []).map((x) => (typeof x === 'string' ? x : x.identifier || x.path || '?')).join(', ');
+}
+
+export function discoverMessage(r) {
+  if (!r) return t('notify.discover_none');
+  const parts = [];
+  if (r.registered && r.registered.length) parts.push(t('notify.discover_registered', { n: r.registered.length, names: names(r.registered) }));
+  if (r.relocated && r.relocated.length) parts.push(t('notify.discover_relocated', { n: r.relocated.length, names: names(r.relocated) }));
+  if (r.skipped && r.skipped.length) parts.push(t('notify.discover_skipped', { n: r.skipped.length, names: r.skipped.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
+  if (!parts.length) parts.push(t('notify.discover_none'));
+  if (typeof r.already_registered === 'number') parts.push(t('notify.discover_known', { n: r.already_registered }));
+  return parts.join(' ');
+}
+
+export function rescanMessage(r) {
+  if (!r) return t('notify.rescan_none');
+  const parts = [];
+  if (r.updated && r.updated.length) parts.push(t('notify.rescan_updated', { n: r.updated.length, names: names(r.updated) }));
+  if (r.failed && r.failed.length) parts.push(t('notify.rescan_failed', { n: r.failed.length, names: r.failed.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
+  if (r.missing && r.missing.length) parts.push(t('notify.rescan_missing', { n: r.missing.length, names: names(r.missing) }));
+  if (!parts.length) parts.push(t('notify.rescan_none'));
+  if (typeof r.unchanged === 'number') parts.push(t('notify.rescan_unchanged', { n: r.unchanged }));
+  return parts.join(' ');
+}
+
+export function orphanMessage(r) {
+  const list = r && (r.deleted || r.removed || r.workers);
+  if (list && list.length) return t('notify.orphans_removed', { n: list.length, names: names(list) });
+  return t('notify.orphans_none');
+}
+
+export async function mount(root) {
+  const grid = h('div', { class: 'worker-grid', id: 'worker-list', 'aria-live': 'polite' });
+  const actions = [];
+  const op = (label, route, msg, iconName, id) =>
+    button(label, async () => {
+      try {
+        const res = await api.post(route);
+        notify(msg(res), 'success', { timeout: 10000 });
+      } catch (e) {
+        notifyError(e);
+      }
+      poller.now();
+    }, { iconName, attrs: { id } });
+  if (can('worker.discover')) {
+    actions.push(
+      op(t('workers.discover'), api.routes.discover(), discoverMessage, 'search', 'discover-workers'),
+      op(t('workers.rescan'), api.routes.rescan(), rescanMessage, 'sync', 'rescan-workers'),
+      op(t('workers.clean_orphaned'), api.routes.cleanOrphaned(), orphanMessage, 'trash', 'clean-orphaned'),
+    );
+  }
+  replace(root, pageHeader(t('title.workers'), ...actions), grid);
+
+  let last = '';
+  const load = async () => {
+    const res = await api.get(api.routes.workers());
+    const list = listOf(res, 'workers');
+    const key = JSON.stringify(list);
+    if (key === last) return false;
+    last = key;
+    if (!list.length) {
+      replace(grid, h('p', { class: 'empty-state' }, t('workers.none')));
+      return true;
+    }
+    replace(grid, list.map((w) => card(w)));
+    return true;
+  };
+  const card = (w) =>
+    h(
+      'article',
+      { class: `worker-card ${w.active ? '' : 'inactive'}`, 'data-worker': w.identifier },
+      h(
+        'div',
+        { class: 'worker-head' },
+        h('span', { class: 'worker-icon' }, icon(w.icon, { size: 28 })),
+        h('div', { class: 'worker-title' }, h('h2', null, link(`/workers/${encodeURIComponent(w.identifier)}`, w.title || w.identifier)), h('code', { class: 'worker-id' }, w.identifier), w.scope ? h('span', { class: 'tag' }, w.scope) : null),
+      ),
+      h('p', { class: 'worker-desc' }, w.description || ''),
+      h(
+        'div',
+        { class: 'worker-foot' },
+        activeIndicator(w),
+        h('span', { class: 'worker-count' }, t('workers.task_count', { n: num(taskCount(w)) })),
+        w.library_exists === false || (w.library && w.library.exists === false) ? h('span', { class: 'tag tag-warn' }, t('workers.library_missing')) : null,
+        can('worker.toggle') ? activeToggle(w, () => poller.now()) : null,
+      ),
+    );
+  const poller = new Poller(load, { min: 2000, max: 25000 });
+  await load();
+  poller.start();
+  return { refresh: () => poller.now(), destroy: () => poller.stop() };
+}

@@ -1,0 +1,215 @@
+// Shared pieces of the interface: session state, permissions, badges, progress bars,
+// notifications, dialogs and navigation.
+
+import { h, rich, replace, nextId } from './dom.js';
+import { t, num } from './i18n.js';
+import { icon } from './icons.js';
+import * as api from './api.js';
+
+export const session = { user: null };
+
+/** Reads the signed-in user (GET /auth/me); null when not signed in. */
+export async function loadSession() {
+  try {
+    const me = await api.get(api.routes.me());
+    adoptSession(me);
+  } catch {
+    session.user = null;
+  }
+  return session.user;
+}
+
+/** Takes the user and CSRF token from a login or /auth/me answer. */
+export function adoptSession(res) {
+  if (!res) return;
+  const user = res.user || res;
+  const token = res.csrf_token || res.csrf || (res.session && res.session.csrf_token);
+  if (token) api.setCsrf(token);
+  session.user = user && user.name ? { name: user.name, role: user.role } : null;
+}
+
+const OPERATOR = ['task.create', 'task.execute', 'task.cancel', 'task.retry', 'task.process'];
+const ADMIN = [...OPERATOR, 'task.any', 'task.delete', 'task.clean', 'worker.toggle', 'worker.discover', 'worker.settings', 'worker.schedule'];
+const PERMS = { viewer: [], operator: OPERATOR, admin: ADMIN };
+
+/** Whether the signed-in user's role allows `perm`. */
+export function can(perm) {
+  const role = session.user && session.user.role;
+  return !!(role && PERMS[role] && PERMS[role].includes(perm));
+}
+
+export const STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+export const PRIORITIES = ['high', 'normal', 'low'];
+
+export function statusBadge(status) {
+  const known = STATUSES.includes(status) ? status : 'unknown';
+  return h('span', { class: `badge status-${known}`, 'data-status': status }, t(`status.${known}`));
+}
+
+export function progressBar(percent, { label = null, status = '' } = {}) {
+  const p = Math.max(0, Math.min(100, Math.round(Number(percent) || 0)));
+  const bar = h(
+    'div',
+    {
+      class: `progress ${status ? `progress-${status}` : ''}`,
+      role: 'progressbar',
+      'aria-valuemin': 0,
+      'aria-valuemax': 100,
+      'aria-valuenow': p,
+      'aria-label': label || t('task.progress'),
+    },
+    h('div', { class: 'progress-fill' }),
+    h('span', { class: 'progress-text' }, `${p} %`),
+  );
+  // Through the CSSOM, so a strict Content-Security-Policy (no inline styles) allows it.
+  bar.firstChild.style.width = `${p}%`;
+  return bar;
+}
+
+/** Updates a bar made by progressBar() in place. */
+export function setProgress(bar, percent, status) {
+  const p = Math.max(0, Math.min(100, Math.round(Number(percent) || 0)));
+  bar.setAttribute('aria-valuenow', p);
+  bar.className = `progress ${status ? `progress-${status}` : ''}`;
+  bar.querySelector('.progress-fill').style.width = `${p}%`;
+  bar.querySelector('.progress-text').textContent = `${p} %`;
+}
+
+/** A button with an optional icon; `onclick` may be async (the button is disabled meanwhile). */
+export function button(label, onclick, { cls = '', iconName = null, title = null, type = 'button', attrs = {} } = {}) {
+  const b = h('button', { type, class: `btn ${cls}`.trim(), title, ...attrs }, iconName ? icon(iconName, { size: 16 }) : null, h('span', null, label));
+  if (onclick) {
+    b.addEventListener('click', async (ev) => {
+      if (b.disabled) return;
+      b.disabled = true;
+      b.setAttribute('aria-busy', 'true');
+      try {
+        await onclick(ev);
+      } finally {
+        b.disabled = false;
+        b.removeAttribute('aria-busy');
+      }
+    });
+  }
+  return b;
+}
+
+/** Shows a notification (kind: info, success, error) for a few seconds. */
+export function notify(message, kind = 'info', { timeout = 6000 } = {}) {
+  const region = document.getElementById('toasts');
+  const close = h('button', { type: 'button', class: 'toast-close', 'aria-label': t('action.close') }, icon('ui-x', { size: 14 }));
+  const toast = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('div', { class: 'toast-body' }, rich(message)), close);
+  const remove = () => toast.remove();
+  close.addEventListener('click', remove);
+  region.append(toast);
+  if (timeout) setTimeout(remove, kind === 'error' ? timeout * 2 : timeout);
+  return toast;
+}
+
+/** The message of an API error in the current language. */
+export function errorText(e) {
+  if (!e) return t('error.unknown');
+  if (e.status === 0) return t('error.network');
+  if (e.status === 403 && !e.message) return t('error.forbidden');
+  return e.message || t('error.unknown');
+}
+
+export function notifyError(e) {
+  if (e && e.name === 'AbortError') return;
+  notify(errorText(e), 'error');
+}
+
+/** Asks for confirmation in a modal dialog; resolves to true when confirmed. */
+export function confirmDialog(message, { confirmLabel = t('action.confirm'), danger = false } = {}) {
+  return new Promise((resolve) => {
+    const dlg = document.getElementById('confirm-dialog');
+    const body = dlg.querySelector('.dialog-body');
+    replace(body, h('p', null, message));
+    const ok = dlg.querySelector('[data-confirm]');
+    const cancel = dlg.querySelector('[data-cancel]');
+    ok.textContent = confirmLabel;
+    cancel.textContent = t('action.cancel_dialog');
+    ok.className = `btn ${danger ? 'btn-danger' : 'btn-primary'}`;
+    const done = (v) => {
+      ok.removeEventListener('click', yes);
+      cancel.removeEventListener('click', no);
+      dlg.removeEventListener('close', no);
+      if (dlg.open) dlg.close();
+      resolve(v);
+    };
+    const yes = () => done(true);
+    const no = () => done(false);
+    ok.addEventListener('click', yes);
+    cancel.addEventListener('click', no);
+    dlg.addEventListener('close', no);
+    dlg.showModal();
+    ok.focus();
+  });
+}
+
+/** A link handled by the client router. */
+export function link(href, ...children) {
+  return h('a', { href, 'data-link': '' }, ...children);
+}
+
+export function navigate(path) {
+  window.dispatchEvent(new CustomEvent('stask:navigate', { detail: path }));
+}
+
+export function pageHeader(title, ...actions) {
+  return h('div', { class: 'page-header' }, h('h1', { tabindex: '-1', id: 'page-title' }, title), h('div', { class: 'page-actions' }, actions));
+}
+
+export function emptyRow(cols, text) {
+  return h('tr', { class: 'empty' }, h('td', { colspan: cols }, text));
+}
+
+/** A labelled form field; returns {wrap, input, setError}. */
+export function field(label, input, { help = null, extra = null } = {}) {
+  const id = input.id || nextId('fld');
+  input.id = id;
+  const err = h('p', { class: 'field-error', id: `${id}-err`, role: 'alert', hidden: true });
+  const helpEl = help ? h('p', { class: 'field-help', id: `${id}-help` }, help) : null;
+  const describedBy = [helpEl ? `${id}-help` : null, `${id}-err`].filter(Boolean).join(' ');
+  input.setAttribute('aria-describedby', describedBy);
+  const isCheck = input.type === 'checkbox';
+  const lab = h('label', { for: id }, label);
+  const wrap = h('div', { class: `field ${isCheck ? 'field-check' : ''}` }, isCheck ? [input, lab] : [lab, input], extra, helpEl, err);
+  const setError = (msg) => {
+    if (msg) {
+      err.textContent = msg;
+      err.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      wrap.classList.add('has-error');
+    } else {
+      err.textContent = '';
+      err.hidden = true;
+      input.removeAttribute('aria-invalid');
+      wrap.classList.remove('has-error');
+    }
+  };
+  return { wrap, input, setError };
+}
+
+export function select(options, value, attrs = {}) {
+  return h(
+    'select',
+    attrs,
+    options.map((o) => h('option', { value: o.value, selected: String(o.value) === String(value) }, o.label)),
+  );
+}
+
+/** "worker (scope)" cell contents. */
+export function workerCell(task) {
+  const scope = task.scope || task.worker_scope;
+  return h('span', { class: 'worker-cell' }, link(`/workers/${encodeURIComponent(task.worker)}`, task.worker), scope ? h('span', { class: 'muted' }, ` · ${scope}`) : null);
+}
+
+export function fmtCount(n) {
+  return num(n || 0);
+}
+
+/** Loading placeholder. */
+export function loading() {
+  return h('p', { class: 'loading', role: 'status' }, t('common.loading'));
+}
