@@ -185,11 +185,16 @@ fn real_main() -> Res<()> {
 
     let repo = args.repo.display().to_string();
     let commit = command_line("git", &["-C", &repo, "rev-parse", "HEAD"]);
-    let dirty = !command_line(
+    // Files changed since the commit (a build may rewrite Cargo.lock, for instance).
+    let changes: Vec<String> = command_line(
         "git",
         &["-C", &repo, "status", "--porcelain", "--untracked-files=no"],
     )
-    .is_empty();
+    .lines()
+    .take(20)
+    .map(str::to_owned)
+    .collect();
+    let dirty = !changes.is_empty();
     let date = command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let mode = if quick { "quick" } else { "full" };
     let load_start = loadavg();
@@ -233,6 +238,7 @@ fn real_main() -> Res<()> {
         "date": date,
         "git_commit": commit,
         "git_dirty": dirty,
+        "git_changes": changes,
         "only": args.only,
         "seconds": started.elapsed().as_secs_f64(),
         "loadavg_start": load_start,

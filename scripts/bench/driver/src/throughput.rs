@@ -67,7 +67,9 @@ pub fn burndown(env: &Env, rep: &mut Report) -> Res<()> {
         );
         rates.push(rate);
         process_mb.push(kb_to_mb(mem.main_kb));
-        runner_mb.push(kb_to_mb(mem.runner_kb));
+        if mem.runners > 0 {
+            runner_mb.push(kb_to_mb(mem.runner_kb));
+        }
     }
     rep.add(
         Metric::new(
@@ -201,7 +203,9 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         p99s.push(percentile(&waits, 99.0));
         backlogs.push(backlog as f64);
         serve_mb.push(kb_to_mb(mem.main_kb));
-        runner_mb.push(kb_to_mb(mem.runner_kb));
+        if mem.runners > 0 {
+            runner_mb.push(kb_to_mb(mem.runner_kb));
+        }
     }
     let saturated = backlogs.iter().filter(|b| **b > 0.0).count();
     rep.add(

@@ -1,6 +1,6 @@
 //! Running commands with time limits, sampling their memory, temporary homes, statistics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,15 +215,15 @@ impl Sampler {
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut mem = Mem::default();
-            let mut kinds: HashMap<u32, bool> = HashMap::new();
             let mut runners: HashSet<u32> = HashSet::new();
             loop {
                 if let Some(kb) = vm_hwm_kb(pid) {
                     mem.main_kb = mem.main_kb.max(kb);
                 }
                 for child in children(pid) {
-                    let runner = *kinds.entry(child).or_insert_with(|| is_runner(child));
-                    if runner {
+                    // Not remembered when it is no runner: between fork and exec a child
+                    // still shows its parent's command line.
+                    if runners.contains(&child) || is_runner(child) {
                         runners.insert(child);
                         if let Some(kb) = vm_hwm_kb(child) {
                             mem.runner_kb = mem.runner_kb.max(kb);
