@@ -68,6 +68,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned);
             let field = match (named, path.as_str()) {
+                // An unknown field's path already ends with it; a missing one's is its
+                // parent.
+                (Some(f), p) if p == f || p.ends_with(&format!(".{f}")) => p.to_owned(),
                 (Some(f), "." | "") => f,
                 (Some(f), parent) => format!("{parent}.{f}"),
                 (None, p) if p != "." => p.to_owned(),

@@ -157,6 +157,98 @@ impl Principal {
     }
 }
 
+/// The lowest role allowed to call each operation (`None`: public), checked by
+/// [`require_role`] after routing and before the handler reads anything (a refused
+/// caller learns nothing from body validation). Handlers check again, and finer rules
+/// live in them: operators change only their own tasks, bulk delete needs admin, users
+/// may change their own password. A unit test keeps this table and `x-required-role`
+/// in openapi.json identical.
+pub const ROUTE_ROLES: &[(&str, &str, Option<Role>)] = &[
+    ("POST", "/auth/login", None),
+    ("POST", "/auth/logout", Some(Role::Viewer)),
+    ("GET", "/auth/me", Some(Role::Viewer)),
+    ("GET", "/users", Some(Role::Admin)),
+    ("POST", "/users", Some(Role::Admin)),
+    ("PATCH", "/users/{name}", Some(Role::Admin)),
+    ("DELETE", "/users/{name}", Some(Role::Admin)),
+    ("PUT", "/users/{name}/password", Some(Role::Viewer)),
+    ("GET", "/tokens", Some(Role::Admin)),
+    ("POST", "/tokens", Some(Role::Admin)),
+    ("DELETE", "/tokens/{id}", Some(Role::Admin)),
+    ("GET", "/openapi.json", Some(Role::Viewer)),
+    ("GET", "/dashboard", Some(Role::Viewer)),
+    ("GET", "/stats", Some(Role::Viewer)),
+    ("GET", "/stats/overview", Some(Role::Viewer)),
+    ("GET", "/stats/workers", Some(Role::Viewer)),
+    ("GET", "/stats/time", Some(Role::Viewer)),
+    ("GET", "/tasks", Some(Role::Viewer)),
+    ("POST", "/tasks", Some(Role::Operator)),
+    ("POST", "/tasks/bulk", Some(Role::Operator)),
+    ("POST", "/tasks/process", Some(Role::Operator)),
+    ("POST", "/tasks/clean", Some(Role::Admin)),
+    ("GET", "/tasks/{id}", Some(Role::Viewer)),
+    ("DELETE", "/tasks/{id}", Some(Role::Admin)),
+    ("POST", "/tasks/{id}/execute", Some(Role::Operator)),
+    ("POST", "/tasks/{id}/cancel", Some(Role::Operator)),
+    ("POST", "/tasks/{id}/retry", Some(Role::Operator)),
+    ("GET", "/tasks/{id}/progress", Some(Role::Viewer)),
+    ("GET", "/tasks/{id}/logs", Some(Role::Viewer)),
+    ("GET", "/tasks/{id}/events", Some(Role::Viewer)),
+    ("GET", "/tasks/{id}/log", Some(Role::Viewer)),
+    ("GET", "/tasks/{id}/files", Some(Role::Viewer)),
+    ("GET", "/tasks/{id}/files/{name}", Some(Role::Viewer)),
+    ("GET", "/workers", Some(Role::Viewer)),
+    ("POST", "/workers/discover", Some(Role::Admin)),
+    ("POST", "/workers/rescan", Some(Role::Admin)),
+    ("POST", "/workers/clean-orphaned", Some(Role::Admin)),
+    ("GET", "/workers/{id}", Some(Role::Viewer)),
+    ("POST", "/workers/{id}/activate", Some(Role::Admin)),
+    ("POST", "/workers/{id}/deactivate", Some(Role::Admin)),
+    ("GET", "/workers/{id}/settings", Some(Role::Viewer)),
+    ("PATCH", "/workers/{id}/settings", Some(Role::Admin)),
+    ("GET", "/workers/{id}/schedule", Some(Role::Viewer)),
+    ("PUT", "/workers/{id}/schedule", Some(Role::Admin)),
+    ("DELETE", "/workers/{id}/schedule", Some(Role::Admin)),
+    ("POST", "/workers/{id}/schedule/pause", Some(Role::Admin)),
+    ("POST", "/workers/{id}/schedule/resume", Some(Role::Admin)),
+];
+
+/// Refuses (403) callers below the route's role in [`ROUTE_ROLES`]; a route missing
+/// from the table is refused to everyone but admins, so a forgotten entry fails
+/// closed.
+async fn require_role(
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = matched
+        .as_ref()
+        .map(|m| {
+            m.as_str()
+                .strip_prefix("/api/v1")
+                .unwrap_or(m.as_str())
+                .replace("{*", "{")
+        })
+        .unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let needed = ROUTE_ROLES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map_or(Some(Role::Admin), |(_, _, r)| *r);
+    if let Some(role) = needed {
+        match req.extensions().get::<Principal>() {
+            Some(p) => {
+                if let Err(e) = p.require(role) {
+                    return e.into_response();
+                }
+            }
+            None => return ApiError::unauthenticated("log in first").into_response(),
+        }
+    }
+    next.run(req).await
+}
+
 async fn no_route() -> ApiError {
     ApiError::not_found(
         "no_route",
@@ -192,6 +284,33 @@ async fn common_headers(
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+/// Reads the whole request body (at most [`extract::MAX_BODY_BYTES`]) before anything
+/// else runs. Every answer, a refusal included, then leaves the connection clean for
+/// the client's next request; a body left unread would make the server close a
+/// keep-alive connection the client may be about to reuse.
+async fn buffer_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, extract::MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Err(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than {} bytes",
+                extract::MAX_BODY_BYTES
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// The whole application.
@@ -247,6 +366,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/workers/{id}/schedule/pause", post(workers::pause))
         .route("/workers/{id}/schedule/resume", post(workers::resume))
+        .route_layer(axum::middleware::from_fn(require_role))
         .method_not_allowed_fallback(wrong_method);
     // The web UI's static assets will be mounted here, outside /api/v1 (for example
     // `.fallback_service(ServeDir::new(...))` on the outer router), and listed as public
@@ -258,6 +378,7 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(buffer_body))
         .layer(axum::middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -328,10 +449,11 @@ pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
     let addr_file = run_dir.join(format!("http-{}.addr", std::process::id()));
     // Written whole under another name, then renamed: a reader never sees half of it.
     let tmp = addr_file.with_extension("addr.tmp");
+    // Logged first: whoever sees the file can find the line.
+    tracing::info!("listening on http://{addr}");
     std::fs::write(&tmp, format!("http://{addr}\n"))
         .and_then(|()| std::fs::rename(&tmp, &addr_file))
         .with_context(|| format!("cannot write '{}'", addr_file.display()))?;
-    tracing::info!("listening on http://{addr}");
     Ok(HttpServer {
         addr,
         addr_file,
@@ -395,5 +517,42 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_table_and_the_openapi_description_agree() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
+        let mut documented = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let role = op["x-required-role"].as_str().expect("x-required-role");
+                documented.push((
+                    method.to_uppercase(),
+                    path.strip_prefix("/api/v1")
+                        .expect("under /api/v1")
+                        .to_owned(),
+                    role.to_owned(),
+                ));
+            }
+        }
+        let mut table: Vec<(String, String, String)> = ROUTE_ROLES
+            .iter()
+            .map(|(m, p, r)| {
+                (
+                    m.to_string(),
+                    p.to_string(),
+                    r.map_or("public".to_owned(), |r| r.as_str().to_owned()),
+                )
+            })
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
     }
 }

@@ -279,9 +279,12 @@ fn spec_error_field(message: &str, input: &SpecInput) -> &'static str {
         ("from", &input.from),
         ("to", &input.to),
     ];
-    if let Some((n, _)) = named
+    // The option named first is the one the message is about ("--every does not
+    // apply to a daily schedule (it takes --at)").
+    if let Some((_, n)) = named
         .iter()
-        .find(|(n, _)| message.contains(&format!("--{n}")))
+        .filter_map(|(n, _)| message.find(&format!("--{n}")).map(|at| (at, *n)))
+        .min()
     {
         return n;
     }

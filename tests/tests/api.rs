@@ -1,0 +1,2267 @@
+//! Acceptance tests of the HTTP JSON API: a real `stask serve --bind 127.0.0.1:0` with
+//! real plugin libraries, driven over real HTTP (ureq).
+//!
+//! Each test starts its own service on its own home and port. Credentials come from the
+//! admin password the service prints on its first start and from API tokens made with
+//! `stask tokens create` (one per role, named after it).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stask_e2e::{describe, wait_until, Background, Home};
+
+const DEMO: &str = "stask_worker_demo";
+const PRODUCT: &str = "stask_worker_product";
+
+/// The longest a test waits for the service or a task.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Every operation of the API with the lowest role allowed to call it (`public`: no
+/// credentials needed). The test checks that the served OpenAPI description says the
+/// same, so a new endpoint cannot go untested.
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/auth/login", "public"),
+    ("POST", "/api/v1/auth/logout", "viewer"),
+    ("GET", "/api/v1/auth/me", "viewer"),
+    ("GET", "/api/v1/users", "admin"),
+    ("POST", "/api/v1/users", "admin"),
+    ("PATCH", "/api/v1/users/{name}", "admin"),
+    ("DELETE", "/api/v1/users/{name}", "admin"),
+    ("PUT", "/api/v1/users/{name}/password", "viewer"),
+    ("GET", "/api/v1/tokens", "admin"),
+    ("POST", "/api/v1/tokens", "admin"),
+    ("DELETE", "/api/v1/tokens/{id}", "admin"),
+    ("GET", "/api/v1/openapi.json", "viewer"),
+    ("GET", "/api/v1/dashboard", "viewer"),
+    ("GET", "/api/v1/stats", "viewer"),
+    ("GET", "/api/v1/stats/overview", "viewer"),
+    ("GET", "/api/v1/stats/workers", "viewer"),
+    ("GET", "/api/v1/stats/time", "viewer"),
+    ("GET", "/api/v1/tasks", "viewer"),
+    ("POST", "/api/v1/tasks", "operator"),
+    ("POST", "/api/v1/tasks/bulk", "operator"),
+    ("POST", "/api/v1/tasks/process", "operator"),
+    ("POST", "/api/v1/tasks/clean", "admin"),
+    ("GET", "/api/v1/tasks/{id}", "viewer"),
+    ("DELETE", "/api/v1/tasks/{id}", "admin"),
+    ("POST", "/api/v1/tasks/{id}/execute", "operator"),
+    ("POST", "/api/v1/tasks/{id}/cancel", "operator"),
+    ("POST", "/api/v1/tasks/{id}/retry", "operator"),
+    ("GET", "/api/v1/tasks/{id}/progress", "viewer"),
+    ("GET", "/api/v1/tasks/{id}/logs", "viewer"),
+    ("GET", "/api/v1/tasks/{id}/events", "viewer"),
+    ("GET", "/api/v1/tasks/{id}/log", "viewer"),
+    ("GET", "/api/v1/tasks/{id}/files", "viewer"),
+    ("GET", "/api/v1/tasks/{id}/files/{name}", "viewer"),
+    ("GET", "/api/v1/workers", "viewer"),
+    ("POST", "/api/v1/workers/discover", "admin"),
+    ("POST", "/api/v1/workers/rescan", "admin"),
+    ("POST", "/api/v1/workers/clean-orphaned", "admin"),
+    ("GET", "/api/v1/workers/{id}", "viewer"),
+    ("POST", "/api/v1/workers/{id}/activate", "admin"),
+    ("POST", "/api/v1/workers/{id}/deactivate", "admin"),
+    ("GET", "/api/v1/workers/{id}/settings", "viewer"),
+    ("PATCH", "/api/v1/workers/{id}/settings", "admin"),
+    ("GET", "/api/v1/workers/{id}/schedule", "viewer"),
+    ("PUT", "/api/v1/workers/{id}/schedule", "admin"),
+    ("DELETE", "/api/v1/workers/{id}/schedule", "admin"),
+    ("POST", "/api/v1/workers/{id}/schedule/pause", "admin"),
+    ("POST", "/api/v1/workers/{id}/schedule/resume", "admin"),
+];
+
+const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+
+fn rank(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).unwrap_or(0)
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+struct Reply {
+    what: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {}", self.what, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// `error.code` of an error answer.
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no error code in {}", self.what, self.body))
+            .to_owned()
+    }
+
+    /// `error.field`.
+    fn field(&self) -> Option<String> {
+        self.json()["error"]["field"].as_str().map(str::to_owned)
+    }
+
+    /// Asserts the status and returns the JSON body.
+    fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "{}: expected {status}, got {}: {}",
+            self.what, self.status, self.body
+        );
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+enum Cred {
+    None,
+    Bearer(String),
+    /// Session cookie, and the CSRF token to send (if any).
+    Session {
+        cookie: String,
+        csrf: Option<String>,
+    },
+}
+
+impl Cred {
+    fn without_csrf(&self) -> Cred {
+        match self {
+            Cred::Session { cookie, .. } => Cred::Session {
+                cookie: cookie.clone(),
+                csrf: None,
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// An HTTP client for one service; remembers every response body, so a test can check
+/// that a secret never appeared in any.
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Api {
+    fn new(base: &str) -> Api {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(WAIT))
+            .max_redirects(0)
+            .build()
+            .into();
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn request(
+        &self,
+        cred: &Cred,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let what = format!("{method} {path}");
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        match cred {
+            Cred::None => {}
+            Cred::Bearer(t) => req = req.header("Authorization", format!("Bearer {t}")),
+            Cred::Session { cookie, csrf } => {
+                req = req.header("Cookie", cookie.as_str());
+                if let Some(c) = csrf {
+                    req = req.header("X-CSRF-Token", c.as_str());
+                }
+            }
+        }
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body)
+            .unwrap_or_else(|e| panic!("{what}: cannot build the request: {e}"));
+        let res = self
+            .agent
+            .run(req)
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
+        let status = res.status().as_u16();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = res
+            .into_body()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{what}: cannot read the body: {e}"));
+        self.seen.lock().unwrap().push(body.clone());
+        assert!(
+            status < 500,
+            "{what}: the service failed with {status}: {body}"
+        );
+        Reply {
+            what,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn call(&self, cred: &Cred, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        match body {
+            Some(b) => self.request(
+                cred,
+                method,
+                path,
+                Some("application/json"),
+                b.to_string().into_bytes(),
+                &[],
+            ),
+            None => self.request(cred, method, path, None, Vec::new(), &[]),
+        }
+    }
+
+    fn get(&self, cred: &Cred, path: &str) -> Reply {
+        self.call(cred, "GET", path, None)
+    }
+
+    fn post(&self, cred: &Cred, path: &str, body: &Value) -> Reply {
+        self.call(cred, "POST", path, Some(body))
+    }
+
+    /// Logs in; returns the session credential (with its CSRF token) and the reply.
+    fn login(&self, name: &str, password: &str) -> (Cred, Reply) {
+        let r = self.post(
+            &Cred::None,
+            "/api/v1/auth/login",
+            &json!({ "name": name, "password": password }),
+        );
+        if r.status != 200 {
+            return (Cred::None, r);
+        }
+        let cookies: Vec<String> = r
+            .headers_named("set-cookie")
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .map(str::to_owned)
+            .collect();
+        let csrf = r.json()["csrf_token"].as_str().map(str::to_owned);
+        (
+            Cred::Session {
+                cookie: cookies.join("; "),
+                csrf,
+            },
+            r,
+        )
+    }
+}
+
+/// A running `stask serve` with tokens for every role.
+struct Service {
+    home: Home,
+    bg: Option<Background>,
+    api: Api,
+    admin_password: String,
+    tokens: HashMap<&'static str, String>,
+}
+
+/// The address file of a service.
+fn addr_file(home: &Home, pid: u32) -> PathBuf {
+    home.path().join("run").join(format!("http-{pid}.addr"))
+}
+
+/// The admin password the first start printed on stderr, if any.
+fn printed_password(stderr: &str) -> Option<String> {
+    let rest = stderr.split("with password ").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+fn start_serve(home: &Home, env: &[(&str, &str)]) -> (Background, String) {
+    let mut bg = home.spawn(&["serve", "--bind", "127.0.0.1:0"], env);
+    let file = addr_file(home, bg.pid());
+    let url = wait_until(WAIT, "the service wrote its address file", || {
+        if let Some(status) = bg.try_status() {
+            panic!(
+                "stask serve ended ({status}) before it was ready\n{}",
+                bg.stderr_so_far()
+            );
+        }
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+            .map(|t| t.trim().to_owned())
+    });
+    (bg, url)
+}
+
+impl Service {
+    /// A new home with these libraries active, and a service on a free port.
+    fn start(libs: &[&str], env: &[(&str, &str)]) -> Service {
+        let home = Home::new();
+        if !libs.is_empty() {
+            home.install_active(libs);
+        }
+        let (bg, url) = start_serve(&home, env);
+        let admin_password = wait_until(WAIT, "the first admin's password is printed", || {
+            printed_password(&bg.stderr_so_far())
+        });
+        let mut tokens = HashMap::new();
+        for role in ROLES {
+            let t = home.json(&["tokens", "create", "--role", role, "--name", role]);
+            tokens.insert(role, t["token"].as_str().expect("token").to_owned());
+        }
+        Service {
+            api: Api::new(&url),
+            home,
+            bg: Some(bg),
+            admin_password,
+            tokens,
+        }
+    }
+
+    fn token(&self, role: &str) -> Cred {
+        Cred::Bearer(self.tokens[role].clone())
+    }
+
+    fn admin(&self) -> Cred {
+        self.token("admin")
+    }
+
+    fn operator(&self) -> Cred {
+        self.token("operator")
+    }
+
+    fn viewer(&self) -> Cred {
+        self.token("viewer")
+    }
+
+    /// Creates a task through the API as `cred`; returns its id.
+    fn create(&self, cred: &Cred, worker: &str, action: &str, data: Value, extra: Value) -> i64 {
+        let mut body = json!({ "worker": worker, "action": action, "data": data });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        self.api.post(cred, "/api/v1/tasks", &body).expect(201)["id"]
+            .as_i64()
+            .expect("id")
+    }
+
+    fn task(&self, id: i64) -> Value {
+        self.api
+            .get(&self.viewer(), &format!("/api/v1/tasks/{id}"))
+            .expect(200)
+    }
+
+    fn wait_status(&self, id: i64, status: &str) -> Value {
+        wait_until(WAIT, &format!("task {id} is {status}"), || {
+            let t = self.task(id);
+            (t["status"] == status).then_some(t)
+        })
+    }
+
+    /// Stops the service with SIGTERM; returns its output.
+    fn stop(mut self) -> Output {
+        let mut bg = self.bg.take().expect("running");
+        bg.signal(libc::SIGTERM);
+        bg.wait(WAIT)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // A failing test shows what the service logged.
+        if let Some(bg) = &self.bg {
+            if std::thread::panicking() {
+                eprintln!("--- stask serve stderr ---\n{}", bg.stderr_so_far());
+            }
+        }
+    }
+}
+
+/// Fills a path template with values that exist (`real`) or do not.
+fn fill(path: &str, real: bool, task: i64) -> String {
+    let id = if path.starts_with("/api/v1/tokens") {
+        "999999".to_owned()
+    } else if real {
+        task.to_string()
+    } else {
+        "999999".to_owned()
+    };
+    path.replace(
+        "{id}",
+        &if path.starts_with("/api/v1/workers") {
+            if real {
+                "demo".to_owned()
+            } else {
+                "nope".to_owned()
+            }
+        } else {
+            id
+        },
+    )
+    .replace(
+        "{name}",
+        if path.contains("/files/") {
+            "x.txt"
+        } else {
+            "nobody"
+        },
+    )
+}
+
+/// Runs a command with `input` on its standard input.
+fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
+    let mut cmd = home.command(args, &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start stask");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for stask")
+}
+
+#[test]
+fn first_start_creates_an_admin_prints_the_password_once_and_publishes_the_address() {
+    let home = Home::new();
+    let (bg, url) = start_serve(&home, &[]);
+    let password = wait_until(WAIT, "the password is printed", || {
+        printed_password(&bg.stderr_so_far())
+    });
+    // The log names the bound address, which the address file holds too.
+    let stderr = bg.stderr_so_far();
+    assert!(
+        stderr.contains(&format!("listening on {url}")),
+        "{url} not in the log:\n{stderr}"
+    );
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
+    let api = Api::new(&url);
+    let (session, r) = api.login("admin", &password);
+    let me = r.expect(200);
+    assert_eq!(me["user"]["role"], "admin");
+    assert_eq!(
+        api.get(&session, "/api/v1/auth/me").expect(200)["name"],
+        "admin"
+    );
+    let mut bg = bg;
+    bg.signal(libc::SIGTERM);
+    let out = bg.wait(WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", describe("serve", &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches(&password).count(),
+        1,
+        "the password is printed once on stdout:\n{stdout}"
+    );
+    // A stopped service removes its address file.
+    let run_dir = home.path().join("run");
+    let leftover: Vec<_> = std::fs::read_dir(&run_dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".addr"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftover.is_empty(),
+        "address file left behind: {leftover:?}"
+    );
+
+    // A second start creates nobody and prints no password.
+    let (bg, url) = start_serve(&home, &[]);
+    let api = Api::new(&url);
+    let (_, r) = api.login("admin", &password);
+    r.expect(200);
+    let mut bg = bg;
+    bg.signal(libc::SIGTERM);
+    let out = bg.wait(WAIT);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("with password"), "{all}");
+    let users = home.json(&["users", "list"]);
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{users:#}");
+}
+
+#[test]
+fn the_role_table_matches_the_served_description_and_every_role_is_refused_above_it() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    // The description is served to any authenticated caller, and equals the checked-in
+    // file.
+    let doc = api.get(&svc.viewer(), "/api/v1/openapi.json").expect(200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented: Vec<(String, String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            documented.push((
+                method.to_uppercase(),
+                path.clone(),
+                op["x-required-role"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let mut table: Vec<(String, String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, r)| (m.to_string(), p.to_string(), r.to_string()))
+        .collect();
+    documented.sort();
+    table.sort();
+    assert_eq!(documented, table, "ROUTES and openapi.json disagree");
+
+    let task = svc.create(&svc.operator(), "demo", "noop", json!({}), json!({}));
+    svc.wait_status(task, "completed");
+    for (method, path, role) in ROUTES {
+        if *role == "public" {
+            continue;
+        }
+        // Every role below the route's is refused, before its body is even read.
+        for lower in &ROLES[..rank(role)] {
+            for real in [true, false] {
+                let r = api.call(
+                    &svc.token(lower),
+                    method,
+                    &fill(path, real, task),
+                    Some(&json!({})),
+                );
+                assert_eq!(
+                    r.status, 403,
+                    "{lower} must be refused {method} {path}: {} {}",
+                    r.status, r.body
+                );
+                assert_eq!(r.code(), "forbidden", "{method} {path}");
+            }
+        }
+        // The route's own role is let through (the answer may be another error: the
+        // ids do not exist and the bodies are empty).
+        if *path == "/api/v1/users/{name}/password" {
+            continue; // a token is nobody's own account: tested in the users test
+        }
+        let r = api.call(
+            &svc.token(role),
+            method,
+            &fill(path, false, task),
+            Some(&json!({})),
+        );
+        assert!(
+            r.status != 401 && r.status != 403,
+            "{role} must be allowed {method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        if r.status >= 400 {
+            let code = r.code();
+            assert!(
+                code != "no_route" && code != "method_not_allowed",
+                "{method} {path} is not routed: {}",
+                r.body
+            );
+        }
+    }
+    // The task still exists: the refused deletes did nothing.
+    assert_eq!(svc.task(task)["status"], "completed");
+}
+
+#[test]
+fn unauthenticated_requests_are_refused_on_every_route_but_login() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let revoked = svc
+        .home
+        .json(&["tokens", "create", "--role", "admin", "--name", "old"]);
+    svc.home.ok(&[
+        "tokens",
+        "revoke",
+        &revoked["id"].as_i64().unwrap().to_string(),
+    ]);
+    let wrong = [
+        Cred::None,
+        Cred::Bearer("stask_0000".into()),
+        Cred::Bearer(revoked["token"].as_str().unwrap().to_owned()),
+        Cred::Session {
+            cookie: "stask_session=forged".into(),
+            csrf: Some("forged".into()),
+        },
+    ];
+    for (method, path, role) in ROUTES {
+        if *role == "public" {
+            continue;
+        }
+        for cred in &wrong {
+            let r = api.call(cred, method, &fill(path, true, 1), Some(&json!({})));
+            assert_eq!(r.status, 401, "{method} {path} with {cred:?}: {}", r.body);
+            assert_eq!(r.code(), "unauthenticated");
+        }
+    }
+    // Unknown routes too: a caller learns nothing without credentials.
+    assert_eq!(api.get(&Cred::None, "/api/v1/nothing").status, 401);
+    assert_eq!(api.get(&Cred::None, "/").status, 401);
+    let r = api.get(&svc.viewer(), "/api/v1/nothing");
+    assert_eq!((r.status, r.code().as_str()), (404, "no_route"));
+    let r = api.call(&svc.viewer(), "PUT", "/api/v1/dashboard", None);
+    assert_eq!(r.status, 405, "{}", r.body);
+    // A malformed Authorization header is refused as well.
+    let r = api.request(
+        &Cred::None,
+        "GET",
+        "/api/v1/dashboard",
+        None,
+        Vec::new(),
+        &[("Authorization", "Basic YWRtaW46YWRtaW4=")],
+    );
+    assert_eq!(r.status, 401);
+    // Login itself needs nothing.
+    let (_, r) = api.login("admin", &svc.admin_password);
+    r.expect(200);
+}
+
+#[test]
+fn sessions_use_strict_cookies_and_state_changes_need_the_csrf_token() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let (session, r) = api.login("admin", &svc.admin_password);
+    let body = r.expect(200);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let cookies = r.headers_named("set-cookie");
+    let sess = cookies
+        .iter()
+        .find(|c| c.starts_with("stask_session="))
+        .expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Max-Age=", "Path=/"] {
+        assert!(sess.contains(flag), "{sess} lacks {flag}");
+    }
+    let csrf_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("stask_csrf="))
+        .expect("csrf cookie");
+    assert!(csrf_cookie.contains(&csrf) && !csrf_cookie.contains("HttpOnly"));
+    assert!(csrf_cookie.contains("SameSite=Strict"));
+
+    let new_task = json!({ "worker": "demo", "action": "noop" });
+    // Reads need no token.
+    api.get(&session.without_csrf(), "/api/v1/dashboard")
+        .expect(200);
+    // Changes without it, or with a wrong one, are refused and change nothing.
+    for cred in [
+        session.without_csrf(),
+        Cred::Session {
+            cookie: match &session {
+                Cred::Session { cookie, .. } => cookie.clone(),
+                _ => unreachable!(),
+            },
+            csrf: Some("0".repeat(64)),
+        },
+    ] {
+        let r = api.post(&cred, "/api/v1/tasks", &new_task);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "csrf_failed"),
+            "{}",
+            r.body
+        );
+        let r = api.post(&cred, "/api/v1/auth/logout", &json!({}));
+        assert_eq!(r.status, 403);
+    }
+    let list = api.get(&svc.viewer(), "/api/v1/tasks").expect(200);
+    assert_eq!(list["total"], 0, "a refused request stored a task");
+    // With the token it works, and the task records who started it.
+    let t = api.post(&session, "/api/v1/tasks", &new_task).expect(201);
+    assert_eq!(t["started_by"], "admin");
+    // The CSRF token of one session is worthless with another.
+    let (other, _) = api.login("admin", &svc.admin_password);
+    let mixed = match (&other, &session) {
+        (Cred::Session { cookie, .. }, Cred::Session { csrf, .. }) => Cred::Session {
+            cookie: cookie.clone(),
+            csrf: csrf.clone(),
+        },
+        _ => unreachable!(),
+    };
+    assert_eq!(api.post(&mixed, "/api/v1/tasks", &new_task).status, 403);
+    // Bearer tokens need no CSRF token.
+    api.post(&svc.operator(), "/api/v1/tasks", &new_task)
+        .expect(201);
+    // Logout ends the session and clears the cookies.
+    let r = api.post(&session, "/api/v1/auth/logout", &json!({}));
+    r.expect(204);
+    assert!(r
+        .headers_named("set-cookie")
+        .iter()
+        .any(|c| c.starts_with("stask_session=;") && c.contains("Max-Age=0")));
+    let r = api.get(&session, "/api/v1/dashboard");
+    assert_eq!(r.status, 401);
+    // The other session lives on.
+    api.get(&other, "/api/v1/auth/me").expect(200);
+}
+
+#[test]
+fn failed_logins_are_throttled_per_user_and_per_address() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    for _ in 0..5 {
+        let (_, r) = api.login("admin", "wrong password");
+        assert_eq!((r.status, r.code().as_str()), (401, "invalid_credentials"));
+    }
+    // Even the right password is refused now, with Retry-After.
+    let (_, r) = api.login("admin", &svc.admin_password);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (429, "too_many_attempts"),
+        "{}",
+        r.body
+    );
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    // The address is blocked too, whatever the name.
+    let (_, r) = api.login("someone", "whatever1");
+    assert_eq!(r.status, 429);
+    // Tokens keep working.
+    api.get(&svc.admin(), "/api/v1/auth/me").expect(200);
+    // Unknown names and wrong passwords get the same answer.
+    let svc2 = Service::start(&[], &[]);
+    let (_, a) = svc2.api.login("nobody", "wrong password");
+    let (_, b) = svc2.api.login("admin", "wrong password");
+    assert_eq!((a.status, a.body.clone()), (b.status, b.body.clone()));
+}
+
+#[test]
+fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
+    // Automatic retries wait ten minutes, so a failed attempt stays pending until
+    // executed by hand.
+    let svc = Service::start(&[DEMO], &[("STASK_RETRY_BASE_MS", "600000")]);
+    let api = &svc.api;
+    let (op, admin, viewer) = (svc.operator(), svc.admin(), svc.viewer());
+
+    // Create: 201, Location, the view, started_by = the caller.
+    let r = api.post(
+        &op,
+        "/api/v1/tasks",
+        &json!({ "worker": "demo", "action": "run", "data": { "steps": 2, "step_ms": 1 }, "priority": "high" }),
+    );
+    let t = r.expect(201);
+    let id = t["id"].as_i64().unwrap();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/v1/tasks/{id}").as_str())
+    );
+    assert_eq!(t["started_by"], "token:operator");
+    assert_eq!(t["priority"], "high");
+    let done = svc.wait_status(id, "completed");
+    assert_eq!(done["result_files"][0]["name"], "steps.txt", "{done:#}");
+    assert!(done["history"].as_array().unwrap().len() >= 3);
+    assert!(done["duration_ms"].is_i64());
+
+    // Several at once.
+    let many = api
+        .post(
+            &admin,
+            "/api/v1/tasks",
+            &json!({ "worker": "demo", "action": "noop", "count": 3, "priority": "low" }),
+        )
+        .expect(201);
+    let ids: Vec<i64> = many["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for i in &ids {
+        svc.wait_status(*i, "completed");
+    }
+
+    // A task that fails its first attempt waits (10 min) for its retry: execute runs it
+    // now (202), and its second, last attempt fails for good.
+    let failing = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 1, "step_ms": 1, "fail_at": 1 }),
+        json!({ "max_attempts": 2 }),
+    );
+    wait_until(WAIT, "the first attempt failed", || {
+        let t = svc.task(failing);
+        (t["status"] == "pending" && t["attempts"] == 1).then_some(())
+    });
+    let r = api.post(&op, &format!("/api/v1/tasks/{failing}/execute"), &json!({}));
+    let t = r.expect(202);
+    assert_eq!(t["id"], failing);
+    let t = svc.wait_status(failing, "failed");
+    assert_eq!(t["attempts"], 2);
+    let r = api.post(&op, &format!("/api/v1/tasks/{failing}/execute"), &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "not_pending"));
+
+    // Retry: back to pending, and it runs (and fails) again.
+    let r = api
+        .post(&op, &format!("/api/v1/tasks/{failing}/retry"), &json!({}))
+        .expect(200);
+    assert_eq!(
+        (r["status"].as_str(), r["was"].as_str()),
+        (Some("pending"), Some("failed"))
+    );
+    wait_until(WAIT, "the retried task ran", || {
+        (svc.task(failing)["attempts"] == 3).then_some(())
+    });
+    let r = api.post(&op, &format!("/api/v1/tasks/{id}/retry"), &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "not_retryable"));
+
+    // Cancel a running task: requested, then cancelled.
+    let long = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 500, "step_ms": 20 }),
+        json!({}),
+    );
+    svc.wait_status(long, "running");
+    let r = api
+        .post(&op, &format!("/api/v1/tasks/{long}/cancel"), &json!({}))
+        .expect(200);
+    assert_eq!(r["result"], "requested");
+    svc.wait_status(long, "cancelled");
+    let r = api.post(&op, &format!("/api/v1/tasks/{long}/cancel"), &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "already_finished"));
+
+    // Process: pending tasks become due; answers how many can be claimed.
+    let p = api
+        .post(&op, "/api/v1/tasks/process", &json!({}))
+        .expect(202);
+    assert!(p["claimable"].is_i64() && p["made_due"].is_i64(), "{p:#}");
+
+    // Bulk: a result per id; unknown ids and finished tasks fail alone.
+    let a = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 500, "step_ms": 20 }),
+        json!({}),
+    );
+    let b = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 500, "step_ms": 20 }),
+        json!({}),
+    );
+    let r = api
+        .post(
+            &op,
+            "/api/v1/tasks/bulk",
+            &json!({ "action": "cancel", "ids": [a, b, 999999, id, a] }),
+        )
+        .expect(200);
+    assert_eq!(
+        (r["succeeded"].as_i64(), r["failed"].as_i64()),
+        (Some(2), Some(2)),
+        "{r:#}"
+    );
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "duplicates are acted on once: {r:#}");
+    assert_eq!(results[2]["error"]["code"], "task_not_found");
+    assert_eq!(results[3]["error"]["code"], "already_finished");
+    svc.wait_status(a, "cancelled");
+    svc.wait_status(b, "cancelled");
+    let r = api
+        .post(
+            &op,
+            "/api/v1/tasks/bulk",
+            &json!({ "action": "retry", "ids": [a, b] }),
+        )
+        .expect(200);
+    assert_eq!(r["succeeded"], 2, "{r:#}");
+    api.post(
+        &op,
+        "/api/v1/tasks/bulk",
+        &json!({ "action": "cancel", "ids": [a, b] }),
+    )
+    .expect(200);
+    svc.wait_status(a, "cancelled");
+    svc.wait_status(b, "cancelled");
+    // Delete needs admin.
+    let r = api.post(
+        &op,
+        "/api/v1/tasks/bulk",
+        &json!({ "action": "delete", "ids": [a] }),
+    );
+    assert_eq!(r.status, 403);
+    let r = api
+        .post(
+            &admin,
+            "/api/v1/tasks/bulk",
+            &json!({ "action": "delete", "ids": [a, b] }),
+        )
+        .expect(200);
+    assert_eq!(r["succeeded"], 2, "{r:#}");
+    assert_eq!(api.get(&viewer, &format!("/api/v1/tasks/{a}")).status, 404);
+    assert!(!svc.home.log_path(a).exists(), "the log went with the task");
+
+    // List: filters, search and paging.
+    let list = |q: &str| -> Value { api.get(&viewer, &format!("/api/v1/tasks{q}")).expect(200) };
+    let ids_of = |v: &Value| -> Vec<i64> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    let all = list("");
+    let total = all["total"].as_i64().unwrap();
+    assert_eq!(total as usize, ids_of(&all).len());
+    assert_eq!(list("?status=completed")["total"], 4);
+    assert_eq!(list("?status=completed&priority=low")["total"], 3);
+    assert_eq!(list("?action=noop")["total"], 3);
+    assert_eq!(list("?user=token:admin")["total"], 3);
+    assert_eq!(list("?worker=demo")["total"], total);
+    assert_eq!(list("?worker=nope")["total"], 0);
+    // An id matches that task (and any whose text contains the digits).
+    assert!(ids_of(&list(&format!("?q={failing}"))).contains(&failing));
+    assert_eq!(list("?q=NOOP")["total"], 3, "search ignores case");
+    let today = chrono_today();
+    assert_eq!(
+        list(&format!("?created_from={today}&created_to={today}"))["total"],
+        total
+    );
+    assert_eq!(list("?created_to=2000-01-01")["total"], 0);
+    let page1 = list("?limit=2");
+    assert_eq!(ids_of(&page1).len(), 2);
+    let next = page1["next_before_id"].as_i64().expect("next page");
+    let page2 = list(&format!("?limit=2&before_id={next}"));
+    let by_offset = list("?limit=2&offset=2");
+    assert_eq!(ids_of(&page2), ids_of(&by_offset));
+    assert!(ids_of(&page2).iter().all(|i| *i < next));
+
+    // Clean: finished tasks older than the cutoff, with their files.
+    let r = api
+        .post(
+            &admin,
+            "/api/v1/tasks/clean",
+            &json!({ "older_than": "0s", "include_failed": true }),
+        )
+        .expect(200);
+    let deleted = r["deleted_tasks"].as_array().unwrap().len();
+    assert!(deleted >= 5, "{r:#}");
+    assert_eq!(list("?status=completed")["total"], 0);
+    // Delete one task.
+    let last = svc.create(&op, "demo", "noop", json!({}), json!({}));
+    svc.wait_status(last, "completed");
+    let r = api.call(&op, "DELETE", &format!("/api/v1/tasks/{last}"), None);
+    assert_eq!(r.status, 403);
+    let r = api.call(&admin, "DELETE", &format!("/api/v1/tasks/{last}"), None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = api.call(&admin, "DELETE", &format!("/api/v1/tasks/{last}"), None);
+    assert_eq!(r.status, 404);
+}
+
+/// Today's date in UTC (the service's default timezone), YYYY-MM-DD.
+fn chrono_today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[test]
+fn operators_change_only_their_own_tasks_and_admins_any() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let other_op = svc
+        .home
+        .json(&["tokens", "create", "--role", "operator", "--name", "second"]);
+    let other = Cred::Bearer(other_op["token"].as_str().unwrap().to_owned());
+    let mine = svc.create(
+        &svc.operator(),
+        "demo",
+        "run",
+        json!({ "steps": 500, "step_ms": 20 }),
+        json!({}),
+    );
+    for path in ["cancel", "retry"] {
+        let r = api.post(&other, &format!("/api/v1/tasks/{mine}/{path}"), &json!({}));
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "not_your_task"),
+            "{}",
+            r.body
+        );
+    }
+    let r = api
+        .post(
+            &other,
+            "/api/v1/tasks/bulk",
+            &json!({ "action": "cancel", "ids": [mine] }),
+        )
+        .expect(200);
+    assert_eq!(r["results"][0]["error"]["code"], "not_your_task", "{r:#}");
+    assert_ne!(svc.task(mine)["status"], "cancelled");
+    // Execute is not limited to one's own tasks.
+    // The owner may; so may an admin.
+    api.post(
+        &svc.operator(),
+        &format!("/api/v1/tasks/{mine}/cancel"),
+        &json!({}),
+    )
+    .expect(200);
+    svc.wait_status(mine, "cancelled");
+    api.post(
+        &svc.admin(),
+        &format!("/api/v1/tasks/{mine}/retry"),
+        &json!({}),
+    )
+    .expect(200);
+    api.post(
+        &svc.admin(),
+        &format!("/api/v1/tasks/{mine}/cancel"),
+        &json!({}),
+    )
+    .expect(200);
+    svc.wait_status(mine, "cancelled");
+}
+
+/// Reads server-sent events until the stream ends: (event, data, id) triples.
+fn read_events(
+    api: &Api,
+    cred: &Cred,
+    path: &str,
+    last_id: Option<&str>,
+) -> Vec<(String, Value, Option<String>)> {
+    let mut req = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}{path}", api.base));
+    if let Cred::Bearer(t) = cred {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let res = api
+        .agent
+        .run(req.body(()).unwrap())
+        .expect("events request");
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream")));
+    let reader = BufReader::new(res.into_body().into_reader());
+    let mut out = Vec::new();
+    let (mut event, mut data, mut id) = (String::new(), String::new(), None);
+    for line in reader.lines() {
+        let line = line.expect("read event stream");
+        if line.is_empty() {
+            if !data.is_empty() {
+                out.push((
+                    std::mem::take(&mut event),
+                    serde_json::from_str(&data).expect("event data is JSON"),
+                    id.take(),
+                ));
+                data.clear();
+            }
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn progress_logs_live_events_and_log_download_follow_the_log_file() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let viewer = svc.viewer();
+    let id = svc.create(
+        &svc.operator(),
+        "demo",
+        "run",
+        json!({ "steps": 5, "step_ms": 40 }),
+        json!({}),
+    );
+    // The stream starts while the task runs and ends after its final line.
+    let events = read_events(api, &viewer, &format!("/api/v1/tasks/{id}/events"), None);
+    let (end, lines): (Vec<_>, Vec<_>) = events.iter().partition(|(e, _, _)| e == "end");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(events.last().unwrap().0, "end");
+    assert_eq!(end[0].1["status"], "completed");
+    let file = svc.home.log_lines(id);
+    assert_eq!(lines.len(), file.len(), "one event per log line");
+    for ((_, data, _), raw) in lines.iter().zip(&file) {
+        let fields: Vec<&str> = raw.splitn(6, '|').collect();
+        assert_eq!(data["status"], fields[0]);
+        assert_eq!(data["progress"].to_string(), fields[1]);
+    }
+    let last_id = lines
+        .last()
+        .unwrap()
+        .2
+        .clone()
+        .expect("the last line has an id");
+    // Resuming from the last id gives just the end.
+    let again = read_events(
+        api,
+        &viewer,
+        &format!("/api/v1/tasks/{id}/events"),
+        Some(&last_id),
+    );
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].0, "end");
+
+    // Current state: the last line, parsed.
+    let p = api
+        .get(&viewer, &format!("/api/v1/tasks/{id}/progress"))
+        .expect(200);
+    assert_eq!(p["status"], "completed");
+    assert_eq!(p["last_line"]["status"], "completed");
+    assert_eq!(p["last_line"]["progress"], 100);
+
+    // Lines from an offset on, in pages.
+    let first = api
+        .get(&viewer, &format!("/api/v1/tasks/{id}/logs?limit=2"))
+        .expect(200);
+    assert_eq!(first["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(first["finished"], false);
+    let next = first["next_offset"].as_u64().unwrap();
+    let rest = api
+        .get(&viewer, &format!("/api/v1/tasks/{id}/logs?offset={next}"))
+        .expect(200);
+    assert_eq!(rest["lines"].as_array().unwrap().len(), file.len() - 2);
+    assert_eq!(rest["finished"], true);
+    let size = std::fs::metadata(svc.home.log_path(id)).unwrap().len();
+    assert_eq!(rest["next_offset"].as_u64(), Some(size));
+
+    // The whole file as text.
+    let r = api.get(&viewer, &format!("/api/v1/tasks/{id}/log"));
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(r
+        .header("content-disposition")
+        .unwrap()
+        .contains("attachment"));
+    assert_eq!(
+        r.body,
+        std::fs::read_to_string(svc.home.log_path(id)).unwrap()
+    );
+
+    let r = api.get(&viewer, "/api/v1/tasks/999999/events");
+    assert_eq!((r.status, r.code().as_str()), (404, "task_not_found"));
+}
+
+#[test]
+fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let viewer = svc.viewer();
+    let id = svc.create(
+        &svc.operator(),
+        "demo",
+        "run",
+        json!({ "steps": 2, "step_ms": 1 }),
+        json!({}),
+    );
+    svc.wait_status(id, "completed");
+    let dir = svc.home.result_dir(id);
+    let content = std::fs::read_to_string(dir.join("steps.txt")).unwrap();
+    // A file in a subdirectory, and a symbolic link leading out of the directory.
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub").join("inner.txt"), "inner").unwrap();
+    std::os::unix::fs::symlink(svc.home.db_path(), dir.join("link.db")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+
+    let list = api
+        .get(&viewer, &format!("/api/v1/tasks/{id}/files"))
+        .expect(200);
+    let names: Vec<&str> = list["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["steps.txt", "sub/inner.txt"],
+        "links are not listed"
+    );
+
+    let get = |name: &str| api.get(&viewer, &format!("/api/v1/tasks/{id}/files/{name}"));
+    let r = get("steps.txt");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, content);
+    assert!(r
+        .header("content-disposition")
+        .unwrap()
+        .contains("steps.txt"));
+    assert_eq!(get("0").body, content, "by index");
+    assert_eq!(get("sub/inner.txt").body, "inner");
+    for bad in [
+        "../../../stask.db",
+        "..%2F..%2F..%2Fstask.db",
+        "%2E%2E/%2E%2E/%2E%2E/stask.db",
+        "%2Fetc%2Fpasswd",
+        "sub/../steps.txt",
+        "steps.txt%00",
+        "sub//inner.txt",
+        "..",
+    ] {
+        let r = get(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.field().as_deref(), Some("name"));
+    }
+    for missing in [
+        "link.db",
+        "passwd",
+        "stask.db",
+        "nothing.txt",
+        "7",
+        "STEPS.TXT",
+    ] {
+        let r = get(missing);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (404, "file_not_found"),
+            "{missing}: {}",
+            r.body
+        );
+    }
+    let other = api.get(&viewer, "/api/v1/tasks/999999/files/steps.txt");
+    assert_eq!(
+        (other.status, other.code().as_str()),
+        (404, "task_not_found")
+    );
+    for body in api.seen.lock().unwrap().iter() {
+        assert!(
+            !body.contains("SQLite format") && !body.contains("root:"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn workers_list_show_activate_discover_rescan_clean_settings_and_schedules() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let (admin, viewer) = (svc.admin(), svc.viewer());
+    svc.create(&svc.operator(), "demo", "noop", json!({}), json!({}));
+
+    let list = api.get(&viewer, "/api/v1/workers").expect(200);
+    let demo = &list["workers"][0];
+    assert_eq!(demo["identifier"], "demo");
+    assert_eq!(demo["icon"], "clock");
+    assert_eq!(demo["scope"], "examples");
+    assert_eq!(demo["active"], true);
+    assert!(demo["title"].is_string() && demo["description"].is_string());
+    assert_eq!(demo["task_count"], 1);
+    assert_eq!(demo["schedule"]["kind"], "manual");
+    let show = api.get(&viewer, "/api/v1/workers/demo").expect(200);
+    assert!(show["actions"].as_array().unwrap().len() >= 3);
+    assert_eq!(show["schedule"]["kind"], "manual");
+    let r = api.get(&viewer, "/api/v1/workers/nope");
+    assert_eq!((r.status, r.code().as_str()), (404, "worker_not_found"));
+
+    // Deactivate: new tasks are refused; activate again.
+    let w = api
+        .post(&admin, "/api/v1/workers/demo/deactivate", &json!({}))
+        .expect(200);
+    assert_eq!(w["active"], false);
+    let r = api.post(
+        &svc.operator(),
+        "/api/v1/tasks",
+        &json!({ "worker": "demo", "action": "noop" }),
+    );
+    assert_eq!(
+        (r.status, r.code().as_str(), r.field().as_deref()),
+        (422, "worker_inactive", Some("worker"))
+    );
+    api.post(&admin, "/api/v1/workers/demo/activate", &json!({}))
+        .expect(200);
+
+    // Discover a library dropped in later; rescan; clean orphaned.
+    let lib = svc.home.install(PRODUCT);
+    let d = api
+        .post(&admin, "/api/v1/workers/discover", &json!({}))
+        .expect(200);
+    assert_eq!(d["registered"][0]["identifier"], "product", "{d:#}");
+    assert_eq!(d["registered"][0]["active"], false);
+    let d = api
+        .call(&admin, "POST", "/api/v1/workers/discover", None)
+        .expect(200);
+    assert_eq!(d["already_registered"], 2, "{d:#}");
+    let r = api
+        .post(&admin, "/api/v1/workers/rescan", &json!({}))
+        .expect(200);
+    assert_eq!(r["unchanged"], 2, "{r:#}");
+    std::fs::remove_file(&lib).unwrap();
+    let r = api
+        .post(&admin, "/api/v1/workers/rescan", &json!({}))
+        .expect(200);
+    assert_eq!(r["missing"], json!(["product"]));
+    let r = api.post(&admin, "/api/v1/workers/product/activate", &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "library_missing"));
+    let r = api
+        .post(&admin, "/api/v1/workers/clean-orphaned", &json!({}))
+        .expect(200);
+    assert_eq!(r["deleted"][0]["identifier"], "product");
+    assert_eq!(api.get(&viewer, "/api/v1/workers/product").status, 404);
+
+    // Settings: secrets are never shown back, only whether they are set.
+    let secret = "s3cret-VALUE-never-shown-9431";
+    let s = api
+        .get(&viewer, "/api/v1/workers/demo/settings")
+        .expect(200);
+    assert_eq!(
+        s["settings"]["api_key"],
+        json!({ "secret": true, "set": false })
+    );
+    let s = api
+        .call(
+            &admin,
+            "PATCH",
+            "/api/v1/workers/demo/settings",
+            Some(&json!({ "api_key": secret, "greeting": "Hey" })),
+        )
+        .expect(200);
+    assert_eq!(
+        s["settings"]["api_key"],
+        json!({ "secret": true, "set": true })
+    );
+    assert_eq!(s["settings"]["greeting"], "Hey");
+    let r = api.call(
+        &admin,
+        "PATCH",
+        "/api/v1/workers/demo/settings",
+        Some(&json!({ "max_steps": "ten" })),
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (422, Some("max_steps")),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        &admin,
+        "PATCH",
+        "/api/v1/workers/demo/settings",
+        Some(&json!({ "api_key": 5 })),
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (422, Some("api_key")),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        &admin,
+        "PATCH",
+        "/api/v1/workers/demo/settings",
+        Some(&json!({ "colour": "red" })),
+    );
+    assert_eq!((r.status, r.field().as_deref()), (422, Some("colour")));
+    let s = api
+        .call(
+            &admin,
+            "PATCH",
+            "/api/v1/workers/demo/settings",
+            Some(&json!({ "greeting": null })),
+        )
+        .expect(200);
+    assert_eq!(
+        s["settings"]["greeting"], "Hello",
+        "null restores the default"
+    );
+    assert_eq!(s["settings"]["api_key"]["set"], true);
+    // The task sees the secret; no answer anywhere does.
+    let t = svc.create(
+        &svc.operator(),
+        "demo",
+        "run",
+        json!({ "steps": 1, "step_ms": 1 }),
+        json!({}),
+    );
+    svc.wait_status(t, "completed");
+    for (method, path, _) in ROUTES {
+        if *method == "GET" && !path.ends_with("/events") {
+            let p = fill(path, true, t).replace("x.txt", "steps.txt");
+            api.get(&admin, &p);
+        }
+    }
+    api.get(&admin, &format!("/api/v1/tasks/{t}/events"));
+    api.get(&admin, "/api/v1/workers/demo/settings");
+
+    // Schedules.
+    let s = api
+        .get(&viewer, "/api/v1/workers/demo/schedule")
+        .expect(200);
+    assert_eq!(s["kind"], "manual");
+    let s = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/v1/workers/demo/schedule",
+            Some(&json!({ "kind": "daily", "at": "08:30", "data": { "steps": 1 } })),
+        )
+        .expect(200);
+    assert_eq!(
+        (s["kind"].as_str(), s["description"].as_str()),
+        (Some("daily"), Some("daily at 08:30"))
+    );
+    assert!(s["next_run"]["at"].is_i64(), "{s:#}");
+    let list = api.get(&viewer, "/api/v1/workers").expect(200);
+    assert!(
+        list["workers"][0]["schedule"]["next_run"]["utc"].is_string(),
+        "{list:#}"
+    );
+    for (body, field) in [
+        (json!({ "kind": "daily", "at": "25:99" }), "at"),
+        (json!({ "kind": "hourly", "minute": 75 }), "minute"),
+        (
+            json!({ "kind": "weekly", "days": "funday", "at": "08:00" }),
+            "days",
+        ),
+        (json!({ "kind": "fortnightly" }), "kind"),
+        (
+            json!({ "kind": "daily", "every": "5m", "at": "08:00" }),
+            "every",
+        ),
+        (
+            json!({ "kind": "daily", "at": "08:00", "data": [1] }),
+            "data",
+        ),
+        (
+            json!({ "kind": "daily", "at": "08:00", "data": { "token": "x" } }),
+            "data",
+        ),
+        (
+            json!({ "kind": "daily", "at": "08:00", "colour": 1 }),
+            "colour",
+        ),
+    ] {
+        let r = api.call(&admin, "PUT", "/api/v1/workers/demo/schedule", Some(&body));
+        assert_eq!(
+            (r.status, r.field().as_deref()),
+            (422, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let s = api
+        .post(&admin, "/api/v1/workers/demo/schedule/pause", &json!({}))
+        .expect(200);
+    assert_eq!(
+        (s["paused"].as_bool(), s["next_run"].is_null()),
+        (Some(true), true)
+    );
+    let s = api
+        .post(&admin, "/api/v1/workers/demo/schedule/resume", &json!({}))
+        .expect(200);
+    assert_eq!(s["paused"], false);
+    assert!(s["next_run"].is_object());
+    let s = api
+        .call(&admin, "DELETE", "/api/v1/workers/demo/schedule", None)
+        .expect(200);
+    assert_eq!(s["kind"], "manual");
+    let r = api.post(&admin, "/api/v1/workers/demo/schedule/pause", &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "no_schedule"));
+
+    for body in api.seen.lock().unwrap().iter() {
+        assert!(
+            !body.contains(secret),
+            "a response shows the secret: {body}"
+        );
+    }
+    // Nor does the service's log.
+    let out = svc.stop();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+}
+
+#[test]
+fn invalid_input_is_answered_with_4xx_naming_the_field() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let done = svc.create(&admin, "demo", "noop", json!({}), json!({}));
+    svc.wait_status(done, "completed");
+    let cases: Vec<(&str, String, Option<Value>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "action": "run" })),
+            422,
+            "worker",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "ghost", "action": "run" })),
+            422,
+            "worker",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "fly" })),
+            422,
+            "action",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "data": [1] })),
+            422,
+            "data",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "data": { "password": "x" } })),
+            422,
+            "data",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(
+                json!({ "worker": "demo", "action": "run", "data": { "big": "x".repeat(70_000) } }),
+            ),
+            422,
+            "data",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "max_attempts": 0 })),
+            422,
+            "max_attempts",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "max_attempts": -1 })),
+            422,
+            "max_attempts",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "max_attempts": "3" })),
+            422,
+            "max_attempts",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "priority": "urgent" })),
+            422,
+            "priority",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "count": 0 })),
+            422,
+            "count",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks".into(),
+            Some(json!({ "worker": "demo", "action": "run", "user": "x" })),
+            422,
+            "user",
+        ),
+        (
+            "GET",
+            "/api/v1/tasks?status=bogus".into(),
+            None,
+            400,
+            "status",
+        ),
+        (
+            "GET",
+            "/api/v1/tasks?priority=urgent".into(),
+            None,
+            400,
+            "priority",
+        ),
+        ("GET", "/api/v1/tasks?limit=0".into(), None, 400, "limit"),
+        ("GET", "/api/v1/tasks?limit=many".into(), None, 400, "limit"),
+        ("GET", "/api/v1/tasks?offset=-1".into(), None, 400, "offset"),
+        (
+            "GET",
+            "/api/v1/tasks?created_from=yesterday".into(),
+            None,
+            400,
+            "created_from",
+        ),
+        (
+            "GET",
+            "/api/v1/tasks?colour=red".into(),
+            None,
+            400,
+            "colour",
+        ),
+        (
+            "GET",
+            "/api/v1/tasks?status=failed&status=completed".into(),
+            None,
+            400,
+            "status",
+        ),
+        ("GET", "/api/v1/tasks/abc".into(), None, 400, "id"),
+        ("GET", "/api/v1/tasks/-5".into(), None, 400, "id"),
+        (
+            "GET",
+            "/api/v1/tasks/99999999999999999999999".into(),
+            None,
+            400,
+            "id",
+        ),
+        (
+            "GET",
+            format!("/api/v1/tasks/{done}/logs?offset=x"),
+            None,
+            400,
+            "offset",
+        ),
+        (
+            "GET",
+            format!("/api/v1/tasks/{done}/logs?limit=0"),
+            None,
+            400,
+            "limit",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/bulk".into(),
+            Some(json!({ "action": "explode", "ids": [1] })),
+            422,
+            "action",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/bulk".into(),
+            Some(json!({ "action": "cancel", "ids": [] })),
+            422,
+            "ids",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/bulk".into(),
+            Some(json!({ "action": "cancel", "ids": ["one"] })),
+            422,
+            "ids[0]",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/clean".into(),
+            Some(json!({ "older_than": "soon" })),
+            422,
+            "older_than",
+        ),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(json!({ "name": "Bad Name", "role": "viewer", "password": "long enough" })),
+            422,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(json!({ "name": "ann", "role": "boss", "password": "long enough" })),
+            422,
+            "role",
+        ),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(json!({ "name": "ann", "role": "viewer", "password": "short" })),
+            422,
+            "password",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({ "role": "root" })),
+            422,
+            "role",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({ "role": "viewer", "name": "a b" })),
+            422,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login".into(),
+            Some(json!({ "name": "admin" })),
+            422,
+            "password",
+        ),
+        (
+            "GET",
+            "/api/v1/stats?since=last-week".into(),
+            None,
+            400,
+            "since",
+        ),
+        (
+            "GET",
+            "/api/v1/stats?since=2026-03-02&until=2026-03-01".into(),
+            None,
+            400,
+            "until",
+        ),
+        (
+            "GET",
+            "/api/v1/stats/time?period=year".into(),
+            None,
+            400,
+            "period",
+        ),
+        (
+            "GET",
+            "/api/v1/stats/time?period=today&since=2026-01-01".into(),
+            None,
+            400,
+            "since",
+        ),
+        (
+            "GET",
+            "/api/v1/stats/workers?until=2026-01-01".into(),
+            None,
+            400,
+            "since",
+        ),
+        (
+            "POST",
+            "/api/v1/workers/discover".into(),
+            Some(json!({ "activate": "yes" })),
+            422,
+            "activate",
+        ),
+    ];
+    for (method, path, body, status, field) in &cases {
+        let r = api.call(&admin, method, path, body.as_ref());
+        assert_eq!(r.status, *status, "{method} {path}: {}", r.body);
+        assert!(!r.code().is_empty());
+        assert!(!r.json()["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(
+            r.field().as_deref(),
+            Some(*field),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    // Not JSON at all, JSON of the wrong type, the wrong media type.
+    let r = api.request(
+        &admin,
+        "POST",
+        "/api/v1/tasks",
+        Some("application/json"),
+        b"{not json".to_vec(),
+        &[],
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_json"));
+    let r = api.request(
+        &admin,
+        "POST",
+        "/api/v1/tasks",
+        Some("application/json"),
+        b"[1, 2]".to_vec(),
+        &[],
+    );
+    assert_eq!(r.status, 422);
+    let r = api.request(
+        &admin,
+        "POST",
+        "/api/v1/tasks",
+        Some("text/plain"),
+        b"{}".to_vec(),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (415, "unsupported_media_type")
+    );
+    // Nothing was stored by any of it.
+    assert_eq!(api.get(&admin, "/api/v1/tasks").expect(200)["total"], 1);
+    // Unknown ids are 404.
+    for path in [
+        "/api/v1/tasks/424242",
+        "/api/v1/tasks/424242/progress",
+        "/api/v1/tasks/424242/logs",
+        "/api/v1/tasks/424242/log",
+        "/api/v1/tasks/424242/files",
+        "/api/v1/workers/ghost",
+        "/api/v1/workers/ghost/settings",
+        "/api/v1/workers/ghost/schedule",
+    ] {
+        let r = api.get(&admin, path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+    for (method, path) in [
+        ("POST", "/api/v1/tasks/424242/cancel"),
+        ("POST", "/api/v1/tasks/424242/retry"),
+        ("POST", "/api/v1/tasks/424242/execute"),
+        ("DELETE", "/api/v1/tasks/424242"),
+        ("POST", "/api/v1/workers/ghost/activate"),
+        ("DELETE", "/api/v1/users/ghost"),
+        ("DELETE", "/api/v1/tokens/424242"),
+    ] {
+        let r = api.call(&admin, method, path, None);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+    }
+}
+
+#[test]
+fn dashboard_and_statistics_agree_with_the_tasks_and_the_cli() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let (op, viewer) = (svc.operator(), svc.viewer());
+    let a = svc.create(&op, "demo", "noop", json!({}), json!({}));
+    let b = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 1, "step_ms": 5 }),
+        json!({}),
+    );
+    let c = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 1, "step_ms": 1, "fail_at": 1 }),
+        json!({ "max_attempts": 1 }),
+    );
+    svc.wait_status(a, "completed");
+    svc.wait_status(b, "completed");
+    svc.wait_status(c, "failed");
+
+    let d = api.get(&viewer, "/api/v1/dashboard").expect(200);
+    assert_eq!(
+        d["tasks"],
+        json!({ "pending": 0, "running": 0, "completed": 2, "failed": 1, "cancelled": 0, "total": 3 })
+    );
+    assert_eq!(d["active_workers"], 1);
+    let recent = d["recent_tasks"].as_array().unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0]["id"], c);
+    assert_eq!(recent[0]["scope"], "examples");
+    assert_eq!(recent[0]["started_by"], "token:operator");
+    for key in ["worker", "action", "status", "progress", "created_at"] {
+        assert!(!recent[0][key].is_null(), "{key}");
+    }
+
+    let o = api.get(&viewer, "/api/v1/stats/overview").expect(200);
+    assert_eq!(o["total"], 3);
+    assert_eq!(o["by_status"]["completed"], 2);
+    let rate = o["success_rate"].as_f64().unwrap();
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{o:#}");
+    assert!((o["failure_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert!(o["average_duration_ms"].as_f64().unwrap() >= 0.0);
+
+    let w = api.get(&viewer, "/api/v1/stats/workers").expect(200);
+    let demo = &w["workers"][0];
+    assert_eq!(
+        (demo["worker"].as_str(), demo["created"].as_i64()),
+        (Some("demo"), Some(3))
+    );
+    assert_eq!(
+        (demo["completed"].as_i64(), demo["failed"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert!(demo["last_execution"].is_i64() && demo["average_duration_ms"].is_number());
+
+    let today = api
+        .get(&viewer, "/api/v1/stats/time?period=today")
+        .expect(200);
+    assert_eq!(today["granularity"], "hour");
+    let series = today["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24);
+    let sum = |k: &str| series.iter().map(|p| p[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((sum("created"), sum("completed"), sum("failed")), (3, 2, 1));
+    assert_eq!(today["created"], 3);
+    let week = api
+        .get(&viewer, "/api/v1/stats/time?period=week")
+        .expect(200);
+    assert_eq!(
+        (
+            week["granularity"].as_str(),
+            week["series"].as_array().unwrap().len()
+        ),
+        (Some("day"), 7)
+    );
+    assert_eq!(week["completed"], 2);
+    let month = api
+        .get(&viewer, "/api/v1/stats/time?period=month")
+        .expect(200);
+    assert!(month["series"].as_array().unwrap().len() >= 28);
+    let date = chrono_today();
+    let custom = api
+        .get(
+            &viewer,
+            &format!("/api/v1/stats/time?since={date}&until={date}"),
+        )
+        .expect(200);
+    assert_eq!(
+        (custom["period"].as_str(), custom["created"].as_i64()),
+        (Some("custom"), Some(3))
+    );
+    let old = api
+        .get(
+            &viewer,
+            "/api/v1/stats/workers?since=2000-01-01&until=2000-12-31",
+        )
+        .expect(200);
+    assert_eq!(old["workers"][0]["created"], 0);
+
+    // The CLI prints the same numbers.
+    let api_report = api.get(&viewer, "/api/v1/stats").expect(200);
+    let cli = svc.home.json(&["stats"]);
+    assert_eq!(cli["overview"], api_report["overview"]);
+    assert_eq!(cli["workers"][0]["completed"], 2);
+    assert_eq!(cli["periods"].as_array().unwrap().len(), 3);
+    let text = svc.home.ok(&["stats"]);
+    assert!(text.contains("Success rate 66.7%"), "{text}");
+    assert!(text.contains("this week"), "{text}");
+    let ranged = svc
+        .home
+        .json(&["stats", "--since", &date, "--until", &date]);
+    assert_eq!(ranged["periods"][0]["created"], 3);
+    let text = svc.home.ok(&["stats", "--since", &date]);
+    assert!(text.contains("HOUR"), "{text}");
+    let err = svc.home.fail(&["stats", "--since", "someday"]);
+    assert!(err.contains("someday"), "{err}");
+}
+
+#[test]
+fn users_and_tokens_through_the_api_and_the_cli() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let home = &svc.home;
+
+    // CLI: passwords from stdin only.
+    let out = run_with_stdin(
+        home,
+        &[
+            "users",
+            "add",
+            "ann",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        "ann-password-1\n",
+    );
+    assert!(out.status.success(), "{}", describe("users add", &out));
+    let out = run_with_stdin(home, &["users", "add", "bob", "--role", "viewer"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-stdin"));
+    let out = run_with_stdin(
+        home,
+        &[
+            "users",
+            "add",
+            "ann",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        "another-pass\n",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let users = home.json(&["users", "list"]);
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["admin", "ann"]);
+    assert!(!users.to_string().contains("argon2"), "no hashes shown");
+
+    // A session of ann: tasks she creates are hers.
+    let (ann, r) = api.login("ann", "ann-password-1");
+    r.expect(200);
+    let me = api.get(&ann, "/api/v1/auth/me").expect(200);
+    assert_eq!(
+        (
+            me["name"].as_str(),
+            me["role"].as_str(),
+            me["auth"].as_str()
+        ),
+        (Some("ann"), Some("operator"), Some("session"))
+    );
+    let t = api
+        .post(
+            &ann,
+            "/api/v1/tasks",
+            &json!({ "worker": "demo", "action": "noop" }),
+        )
+        .expect(201);
+    assert_eq!(t["started_by"], "ann");
+    assert_eq!(
+        api.get(&admin, "/api/v1/tasks?user=ann").expect(200)["total"],
+        1
+    );
+
+    // Her own password, with the current one; not someone else's.
+    let r = api.call(
+        &ann,
+        "PUT",
+        "/api/v1/users/ann/password",
+        Some(&json!({ "password": "ann-password-2" })),
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (422, Some("current_password"))
+    );
+    let r = api.call(
+        &ann,
+        "PUT",
+        "/api/v1/users/admin/password",
+        Some(&json!({ "password": "taken-over-1", "current_password": "ann-password-1" })),
+    );
+    assert_eq!(r.status, 403);
+    let r = api.call(
+        &ann,
+        "PUT",
+        "/api/v1/users/ann/password",
+        Some(&json!({ "password": "ann-password-2", "current_password": "ann-password-1" })),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        api.get(&ann, "/api/v1/auth/me").status,
+        401,
+        "a password change ends the sessions"
+    );
+    let (_, r) = api.login("ann", "ann-password-1");
+    assert_eq!(r.status, 401);
+    let (ann, r) = api.login("ann", "ann-password-2");
+    r.expect(200);
+
+    // Admin: list, create, change role, set password, remove.
+    let list = api.get(&admin, "/api/v1/users").expect(200);
+    assert_eq!(list["users"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains("argon2"));
+    let u = api
+        .post(
+            &admin,
+            "/api/v1/users",
+            &json!({ "name": "carl", "role": "viewer", "password": "carl-password" }),
+        )
+        .expect(201);
+    assert_eq!(u["role"], "viewer");
+    let r = api.post(
+        &admin,
+        "/api/v1/users",
+        &json!({ "name": "carl", "role": "viewer", "password": "carl-password" }),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "user_exists"));
+    let u = api
+        .call(
+            &admin,
+            "PATCH",
+            "/api/v1/users/ann",
+            Some(&json!({ "role": "viewer" })),
+        )
+        .expect(200);
+    assert_eq!(u["role"], "viewer");
+    let r = api.post(
+        &ann,
+        "/api/v1/tasks",
+        &json!({ "worker": "demo", "action": "noop" }),
+    );
+    assert_eq!(r.status, 403, "the new role applies at once");
+    let r = api.call(
+        &admin,
+        "PUT",
+        "/api/v1/users/carl/password",
+        Some(&json!({ "password": "carl-password-2" })),
+    );
+    assert_eq!(r.status, 204);
+    api.login("carl", "carl-password-2").1.expect(200);
+    let r = api.call(&admin, "DELETE", "/api/v1/users/admin", None);
+    assert_eq!((r.status, r.code().as_str()), (409, "last_admin"));
+    let r = api.call(
+        &admin,
+        "PATCH",
+        "/api/v1/users/admin",
+        Some(&json!({ "role": "viewer" })),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "last_admin"));
+    assert_eq!(
+        api.call(&admin, "DELETE", "/api/v1/users/ann", None).status,
+        204
+    );
+    assert_eq!(
+        api.get(&ann, "/api/v1/auth/me").status,
+        401,
+        "a removed user's session ends"
+    );
+    // Tasks keep who started them.
+    assert_eq!(
+        api.get(&admin, &format!("/api/v1/tasks/{}", t["id"]))
+            .expect(200)["started_by"],
+        "ann"
+    );
+
+    // Tokens: shown once, stored hashed, revocable.
+    let tok = api
+        .post(
+            &admin,
+            "/api/v1/tokens",
+            &json!({ "role": "viewer", "name": "ci" }),
+        )
+        .expect(201);
+    let secret = tok["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("stask_"));
+    let list = api.get(&admin, "/api/v1/tokens").expect(200);
+    assert!(!list.to_string().contains(&secret));
+    assert!(list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "ci" && t["role"] == "viewer"));
+    let ci = Cred::Bearer(secret.clone());
+    let me = api.get(&ci, "/api/v1/auth/me").expect(200);
+    assert_eq!(
+        (me["name"].as_str(), me["auth"].as_str()),
+        (Some("token:ci"), Some("token"))
+    );
+    let r = api.post(
+        &admin,
+        "/api/v1/tokens",
+        &json!({ "role": "viewer", "name": "ci" }),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "token_exists"));
+    let r = api.call(
+        &admin,
+        "DELETE",
+        &format!("/api/v1/tokens/{}", tok["id"]),
+        None,
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(api.get(&ci, "/api/v1/auth/me").status, 401);
+    let r = api.call(
+        &admin,
+        "DELETE",
+        &format!("/api/v1/tokens/{}", tok["id"]),
+        None,
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "token_revoked"));
+    let db = std::fs::read(home.db_path()).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(&secret),
+        "the token is stored hashed"
+    );
+
+    // CLI: the token alone on stdout; list; revoke.
+    let out = home.ok(&["tokens", "create", "--role", "operator", "--name", "deploy"]);
+    let token = out.trim();
+    assert!(token.starts_with("stask_") && !token.contains(' '), "{out}");
+    let deploy = Cred::Bearer(token.to_owned());
+    api.post(
+        &deploy,
+        "/api/v1/tasks",
+        &json!({ "worker": "demo", "action": "noop" }),
+    )
+    .expect(201);
+    let list = home.json(&["tokens", "list"]);
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "deploy")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(!list.to_string().contains(token));
+    home.ok(&["tokens", "revoke", &id.to_string()]);
+    assert_eq!(api.get(&deploy, "/api/v1/auth/me").status, 401);
+    let err = home.fail(&["tokens", "revoke", "424242"]);
+    assert!(err.contains("no token 424242"), "{err}");
+
+    // CLI passwd and remove.
+    let out = run_with_stdin(
+        home,
+        &["users", "passwd", "carl", "--password-stdin"],
+        "carl-password-3\n",
+    );
+    assert!(out.status.success(), "{}", describe("users passwd", &out));
+    api.login("carl", "carl-password-3").1.expect(200);
+    home.ok(&["users", "remove", "carl"]);
+    let err = home.fail(&["users", "remove", "carl"]);
+    assert!(err.contains("no user 'carl'"), "{err}");
+}
