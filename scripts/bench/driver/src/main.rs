@@ -258,15 +258,19 @@ fn real_main() -> Res<()> {
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
     )
     .map_err(|e| format!("write {}: {e}", path.display()))?;
-    println!();
-    println!(
-        "stask benchmarks ({mode} mode, N = {}, median of {} runs, {cores} cores, commit {}{}, {})",
+    let title = format!(
+        "stask benchmarks ({mode} mode, N = {}, median of {} runs, {cores} cores, commit {}{}, {}, load {load_start}, I/O pressure {io_start}%)",
         env.n,
         env.runs,
         commit.get(..10).unwrap_or(&commit),
         if dirty { "+modified" } else { "" },
         date
     );
+    let md = out.join("results.md");
+    std::fs::write(&md, format!("{title}\n\n{}", report.markdown()))
+        .map_err(|e| format!("write {}: {e}", md.display()))?;
+    println!();
+    println!("{title}");
     print!("{}", report.table());
     let missed: Vec<&str> = report
         .metrics
@@ -284,7 +288,7 @@ fn real_main() -> Res<()> {
         }
     );
     println!(
-        "figures written to {} ({:.0} s)",
+        "figures written to {} and results.md ({:.0} s)",
         path.display(),
         started.elapsed().as_secs_f64()
     );

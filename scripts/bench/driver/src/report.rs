@@ -184,6 +184,39 @@ impl Report {
         doc
     }
 
+    /// The same table in Markdown (for scripts/BENCHMARKS.md).
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| benchmark | figure | median | min | max | unit | target | status |\n|---|---|--:|--:|--:|---|---|---|\n",
+        );
+        for m in &self.metrics {
+            let target = m.target.as_ref().map_or("", |t| t.text.as_str());
+            let status = match m.status.as_deref() {
+                Some("missed") => "**missed**",
+                Some(s) => s,
+                None => "",
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                m.bench,
+                m.label.replace('|', "\\|"),
+                fmt(m.median),
+                fmt(m.min),
+                fmt(m.max),
+                m.unit,
+                target,
+                status
+            ));
+        }
+        for (b, e) in &self.errors {
+            out.push_str(&format!(
+                "| {b} | ERROR: {} | | | | | | |\n",
+                e.replace('|', "\\|")
+            ));
+        }
+        out
+    }
+
     /// The table: one line per figure, grouped by benchmark.
     pub fn table(&self) -> String {
         let mut out = String::new();
