@@ -229,6 +229,9 @@ fn real_main() -> Res<()> {
         eprintln!("   ({:.1} s)", t.elapsed().as_secs_f64());
     }
     let _ = std::fs::remove_dir_all(&env.work);
+    // Sections in the order of their numbers (benchmarks run in another order: the
+    // ratios need the burn-down first). The sort is stable.
+    report.metrics.sort_by(|a, b| a.bench.cmp(&b.bench));
 
     let header = json!({
         "mode": mode,
