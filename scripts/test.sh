@@ -14,3 +14,7 @@ fi
 # first (one shared target directory).
 cargo build --workspace --all-targets
 cargo test --workspace
+
+# The web interface in a real browser (headless Chromium); installs Chromium and
+# playwright-core when missing. Screenshots land in target/browser-artifacts/.
+tests/browser/run.sh

@@ -111,6 +111,7 @@ export const routes = {
   tasks: (q) => `/tasks${query(q)}`,
   task: (id) => `/tasks/${enc(id)}`,
   taskAction: (id, action) => `/tasks/${enc(id)}/${action}`,
+  taskProgress: (id) => `/tasks/${enc(id)}/progress`,
   taskLog: (id, q) => `/tasks/${enc(id)}/logs${query(q)}`,
   taskEvents: (id, q) => `${API}/tasks/${enc(id)}/events${query(q)}`,
   taskLogDownload: (id) => `${API}/tasks/${enc(id)}/log`,

@@ -226,12 +226,9 @@ function onKey(ev) {
 }
 
 function refresh() {
-  if (view && view.refresh) {
-    view.refresh();
-    notify(t('notify.refreshed'), 'info', { timeout: 1500 });
-  } else {
-    render(false);
-  }
+  if (view && view.refresh) view.refresh();
+  else render(false);
+  notify(t('notify.refreshed'), 'info', { timeout: 1500 });
 }
 
 // ---- start ---------------------------------------------------------------------------

@@ -120,8 +120,10 @@ export function progressChart(points, { title = '', width = 640, height = 120 } 
   return svg;
 }
 
+/** The smallest 4 × (1, 2 or 5 × 10^k) at least `v`: four whole grid steps. */
 function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return Math.max(4, m * p);
-  return v;
+  const step = Math.max(1, v / 4);
+  const p = 10 ** Math.floor(Math.log10(step));
+  for (const m of [1, 2, 5, 10]) if (m * p >= step) return 4 * m * p;
+  return 4 * step;
 }

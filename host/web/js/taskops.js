@@ -28,10 +28,9 @@ const DONE_KEYS = {
 export async function runOp(task, op) {
   try {
     const res = await api.post(api.routes.taskAction(task.id, op));
-    let key = DONE_KEYS[op];
-    if (op === 'cancel' && res && (res.result === 'requested' || res.status === 'running')) key = 'notify.task_cancel_requested';
-    if (op === 'execute' && res && res.status && res.status !== 'completed' && res.status !== 'pending' && res.status !== 'running') key = 'notify.task_execute_failed';
-    notify(t(key, { id: task.id, status: res && res.status ? t(`status.${res.status}`) : '' }), key.includes('failed') ? 'error' : 'success');
+    // cancel answers {result: "cancelled" | "requested"}; execute (202) and retry the task.
+    const key = op === 'cancel' && res && res.result === 'requested' ? 'notify.task_cancel_requested' : DONE_KEYS[op];
+    notify(t(key, { id: task.id }), 'success');
     return res;
   } catch (e) {
     notifyError(e);

@@ -27,20 +27,30 @@ export async function mount(root, params, query) {
   const prio = select(PRIORITIES.map((p) => ({ value: p, label: t(`priority.${p}`) })), 'normal', { name: 'priority', id: 'new-priority' });
   const attempts = h('input', { type: 'number', name: 'max_attempts', id: 'new-attempts', min: 1, max: 100, value: 3 });
 
-  const fillActions = (preferred) => {
-    const w = workers.find((x) => x.identifier === workerSel.value);
-    const actions = (w && w.actions) || [];
+  // GET /workers lists no actions; a worker's own page (GET /workers/{id}) has them.
+  const details = new Map();
+  const actionsOf = async (id) => {
+    if (!details.has(id)) details.set(id, api.get(api.routes.worker(id)).then((w) => w.actions || []).catch(() => []));
+    return details.get(id);
+  };
+  let actions = [];
+  const fillActions = async (preferred) => {
+    const id = workerSel.value;
+    actionSel.disabled = true;
+    const list = await actionsOf(id);
+    if (workerSel.value !== id) return;
+    actions = list;
     replace(actionSel, actions.map((a) => h('option', { value: a.name, selected: a.name === preferred }, `${a.title || a.name} (${a.name})`)));
+    actionSel.disabled = false;
     describe();
   };
   const describe = () => {
-    const w = workers.find((x) => x.identifier === workerSel.value);
-    const a = w && (w.actions || []).find((x) => x.name === actionSel.value);
+    const a = actions.find((x) => x.name === actionSel.value);
     actionHelp.textContent = a ? a.description || '' : '';
   };
   workerSel.addEventListener('change', () => fillActions(null));
   actionSel.addEventListener('change', describe);
-  fillActions(query.get('action'));
+  await fillActions(query.get('action'));
 
   const fWorker = field(t('task.worker'), workerSel);
   const fAction = field(t('task.action'), actionSel, { extra: actionHelp });

@@ -65,17 +65,12 @@ export async function mount(root) {
   replace(
     root,
     pageHeader(t('title.stats')),
-    h('section', { class: 'card' }, h('h2', null, t('stats.overview')), overview),
+    h('div', { class: 'stats-top' }, h('section', { class: 'card' }, h('h2', null, t('stats.overview')), overview), h('section', { class: 'card' }, h('h2', null, t('stats.by_status')), statusChart)),
     h(
-      'div',
-      { class: 'two-col' },
-      h('section', { class: 'card' }, h('h2', null, t('stats.by_status')), statusChart),
-      h(
-        'section',
-        { class: 'card' },
-        h('h2', null, t('stats.per_worker')),
-        h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'worker-stats' }, h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('task.worker')), ['total', ...STATUSES].map((s) => h('th', { scope: 'col', class: 'num' }, t(`status.${s}`))), h('th', { scope: 'col', class: 'num' }, t('stats.success_rate')), h('th', { scope: 'col', class: 'num' }, t('stats.avg_duration')), h('th', { scope: 'col' }, t('stats.last_execution')))), workerBody)),
-      ),
+      'section',
+      { class: 'card' },
+      h('h2', null, t('stats.per_worker')),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'worker-stats' }, h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('task.worker')), ['total', ...STATUSES].map((s) => h('th', { scope: 'col', class: 'num' }, t(`status.${s}`))), h('th', { scope: 'col', class: 'num' }, t('stats.success_rate')), h('th', { scope: 'col', class: 'num' }, t('stats.avg_duration')), h('th', { scope: 'col' }, t('stats.last_execution')))), workerBody)),
     ),
     h('section', { class: 'card' }, h('div', { class: 'card-header' }, h('h2', null, t('stats.activity')), h('div', { class: 'segmented', role: 'group', 'aria-label': t('stats.period.label') }, periodButtons)), custom, activityBox),
   );

@@ -6,10 +6,12 @@ import * as api from '../api.js';
 import { h, replace, rich, jsonText } from '../dom.js';
 import { t, num, dateTime, duration } from '../i18n.js';
 import { icon } from '../icons.js';
-import { LogFollower } from '../live.js';
+import { LogFollower, Poller } from '../live.js';
 import { statusBadge, progressBar, setProgress, link, workerCell } from '../ui.js';
 import { allowedOps, runOp } from '../taskops.js';
 import { progressChart } from '../charts.js';
+
+const FINAL = ['completed', 'failed', 'cancelled'];
 
 const LEVELS = [
   ['[warn] ', 'warn'],
@@ -88,6 +90,8 @@ export async function mount(root, params) {
           ev.currentTarget.disabled = true;
           await runOp(task, op);
           await reload();
+          if (!FINAL.includes(task.status) && !following()) follow(follower ? follower.offset : 0);
+          watcher.now();
         },
       }, icon(iconName, { size: 16 }), h('span', null, t(`action.${op}`)));
     replace(
@@ -219,12 +223,15 @@ export async function mount(root, params) {
     return reloading;
   };
 
+  // Follows the log from `offset` (0: from the start, clearing what is shown).
   let follower = null;
-  const follow = () => {
+  const follow = (offset = 0) => {
     if (follower) follower.close();
-    lines.length = 0;
-    chat.replaceChildren();
-    lastState = null;
+    if (offset === 0) {
+      lines.length = 0;
+      chat.replaceChildren();
+      lastState = null;
+    }
     follower = new LogFollower({
       sseUrl: (offset) => api.routes.taskEvents(id, { offset }),
       pollFn: (offset) => api.get(api.routes.taskLog(id, { offset })),
@@ -243,8 +250,22 @@ export async function mount(root, params) {
       onMode: (m) => {
         liveMode.textContent = m === 'sse' ? t('task.live_sse') : t('task.live_poll');
       },
-    }).start(0);
+    }).start(offset);
   };
+  const following = () => follower && !follower.closed;
+
+  // A finished task's stream has ended; a retry or execute (here, in another tab or from
+  // the CLI) makes it live again. A cheap status check with backoff notices that.
+  const watcher = new Poller(
+    async () => {
+      const p = await api.get(api.routes.taskProgress(id));
+      if (p.status === task.status) return false;
+      await reload();
+      if (!FINAL.includes(p.status) && !following()) follow(follower ? follower.offset : 0);
+      return true;
+    },
+    { min: 1000, max: 25000 },
+  );
 
   replace(
     root,
@@ -267,15 +288,18 @@ export async function mount(root, params) {
   renderButtons();
   renderDetails();
   renderHistory();
-  follow();
+  follow(0);
+  watcher.start();
 
   return {
     refresh: () => {
       reload();
-      follow();
+      follow(0);
+      watcher.now();
     },
     destroy: () => {
       if (follower) follower.close();
+      watcher.stop();
       clearTimeout(historyTimer);
     },
   };
