@@ -22,8 +22,8 @@ macro_rules! embed {
     };
 }
 
-/// Every file under `host/web/`, by its path relative to it. A unit test checks that
-/// this list and the directory agree.
+/// Every file under `host/web/` (but `*.md` notes), by its path relative to it. A unit
+/// test checks that this list and the directory agree.
 const FILES: &[(&str, &[u8])] = embed![
     "index.html",
     "app.css",
@@ -244,6 +244,8 @@ mod tests {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(&p, base, out);
+            } else if p.extension().is_some_and(|e| e == "md") {
+                // Notes for developers are not served.
             } else {
                 out.insert(
                     p.strip_prefix(base)

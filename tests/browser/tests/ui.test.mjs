@@ -108,6 +108,35 @@ describe('stask web interface', () => {
     assert.match(await waitToast('Clean-up done'), /Clean-up done/);
   });
 
+  test('an idle dashboard backs off its polling and pauses while hidden', async () => {
+    await go(page, '/');
+    await page.waitForSelector('#recent-tasks tbody tr[data-task-id]');
+    let n = 0;
+    const count = (req) => {
+      if (new URL(req.url()).pathname === '/api/v1/dashboard') n += 1;
+    };
+    page.on('request', count);
+    try {
+      // Polls after 1 s, then 2 s, 4 s … while nothing changes: 3 in 7.5 s (not 7).
+      await page.waitForTimeout(7500);
+      assert.ok(n >= 1 && n <= 3, `${n} polls in 7.5 s`);
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      n = 0;
+      await page.waitForTimeout(4000);
+      assert.equal(n, 0, 'no polling while the tab is hidden');
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await waitFor('a poll on return', () => n >= 1, 5000);
+    } finally {
+      page.off('request', count);
+    }
+  });
+
   test('new task form validates JSON in the browser', async () => {
     await page.click('[data-nav=new]');
     await page.waitForSelector('#new-worker');
