@@ -89,10 +89,9 @@ pub struct WorkerStats {
     pub failure_rate: Option<f64>,
     /// Mean duration of the last attempt of completed and failed tasks, in ms.
     pub average_duration_ms: Option<f64>,
-    /// When a task of this worker last started running (ms).
+    /// When a task of this worker last finished running (completed, failed or
+    /// cancelled; ms). Kept after the task is cleaned up.
     pub last_execution: Option<i64>,
-    /// When a task of this worker last finished (ms).
-    pub last_finished_at: Option<i64>,
 }
 
 /// One point of a period's series.
@@ -197,8 +196,7 @@ pub fn per_worker(store: &Store, range: Option<(i64, i64)>) -> Result<Vec<Worker
         success_rate: None,
         failure_rate: None,
         average_duration_ms: None,
-        last_execution: last.last_started_at,
-        last_finished_at: last.last_finished_at,
+        last_execution: last.last_finished_at,
     };
     let none = WorkerLastRun::default();
     for id in registered.keys() {

@@ -92,7 +92,7 @@ const MIGRATIONS: &[&str] = &[
     //   worker, tasks created in it and tasks finished in it per final status, with
     //   durations. Buckets of 15 minutes compose into local days and hours in every
     //   timezone in use.
-    // * worker_activity: the latest start and finish per worker (kept after clean-up).
+    // * worker_activity: when a task of each worker last finished (kept after clean-up).
     //
     // Every trigger adds a row's contribution or takes it away, so the tables always
     // equal the same aggregates computed from tasks (worker and created_at never
@@ -146,7 +146,6 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE worker_activity (
         worker          TEXT PRIMARY KEY,
-        last_started_at INTEGER,
         last_finished_at INTEGER
     ) WITHOUT ROWID;
 
@@ -173,55 +172,61 @@ const MIGRATIONS: &[&str] = &[
         ON CONFLICT (bucket, worker) DO UPDATE SET completed = excluded.completed,
             failed = excluded.failed, cancelled = excluded.cancelled,
             run_ms = excluded.run_ms, runs = excluded.runs;
-    INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
-        SELECT worker, MAX(started_at), MAX(finished_at) FROM tasks GROUP BY worker;
+    INSERT INTO worker_activity (worker, last_finished_at)
+        SELECT worker, MAX(finished_at) FROM tasks
+        WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL
+        GROUP BY worker;
 
-    -- A row may be inserted already finished (imports, tests): it counts as finished.
+    -- Triggers with WHEN clauses, so each change runs only the statements it needs (a
+    -- claim: two on task_counts), and no IN lists: SQLite builds a temporary table for
+    -- an IN list on every row a trigger fires for, which tripled the cost of a claim.
     CREATE TRIGGER tasks_stats_insert AFTER INSERT ON tasks BEGIN
         INSERT INTO task_counts (worker, status, n, run_ms, runs)
             VALUES (NEW.worker, NEW.status, 1,
-                CASE WHEN NEW.status IN ('completed', 'failed')
+                CASE WHEN (NEW.status = 'completed' OR NEW.status = 'failed')
                     AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL
                     THEN NEW.finished_at - NEW.started_at ELSE 0 END,
-                NEW.status IN ('completed', 'failed')
+                (NEW.status = 'completed' OR NEW.status = 'failed')
                     AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL)
             ON CONFLICT (worker, status) DO UPDATE SET n = n + 1,
                 run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
         INSERT INTO task_activity (bucket, worker, created)
             VALUES (NEW.created_at / 900000 * 900000, NEW.worker, 1)
             ON CONFLICT (bucket, worker) DO UPDATE SET created = created + 1;
+    END;
+    CREATE TRIGGER tasks_stats_insert_finished AFTER INSERT ON tasks
+    WHEN (NEW.status = 'completed' OR NEW.status = 'failed' OR NEW.status = 'cancelled')
+        AND NEW.finished_at IS NOT NULL
+    BEGIN
         INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
-            SELECT NEW.finished_at / 900000 * 900000, NEW.worker,
+            VALUES (NEW.finished_at / 900000 * 900000, NEW.worker,
                 NEW.status = 'completed', NEW.status = 'failed', NEW.status = 'cancelled',
                 CASE WHEN NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
                     THEN NEW.finished_at - NEW.started_at ELSE 0 END,
-                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
-            WHERE NEW.status IN ('completed', 'failed', 'cancelled')
-                AND NEW.finished_at IS NOT NULL
+                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL)
             ON CONFLICT (bucket, worker) DO UPDATE SET
-                completed = completed + excluded.completed,
-                failed = failed + excluded.failed,
+                completed = completed + excluded.completed, failed = failed + excluded.failed,
                 cancelled = cancelled + excluded.cancelled,
                 run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
-        INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
-            SELECT NEW.worker, NEW.started_at, NEW.finished_at
-            WHERE NEW.started_at IS NOT NULL OR NEW.finished_at IS NOT NULL
+        INSERT INTO worker_activity (worker, last_finished_at) VALUES (NEW.worker, NEW.finished_at)
             ON CONFLICT (worker) DO UPDATE SET
-                last_started_at = MAX(COALESCE(last_started_at, 0),
-                    COALESCE(excluded.last_started_at, 0)),
-                last_finished_at = MAX(COALESCE(last_finished_at, 0),
-                    COALESCE(excluded.last_finished_at, 0));
+                last_finished_at = MAX(COALESCE(last_finished_at, 0), excluded.last_finished_at);
     END;
     CREATE TRIGGER tasks_stats_delete AFTER DELETE ON tasks BEGIN
         UPDATE task_counts SET n = n - 1,
-            run_ms = run_ms - CASE WHEN OLD.status IN ('completed', 'failed')
+            run_ms = run_ms - CASE WHEN (OLD.status = 'completed' OR OLD.status = 'failed')
                 AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL
                 THEN OLD.finished_at - OLD.started_at ELSE 0 END,
-            runs = runs - (OLD.status IN ('completed', 'failed')
+            runs = runs - ((OLD.status = 'completed' OR OLD.status = 'failed')
                 AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL)
             WHERE worker = OLD.worker AND status = OLD.status;
         UPDATE task_activity SET created = created - 1
             WHERE bucket = OLD.created_at / 900000 * 900000 AND worker = OLD.worker;
+    END;
+    CREATE TRIGGER tasks_stats_delete_finished AFTER DELETE ON tasks
+    WHEN (OLD.status = 'completed' OR OLD.status = 'failed' OR OLD.status = 'cancelled')
+        AND OLD.finished_at IS NOT NULL
+    BEGIN
         UPDATE task_activity SET
                 completed = completed - (OLD.status = 'completed'),
                 failed = failed - (OLD.status = 'failed'),
@@ -229,31 +234,35 @@ const MIGRATIONS: &[&str] = &[
                 run_ms = run_ms - CASE WHEN OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL
                     THEN OLD.finished_at - OLD.started_at ELSE 0 END,
                 runs = runs - (OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL)
-            WHERE OLD.status IN ('completed', 'failed', 'cancelled')
-                AND OLD.finished_at IS NOT NULL
-                AND bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
+            WHERE bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
     END;
-    -- Progress and heartbeat updates do not name these columns, so they fire nothing.
     CREATE TRIGGER tasks_stats_update AFTER UPDATE OF status, started_at, finished_at ON tasks
     WHEN OLD.status IS NOT NEW.status OR OLD.started_at IS NOT NEW.started_at
         OR OLD.finished_at IS NOT NEW.finished_at
     BEGIN
         UPDATE task_counts SET n = n - 1,
-            run_ms = run_ms - CASE WHEN OLD.status IN ('completed', 'failed')
+            run_ms = run_ms - CASE WHEN (OLD.status = 'completed' OR OLD.status = 'failed')
                 AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL
                 THEN OLD.finished_at - OLD.started_at ELSE 0 END,
-            runs = runs - (OLD.status IN ('completed', 'failed')
+            runs = runs - ((OLD.status = 'completed' OR OLD.status = 'failed')
                 AND OLD.started_at IS NOT NULL AND OLD.finished_at IS NOT NULL)
             WHERE worker = OLD.worker AND status = OLD.status;
         INSERT INTO task_counts (worker, status, n, run_ms, runs)
             VALUES (NEW.worker, NEW.status, 1,
-                CASE WHEN NEW.status IN ('completed', 'failed')
+                CASE WHEN (NEW.status = 'completed' OR NEW.status = 'failed')
                     AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL
                     THEN NEW.finished_at - NEW.started_at ELSE 0 END,
-                NEW.status IN ('completed', 'failed')
+                (NEW.status = 'completed' OR NEW.status = 'failed')
                     AND NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL)
             ON CONFLICT (worker, status) DO UPDATE SET n = n + 1,
                 run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
+    END;
+    CREATE TRIGGER tasks_stats_update_unfinished AFTER UPDATE OF status, started_at, finished_at ON tasks
+    WHEN (OLD.status = 'completed' OR OLD.status = 'failed' OR OLD.status = 'cancelled')
+        AND OLD.finished_at IS NOT NULL
+        AND (OLD.status IS NOT NEW.status OR OLD.started_at IS NOT NEW.started_at
+            OR OLD.finished_at IS NOT NEW.finished_at)
+    BEGIN
         UPDATE task_activity SET
                 completed = completed - (OLD.status = 'completed'),
                 failed = failed - (OLD.status = 'failed'),
@@ -261,30 +270,27 @@ const MIGRATIONS: &[&str] = &[
                 run_ms = run_ms - CASE WHEN OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL
                     THEN OLD.finished_at - OLD.started_at ELSE 0 END,
                 runs = runs - (OLD.status <> 'cancelled' AND OLD.started_at IS NOT NULL)
-            WHERE OLD.status IN ('completed', 'failed', 'cancelled')
-                AND OLD.finished_at IS NOT NULL
-                AND bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
+            WHERE bucket = OLD.finished_at / 900000 * 900000 AND worker = OLD.worker;
+    END;
+    CREATE TRIGGER tasks_stats_update_finished AFTER UPDATE OF status, started_at, finished_at ON tasks
+    WHEN (NEW.status = 'completed' OR NEW.status = 'failed' OR NEW.status = 'cancelled')
+        AND NEW.finished_at IS NOT NULL
+        AND (OLD.status IS NOT NEW.status OR OLD.started_at IS NOT NEW.started_at
+            OR OLD.finished_at IS NOT NEW.finished_at)
+    BEGIN
         INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
-            SELECT NEW.finished_at / 900000 * 900000, NEW.worker,
+            VALUES (NEW.finished_at / 900000 * 900000, NEW.worker,
                 NEW.status = 'completed', NEW.status = 'failed', NEW.status = 'cancelled',
                 CASE WHEN NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
                     THEN NEW.finished_at - NEW.started_at ELSE 0 END,
-                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL
-            WHERE NEW.status IN ('completed', 'failed', 'cancelled')
-                AND NEW.finished_at IS NOT NULL
+                NEW.status <> 'cancelled' AND NEW.started_at IS NOT NULL)
             ON CONFLICT (bucket, worker) DO UPDATE SET
-                completed = completed + excluded.completed,
-                failed = failed + excluded.failed,
+                completed = completed + excluded.completed, failed = failed + excluded.failed,
                 cancelled = cancelled + excluded.cancelled,
                 run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs;
-        INSERT INTO worker_activity (worker, last_started_at, last_finished_at)
-            SELECT NEW.worker, NEW.started_at, NEW.finished_at
-            WHERE NEW.started_at IS NOT NULL OR NEW.finished_at IS NOT NULL
+        INSERT INTO worker_activity (worker, last_finished_at) VALUES (NEW.worker, NEW.finished_at)
             ON CONFLICT (worker) DO UPDATE SET
-                last_started_at = MAX(COALESCE(last_started_at, 0),
-                    COALESCE(excluded.last_started_at, 0)),
-                last_finished_at = MAX(COALESCE(last_finished_at, 0),
-                    COALESCE(excluded.last_finished_at, 0));
+                last_finished_at = MAX(COALESCE(last_finished_at, 0), excluded.last_finished_at);
     END;
 
     -- The task list's created-date filter and its started_by (user) filter.

@@ -58,12 +58,10 @@ impl Activity {
     }
 }
 
-/// Last start and finish of a worker's tasks (ms; kept after the tasks are cleaned).
+/// When a worker's tasks last finished (ms; kept after the tasks are cleaned).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct WorkerLastRun {
-    /// Latest start of an attempt.
-    pub last_started_at: Option<i64>,
-    /// Latest finish.
+    /// Latest finish of a task (completed, failed or cancelled).
     pub last_finished_at: Option<i64>,
 }
 
@@ -209,21 +207,19 @@ impl Store {
             .context("read activity per worker")
     }
 
-    /// Last start and finish per worker.
+    /// When each worker's tasks last finished.
     pub fn worker_last_runs(&self) -> Result<HashMap<String, WorkerLastRun>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT worker, last_started_at, last_finished_at FROM worker_activity")
+            .prepare_cached("SELECT worker, last_finished_at FROM worker_activity")
             .context("read worker activity")?;
         let rows = stmt
             .query_map([], |r| {
                 // The triggers keep a maximum with 0 standing for "never".
-                let started: Option<i64> = r.get(1)?;
-                let finished: Option<i64> = r.get(2)?;
+                let finished: Option<i64> = r.get(1)?;
                 Ok((
                     r.get(0)?,
                     WorkerLastRun {
-                        last_started_at: started.filter(|t| *t > 0),
                         last_finished_at: finished.filter(|t| *t > 0),
                     },
                 ))
@@ -433,13 +429,29 @@ mod tests {
         s.delete_finished_tasks(&[claimed[0].task.id, ids[3]])
             .unwrap();
         assert_consistent(&s);
+        // A row inserted already finished, then deleted.
+        s.conn
+            .execute(
+                "INSERT INTO tasks (id, worker, action, status, created_at, started_at, finished_at)
+                 VALUES (100, 'b', 'run', 'failed', ?1, ?1, ?2)",
+                [t0 + 10, t0 + BUCKET_MS * 2],
+            )
+            .unwrap();
+        assert_consistent(&s);
+        assert_eq!(
+            s.worker_last_runs().unwrap()["b"].last_finished_at,
+            Some(t0 + BUCKET_MS * 2)
+        );
+        s.conn
+            .execute("DELETE FROM tasks WHERE id = 100", [])
+            .unwrap();
+        assert_consistent(&s);
 
         let c = s.task_status_counts().unwrap();
         assert_eq!((c.pending, c.running, c.completed), (4, 0, 0));
         assert_eq!(s.count_tasks_by(Some("b"), None).unwrap(), 2);
         assert_eq!(s.count_tasks_by(None, Some(Status::Pending)).unwrap(), 4);
         let last = s.worker_last_runs().unwrap();
-        assert_eq!(last["a"].last_started_at, Some(t0 + 1000));
         assert_eq!(last["a"].last_finished_at, Some(t0 + BUCKET_MS * 5 + 7));
         let by_bucket = s.activity_by_bucket(t0, t0 + BUCKET_MS * 10).unwrap();
         let total: i64 = by_bucket.iter().map(|(_, a)| a.created).sum();
@@ -469,7 +481,10 @@ mod tests {
         s.conn
             .execute_batch(
                 "DROP TRIGGER tasks_stats_insert; DROP TRIGGER tasks_stats_delete;
-                 DROP TRIGGER tasks_stats_update; DROP TABLE task_counts;
+                 DROP TRIGGER tasks_stats_update; DROP TRIGGER tasks_stats_insert_finished;
+                 DROP TRIGGER tasks_stats_delete_finished;
+                 DROP TRIGGER tasks_stats_update_unfinished;
+                 DROP TRIGGER tasks_stats_update_finished; DROP TABLE task_counts;
                  DROP TABLE task_activity; DROP TABLE worker_activity; DROP TABLE sessions;
                  DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
                  DROP INDEX tasks_started_by; PRAGMA user_version = 3;",

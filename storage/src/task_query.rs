@@ -123,6 +123,19 @@ impl Store {
             sql.push_str(" AND id < ?");
             args.push(Box::new(b));
         }
+        // For a status filter alone SQLite picks the status index and sorts every
+        // match by id: 0.2 s for 400,000 pending tasks. Walking the table backwards by id
+        // and stopping after a page is far cheaper while the status is common; the
+        // maintained counts say how many rows that walk would read.
+        let walk_by_id = q.status.is_some() && q.worker.is_none() && {
+            let matching = self.count_tasks_by(None, q.status)?.max(1);
+            let all = self.count_tasks_by(None, None)?.max(1);
+            let page_end = q.offset.saturating_add(q.limit as u64) as i64;
+            page_end.saturating_mul(all) / matching <= 200_000
+        };
+        if walk_by_id {
+            sql = sql.replacen(" FROM tasks ", " FROM tasks NOT INDEXED ", 1);
+        }
         sql.push_str(&format!(
             " ORDER BY id DESC LIMIT {} OFFSET {}",
             q.limit, q.offset
