@@ -231,7 +231,11 @@ async fn require_role(
                 .replace("{*", "{")
         })
         .unwrap_or_default();
-    let method = req.method().as_str().to_owned();
+    // HEAD is answered by the GET route, with its role.
+    let method = match req.method().as_str() {
+        "HEAD" => "GET".to_owned(),
+        m => m.to_owned(),
+    };
     let needed = ROUTE_ROLES
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
