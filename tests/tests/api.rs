@@ -471,12 +471,12 @@ fn first_start_creates_an_admin_prints_the_password_once_and_publishes_the_addre
     let password = wait_until(WAIT, "the password is printed", || {
         printed_password(&bg.stderr_so_far())
     });
-    // The log names the bound address, which the address file holds too.
-    let stderr = bg.stderr_so_far();
-    assert!(
-        stderr.contains(&format!("listening on {url}")),
-        "{url} not in the log:\n{stderr}"
-    );
+    // The log names the bound address, which the address file holds too (the log is
+    // read through a pipe, so it may arrive a moment after the file).
+    let line = format!("listening on {url}");
+    wait_until(WAIT, &format!("the log says '{line}'"), || {
+        bg.stderr_so_far().contains(&line).then_some(())
+    });
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
         "{url}"
