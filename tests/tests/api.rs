@@ -968,9 +968,10 @@ fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
     // An id matches that task (and any whose text contains the digits).
     assert!(ids_of(&list(&format!("?q={failing}"))).contains(&failing));
     assert_eq!(list("?q=NOOP")["total"], 3, "search ignores case");
-    let today = chrono_today();
+    // Yesterday to tomorrow: holds even when the test runs across midnight.
+    let (from, to) = (utc_date(-1), utc_date(1));
     assert_eq!(
-        list(&format!("?created_from={today}&created_to={today}"))["total"],
+        list(&format!("?created_from={from}&created_to={to}"))["total"],
         total
     );
     assert_eq!(list("?created_to=2000-01-01")["total"], 0);
@@ -1004,13 +1005,14 @@ fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
     assert_eq!(r.status, 404);
 }
 
-/// Today's date in UTC (the service's default timezone), YYYY-MM-DD.
-fn chrono_today() -> String {
+/// The date `offset` days from today in UTC (the service's default timezone),
+/// YYYY-MM-DD.
+fn utc_date(offset: i64) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let days = secs.div_euclid(86_400);
+    let days = secs.div_euclid(86_400) + offset;
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -1966,11 +1968,11 @@ fn dashboard_and_statistics_agree_with_the_tasks_and_the_cli() {
         .get(&viewer, "/api/v1/stats/time?period=month")
         .expect(200);
     assert!(month["series"].as_array().unwrap().len() >= 28);
-    let date = chrono_today();
+    let (date, from, to) = (utc_date(0), utc_date(-1), utc_date(1));
     let custom = api
         .get(
             &viewer,
-            &format!("/api/v1/stats/time?since={date}&until={date}"),
+            &format!("/api/v1/stats/time?since={from}&until={to}"),
         )
         .expect(200);
     assert_eq!(
@@ -1994,9 +1996,7 @@ fn dashboard_and_statistics_agree_with_the_tasks_and_the_cli() {
     let text = svc.home.ok(&["stats"]);
     assert!(text.contains("Success rate 66.7%"), "{text}");
     assert!(text.contains("this week"), "{text}");
-    let ranged = svc
-        .home
-        .json(&["stats", "--since", &date, "--until", &date]);
+    let ranged = svc.home.json(&["stats", "--since", &from, "--until", &to]);
     assert_eq!(ranged["periods"][0]["created"], 3);
     let text = svc.home.ok(&["stats", "--since", &date]);
     assert!(text.contains("HOUR"), "{text}");
