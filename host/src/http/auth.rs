@@ -39,7 +39,10 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Routes anyone may call. Static assets of the web UI are to be added here.
 fn is_public(method: &Method, path: &str) -> bool {
-    method == Method::POST && path == "/api/v1/auth/login"
+    (method == Method::POST && path == "/api/v1/auth/login")
+        || (matches!(*method, Method::GET | Method::HEAD)
+            && path != "/api"
+            && !path.starts_with("/api/"))
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

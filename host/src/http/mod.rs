@@ -268,6 +268,47 @@ async fn wrong_method() -> ApiError {
     )
 }
 
+/// Security policy of the web interface's pages: its own scripts, styles and API only.
+const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Everything outside `/api/`: the web interface's embedded files, the application page
+/// for its client-side routes, and language files (`{home}/lang/` first).
+async fn web(
+    axum::extract::State(st): axum::extract::State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = uri.path().to_owned();
+    if path == "/api" || path.starts_with("/api/") {
+        return no_route().await.into_response();
+    }
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return wrong_method().await.into_response();
+    }
+    let found = if path.starts_with("/lang/") {
+        let home = st.home.clone();
+        tokio::task::spawn_blocking(move || crate::web_assets::lang_asset(&home, &path))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        crate::web_assets::asset(&path).map(|(ct, body)| (ct, body.to_vec()))
+    };
+    match found {
+        Some((ct, body)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(ct)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WEB_CSP)),
+            ],
+            body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
@@ -377,7 +418,7 @@ pub fn router(state: Shared) -> Router {
     // in `auth::is_public` so a browser can load the login page.
     Router::new()
         .nest("/api/v1", api)
-        .fallback(no_route)
+        .fallback(web)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
