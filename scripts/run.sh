@@ -34,13 +34,26 @@ echo "Queueing demo tasks…"
 "$stask" tasks create demo run --data '{"steps": 20, "step_ms": 500}' --priority high >/dev/null
 "$stask" tasks create demo run --data '{"steps": 5, "step_ms": 200, "fail_at": 3}' --max-attempts 2 >/dev/null
 "$stask" tasks list --limit 5
+# A fresh password for the web interface's admin on every run, so it can be printed.
+password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 20)"
+if "$stask" users list --json | grep -q '"name": *"admin"'; then
+    printf '%s\n' "$password" | "$stask" users passwd admin --password-stdin >/dev/null
+else
+    printf '%s\n' "$password" | "$stask" users add admin --role admin --password-stdin >/dev/null
+fi
+bind="${STASK_BIND:-127.0.0.1:8080}"
 cat <<TEXT
 
 Starting the service (Ctrl-C stops it; running tasks get a grace period).
-Watch it from another terminal:
+
+  Web interface:  http://$bind/
+  User:           admin
+  Password:       $password
+
+Or watch from another terminal:
   export STASK_HOME=$STASK_HOME
   $stask tasks list
   $stask tasks logs ID --follow
   $stask tasks create demo run --data '{"steps": 20}'
 TEXT
-exec "$stask" serve
+exec "$stask" serve --bind "$bind"
