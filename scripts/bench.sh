@@ -6,7 +6,7 @@
 #   scripts/bench.sh [--quick|--full] [-- DRIVER-ARGS...]
 #
 #   --quick   (default) N = 10,000 tasks, 3 runs of each benchmark; a few minutes
-#   --full    N = 100,000 tasks, 3 runs, 1M-task reads; about half an hour
+#   --full    N = 100,000 tasks, 3 runs, 1M-task reads; about 20 minutes
 #
 # Anything after `--` goes to the driver, e.g. `-- --only burndown,peer`.
 # STASK_BENCH_BIN=DIR benchmarks the stask binary and example libraries in DIR
