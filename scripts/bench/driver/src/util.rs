@@ -373,14 +373,17 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts the service on `home` (no discovery at start) and waits until its wake-up
-    /// socket exists.
+    /// Starts the service on `home` (no discovery at start, HTTP on an ephemeral port)
+    /// and waits until its wake-up socket exists.
     pub fn start(env: &Env, home: &Home) -> Res<Service> {
         let log = std::fs::File::create(home.root.join("serve.log")).ctx("create serve.log")?;
         let child = env
             .stask(&home.root)
             .arg("serve")
             .env("STASK_DISCOVER_ON_START", "false")
+            // Its HTTP listener on an ephemeral loopback port: never in the way of a
+            // service on the default port, nor of another benchmark.
+            .env("STASK_BIND", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
