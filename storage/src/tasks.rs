@@ -405,30 +405,6 @@ impl Store {
         rows.collect::<Result<_, _>>().context("list tasks")
     }
 
-    /// Counts of tasks per status.
-    pub fn status_counts(&self) -> Result<StatusCounts, StoreError> {
-        let mut c = StatusCounts::default();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-            .context("count tasks")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .context("count tasks")?;
-        for row in rows {
-            let (s, n) = row.context("count tasks")?;
-            match Status::parse(&s) {
-                Some(Status::Pending) => c.pending = n,
-                Some(Status::Running) => c.running = n,
-                Some(Status::Completed) => c.completed = n,
-                Some(Status::Failed) => c.failed = n,
-                Some(Status::Cancelled) => c.cancelled = n,
-                None => {}
-            }
-        }
-        Ok(c)
-    }
-
     /// Pending tasks that are due and belong to active workers.
     pub fn count_claimable(&self, now: i64) -> Result<i64, StoreError> {
         self.conn

@@ -488,7 +488,7 @@ fn process(home: &Home, config: &Config, concurrency: Option<usize>, json: bool)
             "{} completed, {} failed, {} cancelled, {} queued for retry",
             summary.completed, summary.failed, summary.cancelled, summary.retried
         );
-        let waiting = home.store()?.status_counts()?.pending;
+        let waiting = home.store()?.task_status_counts()?.pending;
         if waiting > 0 {
             println!(
                 "{waiting} tasks still pending (retries not yet due, or their worker is inactive)"

@@ -187,17 +187,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             if !view.settings_schema.is_empty() {
                 println!("  settings:");
                 for s in &view.settings_schema {
-                    let value = &view.settings[&s.key];
-                    let shown = if s.secret {
-                        if value["set"] == true {
-                            "(secret, set)".to_owned()
-                        } else {
-                            "(secret, not set)".to_owned()
-                        }
-                    } else {
-                        value.to_string()
-                    };
-                    println!("    {:<16} {:<8} {}", s.key, s.kind.name(), shown);
+                    println!(
+                        "    {:<16} {:<8} {}",
+                        s.key,
+                        s.kind.name(),
+                        shown_setting(&view, s)
+                    );
                 }
             }
         }
@@ -220,17 +215,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 println!("{id} declares no settings (every worker accepts timeout_secs).");
             }
             for s in &view.settings_schema {
-                let value = &view.settings[&s.key];
-                let shown = if s.secret {
-                    if value["set"] == true {
-                        "(secret, set)".to_owned()
-                    } else {
-                        "(secret, not set)".to_owned()
-                    }
-                } else {
-                    value.to_string()
-                };
-                println!("{:<20} {:<8} {}", s.key, s.kind.name(), shown);
+                println!(
+                    "{:<20} {:<8} {}",
+                    s.key,
+                    s.kind.name(),
+                    shown_setting(&view, s)
+                );
             }
             if let Some(t) = view
                 .settings
@@ -287,5 +277,15 @@ fn print_skipped(skipped: &[Skipped]) {
             Some(id) => println!("  ! {} [{id}]: {}", s.path, s.reason),
             None => println!("  ! {}: {}", s.path, s.reason),
         }
+    }
+}
+
+/// A setting's value for people: secrets only as set / not set.
+fn shown_setting(view: &WorkerView, spec: &stask_plugin_api::SettingSpec) -> String {
+    let value = &view.settings[&spec.key];
+    match (spec.secret, value["set"] == true) {
+        (true, true) => "(secret, set)".to_owned(),
+        (true, false) => "(secret, not set)".to_owned(),
+        (false, _) => value.to_string(),
     }
 }
