@@ -415,6 +415,38 @@ impl Service {
         Ok(service)
     }
 
+    /// The service's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The base URL of its HTTP API (`http://127.0.0.1:PORT`), read from
+    /// `HOME/run/http-{pid}.addr` (written once it listens), waiting up to `timeout`.
+    pub fn http_base(&mut self, home: &Home, timeout: Duration) -> Res<String> {
+        let pid = self.pid().ok_or("the service is not running")?;
+        let file = home.root.join("run").join(format!("http-{pid}.addr"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let base = text.trim().trim_end_matches('/');
+                if !base.is_empty() {
+                    return Ok(base.to_owned());
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(home.root.join("serve.log")).unwrap_or_default();
+                return Err(format!("`stask serve` exited ({status}): {}", log.trim()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "`stask serve` wrote no {} within {timeout:?}",
+                    file.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops the service and returns its peak memory figures.
     pub fn stop(mut self) -> Res<Mem> {
         self.shutdown()
