@@ -90,7 +90,9 @@ export async function mount(root, params) {
           ev.currentTarget.disabled = true;
           await runOp(task, op);
           await reload();
-          if (!FINAL.includes(task.status) && !following()) follow(follower ? follower.offset : 0);
+          // Resume even when the task is final again: a quick retry can run and fail
+          // again before this reload, and its new lines must still appear.
+          if (!following()) follow(follower ? follower.offset : 0);
           watcher.now();
         },
       }, icon(iconName, { size: 16 }), h('span', null, t(`action.${op}`)));
