@@ -300,7 +300,10 @@ async fn web(
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(ct)),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WEB_CSP)),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(WEB_CSP),
+                ),
             ],
             body,
         )
