@@ -162,6 +162,19 @@ pub fn kill(pid: u32, signal: i32) {
     }
 }
 
+/// CPU time (user + system) a process has used so far, in ms.
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on:
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 * 1000.0 / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
 /// Peak resident memory of processes: the observed one and the runner processes it
 /// started (children whose command line contains `__runner`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -444,6 +457,37 @@ impl Service {
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the service is idle: its CPU time (user + system, from
+    /// `/proc/PID/stat`) grew by at most 20 ms over the last 500 ms, so start-up work
+    /// (the clean-up's scan of the log directory, for one) does not overlap what is
+    /// measured. Returns the wait and the CPU time spent until then (ms).
+    pub fn settle(&self, timeout: Duration) -> Res<(Duration, f64)> {
+        let pid = self.pid().ok_or("the service is not running")?;
+        let started = Instant::now();
+        let mut window: std::collections::VecDeque<(Instant, f64)> = Default::default();
+        loop {
+            let now = Instant::now();
+            let cpu = cpu_ms(pid).ok_or("cannot read the service's CPU time")?;
+            window.push_back((now, cpu));
+            while window
+                .front()
+                .is_some_and(|(t, _)| now - *t > Duration::from_millis(500))
+            {
+                window.pop_front();
+            }
+            let (first_t, first_cpu) = window.front().copied().unwrap_or((now, cpu));
+            if now - first_t >= Duration::from_millis(450) && cpu - first_cpu <= 20.0 {
+                return Ok((started.elapsed(), cpu));
+            }
+            if now - started > timeout {
+                return Err(format!(
+                    "`stask serve` was still busy {timeout:?} after its start"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
