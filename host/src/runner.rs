@@ -23,6 +23,9 @@ use crate::engine::protocol::{Command, Event};
 use crate::loader;
 use crate::protocol_fd;
 
+/// Results written before the runner flushes even though more tasks are queued.
+const FLUSH_EVERY: usize = 32;
+
 /// How often coalesced progress is sent to the host.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -202,12 +205,19 @@ pub fn run_child(library: &Path) -> i32 {
     }
 
     let run = lib.run();
+    let mut unflushed = 0usize;
     loop {
-        // Only flush when no further command is queued, so pipelined tasks share writes.
+        // Flush when no further command is queued, so pipelined tasks share writes, and
+        // every FLUSH_EVERY results, so the host can record (and refill) while we run.
+        if unflushed >= FLUSH_EVERY {
+            out.flush();
+            unflushed = 0;
+        }
         let cmd = match rx.try_recv() {
             Ok(c) => c,
             Err(mpsc::TryRecvError::Empty) => {
                 out.flush();
+                unflushed = 0;
                 match rx.recv() {
                     Ok(c) => c,
                     Err(_) => break,
@@ -278,6 +288,7 @@ pub fn run_child(library: &Path) -> i32 {
             },
         };
         out.send(&event, false);
+        unflushed += 1;
     }
     out.flush();
     0

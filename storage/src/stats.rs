@@ -106,11 +106,52 @@ impl Store {
             let (s, n) = row.context("count tasks")?;
             set_count(&mut c, &s, n);
         }
+        // The counts keep running tasks in the pending row (see migration 4).
+        c.running = self.running_by_worker()?.values().sum();
+        c.pending -= c.running;
         Ok(c)
+    }
+
+    /// Running tasks per worker, counted live: they are few (at most the engines'
+    /// claims), found through the status index, and not kept by the triggers so that a
+    /// claim costs no counter update.
+    fn running_by_worker(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, COUNT(*) FROM tasks WHERE status = 'running' GROUP BY worker",
+            )
+            .context("count running tasks")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .context("count running tasks")?;
+        rows.collect::<Result<_, _>>()
+            .context("count running tasks")
     }
 
     /// Tasks of `worker` (or of every worker) with `status` (or any), from the counts.
     pub fn count_tasks_by(
+        &self,
+        worker: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<i64, StoreError> {
+        if matches!(status, Some(Status::Running | Status::Pending)) {
+            let running: i64 = self
+                .running_by_worker()?
+                .iter()
+                .filter(|(w, _)| worker.is_none_or(|x| x == w.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            if status == Some(Status::Running) {
+                return Ok(running);
+            }
+            // The pending row holds pending and running tasks (see migration 4).
+            return Ok(self.count_tasks_by_row(worker, Some(Status::Pending))? - running);
+        }
+        self.count_tasks_by_row(worker, status)
+    }
+
+    fn count_tasks_by_row(
         &self,
         worker: Option<&str>,
         status: Option<Status>,
@@ -128,6 +169,7 @@ impl Store {
     /// Per worker (including workers no longer registered that still have tasks):
     /// tasks per status and run time, by worker identifier.
     pub fn worker_counts(&self) -> Result<Vec<WorkerCounts>, StoreError> {
+        let running = self.running_by_worker()?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -157,6 +199,12 @@ impl Store {
             }
             let w = out.last_mut().expect("pushed above");
             set_count(&mut w.counts, &status, n);
+            if status == "pending" {
+                // The pending row holds pending and running tasks (see migration 4).
+                let running = running.get(&w.worker).copied().unwrap_or(0);
+                w.counts.running += running;
+                w.counts.pending -= running;
+            }
             w.run_ms += run_ms;
             w.runs += runs;
         }
@@ -296,7 +344,7 @@ mod tests {
         let fresh: Vec<(String, String, i64, i64, i64)> = s
             .conn
             .prepare(
-                "SELECT worker, status, COUNT(*),
+                "SELECT worker, CASE WHEN status = 'running' THEN 'pending' ELSE status END, COUNT(*),
                     COALESCE(SUM(CASE WHEN status IN ('completed','failed') AND started_at IS NOT NULL
                         AND finished_at IS NOT NULL THEN finished_at - started_at END), 0),
                     SUM(status IN ('completed','failed') AND started_at IS NOT NULL
