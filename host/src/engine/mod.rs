@@ -274,7 +274,7 @@ const FAST_TASK_MS: f64 = 5.0;
 
 /// How many fast tasks one slot may have queued in its runner at once. A high-priority
 /// task claimed later waits at most about `PIPELINE_DEPTH * FAST_TASK_MS` behind them.
-const PIPELINE_DEPTH: usize = 512;
+const PIPELINE_DEPTH: usize = 128;
 
 /// How often an idle service checks the queue even without a wake-up (tasks created by
 /// a process that could not reach its socket, e.g. on another machine).
