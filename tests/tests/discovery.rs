@@ -408,6 +408,23 @@ fn activate_and_deactivate_change_state_visible_in_list_json() {
 }
 
 #[test]
+fn activating_a_worker_whose_library_is_gone_fails_naming_the_file_and_changes_nothing() {
+    let (home, _, demo) = registered_examples();
+    std::fs::remove_file(&demo).unwrap();
+    let err = home.fail(&["workers", "activate", "demo"]);
+    assert!(
+        err.contains("demo") && err.contains(&demo.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("clean-orphaned"), "{err}");
+    let listed = list(&home);
+    assert_eq!(
+        find_by(&listed, "identifier", "demo").unwrap()["active"],
+        false
+    );
+}
+
+#[test]
 fn unknown_worker_id_fails_for_show_activate_and_deactivate_naming_the_id() {
     let (home, _, _) = registered_examples();
     for cmd in ["show", "activate", "deactivate"] {
