@@ -415,24 +415,25 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
         );
         b
     });
-    let mut final_status = String::new();
-    let mut observer = |_: i64, line: &LogLine| {
-        final_status = line.status.clone();
-        match &bar {
-            Some(b) => {
-                b.set_position(line.progress as u64);
-                b.set_message(line.message.clone());
-                if line.status != "running" {
-                    b.println(format_line(line));
-                }
+    let mut observer = |_: i64, line: &LogLine| match &bar {
+        Some(b) => {
+            b.set_position(line.progress as u64);
+            b.set_message(line.message.clone());
+            if line.status != "running" {
+                b.println(format_line(line));
             }
-            None if !json => println!("{}", format_line(line)),
-            None => {}
         }
+        None if !json => println!("{}", format_line(line)),
+        None => {}
     };
     let summary = engine::run(home, &cfg, Mode::One(id), &mut observer)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    // Tasks of dead processes recovered before this one ran: worth knowing, but not
+    // this command's output.
+    for r in &summary.recovered {
+        eprintln!("recovered task {}: {}", r.id, r.reason);
     }
     let store = home.store()?;
     let t = find(&store, id)?;
@@ -441,7 +442,6 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
     } else if bar.is_some() {
         println!("task {id}: {} — {}", t.status, t.message);
     }
-    let _ = summary;
     Ok(if t.status == Status::Completed { 0 } else { 1 })
 }
 
