@@ -232,6 +232,8 @@ struct Engine<'a> {
     resolved: HashMap<String, ResolvedWorker>,
     /// Progress logs of the tasks this engine runs, kept open while they run.
     logs: progress_log::OpenLogs,
+    /// When the earliest retry this engine scheduled itself falls due.
+    own_retry: Option<Instant>,
     observer: Observer<'a>,
 }
 
@@ -279,6 +281,9 @@ const PIPELINE_DEPTH: usize = 128;
 /// How often an idle service checks the queue even without a wake-up (tasks created by
 /// a process that could not reach its socket, e.g. on another machine).
 const SERVICE_FALLBACK: Duration = Duration::from_secs(2);
+
+/// Shortest time between two lookups of the earliest future retry.
+const RETRY_LOOKUP: Duration = Duration::from_millis(500);
 
 /// Changes gathered from one batch of slot events, applied together.
 #[derive(Default)]
@@ -339,6 +344,7 @@ impl<'a> Engine<'a> {
             speed: HashMap::new(),
             resolved: HashMap::new(),
             logs: progress_log::OpenLogs::new(&home.log_dir()),
+            own_retry: None,
             observer,
         })
     }
@@ -358,6 +364,7 @@ impl<'a> Engine<'a> {
         // due retry, the fallback check), never in a polling loop.
         let mut want_claim = true;
         let mut next_retry: Option<Instant> = None;
+        let mut last_retry_lookup = Instant::now() - RETRY_LOOKUP;
         let mut next_chores = Instant::now();
         let mut fallback = Instant::now() + SERVICE_FALLBACK;
         let mut stop_deadline: Option<Instant> = None;
@@ -373,10 +380,17 @@ impl<'a> Engine<'a> {
                         next_chores = next;
                     }
                 }
-                if next_retry.is_some_and(|r| now >= r) || now >= fallback {
+                let retry_due = next_retry.is_some_and(|r| now >= r);
+                let own_due = self.own_retry.is_some_and(|r| now >= r);
+                if retry_due || own_due || now >= fallback {
                     want_claim = true;
-                    next_retry = None;
                     fallback = now + SERVICE_FALLBACK;
+                }
+                if retry_due {
+                    next_retry = None;
+                }
+                if own_due {
+                    self.own_retry = None;
                 }
             }
             let mut claimed_now = 0;
@@ -396,7 +410,10 @@ impl<'a> Engine<'a> {
                 claimed_now = claimed.len();
                 // A full batch means more may be waiting; keep claiming as slots free up.
                 want_claim = claimed_now == free;
-                if service && claimed_now < free {
+                // The earliest future retry scans the pending rows, so it is looked up at
+                // most every RETRY_LOOKUP, not after every short claim.
+                if service && claimed_now < free && last_retry_lookup.elapsed() >= RETRY_LOOKUP {
+                    last_retry_lookup = Instant::now();
                     next_retry = self.store.next_run_after()?.map(|at| {
                         Instant::now() + Duration::from_millis((at - now_ms()).max(0) as u64)
                     });
@@ -418,7 +435,7 @@ impl<'a> Engine<'a> {
             }
             if service {
                 wake_at = wake_at.min(fallback).min(next_chores);
-                if let Some(r) = next_retry {
+                for r in [next_retry, self.own_retry].into_iter().flatten() {
                     wake_at = wake_at.min(r);
                 }
             }
@@ -864,6 +881,9 @@ impl<'a> Engine<'a> {
                 if !final_failure && t.attempts < t.max_attempts {
                     let delay = self.retry_delay(t.attempts);
                     summary.retried += 1;
+                    // Wake for our own retries without waiting for a lookup.
+                    let at = Instant::now() + delay;
+                    self.own_retry = Some(self.own_retry.map_or(at, |r| r.min(at)));
                     let message = format!(
                         "Attempt {} of {} failed: {error}; retrying in {}",
                         t.attempts,
