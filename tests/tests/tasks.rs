@@ -1106,6 +1106,14 @@ fn kill_host_while_running(home: &Home, id: i64) {
     );
 }
 
+/// The `process --json` summary reports exactly task `id` as recovered, requeued or not.
+fn assert_recovered_once(summary: &Value, id: i64, requeued: bool) {
+    let recovered = summary["recovered"].as_array().expect("recovered");
+    assert_eq!(recovered.len(), 1, "{summary:#}");
+    assert_eq!(recovered[0]["id"], id, "{summary:#}");
+    assert_eq!(recovered[0]["requeued"], requeued, "{summary:#}");
+}
+
 #[test]
 fn sigkill_of_the_host_is_recovered_by_the_next_process_run_requeueing_the_task() {
     let home = demo_home();
@@ -1119,10 +1127,7 @@ fn sigkill_of_the_host_is_recovered_by_the_next_process_run_requeueing_the_task(
     kill_host_while_running(&home, id);
 
     let summary = process(&home, &[]);
-    let recovered = summary["recovered"].as_array().expect("recovered");
-    assert_eq!(recovered.len(), 1, "{summary:#}");
-    assert_eq!(recovered[0]["id"], id, "{summary:#}");
-    assert_eq!(recovered[0]["requeued"], true, "{summary:#}");
+    assert_recovered_once(&summary, id, true);
     assert_eq!(summary["completed"], 1, "{summary:#}");
 
     let t = home.task(id);
@@ -1153,10 +1158,7 @@ fn sigkill_of_the_host_with_no_attempts_left_is_recovered_as_failed() {
     kill_host_while_running(&home, id);
 
     let summary = process(&home, &[]);
-    let recovered = summary["recovered"].as_array().expect("recovered");
-    assert_eq!(recovered.len(), 1, "{summary:#}");
-    assert_eq!(recovered[0]["id"], id, "{summary:#}");
-    assert_eq!(recovered[0]["requeued"], false, "{summary:#}");
+    assert_recovered_once(&summary, id, false);
     assert_eq!(summary["completed"], 0, "{summary:#}");
 
     let t = home.task(id);
