@@ -506,6 +506,85 @@ mod tests {
         assert_eq!(total, 4, "two of the six were deleted: {by_bucket:?}");
     }
 
+    /// `finish_tasks` skips the triggers and counts the batch itself: every kind of
+    /// ending, several per worker and bucket, and a finish that does not apply.
+    #[test]
+    fn finishing_a_batch_counts_what_the_triggers_would() {
+        let (_d, mut s) = store();
+        let t0 = 1_700_000_000_000;
+        s.insert_tasks(&new_task("a", t0), 5).unwrap();
+        s.insert_tasks(&new_task("b", t0 + 1), 3).unwrap();
+        let claimed = s.claim_tasks("me", t0 + 1000, 8).unwrap();
+        assert_eq!(claimed.len(), 8);
+        assert_consistent(&s);
+        let ids: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
+        let finish = |id, owner: &str, outcome, at| crate::tasks::Finish {
+            id,
+            owner: owner.into(),
+            outcome,
+            progress: 100,
+            processed: 0,
+            total: 0,
+            message: "done".into(),
+            at,
+        };
+        use crate::tasks::Outcome::*;
+        let done = || Completed {
+            result: "null".into(),
+        };
+        let applied = s
+            .finish_tasks(&[
+                finish(ids[0], "me", done(), t0 + 2000),
+                finish(ids[1], "me", done(), t0 + 2500),
+                finish(ids[2], "me", done(), t0 + BUCKET_MS + 1),
+                finish(ids[3], "me", Requeued, t0 + 3000),
+                finish(ids[4], "someone else", done(), t0 + 3000),
+                finish(
+                    ids[5],
+                    "me",
+                    Cancelled {
+                        message: "stop".into(),
+                    },
+                    t0 + 4000,
+                ),
+                finish(
+                    ids[6],
+                    "me",
+                    Failed {
+                        error: "x".into(),
+                        retry_at: None,
+                    },
+                    t0 + 5000,
+                ),
+                finish(
+                    ids[7],
+                    "me",
+                    Failed {
+                        error: "x".into(),
+                        retry_at: Some(t0 + 9000),
+                    },
+                    t0 + 5000,
+                ),
+            ])
+            .unwrap();
+        assert_eq!(applied, [true, true, true, true, false, true, true, true]);
+        assert_consistent(&s);
+        let c = s.task_status_counts().unwrap();
+        assert_eq!(
+            (c.pending, c.running, c.completed, c.failed, c.cancelled),
+            (2, 1, 3, 1, 1)
+        );
+        let last = s.worker_last_runs().unwrap();
+        assert_eq!(last["a"].last_finished_at, Some(t0 + BUCKET_MS + 1));
+        assert_eq!(last["b"].last_finished_at, Some(t0 + 5000));
+        // The same finish again changes nothing.
+        let again = s
+            .finish_tasks(&[finish(ids[0], "me", done(), t0 + 6000)])
+            .unwrap();
+        assert_eq!(again, [false]);
+        assert_consistent(&s);
+    }
+
     #[test]
     fn the_migration_computes_statistics_of_existing_tasks() {
         let (dir, mut s) = store();

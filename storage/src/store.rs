@@ -1,7 +1,7 @@
 //! Opening the database and the error type shared by every operation.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -15,6 +15,11 @@ use crate::migrations;
 /// of failing.
 pub struct Store {
     pub(crate) conn: Connection,
+    /// A second connection to the same file with triggers switched off, opened on
+    /// first use, for the engine's claims and finishes only (see
+    /// [`Store::untracked`]).
+    untracked: Option<Connection>,
+    path: PathBuf,
 }
 
 /// A storage failure, with the operation that failed.
@@ -60,21 +65,36 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to
     /// date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::new(format!("open database {}", path.display()), e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .context("set busy timeout")?;
-        // WAL lets readers run beside the single writer; NORMAL syncs at checkpoints,
-        // which is durable across process crashes (the case that matters here).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .context("enable WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .context("set synchronous")?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .context("enable foreign keys")?;
-        let mut store = Store { conn };
+        let conn = connect(path)?;
+        let mut store = Store {
+            conn,
+            untracked: None,
+            path: path.to_path_buf(),
+        };
         migrations::migrate(&mut store.conn)?;
         Ok(store)
+    }
+
+    /// The connection for the engine's claims and finishes: the same database with
+    /// triggers switched off.
+    ///
+    /// The statistics triggers cost a claim three WHEN checks per row and a finish four
+    /// statements (and a statement journal) per row — most of a no-op task's database
+    /// time. A claim changes no statistic (running tasks are counted as pending), and
+    /// [`Store::finish_tasks`] adds its whole batch to the statistics tables itself, so
+    /// these two operations skip the triggers. Nothing else may use this connection:
+    /// any other change to `tasks` must go through the triggers.
+    pub(crate) fn untracked(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.untracked.is_none() {
+            let conn = connect(&self.path)?;
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                false,
+            )
+            .context("switch triggers off")?;
+            self.untracked = Some(conn);
+        }
+        Ok(self.untracked.as_mut().expect("opened above"))
     }
 
     /// The schema version the database is at.
@@ -83,6 +103,23 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .context("read schema version")
     }
+}
+
+/// Opens one connection with stask's settings.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::new(format!("open database {}", path.display()), e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .context("set busy timeout")?;
+    // WAL lets readers run beside the single writer; NORMAL syncs at checkpoints,
+    // which is durable across process crashes (the case that matters here).
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .context("enable WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .context("set synchronous")?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .context("enable foreign keys")?;
+    Ok(conn)
 }
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the database.

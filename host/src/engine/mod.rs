@@ -1,17 +1,22 @@
 //! The task engine: claims tasks, runs them in runner processes through slots, and
 //! records everything (database rows and progress-log lines).
 //!
-//! One coordinator thread owns the database connection and the log files: slots report
-//! to it over a channel, and it applies whatever arrived in one batch (one transaction
-//! for progress, one for finished tasks). Plugin code runs only in runner processes.
+//! One coordinator thread owns the database connection: slots report to it over a
+//! channel, and it applies whatever arrived in one batch (one transaction for progress,
+//! one for finished tasks). Progress-log lines go to the log-writer thread, and a
+//! batch's finished tasks are committed once their final lines are written. Plugin
+//! code runs only in runner processes.
 //!
 //! ```text
 //!   coordinator ──Run/Cancel──▶ slot 0 ──stdin──▶ runner process (library A)
-//!        ▲                      slot 1 ──stdin──▶ runner process (library B)
-//!        └──── Progress/Log/Done ─┘ ◀──stdout── events
+//!     ▲   │  ▲                  slot 1 ──stdin──▶ runner process (library B)
+//!     │   │  └── Progress/Log/Done ─┘ ◀──stdout── events
+//!     │   └──lines──▶ log writer
+//!     └──── LogsWritten ──┘
 //! ```
 
 pub mod cache;
+pub mod log_writer;
 pub mod protocol;
 pub mod slot;
 
@@ -25,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use stask_plugin_api::manifest::TIMEOUT_SETTING;
 use stask_plugin_api::{Level, WorkerManifest};
-use stask_storage::progress_log::{self, LogLine};
+use stask_storage::progress_log::LogLine;
 use stask_storage::{
     now_ms, ClaimedTask, ClaimedWorker, Finish, Outcome, ProgressUpdate, Status, Store,
 };
@@ -34,6 +39,7 @@ use crate::home::Home;
 use crate::recovery::{self, Recovered};
 use crate::task_log::{self, format_duration};
 use cache::LibraryCache;
+use log_writer::LogWriter;
 use slot::{Assignment, FromSlot, Inbox, RunEnd, Slot};
 
 /// Engine tuning. [`EngineConfig::default`] holds the documented defaults.
@@ -104,6 +110,8 @@ pub enum Msg {
     Stop,
     /// Run discovery of new plugin libraries (SIGHUP).
     Discover,
+    /// The log writer has written every batch up to this sequence number.
+    LogsWritten(u64),
 }
 
 impl From<FromSlot> for Msg {
@@ -230,8 +238,13 @@ struct Engine<'a> {
     speed: HashMap<(String, String), Speed>,
     /// Resolved settings and time limit per worker, with the registration they came from.
     resolved: HashMap<String, ResolvedWorker>,
-    /// Progress logs of the tasks this engine runs, kept open while they run.
-    logs: progress_log::OpenLogs,
+    /// Appends progress-log lines on its own thread.
+    writer: LogWriter,
+    /// Finished attempts whose final lines are not yet reported written, with the
+    /// writer's sequence number of those lines.
+    unrecorded: VecDeque<(u64, Vec<Finish>)>,
+    /// The highest sequence number the writer has reported.
+    written: u64,
     /// When the earliest retry this engine scheduled itself falls due.
     own_retry: Option<Instant>,
     observer: Observer<'a>,
@@ -343,7 +356,9 @@ impl<'a> Engine<'a> {
             running: HashMap::new(),
             speed: HashMap::new(),
             resolved: HashMap::new(),
-            logs: progress_log::OpenLogs::new(&home.log_dir()),
+            writer: LogWriter::start(&home.log_dir(), out_tx.clone())?,
+            unrecorded: VecDeque::new(),
+            written: 0,
             own_retry: None,
             observer,
         })
@@ -426,7 +441,7 @@ impl<'a> Engine<'a> {
                 self.apply(batch)?;
             }
             if self.running.is_empty() && claimed_now == 0 && (!service || stopping) {
-                return Ok(());
+                return self.record_all();
             }
             // Sleep until something arrives or a timer is due.
             let mut wake_at = Instant::now() + Duration::from_secs(3600);
@@ -481,6 +496,7 @@ impl<'a> Engine<'a> {
                             }
                         }
                     }
+                    Msg::LogsWritten(seq) => self.written = self.written.max(seq),
                 }
                 next = self.events.try_recv().ok();
             }
@@ -943,30 +959,53 @@ impl<'a> Engine<'a> {
             .min(self.cfg.retry_max)
     }
 
-    /// Writes log lines first, then the database: a crash in between leaves a task the
-    /// recovery will find, never a database state the log does not explain.
+    /// Hands the batch's lines to the log writer, records progress, and commits the
+    /// finished attempts whose final lines are written. Lines first, then the
+    /// database: a crash in between leaves a task the recovery will find, never a
+    /// database state the log does not explain.
     fn apply(&mut self, batch: Batch) -> Result<()> {
-        let mut by_task: HashMap<i64, Vec<LogLine>> = HashMap::new();
-        for (id, line) in batch.lines {
-            (self.observer)(id, &line);
-            by_task.entry(id).or_default().push(line);
+        for (id, line) in &batch.lines {
+            (self.observer)(*id, line);
         }
-        for (id, lines) in by_task {
-            if let Err(e) = self.logs.append(id, &lines) {
-                tracing::warn!(task = id, "cannot write progress log: {e}");
+        if !batch.lines.is_empty() {
+            let close = batch.finishes.iter().map(|f| f.id).collect();
+            let seq = self.writer.send(batch.lines, close);
+            if !batch.finishes.is_empty() {
+                self.unrecorded.push_back((seq, batch.finishes));
             }
         }
-        for f in &batch.finishes {
-            self.logs.close(f.id);
-        }
         self.store.update_progress(&batch.progress)?;
-        if !batch.finishes.is_empty() {
-            self.store.finish_tasks(&batch.finishes)?;
+        self.record_written()
+    }
+
+    /// Commits, in one transaction, the finished attempts whose lines are written.
+    fn record_written(&mut self) -> Result<()> {
+        let mut ready = Vec::new();
+        while self
+            .unrecorded
+            .front()
+            .is_some_and(|(seq, _)| *seq <= self.written)
+        {
+            ready.extend(self.unrecorded.pop_front().expect("checked above").1);
+        }
+        if !ready.is_empty() {
+            self.store.finish_tasks(&ready)?;
         }
         Ok(())
     }
 
+    /// Waits for the writer, then commits every finished attempt.
+    fn record_all(&mut self) -> Result<()> {
+        self.written = self.writer.flush();
+        self.record_written()
+    }
+
     fn shutdown(&mut self) {
+        // After an error: still record what finished (the run loop's normal exit has
+        // already done so, and then this finds nothing).
+        if let Err(e) = self.record_all() {
+            tracing::warn!("cannot record finished tasks: {e:#}");
+        }
         for s in &self.slots {
             let _ = s.tx.send(Inbox::Shutdown);
         }
