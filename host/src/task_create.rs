@@ -57,6 +57,10 @@ pub fn create_task(home: &Home, store: &mut Store, req: &TaskRequest) -> Result<
     Ok(create_tasks(home, store, req, 1)?[0])
 }
 
+/// How long new tasks stay hidden from claims if their creator dies before writing
+/// their first log lines (normally they are released within milliseconds).
+const CREATION_GRACE_MS: i64 = 30_000;
+
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
 
@@ -163,6 +167,10 @@ pub fn create_tasks(
         .into());
     }
     let now = now_ms();
+    // Stored hidden from claims until the creation lines below are written: a service
+    // claiming a task first would write its start line before the creation line. If
+    // this process dies in between, the tasks become claimable when the time passes.
+    let hidden_until = now + CREATION_GRACE_MS;
     let ids = store.insert_tasks(
         &NewTask {
             worker: req.worker.clone(),
@@ -171,7 +179,7 @@ pub fn create_tasks(
             priority: req.priority,
             max_attempts: req.max_attempts,
             started_by: req.started_by.clone(),
-            run_after: now,
+            run_after: hidden_until,
             created_at: now,
         },
         count,
@@ -197,6 +205,9 @@ pub fn create_tasks(
         ) {
             tracing::warn!(task = id, "cannot write progress log: {e}");
         }
+    }
+    if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+        store.release_new_tasks(*first, *last, hidden_until, now)?;
     }
     Ok(ids)
 }

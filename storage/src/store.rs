@@ -11,13 +11,12 @@ use crate::migrations;
 /// A connection to the stask database.
 ///
 /// One `Store` per thread; SQLite in WAL mode lets several processes (the service, CLI
-/// commands) share the file, and `busy_timeout` makes a writer wait for another instead
+/// commands) share the file, and a busy handler makes a writer wait for another instead
 /// of failing.
 pub struct Store {
     pub(crate) conn: Connection,
     /// A second connection to the same file with triggers switched off, opened on
-    /// first use, for the engine's claims and finishes only (see
-    /// [`Store::untracked`]).
+    /// first use, for the busiest writes only (see [`Store::untracked`]).
     untracked: Option<Connection>,
     path: PathBuf,
 }
@@ -75,15 +74,17 @@ impl Store {
         Ok(store)
     }
 
-    /// The connection for the engine's claims and finishes: the same database with
-    /// triggers switched off.
+    /// The connection for the busiest writes: inserting tasks, claiming them and
+    /// recording how they ended. It is the same database with triggers switched off.
     ///
-    /// The statistics triggers cost a claim three WHEN checks per row and a finish four
-    /// statements (and a statement journal) per row — most of a no-op task's database
-    /// time. A claim changes no statistic (running tasks are counted as pending), and
-    /// [`Store::finish_tasks`] adds its whole batch to the statistics tables itself, so
-    /// these two operations skip the triggers. Nothing else may use this connection:
-    /// any other change to `tasks` must go through the triggers.
+    /// The statistics triggers cost each inserted row two statements, each claimed row
+    /// three WHEN checks and each finished row four statements (and a statement
+    /// journal) — most of a no-op task's database time. These writes keep the
+    /// statistics themselves, once per batch: [`Store::insert_tasks`] counts its rows
+    /// (they share worker and creation time), a claim changes no statistic (running
+    /// tasks are counted as pending), and [`Store::finish_tasks`] counts its batch from
+    /// the updated rows. Nothing else may use this connection: any other change to
+    /// `tasks` must go through the triggers.
     pub(crate) fn untracked(&mut self) -> Result<&mut Connection, StoreError> {
         if self.untracked.is_none() {
             let conn = connect(&self.path)?;
@@ -109,8 +110,8 @@ impl Store {
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::new(format!("open database {}", path.display()), e))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .context("set busy timeout")?;
+    conn.busy_handler(Some(wait_for_lock))
+        .context("set busy handler")?;
     // WAL lets readers run beside the single writer; NORMAL syncs at checkpoints,
     // which is durable across process crashes (the case that matters here).
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -120,6 +121,37 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .context("enable foreign keys")?;
     Ok(conn)
+}
+
+/// How long a writer waits for another's lock before giving up with "database is
+/// locked".
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits briefly for another connection's lock; `attempt` counts from 0.
+///
+/// SQLite's own busy timeout sleeps 1, 2, 5, 10 … 100 ms between tries, so a writer
+/// that meets the engine's short, frequent transactions (or a CLI's insert) once tends
+/// to sleep far longer than the lock is held: with the service and producers writing
+/// together, both sides spent most of their time asleep. Short sleeps first keep the
+/// wait close to the actual hold time; after 20 ms the steps grow to 1 ms.
+fn wait_for_lock(attempt: i32) -> bool {
+    const FINE: i32 = 200;
+    const FINE_STEP: Duration = Duration::from_micros(100);
+    const COARSE_STEP: Duration = Duration::from_millis(1);
+    let waited = if attempt < FINE {
+        FINE_STEP * attempt as u32
+    } else {
+        FINE_STEP * FINE as u32 + COARSE_STEP * (attempt - FINE) as u32
+    };
+    if waited >= LOCK_WAIT {
+        return false;
+    }
+    std::thread::sleep(if attempt < FINE {
+        FINE_STEP
+    } else {
+        COARSE_STEP
+    });
+    true
 }
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the database.

@@ -341,8 +341,14 @@ pub struct StatusCounts {
 impl Store {
     /// Inserts `count` identical pending tasks in one transaction; returns their ids in
     /// creation order.
+    ///
+    /// The rows are inserted without the statistics triggers (see [`Store::untracked`])
+    /// and counted once for the batch: they share worker, status and creation time.
     pub fn insert_tasks(&mut self, t: &NewTask, count: usize) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction().context("begin creating tasks")?;
+        let tx = self
+            .untracked()?
+            .transaction()
+            .context("begin creating tasks")?;
         let mut ids = Vec::with_capacity(count);
         {
             let mut stmt = tx
@@ -367,8 +373,48 @@ impl Store {
                 ids.push(tx.last_insert_rowid());
             }
         }
+        // As the insert trigger of migration 4 counts each row.
+        tx.prepare_cached(
+            "INSERT INTO task_counts (worker, status, n) VALUES (?1, 'pending', ?2)
+             ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n",
+        )
+        .and_then(|mut s| s.execute(params![t.worker, count as i64]))
+        .context("count new tasks")?;
+        tx.prepare_cached(
+            "INSERT INTO task_activity (bucket, worker, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT (bucket, worker) DO UPDATE SET created = created + excluded.created",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                crate::stats::bucket_floor(t.created_at),
+                t.worker,
+                count as i64
+            ])
+        })
+        .context("count new tasks")?;
         tx.commit().context("commit new tasks")?;
         Ok(ids)
+    }
+
+    /// Makes tasks stored by [`Store::insert_tasks`] with `run_after = hidden_until`
+    /// claimable now: the ids from `first` to `last` that are still pending and hidden.
+    /// Creators store tasks hidden until their first log lines are written, so an
+    /// engine never starts a task whose log does not begin with its creation.
+    pub fn release_new_tasks(
+        &mut self,
+        first: i64,
+        last: i64,
+        hidden_until: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET run_after = ?4
+                 WHERE id BETWEEN ?1 AND ?2 AND status = 'pending' AND run_after = ?3",
+            )
+            .context("release new tasks")?
+            .execute(params![first, last, hidden_until, now])
+            .context("release new tasks")
     }
 
     /// One task.
@@ -937,6 +983,28 @@ fn count_finished(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), Sto
 mod tests {
     use super::*;
 
+    /// A database with one active worker, `w`, so its tasks can be claimed.
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("stask.db")).unwrap();
+        let meta = crate::WorkerMetadata {
+            scope: "",
+            title: "W",
+            description: "",
+            icon: "gear",
+            version: "1",
+            manifest: "{}",
+        };
+        let lib = crate::LibraryFingerprint {
+            path: "/w.so".into(),
+            size: 1,
+            mtime_ns: 1,
+            sha256: "00".into(),
+        };
+        s.insert_workers(&[("w".into(), meta, lib, true)]).unwrap();
+        (dir, s)
+    }
+
     fn new_task() -> NewTask {
         NewTask {
             worker: "w".into(),
@@ -948,6 +1016,56 @@ mod tests {
             run_after: 0,
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn tasks_inserted_hidden_are_claimable_only_once_released() {
+        let (_d, mut s) = store();
+        let mut hidden = new_task();
+        hidden.run_after = 5_000;
+        let ids = s.insert_tasks(&hidden, 3).unwrap();
+        assert!(s.claim_tasks("me", 1_000, 10).unwrap().is_empty());
+        // A task of someone else that happens to be hidden until the same time is
+        // outside the range and stays hidden.
+        let other = s.insert_tasks(&hidden, 1).unwrap()[0];
+        assert_eq!(
+            s.release_new_tasks(ids[0], ids[2], 5_000, 1_000).unwrap(),
+            3
+        );
+        let claimed: Vec<i64> = s
+            .claim_tasks("me", 1_000, 10)
+            .unwrap()
+            .iter()
+            .map(|c| c.task.id)
+            .collect();
+        assert_eq!(claimed, ids);
+        assert!(!claimed.contains(&other));
+        // Released twice: nothing changes (they are running now).
+        assert_eq!(
+            s.release_new_tasks(ids[0], ids[2], 5_000, 1_000).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_connections_lock_instead_of_failing() {
+        let (dir, mut s) = store();
+        let path = dir.path().join("stask.db");
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut other = Store::open(&path).unwrap();
+            let tx = other
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.commit().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let ids = s.insert_tasks(&new_task(), 2).unwrap();
+        assert_eq!(ids.len(), 2);
+        holder.join().unwrap();
     }
 
     #[test]

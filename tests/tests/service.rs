@@ -216,6 +216,52 @@ fn serve_runs_a_task_created_by_the_cli_while_it_is_idle() {
     );
 }
 
+/// Tasks created in batches while the service is busy: a slot frees every few
+/// milliseconds and each free slot claims the first visible high-priority task, so a
+/// claim can fall between a batch's insert and its log files. Yet no task may start
+/// before its creation line is in its log (the creator stores tasks unclaimable until
+/// their logs exist). Without that rule, "Started" came first and the creation line
+/// last, and the log's current state read "pending" for a finished task.
+#[test]
+fn every_task_created_while_the_service_is_busy_has_a_log_beginning_with_its_creation() {
+    let home = demo_home();
+    let bg = serve(&home, &[], &[]);
+    let busy = r#"{"steps": 1, "step_ms": 5}"#;
+    home.json(&["tasks", "create", "demo", "run", "--count", "200", "--data", busy]);
+    let mut ids: Vec<i64> = Vec::new();
+    for _ in 0..6 {
+        let created = home.json(&[
+            "tasks", "create", "demo", "noop", "--count", "300", "--priority", "high",
+        ]);
+        ids.extend(
+            created["ids"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|v| v.as_i64().expect("id")),
+        );
+    }
+    assert_eq!(ids.len(), 1800);
+    wait_until(WAIT, "every task completed", || {
+        let done = home.json(&["tasks", "list", "--status", "completed", "--limit", "5000"]);
+        (done.as_array().map(Vec::len) == Some(2000)).then_some(())
+    });
+    for id in &ids {
+        let lines = home.log_lines(*id);
+        let (first, last) = (lines.first(), lines.last());
+        assert!(
+            first.is_some_and(|l| l.starts_with("pending|") && l.contains("Task created")),
+            "task {id}: the log must begin with the creation line: {lines:#?}"
+        );
+        assert!(
+            last.is_some_and(|l| l.starts_with("completed|")),
+            "task {id}: the log must end with the completion line: {lines:#?}"
+        );
+        assert_eq!(lines.len(), 3, "task {id}: created, started, completed: {lines:#?}");
+    }
+    stop(bg);
+}
+
 #[test]
 fn task_created_while_the_only_slot_is_busy_waits_for_it_then_runs() {
     let home = demo_home();

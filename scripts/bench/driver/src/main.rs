@@ -179,7 +179,14 @@ fn real_main() -> Res<()> {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&env.work);
+    // A previous run's directory is set aside now and deleted after the last figure
+    // (see util::discard for why deleting costs the benchmarks that follow).
+    let stale = env
+        .work
+        .with_file_name(format!("work-stale-{}", std::process::id()));
+    if env.work.exists() {
+        let _ = std::fs::rename(&env.work, &stale);
+    }
     std::fs::create_dir_all(&env.work)
         .map_err(|e| format!("create {}: {e}", env.work.display()))?;
 
@@ -229,6 +236,7 @@ fn real_main() -> Res<()> {
         eprintln!("   ({:.1} s)", t.elapsed().as_secs_f64());
     }
     let _ = std::fs::remove_dir_all(&env.work);
+    let _ = std::fs::remove_dir_all(&stale);
     // Sections in the order of their numbers (benchmarks run in another order: the
     // ratios need the burn-down first). The sort is stable.
     report.metrics.sort_by(|a, b| a.bench.cmp(&b.bench));
