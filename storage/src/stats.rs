@@ -585,6 +585,65 @@ mod tests {
         assert_consistent(&s);
     }
 
+    /// One transaction records what ended and claims the next batch, which may hold
+    /// a retry the same call queued.
+    #[test]
+    fn finish_and_claim_records_then_claims_in_one_go() {
+        let (_d, mut s) = store();
+        let t0 = 1_700_000_000_000;
+        let ids = s.insert_tasks(&new_task("a", t0), 3).unwrap();
+        let first = s.claim_tasks("me", t0 + 10, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        let finish = |id, outcome| crate::tasks::Finish {
+            id,
+            owner: "me".into(),
+            outcome,
+            progress: 0,
+            processed: 0,
+            total: 0,
+            message: "m".into(),
+            at: t0 + 20,
+        };
+        let (applied, claimed) = s
+            .finish_and_claim(
+                &[
+                    finish(
+                        ids[0],
+                        crate::tasks::Outcome::Completed {
+                            result: "null".into(),
+                        },
+                    ),
+                    finish(
+                        ids[1],
+                        crate::tasks::Outcome::Failed {
+                            error: "x".into(),
+                            retry_at: Some(t0 + 20),
+                        },
+                    ),
+                ],
+                "me",
+                t0 + 30,
+                5,
+            )
+            .unwrap();
+        assert_eq!(applied, [true, true]);
+        let mut got: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
+        got.sort();
+        assert_eq!(got, [ids[1], ids[2]], "the retry and the last pending task");
+        assert_eq!(
+            claimed
+                .iter()
+                .find(|c| c.task.id == ids[1])
+                .unwrap()
+                .task
+                .attempts,
+            2
+        );
+        assert_consistent(&s);
+        let c = s.task_status_counts().unwrap();
+        assert_eq!((c.pending, c.running, c.completed), (0, 2, 1));
+    }
+
     #[test]
     fn the_migration_computes_statistics_of_existing_tasks() {
         let (dir, mut s) = store();

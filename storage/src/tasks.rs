@@ -513,17 +513,26 @@ impl Store {
         } else {
             format!(" AND t.worker NOT IN ({})", list.join(","))
         };
-        self.claim_where(
-            owner,
-            now,
-            &format!(
-                "id IN (SELECT t.id FROM tasks t INDEXED BY tasks_claim
-                     JOIN workers w ON w.identifier = t.worker
-                     WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1{exclusion}
-                     ORDER BY t.priority, t.id LIMIT ?3)"
-            ),
-            limit as i64,
-        )
+        self.claim_where(owner, now, &claimable(&exclusion), limit as i64)
+    }
+
+    /// [`Store::finish_tasks`] then [`Store::claim_tasks`] in one transaction: an
+    /// engine records what ended and takes the next batch with one commit.
+    pub fn finish_and_claim(
+        &mut self,
+        finishes: &[Finish],
+        owner: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<bool>, Vec<ClaimedTask>), StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin finish and claim")?;
+        let applied = finish_in(&tx, finishes)?;
+        let claimed = claim_in(&tx, owner, now, &claimable(""), limit as i64)?;
+        tx.commit().context("commit finish and claim")?;
+        Ok((applied, claimed))
     }
 
     /// Claims one specific pending task (for `tasks execute`), whatever its `run_after`.
@@ -551,57 +560,8 @@ impl Store {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin claim")?;
-        let claimed: Vec<TaskRecord> = {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
-                        started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
-                        cancel_requested = 0, progress = 0, processed = 0, total = 0,
-                        message = 'Started'
-                     WHERE {condition}
-                     RETURNING {COLUMNS}"
-                ))
-                .context("claim tasks")?;
-            let rows = stmt
-                .query_map(params![owner, now, arg], from_row)
-                .context("claim tasks")?;
-            rows.collect::<Result<_, _>>().context("claim tasks")?
-        };
-        let mut out = Vec::with_capacity(claimed.len());
-        {
-            let mut query = tx
-                .prepare_cached(
-                    "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
-                )
-                .context("read worker of claimed task")?;
-            let mut workers: std::collections::HashMap<String, std::sync::Arc<ClaimedWorker>> =
-                std::collections::HashMap::new();
-            for task in claimed {
-                let worker = match workers.get(&task.worker) {
-                    Some(w) => w.clone(),
-                    None => {
-                        let w = query
-                            .query_row([&task.worker], |r| {
-                                Ok(ClaimedWorker {
-                                    library_path: r.get(0)?,
-                                    settings: r.get(1)?,
-                                    manifest: r.get(2)?,
-                                })
-                            })
-                            .optional()
-                            .context("read worker of claimed task")?
-                            .unwrap_or_default();
-                        let w = std::sync::Arc::new(w);
-                        workers.insert(task.worker.clone(), w.clone());
-                        w
-                    }
-                };
-                out.push(ClaimedTask { task, worker });
-            }
-        }
+        let out = claim_in(&tx, owner, now, condition, arg)?;
         tx.commit().context("commit claim")?;
-        // RETURNING yields rows in no particular order; keep the claim order.
-        out.sort_by_key(|c| (c.task.priority.rank(), c.task.id));
         Ok(out)
     }
 
@@ -639,61 +599,7 @@ impl Store {
             .untracked()?
             .transaction()
             .context("begin finishing tasks")?;
-        let mut applied = Vec::with_capacity(finishes.len());
-        // Ids of the attempts that ended the task (not those queued again): they are
-        // what the statistics count.
-        let mut ended: Vec<i64> = Vec::with_capacity(finishes.len());
-        {
-            let mut done = tx
-                .prepare_cached(
-                    "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
-                        processed = ?7, total = ?8, message = ?9, finished_at = ?10,
-                        run_after = ?11, owner = NULL, cancel_requested = 0,
-                        attempts = attempts - ?12
-                     WHERE id = ?1 AND owner = ?2 AND status = 'running'",
-                )
-                .context("finish tasks")?;
-            for f in finishes {
-                let (status, result, error, finished_at, run_after) = match &f.outcome {
-                    Outcome::Completed { result } => {
-                        ("completed", Some(result.as_str()), None, Some(f.at), 0)
-                    }
-                    Outcome::Failed {
-                        error,
-                        retry_at: Some(at),
-                    } => ("pending", None, Some(error.as_str()), None, *at),
-                    Outcome::Failed {
-                        error,
-                        retry_at: None,
-                    } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
-                    Outcome::Cancelled { message } => {
-                        ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
-                    }
-                    Outcome::Requeued => ("pending", None, None, None, f.at),
-                };
-                let n = done
-                    .execute(params![
-                        f.id,
-                        f.owner,
-                        status,
-                        result,
-                        error,
-                        f.progress,
-                        f.processed,
-                        f.total,
-                        f.message,
-                        finished_at,
-                        run_after,
-                        matches!(f.outcome, Outcome::Requeued) as i64
-                    ])
-                    .context("finish task")?;
-                if n > 0 && finished_at.is_some() {
-                    ended.push(f.id);
-                }
-                applied.push(n > 0);
-            }
-        }
-        count_finished(&tx, &ended)?;
+        let applied = finish_in(&tx, finishes)?;
         tx.commit().context("commit finished tasks")?;
         Ok(applied)
     }
@@ -878,6 +784,139 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The claim query's condition: pending, due, of an active worker and not excluded,
+/// in claim order, at most `?3`.
+fn claimable(exclusion: &str) -> String {
+    format!(
+        "id IN (SELECT t.id FROM tasks t INDEXED BY tasks_claim
+             JOIN workers w ON w.identifier = t.worker
+             WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1{exclusion}
+             ORDER BY t.priority, t.id LIMIT ?3)"
+    )
+}
+
+/// Claims the tasks matching `condition` inside `tx` (on the trigger-less connection).
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    now: i64,
+    condition: &str,
+    arg: i64,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    let claimed: Vec<TaskRecord> = {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
+                        started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
+                        cancel_requested = 0, progress = 0, processed = 0, total = 0,
+                        message = 'Started'
+                     WHERE {condition}
+                     RETURNING {COLUMNS}"
+            ))
+            .context("claim tasks")?;
+        let rows = stmt
+            .query_map(params![owner, now, arg], from_row)
+            .context("claim tasks")?;
+        rows.collect::<Result<_, _>>().context("claim tasks")?
+    };
+    let mut out = Vec::with_capacity(claimed.len());
+    {
+        let mut query = tx
+            .prepare_cached(
+                "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
+            )
+            .context("read worker of claimed task")?;
+        let mut workers: std::collections::HashMap<String, std::sync::Arc<ClaimedWorker>> =
+            std::collections::HashMap::new();
+        for task in claimed {
+            let worker = match workers.get(&task.worker) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = query
+                        .query_row([&task.worker], |r| {
+                            Ok(ClaimedWorker {
+                                library_path: r.get(0)?,
+                                settings: r.get(1)?,
+                                manifest: r.get(2)?,
+                            })
+                        })
+                        .optional()
+                        .context("read worker of claimed task")?
+                        .unwrap_or_default();
+                    let w = std::sync::Arc::new(w);
+                    workers.insert(task.worker.clone(), w.clone());
+                    w
+                }
+            };
+            out.push(ClaimedTask { task, worker });
+        }
+    }
+    // RETURNING yields rows in no particular order; keep the claim order.
+    out.sort_by_key(|c| (c.task.priority.rank(), c.task.id));
+    Ok(out)
+}
+
+/// Applies `finishes` inside `tx` (on the trigger-less connection) and counts them in
+/// the statistics; returns which applied.
+fn finish_in(tx: &rusqlite::Transaction<'_>, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+    let mut applied = Vec::with_capacity(finishes.len());
+    // Ids of the attempts that ended the task (not those queued again): they are
+    // what the statistics count.
+    let mut ended: Vec<i64> = Vec::with_capacity(finishes.len());
+    {
+        let mut done = tx
+            .prepare_cached(
+                "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
+                        processed = ?7, total = ?8, message = ?9, finished_at = ?10,
+                        run_after = ?11, owner = NULL, cancel_requested = 0,
+                        attempts = attempts - ?12
+                     WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+            )
+            .context("finish tasks")?;
+        for f in finishes {
+            let (status, result, error, finished_at, run_after) = match &f.outcome {
+                Outcome::Completed { result } => {
+                    ("completed", Some(result.as_str()), None, Some(f.at), 0)
+                }
+                Outcome::Failed {
+                    error,
+                    retry_at: Some(at),
+                } => ("pending", None, Some(error.as_str()), None, *at),
+                Outcome::Failed {
+                    error,
+                    retry_at: None,
+                } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
+                Outcome::Cancelled { message } => {
+                    ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
+                }
+                Outcome::Requeued => ("pending", None, None, None, f.at),
+            };
+            let n = done
+                .execute(params![
+                    f.id,
+                    f.owner,
+                    status,
+                    result,
+                    error,
+                    f.progress,
+                    f.processed,
+                    f.total,
+                    f.message,
+                    finished_at,
+                    run_after,
+                    matches!(f.outcome, Outcome::Requeued) as i64
+                ])
+                .context("finish task")?;
+            if n > 0 && finished_at.is_some() {
+                ended.push(f.id);
+            }
+            applied.push(n > 0);
+        }
+    }
+    count_finished(tx, &ended)?;
+    Ok(applied)
 }
 
 /// Adds tasks that just finished (`ids`: rows updated from running to completed,

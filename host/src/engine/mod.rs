@@ -245,6 +245,9 @@ struct Engine<'a> {
     unrecorded: VecDeque<(u64, Vec<Finish>)>,
     /// The highest sequence number the writer has reported.
     written: u64,
+    /// Finished attempts whose lines are written, to commit with the next claim (one
+    /// transaction for both) or before the coordinator waits.
+    ready: Vec<Finish>,
     /// When the earliest retry this engine scheduled itself falls due.
     own_retry: Option<Instant>,
     observer: Observer<'a>,
@@ -359,6 +362,7 @@ impl<'a> Engine<'a> {
             writer: LogWriter::start(&home.log_dir(), out_tx.clone())?,
             unrecorded: VecDeque::new(),
             written: 0,
+            ready: Vec::new(),
             own_retry: None,
             observer,
         })
@@ -416,6 +420,7 @@ impl<'a> Engine<'a> {
                     Mode::One(_) if claimed_one => Vec::new(),
                     Mode::One(id) => {
                         claimed_one = true;
+                        self.commit_ready()?;
                         match self.store.claim_task(id, &self.owner, now_ms())? {
                             Some(c) => vec![c],
                             None => bail!(not_executable(&self.store, id)?),
@@ -441,8 +446,16 @@ impl<'a> Engine<'a> {
                 self.apply(batch)?;
             }
             if self.running.is_empty() && claimed_now == 0 && (!service || stopping) {
-                return self.record_all();
+                if self.unrecorded.is_empty() && self.ready.is_empty() {
+                    return Ok(());
+                }
+                // Record the last outcomes, then look once more: one of them may have
+                // queued a retry that is due now.
+                self.record_all()?;
+                want_claim = true;
+                continue;
             }
+            self.commit_ready()?;
             // Sleep until something arrives or a timer is due.
             let mut wake_at = Instant::now() + Duration::from_secs(3600);
             if !self.running.is_empty() {
@@ -570,11 +583,17 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Claims up to `free` tasks, honouring per-worker limits.
+    /// Claims up to `free` tasks, honouring per-worker limits; commits the ready
+    /// finished attempts in the same transaction.
     fn claim(&mut self, free: usize) -> Result<Vec<ClaimedTask>> {
         if self.cfg.worker_concurrency.is_empty() {
-            return Ok(self.store.claim_tasks(&self.owner, now_ms(), free)?);
+            let ready = std::mem::take(&mut self.ready);
+            let (_, claimed) = self
+                .store
+                .finish_and_claim(&ready, &self.owner, now_ms(), free)?;
+            return Ok(claimed);
         }
+        self.commit_ready()?;
         // With limits, claim one at a time so a batch cannot overshoot a worker's limit.
         let mut out: Vec<ClaimedTask> = Vec::new();
         while out.len() < free {
@@ -959,7 +978,7 @@ impl<'a> Engine<'a> {
             .min(self.cfg.retry_max)
     }
 
-    /// Hands the batch's lines to the log writer, records progress, and commits the
+    /// Hands the batch's lines to the log writer, records progress, and readies the
     /// finished attempts whose final lines are written. Lines first, then the
     /// database: a crash in between leaves a task the recovery will find, never a
     /// database state the log does not explain.
@@ -975,21 +994,26 @@ impl<'a> Engine<'a> {
             }
         }
         self.store.update_progress(&batch.progress)?;
-        self.record_written()
+        self.take_written();
+        Ok(())
     }
 
-    /// Commits, in one transaction, the finished attempts whose lines are written.
-    fn record_written(&mut self) -> Result<()> {
-        let mut ready = Vec::new();
+    /// Moves the finished attempts whose lines are written to `ready`.
+    fn take_written(&mut self) {
         while self
             .unrecorded
             .front()
             .is_some_and(|(seq, _)| *seq <= self.written)
         {
-            ready.extend(self.unrecorded.pop_front().expect("checked above").1);
+            let (_, finishes) = self.unrecorded.pop_front().expect("checked above");
+            self.ready.extend(finishes);
         }
-        if !ready.is_empty() {
-            self.store.finish_tasks(&ready)?;
+    }
+
+    /// Commits the ready finished attempts (when no claim is about to carry them).
+    fn commit_ready(&mut self) -> Result<()> {
+        if !self.ready.is_empty() {
+            self.store.finish_tasks(&std::mem::take(&mut self.ready))?;
         }
         Ok(())
     }
@@ -997,7 +1021,8 @@ impl<'a> Engine<'a> {
     /// Waits for the writer, then commits every finished attempt.
     fn record_all(&mut self) -> Result<()> {
         self.written = self.writer.flush();
-        self.record_written()
+        self.take_written();
+        self.commit_ready()
     }
 
     fn shutdown(&mut self) {
