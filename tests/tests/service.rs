@@ -227,11 +227,20 @@ fn every_task_created_while_the_service_is_busy_has_a_log_beginning_with_its_cre
     let home = demo_home();
     let bg = serve(&home, &[], &[]);
     let busy = r#"{"steps": 1, "step_ms": 5}"#;
-    home.json(&["tasks", "create", "demo", "run", "--count", "200", "--data", busy]);
+    home.json(&[
+        "tasks", "create", "demo", "run", "--count", "200", "--data", busy,
+    ]);
     let mut ids: Vec<i64> = Vec::new();
     for _ in 0..6 {
         let created = home.json(&[
-            "tasks", "create", "demo", "noop", "--count", "300", "--priority", "high",
+            "tasks",
+            "create",
+            "demo",
+            "noop",
+            "--count",
+            "300",
+            "--priority",
+            "high",
         ]);
         ids.extend(
             created["ids"]
@@ -257,7 +266,11 @@ fn every_task_created_while_the_service_is_busy_has_a_log_beginning_with_its_cre
             last.is_some_and(|l| l.starts_with("completed|")),
             "task {id}: the log must end with the completion line: {lines:#?}"
         );
-        assert_eq!(lines.len(), 3, "task {id}: created, started, completed: {lines:#?}");
+        assert_eq!(
+            lines.len(),
+            3,
+            "task {id}: created, started, completed: {lines:#?}"
+        );
     }
     stop(bg);
 }
