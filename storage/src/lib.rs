@@ -13,6 +13,8 @@ mod stats;
 mod store;
 mod task_query;
 mod tasks;
+#[cfg(test)]
+mod test_support;
 mod users;
 mod workers;
 

@@ -298,29 +298,7 @@ mod tests {
     use crate::tasks::{NewTask, Priority};
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
-        let meta = crate::WorkerMetadata {
-            scope: "",
-            title: "T",
-            description: "",
-            icon: "gear",
-            version: "1",
-            manifest: "{}",
-        };
-        let lib = crate::LibraryFingerprint {
-            path: "/x.so".into(),
-            size: 1,
-            mtime_ns: 1,
-            sha256: "00".into(),
-        };
-        store
-            .insert_workers(&[
-                ("a".into(), meta.clone(), lib.clone(), true),
-                ("b".into(), meta, lib, true),
-            ])
-            .unwrap();
-        (dir, store)
+        crate::test_support::store_with_workers(&["a", "b"])
     }
 
     fn new_task(worker: &str, at: i64) -> NewTask {

@@ -1024,24 +1024,7 @@ mod tests {
 
     /// A database with one active worker, `w`, so its tasks can be claimed.
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("stask.db")).unwrap();
-        let meta = crate::WorkerMetadata {
-            scope: "",
-            title: "W",
-            description: "",
-            icon: "gear",
-            version: "1",
-            manifest: "{}",
-        };
-        let lib = crate::LibraryFingerprint {
-            path: "/w.so".into(),
-            size: 1,
-            mtime_ns: 1,
-            sha256: "00".into(),
-        };
-        s.insert_workers(&[("w".into(), meta, lib, true)]).unwrap();
-        (dir, s)
+        crate::test_support::store_with_workers(&["w"])
     }
 
     fn new_task() -> NewTask {

@@ -588,10 +588,17 @@ impl<'a> Engine<'a> {
     fn claim(&mut self, free: usize) -> Result<Vec<ClaimedTask>> {
         if self.cfg.worker_concurrency.is_empty() {
             let ready = std::mem::take(&mut self.ready);
-            let (_, claimed) = self
+            return match self
                 .store
-                .finish_and_claim(&ready, &self.owner, now_ms(), free)?;
-            return Ok(claimed);
+                .finish_and_claim(&ready, &self.owner, now_ms(), free)
+            {
+                Ok((_, claimed)) => Ok(claimed),
+                Err(e) => {
+                    // Kept for the final attempt to record them as the engine stops.
+                    self.ready = ready;
+                    Err(e.into())
+                }
+            };
         }
         self.commit_ready()?;
         // With limits, claim one at a time so a batch cannot overshoot a worker's limit.

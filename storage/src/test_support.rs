@@ -1,0 +1,30 @@
+//! Helpers shared by the storage unit tests.
+
+use crate::{LibraryFingerprint, Store, WorkerMetadata};
+
+/// A fresh database in a temporary directory with the named workers registered and
+/// active, so their tasks can be claimed. Keep the directory alive as long as the store.
+pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
+    let meta = WorkerMetadata {
+        scope: "",
+        title: "T",
+        description: "",
+        icon: "gear",
+        version: "1",
+        manifest: "{}",
+    };
+    let lib = LibraryFingerprint {
+        path: "/x.so".into(),
+        size: 1,
+        mtime_ns: 1,
+        sha256: "00".into(),
+    };
+    let workers: Vec<_> = names
+        .iter()
+        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), true))
+        .collect();
+    store.insert_workers(&workers).unwrap();
+    (dir, store)
+}
