@@ -339,32 +339,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LibraryFingerprint, WorkerMetadata};
 
     const MANIFEST: &str =
         r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}]}"#;
 
     fn store_with_worker(active: bool) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
-        let meta = WorkerMetadata {
-            scope: "",
-            title: "W",
-            description: "",
-            icon: "gear",
-            version: "1",
-            manifest: MANIFEST,
-        };
-        let lib = LibraryFingerprint {
-            path: "/nowhere/libw.so".into(),
-            size: 1,
-            mtime_ns: 1,
-            sha256: "00".into(),
-        };
-        store
-            .insert_workers(&[("w".into(), meta, lib, active)])
-            .unwrap();
-        (dir, store)
+        crate::test_support::store_with_workers_as(&["w"], MANIFEST, active)
     }
 
     fn firing(slot: i64, now: i64, next: Option<i64>) -> Firing<'static> {

@@ -5,6 +5,15 @@ use crate::{LibraryFingerprint, Store, WorkerMetadata};
 /// A fresh database in a temporary directory with the named workers registered and
 /// active, so their tasks can be claimed. Keep the directory alive as long as the store.
 pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, Store) {
+    store_with_workers_as(names, "{}", true)
+}
+
+/// Like [`store_with_workers`], with the workers' manifest JSON and active flag.
+pub(crate) fn store_with_workers_as(
+    names: &[&str],
+    manifest: &str,
+    active: bool,
+) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
     let meta = WorkerMetadata {
@@ -13,7 +22,7 @@ pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, Store) {
         description: "",
         icon: "gear",
         version: "1",
-        manifest: "{}",
+        manifest,
     };
     let lib = LibraryFingerprint {
         path: "/x.so".into(),
@@ -23,7 +32,7 @@ pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, Store) {
     };
     let workers: Vec<_> = names
         .iter()
-        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), true))
+        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), active))
         .collect();
     store.insert_workers(&workers).unwrap();
     (dir, store)
