@@ -209,8 +209,24 @@ fn serve_runs_a_task_created_by_the_cli_while_it_is_idle() {
     assert_eq!(t["attempts"], 1, "{t:#}");
     assert_eq!(started_lines(&home, id), 1, "{:#?}", home.log_lines(id));
     let out = stop(bg);
+    let log = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("stask service started"),
+        log.contains("stask service started"),
+        "{}",
+        describe("stask serve", &out)
+    );
+    // At the default level: one line per attempt as it ends, naming the task, its
+    // worker and action, and the outcome; the start is logged only with -vv.
+    assert!(
+        log.lines().any(|l| l.contains(&format!("task={id} "))
+            && l.contains("worker=demo")
+            && l.contains("action=echo")
+            && l.contains("Task completed successfully")),
+        "{}",
+        describe("stask serve", &out)
+    );
+    assert!(
+        !log.contains("task started"),
         "{}",
         describe("stask serve", &out)
     );
