@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::Value;
 use stask_plugin_api::WorkerManifest;
 use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, NewTask, Priority, Store};
+use stask_storage::{now_ms, NewTask, Priority, Store, NEW_TASK_HIDDEN_MS};
 
 use crate::home::Home;
 use crate::problem::Problem;
@@ -56,10 +56,6 @@ impl TaskRequest {
 pub fn create_task(home: &Home, store: &mut Store, req: &TaskRequest) -> Result<i64> {
     Ok(create_tasks(home, store, req, 1)?[0])
 }
-
-/// How long new tasks stay hidden from claims if their creator dies before writing
-/// their first log lines (normally they are released within milliseconds).
-const CREATION_GRACE_MS: i64 = 30_000;
 
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
@@ -170,7 +166,7 @@ pub fn create_tasks(
     // Stored hidden from claims until the creation lines below are written: a service
     // claiming a task first would write its start line before the creation line. If
     // this process dies in between, the tasks become claimable when the time passes.
-    let hidden_until = now + CREATION_GRACE_MS;
+    let hidden_until = now + NEW_TASK_HIDDEN_MS;
     let ids = store.insert_tasks(
         &NewTask {
             worker: req.worker.clone(),

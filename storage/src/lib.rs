@@ -26,7 +26,7 @@ pub use store::{now_ms, Store, StoreError};
 pub use task_query::{TaskPage, TaskQuery};
 pub use tasks::{
     CancelResult, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority, ProgressUpdate,
-    Status, StatusCounts, TaskFilter, TaskRecord,
+    Status, StatusCounts, TaskFilter, TaskRecord, NEW_TASK_HIDDEN_MS,
 };
 pub use users::{SessionRecord, TokenRecord, UserRecord};
 pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};

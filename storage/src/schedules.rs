@@ -308,7 +308,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO tasks (worker, action, status, priority, data, started_by,
                         max_attempts, run_after, created_at, message)
-                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?7, 'Task created by schedule')",
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, 'Task created by schedule')",
                     params![
                         f.worker,
                         action,
@@ -316,6 +316,9 @@ impl Store {
                         data,
                         SCHEDULE_STARTED_BY,
                         SCHEDULE_MAX_ATTEMPTS,
+                        // Hidden until the caller has written its creation line and
+                        // released it (see NEW_TASK_HIDDEN_MS).
+                        f.now + crate::tasks::NEW_TASK_HIDDEN_MS,
                         f.now
                     ],
                 )

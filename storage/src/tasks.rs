@@ -338,6 +338,13 @@ pub struct StatusCounts {
     pub cancelled: i64,
 }
 
+/// How long a new task stays unclaimable if its creator dies before writing its first
+/// log line. Creators store tasks hidden (`run_after` this far ahead), write their
+/// creation lines, then make them due with [`Store::release_new_tasks`] — within
+/// milliseconds normally — so no engine starts a task whose log does not begin with its
+/// creation.
+pub const NEW_TASK_HIDDEN_MS: i64 = 30_000;
+
 impl Store {
     /// Inserts `count` identical pending tasks in one transaction; returns their ids in
     /// creation order.

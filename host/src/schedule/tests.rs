@@ -129,6 +129,11 @@ fn a_due_schedule_creates_one_task_and_a_restart_no_duplicate() {
     assert_eq!(task.max_attempts, 3);
     assert_eq!(task.started_by.as_deref(), Some("schedule"));
     assert_eq!(
+        task.run_after,
+        at("2026-06-01T08:30:00Z").timestamp_millis(),
+        "stored hidden until its creation line was written, then made due at once"
+    );
+    assert_eq!(
         serde_json::from_str::<serde_json::Value>(&task.data).unwrap(),
         json!({"file": "a.csv"})
     );

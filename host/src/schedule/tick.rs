@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use stask_plugin_api::WorkerManifest;
 use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{FireOutcome, Firing, Store};
+use stask_storage::{FireOutcome, Firing, Store, NEW_TASK_HIDDEN_MS};
 
 use super::next_run::next_after;
 use super::spec::{describe, Spec};
@@ -131,6 +131,14 @@ pub fn tick(store: &mut Store, home: &Home, tz: Tz, now: DateTime<Utc>) -> Resul
                 let path = task_log::log_path(&home.log_dir(), task_id);
                 if let Err(e) = progress_log::append(&path, &[line]) {
                     tracing::warn!(task = task_id, "cannot write progress log: {e}");
+                }
+                // Stored unclaimable until its creation line is written; due now.
+                let hidden_until = now_ms + NEW_TASK_HIDDEN_MS;
+                if let Err(e) = store.release_new_tasks(task_id, task_id, hidden_until, now_ms) {
+                    tracing::warn!(
+                        task = task_id,
+                        "cannot make the scheduled task due: {e}; it runs in 30 s"
+                    );
                 }
                 tracing::info!(worker = %rec.worker, task = task_id, %action, "schedule created a task ({what})");
                 FiredResult::Created { task_id, action }
