@@ -136,3 +136,73 @@ fn write_jobs(logs: &mut OpenLogs, jobs: &mut [Job]) {
         logs.close(*id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &str) -> LogLine {
+        LogLine::new("running", 0, 0, 0, "", message)
+    }
+
+    fn job(seq: u64, lines: &[(i64, &str)], close: &[i64]) -> Job {
+        Job {
+            seq,
+            lines: lines.iter().map(|(id, m)| (*id, line(m))).collect(),
+            close: close.to_vec(),
+            reply: None,
+        }
+    }
+
+    fn messages(dir: &Path, id: i64) -> Vec<String> {
+        std::fs::read_to_string(dir.join(format!("{id}.log")))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit('|').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Merged batches keep each task's lines in the order they were sent, also for a
+    /// task whose log was closed in an earlier batch and written to again in a later
+    /// one (a retry).
+    #[test]
+    fn merged_batches_keep_each_tasks_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut logs = OpenLogs::new(dir.path());
+        let mut jobs = vec![
+            job(1, &[(1, "start 1"), (2, "start 2")], &[]),
+            job(2, &[(1, "end 1")], &[1]),
+            job(3, &[(2, "end 2"), (1, "start 1 again")], &[2]),
+        ];
+        write_jobs(&mut logs, &mut jobs);
+        assert_eq!(
+            messages(dir.path(), 1),
+            ["start 1", "end 1", "start 1 again"]
+        );
+        assert_eq!(messages(dir.path(), 2), ["start 2", "end 2"]);
+    }
+
+    /// `flush` returns only once everything sent before it is on disk, and reports the
+    /// last sequence number; every batch is also reported on the events channel.
+    #[test]
+    fn flush_waits_for_every_batch_sent_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, reports) = mpsc::channel();
+        let mut writer = LogWriter::start(dir.path(), events).unwrap();
+        let mut last = 0;
+        for i in 0..50 {
+            last = writer.send(vec![(7, line(&format!("line {i}")))], Vec::new());
+        }
+        assert_eq!(writer.flush(), last);
+        assert_eq!(messages(dir.path(), 7).len(), 50);
+        drop(writer);
+        let reported = reports
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::LogsWritten(seq) => Some(seq),
+                _ => None,
+            })
+            .max();
+        assert_eq!(reported, Some(last));
+    }
+}

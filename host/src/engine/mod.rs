@@ -2,10 +2,10 @@
 //! records everything (database rows and progress-log lines).
 //!
 //! One coordinator thread owns the database connection: slots report to it over a
-//! channel, and it applies whatever arrived in one batch (one transaction for progress,
-//! one for finished tasks). Progress-log lines go to the log-writer thread, and a
-//! batch's finished tasks are committed once their final lines are written. Plugin
-//! code runs only in runner processes.
+//! channel, and it applies whatever arrived in one batch (one transaction for
+//! progress). Progress-log lines go to the log-writer thread; finished tasks are
+//! committed once their final lines are written, in the same transaction as the next
+//! claim when there is one. Plugin code runs only in runner processes.
 //!
 //! ```text
 //!   coordinator ──Run/Cancel──▶ slot 0 ──stdin──▶ runner process (library A)
