@@ -9,6 +9,7 @@
 //! `scripts/bench.sh` builds everything and runs it; see scripts/BENCHMARKS.md.
 
 mod latency;
+mod limit;
 mod reads;
 mod registry;
 mod report;
@@ -30,7 +31,7 @@ type Bench = fn(&Env, &mut Report) -> Res<()>;
 const BENCHES: &[(&str, Bench)] = &[
     ("burndown", throughput::burndown),
     ("peer", throughput::peer),
-    ("limit", throughput::limit),
+    ("limit", limit::limit),
     ("steady", throughput::steady),
     ("progress", latency::progress),
     ("pickup", latency::pickup),

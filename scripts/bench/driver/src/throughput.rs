@@ -1,14 +1,11 @@
 //! Throughput: burn-down through `stask tasks process`, steady state under `stask serve`,
-//! the same burn-down on effectum (the peer), and the raw SQLite limit.
+//! and the same burn-down on effectum (the peer).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::params;
 use serde_json::json;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{Finish, Outcome, Store};
 
 use crate::report::{Cmp, Metric, Report};
 use crate::util::{discard, now_ms, percentile, run, run_sampled, Ctx, Env, Home, Res, Service};
@@ -16,7 +13,6 @@ use crate::util::{discard, now_ms, percentile, run, run_sampled, Ctx, Env, Home,
 const BURN: &str = "1 burn-down (tasks process)";
 const STEADY: &str = "2 steady (stask serve)";
 const PEER: &str = "3 peer (effectum 0.7.0)";
-const LIMIT: &str = "4 limit (raw SQLite)";
 const MEMORY: &str = "9 memory (peak RSS)";
 
 fn kb_to_mb(kb: u64) -> f64 {
@@ -24,7 +20,7 @@ fn kb_to_mb(kb: u64) -> f64 {
 }
 
 /// Creates `n` no-op demo tasks in one CLI call; returns the call's wall time.
-fn create_noops(env: &Env, home: &Home, n: usize) -> Res<Duration> {
+pub(crate) fn create_noops(env: &Env, home: &Home, n: usize) -> Res<Duration> {
     let ran = run(
         env.stask(&home.root)
             .args(["tasks", "create", "demo", "noop", "--count", &n.to_string()]),
@@ -222,6 +218,23 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             backlogs.len()
         )),
     );
+    if let (Some(s), Some(c)) = (
+        rep.get("steady.completed_per_s").cloned(),
+        rep.get("limit.steady_ceiling").cloned(),
+    ) {
+        rep.add(
+            Metric::derived(
+                "ratio.steady_over_ceiling",
+                STEADY,
+                "steady / the limit's steady ceiling (section 4)",
+                "x",
+                s.median / c.median,
+                s.min / c.max,
+                s.max / c.min,
+            )
+            .note("what the CLI processes, runners, messages and engine cost beyond raw SQL and file calls"),
+        );
+    }
     rep.add(Metric::new(
         "steady.created_per_s",
         STEADY,
@@ -390,289 +403,6 @@ pub fn peer(env: &Env, rep: &mut Report) -> Res<()> {
             "tokio_worker_threads": env.cores, "autoheartbeat": false,
             "add_jobs_chunk": 10_000,
         }),
-    );
-    Ok(())
-}
-
-/// The columns the engine's claim returns.
-const COLUMNS: &str = "id, worker, action, status, priority, progress, processed, total, message,
-    data, result, error, started_by, attempts, max_attempts, run_after, created_at, started_at,
-    finished_at, heartbeat_at, owner, cancel_requested";
-
-fn claim_sql(indexed: bool) -> String {
-    let hint = if indexed {
-        " INDEXED BY tasks_claim"
-    } else {
-        ""
-    };
-    format!(
-        "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
-            started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
-            cancel_requested = 0, progress = 0, processed = 0, total = 0, message = 'Started'
-         WHERE id IN (SELECT t.id FROM tasks t{hint} JOIN workers w ON w.identifier = t.worker
-                      WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1
-                      ORDER BY t.priority, t.id LIMIT ?3)
-         RETURNING {COLUMNS}"
-    )
-}
-
-const FINISH_SQL: &str = "UPDATE tasks SET status = 'completed', result = 'null', error = NULL,
-        progress = 100, processed = 0, total = 0, message = ?3, finished_at = ?4, run_after = 0,
-        owner = NULL, cancel_requested = 0
-     WHERE id = ?1 AND owner = ?2 AND status = 'running'";
-
-/// Claims and completes every task with plain SQL, `batch` at a time; returns the
-/// wall time. With `logs`, appends the start and end lines to each task's log as the
-/// engine does.
-fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
-    let mut conn = Connection::open(db).ctx("open")?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .ctx("busy timeout")?;
-    conn.pragma_update(None, "journal_mode", "WAL").ctx("WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .ctx("synchronous")?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .ctx("foreign keys")?;
-    // As stask's storage does for claims and finishes: no statistics triggers; the
-    // statistics tables are updated once per batch below.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
-        false,
-    )
-    .ctx("triggers off")?;
-    let indexed = conn.prepare(&claim_sql(true)).is_ok();
-    let claim = claim_sql(indexed);
-    let owner = "bench/limit";
-    let started = Instant::now();
-    loop {
-        let now = now_ms();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx("begin claim")?;
-        let claimed: Vec<(i64, String)> = {
-            let mut stmt = tx.prepare_cached(&claim).ctx("claim")?;
-            let rows = stmt
-                .query_map(params![owner, now, batch as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .ctx("claim")?;
-            rows.collect::<Result<_, _>>().ctx("claim")?
-        };
-        if let Some((_, worker)) = claimed.first() {
-            // What a runner needs from the worker's registration, once per batch.
-            let _: (String, String, String) = tx
-                .prepare_cached(
-                    "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
-                )
-                .ctx("worker")?
-                .query_row([worker], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .ctx("worker")?;
-        }
-        tx.commit().ctx("commit claim")?;
-        if claimed.is_empty() {
-            break;
-        }
-        if let Some(dir) = log_dir {
-            for (id, _) in &claimed {
-                let line = LogLine::new("running", 0, 0, 0, "", "Started attempt 1 of 3");
-                progress_log::append(&dir.join(format!("{id}.log")), &[line]).ctx("log")?;
-            }
-        }
-        let now = now_ms();
-        if let Some(dir) = log_dir {
-            for (id, _) in &claimed {
-                let line = LogLine::new(
-                    "completed",
-                    100,
-                    0,
-                    0,
-                    "0s",
-                    "Task completed successfully (1ms)",
-                );
-                progress_log::append(&dir.join(format!("{id}.log")), &[line]).ctx("log")?;
-            }
-        }
-        let tx = conn.transaction().ctx("begin finish")?;
-        {
-            let mut stmt = tx.prepare_cached(FINISH_SQL).ctx("finish")?;
-            for (id, _) in &claimed {
-                stmt.execute(params![id, owner, "Task completed successfully (1ms)", now])
-                    .ctx("finish")?;
-            }
-            // The batch's statistics (every task here is a demo task that completed).
-            let (k, worker) = (claimed.len() as i64, &claimed[0].1);
-            tx.execute(
-                "UPDATE task_counts SET n = n - ?2 WHERE worker = ?1 AND status = 'pending'",
-                params![worker, k],
-            )
-            .ctx("count")?;
-            tx.execute(
-                "INSERT INTO task_counts (worker, status, n, runs) VALUES (?1, 'completed', ?2, ?2)
-                 ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n,
-                    runs = runs + excluded.runs",
-                params![worker, k],
-            )
-            .ctx("count")?;
-            tx.execute(
-                "INSERT INTO task_activity (bucket, worker, completed, runs) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (bucket, worker) DO UPDATE SET
-                    completed = completed + excluded.completed, runs = runs + excluded.runs",
-                params![now / 900_000 * 900_000, worker, k],
-            )
-            .ctx("count")?;
-            tx.execute(
-                "INSERT INTO worker_activity (worker, last_finished_at) VALUES (?1, ?2)
-                 ON CONFLICT (worker) DO UPDATE SET last_finished_at = excluded.last_finished_at",
-                params![worker, now],
-            )
-            .ctx("count")?;
-        }
-        tx.commit().ctx("commit finish")?;
-    }
-    Ok(started.elapsed())
-}
-
-/// The same loop through stask's storage layer (`claim_tasks` + `finish_tasks`).
-fn storage_burn(db: &Path, batch: usize) -> Res<Duration> {
-    let mut store = Store::open(db).ctx("open store")?;
-    let owner = "bench/storage";
-    let started = Instant::now();
-    loop {
-        let claimed = store.claim_tasks(owner, now_ms(), batch).ctx("claim")?;
-        if claimed.is_empty() {
-            break;
-        }
-        let now = now_ms();
-        let finishes: Vec<Finish> = claimed
-            .iter()
-            .map(|c| Finish {
-                id: c.task.id,
-                owner: owner.to_owned(),
-                outcome: Outcome::Completed {
-                    result: "null".into(),
-                },
-                progress: 100,
-                processed: 0,
-                total: 0,
-                message: "Task completed successfully (1ms)".into(),
-                at: now,
-            })
-            .collect();
-        store.finish_tasks(&finishes).ctx("finish")?;
-    }
-    Ok(started.elapsed())
-}
-
-fn count_completed(db: &Path) -> Res<i64> {
-    let conn = Connection::open(db).ctx("open")?;
-    conn.query_row(
-        "SELECT COUNT(*) FROM tasks WHERE status = 'completed'",
-        [],
-        |r| r.get(0),
-    )
-    .ctx("count")
-}
-
-/// 4: the raw SQLite cost of claiming and completing N rows.
-pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
-    let n = env.n;
-    // One home with N tasks; every run works on a fresh copy of its database.
-    let src = Home::create(env, "limit-src", &[&env.demo_lib])?;
-    create_noops(env, &src, n)?;
-    {
-        let conn = Connection::open(src.db()).ctx("open")?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .ctx("checkpoint")?;
-    }
-    // The engine claims one task per idle slot, plus up to 128 more per slot for its
-    // pipelines once a kind of task is known to be fast: claims of cores x 128.
-    let wide = env.cores * 128;
-    let variants: [(&str, String, usize, u8); 4] = [
-        (
-            "limit.tasks_per_s",
-            format!("raw SQL, claims of {wide} (cores x 128, as the engine)"),
-            wide,
-            0,
-        ),
-        (
-            "limit.with_logs",
-            format!("raw SQL, claims of {wide}, + 2 log appends/task"),
-            wide,
-            1,
-        ),
-        (
-            "limit.storage_layer",
-            format!("stask_storage claim_tasks/finish_tasks, {wide}"),
-            wide,
-            2,
-        ),
-        (
-            "limit.claims_of_cores",
-            format!("raw SQL, claims of {} (one per slot)", env.cores),
-            env.cores,
-            0,
-        ),
-    ];
-    for (key, label, batch, kind) in variants {
-        let mut rates = Vec::new();
-        for i in 0..env.runs {
-            let dir = env.work.join(format!("limit-{i}"));
-            discard(&dir);
-            std::fs::create_dir_all(dir.join("logs")).ctx("create limit directory")?;
-            let db = dir.join("stask.db");
-            std::fs::copy(src.db(), &db).ctx("copy database")?;
-            if kind == 1 {
-                // The engine appends to logs that `tasks create` already wrote.
-                for id in 1..=n {
-                    let line =
-                        LogLine::new("pending", 0, 0, 0, "", "Task created (priority normal)");
-                    progress_log::append(&dir.join("logs").join(format!("{id}.log")), &[line])
-                        .ctx("create log")?;
-                }
-            }
-            let took = match kind {
-                0 => raw_burn(&db, batch, None),
-                1 => raw_burn(&db, batch, Some(&dir.join("logs"))),
-                _ => storage_burn(&db, batch),
-            };
-            let done = count_completed(&db);
-            discard(&dir);
-            let took = took?;
-            if done? != n as i64 {
-                return Err(format!("{key}: not every task was completed"));
-            }
-            rates.push(n as f64 / took.as_secs_f64());
-        }
-        eprintln!("  {key}: {:.0} tasks/s", crate::util::median(&rates));
-        rep.add(Metric::new(
-            key,
-            LIMIT,
-            &format!("{label}, {n} rows"),
-            "tasks/s",
-            rates,
-        ));
-    }
-    if let (Some(s), Some(l)) = (
-        rep.get("burndown.tasks_per_s").cloned(),
-        rep.get("limit.tasks_per_s").cloned(),
-    ) {
-        rep.add(
-            Metric::derived(
-                "ratio.stask_over_limit",
-                LIMIT,
-                "stask burn-down / limit",
-                "x",
-                s.median / l.median,
-                s.min / l.max,
-                s.max / l.min,
-            )
-            .note("1.0 would mean the engine costs nothing beyond SQLite"),
-        );
-    }
-    rep.detail(
-        "limit",
-        json!({ "rows": n, "journal_mode": "wal", "synchronous": "normal",
-                "claim_batch": wide, "schema": "stask's own (created by stask init)" }),
     );
     Ok(())
 }
