@@ -2,7 +2,7 @@
 //! SQLite and raw file operations with stask's own schema and settings, with no engine,
 //! processes or runners around it; and the steady throughput those costs allow.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, TransactionBehavior};
@@ -46,11 +46,11 @@ const FINISH_SQL: &str = "UPDATE tasks SET status = 'completed', result = 'null'
         owner = NULL, cancel_requested = 0
      WHERE id = ?1 AND owner = ?2 AND status = 'running'";
 
-/// Claims and completes every task with plain SQL, `batch` at a time; returns the
-/// wall time. With `logs`, appends the start and end lines to each task's log as the
-/// engine does.
-fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
-    let mut conn = Connection::open(db).ctx("open")?;
+/// A connection with stask's settings (WAL, `synchronous=NORMAL`, foreign keys) and, as
+/// stask's storage does for inserts, claims and finishes, no statistics triggers: the
+/// loops below update the statistics tables once per batch.
+fn raw_connection(db: &Path) -> Res<Connection> {
+    let conn = Connection::open(db).ctx("open")?;
     conn.busy_timeout(Duration::from_secs(10))
         .ctx("busy timeout")?;
     conn.pragma_update(None, "journal_mode", "WAL").ctx("WAL")?;
@@ -58,13 +58,19 @@ fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
         .ctx("synchronous")?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .ctx("foreign keys")?;
-    // As stask's storage does for claims and finishes: no statistics triggers; the
-    // statistics tables are updated once per batch below.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
         false,
     )
     .ctx("triggers off")?;
+    Ok(conn)
+}
+
+/// Claims and completes every task with plain SQL, `batch` at a time; returns the
+/// wall time. With `logs`, appends the start and end lines to each task's log as the
+/// engine does.
+fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
+    let mut conn = raw_connection(db)?;
     let indexed = conn.prepare(&claim_sql(true)).is_ok();
     let claim = claim_sql(indexed);
     let owner = "bench/limit";
@@ -193,15 +199,7 @@ fn storage_burn(db: &Path, batch: usize) -> Res<Duration> {
 /// then one log file per task holding its creation line (as `tasks create` does).
 /// Returns the time of each half.
 fn raw_create(db: &Path, n: usize, log_dir: &Path) -> Res<(Duration, Duration)> {
-    let mut conn = Connection::open(db).ctx("open")?;
-    conn.pragma_update(None, "journal_mode", "WAL").ctx("WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .ctx("synchronous")?;
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
-        false,
-    )
-    .ctx("triggers off")?;
+    let mut conn = raw_connection(db)?;
     let started = Instant::now();
     let now = now_ms();
     let tx = conn.transaction().ctx("begin insert")?;
@@ -259,11 +257,7 @@ fn creation_and_ceiling(env: &Env, rep: &mut Report) -> Res<()> {
     let empty = Home::create(env, "limit-empty", &[&env.demo_lib])?;
     let (mut rows, mut logs) = (Vec::new(), Vec::new());
     for i in 0..env.runs {
-        let dir = env.work.join(format!("limit-create-{i}"));
-        discard(&dir);
-        std::fs::create_dir_all(dir.join("logs")).ctx("create limit directory")?;
-        let db = dir.join("stask.db");
-        std::fs::copy(empty.db(), &db).ctx("copy database")?;
+        let (dir, db) = run_copy(env, &format!("limit-create-{i}"), &empty)?;
         let (inserted, logged) = raw_create(&db, n, &dir.join("logs"))?;
         let pending: i64 = Connection::open(&db)
             .ctx("open")?
@@ -322,6 +316,17 @@ fn creation_and_ceiling(env: &Env, rep: &mut Report) -> Res<()> {
     Ok(())
 }
 
+/// A fresh work directory `name` for one run, with an empty `logs/` and a copy of
+/// `home`'s database; returns the directory and the copy's path.
+fn run_copy(env: &Env, name: &str, home: &Home) -> Res<(PathBuf, PathBuf)> {
+    let dir = env.work.join(name);
+    discard(&dir);
+    std::fs::create_dir_all(dir.join("logs")).ctx("create limit directory")?;
+    let db = dir.join("stask.db");
+    std::fs::copy(home.db(), &db).ctx("copy database")?;
+    Ok((dir, db))
+}
+
 fn count_completed(db: &Path) -> Res<i64> {
     let conn = Connection::open(db).ctx("open")?;
     conn.query_row(
@@ -375,11 +380,7 @@ pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
     for (key, label, batch, kind) in variants {
         let mut rates = Vec::new();
         for i in 0..env.runs {
-            let dir = env.work.join(format!("limit-{i}"));
-            discard(&dir);
-            std::fs::create_dir_all(dir.join("logs")).ctx("create limit directory")?;
-            let db = dir.join("stask.db");
-            std::fs::copy(src.db(), &db).ctx("copy database")?;
+            let (dir, db) = run_copy(env, &format!("limit-{i}"), &src)?;
             if kind == 1 {
                 // The engine appends to logs that `tasks create` already wrote.
                 for id in 1..=n {
@@ -416,14 +417,12 @@ pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
         rep.get("limit.tasks_per_s").cloned(),
     ) {
         rep.add(
-            Metric::derived(
+            Metric::ratio(
                 "ratio.stask_over_limit",
                 LIMIT,
                 "stask burn-down / limit",
-                "x",
-                s.median / l.median,
-                s.min / l.max,
-                s.max / l.min,
+                &s,
+                &l,
             )
             .note("1.0 would mean the engine costs nothing beyond SQLite"),
         );

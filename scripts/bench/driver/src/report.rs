@@ -85,6 +85,20 @@ impl Metric {
         }
     }
 
+    /// `a / b` of two figures: median over median; min and max pair the worst and the
+    /// best runs.
+    pub fn ratio(key: &str, bench: &str, label: &str, a: &Metric, b: &Metric) -> Metric {
+        Metric::derived(
+            key,
+            bench,
+            label,
+            "x",
+            a.median / b.median,
+            a.min / b.max,
+            a.max / b.min,
+        )
+    }
+
     /// Compares the median with a target.
     pub fn target(mut self, text: &str, cmp: Cmp, value: f64) -> Metric {
         let ok = match cmp {

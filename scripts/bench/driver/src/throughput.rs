@@ -223,14 +223,12 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         rep.get("limit.steady_ceiling").cloned(),
     ) {
         rep.add(
-            Metric::derived(
+            Metric::ratio(
                 "ratio.steady_over_ceiling",
                 STEADY,
                 "steady / the limit's steady ceiling (section 4)",
-                "x",
-                s.median / c.median,
-                s.min / c.max,
-                s.max / c.min,
+                &s,
+                &c,
             )
             .note("what the CLI processes, runners, messages and engine cost beyond raw SQL and file calls"),
         );
@@ -366,7 +364,7 @@ pub fn peer(env: &Env, rep: &mut Report) -> Res<()> {
             rates,
         )
         .note(note);
-        figures.push((key, m.median, m.min, m.max));
+        figures.push((key, m.clone()));
         rep.add(m);
         rep.add(Metric::new(
             &format!("memory.peer_{key}_mb"),
@@ -377,15 +375,13 @@ pub fn peer(env: &Env, rep: &mut Report) -> Res<()> {
         ));
     }
     if let Some(s) = rep.get("burndown.tasks_per_s").cloned() {
-        for (key, med, lo, hi) in figures {
-            let mut m = Metric::derived(
+        for (key, peer) in figures {
+            let mut m = Metric::ratio(
                 &format!("ratio.stask_over_effectum_{key}"),
                 PEER,
                 &format!("stask burn-down / effectum {key}"),
-                "x",
-                s.median / med,
-                s.min / hi,
-                s.max / lo,
+                &s,
+                &peer,
             )
             .note("median / median; min and max pair the worst and best runs");
             if key == "wal" {
