@@ -137,7 +137,8 @@ pub fn tick(store: &mut Store, home: &Home, tz: Tz, now: DateTime<Utc>) -> Resul
                 if let Err(e) = store.release_new_tasks(task_id, task_id, hidden_until, now_ms) {
                     tracing::warn!(
                         task = task_id,
-                        "cannot make the scheduled task due: {e}; it runs in 30 s"
+                        "cannot make the scheduled task due: {e}; it runs in {} s",
+                        NEW_TASK_HIDDEN_MS / 1000
                     );
                 }
                 tracing::info!(worker = %rec.worker, task = task_id, %action, "schedule created a task ({what})");

@@ -106,7 +106,8 @@ fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
         if let Some(dir) = log_dir {
             for (id, _) in &claimed {
                 let line = LogLine::new("running", 0, 0, 0, "", "Started attempt 1 of 3");
-                progress_log::append(&dir.join(format!("{id}.log")), &[line]).ctx("log")?;
+                progress_log::append(&dir.join(progress_log::file_name(*id)), &[line])
+                    .ctx("log")?;
             }
         }
         let now = now_ms();
@@ -120,7 +121,8 @@ fn raw_burn(db: &Path, batch: usize, log_dir: Option<&Path>) -> Res<Duration> {
                     "0s",
                     "Task completed successfully (1ms)",
                 );
-                progress_log::append(&dir.join(format!("{id}.log")), &[line]).ctx("log")?;
+                progress_log::append(&dir.join(progress_log::file_name(*id)), &[line])
+                    .ctx("log")?;
             }
         }
         let tx = conn.transaction().ctx("begin finish")?;
@@ -203,7 +205,8 @@ fn raw_create(db: &Path, n: usize, log_dir: &Path) -> Res<(Duration, Duration)> 
     let started = Instant::now();
     let now = now_ms();
     let tx = conn.transaction().ctx("begin insert")?;
-    let (first, last) = {
+    let mut ids = Vec::with_capacity(n);
+    {
         let mut stmt = tx
             .prepare_cached(
                 "INSERT INTO tasks (worker, action, status, priority, data, max_attempts,
@@ -211,15 +214,11 @@ fn raw_create(db: &Path, n: usize, log_dir: &Path) -> Res<(Duration, Duration)> 
                  VALUES ('demo', 'noop', 'pending', 1, '{}', 3, ?1, ?1, 'Task created')",
             )
             .ctx("insert")?;
-        let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             stmt.execute([now]).ctx("insert")?;
             ids.push(tx.last_insert_rowid());
         }
-        let first = ids.first().copied().unwrap_or(0);
-        let last = ids.last().copied().unwrap_or(-1);
-        (first, last)
-    };
+    }
     tx.execute(
         "INSERT INTO task_counts (worker, status, n) VALUES ('demo', 'pending', ?1)
          ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n",
@@ -236,9 +235,9 @@ fn raw_create(db: &Path, n: usize, log_dir: &Path) -> Res<(Duration, Duration)> 
     let inserted = started.elapsed();
     let started = Instant::now();
     let line = LogLine::new("pending", 0, 0, 0, "", "Task created (priority normal)");
-    for id in first..=last {
+    for id in ids {
         progress_log::append(
-            &log_dir.join(format!("{id}.log")),
+            &log_dir.join(progress_log::file_name(id)),
             std::slice::from_ref(&line),
         )
         .ctx("create log")?;
@@ -386,8 +385,11 @@ pub fn limit(env: &Env, rep: &mut Report) -> Res<()> {
                 for id in 1..=n {
                     let line =
                         LogLine::new("pending", 0, 0, 0, "", "Task created (priority normal)");
-                    progress_log::append(&dir.join("logs").join(format!("{id}.log")), &[line])
-                        .ctx("create log")?;
+                    progress_log::append(
+                        &dir.join("logs").join(progress_log::file_name(id as i64)),
+                        &[line],
+                    )
+                    .ctx("create log")?;
                 }
             }
             let took = match kind {

@@ -357,7 +357,9 @@ impl Home {
     }
 
     pub fn log(&self, id: i64) -> PathBuf {
-        self.root.join("storage/stask").join(format!("{id}.log"))
+        self.root
+            .join("storage/stask")
+            .join(stask_storage::progress_log::file_name(id))
     }
 
     /// Opens the database read-only (for figures computed from it).
