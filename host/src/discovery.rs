@@ -254,7 +254,7 @@ fn record_change(w: &WorkerRecord) -> WorkerChange {
 
 /// Registers workers from libraries in the plugins directory that are not known yet.
 pub fn discover(
-    store: &mut Store,
+    store: &mut dyn Store,
     exe: &Path,
     plugins_dir: &Path,
     activate: bool,
@@ -368,7 +368,7 @@ pub fn discover(
 }
 
 /// Refreshes registered workers whose library changed on disk.
-pub fn rescan(store: &mut Store, exe: &Path, plugins_dir: &Path) -> Result<RescanReport> {
+pub fn rescan(store: &mut dyn Store, exe: &Path, plugins_dir: &Path) -> Result<RescanReport> {
     let mut report = RescanReport::default();
     let plugins_root = std::fs::canonicalize(plugins_dir).ok();
     let known = store.list_workers()?;
@@ -448,7 +448,7 @@ pub fn rescan(store: &mut Store, exe: &Path, plugins_dir: &Path) -> Result<Resca
 
 /// Removes workers whose library file no longer exists. Decided from the filesystem
 /// only; task history is kept.
-pub fn clean_orphaned(store: &mut Store) -> Result<CleanReport> {
+pub fn clean_orphaned(store: &mut dyn Store) -> Result<CleanReport> {
     let mut report = CleanReport::default();
     for w in store.list_workers()? {
         let gone = matches!(

@@ -1,10 +1,13 @@
-//! The home directory: where the database, plugins, logs and caches live.
+//! The home directory: where the database, plugins and caches live.
 //!
 //! ```text
-//! {home}/stask.db            SQLite database
+//! {home}/stask.db            SQLite database: tasks, their logs and result files
+//! {home}/stask.toml          configuration (optional)
 //! {home}/plugins/            plugin libraries (overridable)
-//! {home}/storage/stask/      progress logs and result files
 //! {home}/cache/              private copies of libraries, named by content hash
+//! {home}/scratch/            scratch directories of running attempts, per engine
+//! {home}/run/                wake-up sockets of running services
+//! {home}/lang/               extra languages of the web interface (optional)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -49,7 +52,7 @@ impl Home {
         };
         let home = Home { root, plugins };
         // Homes made by an older stask may lack newer subdirectories.
-        for dir in [home.log_dir(), home.results_root(), home.cache_dir()] {
+        for dir in [home.cache_dir(), home.scratch_root()] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create '{}'", dir.display()))?;
         }
@@ -91,14 +94,10 @@ impl Home {
         self.root.join("stask.db")
     }
 
-    /// Directory of progress logs.
-    pub fn log_dir(&self) -> PathBuf {
-        self.root.join("storage").join("stask")
-    }
-
-    /// Directory holding one result directory per task.
-    pub fn results_root(&self) -> PathBuf {
-        self.log_dir().join("results")
+    /// Scratch directories of running attempts (`{engine}/{task id}`), where workers
+    /// write result files until they are ingested into the store.
+    pub fn scratch_root(&self) -> PathBuf {
+        self.root.join("scratch")
     }
 
     /// Private copies of libraries that runners load.
@@ -106,8 +105,9 @@ impl Home {
         self.root.join("cache")
     }
 
-    /// Opens the database (creating and migrating it when needed).
-    pub fn store(&self) -> Result<Store> {
-        Store::open(&self.db_path()).map_err(|e| anyhow::anyhow!(e))
+    /// Opens the store (creating and migrating the database when needed).
+    pub fn store(&self) -> Result<Box<dyn Store>> {
+        let path = self.db_path();
+        Ok(stask_storage::open(&path.to_string_lossy())?)
     }
 }

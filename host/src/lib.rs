@@ -30,7 +30,6 @@ pub mod task_create;
 pub mod task_log;
 pub mod task_ops;
 pub mod task_view;
-pub mod wake;
 pub mod web_assets;
 pub mod worker_ops;
 pub mod workers_view;

@@ -1,18 +1,17 @@
 //! Stuck-task recovery: nothing stays "running" after the process that ran it is gone.
 //!
-//! Every process that claims tasks has an owner id `host/pid/start-time`. A running task
-//! is abandoned when its owner is a dead process on this machine (checked through /proc
-//! at once, so a SIGKILLed host's tasks are recovered at the next start) or when its
-//! heartbeat is older than the stale limit (covering other machines and hung hosts).
-//! Abandoned tasks are requeued while attempts remain, otherwise failed.
+//! Every process that claims tasks has an owner id `host/pid/start-time` and renews a
+//! lease in the store while it runs (see [`stask_storage::Leases`]). A running task is
+//! abandoned when its owner has not renewed its lease within the stale limit (covering
+//! other machines and hung hosts) or, as a fast path, when its owner is a dead process
+//! on this machine (checked through /proc at once, so a SIGKILLed host's tasks are
+//! recovered at the next start). Abandoned tasks are requeued while attempts remain,
+//! otherwise failed, with a `Recovered:` line in the same transaction.
 
 use std::path::Path;
 
 use anyhow::Result;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{Finish, Outcome, Store};
-
-use crate::task_log;
+use stask_storage::{Finish, LogLine, Outcome, Store};
 
 /// This machine's name, for owner ids.
 pub fn hostname() -> String {
@@ -67,30 +66,57 @@ pub struct Recovered {
     pub reason: String,
 }
 
+/// The name of this process's scratch directory (`pid-starttime`): scratch
+/// directories of processes that are gone can be told apart and removed.
+pub fn scratch_name() -> String {
+    let pid = std::process::id();
+    format!("{pid}-{}", process_start(pid).unwrap_or(0))
+}
+
+/// Removes the scratch directories under `root` of processes that are gone (a killed
+/// engine's unfinished attempts; their tasks are recovered and run again).
+pub fn remove_dead_scratch(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((pid, start)) = name.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+            continue;
+        };
+        if process_start(pid) != Some(start) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Recovers running tasks whose owner is gone (or silent for `stale_ms`).
 pub fn recover_stuck(
-    store: &mut Store,
-    log_dir: &Path,
+    store: &mut dyn Store,
     me: &str,
     now: i64,
     stale_ms: i64,
 ) -> Result<Vec<Recovered>> {
     let mut finishes = Vec::new();
     let mut recovered = Vec::new();
-    for t in store.running_tasks()? {
+    for running in store.running_tasks()? {
+        let t = running.task;
         let Some(owner) = t.owner.clone() else {
             continue;
         };
         if owner == me {
             continue;
         }
-        let stale = t.heartbeat_at.is_none_or(|h| now - h > stale_ms);
+        let stale = running.alive_at.is_none_or(|h| now - h > stale_ms);
         let reason = match owner_alive(&owner) {
             Some(false) => format!("the {} that ran it is gone", describe_owner(&owner)),
             _ if stale => format!(
-                "the {} that ran it sent no heartbeat for {} s",
+                "the {} that ran it has not renewed its lease for {} s",
                 describe_owner(&owner),
-                (now - t.heartbeat_at.unwrap_or(0)) / 1000
+                (now - running.alive_at.unwrap_or(0)) / 1000
             ),
             _ => continue,
         };
@@ -103,6 +129,14 @@ pub fn recover_stuck(
         } else {
             format!("Recovered: {reason}; no attempts left")
         };
+        let line = LogLine::new(
+            if requeued { "pending" } else { "failed" },
+            t.progress.clamp(0, 100) as u8,
+            t.processed.max(0) as u64,
+            t.total.max(0) as u64,
+            "",
+            &message,
+        );
         finishes.push(Finish {
             id: t.id,
             owner,
@@ -115,6 +149,7 @@ pub fn recover_stuck(
             total: t.total,
             message: message.clone(),
             at: now,
+            lines: vec![line],
         });
         recovered.push(Recovered {
             id: t.id,
@@ -128,23 +163,10 @@ pub fn recover_stuck(
     let applied = store.finish_tasks(&finishes)?;
     let mut out = Vec::new();
     for ((f, r), ok) in finishes.iter().zip(recovered).zip(applied) {
-        if !ok {
-            continue;
+        if ok {
+            tracing::warn!(task = f.id, "{}", f.message);
+            out.push(r);
         }
-        let status = if r.requeued { "pending" } else { "failed" };
-        let line = LogLine::new(
-            status,
-            f.progress as u8,
-            f.processed as u64,
-            f.total as u64,
-            "",
-            &f.message,
-        );
-        if let Err(e) = progress_log::append(&task_log::log_path(log_dir, f.id), &[line]) {
-            tracing::warn!(task = f.id, "cannot write progress log: {e}");
-        }
-        tracing::warn!(task = f.id, "{}", f.message);
-        out.push(r);
     }
     Ok(out)
 }

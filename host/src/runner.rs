@@ -232,6 +232,7 @@ pub fn run_child(library: &Path) -> i32 {
             data,
             settings,
             result_dir,
+            max_result_bytes,
         } = cmd
         else {
             continue;
@@ -245,6 +246,7 @@ pub fn run_child(library: &Path) -> i32 {
                     id,
                     ok: None,
                     err: Some("cancelled before it started".into()),
+                    refused: None,
                 },
                 false,
             );
@@ -276,15 +278,27 @@ pub fn run_child(library: &Path) -> i32 {
         state.flush(&out);
         flags.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let event = match result {
+            // Refused here, so an oversized result never crosses the protocol.
+            RResult::ROk(json) if json.len() as u64 > max_result_bytes => Event::Done {
+                id,
+                ok: None,
+                err: None,
+                refused: Some(crate::engine::slot::result_too_large(
+                    json.len(),
+                    max_result_bytes,
+                )),
+            },
             RResult::ROk(json) => Event::Done {
                 id,
                 ok: Some(json.into_string()),
                 err: None,
+                refused: None,
             },
             RResult::RErr(e) => Event::Done {
                 id,
                 ok: None,
                 err: Some(e.into_string()),
+                refused: None,
             },
         };
         out.send(&event, false);

@@ -1,6 +1,16 @@
-//! `stask serve`: the engine in service mode, with signals, wake-ups and housekeeping
-//! (stuck-task recovery runs inside the engine; clean-up and discovery here).
+//! `stask serve`: the engine in service mode, with signals, wake-ups and housekeeping.
+//!
+//! Threads: the engine's coordinator (claims and records), the HTTP API, a wake-up
+//! listener, and a chores thread with its own store connection for everything that is
+//! not running tasks — schedules, clean-up, discovery — so housekeeping never stalls
+//! the queue. Stuck-task recovery runs inside the engine.
+//!
+//! No storage failure that may clear by itself (a lock held by another process, a full
+//! disk) ends the service: every part logs it, backs off and tries again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -8,55 +18,140 @@ use stask_storage::{Status, Store};
 
 use crate::config::Config;
 use crate::discovery;
-use crate::engine::{self, Housekeeping, Mode, Msg};
+use crate::engine::{self, is_transient, Mode, Msg};
 use crate::home::Home;
 use crate::task_clean;
-use crate::wake::WakeSocket;
 
-/// The service's chores between tasks.
-struct Chores<'a> {
-    home: &'a Home,
-    config: &'a Config,
-    exe: std::path::PathBuf,
-    next_cleanup: Option<Instant>,
+/// What the chores thread is told.
+enum Chore {
+    /// Something changed (a wake-up): schedules may be due sooner.
+    Wake,
+    /// Look for new plugin libraries (SIGHUP).
+    Discover,
+    /// The service stops.
+    Stop,
 }
 
-impl Housekeeping for Chores<'_> {
-    fn run_due(&mut self, store: &mut Store, now: Instant) -> Result<(bool, Instant)> {
-        let mut created = false;
-        let mut next = now + Duration::from_secs(60);
-        let report = crate::schedule::tick(store, self.home, self.config.tz(), chrono::Utc::now())?;
-        created |= !report.created_tasks().is_empty();
-        if let Some(at) = report.next_due_at {
-            // A due time already passed gives a zero wait (to_std fails on negatives).
-            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-            next = next.min(now + wait);
-        }
-        if let Some(at) = self.next_cleanup {
-            if now >= at {
-                let report = task_clean::clean(
-                    self.home,
-                    store,
-                    self.config.retention(),
-                    &[Status::Completed],
-                )?;
-                tracing::info!(
-                    tasks = report.deleted_tasks.len(),
-                    logs = report.removed_logs,
-                    results = report.removed_result_dirs,
-                    "clean-up of tasks completed more than {} ago",
-                    self.config.retention
-                );
-                self.next_cleanup = self.config.cleanup_interval().map(|d| now + d);
+/// Runs `f` until it succeeds or fails for good: a transient storage failure is
+/// logged (once every 10 s) and tried again after a short, growing pause, while
+/// `running` holds.
+fn retry_transient<T>(
+    what: &str,
+    running: &AtomicBool,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut delay = Duration::from_millis(100);
+    let mut last_logged: Option<Instant> = None;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if is_transient(&e) && running.load(Ordering::Relaxed) => {
+                if last_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!("{what}: {e:#}; trying again");
+                    last_logged = Some(Instant::now());
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
-            if let Some(at) = self.next_cleanup {
-                next = next.min(at);
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The service's chores, on their own thread.
+struct Chores {
+    home: Home,
+    config: Config,
+    exe: std::path::PathBuf,
+    engine: Sender<Msg>,
+    next_cleanup: Option<Instant>,
+    next_schedules: Instant,
+}
+
+impl Chores {
+    fn run(mut self, inbox: mpsc::Receiver<Chore>, running: Arc<AtomicBool>) {
+        let mut store: Option<Box<dyn Store>> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let now = Instant::now();
+            let mut next = self.next_schedules;
+            if let Some(c) = self.next_cleanup {
+                next = next.min(c);
+            }
+            let mut discover = false;
+            match inbox.recv_timeout(next.saturating_duration_since(now)) {
+                Ok(Chore::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Chore::Wake) => self.next_schedules = Instant::now(),
+                Ok(Chore::Discover) => discover = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if !running.load(Ordering::Relaxed) {
+                return;
+            }
+            let result = (|| -> Result<()> {
+                if store.is_none() {
+                    store = Some(self.home.store()?);
+                }
+                let store = &mut **store.as_mut().expect("opened above");
+                if discover {
+                    self.discover(store)?;
+                }
+                self.run_due(store)
+            })();
+            match result {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    let transient = is_transient(&e);
+                    tracing::warn!(
+                        "housekeeping failed: {e:#}{}",
+                        if transient { "; trying again" } else { "" }
+                    );
+                    if discover {
+                        // Asked for explicitly: not forgotten because the store failed.
+                        self.next_schedules = Instant::now() + backoff;
+                    }
+                    // Let the next try reopen a connection that may be broken.
+                    if !transient {
+                        store = None;
+                    }
+                    self.next_schedules = self.next_schedules.max(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
             }
         }
-        Ok((created, next))
     }
 
-    fn discover(&mut self, store: &mut Store) -> Result<()> {
+    /// Fires due schedules and runs a due clean-up; sets when to come back.
+    fn run_due(&mut self, store: &mut dyn Store) -> Result<()> {
+        let now = Instant::now();
+        if now >= self.next_schedules {
+            let report = crate::schedule::tick(store, self.config.tz(), chrono::Utc::now())?;
+            if !report.created_tasks().is_empty() {
+                let _ = self.engine.send(Msg::Wake);
+            }
+            self.next_schedules = now + Duration::from_secs(60);
+            if let Some(at) = report.next_due_at {
+                // A due time already passed gives a zero wait (to_std fails on negatives).
+                let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                self.next_schedules = self.next_schedules.min(now + wait);
+            }
+        }
+        if self.next_cleanup.is_some_and(|at| now >= at) {
+            let started = Instant::now();
+            let report = task_clean::clean(store, self.config.retention(), &[Status::Completed])?;
+            tracing::info!(
+                tasks = report.deleted_tasks,
+                released_bytes = report.released_bytes,
+                "clean-up of tasks completed more than {} ago took {}",
+                self.config.retention,
+                crate::task_log::format_duration(started.elapsed())
+            );
+            self.next_cleanup = self.config.cleanup_interval().map(|d| now + d);
+        }
+        Ok(())
+    }
+
+    fn discover(&mut self, store: &mut dyn Store) -> Result<()> {
         let report = discovery::discover(store, &self.exe, self.home.plugins_dir(), false)?;
         for w in &report.registered {
             tracing::info!(worker = %w.identifier, library = %w.library, "registered new worker (inactive until activated)");
@@ -71,18 +166,9 @@ impl Housekeeping for Chores<'_> {
 /// Runs the service until SIGTERM or SIGINT; SIGHUP runs discovery.
 pub fn serve(home: &Home, config: &Config) -> Result<()> {
     let exe = std::env::current_exe().context("cannot locate the stask executable")?;
-    let mut chores = Chores {
-        home,
-        config,
-        exe,
-        // Clean once at start, then on the interval.
-        next_cleanup: config.cleanup_interval().map(|_| Instant::now()),
-    };
-    if config.discover_on_start {
-        let mut store = home.store()?;
-        chores.discover(&mut store)?;
-    }
+    let running = Arc::new(AtomicBool::new(true));
     let (tx, rx) = engine::channel();
+    let (chores_tx, chores_rx) = mpsc::channel::<Chore>();
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -93,40 +179,79 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
     let handle = signals.handle();
     {
         let tx = tx.clone();
+        let chores_tx = chores_tx.clone();
+        let running = running.clone();
         std::thread::spawn(move || {
             for sig in signals.forever() {
-                let msg = if sig == signal_hook::consts::SIGHUP {
-                    Msg::Discover
-                } else {
-                    Msg::Stop
-                };
-                if tx.send(msg).is_err() {
+                if sig == signal_hook::consts::SIGHUP {
+                    let _ = chores_tx.send(Chore::Discover);
+                    continue;
+                }
+                running.store(false, Ordering::Relaxed);
+                let _ = chores_tx.send(Chore::Stop);
+                if tx.send(Msg::Stop).is_err() {
                     break;
                 }
             }
         });
     }
 
-    // The API is up before the wake-up socket exists, so both mean "ready".
-    let http = crate::http::start(home, config)?;
-    let wake = match WakeSocket::bind(home) {
-        Ok(w) => Some(std::sync::Arc::new(w)),
-        Err(e) => {
-            tracing::warn!("cannot bind the wake-up socket ({e}); new tasks are noticed by the periodic check only");
-            None
-        }
-    };
-    if let Some(w) = &wake {
-        let w = w.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            while w.wait().is_ok() {
-                if tx.send(Msg::Wake).is_err() {
-                    break;
-                }
+    let store = retry_transient("cannot open the store", &running, || home.store())?;
+    if config.discover_on_start {
+        let mut store = store;
+        retry_transient("discovery at start failed", &running, || {
+            let report = discovery::discover(&mut *store, &exe, home.plugins_dir(), false)?;
+            for w in &report.registered {
+                tracing::info!(worker = %w.identifier, library = %w.library, "registered new worker (inactive until activated)");
             }
-        });
+            for s in &report.skipped {
+                tracing::warn!(path = %s.path, "skipped plugin file: {}", s.reason);
+            }
+            Ok(())
+        })?;
     }
+
+    // The API is up before the wake-up listener exists, so both mean "ready".
+    let http = crate::http::start(home, config)?;
+    let listener = retry_transient("cannot listen for wake-ups", &running, || {
+        Ok(home.store()?.listen()?)
+    });
+    match listener {
+        Ok(listener) => {
+            let tx = tx.clone();
+            let chores_tx = chores_tx.clone();
+            let running = running.clone();
+            std::thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    if listener.wait(Duration::from_secs(1)) {
+                        let _ = chores_tx.send(Chore::Wake);
+                        if tx.send(Msg::Wake).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(
+            "cannot listen for wake-ups ({e:#}); new tasks are noticed by the periodic check only"
+        ),
+    }
+
+    let chores = Chores {
+        home: home.clone(),
+        config: config.clone(),
+        exe,
+        engine: tx.clone(),
+        // Clean once at start, then on the interval.
+        next_cleanup: config.cleanup_interval().map(|_| Instant::now()),
+        next_schedules: Instant::now(),
+    };
+    let chores_thread = {
+        let running = running.clone();
+        std::thread::Builder::new()
+            .name("chores".into())
+            .spawn(move || chores.run(chores_rx, running))?
+    };
 
     let cfg = config.engine();
     tracing::info!(
@@ -134,22 +259,14 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         concurrency = cfg.concurrency,
         "stask service started"
     );
-    let mut observer = |_: i64, _: &stask_storage::progress_log::LogLine| {};
-    let summary = engine::run_with(
-        home,
-        &cfg,
-        Mode::Service,
-        &mut observer,
-        (tx, rx),
-        Some(&mut chores),
-    )?;
+    let mut observer = |_: i64, _: &stask_storage::LogLine| {};
+    let summary = engine::run_with(home, &cfg, Mode::Service, &mut observer, (tx, rx));
+    running.store(false, Ordering::Relaxed);
+    let _ = chores_tx.send(Chore::Stop);
+    let _ = chores_thread.join();
     handle.close();
     http.stop();
-    // The listener thread still holds the socket (blocked in recv), so its Drop would
-    // not run before exit: remove the file here.
-    if let Some(w) = &wake {
-        let _ = std::fs::remove_file(w.path());
-    }
+    let summary = summary?;
     tracing::info!(
         completed = summary.completed,
         failed = summary.failed,

@@ -154,7 +154,7 @@ pub struct Report {
 }
 
 /// The overview.
-pub fn overview(store: &Store) -> Result<Overview> {
+pub fn overview(store: &dyn Store) -> Result<Overview> {
     let c = store.task_status_counts()?;
     let (run_ms, runs) = store
         .worker_counts()?
@@ -174,7 +174,7 @@ pub fn overview(store: &Store) -> Result<Overview> {
 
 /// Per worker: every registered worker and every worker that still has tasks, by
 /// identifier. With `range`, the counts are those of tasks created / finished in it.
-pub fn per_worker(store: &Store, range: Option<(i64, i64)>) -> Result<Vec<WorkerStats>> {
+pub fn per_worker(store: &dyn Store, range: Option<(i64, i64)>) -> Result<Vec<WorkerStats>> {
     let registered: BTreeMap<String, (String, String)> = store
         .list_workers()?
         .into_iter()
@@ -404,7 +404,13 @@ fn slots(tz: Tz, since: i64, until: i64) -> (String, Vec<(i64, String)>) {
 }
 
 /// The tasks of `[since, until)` with their series.
-pub fn period(store: &Store, name: &str, since: i64, until: i64, tz: Tz) -> Result<PeriodStats> {
+pub fn period(
+    store: &dyn Store,
+    name: &str,
+    since: i64,
+    until: i64,
+    tz: Tz,
+) -> Result<PeriodStats> {
     let (granularity, slots) = slots(tz, since, until);
     let mut series: Vec<Point> = slots
         .into_iter()
@@ -453,7 +459,7 @@ pub fn period(store: &Store, name: &str, since: i64, until: i64, tz: Tz) -> Resu
 /// those of the range; without, per-worker numbers are all-time and the periods are
 /// today, this week and this month.
 pub fn report(
-    store: &Store,
+    store: &dyn Store,
     range: Option<(String, i64, i64)>,
     tz: Tz,
     now: DateTime<Utc>,

@@ -3,13 +3,10 @@
 use anyhow::Result;
 use serde_json::Value;
 use stask_plugin_api::WorkerManifest;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, NewTask, Priority, Store, NEW_TASK_HIDDEN_MS};
+use stask_storage::{now_ms, LogLine, NewTask, Priority, Store};
 
-use crate::home::Home;
 use crate::problem::Problem;
 use crate::sensitive;
-use crate::task_log;
 
 /// Largest accepted task data, in bytes of JSON text.
 pub const MAX_DATA_BYTES: usize = 64 * 1024;
@@ -17,7 +14,7 @@ pub const MAX_DATA_BYTES: usize = 64 * 1024;
 /// Highest accepted `max_attempts`.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 
-/// What a caller asks for. Build with [`TaskRequest::new`] and set fields as needed.
+/// What a caller asks for.
 #[derive(Debug, Clone)]
 pub struct TaskRequest {
     /// Worker identifier.
@@ -36,37 +33,11 @@ pub struct TaskRequest {
     pub allow_sensitive: bool,
 }
 
-impl TaskRequest {
-    /// A normal-priority request with empty data and 3 attempts.
-    pub fn new(worker: &str, action: &str) -> Self {
-        TaskRequest {
-            worker: worker.to_owned(),
-            action: action.to_owned(),
-            data: Value::Object(Default::default()),
-            priority: Priority::Normal,
-            max_attempts: 3,
-            started_by: None,
-            allow_sensitive: false,
-        }
-    }
-}
-
-/// Validates the request and queues the task; returns its id. The first progress-log
-/// line (`pending`) is written right after the row is stored.
-pub fn create_task(home: &Home, store: &mut Store, req: &TaskRequest) -> Result<i64> {
-    Ok(create_tasks(home, store, req, 1)?[0])
-}
-
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
 
 /// Validates the request once and queues `count` identical tasks in one transaction.
-pub fn create_tasks(
-    home: &Home,
-    store: &mut Store,
-    req: &TaskRequest,
-    count: usize,
-) -> Result<Vec<i64>> {
+pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Vec<i64>> {
     if count == 0 || count > MAX_BATCH {
         return Err(Problem::invalid(
             "count",
@@ -163,10 +134,21 @@ pub fn create_tasks(
         .into());
     }
     let now = now_ms();
-    // Stored hidden from claims until the creation lines below are written: a service
-    // claiming a task first would write its start line before the creation line. If
-    // this process dies in between, the tasks become claimable when the time passes.
-    let hidden_until = now + NEW_TASK_HIDDEN_MS;
+    let by = req
+        .started_by
+        .as_deref()
+        .map(|u| format!(", by {u}"))
+        .unwrap_or_default();
+    let creation = LogLine::new(
+        "pending",
+        0,
+        0,
+        0,
+        "",
+        &format!("Task created (priority {}{by})", req.priority.as_str()),
+    );
+    // One transaction: the tasks with their creation lines, or nothing (and the
+    // services are woken by the store).
     let ids = store.insert_tasks(
         &NewTask {
             worker: req.worker.clone(),
@@ -175,35 +157,11 @@ pub fn create_tasks(
             priority: req.priority,
             max_attempts: req.max_attempts,
             started_by: req.started_by.clone(),
-            run_after: hidden_until,
+            run_after: now,
             created_at: now,
         },
         count,
+        &creation,
     )?;
-    let by = req
-        .started_by
-        .as_deref()
-        .map(|u| format!(", by {u}"))
-        .unwrap_or_default();
-    let line = LogLine::new(
-        "pending",
-        0,
-        0,
-        0,
-        "",
-        &format!("Task created (priority {}{by})", req.priority.as_str()),
-    );
-    let log_dir = home.log_dir();
-    for id in &ids {
-        if let Err(e) = progress_log::append(
-            &task_log::log_path(&log_dir, *id),
-            std::slice::from_ref(&line),
-        ) {
-            tracing::warn!(task = id, "cannot write progress log: {e}");
-        }
-    }
-    if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
-        store.release_new_tasks(*first, *last, hidden_until, now)?;
-    }
     Ok(ids)
 }

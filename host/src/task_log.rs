@@ -1,17 +1,6 @@
-//! Building progress-log lines: file names, percentages, ETA and durations.
+//! Building progress-log lines: percentages, ETA and durations.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The progress log of a task.
-pub fn log_path(log_dir: &Path, id: i64) -> PathBuf {
-    log_dir.join(stask_storage::progress_log::file_name(id))
-}
-
-/// The result directory of a task.
-pub fn result_dir(results_root: &Path, id: i64) -> PathBuf {
-    results_root.join(id.to_string())
-}
 
 /// Percent done, 0-100 (0 while the total is unknown).
 pub fn percent(processed: u64, total: u64) -> u8 {
@@ -52,6 +41,21 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         format!("{m}m {s}s")
     }
+}
+
+/// Bytes for people: `512 bytes`, `3.2 KB`, `12.0 MB`, `1.5 GB`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 3] = ["KB", "MB", "GB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Seconds-resolution ETA style used in log lines (`2m 15s`, `45s`).
@@ -116,6 +120,14 @@ mod tests {
         assert!(parse_age("30").unwrap_err().contains("no unit"));
         assert!(parse_age("3x").unwrap_err().contains("unknown unit"));
         assert!(parse_age("d").unwrap_err().contains("number"));
+    }
+
+    #[test]
+    fn bytes_read_naturally() {
+        assert_eq!(format_bytes(512), "512 bytes");
+        assert_eq!(format_bytes(3 * 1024 + 200), "3.2 KB");
+        assert_eq!(format_bytes(12 << 20), "12.0 MB");
+        assert_eq!(format_bytes(3 << 30), "3.0 GB");
     }
 
     #[test]

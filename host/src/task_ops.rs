@@ -1,14 +1,11 @@
 //! Operations on one task shared by the CLI and the HTTP API: cancel, retry, "run it
-//! now" in a service, delete. Each writes the progress-log line that tells the story
-//! and wakes services when there may be new work; failures caused by the request are
-//! [`Problem`]s (not found, wrong state).
+//! now" in a service, delete. Each stores the progress-log line that tells the story
+//! with the change (the store wakes services when there may be new work); failures
+//! caused by the request are [`Problem`]s (not found, wrong state).
 
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, CancelResult, Status, Store, TaskRecord};
+use stask_storage::{now_ms, CancelResult, LogLine, RetryResult, Status, Store, TaskRecord};
 
-use crate::home::Home;
 use crate::problem::Problem;
-use crate::task_log;
 
 /// The error for an unknown task id.
 pub fn no_task(id: i64) -> anyhow::Error {
@@ -20,7 +17,7 @@ pub fn no_task(id: i64) -> anyhow::Error {
 }
 
 /// Reads a task, failing with [`no_task`] when it does not exist.
-pub fn find(store: &Store, id: i64) -> anyhow::Result<TaskRecord> {
+pub fn find(store: &dyn Store, id: i64) -> anyhow::Result<TaskRecord> {
     store.get_task(id)?.ok_or_else(|| no_task(id))
 }
 
@@ -45,21 +42,14 @@ impl Cancelled {
 }
 
 /// Cancels a pending task, or asks the engine running it to stop it.
-pub fn cancel(home: &Home, store: &mut Store, id: i64) -> anyhow::Result<Cancelled> {
+pub fn cancel(store: &mut dyn Store, id: i64) -> anyhow::Result<Cancelled> {
+    let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
     let result = store
-        .request_cancel(id, now_ms(), "Cancelled before it started")?
+        .request_cancel(id, now_ms(), &line)?
         .ok_or_else(|| no_task(id))?;
     match result {
-        CancelResult::CancelledPending => {
-            let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
-            progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
-            Ok(Cancelled::Now)
-        }
-        CancelResult::Requested => {
-            // The engine looks at cancel requests when it wakes; do not make it wait.
-            crate::wake::notify(home);
-            Ok(Cancelled::Requested)
-        }
+        CancelResult::CancelledPending => Ok(Cancelled::Now),
+        CancelResult::Requested => Ok(Cancelled::Requested),
         CancelResult::AlreadyFinal(s) => Err(Problem::conflict(
             "already_finished",
             format!("task {id} is already {s}; nothing to cancel"),
@@ -87,39 +77,42 @@ pub struct Retried {
 }
 
 /// Queues a failed or cancelled task again (its attempt count keeps counting).
-pub fn retry(home: &Home, store: &mut Store, id: i64) -> anyhow::Result<Retried> {
-    let (status, ok) = store.retry_task(id, now_ms())?.ok_or_else(|| no_task(id))?;
-    if !ok {
-        return Err(Problem::conflict(
-            "not_retryable",
-            format!("task {id} is {status}; only failed or cancelled tasks can be retried"),
+pub fn retry(store: &mut dyn Store, id: i64) -> anyhow::Result<Retried> {
+    let line = |t: &TaskRecord| {
+        LogLine::new(
+            "pending",
+            t.progress.clamp(0, 100) as u8,
+            t.processed.max(0) as u64,
+            t.total.max(0) as u64,
+            "",
+            &format!(
+                "Queued for retry (was {}; {})",
+                t.status,
+                attempts_so_far(t.attempts)
+            ),
         )
-        .into());
-    }
-    let t = find(store, id)?;
-    let line = LogLine::new(
-        "pending",
-        t.progress.clamp(0, 100) as u8,
-        t.processed.max(0) as u64,
-        t.total.max(0) as u64,
-        "",
-        &format!(
-            "Queued for retry (was {status}; {})",
-            attempts_so_far(t.attempts)
-        ),
-    );
-    progress_log::append(&task_log::log_path(&home.log_dir(), id), &[line])?;
-    crate::wake::notify(home);
+    };
+    let status = match store.retry_task(id, now_ms(), &line)? {
+        None => return Err(no_task(id)),
+        Some(RetryResult::NotRetryable(status)) => {
+            return Err(Problem::conflict(
+                "not_retryable",
+                format!("task {id} is {status}; only failed or cancelled tasks can be retried"),
+            )
+            .into())
+        }
+        Some(RetryResult::Queued(status)) => status,
+    };
     Ok(Retried {
         was: status,
-        task: t,
+        task: find(store, id)?,
     })
 }
 
 /// "Run it now" for a service: makes a pending task due at once (a retry waiting for
 /// its backoff included) and wakes the services of this home, which claim it in
 /// priority order. The task must be pending and its worker active.
-pub fn run_now(home: &Home, store: &Store, id: i64) -> anyhow::Result<TaskRecord> {
+pub fn run_now(store: &mut dyn Store, id: i64) -> anyhow::Result<TaskRecord> {
     let t = find(store, id)?;
     if t.status != Status::Pending {
         return Err(Problem::conflict(
@@ -155,12 +148,11 @@ pub fn run_now(home: &Home, store: &Store, id: i64) -> anyhow::Result<TaskRecord
         // Claimed (or cancelled) between the two reads.
         return find(store, id);
     }
-    crate::wake::notify(home);
     find(store, id)
 }
 
 /// Deletes a finished task with its progress log and result files.
-pub fn delete(home: &Home, store: &mut Store, id: i64) -> anyhow::Result<()> {
+pub fn delete(store: &mut dyn Store, id: i64) -> anyhow::Result<()> {
     let t = find(store, id)?;
     if !t.status.is_final() {
         return Err(Problem::conflict(
@@ -179,7 +171,5 @@ pub fn delete(home: &Home, store: &mut Store, id: i64) -> anyhow::Result<()> {
         )
         .into());
     }
-    let _ = std::fs::remove_file(task_log::log_path(&home.log_dir(), id));
-    let _ = std::fs::remove_dir_all(task_log::result_dir(&home.results_root(), id));
     Ok(())
 }

@@ -1,25 +1,11 @@
 //! How a task is shown to scripts and API clients: `tasks show --json`, `tasks list
 //! --json` and the HTTP API all serialize [`TaskView`], so they agree field for field.
 
-use std::path::Path;
-
 use serde::Serialize;
 use serde_json::Value;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::TaskRecord;
+use stask_storage::{LogLine, ResultFileInfo, Store, TaskRecord};
 
-use crate::home::Home;
 use crate::sensitive;
-use crate::task_log;
-
-/// A result file of a task: its path relative to the task's result directory.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResultFile {
-    /// Relative path (`summary.json`, `parts/1.csv`).
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-}
 
 /// A task as `tasks show --json` / `tasks list --json` print it.
 #[derive(Debug, Serialize)]
@@ -33,19 +19,20 @@ pub struct TaskView {
     pub result: Option<Value>,
     /// Duration of the last attempt (ms), once finished.
     pub duration_ms: Option<i64>,
-    /// The progress log's path.
-    pub log_file: String,
+    /// Lines in the progress log (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<u64>,
     /// Result files (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result_files: Option<Vec<ResultFile>>,
+    pub result_files: Option<Vec<ResultFileInfo>>,
     /// Every progress-log line (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<LogLine>>,
 }
 
 impl TaskView {
-    /// The view of `t`; `details` adds result files and the progress history.
-    pub fn new(home: &Home, t: &TaskRecord, details: bool) -> Self {
+    /// The view of `t` for lists.
+    pub fn summary(t: &TaskRecord) -> Self {
         let data = serde_json::from_str(&t.data)
             .map(|v| sensitive::redact(&v))
             .unwrap_or(Value::Null);
@@ -53,67 +40,26 @@ impl TaskView {
             .result
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok());
-        let log_file = task_log::log_path(&home.log_dir(), t.id);
-        let (result_files, history) = if details {
-            (
-                Some(result_files(&task_log::result_dir(
-                    &home.results_root(),
-                    t.id,
-                ))),
-                Some(
-                    progress_log::read_from(&log_file, 0)
-                        .map(|(l, _)| l)
-                        .unwrap_or_default(),
-                ),
-            )
-        } else {
-            (None, None)
-        };
         TaskView {
             duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
             task: t.clone(),
             data,
             result,
-            log_file: log_file.display().to_string(),
-            result_files,
-            history,
+            log_lines: None,
+            result_files: None,
+            history: None,
         }
     }
-}
 
-/// The regular files under a result directory, by name. Symbolic links are left out
-/// (neither followed nor listed): a plugin cannot make stask serve a file from
-/// elsewhere.
-pub fn result_files(dir: &Path) -> Vec<ResultFile> {
-    let mut out: Vec<ResultFile> = walk_files(dir, dir);
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-fn walk_files(root: &Path, dir: &Path) -> Vec<ResultFile> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        // DirEntry::metadata does not follow symbolic links.
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            out.extend(walk_files(root, &e.path()));
-        } else if meta.is_file() {
-            let name = e
-                .path()
-                .strip_prefix(root)
-                .unwrap_or(&e.path())
-                .display()
-                .to_string();
-            out.push(ResultFile {
-                name,
-                size: meta.len(),
-            });
-        }
+    /// The view of `t` with its result files and progress history, read from `store`.
+    pub fn details(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Self> {
+        let mut view = TaskView::summary(t);
+        let lines = store.log_lines(t.id, 0, usize::MAX)?;
+        view.log_lines = Some(lines.last().map_or(0, |l| l.seq));
+        view.history = Some(lines.iter().filter_map(|l| l.parse()).collect());
+        view.result_files = Some(store.result_files(t.id)?);
+        Ok(view)
     }
-    out
 }
 
 /// A log line for people: status, percent, counts, ETA and message.

@@ -3,7 +3,6 @@
 use anyhow::Result;
 use stask_storage::{Store, WorkerRecord};
 
-use crate::home::Home;
 use crate::problem::Problem;
 
 /// The error for an unknown worker identifier.
@@ -16,13 +15,13 @@ pub fn not_found(id: &str) -> anyhow::Error {
 }
 
 /// Reads a worker, failing with [`not_found`] when it is not registered.
-pub fn find(store: &Store, id: &str) -> Result<WorkerRecord> {
+pub fn find(store: &dyn Store, id: &str) -> Result<WorkerRecord> {
     store.get_worker(id)?.ok_or_else(|| not_found(id))
 }
 
 /// Activates or deactivates a worker. A worker whose library file is gone cannot be
 /// activated. Activation wakes the services (its pending tasks may now run).
-pub fn set_active(home: &Home, store: &Store, id: &str, active: bool) -> Result<()> {
+pub fn set_active(store: &dyn Store, id: &str, active: bool) -> Result<()> {
     if active {
         let w = find(store, id)?;
         if !std::path::Path::new(&w.library.path).exists() {
@@ -40,7 +39,7 @@ pub fn set_active(home: &Home, store: &Store, id: &str, active: bool) -> Result<
         return Err(not_found(id));
     }
     if active {
-        crate::wake::notify(home);
+        store.notify_work();
     }
     Ok(())
 }

@@ -1,32 +1,91 @@
 //! # stask-storage
 //!
-//! Everything stask keeps on disk, behind one boundary so another backend can replace
-//! it: the SQLite database ([`Store`]) and the append-only progress logs.
+//! Everything stask keeps, behind one boundary: tasks and their claims, progress logs,
+//! result files, workers, schedules, users / sessions / tokens, statistics, owner
+//! leases and wake-ups. A task lives in one place, its store, with everything it leaves
+//! behind, and every change of a task's status is stored with the log line that tells
+//! it in one transaction.
 //!
-//! All SQL lives in this crate. The host sees typed records and operations, never
-//! statements, so a PostgreSQL backend can be added later without touching it.
+//! The boundary is a set of traits, one per concept ([`TaskQueue`], [`TaskSearch`],
+//! [`ProgressLogs`], [`ResultFiles`], [`Registry`], [`Schedules`], [`Accounts`],
+//! [`Statistics`], [`Leases`], [`Wakeups`]), gathered in [`Store`]. The host only ever
+//! holds a `Box<dyn Store>` from [`open`], so nothing above this crate knows which
+//! database it talks to. SQL lives in the backends only ([`sqlite`]); the
+//! [`conformance`] suite states what every backend must do and runs against each.
 
-mod migrations;
-pub mod progress_log;
+#![forbid(unsafe_code)]
+
+mod accounts;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
+mod files;
+mod leases;
+pub mod log_line;
+mod logs;
+mod queue;
+mod registry;
 mod schedules;
-mod stats;
-mod store;
-mod task_query;
-mod tasks;
-#[cfg(test)]
-mod test_support;
-mod users;
-mod workers;
+mod search;
+pub mod sqlite;
+mod statistics;
+mod wakeups;
 
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use accounts::{Accounts, SessionRecord, TokenRecord, UserRecord};
+pub use error::{ErrorKind, StoreError};
+pub use files::{PutFileError, ResultFileInfo, ResultFiles, RESULT_CHUNK_BYTES};
+pub use leases::Leases;
+pub use log_line::{LogLine, StoredLine};
+pub use logs::ProgressLogs;
+pub use queue::{
+    CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority,
+    ProgressUpdate, RetryResult, RunningTask, StartLine, Status, StatusCounts, TaskFilter,
+    TaskQueue, TaskRecord,
+};
+pub use registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
 pub use schedules::{
-    FireOutcome, Firing, ScheduleRecord, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
+    FireOutcome, Firing, ScheduleRecord, Schedules, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
 };
-pub use stats::{bucket_floor, Activity, WorkerCounts, WorkerLastRun, BUCKET_MS};
-pub use store::{now_ms, Store, StoreError};
-pub use task_query::{TaskPage, TaskQuery};
-pub use tasks::{
-    CancelResult, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority, ProgressUpdate,
-    Status, StatusCounts, TaskFilter, TaskRecord, NEW_TASK_HIDDEN_MS,
-};
-pub use users::{SessionRecord, TokenRecord, UserRecord};
-pub use workers::{LibraryFingerprint, WorkerMetadata, WorkerRecord};
+pub use search::{TaskPage, TaskQuery, TaskSearch};
+pub use statistics::{bucket_floor, Activity, Statistics, WorkerCounts, WorkerLastRun, BUCKET_MS};
+pub use wakeups::{WakeListener, Wakeups};
+
+/// A store: every storage concept of stask, from one backend. Hold it as
+/// `Box<dyn Store>`; one per thread (a store is `Send`, not shared).
+pub trait Store:
+    TaskQueue
+    + TaskSearch
+    + ProgressLogs
+    + ResultFiles
+    + Registry
+    + Schedules
+    + Accounts
+    + Statistics
+    + Leases
+    + Wakeups
+    + Send
+{
+    /// The schema version the database is at.
+    fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// A short description for messages: the backend and where its data is.
+    fn describe(&self) -> String;
+}
+
+/// Opens (creating if needed) the store at `location` and brings its schema up to
+/// date. A location is a SQLite database file path, or `sqlite:PATH`.
+pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    let path = location.strip_prefix("sqlite:").unwrap_or(location);
+    Ok(Box::new(sqlite::SqliteStore::open(Path::new(path))?))
+}
+
+/// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

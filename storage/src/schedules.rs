@@ -1,16 +1,15 @@
 //! Worker schedules: at most one per worker, and the atomic "fire a due slot" step.
 //!
 //! The store knows nothing about schedule kinds or time zones: the host computes every
-//! `next_run_at` and passes it in. What lives here is the guarantee that a slot fires at
-//! most once: [`Store::fire_schedule`] re-reads the row, creates the task (or records
-//! a skip) and advances `next_run_at` inside one `BEGIN IMMEDIATE` transaction, so two
-//! service processes, or a service restarted mid-tick, cannot both fire the same slot.
+//! `next_run_at` and passes it in. What the store guarantees is that a slot fires at
+//! most once: [`Schedules::fire_schedule`] re-reads the row, creates the task with its
+//! creation line (or records a skip) and advances `next_run_at` in one transaction, so
+//! two services, or a service restarted mid-tick, cannot both fire the same slot.
 
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 
-use crate::store::{Context, Store, StoreError};
-use crate::tasks::Priority;
+use crate::error::StoreError;
+use crate::log_line::LogLine;
 
 /// `started_by` of tasks created by schedules.
 pub const SCHEDULE_STARTED_BY: &str = "schedule";
@@ -49,27 +48,7 @@ pub struct ScheduleRecord {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "worker, spec, data, paused, next_run_at, last_run_at, last_task_id,
-    skipped_count, last_skip_at, last_skip_reason, created_at, updated_at";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
-    Ok(ScheduleRecord {
-        worker: r.get(0)?,
-        spec: r.get(1)?,
-        data: r.get(2)?,
-        paused: r.get(3)?,
-        next_run_at: r.get(4)?,
-        last_run_at: r.get(5)?,
-        last_task_id: r.get(6)?,
-        skipped_count: r.get(7)?,
-        last_skip_at: r.get(8)?,
-        last_skip_reason: r.get(9)?,
-        created_at: r.get(10)?,
-        updated_at: r.get(11)?,
-    })
-}
-
-/// One due slot to fire, as read from [`Store::due_schedules`].
+/// One due slot to fire, as read from [`Schedules::due_schedules`].
 #[derive(Debug, Clone)]
 pub struct Firing<'a> {
     /// The worker whose schedule fires.
@@ -86,9 +65,11 @@ pub struct Firing<'a> {
     /// The slot after this one, computed by the host from `now` (not from `slot`), so
     /// runs missed during downtime collapse into this one. `None`: no further run.
     pub next_run_at: Option<i64>,
+    /// The first log line of the task, if one is created.
+    pub creation: &'a LogLine,
 }
 
-/// What [`Store::fire_schedule`] did.
+/// What [`Schedules::fire_schedule`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FireOutcome {
     /// A pending task was created.
@@ -108,129 +89,53 @@ pub enum FireOutcome {
     NotDue,
 }
 
-impl Store {
+/// The schedules of a store.
+pub trait Schedules {
     /// Sets (or replaces) a worker's schedule. A replaced schedule keeps its history
     /// (last run, last task, skips), so a task still running from the old definition
     /// still prevents a pile-up, and keeps its paused state; a paused schedule stores no
     /// `next_run_at` whatever is passed.
-    pub fn set_schedule(
+    fn set_schedule(
         &self,
         worker: &str,
         spec: &str,
         data: &str,
         next_run_at: Option<i64>,
         now: i64,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO schedules (worker, spec, data, next_run_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (worker) DO UPDATE SET spec = excluded.spec,
-                    data = excluded.data,
-                    next_run_at = CASE WHEN paused THEN NULL ELSE excluded.next_run_at END,
-                    updated_at = excluded.updated_at",
-                params![worker, spec, data, next_run_at, now],
-            )
-            .context(&format!("set schedule of worker '{worker}'"))?;
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// A worker's schedule, if it has one.
-    pub fn get_schedule(&self, worker: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM schedules WHERE worker = ?1"),
-                [worker],
-                from_row,
-            )
-            .optional()
-            .context("read schedule")
-    }
+    fn get_schedule(&self, worker: &str) -> Result<Option<ScheduleRecord>, StoreError>;
 
     /// Every schedule, by worker identifier.
-    pub fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules ORDER BY worker"))
-            .context("list schedules")?;
-        let rows = stmt.query_map([], from_row).context("list schedules")?;
-        rows.collect::<Result<_, _>>().context("list schedules")
-    }
+    fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Removes a worker's schedule (its tasks are kept). Returns false if it had none.
-    pub fn delete_schedule(&self, worker: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute("DELETE FROM schedules WHERE worker = ?1", [worker])
-            .context("delete schedule")?;
-        Ok(n > 0)
-    }
+    fn delete_schedule(&self, worker: &str) -> Result<bool, StoreError>;
 
     /// Pauses a schedule: it keeps its definition and history but never fires. Returns
     /// false if the worker has no schedule.
-    pub fn pause_schedule(&self, worker: &str, now: i64) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE schedules SET paused = 1, next_run_at = NULL, updated_at = ?2
-                 WHERE worker = ?1",
-                params![worker, now],
-            )
-            .context("pause schedule")?;
-        Ok(n > 0)
-    }
+    fn pause_schedule(&self, worker: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Resumes a schedule with a `next_run_at` the host computed from now (slots that
     /// passed while paused are not caught up). Returns false if the worker has no
     /// schedule.
-    pub fn resume_schedule(
+    fn resume_schedule(
         &self,
         worker: &str,
         next_run_at: Option<i64>,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE schedules SET paused = 0, next_run_at = ?2, updated_at = ?3
-                 WHERE worker = ?1",
-                params![worker, next_run_at, now],
-            )
-            .context("resume schedule")?;
-        Ok(n > 0)
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Unpaused schedules whose `next_run_at` is at or before `now`, earliest first.
-    pub fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM schedules
-                 WHERE paused = 0 AND next_run_at IS NOT NULL AND next_run_at <= ?1
-                 ORDER BY next_run_at, worker"
-            ))
-            .context("read due schedules")?;
-        let rows = stmt
-            .query_map([now], from_row)
-            .context("read due schedules")?;
-        rows.collect::<Result<_, _>>().context("read due schedules")
-    }
+    fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// The earliest `next_run_at` of unpaused schedules: when the service must wake
     /// up next for schedules. Inactive workers' schedules count too, because their
     /// slots are recorded as skips.
-    pub fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT MIN(next_run_at) FROM schedules
-                 WHERE paused = 0 AND next_run_at IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .context("read next schedule time")
-    }
+    fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
 
-    /// Fires one due slot: in one `BEGIN IMMEDIATE` transaction, checks that the
+    /// Fires one due slot: in one transaction, checks that the
     /// schedule still holds `f.slot` (unpaused, same spec, not after `f.now`), then
     /// either inserts a pending task (normal priority, [`SCHEDULE_MAX_ATTEMPTS`]
     /// attempts, started by [`SCHEDULE_STARTED_BY`], the schedule's data) or records a
@@ -241,308 +146,11 @@ impl Store {
     /// `scheduled_action` — given the worker's manifest JSON, returning the action to
     /// run or why there is none — returns an error.
     ///
-    /// The caller writes the new task's first progress-log line after this returns.
-    pub fn fire_schedule(
+    /// A created task gets `f.creation` as its first log line in the same
+    /// transaction, and the services are woken.
+    fn fire_schedule(
         &mut self,
         f: &Firing<'_>,
-        scheduled_action: impl FnOnce(&str) -> Result<String, String>,
-    ) -> Result<FireOutcome, StoreError> {
-        // IMMEDIATE takes the write lock before the row is read, so the check and the
-        // advance cannot interleave with another process doing the same.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("begin firing schedule")?;
-        let row: Option<(String, Option<i64>, Option<i64>)> = tx
-            .query_row(
-                "SELECT data, next_run_at, last_task_id FROM schedules
-                 WHERE worker = ?1 AND paused = 0 AND spec = ?2",
-                params![f.worker, f.spec],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .context("read schedule")?;
-        let Some((data, Some(next), last_task_id)) = row else {
-            return Ok(FireOutcome::NotDue);
-        };
-        if next != f.slot || next > f.now {
-            return Ok(FireOutcome::NotDue);
-        }
-        let worker: Option<(bool, String)> = tx
-            .query_row(
-                "SELECT active, manifest FROM workers WHERE identifier = ?1",
-                [f.worker],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .context("read worker of schedule")?;
-        let action = match worker {
-            None => Err("worker not registered".to_owned()),
-            Some((false, _)) => Err("worker inactive".to_owned()),
-            Some((true, manifest)) => scheduled_action(&manifest),
-        };
-        let busy = match (&action, last_task_id) {
-            (Ok(_), Some(id)) => tx
-                .query_row(
-                    "SELECT status FROM tasks WHERE id = ?1 AND status IN ('pending', 'running')",
-                    [id],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()
-                .context("read previous scheduled task")?
-                .map(|status| format!("previous task {id} is still {status}")),
-            _ => None,
-        };
-        let outcome = match (action, busy) {
-            (Err(reason), _) | (Ok(_), Some(reason)) => {
-                tx.execute(
-                    "UPDATE schedules SET next_run_at = ?2, skipped_count = skipped_count + 1,
-                        last_skip_at = ?3, last_skip_reason = ?4, updated_at = ?3
-                     WHERE worker = ?1",
-                    params![f.worker, f.next_run_at, f.now, reason],
-                )
-                .context("record skipped schedule run")?;
-                FireOutcome::Skipped { reason }
-            }
-            (Ok(action), None) => {
-                tx.execute(
-                    "INSERT INTO tasks (worker, action, status, priority, data, started_by,
-                        max_attempts, run_after, created_at, message)
-                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, 'Task created by schedule')",
-                    params![
-                        f.worker,
-                        action,
-                        Priority::Normal.rank(),
-                        data,
-                        SCHEDULE_STARTED_BY,
-                        SCHEDULE_MAX_ATTEMPTS,
-                        // Hidden until the caller has written its creation line and
-                        // released it (see NEW_TASK_HIDDEN_MS).
-                        f.now + crate::tasks::NEW_TASK_HIDDEN_MS,
-                        f.now
-                    ],
-                )
-                .context("create scheduled task")?;
-                let task_id = tx.last_insert_rowid();
-                tx.execute(
-                    "UPDATE schedules SET next_run_at = ?2, last_run_at = ?3, last_task_id = ?4,
-                        updated_at = ?3
-                     WHERE worker = ?1",
-                    params![f.worker, f.next_run_at, f.now, task_id],
-                )
-                .context("advance schedule")?;
-                FireOutcome::Created { task_id, action }
-            }
-        };
-        tx.commit().context("commit schedule run")?;
-        Ok(outcome)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MANIFEST: &str =
-        r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}]}"#;
-
-    fn store_with_worker(active: bool) -> (tempfile::TempDir, Store) {
-        crate::test_support::store_with_workers_as(&["w"], MANIFEST, active)
-    }
-
-    fn firing(slot: i64, now: i64, next: Option<i64>) -> Firing<'static> {
-        Firing {
-            worker: "w",
-            slot,
-            spec: "S",
-            now,
-            next_run_at: next,
-        }
-    }
-
-    fn run_action(_manifest: &str) -> Result<String, String> {
-        Ok("run".into())
-    }
-
-    fn task_count(store: &Store) -> i64 {
-        store
-            .conn
-            .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
-            .unwrap()
-    }
-
-    #[test]
-    fn set_get_replace_list_delete() {
-        let (_d, store) = store_with_worker(true);
-        assert_eq!(store.get_schedule("w").unwrap(), None);
-        store.set_schedule("w", "S", "{}", Some(100), 1).unwrap();
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!(
-            (s.next_run_at, s.paused, s.created_at),
-            (Some(100), false, 1)
-        );
-        store
-            .set_schedule("w", "T", r#"{"a":1}"#, Some(200), 2)
-            .unwrap();
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!((s.spec.as_str(), s.data.as_str()), ("T", r#"{"a":1}"#));
-        assert_eq!(
-            (s.next_run_at, s.created_at, s.updated_at),
-            (Some(200), 1, 2)
-        );
-        assert_eq!(store.list_schedules().unwrap().len(), 1);
-        assert!(store.delete_schedule("w").unwrap());
-        assert!(!store.delete_schedule("w").unwrap());
-        assert!(store.list_schedules().unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_schedule_needs_a_registered_worker_and_goes_with_it() {
-        let (_d, store) = store_with_worker(true);
-        assert!(store.set_schedule("ghost", "S", "{}", Some(1), 1).is_err());
-        store.set_schedule("w", "S", "{}", Some(1), 1).unwrap();
-        assert!(store.delete_worker("w").unwrap());
-        assert_eq!(store.get_schedule("w").unwrap(), None);
-    }
-
-    #[test]
-    fn fires_once_per_slot_and_advances() {
-        let (_d, mut store) = store_with_worker(true);
-        store
-            .set_schedule("w", "S", r#"{"x":1}"#, Some(100), 1)
-            .unwrap();
-        assert_eq!(store.next_due_at().unwrap(), Some(100));
-        assert!(store.due_schedules(99).unwrap().is_empty());
-        assert_eq!(store.due_schedules(150).unwrap().len(), 1);
-        // Not due yet: nothing happens.
-        let early = store.fire_schedule(&firing(100, 99, Some(200)), run_action);
-        assert_eq!(early.unwrap(), FireOutcome::NotDue);
-        let out = store
-            .fire_schedule(&firing(100, 150, Some(200)), run_action)
-            .unwrap();
-        let FireOutcome::Created { task_id, action } = out else {
-            panic!("expected a task, got {out:?}");
-        };
-        assert_eq!(action, "run");
-        let t = store.get_task(task_id).unwrap().unwrap();
-        assert_eq!(t.started_by.as_deref(), Some(SCHEDULE_STARTED_BY));
-        assert_eq!((t.max_attempts, t.priority), (3, Priority::Normal));
-        assert_eq!(t.data, r#"{"x":1}"#);
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!(
-            (s.next_run_at, s.last_run_at, s.last_task_id),
-            (Some(200), Some(150), Some(task_id))
-        );
-        // The same slot again (a second process, a restart): nothing.
-        let again = store.fire_schedule(&firing(100, 150, Some(200)), run_action);
-        assert_eq!(again.unwrap(), FireOutcome::NotDue);
-        assert_eq!(task_count(&store), 1);
-    }
-
-    #[test]
-    fn a_replaced_or_paused_schedule_is_not_fired_with_stale_values() {
-        let (_d, mut store) = store_with_worker(true);
-        store.set_schedule("w", "S", "{}", Some(100), 1).unwrap();
-        store.set_schedule("w", "T", "{}", Some(100), 2).unwrap();
-        let out = store.fire_schedule(&firing(100, 150, Some(200)), run_action);
-        assert_eq!(out.unwrap(), FireOutcome::NotDue);
-        store.set_schedule("w", "S", "{}", Some(100), 3).unwrap();
-        assert!(store.pause_schedule("w", 4).unwrap());
-        assert_eq!(store.next_due_at().unwrap(), None);
-        assert!(store.due_schedules(1_000).unwrap().is_empty());
-        let out = store.fire_schedule(&firing(100, 150, Some(200)), run_action);
-        assert_eq!(out.unwrap(), FireOutcome::NotDue);
-        // Replacing a paused schedule keeps it paused and without a next run.
-        store.set_schedule("w", "S", "{}", Some(100), 5).unwrap();
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!((s.paused, s.next_run_at), (true, None));
-        assert!(store.resume_schedule("w", Some(300), 6).unwrap());
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!((s.paused, s.next_run_at), (false, Some(300)));
-        assert_eq!(task_count(&store), 0);
-        assert!(!store.pause_schedule("ghost", 7).unwrap());
-        assert!(!store.resume_schedule("ghost", None, 7).unwrap());
-    }
-
-    #[test]
-    fn a_busy_previous_task_or_an_inactive_worker_records_a_skip() {
-        let (_d, mut store) = store_with_worker(true);
-        store.set_schedule("w", "S", "{}", Some(100), 1).unwrap();
-        let first = store
-            .fire_schedule(&firing(100, 100, Some(200)), run_action)
-            .unwrap();
-        assert!(matches!(first, FireOutcome::Created { .. }));
-        let out = store
-            .fire_schedule(&firing(200, 250, Some(300)), run_action)
-            .unwrap();
-        let FireOutcome::Skipped { reason } = out else {
-            panic!("expected a skip, got {out:?}");
-        };
-        assert!(reason.contains("still pending"), "{reason}");
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!(s.skipped_count, 1);
-        assert_eq!((s.last_skip_at, s.next_run_at), (Some(250), Some(300)));
-        assert_eq!(task_count(&store), 1);
-
-        // Once the previous task finished, the next slot creates a task again.
-        store
-            .conn
-            .execute("UPDATE tasks SET status = 'completed'", [])
-            .unwrap();
-        let out = store
-            .fire_schedule(&firing(300, 300, Some(400)), run_action)
-            .unwrap();
-        assert!(matches!(out, FireOutcome::Created { .. }), "{out:?}");
-
-        store.set_worker_active("w", false).unwrap();
-        store
-            .conn
-            .execute("UPDATE tasks SET status = 'completed'", [])
-            .unwrap();
-        let out = store
-            .fire_schedule(&firing(400, 400, None), run_action)
-            .unwrap();
-        assert_eq!(
-            out,
-            FireOutcome::Skipped {
-                reason: "worker inactive".into()
-            }
-        );
-        let s = store.get_schedule("w").unwrap().unwrap();
-        assert_eq!(s.skipped_count, 2);
-        assert_eq!(s.last_skip_reason.as_deref(), Some("worker inactive"));
-        assert_eq!(s.next_run_at, None);
-        assert_eq!(store.next_due_at().unwrap(), None);
-    }
-
-    #[test]
-    fn an_action_refused_by_the_host_is_a_skip() {
-        let (_d, mut store) = store_with_worker(true);
-        store.set_schedule("w", "S", "{}", Some(100), 1).unwrap();
-        let out = store
-            .fire_schedule(&firing(100, 100, None), |m| {
-                assert!(m.contains("\"run\""));
-                Err("no actions".into())
-            })
-            .unwrap();
-        assert_eq!(
-            out,
-            FireOutcome::Skipped {
-                reason: "no actions".into()
-            }
-        );
-        assert_eq!(task_count(&store), 0);
-    }
-
-    #[test]
-    fn two_connections_fire_a_slot_once() {
-        let (dir, mut a) = store_with_worker(true);
-        let mut b = Store::open(&dir.path().join("stask.db")).unwrap();
-        a.set_schedule("w", "S", "{}", Some(100), 1).unwrap();
-        let first = a.fire_schedule(&firing(100, 100, Some(200)), run_action);
-        let second = b.fire_schedule(&firing(100, 100, Some(200)), run_action);
-        assert!(matches!(first.unwrap(), FireOutcome::Created { .. }));
-        assert_eq!(second.unwrap(), FireOutcome::NotDue);
-        assert_eq!(task_count(&a), 1);
-    }
+        scheduled_action: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<FireOutcome, StoreError>;
 }

@@ -199,7 +199,7 @@ pub fn no_user(name: &str) -> anyhow::Error {
 }
 
 /// Creates a user after checking name and password.
-pub fn add_user(store: &Store, name: &str, role: Role, password: &str) -> Result<UserRecord> {
+pub fn add_user(store: &dyn Store, name: &str, role: Role, password: &str) -> Result<UserRecord> {
     check_user_name(name)?;
     check_password(password, "password")?;
     let hash = hash_password(password)?;
@@ -215,7 +215,7 @@ pub fn add_user(store: &Store, name: &str, role: Role, password: &str) -> Result
 }
 
 /// Sets a user's password (ending their sessions).
-pub fn set_password(store: &mut Store, name: &str, password: &str) -> Result<()> {
+pub fn set_password(store: &mut dyn Store, name: &str, password: &str) -> Result<()> {
     check_password(password, "password")?;
     let hash = hash_password(password)?;
     if !store.set_user_password(name, &hash, now_ms())? {
@@ -225,7 +225,7 @@ pub fn set_password(store: &mut Store, name: &str, password: &str) -> Result<()>
 }
 
 /// Changes a user's role; the last admin keeps theirs.
-pub fn set_role(store: &mut Store, name: &str, role: Role) -> Result<()> {
+pub fn set_role(store: &mut dyn Store, name: &str, role: Role) -> Result<()> {
     match store.set_user_role(name, role.as_str(), now_ms())? {
         None => Err(no_user(name)),
         Some(false) => Err(Problem::conflict(
@@ -238,7 +238,7 @@ pub fn set_role(store: &mut Store, name: &str, role: Role) -> Result<()> {
 }
 
 /// Removes a user; the last admin stays.
-pub fn remove_user(store: &mut Store, name: &str) -> Result<()> {
+pub fn remove_user(store: &mut dyn Store, name: &str) -> Result<()> {
     match store.delete_user(name)? {
         None => Err(no_user(name)),
         Some(false) => Err(Problem::conflict(
@@ -255,7 +255,7 @@ pub const FIRST_ADMIN: &str = "admin";
 
 /// Creates user `admin` (role admin) with a random password when there are no users
 /// yet; returns the password (to be shown once) if it did.
-pub fn ensure_first_admin(store: &mut Store) -> Result<Option<String>> {
+pub fn ensure_first_admin(store: &mut dyn Store) -> Result<Option<String>> {
     if store.count_users()? > 0 {
         return Ok(None);
     }
@@ -272,7 +272,7 @@ pub const TOKEN_PREFIX: &str = "stask_";
 /// Creates an API token; returns its record and the token itself (shown once, never
 /// stored).
 pub fn create_token(
-    store: &mut Store,
+    store: &mut dyn Store,
     name: Option<&str>,
     role: Role,
     created_by: Option<&str>,
@@ -302,7 +302,7 @@ pub fn create_token(
 }
 
 /// Revokes an API token by id.
-pub fn revoke_token(store: &Store, id: i64) -> Result<()> {
+pub fn revoke_token(store: &dyn Store, id: i64) -> Result<()> {
     match store.revoke_token(id, now_ms())? {
         None => Err(Problem::not_found(
             "token_not_found",

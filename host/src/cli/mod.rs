@@ -221,15 +221,15 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Users(cmd) => {
             let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
-            users::run(&mut home.store()?, cmd, cli.json).map(|()| 0)
+            users::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Tokens(cmd) => {
             let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
-            tokens::run(&mut home.store()?, cmd, cli.json).map(|()| 0)
+            tokens::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Stats(args) => {
             let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
-            stats::run(&home.store()?, &config, args, cli.json).map(|()| 0)
+            stats::run(&*home.store()?, &config, args, cli.json).map(|()| 0)
         }
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")

@@ -10,7 +10,6 @@ use serde_json::Value;
 use stask_storage::Store;
 
 use super::print_json;
-use crate::home::Home;
 use crate::schedule::{manage, ScheduleView, SpecInput};
 
 /// Flags of `stask workers schedule`.
@@ -68,13 +67,7 @@ pub(super) struct ScheduleArgs {
 }
 
 /// Runs `stask workers schedule`; `tz` is the configured schedule timezone.
-pub(super) fn run(
-    home: &Home,
-    store: &Store,
-    args: ScheduleArgs,
-    json: bool,
-    tz: Tz,
-) -> Result<()> {
+pub(super) fn run(store: &dyn Store, args: ScheduleArgs, json: bool, tz: Tz) -> Result<()> {
     let now = Utc::now();
     let id = args.id.as_str();
     let worker = store.get_worker(id)?.ok_or_else(|| {
@@ -141,7 +134,7 @@ pub(super) fn run(
     if headline.is_some() {
         // A running service sleeps until the next due schedule it knows of; wake it
         // so it sees this change.
-        crate::wake::notify(home);
+        store.notify_work();
     }
 
     let view = ScheduleView::load(store, id, tz)?;
@@ -169,7 +162,7 @@ fn spec_input(args: &ScheduleArgs, kind: &str) -> SpecInput {
 
 /// Applies --pause / --resume; returns what changed.
 fn pause_or_resume(
-    store: &Store,
+    store: &dyn Store,
     id: &str,
     args: &ScheduleArgs,
     tz: Tz,

@@ -59,7 +59,7 @@ fn period_row(label: &str, p: &PeriodStats) {
     );
 }
 
-pub(super) fn run(store: &Store, config: &Config, args: StatsArgs, json: bool) -> Result<()> {
+pub(super) fn run(store: &dyn Store, config: &Config, args: StatsArgs, json: bool) -> Result<()> {
     let tz = config.tz();
     let now = Utc::now();
     let range = match &args.since {

@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::Value;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{now_ms, Priority, Status, Store, TaskFilter};
+use stask_storage::{now_ms, LogLine, Priority, Status, Store, StoredLine, TaskFilter};
 
 use super::print_json;
 use crate::config::Config;
@@ -15,7 +14,7 @@ use crate::engine::{self, Mode};
 use crate::home::Home;
 use crate::task_clean;
 use crate::task_create::{create_tasks, TaskRequest};
-use crate::task_log::{self, format_duration, parse_age};
+use crate::task_log::{format_duration, parse_age};
 use crate::task_ops::{self, attempts_so_far, find};
 use crate::task_view::{format_line, TaskView};
 
@@ -134,8 +133,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 Some(text) => parse_data(&text)?,
             };
             let ids = create_tasks(
-                home,
-                &mut store,
+                &mut *store,
                 &TaskRequest {
                     worker,
                     action,
@@ -147,7 +145,6 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 },
                 count,
             )?;
-            crate::wake::notify(home);
             if json && ids.len() == 1 {
                 print_json(&serde_json::json!({ "id": ids[0] }))?;
             } else if json {
@@ -171,10 +168,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                 limit: Some(limit),
             })?;
             if json {
-                let views: Vec<TaskView> = tasks
-                    .iter()
-                    .map(|t| TaskView::new(home, t, false))
-                    .collect();
+                let views: Vec<TaskView> = tasks.iter().map(TaskView::summary).collect();
                 print_json(&views)?;
             } else if tasks.is_empty() {
                 println!("No tasks.");
@@ -198,8 +192,8 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             }
         }
         TasksCommand::Show { id } => {
-            let t = find(&store, id)?;
-            let view = TaskView::new(home, &t, true);
+            let t = find(&*store, id)?;
+            let view = TaskView::details(&*store, &t)?;
             if json {
                 print_json(&view)?;
             } else {
@@ -207,11 +201,11 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             }
         }
         TasksCommand::Logs { id, follow, raw } => {
-            find(&store, id)?;
-            follow_logs(home, &store, id, follow, raw)?;
+            find(&*store, id)?;
+            follow_logs(&*store, id, follow, raw)?;
         }
         TasksCommand::Cancel { id } => {
-            let result = task_ops::cancel(home, &mut store, id)?;
+            let result = task_ops::cancel(&mut *store, id)?;
             if json {
                 print_json(&serde_json::json!({ "id": id, "result": result.as_str() }))?;
             } else {
@@ -225,7 +219,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             }
         }
         TasksCommand::Retry { id } => {
-            let t = task_ops::retry(home, &mut store, id)?.task;
+            let t = task_ops::retry(&mut *store, id)?.task;
             if json {
                 print_json(
                     &serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }),
@@ -251,16 +245,14 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             } else {
                 &[Status::Completed]
             };
-            let report = task_clean::clean(home, &mut store, older_than, statuses)?;
+            let report = task_clean::clean(&mut *store, older_than, statuses)?;
             if json {
                 print_json(&report)?;
             } else {
                 println!(
-                    "Removed {} tasks, {} log files and {} result directories ({} orphaned files).",
-                    report.deleted_tasks.len(),
-                    report.removed_logs,
-                    report.removed_result_dirs,
-                    report.orphans.len()
+                    "Removed {} tasks with their logs and result files; {} given back to the file system.",
+                    report.deleted_tasks,
+                    crate::task_log::format_bytes(report.released_bytes)
                 );
             }
         }
@@ -351,7 +343,9 @@ fn print_task(v: &TaskView) {
             }
         }
     }
-    println!("  log file:   {}", v.log_file);
+    if let Some(n) = v.log_lines {
+        println!("  log:        {n} lines (`stask tasks logs {}`)", t.id);
+    }
     if let Some(h) = &v.history {
         let skip = h.len().saturating_sub(20);
         println!(
@@ -368,38 +362,35 @@ fn print_task(v: &TaskView) {
     }
 }
 
-fn follow_logs(home: &Home, store: &Store, id: i64, follow: bool, raw: bool) -> Result<()> {
-    let path = task_log::log_path(&home.log_dir(), id);
-    let mut offset = 0;
+/// Prints one stored line: exactly as stored with `--raw`, else for people.
+fn print_line(l: &StoredLine, raw: bool) {
+    match l.parse() {
+        Some(parsed) if !raw => println!("{}", format_line(&parsed)),
+        _ => println!("{}", l.text),
+    }
+}
+
+fn follow_logs(store: &dyn Store, id: i64, follow: bool, raw: bool) -> Result<()> {
+    const PAGE: usize = 1000;
+    let mut after = 0;
     loop {
-        let (lines, next) = progress_log::read_from(&path, offset)?;
-        offset = next;
+        // Status first: once it is final, the log is complete (the line that ends a
+        // task is stored with its status).
+        let finished = find(store, id)?.status.is_final();
+        let lines = store.log_lines(id, after, PAGE)?;
         for l in &lines {
-            if raw {
-                print!("{}", l.format());
-            } else {
-                println!("{}", format_line(l));
-            }
+            print_line(l, raw);
         }
-        if !follow {
+        if let Some(last) = lines.last() {
+            after = last.seq;
+        }
+        if lines.len() == PAGE {
+            continue;
+        }
+        if !follow || finished {
             return Ok(());
         }
-        if lines.is_empty() {
-            // Stop once the task has ended and its last line has been printed.
-            let status = find(store, id)?.status;
-            if status.is_final() {
-                let (rest, _) = progress_log::read_from(&path, offset)?;
-                for l in &rest {
-                    if raw {
-                        print!("{}", l.format());
-                    } else {
-                        println!("{}", format_line(l));
-                    }
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -436,9 +427,9 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
         eprintln!("recovered task {}: {}", r.id, r.reason);
     }
     let store = home.store()?;
-    let t = find(&store, id)?;
+    let t = find(&*store, id)?;
     if json {
-        print_json(&TaskView::new(home, &t, false))?;
+        print_json(&TaskView::summary(&t))?;
     } else if bar.is_some() {
         println!("task {id}: {} — {}", t.status, t.message);
     }

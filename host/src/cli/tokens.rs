@@ -37,7 +37,7 @@ fn time(ms: Option<i64>) -> String {
     }
 }
 
-pub(super) fn run(store: &mut Store, cmd: TokensCommand, json: bool) -> Result<()> {
+pub(super) fn run(store: &mut dyn Store, cmd: TokensCommand, json: bool) -> Result<()> {
     match cmd {
         TokensCommand::Create { role, name } => {
             let (rec, token) = auth::create_token(store, name.as_deref(), role, Some("cli"))?;

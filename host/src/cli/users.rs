@@ -130,7 +130,7 @@ fn time(ms: i64) -> String {
     }
 }
 
-pub(super) fn run(store: &mut Store, cmd: UsersCommand, json: bool) -> Result<()> {
+pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Result<()> {
     match cmd {
         UsersCommand::Add {
             name,

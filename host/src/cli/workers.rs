@@ -66,7 +66,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
     let exe = std::env::current_exe().context("cannot locate the stask executable")?;
     match cmd {
         WorkersCommand::Discover { activate } => {
-            let report = discovery::discover(&mut store, &exe, home.plugins_dir(), activate)?;
+            let report = discovery::discover(&mut *store, &exe, home.plugins_dir(), activate)?;
             if json {
                 return print_json(&report);
             }
@@ -84,7 +84,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
         }
         WorkersCommand::Rescan => {
-            let report = discovery::rescan(&mut store, &exe, home.plugins_dir())?;
+            let report = discovery::rescan(&mut *store, &exe, home.plugins_dir())?;
             if json {
                 return print_json(&report);
             }
@@ -102,7 +102,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             );
         }
         WorkersCommand::CleanOrphaned => {
-            let report = discovery::clean_orphaned(&mut store)?;
+            let report = discovery::clean_orphaned(&mut *store)?;
             if json {
                 return print_json(&report);
             }
@@ -143,13 +143,11 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 );
             }
         }
-        WorkersCommand::Schedule(args) => {
-            super::schedule::run(home, &store, args, json, config.tz())?
-        }
+        WorkersCommand::Schedule(args) => super::schedule::run(&*store, args, json, config.tz())?,
         WorkersCommand::Show { id } => {
-            let w = find(&store, &id)?;
+            let w = find(&*store, &id)?;
             let view = WorkerView::new(&w);
-            let schedule = crate::schedule::ScheduleView::load(&store, &id, config.tz())?;
+            let schedule = crate::schedule::ScheduleView::load(&*store, &id, config.tz())?;
             if json {
                 let mut v = serde_json::to_value(&view)?;
                 v["schedule"] = serde_json::to_value(&schedule)?;
@@ -202,12 +200,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             json_file,
             unset,
         } => {
-            let w = find(&store, &id)?;
+            let w = find(&*store, &id)?;
             if !assignments.is_empty() || json_file.is_some() || !unset.is_empty() {
                 let updated = settings::update(&w, &assignments, json_file.as_deref(), &unset)?;
                 store.set_worker_settings(&id, &updated)?;
             }
-            let view = WorkerView::new(&find(&store, &id)?);
+            let view = WorkerView::new(&find(&*store, &id)?);
             if json {
                 return print_json(&view.settings);
             }
@@ -233,14 +231,14 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 );
             }
         }
-        WorkersCommand::Activate { id } => set_active(home, &store, &id, true, json)?,
-        WorkersCommand::Deactivate { id } => set_active(home, &store, &id, false, json)?,
+        WorkersCommand::Activate { id } => set_active(&*store, &id, true, json)?,
+        WorkersCommand::Deactivate { id } => set_active(&*store, &id, false, json)?,
     }
     Ok(())
 }
 
-fn set_active(home: &Home, store: &Store, id: &str, active: bool, json: bool) -> Result<()> {
-    crate::worker_ops::set_active(home, store, id, active)?;
+fn set_active(store: &dyn Store, id: &str, active: bool, json: bool) -> Result<()> {
+    crate::worker_ops::set_active(store, id, active)?;
     if json {
         print_json(&serde_json::json!({ "identifier": id, "active": active }))
     } else {

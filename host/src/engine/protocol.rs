@@ -23,6 +23,9 @@ pub enum Command {
         settings: String,
         /// Directory for result files.
         result_dir: String,
+        /// Longest result JSON the host accepts, in bytes: a longer one fails the
+        /// attempt in the runner, before it crosses the protocol.
+        max_result_bytes: u64,
     },
     /// Ask a queued or running task to stop.
     Cancel {
@@ -72,5 +75,9 @@ pub enum Event {
         /// Error message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         err: Option<String>,
+        /// Why the host refuses what the run produced (a result over the size limit):
+        /// the attempt fails and is not retried, as another would do the same.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
     },
 }

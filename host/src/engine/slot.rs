@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::cache::CachedLibrary;
+use super::ingest::{ingest, IngestError, IngestLimits};
 use super::protocol::{Command, Event};
 use super::Msg;
 use crate::signals::describe_exit;
@@ -41,8 +42,11 @@ pub struct Assignment {
     pub library: CachedLibrary,
     /// Time limit.
     pub timeout: Duration,
-    /// Result directory.
+    /// Scratch directory the worker may write result files into; ingested into the
+    /// store and removed when the attempt ends.
     pub result_dir: PathBuf,
+    /// Longest result JSON accepted, in bytes.
+    pub max_result_bytes: u64,
 }
 
 /// What arrives in a slot's inbox.
@@ -79,6 +83,9 @@ pub enum RunEnd {
     StartFailed(String),
     /// Killed because the service stopped.
     Interrupted,
+    /// The run produced something the host refuses (a result or result files over
+    /// their size limits); another attempt would do the same, so it is not retried.
+    Refused(String),
 }
 
 /// What a slot reports to the coordinator.
@@ -114,6 +121,8 @@ pub enum FromSlot {
         end: RunEnd,
         /// How long it ran in the runner (zero when it never started).
         ran: Duration,
+        /// What ingesting its result files left out, one message each.
+        skipped_files: Vec<String>,
     },
 }
 
@@ -183,7 +192,15 @@ pub struct Slot {
     pub inbox_tx: Sender<Inbox>,
     /// Reports to the coordinator.
     pub out: Sender<Msg>,
+    /// Opens a store for ingesting result files (on first need).
+    pub open_store: StoreOpener,
+    /// Size limits of result files.
+    pub limits: IngestLimits,
 }
+
+/// Opens a store connection for a thread that needs its own.
+pub type StoreOpener =
+    std::sync::Arc<dyn Fn() -> anyhow::Result<Box<dyn stask_storage::Store>> + Send + Sync>;
 
 /// The slot's mutable state.
 struct State {
@@ -196,6 +213,8 @@ struct State {
     cancelled: HashSet<i64>,
     grace_deadline: Option<Instant>,
     shutdown: bool,
+    /// The slot's own store connection, for ingesting result files.
+    store: Option<Box<dyn stask_storage::Store>>,
 }
 
 impl Slot {
@@ -209,6 +228,7 @@ impl Slot {
             cancelled: HashSet::new(),
             grace_deadline: None,
             shutdown: false,
+            store: None,
         };
         loop {
             if st.queue.is_empty() && st.shutdown {
@@ -269,6 +289,7 @@ impl Slot {
             data: a.data.clone(),
             settings: a.settings.clone(),
             result_dir: a.result_dir.display().to_string(),
+            max_result_bytes: a.max_result_bytes,
         });
         // Cancel requests that came before the task was sent travel right behind it.
         let cancels: Vec<Command> = st
@@ -331,13 +352,15 @@ impl Slot {
             .map_or(0, |r| if r.ready { r.sent } else { 0 });
         if pos >= sent {
             // Not sent to a runner yet: it never starts.
-            st.queue.remove(pos);
-            st.cancelled.remove(&id);
-            self.report(
-                id,
-                RunEnd::Err("cancelled before it started".into()),
-                Duration::ZERO,
-            );
+            if let Some(a) = st.queue.remove(pos) {
+                st.cancelled.remove(&id);
+                self.report(
+                    st,
+                    &a,
+                    RunEnd::Err("cancelled before it started".into()),
+                    Duration::ZERO,
+                );
+            }
             return;
         }
         if let Some(r) = st.runner.as_mut() {
@@ -384,23 +407,35 @@ impl Slot {
             Event::Log { id, level, message } => {
                 self.send(FromSlot::Log { id, level, message });
             }
-            Event::Done { id, ok, err } => {
+            Event::Done {
+                id,
+                ok,
+                err,
+                refused,
+            } => {
                 if st.queue.front().map(|a| a.id) != Some(id) {
                     tracing::warn!(task = id, "runner finished a task out of order; ignored");
                     return;
                 }
-                st.queue.pop_front();
+                let Some(a) = st.queue.pop_front() else {
+                    return;
+                };
                 if let Some(r) = st.runner.as_mut() {
                     r.sent = r.sent.saturating_sub(1);
                 }
                 st.cancelled.remove(&id);
-                let end = match (ok, err) {
-                    (Some(result), _) => RunEnd::Ok(result),
-                    (None, Some(e)) => RunEnd::Err(e),
-                    (None, None) => RunEnd::Err("the worker returned nothing".into()),
+                let end = match (refused, ok, err) {
+                    (Some(why), _, _) => RunEnd::Refused(why),
+                    (None, Some(result), _) if result.len() as u64 > a.max_result_bytes => {
+                        RunEnd::Refused(result_too_large(result.len(), a.max_result_bytes))
+                    }
+                    (None, Some(result), _) => RunEnd::Ok(result),
+                    (None, None, Some(e)) => RunEnd::Err(e),
+                    (None, None, None) => RunEnd::Err("the worker returned nothing".into()),
                 };
-                self.report(id, end, st.head_started.elapsed());
+                let ran = st.head_started.elapsed();
                 self.next_head(st);
+                self.report(st, &a, end, ran);
             }
         }
     }
@@ -465,26 +500,68 @@ impl Slot {
     fn end_head(&self, st: &mut State, end: RunEnd) {
         if let Some(a) = st.queue.pop_front() {
             st.cancelled.remove(&a.id);
-            self.report(a.id, end, st.head_started.elapsed());
+            let ran = st.head_started.elapsed();
+            self.next_head(st);
+            self.report(st, &a, end, ran);
+        } else {
+            self.next_head(st);
         }
-        self.next_head(st);
     }
 
     fn end_all(&self, st: &mut State, end: RunEnd) {
-        for a in st.queue.drain(..) {
-            self.report(a.id, end.clone(), Duration::ZERO);
-        }
+        let queue: Vec<Assignment> = st.queue.drain(..).collect();
         st.cancelled.clear();
         st.grace_deadline = None;
+        for a in &queue {
+            self.report(st, a, end.clone(), Duration::ZERO);
+        }
     }
 
-    fn report(&self, id: i64, end: RunEnd, ran: Duration) {
+    /// Ingests the task's result files (when its scratch directory exists), then
+    /// reports how it ended. A result file over a limit fails the attempt for good.
+    fn report(&self, st: &mut State, a: &Assignment, mut end: RunEnd, ran: Duration) {
+        let mut skipped_files = Vec::new();
+        if a.result_dir.exists() {
+            match self.store(st) {
+                Ok(store) => {
+                    let got = ingest(store, a.id, &a.result_dir, self.limits);
+                    skipped_files = got.skipped;
+                    match got.error {
+                        Some(e) if matches!(end, RunEnd::Ok(_)) => {
+                            end = match e {
+                                IngestError::Limit(m) => RunEnd::Refused(m),
+                                IngestError::Store(m) => RunEnd::Err(m),
+                            }
+                        }
+                        Some(e) => skipped_files.push(e.message().to_owned()),
+                        None => {}
+                    }
+                }
+                Err(e) => {
+                    let message = format!("result files could not be stored: {e:#}");
+                    if matches!(end, RunEnd::Ok(_)) {
+                        end = RunEnd::Err(message);
+                    } else {
+                        skipped_files.push(message);
+                    }
+                }
+            }
+        }
         self.send(FromSlot::Done {
-            id,
+            id: a.id,
             slot: self.index,
             end,
             ran,
+            skipped_files,
         });
+    }
+
+    /// The slot's store connection, opened on first use.
+    fn store<'s>(&self, st: &'s mut State) -> anyhow::Result<&'s mut dyn stask_storage::Store> {
+        if st.store.is_none() {
+            st.store = Some((self.open_store)()?);
+        }
+        Ok(&mut **st.store.as_mut().expect("opened above"))
     }
 
     fn send(&self, f: FromSlot) {
@@ -525,6 +602,13 @@ impl Slot {
     }
 }
 
+/// The message of a result over the size limit.
+pub fn result_too_large(len: usize, limit: u64) -> String {
+    format!(
+        "the result is {len} bytes, over the limit of {limit} bytes (setting `max_result_json_kb`); keep large output in result files"
+    )
+}
+
 /// Reads a runner's events, forwarding whatever complete lines each read brought as one
 /// batch, then `RunnerGone` at end of stream.
 fn read_events(stdout: std::process::ChildStdout, gen: u64, tx: Sender<Inbox>) {
@@ -536,9 +620,13 @@ fn read_events(stdout: std::process::ChildStdout, gen: u64, tx: Sender<Inbox>) {
             Ok(b) => b,
         };
         let n = buf.len();
+        // Only the bytes just read can hold the line's end: searching the whole
+        // pending buffer on every read made a long line cost quadratic time.
+        let newline = buf.iter().rposition(|&b| b == b'\n');
+        let before = pending.len();
         pending.extend_from_slice(buf);
         reader.consume(n);
-        let Some(end) = pending.iter().rposition(|&b| b == b'\n') else {
+        let Some(end) = newline.map(|i| before + i) else {
             continue;
         };
         let mut events = Vec::new();

@@ -46,7 +46,7 @@ pub struct AppState {
     home: Home,
     tz: chrono_tz::Tz,
     exe: PathBuf,
-    pool: Mutex<Vec<Store>>,
+    pool: Mutex<Vec<Box<dyn Store>>>,
     limiter: Mutex<LoginLimiter>,
 }
 
@@ -69,7 +69,7 @@ impl AppState {
     pub async fn db<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Store, &AppState) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut dyn Store, &AppState) -> Result<T, ApiError> + Send + 'static,
     {
         let st = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -78,7 +78,7 @@ impl AppState {
                 Some(s) => s,
                 None => st.home.store().map_err(ApiError::internal)?,
             };
-            let result = f(&mut store, &st);
+            let result = f(&mut *store, &st);
             let mut pool = st.pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < POOL_SIZE {
                 pool.push(store);
@@ -459,7 +459,7 @@ pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
     let addr = listener.local_addr()?;
 
     let mut store = home.store()?;
-    if let Some(password) = crate::auth::ensure_first_admin(&mut store)? {
+    if let Some(password) = crate::auth::ensure_first_admin(&mut *store)? {
         tracing::warn!(
             "created user '{}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {}`",
             crate::auth::FIRST_ADMIN,

@@ -1,14 +1,13 @@
 //! A task's progress, log lines, live events (server-sent events), log download and
-//! result files.
+//! result files, all read from the store.
 //!
 //! No path from a client is ever used as a file path: the log is found by task id, and
 //! a result file is served only when the requested name equals, byte for byte, a name
-//! in the listing of that task's result directory (or is that listing's index); the file
-//! is then opened without following a symbolic link.
+//! in the task's stored listing (or is that listing's index). Positions in a log are
+//! line sequence numbers: `offset=N` means "after line N".
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,14 +18,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{json, Value};
-use stask_storage::progress_log;
+use stask_storage::{LogLine, StoredLine};
 
 use super::error::ApiError;
 use super::extract::{Id, Params, PathText};
 use super::{Principal, Shared};
-use crate::task_log;
 use crate::task_ops;
-use crate::task_view::{result_files, ResultFile};
 
 /// Lines returned by one `GET /logs` at most.
 pub const MAX_LOG_LINES: i64 = 10_000;
@@ -34,17 +31,16 @@ pub const MAX_LOG_LINES: i64 = 10_000;
 /// How often a live stream looks for new lines.
 const POLL: Duration = Duration::from_millis(100);
 
-/// `GET /tasks/{id}/progress`: the task's status and its current state, the last
-/// complete line of its progress log (read from the end of the file).
+/// `GET /tasks/{id}/progress`: the task's status and its current state, and the last
+/// line of its progress log.
 pub async fn progress(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
-    st.db(move |store, st| {
+    st.db(move |store, _| {
         let t = task_ops::find(store, id)?;
-        let path = task_log::log_path(&st.home().log_dir(), id);
-        let last = progress_log::last_line(&path).map_err(|e| ApiError::internal(e.into()))?;
+        let last = store.last_log_line(id)?.and_then(|l| l.parse());
         Ok(json!({
             "id": id,
             "status": t.status,
@@ -59,8 +55,20 @@ pub async fn progress(
     .map(Json)
 }
 
-/// `GET /tasks/{id}/logs?offset=N&limit=M`: complete lines from byte `offset` on, and
-/// the offset to continue from (`next_offset`); `finished` once the task has ended and
+/// Parsed lines (for the JSON views); a line that does not parse (imported from an old
+/// file) is passed as its text in the message.
+fn parsed(lines: &[StoredLine]) -> Vec<LogLine> {
+    lines
+        .iter()
+        .map(|l| {
+            l.parse()
+                .unwrap_or_else(|| LogLine::new("unknown", 0, 0, 0, "", &l.text))
+        })
+        .collect()
+}
+
+/// `GET /tasks/{id}/logs?offset=N&limit=M`: the lines after line `offset`, and the
+/// position to continue from (`next_offset`); `finished` once the task has ended and
 /// every line has been read.
 pub async fn logs(
     State(st): State<Shared>,
@@ -73,20 +81,18 @@ pub async fn logs(
     let limit = params
         .int("limit", 1, MAX_LOG_LINES)?
         .unwrap_or(MAX_LOG_LINES) as usize;
-    st.db(move |store, st| {
-        // Status first: when it is final the log is complete (the engine writes the
-        // last line before it records the outcome).
+    st.db(move |store, _| {
+        // Status first: when it is final the log is complete (the line that ends a
+        // task is stored with its status).
         let t = task_ops::find(store, id)?;
-        let path = task_log::log_path(&st.home().log_dir(), id);
-        let (lines, next) = progress_log::read_from_limited(&path, offset, limit)
-            .map_err(|e| ApiError::internal(e.into()))?;
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let finished = t.status.is_final() && lines.len() < limit && next >= size;
+        let lines = store.log_lines(id, offset, limit)?;
+        let next = lines.last().map_or(offset, |l| l.seq);
+        let finished = t.status.is_final() && lines.len() < limit;
         Ok(json!({
             "id": id,
             "status": t.status,
-            "lines": lines,
-            "offset": offset.min(size),
+            "lines": parsed(&lines),
+            "offset": offset,
             "next_offset": next,
             "finished": finished,
         }))
@@ -99,28 +105,26 @@ pub async fn logs(
 struct Follow {
     st: Shared,
     id: i64,
-    path: PathBuf,
     offset: u64,
     queued: VecDeque<Event>,
     done: bool,
 }
 
 enum Step {
-    Lines(Vec<progress_log::LogLine>, u64),
+    Lines(Vec<StoredLine>),
     End(Option<stask_storage::Status>),
     Wait,
 }
 
 impl Follow {
     async fn step(&self) -> Result<Step, ApiError> {
-        let (id, path, offset) = (self.id, self.path.clone(), self.offset);
+        let (id, offset) = (self.id, self.offset);
         self.st
             .db(move |store, _| {
                 let status = store.get_task(id)?.map(|t| t.status);
-                let (lines, next) = progress_log::read_from_limited(&path, offset, 1000)
-                    .map_err(|e| ApiError::internal(e.into()))?;
-                Ok(if !lines.is_empty() || next != offset {
-                    Step::Lines(lines, next)
+                let lines = store.log_lines(id, offset, 1000)?;
+                Ok(if !lines.is_empty() {
+                    Step::Lines(lines)
                 } else if status.is_none_or(|s| s.is_final()) {
                     Step::End(status)
                 } else {
@@ -131,22 +135,17 @@ impl Follow {
     }
 }
 
-fn line_events(lines: Vec<progress_log::LogLine>, next: u64) -> VecDeque<Event> {
-    let n = lines.len();
+fn line_events(lines: &[StoredLine]) -> VecDeque<Event> {
     lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let ev = Event::default()
+        .iter()
+        .zip(parsed(lines))
+        .map(|(stored, l)| {
+            // The id is the position to resume from (EventSource sends it back as
+            // Last-Event-ID when it reconnects).
+            Event::default()
                 .event("line")
-                .data(serde_json::to_string(&l).unwrap_or_default());
-            // The id is the offset to resume from (EventSource sends it back as
-            // Last-Event-ID when it reconnects); only a batch's last line has one.
-            if i + 1 == n {
-                ev.id(next.to_string())
-            } else {
-                ev
-            }
+                .id(stored.seq.to_string())
+                .data(serde_json::to_string(&l).unwrap_or_default())
         })
         .collect()
 }
@@ -161,9 +160,9 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
                 return None;
             }
             match f.step().await {
-                Ok(Step::Lines(lines, next)) => {
-                    f.offset = next;
-                    f.queued = line_events(lines, next);
+                Ok(Step::Lines(lines)) => {
+                    f.offset = lines.last().map_or(f.offset, |l| l.seq);
+                    f.queued = line_events(&lines);
                 }
                 Ok(Step::End(status)) => {
                     f.done = true;
@@ -184,8 +183,7 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 /// `GET /tasks/{id}/events?offset=N`: server-sent events. Each new progress-log line
-/// is an event `line` (data: the parsed line; id: the offset after it) as it is
-/// appended; after the task's final line comes an event `end` (data: the final status)
+/// is an event `line` (data: the parsed line; id: its position) as it is stored; after the task's final line comes an event `end` (data: the final status)
 /// and the stream closes. A reconnecting EventSource resumes from `Last-Event-ID`.
 pub async fn events(
     State(st): State<Shared>,
@@ -201,17 +199,15 @@ pub async fn events(
             ApiError::bad_field(
                 "Last-Event-ID",
                 "invalid_parameter",
-                "Last-Event-ID must be a byte offset sent by this stream",
+                "Last-Event-ID must be a line position sent by this stream",
             )
         })?;
     }
     st.db(move |store, _| task_ops::find(store, id).map_err(ApiError::from))
         .await?;
-    let path = task_log::log_path(&st.home().log_dir(), id);
     let stream = follow(Follow {
         st,
         id,
-        path,
         offset,
         queued: VecDeque::new(),
         done: false,
@@ -225,20 +221,29 @@ pub async fn events(
     Ok(res)
 }
 
-/// The contents of an open file, read in chunks as the client takes them.
-fn file_body(file: std::fs::File) -> Body {
-    let file = tokio::fs::File::from_std(file);
-    let stream = futures_util::stream::unfold(Some(file), |state| async move {
-        use tokio::io::AsyncReadExt as _;
-        let mut file = state?;
-        let mut buf = vec![0u8; 64 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
+/// A body streamed in pieces, each read from the store on a blocking thread as the
+/// client takes them: `next(state)` returns the next piece, or `None` at the end.
+fn store_body<S, F>(st: Shared, state: S, next: F) -> Body
+where
+    S: Send + 'static,
+    F: Fn(&mut dyn stask_storage::Store, &mut S) -> Result<Option<Vec<u8>>, ApiError>
+        + Send
+        + Sync
+        + Copy
+        + 'static,
+{
+    let stream = futures_util::stream::unfold(Some((st, state)), move |s| async move {
+        let (st, mut state) = s?;
+        let piece = st
+            .db(move |store, _| next(store, &mut state).map(|p| (p, state)))
+            .await;
+        match piece {
+            Ok((Some(bytes), state)) => Some((
+                Ok::<_, std::io::Error>(Bytes::from(bytes)),
+                Some((st, state)),
+            )),
+            Ok((None, _)) => None,
+            Err(e) => Some((Err(std::io::Error::other(e.message)), None)),
         }
     });
     Body::from_stream(stream)
@@ -259,40 +264,28 @@ fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{safe}\"")
 }
 
-/// Opens a regular file without following a symbolic link at its last component.
-fn open_regular(path: &Path) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        // ELOOP: the name is now a symbolic link.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(file.metadata()?.is_file().then_some(file))
-}
-
-/// `GET /tasks/{id}/log`: the whole progress log as text.
+/// `GET /tasks/{id}/log`: the whole progress log as text, exactly as stored (one
+/// line per row, each ending in a newline), streamed a page of lines at a time.
 pub async fn download_log(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let file = st
-        .db(move |store, st| {
-            task_ops::find(store, id)?;
-            open_regular(&task_log::log_path(&st.home().log_dir(), id))
-                .map_err(|e| ApiError::internal(e.into()))
-        })
+    st.db(move |store, _| task_ops::find(store, id).map_err(ApiError::from))
         .await?;
-    let body = match file {
-        Some(f) => file_body(f),
-        None => Body::empty(),
-    };
+    let body = store_body(st, 0u64, move |store, after| {
+        let lines = store.log_lines(id, *after, 1000)?;
+        let Some(last) = lines.last() else {
+            return Ok(None);
+        };
+        *after = last.seq;
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&l.text);
+            text.push('\n');
+        }
+        Ok(Some(text.into_bytes()))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -306,24 +299,18 @@ pub async fn download_log(
         .into_response())
 }
 
-fn listing(
-    store: &stask_storage::Store,
-    st: &super::AppState,
-    id: i64,
-) -> Result<(PathBuf, Vec<ResultFile>), ApiError> {
-    task_ops::find(store, id)?;
-    let dir = task_log::result_dir(&st.home().results_root(), id);
-    let files = result_files(&dir);
-    Ok((dir, files))
-}
-
 /// `GET /tasks/{id}/files`: the task's result files.
 pub async fn list_files(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, files) = st.db(move |store, st| listing(store, st, id)).await?;
+    let files = st
+        .db(move |store, _| {
+            task_ops::find(store, id)?;
+            Ok(store.result_files(id)?)
+        })
+        .await?;
     let files: Vec<Value> = files
         .iter()
         .enumerate()
@@ -361,9 +348,10 @@ pub async fn download_file(
             "the file name must be a name from the task's file listing",
         ));
     }
-    let file = st
-        .db(move |store, st| {
-            let (dir, files) = listing(store, st, id)?;
+    let (name, size) = st
+        .db(move |store, _| {
+            task_ops::find(store, id)?;
+            let files = store.result_files(id)?;
             let entry = files
                 .iter()
                 .find(|f| f.name == name)
@@ -374,33 +362,24 @@ pub async fn download_file(
                         format!("task {id} has no result file '{name}'"),
                     )
                 })?;
-            // The name comes from our own listing of `dir`, never from the request.
-            let opened = open_regular(&dir.join(&entry.name))
-                .map_err(|e| ApiError::internal(e.into()))?
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "file_not_found",
-                        format!("task {id} has no result file '{name}'"),
-                    )
-                })?;
-            let base = entry
-                .name
-                .rsplit('/')
-                .next()
-                .unwrap_or(&entry.name)
-                .to_owned();
-            Ok((opened, base))
+            Ok((entry.name.clone(), entry.size))
         })
         .await?;
-    let (f, base) = file;
-    // No Content-Length: a file still being written may grow while it is sent.
+    let base = name.rsplit('/').next().unwrap_or(&name).to_owned();
+    // The name comes from the task's own listing, never from the request.
+    let body = store_body(st, (name, 0u64), move |store, (name, index)| {
+        let chunk = store.result_file_chunk(id, name, *index)?;
+        *index += 1;
+        Ok(chunk)
+    });
     Ok((
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_DISPOSITION, attachment(&base)),
+            (header::CONTENT_LENGTH, size.to_string()),
         ],
-        file_body(f),
+        body,
     )
         .into_response())
 }

@@ -100,13 +100,9 @@ pub async fn list(
         offset: offset as u64,
     };
     let page = st
-        .db(move |store, st| {
+        .db(move |store, _| {
             let page = store.search_tasks(&query)?;
-            let views: Vec<TaskView> = page
-                .tasks
-                .iter()
-                .map(|t| TaskView::new(st.home(), t, false))
-                .collect();
+            let views: Vec<TaskView> = page.tasks.iter().map(TaskView::summary).collect();
             Ok((views, page.total))
         })
         .await?;
@@ -185,11 +181,11 @@ pub async fn create(
         allow_sensitive: body.allow_sensitive,
     };
     let created = st
-        .db(move |store, st| {
-            let ids = create_tasks(st.home(), store, &req, count)?;
-            crate::wake::notify(st.home());
+        .db(move |store, _| {
+            let ids = create_tasks(store, &req, count)?;
+            store.notify_work();
             let first = task_ops::find(store, ids[0])?;
-            Ok((ids, TaskView::new(st.home(), &first, false)))
+            Ok((ids, TaskView::summary(&first)))
         })
         .await?;
     let (ids, view) = created;
@@ -213,9 +209,9 @@ pub async fn show(
     Extension(_p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Json<TaskView>, ApiError> {
-    st.db(move |store, st| {
+    st.db(move |store, _| {
         let t = task_ops::find(store, id)?;
-        Ok(TaskView::new(st.home(), &t, true))
+        Ok(TaskView::details(store, &t)?)
     })
     .await
     .map(Json)
@@ -229,51 +225,45 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     p.require(Role::Operator)?;
     let view = st
-        .db(move |store, st| {
-            let t = task_ops::run_now(st.home(), store, id)?;
-            Ok(TaskView::new(st.home(), &t, false))
+        .db(move |store, _| {
+            let t = task_ops::run_now(store, id)?;
+            Ok(TaskView::summary(&t))
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 fn cancel_one(
-    store: &mut stask_storage::Store,
-    st: &super::AppState,
+    store: &mut dyn stask_storage::Store,
     p: &Principal,
     id: i64,
 ) -> Result<Value, ApiError> {
     let t = task_ops::find(store, id)?;
     p.may_change(&t)?;
-    let result = task_ops::cancel(st.home(), store, id)?;
+    let result = task_ops::cancel(store, id)?;
     let t = task_ops::find(store, id)?;
-    Ok(json!({ "id": id, "result": result.as_str(), "task": TaskView::new(st.home(), &t, false) }))
+    Ok(json!({ "id": id, "result": result.as_str(), "task": TaskView::summary(&t) }))
 }
 
 fn retry_one(
-    store: &mut stask_storage::Store,
-    st: &super::AppState,
+    store: &mut dyn stask_storage::Store,
     p: &Principal,
     id: i64,
 ) -> Result<Value, ApiError> {
     let t = task_ops::find(store, id)?;
     p.may_change(&t)?;
-    let r = task_ops::retry(st.home(), store, id)?;
+    let r = task_ops::retry(store, id)?;
     Ok(json!({
         "id": id,
         "status": "pending",
         "was": r.was,
         "attempts": r.task.attempts,
-        "task": TaskView::new(st.home(), &r.task, false),
+        "task": TaskView::summary(&r.task),
     }))
 }
 
-fn delete_one(
-    store: &mut stask_storage::Store,
-    st: &super::AppState,
-    id: i64,
-) -> Result<Value, ApiError> {
-    task_ops::delete(st.home(), store, id)?;
+fn delete_one(store: &mut dyn stask_storage::Store, id: i64) -> Result<Value, ApiError> {
+    task_ops::delete(store, id)?;
     Ok(json!({ "id": id, "result": "deleted" }))
 }
 
@@ -284,7 +274,7 @@ pub async fn cancel(
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Operator)?;
-    st.db(move |store, st| cancel_one(store, st, &p, id))
+    st.db(move |store, _| cancel_one(store, &p, id))
         .await
         .map(Json)
 }
@@ -296,7 +286,7 @@ pub async fn retry(
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Operator)?;
-    st.db(move |store, st| retry_one(store, st, &p, id))
+    st.db(move |store, _| retry_one(store, &p, id))
         .await
         .map(Json)
 }
@@ -308,7 +298,7 @@ pub async fn delete(
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
     p.require(Role::Admin)?;
-    st.db(move |store, st| delete_one(store, st, id)).await?;
+    st.db(move |store, _| delete_one(store, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,14 +344,14 @@ pub async fn bulk(
         }
     }
     let results = st
-        .db(move |store, st| {
+        .db(move |store, _| {
             let mut out = Vec::with_capacity(ids.len());
             let mut ok = 0;
             for id in ids {
                 let r = match action.as_str() {
-                    "cancel" => cancel_one(store, st, &p, id),
-                    "retry" => retry_one(store, st, &p, id),
-                    _ => delete_one(store, st, id),
+                    "cancel" => cancel_one(store, &p, id),
+                    "retry" => retry_one(store, &p, id),
+                    _ => delete_one(store, id),
                 };
                 match r {
                     Ok(mut v) => {
@@ -405,11 +395,11 @@ pub async fn process(
 ) -> Result<Response, ApiError> {
     p.require(Role::Operator)?;
     let (made_due, claimable) = st
-        .db(|store, st| {
+        .db(|store, _| {
             let now = now_ms();
             let made_due = store.make_all_due(now)?;
             let claimable = store.count_claimable(now)?;
-            crate::wake::notify(st.home());
+            store.notify_work();
             Ok((made_due, claimable))
         })
         .await?;
@@ -446,7 +436,7 @@ pub async fn clean(
         &[Status::Completed]
     };
     let report = st
-        .db(move |store, st| Ok(crate::task_clean::clean(st.home(), store, age, statuses)?))
+        .db(move |store, _| Ok(crate::task_clean::clean(store, age, statuses)?))
         .await?;
     Ok(Json(
         serde_json::to_value(&report).map_err(|e| ApiError::internal(e.into()))?,

@@ -73,7 +73,7 @@ pub async fn list(
     .map(Json)
 }
 
-fn detail(store: &Store, st: &AppState, id: &str) -> Result<Value, ApiError> {
+fn detail(store: &dyn Store, st: &AppState, id: &str) -> Result<Value, ApiError> {
     let w = worker_ops::find(store, id)?;
     let view = WorkerView::new(&w);
     let schedule = ScheduleView::load(store, id, st.tz)?;
@@ -106,7 +106,7 @@ async fn set_active(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Admin)?;
     st.db(move |store, st| {
-        worker_ops::set_active(st.home(), store, &id, active)?;
+        worker_ops::set_active(store, &id, active)?;
         tracing::info!(worker = %id, active, by = %p.name, "worker state changed through the API");
         detail(store, st, &id)
     })
@@ -155,7 +155,7 @@ pub async fn discover(
         let report =
             crate::discovery::discover(store, &st.exe, st.home().plugins_dir(), body.activate)?;
         if body.activate && !report.registered.is_empty() {
-            crate::wake::notify(st.home());
+            store.notify_work();
         }
         to_json(&report)
     })
@@ -382,7 +382,7 @@ pub async fn set_schedule(
                 ));
             }
             manage::remove(store, &id)?;
-            crate::wake::notify(st.home());
+            store.notify_work();
             return to_json(&ScheduleView::load(store, &id, st.tz)?);
         };
         let manifest: WorkerManifest =
@@ -415,7 +415,7 @@ pub async fn set_schedule(
             }
             _ => {}
         }
-        crate::wake::notify(st.home());
+        store.notify_work();
         tracing::info!(worker = %id, by = %p.name, "schedule set through the API");
         to_json(&ScheduleView::load(store, &id, st.tz)?)
     })
@@ -434,7 +434,7 @@ pub async fn remove_schedule(
     st.db(move |store, st| {
         worker_ops::find(store, &id)?;
         manage::remove(store, &id)?;
-        crate::wake::notify(st.home());
+        store.notify_work();
         to_json(&ScheduleView::load(store, &id, st.tz)?)
     })
     .await
@@ -462,7 +462,7 @@ async fn pause_or_resume(
         } else {
             manage::resume(store, &id, st.tz, Utc::now())?;
         }
-        crate::wake::notify(st.home());
+        store.notify_work();
         to_json(&ScheduleView::load(store, &id, st.tz)?)
     })
     .await

@@ -16,7 +16,7 @@ use super::tick::ms_to_utc;
 use crate::sensitive;
 use crate::task_create::MAX_DATA_BYTES;
 
-fn worker(store: &Store, id: &str) -> Result<WorkerRecord> {
+fn worker(store: &dyn Store, id: &str) -> Result<WorkerRecord> {
     store.get_worker(id)?.ok_or_else(|| {
         anyhow!("no worker '{id}' is registered (see `stask workers list`; new libraries are registered by `stask workers discover`)")
     })
@@ -61,7 +61,7 @@ pub fn check_data(worker: &str, data: &Value, allow_sensitive: bool) -> Result<S
 /// `now`. A replaced schedule keeps its paused state and history. Returns the stored
 /// record.
 pub fn set(
-    store: &Store,
+    store: &dyn Store,
     worker_id: &str,
     spec: &Spec,
     data: &Value,
@@ -91,7 +91,7 @@ pub fn set(
 
 /// Replaces only the data of an existing schedule (its timing is untouched).
 pub fn set_data(
-    store: &Store,
+    store: &dyn Store,
     worker_id: &str,
     data: &Value,
     allow_sensitive: bool,
@@ -116,13 +116,13 @@ pub fn set_data(
 
 /// Makes the worker manual (on demand only) by removing its schedule. Returns whether
 /// it had one.
-pub fn remove(store: &Store, worker_id: &str) -> Result<bool> {
+pub fn remove(store: &dyn Store, worker_id: &str) -> Result<bool> {
     worker(store, worker_id)?;
     Ok(store.delete_schedule(worker_id)?)
 }
 
 /// Pauses the schedule: kept, but never fires until resumed.
-pub fn pause(store: &Store, worker_id: &str, now: DateTime<Utc>) -> Result<ScheduleRecord> {
+pub fn pause(store: &dyn Store, worker_id: &str, now: DateTime<Utc>) -> Result<ScheduleRecord> {
     worker(store, worker_id)?;
     if !store.pause_schedule(worker_id, now.timestamp_millis())? {
         return Err(no_schedule(worker_id));
@@ -135,7 +135,7 @@ pub fn pause(store: &Store, worker_id: &str, now: DateTime<Utc>) -> Result<Sched
 /// Resumes the schedule with its next run recomputed from `now`: slots that passed
 /// while it was paused are not caught up.
 pub fn resume(
-    store: &Store,
+    store: &dyn Store,
     worker_id: &str,
     tz: Tz,
     now: DateTime<Utc>,
@@ -253,7 +253,7 @@ impl ScheduleView {
     }
 
     /// Reads `worker`'s schedule from the store and builds its view.
-    pub fn load(store: &Store, worker: &str, tz: Tz) -> Result<ScheduleView> {
+    pub fn load(store: &dyn Store, worker: &str, tz: Tz) -> Result<ScheduleView> {
         let rec = store.get_schedule(worker)?;
         Ok(ScheduleView::new(worker, rec.as_ref(), tz))
     }

@@ -1,5 +1,5 @@
 //! Firing due schedules. The service calls [`tick`] with the real time whenever
-//! [`stask_storage::Store::next_due_at`] says a slot is due; tests call it with chosen
+//! [`stask_storage::Schedules::next_due_at`] says a slot is due; tests call it with chosen
 //! instants, so no test waits for a clock.
 
 use anyhow::Result;
@@ -7,13 +7,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use stask_plugin_api::WorkerManifest;
-use stask_storage::progress_log::{self, LogLine};
-use stask_storage::{FireOutcome, Firing, Store, NEW_TASK_HIDDEN_MS};
+use stask_storage::{FireOutcome, Firing, LogLine, Store};
 
 use super::next_run::next_after;
 use super::spec::{describe, Spec};
-use crate::home::Home;
-use crate::task_log;
 
 /// What one [`tick`] did.
 #[derive(Debug, Default, Serialize)]
@@ -91,7 +88,7 @@ pub struct TickError {
 /// slot after `now` — so slots missed during downtime collapse into this one run, and
 /// a restart or a second service cannot fire the same slot twice. Each created task
 /// gets its first progress-log line.
-pub fn tick(store: &mut Store, home: &Home, tz: Tz, now: DateTime<Utc>) -> Result<TickReport> {
+pub fn tick(store: &mut dyn Store, tz: Tz, now: DateTime<Utc>) -> Result<TickReport> {
     let now_ms = now.timestamp_millis();
     let mut report = TickReport::default();
     for rec in store.due_schedules(now_ms)? {
@@ -100,14 +97,24 @@ pub fn tick(store: &mut Store, home: &Home, tz: Tz, now: DateTime<Utc>) -> Resul
         };
         let spec = Spec::from_json(&rec.spec);
         let next = spec.as_ref().ok().and_then(|s| next_after(s, tz, now));
+        let what = spec.as_ref().map(describe).unwrap_or_default();
+        let creation = LogLine::new(
+            "pending",
+            0,
+            0,
+            0,
+            "",
+            &format!("Task created by schedule ({what})"),
+        );
         let firing = Firing {
             worker: &rec.worker,
             slot,
             spec: &rec.spec,
             now: now_ms,
             next_run_at: next.map(|t| t.timestamp_millis()),
+            creation: &creation,
         };
-        let outcome = store.fire_schedule(&firing, |manifest| match &spec {
+        let outcome = store.fire_schedule(&firing, &|manifest| match &spec {
             // A stored spec this build cannot read: skipping with the reason (and no
             // next run) makes it visible in `workers schedule` instead of retrying
             // every tick.
@@ -119,28 +126,6 @@ pub fn tick(store: &mut Store, home: &Home, tz: Tz, now: DateTime<Utc>) -> Resul
         });
         let result = match outcome {
             Ok(FireOutcome::Created { task_id, action }) => {
-                let what = spec.as_ref().map(describe).unwrap_or_default();
-                let line = LogLine::new(
-                    "pending",
-                    0,
-                    0,
-                    0,
-                    "",
-                    &format!("Task created by schedule ({what})"),
-                );
-                let path = task_log::log_path(&home.log_dir(), task_id);
-                if let Err(e) = progress_log::append(&path, &[line]) {
-                    tracing::warn!(task = task_id, "cannot write progress log: {e}");
-                }
-                // Stored unclaimable until its creation line is written; due now.
-                let hidden_until = now_ms + NEW_TASK_HIDDEN_MS;
-                if let Err(e) = store.release_new_tasks(task_id, task_id, hidden_until, now_ms) {
-                    tracing::warn!(
-                        task = task_id,
-                        "cannot make the scheduled task due: {e}; it runs in {} s",
-                        NEW_TASK_HIDDEN_MS / 1000
-                    );
-                }
                 tracing::info!(worker = %rec.worker, task = task_id, %action, "schedule created a task ({what})");
                 FiredResult::Created { task_id, action }
             }

@@ -33,6 +33,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("peer", throughput::peer),
     ("limit", limit::limit),
     ("steady", throughput::steady),
+    ("peer_steady", throughput::peer_steady),
     ("progress", latency::progress),
     ("pickup", latency::pickup),
     ("discovery", registry::discovery),

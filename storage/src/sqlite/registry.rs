@@ -2,54 +2,10 @@
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::store::{now_ms, Context, Store, StoreError};
-
-/// Identity of a library file's contents as last seen, used to decide cheaply whether
-/// it changed (size and mtime first, the hash only when those differ).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LibraryFingerprint {
-    /// Path of the file in the plugins directory.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i64,
-    /// SHA-256 of the contents, lowercase hex.
-    pub sha256: String,
-}
-
-/// A registered worker.
-#[derive(Debug, Clone)]
-pub struct WorkerRecord {
-    /// Unique id from the manifest.
-    pub identifier: String,
-    /// Scope from the manifest.
-    pub scope: String,
-    /// Title from the manifest.
-    pub title: String,
-    /// Description from the manifest.
-    pub description: String,
-    /// Icon name from the manifest.
-    pub icon: String,
-    /// Worker version from the manifest.
-    pub version: String,
-    /// The library it was loaded from.
-    pub library: LibraryFingerprint,
-    /// The worker's full manifest as JSON.
-    pub manifest: String,
-    /// Operator-set settings as a JSON object (secrets included: never print raw).
-    pub settings: String,
-    /// Schedule as JSON, if any.
-    pub schedule: Option<String>,
-    /// Whether tasks may run.
-    pub active: bool,
-    /// Display order.
-    pub position: i64,
-    /// When registered (ms since epoch).
-    pub created_at: i64,
-    /// When last changed (ms since epoch).
-    pub updated_at: i64,
-}
+use super::{Context, SqliteStore};
+use crate::error::StoreError;
+use crate::now_ms;
+use crate::registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
 
 const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
     library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
@@ -79,26 +35,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
     })
 }
 
-/// Fields of a worker that come from its library's manifest.
-#[derive(Debug, Clone)]
-pub struct WorkerMetadata<'a> {
-    /// Scope.
-    pub scope: &'a str,
-    /// Title.
-    pub title: &'a str,
-    /// Description.
-    pub description: &'a str,
-    /// Icon name.
-    pub icon: &'a str,
-    /// Version.
-    pub version: &'a str,
-    /// Full manifest JSON.
-    pub manifest: &'a str,
-}
-
-impl Store {
+impl Registry for SqliteStore {
     /// All workers, in display order.
-    pub fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+    fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -110,7 +49,7 @@ impl Store {
     }
 
     /// One worker by identifier.
-    pub fn get_worker(&self, identifier: &str) -> Result<Option<WorkerRecord>, StoreError> {
+    fn get_worker(&self, identifier: &str) -> Result<Option<WorkerRecord>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM workers WHERE identifier = ?1"),
@@ -122,7 +61,7 @@ impl Store {
     }
 
     /// Registers new workers in one transaction: all or none.
-    pub fn insert_workers(
+    fn insert_workers(
         &mut self,
         workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
     ) -> Result<(), StoreError> {
@@ -164,7 +103,7 @@ impl Store {
 
     /// Replaces a worker's manifest-derived fields and library fingerprint after its
     /// library changed. Operator state (settings, schedule, active) is kept.
-    pub fn update_worker_library(
+    fn update_worker_library(
         &self,
         identifier: &str,
         meta: &WorkerMetadata<'_>,
@@ -198,7 +137,7 @@ impl Store {
 
     /// Records a new size/mtime for a library whose contents (hash) did not change, so
     /// the next rescan can skip hashing it.
-    pub fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError> {
+    fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE workers SET library_size = ?2, library_mtime_ns = ?3 WHERE library_path = ?1",
@@ -209,7 +148,7 @@ impl Store {
     }
 
     /// Sets a worker's active flag. Returns false if no such worker exists.
-    pub fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError> {
+    fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute(
@@ -222,11 +161,7 @@ impl Store {
 
     /// Replaces a worker's settings (a validated JSON object). Returns false if no such
     /// worker exists.
-    pub fn set_worker_settings(
-        &self,
-        identifier: &str,
-        settings: &str,
-    ) -> Result<bool, StoreError> {
+    fn set_worker_settings(&self, identifier: &str, settings: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute(
@@ -238,7 +173,7 @@ impl Store {
     }
 
     /// Removes a worker from the registry (its tasks are kept).
-    pub fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
+    fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute("DELETE FROM workers WHERE identifier = ?1", [identifier])

@@ -1,47 +1,11 @@
 //! Searching tasks (filters, free text, pagination) and the few task changes the API
 //! adds to the CLI's: making pending tasks due now.
 
-use rusqlite::params;
-
-use crate::store::{Context, Store, StoreError};
-use crate::tasks::{Priority, Status, TaskRecord};
-
-/// What to search for. Every field is optional; all given ones must match.
-#[derive(Debug, Clone, Default)]
-pub struct TaskQuery {
-    /// Only this status.
-    pub status: Option<Status>,
-    /// Only this worker.
-    pub worker: Option<String>,
-    /// Only this action.
-    pub action: Option<String>,
-    /// Only this priority.
-    pub priority: Option<Priority>,
-    /// Only tasks started by this user (`started_by`).
-    pub started_by: Option<String>,
-    /// Created at or after (ms).
-    pub created_from: Option<i64>,
-    /// Created before (ms, exclusive).
-    pub created_to: Option<i64>,
-    /// Free text: the task id, or a substring (ASCII case-insensitive) of the worker,
-    /// action or message.
-    pub text: Option<String>,
-    /// Only tasks with an id below this (keyset pagination: the last id of a page).
-    pub before_id: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-    /// Tasks to skip (offset pagination).
-    pub offset: u64,
-}
-
-/// One page of a search.
-#[derive(Debug, Clone)]
-pub struct TaskPage {
-    /// The tasks, newest first.
-    pub tasks: Vec<TaskRecord>,
-    /// How many tasks match in all (ignoring `before_id`, `limit` and `offset`).
-    pub total: i64,
-}
+use super::{Context, SqliteStore};
+use crate::error::StoreError;
+use crate::queue::{TaskQueue, TaskRecord};
+use crate::search::{TaskPage, TaskQuery, TaskSearch};
+use crate::statistics::Statistics;
 
 /// `%text%` for LIKE, with the wildcards of `text` escaped.
 fn like_pattern(text: &str) -> String {
@@ -57,9 +21,9 @@ fn like_pattern(text: &str) -> String {
     p
 }
 
-impl Store {
+impl TaskSearch for SqliteStore {
     /// Tasks matching `q`, newest first, with the number of matches.
-    pub fn search_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
+    fn search_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
         let mut sql = String::from(" FROM tasks WHERE 1=1");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if let Some(s) = q.status {
@@ -162,10 +126,7 @@ impl Store {
 
     /// The `limit` newest tasks with their worker's scope (`None` when the worker is
     /// no longer registered).
-    pub fn recent_tasks(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<(TaskRecord, Option<String>)>, StoreError> {
+    fn recent_tasks(&self, limit: u32) -> Result<Vec<(TaskRecord, Option<String>)>, StoreError> {
         let page = self.search_tasks(&TaskQuery {
             limit,
             ..Default::default()
@@ -187,30 +148,6 @@ impl Store {
             out.push((t, scope));
         }
         Ok(out)
-    }
-
-    /// Makes a pending task due now (`run_after = now`). Returns false when the task is
-    /// not pending (or does not exist).
-    pub fn make_task_due(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE tasks SET run_after = MIN(run_after, ?2) WHERE id = ?1 AND status = 'pending'",
-                params![id, now],
-            )
-            .context("make task due")?;
-        Ok(n > 0)
-    }
-
-    /// Makes every pending task due now (retries waiting for their backoff included).
-    /// Returns how many were waiting.
-    pub fn make_all_due(&self, now: i64) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "UPDATE tasks SET run_after = ?1 WHERE status = 'pending' AND run_after > ?1",
-                [now],
-            )
-            .context("make tasks due")
     }
 }
 

@@ -6,7 +6,8 @@
 
 use rusqlite::Connection;
 
-use crate::store::{Context, StoreError};
+use super::Context;
+use crate::error::{ErrorKind, StoreError};
 
 const MIGRATIONS: &[&str] = &[
     // 1: the worker registry.
@@ -304,6 +305,47 @@ const MIGRATIONS: &[&str] = &[
     // finds among the few running rows; the owner index only cost each claim an insert
     // and each finish a delete.
     "DROP INDEX IF EXISTS tasks_owner;",
+    // 6: one store for everything a task leaves behind.
+    //
+    // * task_logs: every progress-log line, by task and sequence number (from 1), in
+    //   the exact text format; written in the transaction of the change it tells.
+    // * result_files / result_chunks: result files ingested when an attempt ends, in
+    //   chunks of at most 1 MiB; a file is listed once `complete`.
+    // * owners: the lease of every process that claims tasks (its last renewal).
+    // * meta: next_task_id, so ids are never reused, also after the newest tasks are
+    //   deleted; legacy_files_imported, set once the log files and result
+    //   directories of an older stask are in the database.
+    "CREATE TABLE task_logs (
+        task_id         INTEGER NOT NULL,
+        seq             INTEGER NOT NULL,
+        line            TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE result_files (
+        id              INTEGER PRIMARY KEY,
+        task_id         INTEGER NOT NULL,
+        name            TEXT NOT NULL,
+        size            INTEGER NOT NULL DEFAULT 0,
+        complete        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX result_files_task ON result_files(task_id, name);
+    CREATE TABLE result_chunks (
+        file_id         INTEGER NOT NULL,
+        idx             INTEGER NOT NULL,
+        data            BLOB NOT NULL,
+        PRIMARY KEY (file_id, idx)
+    );
+    CREATE TABLE owners (
+        id              TEXT PRIMARY KEY,
+        renewed_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (
+        key             TEXT PRIMARY KEY,
+        value           INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) SELECT 'next_task_id', COALESCE(MAX(id), 0) + 1 FROM tasks;
+    INSERT INTO meta (key, value) VALUES ('legacy_files_imported', 0);",
 ];
 
 /// The schema version this build expects.
@@ -315,10 +357,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .context("read schema version")?;
     if current > LATEST {
         return Err(StoreError::new(
+            ErrorKind::NewerSchema,
+            "open database",
             format!(
-                "database schema version {current} is newer than this stask supports ({LATEST}); upgrade stask"
+                "its schema version {current} is newer than this stask supports ({LATEST}); upgrade stask"
             ),
-            rusqlite::Error::InvalidQuery,
         ));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
@@ -340,5 +383,21 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .context("record schema version")?;
         tx.commit().context("commit migration")?;
     }
-    Ok(())
+    enable_incremental_vacuum(conn)
+}
+
+/// Databases created before migration 6 were made without `auto_vacuum`, which can
+/// only be switched on by rebuilding the file once; afterwards clean-up can give freed
+/// space back in small steps.
+fn enable_incremental_vacuum(conn: &mut Connection) -> Result<(), StoreError> {
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .context("read auto_vacuum")?;
+    if mode == 2 {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .context("set auto_vacuum")?;
+    conn.execute_batch("VACUUM")
+        .context("rebuild the database for incremental vacuum")
 }

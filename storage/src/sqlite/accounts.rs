@@ -4,28 +4,10 @@
 //! password hashes (argon2, computed by the host), and SHA-256 hashes of session ids,
 //! CSRF tokens and API tokens (random 256-bit values, for which a fast hash is enough).
 
+use super::{Context, SqliteStore};
+use crate::accounts::{Accounts, SessionRecord, TokenRecord, UserRecord};
+use crate::error::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
-use serde::Serialize;
-
-use crate::store::{Context, Store, StoreError};
-
-/// A user account.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserRecord {
-    /// Id.
-    pub id: i64,
-    /// Login name (unique).
-    pub name: String,
-    /// `admin`, `operator` or `viewer`.
-    pub role: String,
-    /// Password hash in PHC format. Never serialized.
-    #[serde(skip_serializing)]
-    pub password_hash: String,
-    /// Created (ms).
-    pub created_at: i64,
-    /// Last changed (ms).
-    pub updated_at: i64,
-}
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -39,38 +21,6 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 const USER_COLUMNS: &str = "id, name, role, password_hash, created_at, updated_at";
-
-/// A live browser session with its user.
-#[derive(Debug, Clone)]
-pub struct SessionRecord {
-    /// SHA-256 of the session id (hex).
-    pub id_hash: String,
-    /// SHA-256 of the session's CSRF token (hex).
-    pub csrf_hash: String,
-    /// Expires at (ms).
-    pub expires_at: i64,
-    /// Its user.
-    pub user: UserRecord,
-}
-
-/// An API token (without its secret).
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenRecord {
-    /// Id (what `tokens revoke` takes).
-    pub id: i64,
-    /// Name (unique), also the principal name its tasks are started by (`token:NAME`).
-    pub name: String,
-    /// `admin`, `operator` or `viewer`.
-    pub role: String,
-    /// Who created it.
-    pub created_by: Option<String>,
-    /// Created (ms).
-    pub created_at: i64,
-    /// Last used (ms), refreshed at most once a minute.
-    pub last_used_at: Option<i64>,
-    /// Revoked (ms); a revoked token is refused.
-    pub revoked_at: Option<i64>,
-}
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
@@ -95,16 +45,16 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-impl Store {
+impl Accounts for SqliteStore {
     /// Number of users.
-    pub fn count_users(&self) -> Result<i64, StoreError> {
+    fn count_users(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
             .context("count users")
     }
 
     /// Number of users with this role.
-    pub fn count_users_with_role(&self, role: &str) -> Result<i64, StoreError> {
+    fn count_users_with_role(&self, role: &str) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM users WHERE role = ?1", [role], |r| {
                 r.get(0)
@@ -113,7 +63,7 @@ impl Store {
     }
 
     /// Creates a user. Returns `Ok(None)` when the name is taken.
-    pub fn insert_user(
+    fn insert_user(
         &self,
         name: &str,
         role: &str,
@@ -127,14 +77,14 @@ impl Store {
         ) {
             Ok(_) => self.get_user(name),
             Err(e) if is_unique_violation(&e) => Ok(None),
-            Err(e) => Err(StoreError::new("create user", e)),
+            Err(e) => Err(super::error("create user", e)),
         }
     }
 
     /// Creates a user only when there is no user at all (first start of the service);
     /// returns whether it was created. Atomic, so two services starting at once create
     /// one admin.
-    pub fn insert_first_user(
+    fn insert_first_user(
         &mut self,
         name: &str,
         role: &str,
@@ -162,7 +112,7 @@ impl Store {
     }
 
     /// One user by name.
-    pub fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+    fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
@@ -174,7 +124,7 @@ impl Store {
     }
 
     /// Every user, by name.
-    pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
@@ -185,7 +135,7 @@ impl Store {
 
     /// Replaces a user's password hash and ends their sessions (a changed password
     /// must lock out whoever had the old one). Returns false if there is no such user.
-    pub fn set_user_password(
+    fn set_user_password(
         &mut self,
         name: &str,
         password_hash: &str,
@@ -209,7 +159,7 @@ impl Store {
 
     /// Changes a user's role, refusing (returns `Err(Refused)`-like `Ok(Some(false))`)
     /// to demote the last admin. `Ok(None)`: no such user.
-    pub fn set_user_role(
+    fn set_user_role(
         &mut self,
         name: &str,
         role: &str,
@@ -249,7 +199,7 @@ impl Store {
 
     /// Removes a user (their sessions go with them; tasks keep their `started_by`).
     /// `Ok(None)`: no such user; `Ok(Some(false))`: refused, it is the last admin.
-    pub fn delete_user(&mut self, name: &str) -> Result<Option<bool>, StoreError> {
+    fn delete_user(&mut self, name: &str) -> Result<Option<bool>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -280,7 +230,7 @@ impl Store {
     }
 
     /// Stores a new session of user `user_id`.
-    pub fn insert_session(
+    fn insert_session(
         &self,
         id_hash: &str,
         user_id: i64,
@@ -303,11 +253,7 @@ impl Store {
     }
 
     /// The unexpired session with this id hash, with its user.
-    pub fn get_session(
-        &self,
-        id_hash: &str,
-        now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    fn get_session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT s.id_hash, s.csrf_hash, s.expires_at,
@@ -336,7 +282,7 @@ impl Store {
     }
 
     /// Ends a session.
-    pub fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+    fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])
@@ -346,7 +292,7 @@ impl Store {
 
     /// Creates an API token; a missing name becomes `token-{id}`. `Ok(None)` when the
     /// name is taken.
-    pub fn insert_token(
+    fn insert_token(
         &mut self,
         name: Option<&str>,
         role: &str,
@@ -364,7 +310,7 @@ impl Store {
         ) {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Ok(None),
-            Err(e) => return Err(StoreError::new("create token", e)),
+            Err(e) => return Err(super::error("create token", e)),
         }
         let id = tx.last_insert_rowid();
         if name.is_none() {
@@ -374,7 +320,7 @@ impl Store {
             ) {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Ok(None),
-                Err(e) => return Err(StoreError::new("name token", e)),
+                Err(e) => return Err(super::error("name token", e)),
             }
         }
         let rec = tx
@@ -389,7 +335,7 @@ impl Store {
     }
 
     /// Every token (revoked ones too), by id.
-    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -402,7 +348,7 @@ impl Store {
 
     /// The unrevoked token with this hash. Its `last_used_at` is refreshed when older
     /// than a minute (not on every request: that would be a write per read).
-    pub fn use_token(&self, token_hash: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
+    fn use_token(&self, token_hash: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
         let rec = self
             .conn
             .prepare_cached(&format!(
@@ -426,7 +372,7 @@ impl Store {
     }
 
     /// Revokes a token. `Ok(None)`: no such token; `Ok(Some(false))`: already revoked.
-    pub fn revoke_token(&self, id: i64, now: i64) -> Result<Option<bool>, StoreError> {
+    fn revoke_token(&self, id: i64, now: i64) -> Result<Option<bool>, StoreError> {
         let exists: Option<Option<i64>> = self
             .conn
             .query_row(

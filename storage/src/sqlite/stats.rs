@@ -7,63 +7,11 @@
 use std::collections::HashMap;
 
 use rusqlite::params;
-use serde::Serialize;
 
-use crate::store::{Context, Store, StoreError};
-use crate::tasks::{Status, StatusCounts};
-
-/// Width of a `task_activity` bucket in milliseconds (15 minutes: local days and hours
-/// of every timezone in use are whole numbers of buckets).
-pub const BUCKET_MS: i64 = 15 * 60 * 1000;
-
-/// Tasks of one worker per status, with run time of completed and failed ones.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WorkerCounts {
-    /// Worker identifier.
-    pub worker: String,
-    /// Tasks per status.
-    pub counts: StatusCounts,
-    /// Summed duration (ms) of the last attempt of completed and failed tasks.
-    pub run_ms: i64,
-    /// How many tasks `run_ms` sums.
-    pub runs: i64,
-}
-
-/// Created and finished tasks in one bucket or range.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct Activity {
-    /// Tasks created.
-    pub created: i64,
-    /// Tasks that finished completed.
-    pub completed: i64,
-    /// Tasks that finished failed (no attempts left, or not retried yet).
-    pub failed: i64,
-    /// Tasks cancelled.
-    pub cancelled: i64,
-    /// Summed duration (ms) of the last attempt of the completed and failed ones.
-    pub run_ms: i64,
-    /// How many tasks `run_ms` sums.
-    pub runs: i64,
-}
-
-impl Activity {
-    /// Adds another bucket's numbers.
-    pub fn add(&mut self, o: &Activity) {
-        self.created += o.created;
-        self.completed += o.completed;
-        self.failed += o.failed;
-        self.cancelled += o.cancelled;
-        self.run_ms += o.run_ms;
-        self.runs += o.runs;
-    }
-}
-
-/// When a worker's tasks last finished (ms; kept after the tasks are cleaned).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct WorkerLastRun {
-    /// Latest finish of a task (completed, failed or cancelled).
-    pub last_finished_at: Option<i64>,
-}
+use super::{Context, SqliteStore};
+use crate::error::StoreError;
+use crate::queue::{Status, StatusCounts};
+use crate::statistics::{bucket_floor, Activity, Statistics, WorkerCounts, WorkerLastRun};
 
 fn set_count(c: &mut StatusCounts, status: &str, n: i64) {
     match Status::parse(status) {
@@ -91,9 +39,9 @@ const ACTIVITY_SUMS: &str = "COALESCE(SUM(created), 0), COALESCE(SUM(completed),
     COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0), COALESCE(SUM(run_ms), 0),
     COALESCE(SUM(runs), 0)";
 
-impl Store {
+impl Statistics for SqliteStore {
     /// Tasks per status, from the trigger-maintained counts (constant cost).
-    pub fn task_status_counts(&self) -> Result<StatusCounts, StoreError> {
+    fn task_status_counts(&self) -> Result<StatusCounts, StoreError> {
         let mut c = StatusCounts::default();
         let mut stmt = self
             .conn
@@ -112,25 +60,8 @@ impl Store {
         Ok(c)
     }
 
-    /// Running tasks per worker, counted live: they are few (at most the engines'
-    /// claims), found through the status index, and not kept by the triggers so that a
-    /// claim costs no counter update.
-    fn running_by_worker(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT worker, COUNT(*) FROM tasks WHERE status = 'running' GROUP BY worker",
-            )
-            .context("count running tasks")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .context("count running tasks")?;
-        rows.collect::<Result<_, _>>()
-            .context("count running tasks")
-    }
-
     /// Tasks of `worker` (or of every worker) with `status` (or any), from the counts.
-    pub fn count_tasks_by(
+    fn count_tasks_by(
         &self,
         worker: Option<&str>,
         status: Option<Status>,
@@ -151,24 +82,9 @@ impl Store {
         self.count_tasks_by_row(worker, status)
     }
 
-    fn count_tasks_by_row(
-        &self,
-        worker: Option<&str>,
-        status: Option<Status>,
-    ) -> Result<i64, StoreError> {
-        self.conn
-            .prepare_cached(
-                "SELECT COALESCE(SUM(n), 0) FROM task_counts
-                 WHERE (?1 IS NULL OR worker = ?1) AND (?2 IS NULL OR status = ?2)",
-            )
-            .context("count tasks")?
-            .query_row(params![worker, status.map(Status::as_str)], |r| r.get(0))
-            .context("count tasks")
-    }
-
     /// Per worker (including workers no longer registered that still have tasks):
     /// tasks per status and run time, by worker identifier.
-    pub fn worker_counts(&self) -> Result<Vec<WorkerCounts>, StoreError> {
+    fn worker_counts(&self) -> Result<Vec<WorkerCounts>, StoreError> {
         let running = self.running_by_worker()?;
         let mut stmt = self
             .conn
@@ -213,7 +129,7 @@ impl Store {
 
     /// Activity summed over `[since, until)` (ms; rounded to buckets) per bucket, in
     /// bucket order. Buckets without activity are left out.
-    pub fn activity_by_bucket(
+    fn activity_by_bucket(
         &self,
         since: i64,
         until: i64,
@@ -234,7 +150,7 @@ impl Store {
     }
 
     /// Activity summed over `[since, until)` per worker.
-    pub fn activity_by_worker(
+    fn activity_by_worker(
         &self,
         since: i64,
         until: i64,
@@ -256,7 +172,7 @@ impl Store {
     }
 
     /// When each worker's tasks last finished.
-    pub fn worker_last_runs(&self) -> Result<HashMap<String, WorkerLastRun>, StoreError> {
+    fn worker_last_runs(&self) -> Result<HashMap<String, WorkerLastRun>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT worker, last_finished_at FROM worker_activity")
@@ -278,7 +194,7 @@ impl Store {
     }
 
     /// Number of active workers.
-    pub fn count_active_workers(&self) -> Result<i64, StoreError> {
+    fn count_active_workers(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM workers WHERE active = 1", [], |r| {
                 r.get(0)
@@ -287,9 +203,38 @@ impl Store {
     }
 }
 
-/// The start of the bucket holding `ms`.
-pub fn bucket_floor(ms: i64) -> i64 {
-    ms.div_euclid(BUCKET_MS) * BUCKET_MS
+impl SqliteStore {
+    /// Running tasks per worker, counted live: they are few (at most the engines'
+    /// claims), found through the status index, and not kept by the triggers so that a
+    /// claim costs no counter update.
+    fn running_by_worker(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, COUNT(*) FROM tasks WHERE status = 'running' GROUP BY worker",
+            )
+            .context("count running tasks")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .context("count running tasks")?;
+        rows.collect::<Result<_, _>>()
+            .context("count running tasks")
+    }
+
+    fn count_tasks_by_row(
+        &self,
+        worker: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(n), 0) FROM task_counts
+                 WHERE (?1 IS NULL OR worker = ?1) AND (?2 IS NULL OR status = ?2)",
+            )
+            .context("count tasks")?
+            .query_row(params![worker, status.map(Status::as_str)], |r| r.get(0))
+            .context("count tasks")
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,772 @@
+//! The coordinator: the engine's one thread that talks to the store. It routes work
+//! between the store, the dispatcher (slots) and the completer, and keeps the timers
+//! (lease renewal, cancel checks, recovery, retries, the service's fallback check).
+//!
+//! One cycle: claim (committing the finished attempts of the last cycle in the same
+//! transaction), hand the claimed tasks to slots, wait for slot reports, record their
+//! progress and lines in one transaction, decide how finished attempts end.
+//!
+//! A store failure that may clear by itself (a lock held elsewhere, a full disk, a lost
+//! connection) never ends a service: the coordinator logs it, backs off, keeps every
+//! report and outcome in the completer and tries again. One-shot commands wait for it
+//! for a while, then fail.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use stask_plugin_api::Level;
+use stask_storage::{
+    now_ms, Claim, ClaimedTask, Finish, ProgressUpdate, Status, Store, StoreError,
+};
+
+use super::cache::LibraryCache;
+use super::completer::Completer;
+use super::dispatch::Dispatcher;
+use super::outcome::{decide, Attempt, Kind, RetryPolicy};
+use super::resolve::Resolver;
+use super::running::{start_line, Running};
+use super::slot::{Assignment, FromSlot, RunEnd};
+use super::{EngineConfig, Mode, Msg, Observer, Summary};
+use crate::home::Home;
+use crate::recovery;
+use crate::task_log::format_duration;
+
+/// How often an idle service checks the queue even without a wake-up (tasks created by
+/// a process that could not reach it, e.g. on another machine).
+const SERVICE_FALLBACK: Duration = Duration::from_secs(2);
+
+/// Shortest time between two lookups of the earliest future retry.
+const RETRY_LOOKUP: Duration = Duration::from_millis(500);
+
+/// How long a one-shot command (process, execute) waits for a failing store.
+const ONE_SHOT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// When each periodic step last ran or runs next.
+struct Timers {
+    lease: Instant,
+    cancel_check: Instant,
+    recovery: Instant,
+    /// The earliest future retry found by a lookup.
+    next_retry: Option<Instant>,
+    retry_lookup: Instant,
+    /// The earliest retry this engine scheduled itself (no lookup needed).
+    own_retry: Option<Instant>,
+    fallback: Instant,
+    /// Set once a stop was asked for: running tasks get until then.
+    stop_deadline: Option<Instant>,
+    interrupted: bool,
+}
+
+/// A streak of store failures that may clear by themselves.
+struct Failing {
+    since: Instant,
+    /// No store work before this.
+    until: Instant,
+    delay: Duration,
+    last_logged: Instant,
+}
+
+/// The coordinator's state.
+pub(super) struct Coordinator<'a> {
+    pub cfg: EngineConfig,
+    pub owner: String,
+    pub store: Box<dyn Store>,
+    pub cache: LibraryCache,
+    pub dispatcher: Dispatcher,
+    pub threads: Vec<JoinHandle<()>>,
+    pub events: Receiver<Msg>,
+    pub running: HashMap<i64, Running>,
+    pub resolver: Resolver,
+    pub completer: Completer,
+    pub observer: Observer<'a>,
+    /// This engine's scratch directories (`{scratch}/{task id}`).
+    pub scratch: PathBuf,
+    pub service: bool,
+    timers: Timers,
+    failing: Option<Failing>,
+}
+
+impl<'a> Coordinator<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: EngineConfig,
+        owner: String,
+        store: Box<dyn Store>,
+        home: &Home,
+        dispatcher: Dispatcher,
+        threads: Vec<JoinHandle<()>>,
+        events: Receiver<Msg>,
+        observer: Observer<'a>,
+        scratch: PathBuf,
+        service: bool,
+    ) -> Self {
+        let now = Instant::now();
+        Coordinator {
+            cache: LibraryCache::new(home.cache_dir(), home.plugins_dir()),
+            cfg,
+            owner,
+            store,
+            dispatcher,
+            threads,
+            events,
+            running: HashMap::new(),
+            resolver: Resolver::default(),
+            completer: Completer::default(),
+            observer,
+            scratch,
+            service,
+            timers: Timers {
+                lease: now,
+                cancel_check: now,
+                recovery: now,
+                next_retry: None,
+                retry_lookup: now - RETRY_LOOKUP,
+                own_retry: None,
+                fallback: now + SERVICE_FALLBACK,
+                stop_deadline: None,
+                interrupted: false,
+            },
+            failing: None,
+        }
+    }
+
+    /// Runs until there is nothing left to do in `mode` (a service: until stopped).
+    pub fn run(&mut self, mode: Mode, summary: &mut Summary) -> Result<()> {
+        let mut claimed_one = false;
+        // Service: claim only when there may be work (start, wake-up, a freed slot, a
+        // due retry, the fallback check), never in a polling loop.
+        let mut want_claim = true;
+        loop {
+            let stopping = self.timers.stop_deadline.is_some();
+            if self.service && !stopping {
+                want_claim |= self.due_timers();
+            }
+            let mut claimed_now = 0;
+            let free = self.dispatcher.capacity();
+            if !stopping && free > 0 && (want_claim || !self.service) && !self.backing_off() {
+                let claimed = match mode {
+                    Mode::One(_) if claimed_one => Ok(Vec::new()),
+                    Mode::One(id) => self.claim_one(id).map(|c| {
+                        claimed_one = true;
+                        c
+                    }),
+                    Mode::Drain | Mode::Service => self.claim(free),
+                };
+                if let Some(claimed) = self.guard(claimed)? {
+                    if let Mode::One(id) = mode {
+                        if claimed.is_empty() {
+                            bail!(not_executable(&*self.store, id)?);
+                        }
+                    }
+                    claimed_now = claimed.len();
+                    // A full batch means more may be waiting; keep claiming as slots
+                    // free up.
+                    want_claim = claimed_now == free;
+                    if self.service && claimed_now < free {
+                        self.look_up_retries();
+                    }
+                    for c in claimed {
+                        self.dispatch(c, summary);
+                    }
+                    self.dispatcher.flush();
+                }
+            }
+            if self.running.is_empty() && claimed_now == 0 && (!self.service || stopping) {
+                if self.completer.is_empty() {
+                    return Ok(());
+                }
+                // Record the last outcomes, then look once more: one of them may have
+                // queued a retry that is due now.
+                let recorded = self.completer.record_all(&mut *self.store, &self.owner);
+                if self.guard(recorded)?.is_none() {
+                    self.sleep_out_failure();
+                }
+                want_claim = true;
+                continue;
+            }
+            // Nothing is claimed until the next wake: commit finished attempts now.
+            if self.completer.has_finishes() && !self.backing_off() {
+                let recorded = self.completer.record_all(&mut *self.store, &self.owner);
+                self.guard(recorded)?;
+            }
+            want_claim |= self.wait_and_handle(summary);
+            self.dispatcher.assign_waiting(|id, slot| {
+                if let Some(r) = self.running.get_mut(&id) {
+                    r.slot = Some(slot);
+                }
+            });
+            self.dispatcher.flush();
+            if !self.backing_off() {
+                let recorded = self
+                    .completer
+                    .record_progress(&mut *self.store, &self.owner);
+                self.guard(recorded)?;
+            }
+            self.interrupt_if_overdue(summary);
+            self.check_cancels(summary)?;
+            self.renew_lease()?;
+            want_claim |= self.recover(summary)?;
+        }
+    }
+
+    /// The service's timers: returns whether a claim is due (a retry, the fallback).
+    fn due_timers(&mut self) -> bool {
+        let now = Instant::now();
+        let t = &mut self.timers;
+        let retry_due = t.next_retry.is_some_and(|r| now >= r);
+        let own_due = t.own_retry.is_some_and(|r| now >= r);
+        let due = retry_due || own_due || now >= t.fallback;
+        if due {
+            t.fallback = now + SERVICE_FALLBACK;
+        }
+        if retry_due {
+            t.next_retry = None;
+        }
+        if own_due {
+            t.own_retry = None;
+        }
+        due
+    }
+
+    /// The earliest future retry: a scan of the pending rows, so at most every
+    /// [`RETRY_LOOKUP`], not after every short claim.
+    fn look_up_retries(&mut self) {
+        if self.timers.retry_lookup.elapsed() < RETRY_LOOKUP {
+            return;
+        }
+        self.timers.retry_lookup = Instant::now();
+        match self.store.next_run_after() {
+            Ok(at) => {
+                self.timers.next_retry = at
+                    .map(|at| Instant::now() + Duration::from_millis((at - now_ms()).max(0) as u64))
+            }
+            Err(e) => tracing::debug!("cannot look up the next retry: {e}"),
+        }
+    }
+
+    /// Claims up to `free` tasks, honouring per-worker limits; the finished attempts
+    /// of the last cycle are committed in the same transaction (after this cycle's
+    /// lines).
+    fn claim(&mut self, free: usize) -> Result<Vec<ClaimedTask>> {
+        self.completer
+            .record_progress(&mut *self.store, &self.owner)?;
+        if self.cfg.worker_concurrency.is_empty() {
+            let finishes = self.completer.take_finishes();
+            let claimed = self.store.claim(&Claim {
+                finishes: &finishes,
+                owner: &self.owner,
+                now: now_ms(),
+                limit: free,
+                excluded_workers: &[],
+                start_line: &start_line,
+            });
+            return match claimed {
+                Ok((_, claimed)) => Ok(claimed),
+                Err(e) => {
+                    self.completer.restore(finishes);
+                    Err(e.into())
+                }
+            };
+        }
+        self.completer.record_all(&mut *self.store, &self.owner)?;
+        // With limits, claim one at a time so a batch cannot overshoot a worker's limit.
+        let mut out: Vec<ClaimedTask> = Vec::new();
+        while out.len() < free {
+            let mut busy: HashMap<&str, usize> = HashMap::new();
+            for r in self.running.values() {
+                *busy.entry(r.task.worker.as_str()).or_default() += 1;
+            }
+            for c in &out {
+                *busy.entry(c.task.worker.as_str()).or_default() += 1;
+            }
+            let excluded: Vec<&str> = self
+                .cfg
+                .worker_concurrency
+                .iter()
+                .filter(|(w, limit)| busy.get(w.as_str()).copied().unwrap_or(0) >= **limit)
+                .map(|(w, _)| w.as_str())
+                .collect();
+            let (_, mut got) = self.store.claim(&Claim {
+                finishes: &[],
+                owner: &self.owner,
+                now: now_ms(),
+                limit: 1,
+                excluded_workers: &excluded,
+                start_line: &start_line,
+            })?;
+            match got.pop() {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims task `id` for `tasks execute` (empty when it cannot be claimed).
+    fn claim_one(&mut self, id: i64) -> Result<Vec<ClaimedTask>> {
+        self.completer.record_all(&mut *self.store, &self.owner)?;
+        Ok(self
+            .store
+            .claim_task(id, &self.owner, now_ms(), &start_line)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Prepares a claimed task and hands it to a slot; problems found here end the
+    /// attempt at once.
+    fn dispatch(&mut self, c: ClaimedTask, summary: &mut Summary) {
+        let id = c.task.id;
+        (self.observer)(id, &start_line(&c.task));
+        let mut running = Running::new(c.task);
+        // Debug, not info: at thousands of tasks a second, a start line per task cost
+        // the coordinator a sixth of its time in a busy service; the line at the end
+        // says how it went.
+        tracing::debug!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
+        let resolved =
+            self.resolver
+                .resolve(&running.task.worker, &c.worker, self.cfg.default_timeout);
+        let prepared = resolved.and_then(|r| {
+            let library = self
+                .cache
+                .prepare(std::path::Path::new(&c.worker.library_path))
+                .map_err(|e| super::resolve::StartError {
+                    message: format!("{e:#}"),
+                    retryable: true,
+                })?;
+            let t = &running.task;
+            Ok(Assignment {
+                id: t.id,
+                worker: t.worker.clone(),
+                action: t.action.clone(),
+                data: t.data.clone(),
+                settings: r.settings,
+                library,
+                timeout: r.timeout,
+                // The runner creates it when the worker first asks for it: most tasks
+                // write no result files.
+                result_dir: self.scratch.join(t.id.to_string()),
+                max_result_bytes: self.cfg.max_result_json_bytes,
+            })
+        });
+        match prepared {
+            Ok(assignment) => {
+                running.slot = self.dispatcher.assign(assignment);
+                self.running.insert(id, running);
+            }
+            Err(e) => {
+                let end = if e.retryable {
+                    RunEnd::StartFailed(e.message)
+                } else {
+                    RunEnd::Err(e.message)
+                };
+                self.conclude(running, end, !e.retryable, Vec::new(), summary);
+            }
+        }
+    }
+
+    /// Waits for slot reports (or a timer) and handles everything that arrived;
+    /// returns whether a claim may find work.
+    fn wait_and_handle(&mut self, summary: &mut Summary) -> bool {
+        let mut wake_at = Instant::now() + Duration::from_secs(3600);
+        if !self.running.is_empty() {
+            wake_at = wake_at.min(Instant::now() + Duration::from_millis(50));
+        }
+        if self.service {
+            wake_at = wake_at.min(self.timers.fallback);
+            for r in [self.timers.next_retry, self.timers.own_retry]
+                .into_iter()
+                .flatten()
+            {
+                wake_at = wake_at.min(r);
+            }
+        }
+        if let Some(d) = self.timers.stop_deadline {
+            wake_at = wake_at.min(d);
+        }
+        if let Some(f) = &self.failing {
+            wake_at = wake_at.min(f.until);
+        }
+        let mut want_claim = false;
+        let first = self
+            .events
+            .recv_timeout(wake_at.saturating_duration_since(Instant::now()));
+        let mut next = match first {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            // Every sender is gone: nothing can arrive, and a service must stop.
+            Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop),
+        };
+        while let Some(msg) = next {
+            match msg {
+                Msg::Slot(ev) => {
+                    want_claim |= matches!(ev, FromSlot::Done { .. });
+                    self.handle(ev, summary);
+                }
+                Msg::Wake => want_claim = true,
+                Msg::Stop => {
+                    if self.timers.stop_deadline.is_none() {
+                        tracing::info!(
+                            running = self.running.len(),
+                            "stopping: no new tasks are claimed; running tasks get {} to finish",
+                            format_duration(self.cfg.shutdown_grace)
+                        );
+                        self.timers.stop_deadline = Some(Instant::now() + self.cfg.shutdown_grace);
+                    }
+                }
+            }
+            next = self.events.try_recv().ok();
+        }
+        want_claim
+    }
+
+    fn handle(&mut self, ev: FromSlot, summary: &mut Summary) {
+        match ev {
+            FromSlot::Progress {
+                id,
+                processed,
+                total,
+                message,
+            } => {
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
+                r.processed = processed;
+                r.total = total;
+                r.message = message;
+                let line = r.line(Status::Running, &r.message);
+                (self.observer)(id, &line);
+                let update = ProgressUpdate {
+                    id,
+                    progress: line.progress as i64,
+                    processed: processed as i64,
+                    total: total as i64,
+                    message: r.message.clone(),
+                };
+                self.completer.progress(update, line);
+            }
+            FromSlot::Log { id, level, message } => {
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
+                r.log_lines += 1;
+                if r.log_lines > self.cfg.max_log_lines {
+                    if r.log_lines == self.cfg.max_log_lines + 1 {
+                        let note = format!(
+                            "[warn] log limit of {} messages reached; further messages of this attempt are dropped",
+                            self.cfg.max_log_lines
+                        );
+                        let line = r.line(Status::Running, &note);
+                        (self.observer)(id, &line);
+                        self.completer.line(id, line);
+                    }
+                    return;
+                }
+                let text = match Level::from_code(level) {
+                    Level::Info => message,
+                    other => format!("[{}] {message}", other.as_str()),
+                };
+                let line = r.line(Status::Running, &text);
+                (self.observer)(id, &line);
+                self.completer.line(id, line);
+            }
+            FromSlot::Done {
+                id,
+                slot,
+                end,
+                ran,
+                skipped_files,
+            } => {
+                self.dispatcher.done(slot);
+                let Some(r) = self.running.remove(&id) else {
+                    return;
+                };
+                if let RunEnd::Ok(_) | RunEnd::Err(_) = end {
+                    self.dispatcher.speeds.record(
+                        &r.task.worker,
+                        &r.task.action,
+                        ran.as_secs_f64() * 1000.0,
+                    );
+                }
+                let notes = skipped_files
+                    .into_iter()
+                    .map(|m| format!("[warn] Result file skipped: {m}"))
+                    .collect();
+                self.conclude(r, end, false, notes, summary);
+            }
+        }
+    }
+
+    /// Turns how a run ended into the task's next state, its last log lines (`notes`
+    /// first, then the line of the outcome) and the summary counts.
+    fn conclude(
+        &mut self,
+        mut r: Running,
+        end: RunEnd,
+        final_failure: bool,
+        notes: Vec<String>,
+        summary: &mut Summary,
+    ) {
+        let now = now_ms();
+        if let RunEnd::Ok(_) = end {
+            r.processed = if r.total == 0 { 0 } else { r.total };
+        }
+        let attempt = Attempt {
+            attempts: r.task.attempts,
+            max_attempts: r.task.max_attempts,
+            cancel_requested: r.cancel_sent,
+            took: r.started.elapsed(),
+            final_failure,
+        };
+        let policy = RetryPolicy {
+            base: self.cfg.retry_base,
+            max: self.cfg.retry_max,
+        };
+        let d = decide(end, &attempt, &policy, now);
+        match d.kind {
+            Kind::Completed => summary.completed += 1,
+            Kind::Failed => summary.failed += 1,
+            Kind::Retried => summary.retried += 1,
+            Kind::Cancelled => summary.cancelled += 1,
+            Kind::Interrupted => summary.interrupted += 1,
+        }
+        if let Some(delay) = d.retry_in {
+            // Wake for our own retries without waiting for a lookup.
+            let at = Instant::now() + delay;
+            self.timers.own_retry = Some(self.timers.own_retry.map_or(at, |r| r.min(at)));
+        }
+        let t = &r.task;
+        tracing::info!(task = t.id, worker = %t.worker, action = %t.action, status = %d.status, "{}", d.message);
+        let mut lines: Vec<_> = notes.iter().map(|n| r.line(Status::Running, n)).collect();
+        let mut last = r.line(d.status, &d.message);
+        if d.status == Status::Completed {
+            last.progress = 100;
+            last.eta = "0s".into();
+        } else {
+            last.eta = "-".into();
+        }
+        lines.push(last);
+        for l in &lines {
+            (self.observer)(t.id, l);
+        }
+        self.completer.finish(Finish {
+            id: t.id,
+            owner: self.owner.clone(),
+            outcome: d.outcome,
+            progress: lines.last().map_or(0, |l| l.progress as i64),
+            processed: r.processed as i64,
+            total: r.total as i64,
+            message: d.message,
+            at: now,
+            lines,
+        });
+    }
+
+    /// After the stop's grace period: interrupts what still runs (it is requeued).
+    fn interrupt_if_overdue(&mut self, summary: &mut Summary) {
+        let Some(deadline) = self.timers.stop_deadline else {
+            return;
+        };
+        if self.timers.interrupted || Instant::now() < deadline || self.running.is_empty() {
+            return;
+        }
+        self.timers.interrupted = true;
+        tracing::warn!(
+            running = self.running.len(),
+            "grace period over: interrupting running tasks; they will be retried"
+        );
+        self.dispatcher.interrupt_busy();
+        for a in self.dispatcher.drain_waiting() {
+            if let Some(r) = self.running.remove(&a.id) {
+                self.conclude(r, RunEnd::Interrupted, false, Vec::new(), summary);
+            }
+        }
+    }
+
+    /// Passes cancel requests of running tasks on to their slots.
+    fn check_cancels(&mut self, summary: &mut Summary) -> Result<()> {
+        if self.running.is_empty()
+            || self.timers.cancel_check.elapsed() < Duration::from_millis(200)
+            || self.backing_off()
+        {
+            return Ok(());
+        }
+        self.timers.cancel_check = Instant::now();
+        let requests = self.store.cancel_requests(&self.owner).map_err(Into::into);
+        let Some(requests) = self.guard(requests)? else {
+            return Ok(());
+        };
+        for id in requests {
+            let Some(r) = self.running.get_mut(&id) else {
+                continue;
+            };
+            if r.cancel_sent {
+                continue;
+            }
+            r.cancel_sent = true;
+            match r.slot {
+                Some(slot) => {
+                    tracing::info!(task = id, "cancel requested; telling the worker");
+                    self.dispatcher.cancel(slot, id);
+                }
+                None => {
+                    // Still waiting for a slot: it never starts.
+                    self.dispatcher.unwait(id);
+                    if let Some(r) = self.running.remove(&id) {
+                        let end = RunEnd::Err("cancelled before it started".into());
+                        self.conclude(r, end, false, Vec::new(), summary);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews this engine's lease on its tasks.
+    fn renew_lease(&mut self) -> Result<()> {
+        if self.timers.lease.elapsed() < self.cfg.heartbeat_interval || self.backing_off() {
+            return Ok(());
+        }
+        self.timers.lease = Instant::now();
+        let renewed = self
+            .store
+            .renew_lease(&self.owner, now_ms())
+            .map_err(Into::into);
+        self.guard(renewed)?;
+        Ok(())
+    }
+
+    /// Looks for tasks of dead or silent owners; returns whether some were requeued.
+    fn recover(&mut self, summary: &mut Summary) -> Result<bool> {
+        if self.timers.recovery.elapsed() < self.cfg.recovery_interval || self.backing_off() {
+            return Ok(false);
+        }
+        self.timers.recovery = Instant::now();
+        let found = recovery::recover_stuck(
+            &mut *self.store,
+            &self.owner,
+            now_ms(),
+            self.cfg.stale_after.as_millis() as i64,
+        );
+        let Some(found) = self.guard(found)? else {
+            return Ok(false);
+        };
+        let requeued = found.iter().any(|r| r.requeued);
+        summary.recovered.extend(found);
+        Ok(requeued)
+    }
+
+    /// Whether store work waits for a failure to clear.
+    fn backing_off(&self) -> bool {
+        self.failing
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.until)
+    }
+
+    /// Sleeps until the back-off of a failing store is over (when nothing else can
+    /// happen meanwhile).
+    fn sleep_out_failure(&self) {
+        if let Some(f) = &self.failing {
+            std::thread::sleep(f.until.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Passes a store result through: `Some` on success; `None` when the store failed
+    /// in a way that may clear by itself and the engine can wait (always for a service,
+    /// up to [`ONE_SHOT_PATIENCE`] otherwise), after logging it and backing off.
+    fn guard<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        let e = match result {
+            Ok(v) => {
+                if let Some(f) = self.failing.take() {
+                    tracing::info!(
+                        "the store works again after {}",
+                        format_duration(f.since.elapsed())
+                    );
+                }
+                return Ok(Some(v));
+            }
+            Err(e) => e,
+        };
+        let transient = e
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_transient);
+        if !transient {
+            return Err(e);
+        }
+        let now = Instant::now();
+        let f = self.failing.get_or_insert(Failing {
+            since: now,
+            until: now,
+            delay: Duration::ZERO,
+            last_logged: now - Duration::from_secs(3600),
+        });
+        if !self.service && f.since.elapsed() >= ONE_SHOT_PATIENCE {
+            return Err(e.context(format!(
+                "the store kept failing for {}",
+                format_duration(ONE_SHOT_PATIENCE)
+            )));
+        }
+        f.delay = (f.delay * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        f.until = now + f.delay;
+        if f.last_logged.elapsed() >= Duration::from_secs(10) {
+            f.last_logged = now;
+            tracing::warn!(
+                "storage failed ({e:#}); keeping {} running tasks and their reports, trying again",
+                self.running.len()
+            );
+        }
+        Ok(None)
+    }
+
+    /// Records whatever is left (waiting out a failing store for a while), stops the
+    /// slots and gives the lease up.
+    pub fn shutdown(&mut self) {
+        let deadline = Instant::now() + ONE_SHOT_PATIENCE;
+        loop {
+            match self.completer.record_all(&mut *self.store, &self.owner) {
+                Ok(()) => break,
+                Err(e) => {
+                    let transient = e
+                        .downcast_ref::<StoreError>()
+                        .is_some_and(StoreError::is_transient);
+                    if !transient || Instant::now() >= deadline {
+                        tracing::warn!(
+                            "cannot record finished tasks: {e:#}; they will be recovered"
+                        );
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        self.dispatcher.shutdown();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Err(e) = self.store.release_lease(&self.owner) {
+            tracing::debug!("cannot release the lease: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Why `execute` cannot claim a task.
+fn not_executable(store: &dyn Store, id: i64) -> Result<String> {
+    Ok(match store.get_task(id)? {
+        None => format!("no task {id} (see `stask tasks list`)"),
+        Some(t) => match t.status {
+            Status::Running => format!("task {id} is already running"),
+            Status::Completed => {
+                format!("task {id} already completed; create a new task to run it again")
+            }
+            Status::Failed | Status::Cancelled => format!(
+                "task {id} is {}; queue it again with `stask tasks retry {id}`, then execute it",
+                t.status
+            ),
+            Status::Pending => format!("task {id} could not be claimed; try again"),
+        },
+    })
+}

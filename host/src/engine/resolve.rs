@@ -1,0 +1,127 @@
+//! Resolving a worker's registration for its runs: the settings JSON a run receives
+//! (defaults filled in) and its time limit, validated once per change of the
+//! registration rather than once per task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use stask_plugin_api::manifest::TIMEOUT_SETTING;
+use stask_plugin_api::WorkerManifest;
+use stask_storage::ClaimedWorker;
+
+/// Why a task cannot start.
+#[derive(Debug, Clone)]
+pub struct StartError {
+    /// What to tell the operator.
+    pub message: String,
+    /// Whether another attempt could succeed (a library being replaced) or not
+    /// (invalid settings).
+    pub retryable: bool,
+}
+
+/// What a worker's runs get.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Settings JSON with defaults filled in (secrets included).
+    pub settings: String,
+    /// Time limit of a run.
+    pub timeout: Duration,
+}
+
+/// Resolved registrations by worker, each with the registration it came from.
+#[derive(Default)]
+pub struct Resolver {
+    by_worker: HashMap<String, (Arc<ClaimedWorker>, Result<Resolved, StartError>)>,
+}
+
+impl Resolver {
+    /// The settings and time limit of `name`'s runs under registration `worker`.
+    pub fn resolve(
+        &mut self,
+        name: &str,
+        worker: &Arc<ClaimedWorker>,
+        default_timeout: Duration,
+    ) -> Result<Resolved, StartError> {
+        if let Some((seen, resolved)) = self.by_worker.get(name) {
+            if Arc::ptr_eq(seen, worker) || **seen == **worker {
+                return resolved.clone();
+            }
+        }
+        let resolved = resolve_worker(name, worker, default_timeout);
+        self.by_worker
+            .insert(name.to_owned(), (worker.clone(), resolved.clone()));
+        resolved
+    }
+}
+
+/// Validates a worker's stored settings against its manifest.
+fn resolve_worker(
+    name: &str,
+    worker: &ClaimedWorker,
+    default_timeout: Duration,
+) -> Result<Resolved, StartError> {
+    let fail = |message: String| StartError {
+        message,
+        retryable: false,
+    };
+    let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)
+        .map_err(|_| fail(format!("worker '{name}' is no longer registered")))?;
+    let stored: Map<String, Value> = serde_json::from_str(&worker.settings).map_err(|e| {
+        fail(format!(
+            "worker '{name}' has unreadable stored settings ({e}); set them again with `stask workers settings {name}`"
+        ))
+    })?;
+    let resolved = manifest.resolve_settings(&stored).map_err(|e| {
+        fail(format!(
+            "worker '{name}' settings are invalid: {e}; fix them with `stask workers settings {name}`"
+        ))
+    })?;
+    let timeout = resolved
+        .get(TIMEOUT_SETTING)
+        .and_then(Value::as_u64)
+        .or(manifest.timeout_secs)
+        .map_or(default_timeout, Duration::from_secs);
+    Ok(Resolved {
+        settings: Value::Object(resolved).to_string(),
+        timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(settings: &str) -> Arc<ClaimedWorker> {
+        Arc::new(ClaimedWorker {
+            library_path: "/x.so".into(),
+            settings: settings.into(),
+            manifest: r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}],
+                "settings":[{"key":"n","kind":"integer","default":3}]}"#
+                .into(),
+        })
+    }
+
+    #[test]
+    fn defaults_fill_in_and_bad_settings_are_final() {
+        let mut r = Resolver::default();
+        let ok = r
+            .resolve("w", &worker("{}"), Duration::from_secs(9))
+            .unwrap();
+        assert_eq!(ok.timeout, Duration::from_secs(9));
+        assert!(ok.settings.contains("\"n\":3"), "{}", ok.settings);
+        let bad = r.resolve("w", &worker("not json"), Duration::from_secs(9));
+        let e = bad.unwrap_err();
+        assert!(
+            !e.retryable && e.message.contains("unreadable"),
+            "{}",
+            e.message
+        );
+        let gone = ClaimedWorker::default();
+        let e = r
+            .resolve("v", &Arc::new(gone), Duration::from_secs(9))
+            .unwrap_err();
+        assert!(e.message.contains("no longer registered"), "{}", e.message);
+    }
+}

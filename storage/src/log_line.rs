@@ -1,0 +1,226 @@
+//! The progress-log line format: one event a line, exactly as the original product
+//! writes it.
+//!
+//! ```text
+//! status|progress|processed|total|eta|message
+//! running|45|150|325|2m 15s|Processing products...
+//! completed|100|325|325|0s|Task completed successfully (5.2s)
+//! ```
+//!
+//! The message is the last field, so a line is split at most five times and a `|` in a
+//! message survives. Backslashes, newlines and carriage returns in messages are escaped
+//! (`\\`, `\n`, `\r`), so one event is always one line.
+//!
+//! Lines are stored as rows (task, sequence number, text) in the task's transaction;
+//! the text of a line is exactly what [`LogLine::format`] returns without its newline,
+//! so a whole log is its rows joined by newlines.
+
+use serde::Serialize;
+
+/// Longest message kept in a line, in bytes; longer ones are cut (on a char boundary).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// One event of a task's progress log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Task status when the line was written.
+    pub status: String,
+    /// Percent done, 0-100.
+    pub progress: u8,
+    /// Items processed.
+    pub processed: u64,
+    /// Items in all (0 when unknown).
+    pub total: u64,
+    /// Estimated time left (`2m 15s`), `-` when unknown.
+    pub eta: String,
+    /// Message, unescaped.
+    pub message: String,
+}
+
+impl LogLine {
+    /// A line with the given fields; `progress` is clamped to 100 and the message cut to
+    /// [`MAX_MESSAGE_BYTES`].
+    pub fn new(
+        status: &str,
+        progress: u8,
+        processed: u64,
+        total: u64,
+        eta: &str,
+        message: &str,
+    ) -> Self {
+        LogLine {
+            status: status.to_owned(),
+            progress: progress.min(100),
+            processed,
+            total,
+            eta: if eta.is_empty() {
+                "-".to_owned()
+            } else {
+                eta.replace(['|', '\n', '\r'], " ")
+            },
+            message: truncate(message, MAX_MESSAGE_BYTES).to_owned(),
+        }
+    }
+
+    /// The line as it appears in a log download, with its trailing newline.
+    pub fn format(&self) -> String {
+        let mut s = self.text();
+        s.push('\n');
+        s
+    }
+
+    /// The line's stored text: [`LogLine::format`] without the newline.
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(32 + self.message.len());
+        use std::fmt::Write as _;
+        let _ = write!(
+            s,
+            "{}|{}|{}|{}|{}|",
+            self.status, self.progress, self.processed, self.total, self.eta
+        );
+        escape_into(&self.message, &mut s);
+        s
+    }
+
+    /// Parses one line (without its newline). `None` for anything malformed.
+    pub fn parse(line: &str) -> Option<LogLine> {
+        let mut parts = line.splitn(6, '|');
+        let status = parts.next()?;
+        let progress = parts.next()?.parse().ok()?;
+        let processed = parts.next()?.parse().ok()?;
+        let total = parts.next()?.parse().ok()?;
+        let eta = parts.next()?;
+        let message = parts.next()?;
+        if status.is_empty() {
+            return None;
+        }
+        Some(LogLine {
+            status: status.to_owned(),
+            progress,
+            processed,
+            total,
+            eta: eta.to_owned(),
+            message: unescape(message),
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn escape_into(message: &str, out: &mut String) {
+    for c in message.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// One stored line of a task's log: its sequence number (1 for the creation line, then
+/// one more per line) and its text, exactly as formatted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredLine {
+    /// Position in the task's log, from 1. Live views resume after the last one seen.
+    pub seq: u64,
+    /// The line's text without a newline.
+    pub text: String,
+}
+
+impl StoredLine {
+    /// The line's fields; `None` if the text is malformed (an imported legacy line).
+    pub fn parse(&self) -> Option<LogLine> {
+        LogLine::parse(&self.text)
+    }
+}
+
+/// The complete lines of a legacy log file's bytes (files written before logs moved
+/// into the database): a last line without its newline was a write in progress, or a
+/// crash mid-write, and is left out; so are lines that are not UTF-8.
+pub fn complete_lines(bytes: &[u8]) -> Vec<String> {
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    bytes[..end]
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_pipes_newlines_and_backslashes() {
+        let l = LogLine::new("running", 45, 150, 325, "2m 15s", "a|b\nc\\d\re");
+        let text = l.format();
+        assert_eq!(text, "running|45|150|325|2m 15s|a|b\\nc\\\\d\\re\n");
+        assert_eq!(LogLine::parse(text.trim_end_matches('\n')), Some(l));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let msg = "é".repeat(MAX_MESSAGE_BYTES);
+        let l = LogLine::new("running", 0, 0, 0, "", &msg);
+        assert!(l.message.len() <= MAX_MESSAGE_BYTES);
+        assert!(l.message.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_stored_line_is_the_formatted_text_without_its_newline() {
+        let l = LogLine::new("pending", 0, 0, 0, "", "Task created");
+        let stored = StoredLine {
+            seq: 1,
+            text: l.text(),
+        };
+        assert_eq!(stored.text, "pending|0|0|0|-|Task created");
+        assert_eq!(stored.parse(), Some(l));
+    }
+
+    #[test]
+    fn legacy_files_keep_complete_lines_only() {
+        let text = b"pending|0|0|0|-|created\nrunning|10|1|10|9s|one\nrunning|20|2|10|8s|tw";
+        assert_eq!(
+            complete_lines(text),
+            vec![
+                "pending|0|0|0|-|created".to_owned(),
+                "running|10|1|10|9s|one".to_owned()
+            ]
+        );
+        assert!(complete_lines(b"torn").is_empty());
+    }
+}

@@ -1,0 +1,106 @@
+//! The worker registry: one record per worker identifier, with the library it comes
+//! from, its manifest, its operator settings and whether it is active.
+
+use crate::error::StoreError;
+
+/// Identity of a library file's contents as last seen, used to decide cheaply whether
+/// it changed (size and mtime first, the hash only when those differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryFingerprint {
+    /// Path of the file in the plugins directory.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    /// Unique id from the manifest.
+    pub identifier: String,
+    /// Scope from the manifest.
+    pub scope: String,
+    /// Title from the manifest.
+    pub title: String,
+    /// Description from the manifest.
+    pub description: String,
+    /// Icon name from the manifest.
+    pub icon: String,
+    /// Worker version from the manifest.
+    pub version: String,
+    /// The library it was loaded from.
+    pub library: LibraryFingerprint,
+    /// The worker's full manifest as JSON.
+    pub manifest: String,
+    /// Operator-set settings as a JSON object (secrets included: never print raw).
+    pub settings: String,
+    /// Schedule as JSON, if any.
+    pub schedule: Option<String>,
+    /// Whether tasks may run.
+    pub active: bool,
+    /// Display order.
+    pub position: i64,
+    /// When registered (ms since epoch).
+    pub created_at: i64,
+    /// When last changed (ms since epoch).
+    pub updated_at: i64,
+}
+
+/// Fields of a worker that come from its library's manifest.
+#[derive(Debug, Clone)]
+pub struct WorkerMetadata<'a> {
+    /// Scope.
+    pub scope: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Icon name.
+    pub icon: &'a str,
+    /// Version.
+    pub version: &'a str,
+    /// Full manifest JSON.
+    pub manifest: &'a str,
+}
+
+/// The worker registry of a store.
+pub trait Registry {
+    /// All workers, in display order.
+    fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// One worker by identifier.
+    fn get_worker(&self, identifier: &str) -> Result<Option<WorkerRecord>, StoreError>;
+
+    /// Registers new workers in one transaction: all or none.
+    fn insert_workers(
+        &mut self,
+        workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
+    ) -> Result<(), StoreError>;
+
+    /// Replaces a worker's manifest-derived fields and library fingerprint after its
+    /// library changed. Operator state (settings, schedule, active) is kept.
+    fn update_worker_library(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a new size/mtime for a library whose contents (hash) did not change, so
+    /// the next rescan can skip hashing it.
+    fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError>;
+
+    /// Sets a worker's active flag. Returns false if no such worker exists.
+    fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError>;
+
+    /// Replaces a worker's settings (a validated JSON object). Returns false if no such
+    /// worker exists.
+    fn set_worker_settings(&self, identifier: &str, settings: &str) -> Result<bool, StoreError>;
+
+    /// Removes a worker from the registry (its tasks are kept).
+    fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,301 @@
+//! Recording how attempts ended, and taking deleted tasks out of the statistics: both
+//! run on the trigger-less connection and update the statistics tables once per batch,
+//! as the triggers of migration 4 would have row by row.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Transaction};
+
+use super::logs::append_lines;
+use super::Context;
+use crate::error::StoreError;
+use crate::queue::{Finish, Outcome};
+
+/// A JSON array of ids, for `json_each`: one statement for a whole batch.
+pub(super) fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).expect("integers serialise")
+}
+
+/// Applies `finishes` inside `tx` (on the trigger-less connection) with their log
+/// lines, and counts them in the statistics; returns which applied.
+pub(super) fn finish_in(
+    tx: &Transaction<'_>,
+    finishes: &[Finish],
+) -> Result<Vec<bool>, StoreError> {
+    let mut applied = Vec::with_capacity(finishes.len());
+    // Ids of the attempts that ended the task (not those queued again): they are
+    // what the statistics count.
+    let mut ended: Vec<i64> = Vec::with_capacity(finishes.len());
+    {
+        let mut done = tx
+            .prepare_cached(
+                "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
+                        processed = ?7, total = ?8, message = ?9, finished_at = ?10,
+                        run_after = ?11, owner = NULL, cancel_requested = 0,
+                        attempts = attempts - ?12
+                     WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+            )
+            .context("finish tasks")?;
+        for f in finishes {
+            let (status, result, error, finished_at, run_after) = match &f.outcome {
+                Outcome::Completed { result } => {
+                    ("completed", Some(result.as_str()), None, Some(f.at), 0)
+                }
+                Outcome::Failed {
+                    error,
+                    retry_at: Some(at),
+                } => ("pending", None, Some(error.as_str()), None, *at),
+                Outcome::Failed {
+                    error,
+                    retry_at: None,
+                } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
+                Outcome::Cancelled { message } => {
+                    ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
+                }
+                Outcome::Requeued => ("pending", None, None, None, f.at),
+            };
+            let n = done
+                .execute(params![
+                    f.id,
+                    f.owner,
+                    status,
+                    result,
+                    error,
+                    f.progress,
+                    f.processed,
+                    f.total,
+                    f.message,
+                    finished_at,
+                    run_after,
+                    matches!(f.outcome, Outcome::Requeued) as i64
+                ])
+                .context("finish task")?;
+            if n > 0 {
+                append_lines(tx, f.id, &f.lines)?;
+                if finished_at.is_some() {
+                    ended.push(f.id);
+                }
+            }
+            applied.push(n > 0);
+        }
+    }
+    count_finished(tx, &ended)?;
+    Ok(applied)
+}
+
+/// Adds tasks that just finished (`ids`: rows updated from running to completed,
+/// failed or cancelled with no trigger run) to the statistics tables, as the triggers of
+/// migration 4 would have row by row: in `task_counts` each leaves the pending row
+/// (running tasks are counted there) for its final status, with its run time when it
+/// completed or failed; `task_activity` counts it in the 15-minute bucket of its
+/// finish; `worker_activity` keeps the latest finish. The figures come from the rows
+/// themselves (one read of the batch), so they cannot disagree with them.
+fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // (worker, status) -> (tasks, run ms, runs); pending entries are negative.
+    let mut counts: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
+    let mut activity: HashMap<(i64, String), Ended> = HashMap::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    {
+        let mut rows = tx
+            .prepare_cached(
+                "SELECT t.worker, t.status, t.started_at, t.finished_at
+                 FROM json_each(?1) AS j JOIN tasks AS t ON t.id = j.value",
+            )
+            .context("count finished tasks")?;
+        let ids = id_list(ids);
+        let mut rows = rows.query([ids]).context("count finished tasks")?;
+        while let Some(r) = rows.next().context("count finished tasks")? {
+            let worker: String = r.get(0).context("count finished tasks")?;
+            let status: String = r.get(1).context("count finished tasks")?;
+            let started: Option<i64> = r.get(2).context("count finished tasks")?;
+            let Some(at): Option<i64> = r.get(3).context("count finished tasks")? else {
+                continue;
+            };
+            let ran = status != "cancelled" && started.is_some();
+            let run_ms = started.filter(|_| ran).map_or(0, |s| at - s);
+            let bucket = activity
+                .entry((crate::bucket_floor(at), worker.clone()))
+                .or_default();
+            match status.as_str() {
+                "completed" => bucket.completed += 1,
+                "failed" => bucket.failed += 1,
+                _ => bucket.cancelled += 1,
+            }
+            bucket.run_ms += run_ms;
+            bucket.runs += ran as i64;
+            let latest = last.entry(worker.clone()).or_insert(at);
+            *latest = (*latest).max(at);
+            counts
+                .entry((worker.clone(), "pending".into()))
+                .or_default()
+                .0 -= 1;
+            let now = counts.entry((worker, status)).or_default();
+            now.0 += 1;
+            now.1 += run_ms;
+            now.2 += ran as i64;
+        }
+    }
+    let mut count = tx
+        .prepare_cached(
+            "INSERT INTO task_counts (worker, status, n, run_ms, runs) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs",
+        )
+        .context("count finished tasks")?;
+    for ((worker, status), (n, run_ms, runs)) in &counts {
+        count
+            .execute(params![worker, status, n, run_ms, runs])
+            .context("count finished tasks")?;
+    }
+    let mut add = tx
+        .prepare_cached(
+            "INSERT INTO task_activity (bucket, worker, completed, failed, cancelled, run_ms, runs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (bucket, worker) DO UPDATE SET
+                completed = completed + excluded.completed, failed = failed + excluded.failed,
+                cancelled = cancelled + excluded.cancelled,
+                run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs",
+        )
+        .context("record task activity")?;
+    for ((bucket, worker), e) in &activity {
+        add.execute(params![
+            bucket,
+            worker,
+            e.completed,
+            e.failed,
+            e.cancelled,
+            e.run_ms,
+            e.runs
+        ])
+        .context("record task activity")?;
+    }
+    let mut latest = tx
+        .prepare_cached(
+            "INSERT INTO worker_activity (worker, last_finished_at) VALUES (?1, ?2)
+             ON CONFLICT (worker) DO UPDATE SET
+                last_finished_at = MAX(COALESCE(last_finished_at, 0), excluded.last_finished_at)",
+        )
+        .context("record last run")?;
+    for (worker, at) in &last {
+        latest
+            .execute(params![worker, at])
+            .context("record last run")?;
+    }
+    Ok(())
+}
+
+/// Finished tasks of one (bucket, worker), as `task_activity` counts them.
+#[derive(Default)]
+struct Ended {
+    completed: i64,
+    failed: i64,
+    cancelled: i64,
+    run_ms: i64,
+    runs: i64,
+}
+
+/// Takes tasks about to be deleted (`ids`, rows still present) out of the statistics,
+/// as the delete triggers of migration 4 would row by row: `task_counts` loses each
+/// one from its status row (running counted as pending) with its run time, and
+/// `task_activity` loses its creation and, for a finished task, its finish.
+/// `worker_activity` keeps the latest finish.
+pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut counts: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
+    let mut created: HashMap<(i64, String), i64> = HashMap::new();
+    let mut ended: HashMap<(i64, String), Ended> = HashMap::new();
+    {
+        let mut rows = tx
+            .prepare_cached(
+                "SELECT t.worker, t.status, t.created_at, t.started_at, t.finished_at
+                 FROM json_each(?1) AS j JOIN tasks AS t ON t.id = j.value",
+            )
+            .context("count deleted tasks")?;
+        let mut rows = rows.query([id_list(ids)]).context("count deleted tasks")?;
+        while let Some(r) = rows.next().context("count deleted tasks")? {
+            let worker: String = r.get(0).context("count deleted tasks")?;
+            let status: String = r.get(1).context("count deleted tasks")?;
+            let created_at: i64 = r.get(2).context("count deleted tasks")?;
+            let started: Option<i64> = r.get(3).context("count deleted tasks")?;
+            let finished: Option<i64> = r.get(4).context("count deleted tasks")?;
+            *created
+                .entry((crate::bucket_floor(created_at), worker.clone()))
+                .or_default() += 1;
+            let counted_ms = match (status.as_str(), started, finished) {
+                ("completed" | "failed", Some(s), Some(f)) => Some(f - s),
+                _ => None,
+            };
+            let row_status = if status == "running" {
+                "pending".to_owned()
+            } else {
+                status.clone()
+            };
+            let c = counts.entry((worker.clone(), row_status)).or_default();
+            c.0 += 1;
+            c.1 += counted_ms.unwrap_or(0);
+            c.2 += counted_ms.is_some() as i64;
+            let finished_status = matches!(status.as_str(), "completed" | "failed" | "cancelled");
+            if let (true, Some(at)) = (finished_status, finished) {
+                let e = ended.entry((crate::bucket_floor(at), worker)).or_default();
+                match status.as_str() {
+                    "completed" => e.completed += 1,
+                    "failed" => e.failed += 1,
+                    _ => e.cancelled += 1,
+                }
+                if status != "cancelled" {
+                    if let Some(s) = started {
+                        e.run_ms += at - s;
+                        e.runs += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut count = tx
+        .prepare_cached(
+            "UPDATE task_counts SET n = n - ?3, run_ms = run_ms - ?4, runs = runs - ?5
+             WHERE worker = ?1 AND status = ?2",
+        )
+        .context("count deleted tasks")?;
+    for ((worker, status), (n, run_ms, runs)) in &counts {
+        count
+            .execute(params![worker, status, n, run_ms, runs])
+            .context("count deleted tasks")?;
+    }
+    let mut uncreate = tx
+        .prepare_cached(
+            "UPDATE task_activity SET created = created - ?3 WHERE bucket = ?1 AND worker = ?2",
+        )
+        .context("count deleted tasks")?;
+    for ((bucket, worker), n) in &created {
+        uncreate
+            .execute(params![bucket, worker, n])
+            .context("count deleted tasks")?;
+    }
+    let mut unfinish = tx
+        .prepare_cached(
+            "UPDATE task_activity SET completed = completed - ?3, failed = failed - ?4,
+                cancelled = cancelled - ?5, run_ms = run_ms - ?6, runs = runs - ?7
+             WHERE bucket = ?1 AND worker = ?2",
+        )
+        .context("count deleted tasks")?;
+    for ((bucket, worker), e) in &ended {
+        unfinish
+            .execute(params![
+                bucket,
+                worker,
+                e.completed,
+                e.failed,
+                e.cancelled,
+                e.run_ms,
+                e.runs
+            ])
+            .context("count deleted tasks")?;
+    }
+    Ok(())
+}

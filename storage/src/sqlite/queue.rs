@@ -1,0 +1,554 @@
+//! The task queue on SQLite: creation, claims, progress, outcomes, cancel / retry,
+//! recovery reads and clean-up. Claims and outcomes live in `claim.rs` and `finish.rs`.
+
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+
+use super::claim::{claim_in, claimable};
+use super::finish::{finish_in, id_list, uncount_deleted};
+use super::logs::{append_from, append_lines};
+use super::{Context, SqliteStore};
+use crate::error::StoreError;
+use crate::log_line::LogLine;
+use crate::queue::{
+    CancelResult, Claim, ClaimedTask, Finish, NewTask, Priority, ProgressUpdate, RetryResult,
+    RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord,
+};
+use crate::wakeups::Wakeups;
+
+pub(super) const COLUMNS: &str = "id, worker, action, status, priority, progress, processed,
+    total, message, data, result, error, started_by, attempts, max_attempts, run_after,
+    created_at, started_at, finished_at, heartbeat_at, owner, cancel_requested";
+
+pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let status: String = r.get(3)?;
+    let status = Status::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Text,
+            format!("unknown task status '{status}'").into(),
+        )
+    })?;
+    Ok(TaskRecord {
+        id: r.get(0)?,
+        worker: r.get(1)?,
+        action: r.get(2)?,
+        status,
+        priority: Priority::from_rank(r.get(4)?),
+        progress: r.get(5)?,
+        processed: r.get(6)?,
+        total: r.get(7)?,
+        message: r.get(8)?,
+        data: r.get(9)?,
+        result: r.get(10)?,
+        error: r.get(11)?,
+        started_by: r.get(12)?,
+        attempts: r.get(13)?,
+        max_attempts: r.get(14)?,
+        run_after: r.get(15)?,
+        created_at: r.get(16)?,
+        started_at: r.get(17)?,
+        finished_at: r.get(18)?,
+        heartbeat_at: r.get(19)?,
+        owner: r.get(20)?,
+        cancel_requested: r.get(21)?,
+    })
+}
+
+/// Takes `count` ids from the store's counter (inside the caller's write transaction):
+/// ids are never reused, also after the newest tasks were deleted.
+pub(super) fn take_ids(conn: &rusqlite::Connection, count: usize) -> Result<i64, StoreError> {
+    let first: i64 = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'next_task_id'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .context("take task ids")?;
+    // Never below the table's own maximum (a task inserted by other means).
+    let max: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .context("take task ids")?;
+    let first = first.max(max);
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_task_id'")
+        .and_then(|mut s| s.execute([first + count as i64]))
+        .context("take task ids")?;
+    Ok(first)
+}
+
+/// Deletes tasks (ids of rows present) with their logs and result files, and takes them
+/// out of the statistics, inside the caller's transaction on the trigger-less
+/// connection.
+fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    uncount_deleted(tx, ids)?;
+    let list = id_list(ids);
+    for sql in [
+        "DELETE FROM result_chunks WHERE file_id IN (SELECT f.id FROM json_each(?1) AS j
+            JOIN result_files AS f ON f.task_id = j.value)",
+        "DELETE FROM result_files WHERE task_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM task_logs WHERE task_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?1))",
+    ] {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([&list]))
+            .context("delete tasks")?;
+    }
+    Ok(())
+}
+
+impl TaskQueue for SqliteStore {
+    fn insert_tasks(
+        &mut self,
+        t: &NewTask,
+        count: usize,
+        creation: &LogLine,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin creating tasks")?;
+        let first = take_ids(&tx, count)?;
+        let ids: Vec<i64> = (first..first + count as i64).collect();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
+                        max_attempts, run_after, created_at, message)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .context("create task")?;
+            for id in &ids {
+                stmt.execute(params![
+                    id,
+                    t.worker,
+                    t.action,
+                    t.priority.rank(),
+                    t.data,
+                    t.started_by,
+                    t.max_attempts,
+                    t.run_after,
+                    t.created_at,
+                    creation.message,
+                ])
+                .context("create task")?;
+                append_from(&tx, *id, 1, std::slice::from_ref(creation))?;
+            }
+        }
+        // As the insert trigger of migration 4 counts each row.
+        tx.prepare_cached(
+            "INSERT INTO task_counts (worker, status, n) VALUES (?1, 'pending', ?2)
+             ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n",
+        )
+        .and_then(|mut s| s.execute(params![t.worker, count as i64]))
+        .context("count new tasks")?;
+        tx.prepare_cached(
+            "INSERT INTO task_activity (bucket, worker, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT (bucket, worker) DO UPDATE SET created = created + excluded.created",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                crate::bucket_floor(t.created_at),
+                t.worker,
+                count as i64
+            ])
+        })
+        .context("count new tasks")?;
+        tx.commit().context("commit new tasks")?;
+        self.notify_work();
+        Ok(ids)
+    }
+
+    fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], from_row).optional())
+            .context("read task")
+    }
+
+    fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            args.push(Box::new(s.as_str()));
+        }
+        if let Some(w) = &f.worker {
+            sql.push_str(" AND worker = ?");
+            args.push(Box::new(w.clone()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let mut stmt = self.conn.prepare(&sql).context("list tasks")?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), from_row)
+            .context("list tasks")?;
+        rows.collect::<Result<_, _>>().context("list tasks")
+    }
+
+    fn count_claimable(&self, now: i64) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND run_after <= ?1
+                   AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
+                [now],
+                |r| r.get(0),
+            )
+            .context("count pending tasks")
+    }
+
+    fn next_run_after(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(run_after) FROM tasks WHERE status = 'pending'
+                   AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
+                [],
+                |r| r.get(0),
+            )
+            .context("read next retry time")
+    }
+
+    fn claim(&mut self, c: &Claim<'_>) -> Result<(Vec<bool>, Vec<ClaimedTask>), StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin claim")?;
+        let applied = finish_in(&tx, c.finishes)?;
+        let claimed = if c.limit > 0 {
+            claim_in(
+                &tx,
+                c.owner,
+                c.now,
+                &claimable(c.excluded_workers),
+                c.limit as i64,
+                c.start_line,
+            )?
+        } else {
+            Vec::new()
+        };
+        tx.commit().context("commit claim")?;
+        Ok((applied, claimed))
+    }
+
+    fn claim_task(
+        &mut self,
+        id: i64,
+        owner: &str,
+        now: i64,
+        start_line: StartLine<'_>,
+    ) -> Result<Option<ClaimedTask>, StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin claim")?;
+        let mut claimed = claim_in(
+            &tx,
+            owner,
+            now,
+            "id = ?3 AND status = 'pending'",
+            id,
+            start_line,
+        )?;
+        tx.commit().context("commit claim")?;
+        Ok(claimed.pop())
+    }
+
+    fn record_progress(
+        &mut self,
+        owner: &str,
+        updates: &[ProgressUpdate],
+        lines: &[(i64, LogLine)],
+    ) -> Result<(), StoreError> {
+        if updates.is_empty() && lines.is_empty() {
+            return Ok(());
+        }
+        // No statistic depends on progress, so the trigger-less connection serves (and
+        // the engine keeps all its writes on one connection).
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin progress update")?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE tasks SET progress = ?3, processed = ?4, total = ?5, message = ?6
+                     WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                )
+                .context("update progress")?;
+            for u in updates {
+                stmt.execute(params![
+                    u.id,
+                    owner,
+                    u.progress,
+                    u.processed,
+                    u.total,
+                    u.message
+                ])
+                .context("update progress")?;
+            }
+            let mut owned = tx
+                .prepare_cached(
+                    "SELECT 1 FROM tasks WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                )
+                .context("append to progress log")?;
+            // Consecutive lines of one task are appended together.
+            let mut i = 0;
+            while i < lines.len() {
+                let id = lines[i].0;
+                let mut j = i;
+                while j < lines.len() && lines[j].0 == id {
+                    j += 1;
+                }
+                if owned
+                    .exists(params![id, owner])
+                    .context("append to progress log")?
+                {
+                    let run: Vec<LogLine> = lines[i..j].iter().map(|(_, l)| l.clone()).collect();
+                    append_lines(&tx, id, &run)?;
+                }
+                i = j;
+            }
+        }
+        tx.commit().context("commit progress update")
+    }
+
+    fn finish_tasks(&mut self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin finishing tasks")?;
+        let applied = finish_in(&tx, finishes)?;
+        tx.commit().context("commit finished tasks")?;
+        Ok(applied)
+    }
+
+    fn cancel_requests(&self, owner: &str) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE owner = ?1 AND status = 'running' AND cancel_requested = 1",
+            )
+            .context("read cancel requests")?;
+        let rows = stmt
+            .query_map([owner], |r| r.get(0))
+            .context("read cancel requests")?;
+        rows.collect::<Result<_, _>>()
+            .context("read cancel requests")
+    }
+
+    fn request_cancel(
+        &mut self,
+        id: i64,
+        now: i64,
+        line: &LogLine,
+    ) -> Result<Option<CancelResult>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin cancel")?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .context("read task")?;
+        let Some(status) = status.as_deref().and_then(Status::parse) else {
+            return Ok(None);
+        };
+        let result = match status {
+            Status::Pending => {
+                tx.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?2, message = ?3,
+                        error = ?3 WHERE id = ?1",
+                    params![id, now, line.message],
+                )
+                .context("cancel task")?;
+                append_lines(&tx, id, std::slice::from_ref(line))?;
+                CancelResult::CancelledPending
+            }
+            Status::Running => {
+                tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?1", [id])
+                    .context("cancel task")?;
+                CancelResult::Requested
+            }
+            other => CancelResult::AlreadyFinal(other),
+        };
+        tx.commit().context("commit cancel")?;
+        if result == CancelResult::Requested {
+            // The engine running it looks at cancel requests when it wakes.
+            self.notify_work();
+        }
+        Ok(Some(result))
+    }
+
+    fn retry_task(
+        &mut self,
+        id: i64,
+        now: i64,
+        line: &dyn Fn(&TaskRecord) -> LogLine,
+    ) -> Result<Option<RetryResult>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin retry")?;
+        let task = tx
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], from_row).optional())
+            .context("read task")?;
+        let Some(task) = task else {
+            return Ok(None);
+        };
+        if !matches!(task.status, Status::Failed | Status::Cancelled) {
+            return Ok(Some(RetryResult::NotRetryable(task.status)));
+        }
+        let line = line(&task);
+        tx.execute(
+            "UPDATE tasks SET status = 'pending', run_after = ?2, finished_at = NULL,
+                cancel_requested = 0, message = ?3
+             WHERE id = ?1",
+            params![id, now, line.message],
+        )
+        .context("retry task")?;
+        append_lines(&tx, id, std::slice::from_ref(&line))?;
+        tx.commit().context("commit retry")?;
+        self.notify_work();
+        Ok(Some(RetryResult::Queued(task.status)))
+    }
+
+    fn make_task_due(&mut self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tasks SET run_after = MIN(run_after, ?2) WHERE id = ?1 AND status = 'pending'",
+                params![id, now],
+            )
+            .context("make task due")?;
+        if n > 0 {
+            self.notify_work();
+        }
+        Ok(n > 0)
+    }
+
+    fn make_all_due(&mut self, now: i64) -> Result<usize, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tasks SET run_after = ?1 WHERE status = 'pending' AND run_after > ?1",
+                [now],
+            )
+            .context("make tasks due")?;
+        self.notify_work();
+        Ok(n)
+    }
+
+    fn running_tasks(&self) -> Result<Vec<RunningTask>, StoreError> {
+        let columns: String = COLUMNS
+            .split(',')
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {columns}, o.renewed_at FROM tasks t
+                 LEFT JOIN owners o ON o.id = t.owner
+                 WHERE t.status = 'running' ORDER BY t.id"
+            ))
+            .context("read running tasks")?;
+        let rows = stmt
+            .query_map([], |r| {
+                let task = from_row(r)?;
+                let renewed: Option<i64> = r.get(22)?;
+                let alive_at = match (task.heartbeat_at, renewed) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                Ok(RunningTask { task, alive_at })
+            })
+            .context("read running tasks")?;
+        rows.collect::<Result<_, _>>().context("read running tasks")
+    }
+
+    fn delete_finished_tasks(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin delete")?;
+        let finished: Vec<i64> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT t.id FROM json_each(?1) AS j JOIN tasks AS t ON t.id = j.value
+                     WHERE t.status IN ('completed', 'failed', 'cancelled')",
+                )
+                .context("delete tasks")?;
+            let rows = stmt
+                .query_map([id_list(ids)], |r| r.get(0))
+                .context("delete tasks")?;
+            rows.collect::<Result<_, _>>().context("delete tasks")?
+        };
+        delete_in(&tx, &finished)?;
+        tx.commit().context("commit delete")?;
+        Ok(finished)
+    }
+
+    fn delete_finished_before(
+        &mut self,
+        statuses: &[Status],
+        cutoff: i64,
+        batch: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin clean-up")?;
+        let mut ids: Vec<i64> = Vec::new();
+        {
+            // One walk of the (status, finished_at) index per status: no sort of every
+            // match, so each batch costs what it deletes.
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id FROM tasks WHERE status = ?1 AND finished_at < ?2
+                     ORDER BY finished_at LIMIT ?3",
+                )
+                .context("find old tasks")?;
+            for s in statuses.iter().filter(|s| s.is_final()) {
+                let left = batch.saturating_sub(ids.len());
+                if left == 0 {
+                    break;
+                }
+                let rows = stmt
+                    .query_map(params![s.as_str(), cutoff, left as i64], |r| r.get(0))
+                    .context("find old tasks")?;
+                for id in rows {
+                    ids.push(id.context("find old tasks")?);
+                }
+            }
+        }
+        delete_in(&tx, &ids)?;
+        tx.commit().context("commit clean-up")?;
+        Ok(ids)
+    }
+
+    fn release_space(&mut self, max_bytes: u64) -> Result<u64, StoreError> {
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .context("read page size")?;
+        let free = |c: &rusqlite::Connection| -> Result<i64, StoreError> {
+            c.pragma_query_value(None, "freelist_count", |r| r.get(0))
+                .context("read free pages")
+        };
+        let before = free(&self.conn)?;
+        if before == 0 {
+            return Ok(0);
+        }
+        let pages = (max_bytes / page.max(1) as u64).max(1);
+        self.conn
+            .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))
+            .context("give space back")?;
+        let after = free(&self.conn)?;
+        Ok((before - after).max(0) as u64 * page as u64)
+    }
+}
