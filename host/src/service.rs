@@ -216,26 +216,30 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
     let listener = retry_transient("cannot listen for wake-ups", &running, || {
         Ok(home.store()?.listen()?)
     });
-    match listener {
+    let listener_thread = match listener {
         Ok(listener) => {
             let tx = tx.clone();
             let chores_tx = chores_tx.clone();
             let running = running.clone();
-            std::thread::spawn(move || {
+            Some(std::thread::spawn(move || {
+                // Dropping the listener (when the service stops) removes its socket.
                 while running.load(Ordering::Relaxed) {
-                    if listener.wait(Duration::from_secs(1)) {
+                    if listener.wait(Duration::from_millis(200)) {
                         let _ = chores_tx.send(Chore::Wake);
                         if tx.send(Msg::Wake).is_err() {
                             break;
                         }
                     }
                 }
-            });
+            }))
         }
-        Err(e) => tracing::warn!(
-            "cannot listen for wake-ups ({e:#}); new tasks are noticed by the periodic check only"
-        ),
-    }
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen for wake-ups ({e:#}); new tasks are noticed by the periodic check only"
+            );
+            None
+        }
+    };
 
     let chores = Chores {
         home: home.clone(),
@@ -264,6 +268,9 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
     running.store(false, Ordering::Relaxed);
     let _ = chores_tx.send(Chore::Stop);
     let _ = chores_thread.join();
+    if let Some(t) = listener_thread {
+        let _ = t.join();
+    }
     handle.close();
     http.stop();
     let summary = summary?;

@@ -73,6 +73,12 @@ pub trait Store:
 
     /// A short description for messages: the backend and where its data is.
     fn describe(&self) -> String;
+
+    /// Files of this backend on this machine that nothing else in the process may
+    /// open: for SQLite, closing any descriptor of the database (or its WAL and
+    /// shared-memory files) releases every lock the process holds on it. The host's
+    /// result-file ingest refuses these files before opening anything.
+    fn private_files(&self) -> Vec<std::path::PathBuf>;
 }
 
 /// Opens (creating if needed) the store at `location` and brings its schema up to

@@ -496,34 +496,22 @@ impl Home {
         );
     }
 
-    /// The directory of progress logs (`HOME/storage/stask`).
-    pub fn log_dir(&self) -> PathBuf {
-        self.root.join("storage").join("stask")
+    /// The home's store, through the storage crate's public API (what no command
+    /// shows, such as the exact stored log lines).
+    pub fn store(&self) -> Box<dyn stask_storage::Store> {
+        stask_storage::open(self.db_path().to_str().expect("a UTF-8 path"))
+            .unwrap_or_else(|e| panic!("open the store of '{}': {e}", self.root.display()))
     }
 
-    /// A task's progress log (`HOME/storage/stask/{id}.log`).
-    pub fn log_path(&self, id: i64) -> PathBuf {
-        self.log_dir().join(format!("{id}.log"))
-    }
-
-    /// A task's result directory (`HOME/storage/stask/results/{id}`).
-    pub fn result_dir(&self, id: i64) -> PathBuf {
-        self.log_dir().join("results").join(id.to_string())
-    }
-
-    /// The complete lines of a task's progress log, as stored (without newlines); a
-    /// torn last line (no newline yet) is left out. Empty when there is no log.
+    /// The lines of a task's progress log, exactly as stored. Empty when there is no
+    /// such task.
     pub fn log_lines(&self, id: i64) -> Vec<String> {
-        let text = match std::fs::read_to_string(self.log_path(id)) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => panic!("read '{}': {e}", self.log_path(id).display()),
-        };
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..end],
-            None => return Vec::new(),
-        };
-        complete.split('\n').map(str::to_owned).collect()
+        self.store()
+            .log_lines(id, 0, usize::MAX)
+            .unwrap_or_else(|e| panic!("read the log of task {id}: {e}"))
+            .into_iter()
+            .map(|l| l.text)
+            .collect()
     }
 
     /// Creates a task with `tasks create WORKER ACTION --data DATA EXTRA... --json` and

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use stask_e2e::{describe, wait_until, Background, Home};
 
 const DEMO: &str = "stask_worker_demo";
+const MISBEHAVING: &str = "stask_fixture_misbehaving";
 const PRODUCT: &str = "stask_worker_product";
 
 /// The longest a test waits for the service or a task.
@@ -945,7 +946,10 @@ fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
         .expect(200);
     assert_eq!(r["succeeded"], 2, "{r:#}");
     assert_eq!(api.get(&viewer, &format!("/api/v1/tasks/{a}")).status, 404);
-    assert!(!svc.home.log_path(a).exists(), "the log went with the task");
+    assert!(
+        svc.home.log_lines(a).is_empty(),
+        "the log went with the task"
+    );
 
     // List: filters, search and paging.
     let list = |q: &str| -> Value { api.get(&viewer, &format!("/api/v1/tasks{q}")).expect(200) };
@@ -992,7 +996,7 @@ fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
             &json!({ "older_than": "0s", "include_failed": true }),
         )
         .expect(200);
-    let deleted = r["deleted_tasks"].as_array().unwrap().len();
+    let deleted = r["deleted_tasks"].as_u64().unwrap();
     assert!(deleted >= 5, "{r:#}");
     assert_eq!(list("?status=completed")["total"], 0);
     // Delete one task.
@@ -1139,7 +1143,7 @@ fn read_events(
 }
 
 #[test]
-fn progress_logs_live_events_and_log_download_follow_the_log_file() {
+fn progress_logs_live_events_and_log_download_follow_the_stored_log() {
     let svc = Service::start(&[DEMO], &[]);
     let api = &svc.api;
     let viewer = svc.viewer();
@@ -1199,8 +1203,7 @@ fn progress_logs_live_events_and_log_download_follow_the_log_file() {
         .expect(200);
     assert_eq!(rest["lines"].as_array().unwrap().len(), file.len() - 2);
     assert_eq!(rest["finished"], true);
-    let size = std::fs::metadata(svc.home.log_path(id)).unwrap().len();
-    assert_eq!(rest["next_offset"].as_u64(), Some(size));
+    assert_eq!(rest["next_offset"].as_u64(), Some(file.len() as u64));
 
     // The whole file as text.
     let r = api.get(&viewer, &format!("/api/v1/tasks/{id}/log"));
@@ -1210,10 +1213,9 @@ fn progress_logs_live_events_and_log_download_follow_the_log_file() {
         .header("content-disposition")
         .unwrap()
         .contains("attachment"));
-    assert_eq!(
-        r.body,
-        std::fs::read_to_string(svc.home.log_path(id)).unwrap()
-    );
+    let mut text = file.join("\n");
+    text.push('\n');
+    assert_eq!(r.body, text, "byte for byte the stored lines");
 
     let r = api.get(&viewer, "/api/v1/tasks/999999/events");
     assert_eq!((r.status, r.code().as_str()), (404, "task_not_found"));
@@ -1221,25 +1223,34 @@ fn progress_logs_live_events_and_log_download_follow_the_log_file() {
 
 #[test]
 fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
-    let svc = Service::start(&[DEMO], &[]);
+    let svc = Service::start(&[DEMO, MISBEHAVING], &[]);
     let api = &svc.api;
     let viewer = svc.viewer();
+    // A worker that leaves links to the database and /etc/passwd, a hard link to the
+    // database and a pipe beside two regular files: only the regular files are kept,
+    // and each skipped one is named in the log.
     let id = svc.create(
         &svc.operator(),
-        "demo",
-        "run",
-        json!({ "steps": 2, "step_ms": 1 }),
+        "misbehaving",
+        "leave-links",
+        json!({}),
         json!({}),
     );
     svc.wait_status(id, "completed");
-    let dir = svc.home.result_dir(id);
-    let content = std::fs::read_to_string(dir.join("steps.txt")).unwrap();
-    // A file in a subdirectory, and a symbolic link leading out of the directory.
-    std::fs::create_dir(dir.join("sub")).unwrap();
-    std::fs::write(dir.join("sub").join("inner.txt"), "inner").unwrap();
-    std::os::unix::fs::symlink(svc.home.db_path(), dir.join("link.db")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
-
+    let log = svc.home.log_lines(id).join("\n");
+    for skipped in [
+        "'db-link' is a symbolic link",
+        "'passwd' is a symbolic link",
+        "'db-hard' is a hard link",
+        "'pipe' is a named pipe",
+    ] {
+        assert!(log.contains(skipped), "{skipped} not in the log:\n{log}");
+    }
+    assert!(
+        svc.home.path().join("stask.db").is_file(),
+        "the database is untouched"
+    );
+    let content = "regular";
     let list = api
         .get(&viewer, &format!("/api/v1/tasks/{id}/files"))
         .expect(200);
@@ -1251,18 +1262,15 @@ fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
         .collect();
     assert_eq!(
         names,
-        vec!["steps.txt", "sub/inner.txt"],
-        "links are not listed"
+        vec!["out.txt", "sub/inner.txt"],
+        "links, hard links and pipes are not kept"
     );
 
     let get = |name: &str| api.get(&viewer, &format!("/api/v1/tasks/{id}/files/{name}"));
-    let r = get("steps.txt");
+    let r = get("out.txt");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, content);
-    assert!(r
-        .header("content-disposition")
-        .unwrap()
-        .contains("steps.txt"));
+    assert!(r.header("content-disposition").unwrap().contains("out.txt"));
     assert_eq!(get("0").body, content, "by index");
     assert_eq!(get("sub/inner.txt").body, "inner");
     for bad in [
@@ -1270,8 +1278,8 @@ fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
         "..%2F..%2F..%2Fstask.db",
         "%2E%2E/%2E%2E/%2E%2E/stask.db",
         "%2Fetc%2Fpasswd",
-        "sub/../steps.txt",
-        "steps.txt%00",
+        "sub/../out.txt",
+        "out.txt%00",
         "sub//inner.txt",
         "..",
     ] {
@@ -1280,12 +1288,14 @@ fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
         assert_eq!(r.field().as_deref(), Some("name"));
     }
     for missing in [
-        "link.db",
+        "db-link",
+        "db-hard",
         "passwd",
+        "pipe",
         "stask.db",
         "nothing.txt",
         "7",
-        "STEPS.TXT",
+        "OUT.TXT",
     ] {
         let r = get(missing);
         assert_eq!(
@@ -1295,7 +1305,7 @@ fn result_files_are_served_only_from_the_listing_and_traversal_is_refused() {
             r.body
         );
     }
-    let other = api.get(&viewer, "/api/v1/tasks/999999/files/steps.txt");
+    let other = api.get(&viewer, "/api/v1/tasks/999999/files/out.txt");
     assert_eq!(
         (other.status, other.code().as_str()),
         (404, "task_not_found")

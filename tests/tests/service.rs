@@ -973,13 +973,38 @@ fn secret_setting_value_is_never_printed_by_any_command_nor_written_to_any_log()
             );
         }
     }
-    let storage = home.path().join("storage");
-    let files = files_under(&storage);
-    assert!(
-        !files.is_empty(),
-        "no log files under {}",
-        storage.display()
-    );
+    // Progress logs and result files live in the database, beside the settings the
+    // worker needs: none of them may hold the secret.
+    let store = home.store();
+    let tasks = home.json(&["tasks", "list"]);
+    let ids: Vec<i64> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_i64())
+        .collect();
+    assert!(!ids.is_empty());
+    for id in ids {
+        let log = home.log_lines(id);
+        assert!(!log.is_empty(), "task {id} has no log");
+        assert!(
+            !log.iter().any(|l| l.contains(&secret)),
+            "the secret value is in the log of task {id}"
+        );
+        for f in store.result_files(id).unwrap() {
+            let mut content = Vec::new();
+            let mut i = 0;
+            while let Some(chunk) = store.result_file_chunk(id, &f.name, i).unwrap() {
+                content.extend(chunk);
+                i += 1;
+            }
+            assert!(
+                !text(&content).contains(&secret),
+                "the secret value is in result file '{}' of task {id}",
+                f.name
+            );
+        }
+    }
     for file in files_under(home.path()) {
         let name = file.file_name().unwrap_or_default().to_string_lossy();
         // The database holds the secret: the worker needs it.

@@ -7,7 +7,6 @@
 //! in the background and poll `tasks show` until the task is running.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -111,23 +110,15 @@ fn wait_running(home: &Home, id: i64) {
     });
 }
 
-/// Nothing was stored by a refused `tasks create`: no task row, no log file.
+/// Nothing was stored by a refused `tasks create`: no task row, nothing counted.
 fn assert_nothing_stored(home: &Home, what: &str) {
     assert_eq!(
         home.json(&["tasks", "list"]),
         json!([]),
         "{what}: a task was stored"
     );
-    let logs: Vec<String> = std::fs::read_dir(home.log_dir())
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".log"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(logs.is_empty(), "{what}: log files were created: {logs:?}");
+    let counts = home.json(&["stats"]);
+    assert_eq!(counts["overview"]["total"], 0, "{what}: {counts:#}");
 }
 
 /// The unique name of the test's temporary directory, which every path of the home
@@ -517,8 +508,7 @@ fn csv_import_of_the_sample_file_completes_with_a_well_formed_log_and_summary() 
         .iter()
         .find(|f| f["name"] == "summary.json")
         .unwrap_or_else(|| panic!("summary.json not listed: {t:#}"));
-    let on_disk = home.result_dir(id).join("summary.json");
-    let text = std::fs::read_to_string(&on_disk).unwrap();
+    let text = home.ok(&["tasks", "download", &id.to_string(), "summary.json"]);
     assert_eq!(summary_file["size"], text.len(), "{t:#}");
     let parsed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["imported"], 25, "{parsed:#}");
@@ -1185,8 +1175,33 @@ fn sigkill_of_the_host_with_no_attempts_left_is_recovered_as_failed() {
 // logs
 // ---------------------------------------------------------------------------------
 
+/// Files under the home, relative, that are not the database, plugins or caches.
+fn stray_files(home: &Home) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with("plugins") || rel.starts_with("cache") || rel.starts_with("stask.db")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(home.path(), home.path(), &mut out);
+    out
+}
+
+/// A task's log is rows in the database: `--raw` prints them exactly, nothing is
+/// written beside the database (no file an outsider could tear or delete), and the
+/// scratch directory of the attempt is gone once its files are ingested.
 #[test]
-fn torn_last_log_line_is_ignored_by_show_and_logs() {
+fn raw_logs_print_the_stored_lines_and_the_home_holds_no_loose_files() {
     let home = demo_home();
     let id = create(
         &home,
@@ -1196,34 +1211,19 @@ fn torn_last_log_line_is_ignored_by_show_and_logs() {
         &[],
     );
     process(&home, &[]);
-    let before = home.task(id);
-    let raw_before = std::fs::read_to_string(home.log_path(id)).unwrap();
-
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(home.log_path(id))
-        .unwrap()
-        .write_all(b"running|50|1|2|1s|torn wri")
-        .unwrap();
-
-    let after = home.task(id);
-    assert_eq!(after["history"], before["history"], "{after:#}");
-    let history = after["history"].as_array().unwrap();
-    assert_eq!(history.last().unwrap()["status"], "completed", "{after:#}");
-
-    let text = home.ok(&["tasks", "logs", &id.to_string()]);
-    assert!(!text.contains("torn"), "{text}");
-    assert!(
-        text.lines()
-            .last()
-            .unwrap_or_default()
-            .contains("completed"),
-        "{text}"
-    );
+    let stored = home.log_lines(id);
+    assert!(stored.len() >= 4, "{stored:?}");
     let raw = home.ok(&["tasks", "logs", &id.to_string(), "--raw"]);
-    assert_eq!(raw, raw_before);
-    let shown = home.ok(&["tasks", "show", &id.to_string()]);
-    assert!(!shown.contains("torn"), "{shown}");
+    let mut expected = stored.join("\n");
+    expected.push('\n');
+    assert_eq!(raw, expected);
+    let history = home.task(id)["history"].as_array().unwrap().len();
+    assert_eq!(history, stored.len());
+    assert_eq!(
+        stray_files(&home),
+        Vec::<String>::new(),
+        "loose files in the home"
+    );
 }
 
 #[test]
@@ -1411,7 +1411,7 @@ fn show_and_list_json_have_each_field_once() {
 // ---------------------------------------------------------------------------------
 
 #[test]
-fn clean_removes_old_finished_tasks_with_their_files_and_orphans_keeping_the_rest() {
+fn clean_removes_old_finished_tasks_with_their_logs_and_files_keeping_the_rest() {
     let home = demo_home();
     let done = create(
         &home,
@@ -1433,77 +1433,45 @@ fn clean_removes_old_finished_tasks_with_their_files_and_orphans_keeping_the_res
     let pending = create(&home, "demo", "noop", json!({}), &[]);
     assert_eq!(status(&home, done), "completed");
     assert_eq!(status(&home, failed), "failed");
-    assert!(home.log_path(done).is_file());
-    assert!(home.result_dir(done).join("steps.txt").is_file());
+    let store = home.store();
+    assert!(!store.log_lines(done, 0, 10).unwrap().is_empty());
+    assert_eq!(store.result_files(done).unwrap()[0].name, "steps.txt");
+    assert!(!store.result_files(failed).unwrap().is_empty());
 
     // Nothing is 30 days old yet.
     let report = home.json(&["tasks", "clean"]);
-    assert_eq!(report["deleted_tasks"], json!([]), "{report:#}");
-    assert_eq!(report["orphans"], json!([]), "{report:#}");
-
-    let orphan_log = home.log_path(99999);
-    std::fs::write(
-        &orphan_log,
-        "pending|0|0|0|-|Task created (priority normal)\n",
-    )
-    .unwrap();
-    let orphan_dir = home.result_dir(99998);
-    std::fs::create_dir_all(&orphan_dir).unwrap();
-    std::fs::write(orphan_dir.join("out.txt"), "left over").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(report["deleted_tasks"], 0, "{report:#}");
 
     let report = home.json(&["tasks", "clean", "--older-than", "0s"]);
-    assert_eq!(report["deleted_tasks"], json!([done]), "{report:#}");
-    assert_eq!(report["removed_logs"], 2, "{report:#}");
-    assert_eq!(report["removed_result_dirs"], 2, "{report:#}");
-    let mut orphans: Vec<&str> = report["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    orphans.sort();
-    let mut expected = [
-        orphan_dir.display().to_string(),
-        orphan_log.display().to_string(),
-    ];
-    expected.sort();
-    assert_eq!(orphans, expected, "{report:#}");
-    assert!(!orphan_log.exists() && !orphan_dir.exists());
-    assert!(
-        !home.log_path(done).exists(),
-        "the log of the deleted task is gone"
-    );
-    assert!(
-        !home.result_dir(done).exists(),
-        "its result directory is gone"
-    );
+    assert_eq!(report["deleted_tasks"], 1, "{report:#}");
     let err = home.fail(&["tasks", "show", &done.to_string()]);
     assert!(err.contains(&format!("no task {done}")), "{err}");
+    assert!(
+        store.log_lines(done, 0, 10).unwrap().is_empty(),
+        "its log is gone"
+    );
+    assert!(
+        store.result_files(done).unwrap().is_empty(),
+        "its files are gone"
+    );
     for id in [failed, cancelled, pending] {
         home.task(id);
-        assert!(home.log_path(id).is_file(), "task {id} keeps its log");
+        assert!(!home.log_lines(id).is_empty(), "task {id} keeps its log");
     }
     assert!(
-        home.result_dir(failed).is_dir(),
+        !store.result_files(failed).unwrap().is_empty(),
         "the failed task keeps its result files"
     );
 
     let report = home.json(&["tasks", "clean", "--older-than", "0s", "--include-failed"]);
-    let mut deleted: Vec<i64> = report["deleted_tasks"]
-        .as_array()
-        .expect("deleted_tasks")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
-    deleted.sort();
-    assert_eq!(deleted, [failed, cancelled], "{report:#}");
-    assert_eq!(report["orphans"], json!([]), "{report:#}");
-    assert!(!home.log_path(failed).exists() && !home.log_path(cancelled).exists());
-    assert!(!home.result_dir(failed).exists());
+    assert_eq!(report["deleted_tasks"], 2, "{report:#}");
+    for id in [failed, cancelled] {
+        assert!(home.log_lines(id).is_empty());
+        assert!(store.result_files(id).unwrap().is_empty());
+    }
     assert_eq!(listed_ids(&home, &[]), [pending]);
     assert!(
-        home.log_path(pending).is_file(),
+        !home.log_lines(pending).is_empty(),
         "the pending task keeps its log"
     );
 

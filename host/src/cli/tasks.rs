@@ -73,6 +73,17 @@ pub(super) enum TasksCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Write one of a task's result files to standard output or a new file.
+    Download {
+        /// Task id.
+        id: i64,
+        /// The file's name as `tasks show` lists it (e.g. `summary.json`,
+        /// `parts/1.csv`).
+        name: String,
+        /// Write to this new file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Cancel a pending task, or stop a running one.
     Cancel {
         /// Task id.
@@ -199,6 +210,9 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             } else {
                 print_task(&view);
             }
+        }
+        TasksCommand::Download { id, name, output } => {
+            download(&*store, id, &name, output.as_deref())?;
         }
         TasksCommand::Logs { id, follow, raw } => {
             find(&*store, id)?;
@@ -360,6 +374,51 @@ fn print_task(v: &TaskView) {
             println!("    {}", format_line(l));
         }
     }
+}
+
+/// Writes result file `name` of task `id` to `output` (a new file) or stdout.
+fn download(
+    store: &dyn Store,
+    id: i64,
+    name: &str,
+    output: Option<&std::path::Path>,
+) -> Result<()> {
+    use std::io::Write as _;
+    find(store, id)?;
+    let files = store.result_files(id)?;
+    if !files.iter().any(|f| f.name == name) {
+        let listed: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        bail!(
+            "task {id} has no result file '{name}'{}",
+            if listed.is_empty() {
+                " (it has none)".to_owned()
+            } else {
+                format!("; its files: {}", listed.join(", "))
+            }
+        );
+    }
+    let mut out: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| {
+                    format!(
+                        "cannot create '{}' (an existing file is never overwritten; choose another --output)",
+                        path.display()
+                    )
+                })?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut index = 0;
+    while let Some(chunk) = store.result_file_chunk(id, name, index)? {
+        out.write_all(&chunk)?;
+        index += 1;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Prints one stored line: exactly as stored with `--raw`, else for people.

@@ -150,17 +150,15 @@ impl<'a> Coordinator<'a> {
             if !stopping && free > 0 && (want_claim || !self.service) && !self.backing_off() {
                 let claimed = match mode {
                     Mode::One(_) if claimed_one => Ok(Vec::new()),
-                    Mode::One(id) => self.claim_one(id).map(|c| {
-                        claimed_one = true;
-                        c
-                    }),
+                    Mode::One(id) => self.claim_one(id),
                     Mode::Drain | Mode::Service => self.claim(free),
                 };
                 if let Some(claimed) = self.guard(claimed)? {
-                    if let Mode::One(id) = mode {
+                    if let (Mode::One(id), false) = (mode, claimed_one) {
                         if claimed.is_empty() {
                             bail!(not_executable(&*self.store, id)?);
                         }
+                        claimed_one = true;
                     }
                     claimed_now = claimed.len();
                     // A full batch means more may be waiting; keep claiming as slots

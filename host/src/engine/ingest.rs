@@ -3,10 +3,15 @@
 //! Only regular files with a single link are taken; symbolic links, hard-linked files,
 //! devices, pipes and sockets are skipped with a message naming them, and nothing
 //! outside the directory is ever opened: every step opens relative to its parent
-//! directory without following links (`openat` with `O_NOFOLLOW`), and a file's type
-//! and link count are checked on the opened descriptor, so a plugin that swaps a name
-//! for a link while this runs gains nothing. Files are streamed into the store in
-//! chunks, so time and memory are linear in their size.
+//! directory without following links (`openat` with `O_NOFOLLOW`).
+//!
+//! The checks come before a file is opened, and again on the opened descriptor. That
+//! order matters on SQLite: closing any descriptor of the database file releases every
+//! lock this process holds on it, so a hard link to `stask.db` must never be opened at
+//! all. A file that turns into one of the store's private files between the two checks
+//! (a plugin racing the ingest) is skipped and its descriptor deliberately never
+//! closed. Files are streamed into the store in chunks, so time and memory are linear in
+//! their size.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -65,10 +70,23 @@ fn mb(bytes: u64) -> String {
     }
 }
 
+/// (device, inode) of files that must never be opened.
+type Private = Vec<(u64, u64)>;
+
+fn identity(stat: &rustix::fs::Stat) -> (u64, u64) {
+    (stat.st_dev as u64, stat.st_ino as u64)
+}
+
 /// Stores the regular files under `dir` as task `task`'s result files, then removes
 /// `dir`. A missing directory stores nothing.
 pub fn ingest(store: &mut dyn Store, task: i64, dir: &Path, limits: IngestLimits) -> Ingested {
     let mut out = Ingested::default();
+    let private: Private = store
+        .private_files()
+        .iter()
+        .filter_map(|p| rustix::fs::stat(p).ok())
+        .map(|s| identity(&s))
+        .collect();
     let root = match rustix::fs::open(
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -84,7 +102,7 @@ pub fn ingest(store: &mut dyn Store, task: i64, dir: &Path, limits: IngestLimits
             return out;
         }
     };
-    walk(store, task, root, "", limits, &mut out);
+    walk(store, task, root, "", limits, &private, &mut out);
     if let Err(e) = std::fs::remove_dir_all(dir) {
         tracing::warn!(
             task,
@@ -102,6 +120,7 @@ fn walk(
     fd: OwnedFd,
     prefix: &str,
     limits: IngestLimits,
+    private: &Private,
     out: &mut Ingested,
 ) {
     let mut names: Vec<Vec<u8>> = Vec::new();
@@ -150,11 +169,20 @@ fn walk(
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
-                    Ok(sub) => walk(store, task, sub, &format!("{rel}/"), limits, out),
+                    Ok(sub) => walk(store, task, sub, &format!("{rel}/"), limits, private, out),
                     Err(e) => out.skipped.push(format!("'{rel}' could not be read ({e})")),
                 }
             }
-            FileType::RegularFile => file(store, task, &fd, os, &rel, limits, out),
+            FileType::RegularFile if stat.st_nlink > 1 => out.skipped.push(format!(
+                "'{rel}' is a hard link ({} names for one file); only files with a single name are kept",
+                stat.st_nlink
+            )),
+            FileType::RegularFile if private.contains(&identity(&stat)) => out
+                .skipped
+                .push(format!("'{rel}' is a file of the store itself")),
+            FileType::RegularFile => {
+                file(store, task, &fd, os, &rel, identity(&stat), limits, private, out)
+            }
             FileType::Symlink => out.skipped.push(format!(
                 "'{rel}' is a symbolic link; only regular files are kept"
             )),
@@ -175,14 +203,18 @@ fn describe(t: FileType) -> &'static str {
     }
 }
 
-/// Ingests one regular file `os` of directory `fd`.
+/// Ingests one regular file `os` of directory `fd`, whose (device, inode) was `seen`
+/// before opening.
+#[allow(clippy::too_many_arguments)]
 fn file(
     store: &mut dyn Store,
     task: i64,
     fd: &OwnedFd,
     os: &OsStr,
     rel: &str,
+    seen: (u64, u64),
     limits: IngestLimits,
+    private: &Private,
     out: &mut Ingested,
 ) {
     // NONBLOCK: a name swapped for a pipe must not hang the slot.
@@ -211,6 +243,17 @@ fn file(
             return;
         }
     };
+    if identity(&stat) != seen || private.contains(&identity(&stat)) {
+        // Swapped for another file while we looked. If that is a file of the store,
+        // closing this descriptor would release the store's locks: keep it open.
+        if private.contains(&identity(&stat)) {
+            std::mem::forget(opened);
+            tracing::warn!(task, "result file '{rel}' was swapped for a file of the store while it was ingested; skipped");
+        }
+        out.skipped
+            .push(format!("'{rel}' changed while it was read; skipped"));
+        return;
+    }
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         out.skipped.push(format!(
             "'{rel}' is not a regular file; only regular files are kept"

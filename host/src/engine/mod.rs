@@ -30,6 +30,7 @@ mod outcome;
 pub mod protocol;
 mod resolve;
 mod running;
+pub use running::start_line;
 pub mod slot;
 mod speed;
 

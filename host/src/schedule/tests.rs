@@ -10,7 +10,6 @@ use super::manage::{self, ScheduleView};
 use super::spec::{Spec, SpecInput};
 use super::tick::{tick, FiredResult};
 use crate::home::Home;
-use crate::task_log;
 
 const MANIFEST: &str = r#"{"identifier":"w","title":"W","actions":[
     {"name":"noop","title":"No-op"},
@@ -21,7 +20,7 @@ const UTC: Tz = chrono_tz::UTC;
 struct Env {
     _dir: tempfile::TempDir,
     home: Home,
-    store: Store,
+    store: Box<dyn Store>,
 }
 
 impl Env {
@@ -55,11 +54,11 @@ impl Env {
 
     fn set(&self, input: SpecInput, data: serde_json::Value, now: &str) {
         let spec = input.parse(UTC, at(now)).unwrap().unwrap();
-        manage::set(&self.store, "w", &spec, &data, false, UTC, at(now)).unwrap();
+        manage::set(&*self.store, "w", &spec, &data, false, UTC, at(now)).unwrap();
     }
 
     fn tick(&mut self, now: &str) -> super::TickReport {
-        tick(&mut self.store, &self.home, UTC, at(now)).unwrap()
+        tick(&mut *self.store, UTC, at(now)).unwrap()
     }
 
     fn task_ids(&self) -> Vec<i64> {
@@ -75,7 +74,7 @@ impl Env {
     }
 
     fn view(&self) -> ScheduleView {
-        ScheduleView::load(&self.store, "w", UTC).unwrap()
+        ScheduleView::load(&*self.store, "w", UTC).unwrap()
     }
 }
 
@@ -131,16 +130,23 @@ fn a_due_schedule_creates_one_task_and_a_restart_no_duplicate() {
     assert_eq!(
         task.run_after,
         at("2026-06-01T08:30:00Z").timestamp_millis(),
-        "stored hidden until its creation line was written, then made due at once"
+        "due at once"
     );
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&task.data).unwrap(),
         json!({"file": "a.csv"})
     );
-    let log = std::fs::read_to_string(task_log::log_path(&env.home.log_dir(), task.id)).unwrap();
+    let log: Vec<String> = env
+        .store
+        .log_lines(task.id, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
     assert_eq!(
         log,
-        "pending|0|0|0|-|Task created by schedule (daily at 08:30)\n"
+        ["pending|0|0|0|-|Task created by schedule (daily at 08:30)"],
+        "stored with the task"
     );
     let view = env.view();
     assert_eq!(view.last_task_id, Some(task.id));
@@ -149,7 +155,7 @@ fn a_due_schedule_creates_one_task_and_a_restart_no_duplicate() {
     // The same instant again, then with a fresh connection as a restarted service.
     assert!(env.tick("2026-06-01T08:30:00Z").fired.is_empty());
     let mut restarted = env.home.store().unwrap();
-    let again = tick(&mut restarted, &env.home, UTC, at("2026-06-01T08:30:30Z")).unwrap();
+    let again = tick(&mut *restarted, UTC, at("2026-06-01T08:30:30Z")).unwrap();
     assert!(again.fired.is_empty());
     assert_eq!(env.task_ids(), vec![task.id]);
 }
@@ -185,6 +191,7 @@ fn a_busy_previous_task_skips_the_run_and_records_it() {
             first[0],
             "test/1/1",
             at("2026-06-01T02:10:00Z").timestamp_millis(),
+            &crate::engine::start_line,
         )
         .unwrap()
         .unwrap();
@@ -207,6 +214,7 @@ fn a_busy_previous_task_skips_the_run_and_records_it() {
         total: 0,
         message: "done".into(),
         at: at("2026-06-01T03:30:00Z").timestamp_millis(),
+        lines: vec![],
     };
     assert_eq!(env.store.finish_tasks(&[done]).unwrap(), [true]);
     let report = env.tick("2026-06-01T04:00:00Z");
@@ -240,7 +248,7 @@ fn downtime_over_many_slots_makes_exactly_one_run() {
 fn paused_never_fires_and_resume_recomputes_from_now() {
     let mut env = Env::new(true);
     env.set(daily("08:30"), json!({}), "2026-06-01T00:00:00Z");
-    let rec = manage::pause(&env.store, "w", at("2026-06-01T01:00:00Z")).unwrap();
+    let rec = manage::pause(&*env.store, "w", at("2026-06-01T01:00:00Z")).unwrap();
     assert!(rec.paused);
     assert_eq!(rec.next_run_at, None);
     assert!(env.tick("2026-06-05T12:00:00Z").fired.is_empty());
@@ -250,7 +258,7 @@ fn paused_never_fires_and_resume_recomputes_from_now() {
     assert!(view.summary().ends_with("; paused"), "{}", view.summary());
 
     // Resumed on the 5th after 08:30: the next run is the 6th, nothing caught up.
-    let rec = manage::resume(&env.store, "w", UTC, at("2026-06-05T12:00:00Z")).unwrap();
+    let rec = manage::resume(&*env.store, "w", UTC, at("2026-06-05T12:00:00Z")).unwrap();
     assert!(!rec.paused);
     assert_eq!(env.view().next_run.unwrap().utc, "2026-06-06T08:30:00Z");
     assert!(env.tick("2026-06-05T12:00:01Z").fired.is_empty());
@@ -295,8 +303,8 @@ fn once_fires_once_then_has_no_next_run() {
     );
     assert!(env.tick("2027-06-01T09:00:00Z").fired.is_empty());
     // Resuming a finished one-off does not bring it back.
-    manage::pause(&env.store, "w", at("2027-06-01T09:00:00Z")).unwrap();
-    let rec = manage::resume(&env.store, "w", UTC, at("2027-06-01T09:00:00Z")).unwrap();
+    manage::pause(&*env.store, "w", at("2027-06-01T09:00:00Z")).unwrap();
+    let rec = manage::resume(&*env.store, "w", UTC, at("2027-06-01T09:00:00Z")).unwrap();
     assert_eq!(rec.next_run_at, None);
     assert_eq!(env.task_ids().len(), 1);
 }
@@ -324,7 +332,7 @@ fn several_due_schedules_fire_in_one_tick() {
     env.set(daily("08:30"), json!({}), "2026-06-01T00:00:00Z");
     let spec = Spec::Hourly { minute: 0 };
     manage::set(
-        &env.store,
+        &*env.store,
         "v",
         &spec,
         &json!({"n": 1}),
@@ -364,7 +372,7 @@ fn manual_removes_the_schedule_and_data_can_change_alone() {
     let env = Env::new(true);
     env.set(daily("08:30"), json!({"a": 1}), "2026-06-01T00:00:00Z");
     let rec = manage::set_data(
-        &env.store,
+        &*env.store,
         "w",
         &json!({"a": 2}),
         false,
@@ -378,14 +386,14 @@ fn manual_removes_the_schedule_and_data_can_change_alone() {
         ..Default::default()
     };
     assert_eq!(manual.parse(UTC, at("2026-06-01T00:00:00Z")).unwrap(), None);
-    assert!(manage::remove(&env.store, "w").unwrap());
-    assert!(!manage::remove(&env.store, "w").unwrap());
+    assert!(manage::remove(&*env.store, "w").unwrap());
+    assert!(!manage::remove(&*env.store, "w").unwrap());
     let view = env.view();
     assert_eq!(
         (view.kind.as_str(), view.summary().as_str()),
         ("manual", "manual (on demand only)")
     );
-    let err = manage::pause(&env.store, "w", at("2026-06-01T00:00:00Z")).unwrap_err();
+    let err = manage::pause(&*env.store, "w", at("2026-06-01T00:00:00Z")).unwrap_err();
     assert!(err.to_string().contains("has no schedule"), "{err}");
 }
 
@@ -395,7 +403,7 @@ fn views_show_local_and_utc_times() {
     let kyiv: Tz = "Europe/Kyiv".parse().unwrap();
     let spec = Spec::from_json(r#"{"kind":"weekly","days":["fri","mon"],"at":"08:30"}"#).unwrap();
     manage::set(
-        &env.store,
+        &*env.store,
         "w",
         &spec,
         &json!({"token": "t", "file": "x"}),
@@ -404,7 +412,7 @@ fn views_show_local_and_utc_times() {
         at("2026-11-28T12:00:00Z"),
     )
     .unwrap();
-    let view = ScheduleView::load(&env.store, "w", kyiv).unwrap();
+    let view = ScheduleView::load(&*env.store, "w", kyiv).unwrap();
     assert_eq!(view.description, "weekly on fri,mon at 08:30");
     let next = view.next_run.clone().unwrap();
     // 2026-11-30 is a Monday; Kyiv is UTC+2 in winter.
@@ -602,14 +610,14 @@ fn invalid_json_specs_and_data_are_refused() {
             "'api_key' which looks like a credential",
         ),
     ] {
-        let err = manage::set(&env.store, "w", &spec, &data, false, UTC, now).unwrap_err();
+        let err = manage::set(&*env.store, "w", &spec, &data, false, UTC, now).unwrap_err();
         assert!(err.to_string().contains(expected), "{data}: got {err}");
     }
-    let err = manage::set(&env.store, "ghost", &spec, &json!({}), false, UTC, now).unwrap_err();
+    let err = manage::set(&*env.store, "ghost", &spec, &json!({}), false, UTC, now).unwrap_err();
     assert!(err.to_string().contains("no worker 'ghost'"), "{err}");
     // A one-off in the past is refused on this path too (API-style input).
     let once = Spec::from_json(r#"{"kind":"once","at":"2020-01-01 08:00"}"#).unwrap();
-    let err = manage::set(&env.store, "w", &once, &json!({}), false, UTC, now).unwrap_err();
+    let err = manage::set(&*env.store, "w", &once, &json!({}), false, UTC, now).unwrap_err();
     assert!(err.to_string().contains("in the past"), "{err}");
     assert!(
         env.store.get_schedule("w").unwrap().is_none(),

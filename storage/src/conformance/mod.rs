@@ -1,2 +1,195 @@
-//! The conformance suite: what every backend must do, as functions that take a fresh
-//! store. Each backend's tests call every case (see `storage/tests/`).
+//! The conformance suite: what every backend must do, as functions that take a
+//! [`Harness`] for a fresh database. A backend's tests run every case with
+//! [`conformance_tests!`](crate::conformance_tests); the SQLite backend does so in
+//! `sqlite/conformance_tests.rs`.
+//!
+//! Cases state behaviour through the [`Store`](crate::Store) traits only, never through
+//! SQL, so the same expectations hold for every backend.
+
+pub mod accounts;
+pub mod files;
+pub mod leases;
+pub mod logs;
+pub mod queue;
+pub mod registry;
+pub mod schedules;
+pub mod search;
+pub mod statistics;
+pub mod wakeups;
+
+use crate::{
+    Claim, ClaimedTask, Finish, LibraryFingerprint, LogLine, NewTask, Outcome, Priority, Store,
+    WorkerMetadata,
+};
+
+/// A fresh database for one case.
+pub trait Harness: Sync {
+    /// A new connection to the case's database (every call reaches the same data).
+    fn open(&self) -> Box<dyn Store>;
+}
+
+/// Generates one `#[test]` per conformance case, each with a fresh harness from
+/// `$harness` (an expression evaluated per test, in a module nested in the caller's:
+/// name the harness type with a path that resolves there, e.g. `super::MyHarness`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@modules $harness;
+            accounts { users_sessions_and_the_last_admin, tokens_get_default_names_and_can_be_revoked }
+            files {
+                files_are_stored_listed_and_read_back_in_chunks,
+                a_file_over_its_limit_stores_nothing,
+                a_file_of_the_same_name_is_replaced
+            }
+            leases { a_renewed_lease_keeps_running_tasks_alive }
+            logs { lines_page_and_resume_after_a_position }
+            queue {
+                inserted_tasks_get_distinct_ids_and_their_creation_line,
+                ids_are_never_reused_after_the_newest_tasks_are_deleted,
+                claims_follow_priority_then_creation_order,
+                only_due_tasks_of_active_and_not_excluded_workers_are_claimed,
+                concurrent_claims_never_take_a_task_twice,
+                a_claim_stores_the_start_line_and_a_finish_its_last_lines,
+                finishes_apply_only_for_the_owner_of_the_claim,
+                retries_and_requeues_go_back_to_pending,
+                progress_and_lines_are_recorded_only_for_the_owner,
+                claim_task_takes_one_pending_task_whatever_its_due_time,
+                cancel_ends_pending_tasks_and_flags_running_ones,
+                retry_queues_failed_and_cancelled_tasks_with_their_line,
+                make_due_moves_pending_tasks_forward,
+                deleting_takes_logs_and_files_and_leaves_unfinished_tasks,
+                clean_up_deletes_old_finished_tasks_in_batches
+            }
+            registry { workers_are_registered_updated_and_removed }
+            schedules {
+                set_get_replace_list_delete,
+                a_schedule_needs_a_registered_worker_and_goes_with_it,
+                fires_once_per_slot_with_the_creation_line_and_advances,
+                a_replaced_or_paused_schedule_is_not_fired_with_stale_values,
+                a_busy_previous_task_or_an_inactive_worker_records_a_skip,
+                an_action_refused_by_the_host_is_a_skip,
+                two_connections_fire_a_slot_once
+            }
+            search { filters_text_and_pages }
+            statistics { counts_and_activity_follow_every_change }
+            wakeups { creating_work_wakes_a_listener }
+        );
+    };
+    (@modules $harness:expr; $($module:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $module {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[test]
+                    fn $case() {
+                        let harness = $harness;
+                        $crate::conformance::$module::$case(&harness);
+                    }
+                )*
+            }
+        )*
+    };
+}
+
+/// A manifest with one action, `run`, that schedules may run.
+pub const MANIFEST: &str =
+    r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}]}"#;
+
+/// Registers workers (active or not) with [`MANIFEST`].
+pub fn register(store: &mut dyn Store, names: &[&str], active: bool) {
+    let meta = WorkerMetadata {
+        scope: "",
+        title: "T",
+        description: "",
+        icon: "gear",
+        version: "1",
+        manifest: MANIFEST,
+    };
+    let lib = LibraryFingerprint {
+        path: "/x.so".into(),
+        size: 1,
+        mtime_ns: 1,
+        sha256: "00".into(),
+    };
+    let workers: Vec<_> = names
+        .iter()
+        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), active))
+        .collect();
+    store.insert_workers(&workers).unwrap();
+}
+
+/// A normal-priority task of `worker`, due at once, created at `at`.
+pub fn task(worker: &str, at: i64) -> NewTask {
+    NewTask {
+        worker: worker.into(),
+        action: "run".into(),
+        data: "{}".into(),
+        priority: Priority::Normal,
+        max_attempts: 3,
+        started_by: None,
+        run_after: at,
+        created_at: at,
+    }
+}
+
+/// A line with `status` and `message`.
+pub fn line(status: &str, message: &str) -> LogLine {
+    LogLine::new(status, 0, 0, 0, "", message)
+}
+
+/// Inserts `n` tasks like `t` with the creation line `created`.
+pub fn insert(store: &mut dyn Store, t: &NewTask, n: usize) -> Vec<i64> {
+    store
+        .insert_tasks(t, n, &line("pending", "created"))
+        .unwrap()
+}
+
+/// Claims up to `limit` tasks for `owner` at `now`, each with the start line
+/// `started <id>`.
+pub fn claim(store: &mut dyn Store, owner: &str, now: i64, limit: usize) -> Vec<ClaimedTask> {
+    store
+        .claim(&Claim {
+            finishes: &[],
+            owner,
+            now,
+            limit,
+            excluded_workers: &[],
+            start_line: &|t| line("running", &format!("started {}", t.id)),
+        })
+        .unwrap()
+        .1
+}
+
+/// The finish of task `id` by `owner` with `outcome` at `at`, whose last line has
+/// `status`.
+pub fn finish(id: i64, owner: &str, outcome: Outcome, status: &str, at: i64) -> Finish {
+    Finish {
+        id,
+        owner: owner.into(),
+        outcome,
+        progress: 100,
+        processed: 0,
+        total: 0,
+        message: format!("ended {status}"),
+        at,
+        lines: vec![line(status, &format!("ended {status}"))],
+    }
+}
+
+/// A completed outcome.
+pub fn completed() -> Outcome {
+    Outcome::Completed {
+        result: "null".into(),
+    }
+}
+
+/// The texts of task `id`'s log lines.
+pub fn texts(store: &dyn Store, id: i64) -> Vec<String> {
+    store
+        .log_lines(id, 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect()
+}

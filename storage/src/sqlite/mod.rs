@@ -15,6 +15,8 @@
 
 mod accounts;
 mod claim;
+#[cfg(test)]
+mod conformance_tests;
 mod files;
 mod finish;
 mod legacy;
@@ -135,6 +137,14 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("SQLite database {}", self.path.display())
+    }
+
+    fn private_files(&self) -> Vec<PathBuf> {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .map(|suffix| self.path.with_file_name(format!("{name}{suffix}")))
+            .collect()
     }
 }
 

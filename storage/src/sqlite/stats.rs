@@ -240,10 +240,33 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::{NewTask, Priority};
+    use crate::log_line::LogLine;
+    use crate::queue::{Claim, ClaimedTask, NewTask, Priority, TaskQueue};
+    use crate::{Store, BUCKET_MS};
 
-    fn store() -> (tempfile::TempDir, Store) {
-        crate::test_support::store_with_workers(&["a", "b"])
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        super::super::test_support::store_with_workers(&["a", "b"])
+    }
+
+    fn line() -> LogLine {
+        LogLine::new("pending", 0, 0, 0, "", "x")
+    }
+
+    fn insert(s: &mut SqliteStore, t: &NewTask, n: usize) -> Vec<i64> {
+        s.insert_tasks(t, n, &line()).unwrap()
+    }
+
+    fn claim(s: &mut SqliteStore, owner: &str, now: i64, limit: usize) -> Vec<ClaimedTask> {
+        s.claim(&Claim {
+            finishes: &[],
+            owner,
+            now,
+            limit,
+            excluded_workers: &[],
+            start_line: &|_| line(),
+        })
+        .unwrap()
+        .1
     }
 
     fn new_task(worker: &str, at: i64) -> NewTask {
@@ -263,7 +286,7 @@ mod tests {
     type ActivityRow = (i64, String, i64, i64, i64, i64, i64, i64);
 
     /// The maintained tables equal the same aggregates computed from `tasks`.
-    fn assert_consistent(s: &Store) {
+    fn assert_consistent(s: &SqliteStore) {
         let fresh: Vec<(String, String, i64, i64, i64)> = s
             .conn
             .prepare(
@@ -353,14 +376,13 @@ mod tests {
     fn maintained_statistics_follow_every_change_of_a_task() {
         let (_d, mut s) = store();
         let t0 = 1_700_000_000_000;
-        let ids = s.insert_tasks(&new_task("a", t0), 4).unwrap();
-        s.insert_tasks(&new_task("b", t0 + BUCKET_MS * 3), 2)
-            .unwrap();
+        let ids = insert(&mut s, &new_task("a", t0), 4);
+        insert(&mut s, &new_task("b", t0 + BUCKET_MS * 3), 2);
         assert_consistent(&s);
-        let claimed = s.claim_tasks("me", t0 + 1000, 3).unwrap();
+        let claimed = claim(&mut s, "me", t0 + 1000, 3);
         assert_eq!(claimed.len(), 3);
         assert_consistent(&s);
-        let finish = |id, outcome| crate::tasks::Finish {
+        let finish = |id, outcome| crate::queue::Finish {
             id,
             owner: "me".into(),
             outcome,
@@ -369,24 +391,25 @@ mod tests {
             total: 0,
             message: "done".into(),
             at: t0 + BUCKET_MS * 5 + 7,
+            lines: vec![],
         };
         s.finish_tasks(&[
             finish(
                 claimed[0].task.id,
-                crate::tasks::Outcome::Completed {
+                crate::queue::Outcome::Completed {
                     result: "null".into(),
                 },
             ),
             finish(
                 claimed[1].task.id,
-                crate::tasks::Outcome::Failed {
+                crate::queue::Outcome::Failed {
                     error: "x".into(),
                     retry_at: None,
                 },
             ),
             finish(
                 claimed[2].task.id,
-                crate::tasks::Outcome::Failed {
+                crate::queue::Outcome::Failed {
                     error: "x".into(),
                     retry_at: Some(t0 + 5000),
                 },
@@ -394,8 +417,9 @@ mod tests {
         ])
         .unwrap();
         assert_consistent(&s);
-        s.request_cancel(ids[3], t0 + 9000, "stop").unwrap();
-        s.retry_task(claimed[1].task.id, t0 + 10_000).unwrap();
+        s.request_cancel(ids[3], t0 + 9000, &line()).unwrap();
+        s.retry_task(claimed[1].task.id, t0 + 10_000, &|_| line())
+            .unwrap();
         assert_consistent(&s);
         s.delete_finished_tasks(&[claimed[0].task.id, ids[3]])
             .unwrap();
@@ -413,9 +437,11 @@ mod tests {
             s.worker_last_runs().unwrap()["b"].last_finished_at,
             Some(t0 + BUCKET_MS * 2)
         );
-        s.conn
-            .execute("DELETE FROM tasks WHERE id = 100", [])
+        // Clean-up in batches (without the triggers) keeps them too.
+        let old = s
+            .delete_finished_before(&[Status::Failed, Status::Completed], i64::MAX, 10)
             .unwrap();
+        assert_eq!(old, [100]);
         assert_consistent(&s);
 
         let c = s.task_status_counts().unwrap();
@@ -435,13 +461,13 @@ mod tests {
     fn finishing_a_batch_counts_what_the_triggers_would() {
         let (_d, mut s) = store();
         let t0 = 1_700_000_000_000;
-        s.insert_tasks(&new_task("a", t0), 5).unwrap();
-        s.insert_tasks(&new_task("b", t0 + 1), 3).unwrap();
-        let claimed = s.claim_tasks("me", t0 + 1000, 8).unwrap();
+        insert(&mut s, &new_task("a", t0), 5);
+        insert(&mut s, &new_task("b", t0 + 1), 3);
+        let claimed = claim(&mut s, "me", t0 + 1000, 8);
         assert_eq!(claimed.len(), 8);
         assert_consistent(&s);
         let ids: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
-        let finish = |id, owner: &str, outcome, at| crate::tasks::Finish {
+        let finish = |id, owner: &str, outcome, at| crate::queue::Finish {
             id,
             owner: owner.into(),
             outcome,
@@ -450,8 +476,9 @@ mod tests {
             total: 0,
             message: "done".into(),
             at,
+            lines: vec![],
         };
-        use crate::tasks::Outcome::*;
+        use crate::queue::Outcome::*;
         let done = || Completed {
             result: "null".into(),
         };
@@ -514,10 +541,10 @@ mod tests {
     fn finish_and_claim_records_then_claims_in_one_go() {
         let (_d, mut s) = store();
         let t0 = 1_700_000_000_000;
-        let ids = s.insert_tasks(&new_task("a", t0), 3).unwrap();
-        let first = s.claim_tasks("me", t0 + 10, 2).unwrap();
+        let ids = insert(&mut s, &new_task("a", t0), 3);
+        let first = claim(&mut s, "me", t0 + 10, 2);
         assert_eq!(first.len(), 2);
-        let finish = |id, outcome| crate::tasks::Finish {
+        let finish = |id, outcome| crate::queue::Finish {
             id,
             owner: "me".into(),
             outcome,
@@ -526,28 +553,31 @@ mod tests {
             total: 0,
             message: "m".into(),
             at: t0 + 20,
+            lines: vec![],
         };
         let (applied, claimed) = s
-            .finish_and_claim(
-                &[
+            .claim(&Claim {
+                finishes: &[
                     finish(
                         ids[0],
-                        crate::tasks::Outcome::Completed {
+                        crate::queue::Outcome::Completed {
                             result: "null".into(),
                         },
                     ),
                     finish(
                         ids[1],
-                        crate::tasks::Outcome::Failed {
+                        crate::queue::Outcome::Failed {
                             error: "x".into(),
                             retry_at: Some(t0 + 20),
                         },
                     ),
                 ],
-                "me",
-                t0 + 30,
-                5,
-            )
+                owner: "me",
+                now: t0 + 30,
+                limit: 5,
+                excluded_workers: &[],
+                start_line: &|_| line(),
+            })
             .unwrap();
         assert_eq!(applied, [true, true]);
         let mut got: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
@@ -571,12 +601,12 @@ mod tests {
     fn the_migration_computes_statistics_of_existing_tasks() {
         let (dir, mut s) = store();
         let t0 = 1_700_000_000_000;
-        s.insert_tasks(&new_task("a", t0), 3).unwrap();
-        let claimed = s.claim_tasks("me", t0 + 1000, 2).unwrap();
-        s.finish_tasks(&[crate::tasks::Finish {
+        insert(&mut s, &new_task("a", t0), 3);
+        let claimed = claim(&mut s, "me", t0 + 1000, 2);
+        s.finish_tasks(&[crate::queue::Finish {
             id: claimed[0].task.id,
             owner: "me".into(),
-            outcome: crate::tasks::Outcome::Completed {
+            outcome: crate::queue::Outcome::Completed {
                 result: "null".into(),
             },
             progress: 100,
@@ -584,6 +614,7 @@ mod tests {
             total: 0,
             message: "done".into(),
             at: t0 + 5000,
+            lines: vec![],
         }])
         .unwrap();
         // Back to version 3, as a database made by an older stask.
@@ -596,12 +627,17 @@ mod tests {
                  DROP TRIGGER tasks_stats_update_finished; DROP TABLE task_counts;
                  DROP TABLE task_activity; DROP TABLE worker_activity; DROP TABLE sessions;
                  DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
-                 DROP INDEX tasks_started_by; PRAGMA user_version = 3;",
+                 DROP INDEX tasks_started_by; DROP TABLE task_logs; DROP TABLE result_files;
+                 DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta;
+                 PRAGMA user_version = 3;",
             )
             .unwrap();
         drop(s);
-        let s = Store::open(&dir.path().join("stask.db")).unwrap();
-        assert_eq!(s.schema_version().unwrap(), crate::migrations::LATEST);
+        let s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+        assert_eq!(
+            s.schema_version().unwrap(),
+            super::super::migrations::LATEST
+        );
         assert_consistent(&s);
         let c = s.task_status_counts().unwrap();
         assert_eq!((c.pending, c.running, c.completed), (1, 1, 1));

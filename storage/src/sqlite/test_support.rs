@@ -1,10 +1,11 @@
 //! Helpers shared by the storage unit tests.
 
-use crate::{LibraryFingerprint, Store, WorkerMetadata};
+use super::SqliteStore;
+use crate::{LibraryFingerprint, Registry, WorkerMetadata};
 
 /// A fresh database in a temporary directory with the named workers registered and
 /// active, so their tasks can be claimed. Keep the directory alive as long as the store.
-pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, Store) {
+pub(crate) fn store_with_workers(names: &[&str]) -> (tempfile::TempDir, SqliteStore) {
     store_with_workers_as(names, "{}", true)
 }
 
@@ -13,9 +14,9 @@ pub(crate) fn store_with_workers_as(
     names: &[&str],
     manifest: &str,
     active: bool,
-) -> (tempfile::TempDir, Store) {
+) -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("stask.db")).unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
     let meta = WorkerMetadata {
         scope: "",
         title: "T",

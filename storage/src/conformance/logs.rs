@@ -1,0 +1,42 @@
+//! Reading progress logs: pages, resuming after a position, the last line.
+
+use super::{claim, insert, line, register, task, Harness};
+
+pub fn lines_page_and_resume_after_a_position(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let id = insert(&mut *s, &task("w", 0), 1)[0];
+    let other = insert(&mut *s, &task("w", 0), 1)[0];
+    claim(&mut *s, "me", 10, 1);
+    let lines: Vec<_> = (0..25)
+        .map(|i| {
+            (
+                id,
+                line("running", &format!("line {i}|with a pipe\nand a newline")),
+            )
+        })
+        .collect();
+    s.record_progress("me", &[], &lines).unwrap();
+    let all = s.log_lines(id, 0, usize::MAX).unwrap();
+    assert_eq!(all.len(), 27);
+    assert_eq!(
+        all.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        (1..=27).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        all[2].text,
+        "running|0|0|0|-|line 0|with a pipe\\nand a newline"
+    );
+    assert_eq!(
+        all[2].parse().unwrap().message,
+        "line 0|with a pipe\nand a newline"
+    );
+    let page = s.log_lines(id, 5, 10).unwrap();
+    assert_eq!((page[0].seq, page.len()), (6, 10));
+    let rest = s.log_lines(id, page[9].seq, 100).unwrap();
+    assert_eq!((rest[0].seq, rest.len()), (16, 12));
+    assert!(s.log_lines(id, 27, 100).unwrap().is_empty());
+    assert_eq!(s.last_log_line(id).unwrap().unwrap().seq, 27);
+    assert_eq!(s.log_lines(other, 0, 100).unwrap().len(), 1);
+    assert!(s.last_log_line(other + 100).unwrap().is_none());
+}
