@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: SDK unit tests, example-worker tests, storage and host unit tests, and
-# the end-to-end tests that drive the real `stask` binary against real plugin libraries.
+# Runs every test: formatting and clippy, SDK unit tests, example-worker tests, storage
+# unit and conformance tests, host unit tests, the end-to-end tests that drive the real
+# `stask` binary against real plugin libraries, and the browser tests.
 # Needs only the Rust toolchain (SQLite is bundled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
     exit 1
 fi
+
+# Style first: formatting and lints are part of the suite.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 # The end-to-end tests use the built binary and plugin libraries, so build everything
 # first (one shared target directory).

@@ -165,6 +165,12 @@ impl Chores {
 
 /// Runs the service until SIGTERM or SIGINT; SIGHUP runs discovery.
 pub fn serve(home: &Home, config: &Config) -> Result<()> {
+    // A write past the file-size limit (RLIMIT_FSIZE) must fail like a full disk,
+    // which the service waits out, instead of killing it with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to "ignore" runs no code of ours.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let exe = std::env::current_exe().context("cannot locate the stask executable")?;
     let running = Arc::new(AtomicBool::new(true));
     let (tx, rx) = engine::channel();

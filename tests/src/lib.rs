@@ -233,6 +233,15 @@ impl Background {
         self.status
     }
 
+    /// Like [`Background::kill9`], for a process that may have ended by itself (a kill
+    /// at a random moment): returns its exit status either way.
+    pub fn kill9_if_running(&mut self) -> ExitStatus {
+        match self.try_status() {
+            Some(status) => status,
+            None => self.kill9(),
+        }
+    }
+
     /// Sends SIGKILL to the process and reaps it (so that nothing, not even a zombie,
     /// is left of it). Returns its exit status.
     pub fn kill9(&mut self) -> ExitStatus {

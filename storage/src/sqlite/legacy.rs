@@ -192,3 +192,135 @@ impl SqliteStore {
             .context("read task")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogLine, NewTask, Priority, ProgressLogs, ResultFiles, TaskQueue};
+
+    /// A database as an stask before migration 6 left it: tasks in the table, their
+    /// logs and result files as files beside it.
+    fn old_home(dir: &Path) {
+        let fresh = SqliteStore::open(&dir.join("stask.db")).unwrap();
+        fresh
+            .conn
+            .execute_batch(
+                "DROP TABLE task_logs; DROP TABLE result_files; DROP TABLE result_chunks;
+                 DROP TABLE owners; DROP TABLE meta; PRAGMA user_version = 5;
+                 INSERT INTO tasks (id, worker, action, status, created_at)
+                    VALUES (1, 'w', 'run', 'completed', 1), (2, 'w', 'run', 'failed', 2),
+                           (3, 'w', 'run', 'pending', 3);",
+            )
+            .unwrap();
+        drop(fresh);
+        let logs = dir.join("storage").join("stask");
+        std::fs::create_dir_all(logs.join("results/1/sub")).unwrap();
+        std::fs::write(
+            logs.join("1.log"),
+            "pending|0|0|0|-|Task created (priority normal)\ncompleted|100|0|0|0s|Task completed successfully (5ms)\nrunning|50|1|2|1s|torn by an outsid",
+        )
+        .unwrap();
+        std::fs::write(
+            logs.join("2.log"),
+            "pending|0|0|0|-|Task created\nnot a parsable line\n",
+        )
+        .unwrap();
+        std::fs::write(logs.join("99.log"), "pending|0|0|0|-|of a task long gone\n").unwrap();
+        std::fs::write(logs.join("results/1/summary.json"), "{}").unwrap();
+        std::fs::write(logs.join("results/1/sub/x.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join("stask.db"), logs.join("results/1/db")).unwrap();
+    }
+
+    #[test]
+    fn an_older_home_is_migrated_and_its_files_imported_without_losing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        old_home(dir.path());
+        let mut s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+        let texts = |s: &SqliteStore, id| -> Vec<String> {
+            s.log_lines(id, 0, 100)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.text)
+                .collect()
+        };
+        assert_eq!(
+            texts(&s, 1),
+            [
+                "pending|0|0|0|-|Task created (priority normal)",
+                "completed|100|0|0|0s|Task completed successfully (5ms)"
+            ],
+            "complete lines only, the torn one left out"
+        );
+        assert_eq!(
+            texts(&s, 2),
+            ["pending|0|0|0|-|Task created", "not a parsable line"],
+            "kept exactly, even a line that does not parse"
+        );
+        assert!(texts(&s, 3).is_empty());
+        let names: Vec<String> = s
+            .result_files(1)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["sub/x.txt", "summary.json"],
+            "the link is not imported"
+        );
+        let logs = dir.path().join("storage").join("stask");
+        assert!(!logs.join("1.log").exists() && !logs.join("results/1").exists());
+        assert!(
+            logs.join("99.log").exists(),
+            "a file of no task is left in place"
+        );
+        let vacuum: i64 = s
+            .conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .unwrap();
+        assert_eq!(vacuum, 2, "incremental vacuum is on after the upgrade");
+        // Ids continue after the old ones, and are not reused after deletes.
+        let t = NewTask {
+            worker: "w".into(),
+            action: "run".into(),
+            data: "{}".into(),
+            priority: Priority::Normal,
+            max_attempts: 1,
+            started_by: None,
+            run_after: 0,
+            created_at: 0,
+        };
+        let line = LogLine::new("pending", 0, 0, 0, "", "created");
+        let id = s.insert_tasks(&t, 1, &line).unwrap()[0];
+        assert_eq!(id, 4);
+        s.conn
+            .execute("DELETE FROM tasks WHERE id = 4", [])
+            .unwrap();
+        assert_eq!(s.insert_tasks(&t, 1, &line).unwrap()[0], 5);
+        // Opening again imports nothing twice.
+        drop(s);
+        let s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+        assert_eq!(texts(&s, 1).len(), 2);
+        assert_eq!(s.result_files(1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_import_killed_half_way_finishes_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        old_home(dir.path());
+        // As if the first open imported task 1 and died before removing its file and
+        // before the rest: the log rows exist, the file too.
+        {
+            let s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+            s.conn
+                .execute_batch("UPDATE meta SET value = 0 WHERE key = 'legacy_files_imported'")
+                .unwrap();
+        }
+        let logs = dir.path().join("storage").join("stask");
+        std::fs::write(logs.join("1.log"), "pending|0|0|0|-|again\n").unwrap();
+        let s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+        let lines = s.log_lines(1, 0, 100).unwrap();
+        assert_eq!(lines.len(), 2, "not imported twice: {lines:?}");
+        assert!(!logs.join("1.log").exists());
+    }
+}

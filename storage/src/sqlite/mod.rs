@@ -229,3 +229,51 @@ fn lock_wait() -> Duration {
             .map_or(LOCK_WAIT, Duration::from_millis)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeouts_and_full_disks_are_transient_and_bugs_are_not() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        let busy = error("claim tasks", failure(rusqlite::ffi::SQLITE_BUSY));
+        assert_eq!(busy.kind(), ErrorKind::Busy);
+        assert!(busy.is_transient());
+        assert!(busy.to_string().contains("try again"), "{busy}");
+        let full = error("claim tasks", failure(rusqlite::ffi::SQLITE_FULL));
+        assert_eq!(full.kind(), ErrorKind::DiskFull);
+        assert!(full.is_transient() && full.to_string().contains("disk space"));
+        assert!(error("x", failure(rusqlite::ffi::SQLITE_IOERR)).is_transient());
+        let bug = error("x", rusqlite::Error::InvalidQuery);
+        assert!(!bug.is_transient());
+        let corrupt = error("x", failure(rusqlite::ffi::SQLITE_CORRUPT));
+        assert!(!corrupt.is_transient());
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_connections_lock_instead_of_failing() {
+        use crate::TaskQueue;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        let mut s = SqliteStore::open(&path).unwrap();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut other = SqliteStore::open(&path).unwrap();
+            let tx = other
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            tx.commit().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let t = crate::conformance::task("w", 0);
+        let ids = s
+            .insert_tasks(&t, 2, &crate::conformance::line("pending", "created"))
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        holder.join().unwrap();
+    }
+}
