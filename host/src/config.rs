@@ -68,6 +68,12 @@ pub struct Config {
     /// Whether the service runs `workers discover` when it starts (new workers stay
     /// inactive).
     pub discover_on_start: bool,
+    /// Largest result file a task may leave, in MB.
+    pub max_result_file_mb: u64,
+    /// All result files of one task together, in MB.
+    pub max_result_task_mb: u64,
+    /// Longest result JSON a task may return, in KB.
+    pub max_result_json_kb: u64,
     /// Where each value came from, by key.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -88,6 +94,9 @@ pub const KEYS: &[&str] = &[
     "timezone",
     "plugins_dir",
     "discover_on_start",
+    "max_result_file_mb",
+    "max_result_task_mb",
+    "max_result_json_kb",
 ];
 
 impl Config {
@@ -106,6 +115,9 @@ impl Config {
             timezone: "UTC".into(),
             plugins_dir: home.join("plugins"),
             discover_on_start: true,
+            max_result_file_mb: 256,
+            max_result_task_mb: 1024,
+            max_result_json_kb: 1024,
             sources: KEYS.iter().map(|k| (*k, Source::Default)).collect(),
         }
     }
@@ -205,6 +217,9 @@ impl Config {
                     _ => bail!("'{v}' is not true or false"),
                 }
             }
+            "max_result_file_mb" => self.max_result_file_mb = int_in(v, 1, 1 << 20)?,
+            "max_result_task_mb" => self.max_result_task_mb = int_in(v, 1, 1 << 20)?,
+            "max_result_json_kb" => self.max_result_json_kb = int_in(v, 1, 1 << 20)?,
             other => bail!("unknown key '{other}'"),
         }
         Ok(())
@@ -237,6 +252,9 @@ impl Config {
             retry_base: Duration::from_millis(self.retry_base_ms),
             stale_after: Duration::from_secs(self.stale_after_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_result_file_bytes: self.max_result_file_mb << 20,
+            max_result_task_bytes: self.max_result_task_mb << 20,
+            max_result_json_bytes: self.max_result_json_kb << 10,
             ..EngineConfig::default()
         }
     }
@@ -263,6 +281,9 @@ impl Config {
                 "timezone" => self.timezone.clone(),
                 "plugins_dir" => self.plugins_dir.display().to_string(),
                 "discover_on_start" => self.discover_on_start.to_string(),
+                "max_result_file_mb" => self.max_result_file_mb.to_string(),
+                "max_result_task_mb" => self.max_result_task_mb.to_string(),
+                "max_result_json_kb" => self.max_result_json_kb.to_string(),
                 _ => String::new(),
             }
         };

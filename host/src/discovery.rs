@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use stask_plugin_api::{LibraryManifest, WorkerManifest};
 use stask_storage::{LibraryFingerprint, Store, WorkerMetadata, WorkerRecord};
@@ -16,6 +16,7 @@ use stask_storage::{LibraryFingerprint, Store, WorkerMetadata, WorkerRecord};
 use crate::fingerprint;
 use crate::loader::LoadError;
 use crate::probe::probe_library;
+use crate::problem::Problem;
 use crate::safety::check_library;
 
 /// A file or worker that was not registered or updated, and why.
@@ -100,10 +101,15 @@ fn load_skip(path: &Path, e: LoadError) -> Skipped {
 /// Symlinked directories are not followed.
 pub fn scan(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
     if !plugins_dir.is_dir() {
-        anyhow::bail!(
-            "plugins directory '{}' does not exist; create it or set --plugins-dir",
-            plugins_dir.display()
-        );
+        return Err(Problem::conflict(
+            "plugins_dir_missing",
+            format!(
+                "plugins directory '{}' does not exist; create it or configure another one",
+                plugins_dir.display()
+            ),
+        )
+        .hint("choose the directory with --plugins-dir, STASK_PLUGINS_DIR or plugins_dir in stask.toml")
+        .into());
     }
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(plugins_dir)
@@ -260,7 +266,10 @@ pub fn discover(
     activate: bool,
 ) -> Result<DiscoverReport> {
     let mut report = DiscoverReport::default();
-    let plugins_root = std::fs::canonicalize(plugins_dir)?;
+    // Listed first: a missing directory is reported as such, not as a failed lookup.
+    let files = scan(plugins_dir)?;
+    let plugins_root = std::fs::canonicalize(plugins_dir)
+        .with_context(|| format!("cannot resolve '{}'", plugins_dir.display()))?;
     let known = store.list_workers()?;
     let by_path: HashMap<&str, Vec<&WorkerRecord>> =
         known.iter().fold(HashMap::new(), |mut m, w| {
@@ -271,7 +280,7 @@ pub fn discover(
         known.iter().map(|w| (w.identifier.as_str(), w)).collect();
 
     let mut to_probe = Vec::new();
-    for (path, real) in safe_libraries(&plugins_root, scan(plugins_dir)?, &mut report.skipped) {
+    for (path, real) in safe_libraries(&plugins_root, files, &mut report.skipped) {
         // A known library whose size and mtime are unchanged needs no probe.
         let key = path.display().to_string();
         if let Some(ws) = by_path.get(key.as_str()) {

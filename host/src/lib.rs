@@ -1,8 +1,16 @@
 //! # stask host
 //!
-//! The library behind the `stask` binary: the home directory, the worker registry
-//! kept in step with the plugins directory, and the child-process modes (probe) that
-//! keep plugin code out of the host process. See ARCHITECTURE.md for the map.
+//! The library behind the `stask` binary, in layers (ARCHITECTURE.md has the map):
+//!
+//! * front-ends: [`cli`] (commands and their text or `--json` output) and [`http`]
+//!   (the JSON API and the web interface). They parse input, call the domain layer and
+//!   render what it returns, JSON through the types of [`views`];
+//! * the domain layer, [`ops`]: every operation on tasks, workers, schedules, users and
+//!   tokens, written once, with failures as [`problem::Problem`]s;
+//! * running tasks: [`engine`], [`runner`], [`service`], [`recovery`];
+//! * plugins: [`discovery`], [`probe`], [`loader`], [`safety`], [`fingerprint`];
+//! * schedules ([`schedule`]), statistics ([`stats`]), configuration ([`config`]) and the
+//!   home directory ([`home`]); everything is stored through `stask_storage::Store`.
 
 pub mod auth;
 pub mod cli;
@@ -13,6 +21,7 @@ pub mod fingerprint;
 pub mod home;
 pub mod http;
 pub mod loader;
+pub mod ops;
 pub mod probe;
 pub mod problem;
 pub mod protocol_fd;
@@ -22,14 +31,8 @@ pub mod safety;
 pub mod schedule;
 pub mod sensitive;
 pub mod service;
-pub mod settings;
 pub mod signals;
 pub mod stats;
-pub mod task_clean;
-pub mod task_create;
 pub mod task_log;
-pub mod task_ops;
-pub mod task_view;
+pub mod views;
 pub mod web_assets;
-pub mod worker_ops;
-pub mod workers_view;

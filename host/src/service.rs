@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use stask_storage::{Status, Store};
+use stask_storage::Store;
 
 use crate::config::Config;
 use crate::discovery;
 use crate::engine::{self, is_transient, Mode, Msg};
 use crate::home::Home;
-use crate::task_clean;
+use crate::ops::tasks::{self as task_ops, CleanRequest};
 
 /// What the chores thread is told.
 enum Chore {
@@ -138,7 +138,11 @@ impl Chores {
         }
         if self.next_cleanup.is_some_and(|at| now >= at) {
             let started = Instant::now();
-            let report = task_clean::clean(store, self.config.retention(), &[Status::Completed])?;
+            let request = CleanRequest {
+                older_than: self.config.retention(),
+                include_failed: false,
+            };
+            let report = task_ops::clean(store, &request)?;
             tracing::info!(
                 tasks = report.deleted_tasks,
                 released_bytes = report.released_bytes,

@@ -14,10 +14,11 @@ use anyhow::Result;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use stask_storage::{Activity, StatusCounts, Store, WorkerLastRun};
+use stask_storage::{Activity, Store, WorkerLastRun};
 
 use crate::problem::Problem;
-use crate::schedule::{resolve_local, TimeView};
+use crate::schedule::resolve_local;
+use crate::views::{StatusCountsView, TimeView};
 
 /// Ranges up to this long get an hourly series; longer ones a daily one.
 pub const HOURLY_UP_TO: Duration = Duration::days(2);
@@ -47,7 +48,7 @@ pub struct Overview {
     /// Tasks in all.
     pub total: i64,
     /// Tasks per status.
-    pub by_status: StatusCounts,
+    pub by_status: StatusCountsView,
     /// Completed + failed + cancelled.
     pub finished: i64,
     /// completed / finished (`null` when nothing finished).
@@ -168,7 +169,7 @@ pub fn overview(store: &dyn Store) -> Result<Overview> {
         success_rate,
         failure_rate,
         average_duration_ms: average(run_ms, runs),
-        by_status: c,
+        by_status: StatusCountsView::new(&c),
     })
 }
 

@@ -4,12 +4,10 @@
 //! password hashes (argon2, computed by the host), and SHA-256 hashes of session ids,
 //! CSRF tokens and API tokens (random 256-bit values, for which a fast hash is enough).
 
-use serde::Serialize;
-
 use crate::error::StoreError;
 
 /// A user account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct UserRecord {
     /// Id.
     pub id: i64,
@@ -18,7 +16,6 @@ pub struct UserRecord {
     /// `admin`, `operator` or `viewer`.
     pub role: String,
     /// Password hash in PHC format. Never serialized.
-    #[serde(skip_serializing)]
     pub password_hash: String,
     /// Created (ms).
     pub created_at: i64,
@@ -40,7 +37,7 @@ pub struct SessionRecord {
 }
 
 /// An API token (without its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TokenRecord {
     /// Id (what `tokens revoke` takes).
     pub id: i64,

@@ -7,14 +7,11 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// Waiting to be claimed (possibly not before `run_after`).
     Pending,
@@ -68,8 +65,7 @@ impl fmt::Display for Status {
 }
 
 /// Claim order: high before normal before low.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
     /// Claimed first.
     High,
@@ -137,7 +133,7 @@ pub struct NewTask {
 }
 
 /// A stored task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TaskRecord {
     /// Id.
     pub id: i64,
@@ -159,10 +155,8 @@ pub struct TaskRecord {
     pub message: String,
     /// Input data (JSON text; may hold values to redact before showing). Not serialized:
     /// views show it redacted and parsed.
-    #[serde(skip_serializing)]
     pub data: String,
     /// Result JSON text of a completed task. Not serialized: views show it parsed.
-    #[serde(skip_serializing)]
     pub result: Option<String>,
     /// Error message of the last failed attempt.
     pub error: Option<String>,
@@ -298,7 +292,7 @@ pub struct TaskFilter {
 }
 
 /// Counts per status.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct StatusCounts {
     /// Pending.
     pub pending: i64,

@@ -6,8 +6,6 @@
 //! creation line (or records a skip) and advances `next_run_at` in one transaction, so
 //! two services, or a service restarted mid-tick, cannot both fire the same slot.
 
-use serde::Serialize;
-
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 
@@ -18,7 +16,7 @@ pub const SCHEDULE_STARTED_BY: &str = "schedule";
 pub const SCHEDULE_MAX_ATTEMPTS: u32 = 3;
 
 /// A stored schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRecord {
     /// The worker it belongs to (one schedule per worker).
     pub worker: String,

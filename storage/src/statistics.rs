@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
 use crate::error::StoreError;
 use crate::queue::{Status, StatusCounts};
 
@@ -14,7 +12,7 @@ use crate::queue::{Status, StatusCounts};
 pub const BUCKET_MS: i64 = 15 * 60 * 1000;
 
 /// Tasks of one worker per status, with run time of completed and failed ones.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkerCounts {
     /// Worker identifier.
     pub worker: String,
@@ -27,7 +25,7 @@ pub struct WorkerCounts {
 }
 
 /// Created and finished tasks in one bucket or range.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
     /// Tasks created.
     pub created: i64,
@@ -56,7 +54,7 @@ impl Activity {
 }
 
 /// When a worker's tasks last finished (ms; kept after the tasks are cleaned).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerLastRun {
     /// Latest finish of a task (completed, failed or cancelled).
     pub last_finished_at: Option<i64>,

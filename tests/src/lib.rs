@@ -59,6 +59,10 @@ const SCRUBBED_ENV: &[&str] = &[
     "STASK_CLEANUP_INTERVAL",
     "STASK_TIMEZONE",
     "STASK_DISCOVER_ON_START",
+    "STASK_MAX_RESULT_FILE_MB",
+    "STASK_MAX_RESULT_TASK_MB",
+    "STASK_MAX_RESULT_JSON_KB",
+    "STASK_LOCK_WAIT_MS",
 ];
 
 /// The build output directory (`target/debug`).

@@ -336,17 +336,17 @@ fn show_reports_secret_setting_as_set_or_not_set_never_its_value() {
         .unwrap_or_else(|| panic!("api_key not shown:\n{text}"));
     assert!(line.contains("secret, not set"), "{line}");
 
-    // No command sets a secret yet: store one directly in the database.
+    // Through the store, as `workers settings` would (secrets are not set on a
+    // command line).
     const SECRET: &str = "e2e-do-not-print-me-3141";
-    let db = rusqlite::Connection::open(home.db_path()).expect("open database");
-    let changed = db
-        .execute(
-            "UPDATE workers SET settings = ?1 WHERE identifier = 'demo'",
-            [json!({ "api_key": SECRET, "greeting": "Hi" }).to_string()],
+    let changed = home
+        .store()
+        .set_worker_settings(
+            "demo",
+            &json!({ "api_key": SECRET, "greeting": "Hi" }).to_string(),
         )
         .expect("store a secret setting");
-    assert_eq!(changed, 1);
-    drop(db);
+    assert!(changed);
 
     let w = show(&home, "demo");
     assert_eq!(

@@ -412,3 +412,56 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
     check_invariants(&*home.store(), [first, during, locked]);
     drop(bg);
 }
+
+/// A result over its size limit fails its attempt for good, with a message naming the
+/// setting, and stores nothing of it; within the limit it is kept. (A 50 MB result was
+/// accepted before, and ingesting it took time quadratic in its size.)
+#[test]
+fn results_and_result_files_over_their_limits_fail_the_attempt_naming_the_setting() {
+    let home = Home::new();
+    home.install_active(&[MISBEHAVING]);
+    let env = [
+        ("STASK_MAX_RESULT_JSON_KB", "64"),
+        ("STASK_MAX_RESULT_FILE_MB", "1"),
+    ];
+    let big_result = home.create_task("misbehaving", "big-result", &json!({"bytes": 70_000}), &[]);
+    let small_result =
+        home.create_task("misbehaving", "big-result", &json!({"bytes": 60_000}), &[]);
+    let big_file = home.create_task("misbehaving", "big-file", &json!({"bytes": 1_100_000}), &[]);
+    let small_file = home.create_task("misbehaving", "big-file", &json!({"bytes": 1_000_000}), &[]);
+    home.ok_env(&["tasks", "process"], &env);
+    let t = home.task(big_result);
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{t:#}"
+    );
+    let error = t["error"].as_str().unwrap();
+    assert!(
+        error.contains("over the limit") && error.contains("max_result_json_kb"),
+        "{error}"
+    );
+    assert_eq!(home.task(small_result)["status"], "completed");
+    let t = home.task(big_file);
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{t:#}"
+    );
+    let error = t["error"].as_str().unwrap();
+    assert!(
+        error.contains("'big.bin'") && error.contains("max_result_file_mb"),
+        "{error}"
+    );
+    assert_eq!(t["result_files"], json!([]), "nothing of it is stored");
+    let t = home.task(small_file);
+    assert_eq!(t["status"], "completed");
+    assert_eq!(t["result_files"][0]["size"], 1_000_000);
+    assert_eq!(
+        home.ok(&["tasks", "download", &small_file.to_string(), "big.bin"])
+            .len(),
+        1_000_000
+    );
+    let store = home.store();
+    check_invariants(&*store, [big_result, small_result, big_file, small_file]);
+}

@@ -37,6 +37,9 @@ const CONFIG_KEYS: &[&str] = &[
     "timezone",
     "plugins_dir",
     "discover_on_start",
+    "max_result_file_mb",
+    "max_result_task_mb",
+    "max_result_json_kb",
 ];
 
 // ---------------------------------------------------------------------------------
@@ -1284,14 +1287,14 @@ fn utc_minute_text_formats_known_instants() {
 fn make_once_schedule_due_now(home: &Home) -> i64 {
     let slot = now_ms() - now_ms().rem_euclid(60_000);
     let spec = json!({ "kind": "once", "at": utc_minute_text(slot) }).to_string();
-    let db = rusqlite::Connection::open(home.db_path()).expect("open database");
-    let changed = db
-        .execute(
-            "UPDATE schedules SET spec = ?1, next_run_at = ?2 WHERE worker = 'demo'",
-            rusqlite::params![spec, slot],
-        )
+    let store = home.store();
+    let current = store
+        .get_schedule("demo")
+        .unwrap()
+        .expect("demo has a schedule");
+    store
+        .set_schedule("demo", &spec, &current.data, Some(slot), now_ms())
         .expect("make the schedule due");
-    assert_eq!(changed, 1);
     slot
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Every command that prints data takes `--json`, which prints one JSON document on
 //! stdout instead of text. Errors go to stderr with a non-zero exit code (1; clap's
-//! usage errors exit with 2).
+//! usage errors exit with 2), followed by a hint when the domain layer gave one.
+//! Commands parse their flags, call the domain layer ([`crate::ops`]) and print.
 
 mod schedule;
 mod stats;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::home::{Home, DEFAULT_HOME};
+use crate::problem::Problem;
 
 /// stask: a background-task manager whose workers are plugins.
 #[derive(Debug, Parser)]
@@ -135,14 +137,33 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let message = format!("{e:#}");
-            if json {
-                eprintln!("{}", serde_json::json!({ "error": message }));
-            } else {
-                eprintln!("error: {message}");
-            }
+            report_error(&e, json);
             1
         }
+    }
+}
+
+/// Prints a failed command's error on stderr (see [`error_text`]).
+fn report_error(e: &anyhow::Error, json: bool) {
+    eprintln!("{}", error_text(e, json));
+}
+
+/// A failed command's error as printed: its message (with the context of every layer),
+/// then a domain problem's hint for command-line users on a line of its own (`hint:
+/// …`); with `--json`, one object `{"error": …, "hint": …}`.
+fn error_text(e: &anyhow::Error, json: bool) -> String {
+    let message = format!("{e:#}");
+    let hint = Problem::find(e).and_then(|p| p.hint.as_deref());
+    if json {
+        let mut out = serde_json::json!({ "error": message });
+        if let Some(h) = hint {
+            out["hint"] = serde_json::json!(h);
+        }
+        return out.to_string();
+    }
+    match hint {
+        Some(h) => format!("error: {message}\nhint: {h}"),
+        None => format!("error: {message}"),
     }
 }
 
@@ -254,8 +275,52 @@ fn open(
     Ok((home, config))
 }
 
+/// `--data`: JSON given inline, or `@FILE` to read it from a file.
+pub(crate) fn read_data(text: &str) -> Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let (source, content) = match text.strip_prefix('@') {
+        Some(path) => (
+            format!("file '{path}'"),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read data file '{path}'"))?,
+        ),
+        None => ("--data".to_owned(), text.to_owned()),
+    };
+    serde_json::from_str(&content).with_context(|| format!("{source} is not valid JSON"))
+}
+
 /// Prints a value as pretty JSON.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_printed_with_their_hint_on_a_line_of_its_own() {
+        let e = anyhow::Error::from(
+            Problem::not_found("task_not_found", "no task 7").hint("see `stask tasks list`"),
+        );
+        assert_eq!(
+            error_text(&e, false),
+            "error: no task 7\nhint: see `stask tasks list`"
+        );
+        let v: serde_json::Value = serde_json::from_str(&error_text(&e, true)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({ "error": "no task 7", "hint": "see `stask tasks list`" })
+        );
+        let plain = anyhow::anyhow!("disk full").context("cannot store the task");
+        assert_eq!(
+            error_text(&plain, false),
+            "error: cannot store the task: disk full"
+        );
+        assert_eq!(
+            error_text(&plain, true),
+            r#"{"error":"cannot store the task: disk full"}"#
+        );
+    }
 }

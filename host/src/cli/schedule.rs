@@ -1,16 +1,18 @@
 //! `stask workers schedule ID [KIND] …`: show, set, remove, pause and resume a
-//! worker's schedule. The checks and the view live in `crate::schedule::manage`; this
-//! file only maps flags to them and prints.
+//! worker's schedule. The checks live in [`crate::ops::schedules`] and the view in
+//! [`crate::views::ScheduleView`]; this file only maps flags to them and prints.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::Utc;
 use chrono_tz::Tz;
 use clap::Args;
-use serde_json::Value;
 use stask_storage::Store;
 
-use super::print_json;
-use crate::schedule::{manage, ScheduleView, SpecInput};
+use super::{print_json, read_data};
+use crate::ops::schedules::{self, Changed, ScheduleChange};
+use crate::ops::workers;
+use crate::schedule::{InputNames, SpecInput};
+use crate::views::ScheduleView;
 
 /// Flags of `stask workers schedule`.
 #[derive(Debug, Args)]
@@ -68,74 +70,51 @@ pub(super) struct ScheduleArgs {
 
 /// Runs `stask workers schedule`; `tz` is the configured schedule timezone.
 pub(super) fn run(store: &dyn Store, args: ScheduleArgs, json: bool, tz: Tz) -> Result<()> {
-    let now = Utc::now();
     let id = args.id.as_str();
-    let worker = store.get_worker(id)?.ok_or_else(|| {
-        anyhow!("no worker '{id}' is registered (see `stask workers list`; new libraries are registered by `stask workers discover`)")
-    })?;
-    let data = args.data.as_deref().map(read_data).transpose()?;
-    let timing = [
-        ("at", &args.at),
-        ("minute", &args.minute),
-        ("days", &args.days),
-        ("every", &args.every),
-        ("from", &args.from),
-        ("to", &args.to),
-    ];
-
-    let headline = match args.kind.as_deref() {
-        Some(kind) if kind.trim().eq_ignore_ascii_case("manual") => {
-            if data.is_some() || args.pause || args.resume {
-                bail!("manual removes the schedule, so it takes no --data, --pause or --resume");
-            }
-            // Timing flags are refused by the same check as for other kinds.
-            spec_input(&args, kind)
-                .parse(tz, now)
-                .map_err(|e| anyhow!(e))?;
-            let had = manage::remove(store, id)?;
-            Some(if had {
-                format!("{id} now runs on demand only (schedule removed)")
-            } else {
-                format!("{id} had no schedule; it runs on demand only")
-            })
+    let worker = workers::find(store, id)?;
+    let timing = args.kind.as_deref().map(|kind| spec_input(&args, kind));
+    if timing.is_none() {
+        let given = spec_input(&args, "");
+        let first = given.timing().into_iter().find(|(_, v)| v.is_some());
+        if let Some((name, _)) = first {
+            bail!(
+                "--{name} needs a schedule kind, e.g. `stask workers schedule {id} daily --at 08:30`"
+            );
         }
-        Some(kind) => {
-            let spec = spec_input(&args, kind)
-                .parse(tz, now)
-                .map_err(|e| anyhow!(e))?
-                .ok_or_else(|| anyhow!("manual takes no options"))?;
-            let data = match data {
-                Some(d) => d,
-                // Changing the timing keeps the data already set.
-                None => match store.get_schedule(id)? {
-                    Some(rec) => serde_json::from_str(&rec.data).unwrap_or_default(),
-                    None => Value::Object(Default::default()),
-                },
-            };
-            manage::set(store, id, &spec, &data, args.allow_sensitive, tz, now)?;
-            pause_or_resume(store, id, &args, tz)?;
-            Some(format!("Schedule of {id} set"))
+    }
+    let change = ScheduleChange {
+        timing,
+        data: args.data.as_deref().map(read_data).transpose()?,
+        allow_sensitive: args.allow_sensitive,
+        paused: if args.pause {
+            Some(true)
+        } else if args.resume {
+            Some(false)
+        } else {
+            None
+        },
+    };
+    let headline = match schedules::change(store, id, &change, tz, Utc::now())? {
+        Changed::Removed { had: true } => {
+            Some(format!("{id} now runs on demand only (schedule removed)"))
         }
-        None => {
-            if let Some((name, _)) = timing.iter().find(|(_, v)| v.is_some()) {
-                bail!(
-                    "--{name} needs a schedule kind, e.g. `stask workers schedule {id} daily --at 08:30`"
-                );
-            }
+        Changed::Removed { had: false } => {
+            Some(format!("{id} had no schedule; it runs on demand only"))
+        }
+        Changed::Set => Some(format!("Schedule of {id} set")),
+        Changed::Kept { data, paused } => {
             let mut changed = Vec::new();
-            if let Some(d) = &data {
-                manage::set_data(store, id, d, args.allow_sensitive, now)?;
+            if data {
                 changed.push("data updated");
             }
-            changed.extend(pause_or_resume(store, id, &args, tz)?);
+            match paused {
+                Some(true) => changed.push("paused"),
+                Some(false) => changed.push("resumed"),
+                None => {}
+            }
             (!changed.is_empty()).then(|| format!("Schedule of {id}: {}", changed.join(", ")))
         }
     };
-    if headline.is_some() {
-        // A running service sleeps until the next due schedule it knows of; wake it
-        // so it sees this change.
-        store.notify_work();
-    }
 
     let view = ScheduleView::load(store, id, tz)?;
     if json {
@@ -157,40 +136,8 @@ fn spec_input(args: &ScheduleArgs, kind: &str) -> SpecInput {
         every: args.every.clone(),
         from: args.from.clone(),
         to: args.to.clone(),
+        names: InputNames::Flags,
     }
-}
-
-/// Applies --pause / --resume; returns what changed.
-fn pause_or_resume(
-    store: &dyn Store,
-    id: &str,
-    args: &ScheduleArgs,
-    tz: Tz,
-) -> Result<Option<&'static str>> {
-    // Taken after any set, so a resumed schedule's next run counts from this moment.
-    let now = Utc::now();
-    if args.pause {
-        manage::pause(store, id, now)?;
-        Ok(Some("paused"))
-    } else if args.resume {
-        manage::resume(store, id, tz, now)?;
-        Ok(Some("resumed"))
-    } else {
-        Ok(None)
-    }
-}
-
-/// `--data`: a JSON object given inline or as `@file.json`.
-fn read_data(text: &str) -> Result<Value> {
-    let (source, content) = match text.strip_prefix('@') {
-        Some(path) => (
-            format!("file '{path}'"),
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read data file '{path}'"))?,
-        ),
-        None => ("--data".to_owned(), text.to_owned()),
-    };
-    serde_json::from_str(&content).map_err(|e| anyhow!("{source} is not valid JSON: {e}"))
 }
 
 fn print_view(v: &ScheduleView, worker_active: bool) {

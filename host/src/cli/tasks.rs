@@ -8,15 +8,17 @@ use clap::Subcommand;
 use serde_json::Value;
 use stask_storage::{now_ms, LogLine, Priority, Status, Store, StoredLine, TaskFilter};
 
-use super::print_json;
+use super::{print_json, read_data};
 use crate::config::Config;
 use crate::engine::{self, Mode};
 use crate::home::Home;
-use crate::task_clean;
-use crate::task_create::{create_tasks, TaskRequest};
+use crate::ops::tasks::{
+    self as ops, attempts_so_far, find, CleanRequest, TaskRequest, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_OLDER_THAN,
+};
+use crate::ops::Actor;
 use crate::task_log::{format_duration, parse_age};
-use crate::task_ops::{self, attempts_so_far, find};
-use crate::task_view::{format_line, TaskView};
+use crate::views::{LogLineView, TaskView};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {
@@ -33,7 +35,7 @@ pub(super) enum TasksCommand {
         #[arg(long, default_value = "normal", value_parser = parse_priority)]
         priority: Priority,
         /// Attempts before the task stays failed (1-100).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
         max_attempts: u32,
         /// Who is creating the task (recorded as started_by).
         #[arg(long)]
@@ -78,7 +80,7 @@ pub(super) enum TasksCommand {
         /// Task id.
         id: i64,
         /// The file's name as `tasks show` lists it (e.g. `summary.json`,
-        /// `parts/1.csv`).
+        /// `parts/1.csv`), or its position in that list (from 0).
         name: String,
         /// Write to this new file instead of standard output.
         #[arg(short, long)]
@@ -108,7 +110,7 @@ pub(super) enum TasksCommand {
     /// Delete finished tasks older than a cutoff, with their logs and result files.
     Clean {
         /// Age cutoff, e.g. 30d, 12h, 90m.
-        #[arg(long, default_value = "30d", value_parser = parse_age)]
+        #[arg(long, default_value = DEFAULT_OLDER_THAN, value_parser = parse_age)]
         older_than: Duration,
         /// Also delete failed and cancelled tasks (default: completed only).
         #[arg(long)]
@@ -117,13 +119,11 @@ pub(super) enum TasksCommand {
 }
 
 fn parse_priority(s: &str) -> Result<Priority, String> {
-    Priority::parse(s).ok_or_else(|| format!("'{s}' is not a priority; use high, normal or low"))
+    ops::parse_priority(s, "priority").map_err(|p| p.message)
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
-    Status::parse(s).ok_or_else(|| {
-        format!("'{s}' is not a status; use pending, running, completed, failed or cancelled")
-    })
+    ops::parse_status(s, "status").map_err(|p| p.message)
 }
 
 pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -> Result<i32> {
@@ -141,9 +141,9 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
         } => {
             let data = match data {
                 None => Value::Object(Default::default()),
-                Some(text) => parse_data(&text)?,
+                Some(text) => read_data(&text)?,
             };
-            let ids = create_tasks(
+            let ids = ops::create_tasks(
                 &mut *store,
                 &TaskRequest {
                     worker,
@@ -219,13 +219,13 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             follow_logs(&*store, id, follow, raw)?;
         }
         TasksCommand::Cancel { id } => {
-            let result = task_ops::cancel(&mut *store, id)?;
+            let (result, _) = ops::cancel(&mut *store, &Actor::local(), id)?;
             if json {
                 print_json(&serde_json::json!({ "id": id, "result": result.as_str() }))?;
             } else {
                 let text = match result {
-                    task_ops::Cancelled::Now => "cancelled",
-                    task_ops::Cancelled::Requested => {
+                    ops::Cancelled::Now => "cancelled",
+                    ops::Cancelled::Requested => {
                         "cancel requested; the worker is being told to stop"
                     }
                 };
@@ -233,7 +233,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             }
         }
         TasksCommand::Retry { id } => {
-            let t = task_ops::retry(&mut *store, id)?.task;
+            let t = ops::retry(&mut *store, &Actor::local(), id)?.task;
             if json {
                 print_json(
                     &serde_json::json!({ "id": id, "status": "pending", "attempts": t.attempts }),
@@ -254,12 +254,13 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             older_than,
             include_failed,
         } => {
-            let statuses: &[Status] = if include_failed {
-                &[Status::Completed, Status::Failed, Status::Cancelled]
-            } else {
-                &[Status::Completed]
-            };
-            let report = task_clean::clean(&mut *store, older_than, statuses)?;
+            let report = ops::clean(
+                &mut *store,
+                &CleanRequest {
+                    older_than,
+                    include_failed,
+                },
+            )?;
             if json {
                 print_json(&report)?;
             } else {
@@ -272,18 +273,6 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
         }
     }
     Ok(0)
-}
-
-fn parse_data(text: &str) -> Result<Value> {
-    let (source, content) = match text.strip_prefix('@') {
-        Some(path) => (
-            format!("file '{path}'"),
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read data file '{path}'"))?,
-        ),
-        None => ("--data".to_owned(), text.to_owned()),
-    };
-    serde_json::from_str(&content).with_context(|| format!("{source} is not valid JSON"))
 }
 
 fn time(ms: i64) -> String {
@@ -307,14 +296,13 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-fn print_task(v: &TaskView) {
-    let t = &v.task;
+fn print_task(t: &TaskView) {
     println!("Task {} — {}/{}", t.id, t.worker, t.action);
     println!(
         "  status:     {} (attempt {} of {})",
         t.status, t.attempts, t.max_attempts
     );
-    println!("  priority:   {}", t.priority.as_str());
+    println!("  priority:   {}", t.priority);
     if let Some(by) = &t.started_by {
         println!("  started by: {by}");
     }
@@ -323,7 +311,7 @@ fn print_task(v: &TaskView) {
         println!("  started:    {}", time(s));
     }
     if let Some(f) = t.finished_at {
-        let took = v
+        let took = t
             .duration_ms
             .map(|d| {
                 format!(
@@ -334,7 +322,7 @@ fn print_task(v: &TaskView) {
             .unwrap_or_default();
         println!("  finished:   {}{took}", time(f));
     }
-    if t.status == Status::Pending && t.run_after > now_ms() {
+    if t.status == Status::Pending.as_str() && t.run_after > now_ms() {
         println!("  next try:   {}", time(t.run_after));
     }
     println!(
@@ -342,14 +330,14 @@ fn print_task(v: &TaskView) {
         t.progress, t.processed, t.total
     );
     println!("  message:    {}", t.message);
-    println!("  data:       {}", v.data);
-    if let Some(r) = &v.result {
+    println!("  data:       {}", t.data);
+    if let Some(r) = &t.result {
         println!("  result:     {r}");
     }
     if let Some(e) = &t.error {
         println!("  error:      {e}");
     }
-    if let Some(files) = &v.result_files {
+    if let Some(files) = &t.result_files {
         if !files.is_empty() {
             println!("  result files:");
             for f in files {
@@ -357,10 +345,10 @@ fn print_task(v: &TaskView) {
             }
         }
     }
-    if let Some(n) = v.log_lines {
+    if let Some(n) = t.log_lines {
         println!("  log:        {n} lines (`stask tasks logs {}`)", t.id);
     }
-    if let Some(h) = &v.history {
+    if let Some(h) = &t.history {
         let skip = h.len().saturating_sub(20);
         println!(
             "  progress history{}:",
@@ -376,6 +364,24 @@ fn print_task(v: &TaskView) {
     }
 }
 
+/// A log line for people: status, percent, counts, ETA and message.
+fn format_line(l: &LogLineView) -> String {
+    let counts = if l.total > 0 {
+        format!(" {}/{}", l.processed, l.total)
+    } else {
+        String::new()
+    };
+    let eta = if l.eta != "-" && l.status == "running" {
+        format!(" ETA {}", l.eta)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<9} {:>3}%{counts}{eta}  {}",
+        l.status, l.progress, l.message
+    )
+}
+
 /// Writes result file `name` of task `id` to `output` (a new file) or stdout.
 fn download(
     store: &dyn Store,
@@ -384,19 +390,7 @@ fn download(
     output: Option<&std::path::Path>,
 ) -> Result<()> {
     use std::io::Write as _;
-    find(store, id)?;
-    let files = store.result_files(id)?;
-    if !files.iter().any(|f| f.name == name) {
-        let listed: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        bail!(
-            "task {id} has no result file '{name}'{}",
-            if listed.is_empty() {
-                " (it has none)".to_owned()
-            } else {
-                format!("; its files: {}", listed.join(", "))
-            }
-        );
-    }
+    let file = ops::result_file(store, id, name)?;
     let mut out: Box<dyn std::io::Write> = match output {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -413,7 +407,7 @@ fn download(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut index = 0;
-    while let Some(chunk) = store.result_file_chunk(id, name, index)? {
+    while let Some(chunk) = store.result_file_chunk(id, &file.name, index)? {
         out.write_all(&chunk)?;
         index += 1;
     }
@@ -424,7 +418,7 @@ fn download(
 /// Prints one stored line: exactly as stored with `--raw`, else for people.
 fn print_line(l: &StoredLine, raw: bool) {
     match l.parse() {
-        Some(parsed) if !raw => println!("{}", format_line(&parsed)),
+        Some(parsed) if !raw => println!("{}", format_line(&LogLineView::new(&parsed))),
         _ => println!("{}", l.text),
     }
 }
@@ -470,10 +464,10 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
             b.set_position(line.progress as u64);
             b.set_message(line.message.clone());
             if line.status != "running" {
-                b.println(format_line(line));
+                b.println(format_line(&LogLineView::new(line)));
             }
         }
-        None if !json => println!("{}", format_line(line)),
+        None if !json => println!("{}", format_line(&LogLineView::new(line))),
         None => {}
     };
     let summary = engine::run(home, &cfg, Mode::One(id), &mut observer)?;

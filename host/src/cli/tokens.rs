@@ -6,7 +6,9 @@ use serde_json::json;
 use stask_storage::Store;
 
 use super::print_json;
-use crate::auth::{self, Role};
+use crate::auth::Role;
+use crate::ops::accounts;
+use crate::views::TokenView;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TokensCommand {
@@ -40,7 +42,7 @@ fn time(ms: Option<i64>) -> String {
 pub(super) fn run(store: &mut dyn Store, cmd: TokensCommand, json: bool) -> Result<()> {
     match cmd {
         TokensCommand::Create { role, name } => {
-            let (rec, token) = auth::create_token(store, name.as_deref(), role, Some("cli"))?;
+            let (rec, token) = accounts::create_token(store, name.as_deref(), role, Some("cli"))?;
             if json {
                 print_json(
                     &json!({ "id": rec.id, "name": rec.name, "role": rec.role, "token": token }),
@@ -56,7 +58,8 @@ pub(super) fn run(store: &mut dyn Store, cmd: TokensCommand, json: bool) -> Resu
         TokensCommand::List => {
             let tokens = store.list_tokens()?;
             if json {
-                return print_json(&tokens);
+                let list: Vec<TokenView> = tokens.iter().map(TokenView::new).collect();
+                return print_json(&list);
             }
             if tokens.is_empty() {
                 println!(
@@ -90,7 +93,7 @@ pub(super) fn run(store: &mut dyn Store, cmd: TokensCommand, json: bool) -> Resu
             }
         }
         TokensCommand::Revoke { id } => {
-            auth::revoke_token(store, id)?;
+            accounts::revoke_token(store, id)?;
             if json {
                 print_json(&json!({ "id": id, "revoked": true }))?;
             } else {

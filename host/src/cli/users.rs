@@ -10,7 +10,9 @@ use serde_json::json;
 use stask_storage::Store;
 
 use super::print_json;
-use crate::auth::{self, Role};
+use crate::auth::Role;
+use crate::ops::accounts;
+use crate::views::UserView;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsersCommand {
@@ -138,12 +140,12 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
             password_stdin,
         } => {
             // Checked before asking, so a typo in the name costs no typing.
-            auth::check_user_name(&name)?;
+            accounts::check_user_name(&name)?;
             if store.get_user(&name)?.is_some() {
-                bail!("a user named '{name}' already exists");
+                return Err(accounts::user_exists(&name));
             }
             let password = read_password(&name, password_stdin)?;
-            let user = auth::add_user(store, &name, role, &password)?;
+            let user = accounts::add_user(store, &name, role, &password)?;
             if json {
                 print_json(&json!({ "name": user.name, "role": user.role }))?;
             } else {
@@ -153,10 +155,7 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
         UsersCommand::List => {
             let users = store.list_users()?;
             if json {
-                let list: Vec<_> = users
-                    .iter()
-                    .map(|u| json!({ "name": u.name, "role": u.role, "created_at": u.created_at, "updated_at": u.updated_at }))
-                    .collect();
+                let list: Vec<UserView> = users.iter().map(UserView::new).collect();
                 return print_json(&list);
             }
             if users.is_empty() {
@@ -174,10 +173,10 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
             password_stdin,
         } => {
             if store.get_user(&name)?.is_none() {
-                return Err(auth::no_user(&name));
+                return Err(accounts::no_user(&name));
             }
             let password = read_password(&name, password_stdin)?;
-            auth::set_password(store, &name, &password)?;
+            accounts::set_password(store, &name, &password)?;
             if json {
                 print_json(&json!({ "name": name, "password_changed": true }))?;
             } else {
@@ -185,7 +184,7 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
             }
         }
         UsersCommand::Role { name, role } => {
-            auth::set_role(store, &name, role)?;
+            accounts::set_role(store, &name, role)?;
             if json {
                 print_json(&json!({ "name": name, "role": role }))?;
             } else {
@@ -193,7 +192,7 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
             }
         }
         UsersCommand::Remove { name } => {
-            auth::remove_user(store, &name)?;
+            accounts::remove_user(store, &name)?;
             if json {
                 print_json(&json!({ "name": name, "removed": true }))?;
             } else {

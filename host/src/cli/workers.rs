@@ -6,10 +6,10 @@ use stask_storage::Store;
 
 use super::print_json;
 use crate::config::Config;
-use crate::discovery::{self, Skipped, WorkerChange};
+use crate::discovery::{Skipped, WorkerChange};
 use crate::home::Home;
-use crate::settings;
-use crate::workers_view::WorkerView;
+use crate::ops::workers::{self as ops, find, SettingsChange};
+use crate::views::{WorkerDetails, WorkerView};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WorkersCommand {
@@ -66,7 +66,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
     let exe = std::env::current_exe().context("cannot locate the stask executable")?;
     match cmd {
         WorkersCommand::Discover { activate } => {
-            let report = discovery::discover(&mut *store, &exe, home.plugins_dir(), activate)?;
+            let report = ops::discover(&mut *store, &exe, home.plugins_dir(), activate)?;
             if json {
                 return print_json(&report);
             }
@@ -84,7 +84,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
         }
         WorkersCommand::Rescan => {
-            let report = discovery::rescan(&mut *store, &exe, home.plugins_dir())?;
+            let report = ops::rescan(&mut *store, &exe, home.plugins_dir())?;
             if json {
                 return print_json(&report);
             }
@@ -102,7 +102,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             );
         }
         WorkersCommand::CleanOrphaned => {
-            let report = discovery::clean_orphaned(&mut *store)?;
+            let report = ops::clean_orphaned(&mut *store)?;
             if json {
                 return print_json(&report);
             }
@@ -146,13 +146,11 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
         WorkersCommand::Schedule(args) => super::schedule::run(&*store, args, json, config.tz())?,
         WorkersCommand::Show { id } => {
             let w = find(&*store, &id)?;
-            let view = WorkerView::new(&w);
-            let schedule = crate::schedule::ScheduleView::load(&*store, &id, config.tz())?;
+            let details = WorkerDetails::load(&*store, &w, config.tz())?;
             if json {
-                let mut v = serde_json::to_value(&view)?;
-                v["schedule"] = serde_json::to_value(&schedule)?;
-                return print_json(&v);
+                return print_json(&details);
             }
+            let (view, schedule) = (&details.worker, &details.schedule);
             println!("{} — {}", view.identifier, view.title);
             println!(
                 "  state:       {}",
@@ -189,7 +187,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                         "    {:<16} {:<8} {}",
                         s.key,
                         s.kind.name(),
-                        shown_setting(&view, s)
+                        shown_setting(view, s)
                     );
                 }
             }
@@ -200,12 +198,17 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             json_file,
             unset,
         } => {
-            let w = find(&*store, &id)?;
-            if !assignments.is_empty() || json_file.is_some() || !unset.is_empty() {
-                let updated = settings::update(&w, &assignments, json_file.as_deref(), &unset)?;
-                store.set_worker_settings(&id, &updated)?;
-            }
-            let view = WorkerView::new(&find(&*store, &id)?);
+            let w = if assignments.is_empty() && json_file.is_none() && unset.is_empty() {
+                find(&*store, &id)?
+            } else {
+                let change = SettingsChange::Assignments {
+                    assignments: &assignments,
+                    json_file: json_file.as_deref(),
+                    unset: &unset,
+                };
+                ops::change_settings(&*store, &id, &change)?
+            };
+            let view = WorkerView::new(&w);
             if json {
                 return print_json(&view.settings);
             }
@@ -238,7 +241,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
 }
 
 fn set_active(store: &dyn Store, id: &str, active: bool, json: bool) -> Result<()> {
-    crate::worker_ops::set_active(store, id, active)?;
+    ops::set_active(store, id, active)?;
     if json {
         print_json(&serde_json::json!({ "identifier": id, "active": active }))
     } else {
@@ -246,8 +249,6 @@ fn set_active(store: &dyn Store, id: &str, active: bool, json: bool) -> Result<(
         Ok(())
     }
 }
-
-use crate::worker_ops::find;
 
 fn print_changes(label: &str, changes: &[WorkerChange]) {
     if changes.is_empty() {

@@ -26,7 +26,9 @@ use stask_storage::now_ms;
 use super::error::ApiError;
 use super::extract::{Id, JsonBody, PathText};
 use super::{Principal, Shared, Via};
-use crate::auth::{self as users, secret_hash, Role};
+use crate::auth::{self as creds, secret_hash, Role};
+use crate::ops::accounts;
+use crate::views::{NewTokenView, TokenView, UserView};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "stask_session";
@@ -37,7 +39,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts from login.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Routes anyone may call. Static assets of the web UI are to be added here.
+/// Routes anyone may call: logging in, and the web interface (everything outside /api).
 fn is_public(method: &Method, path: &str) -> bool {
     (method == Method::POST && path == "/api/v1/auth/login")
         || (matches!(*method, Method::GET | Method::HEAD)
@@ -101,7 +103,7 @@ async fn principal(
         };
         let role = Role::parse(&rec.role).unwrap_or(Role::Viewer);
         return Ok(Principal {
-            name: users::token_principal(&rec.name),
+            name: creds::token_principal(&rec.name),
             role,
             via: Via::Token { id: rec.id },
         });
@@ -177,13 +179,13 @@ pub async fn login(
             "password is required",
         ));
     }
-    if body.password.len() > users::MAX_PASSWORD_BYTES {
+    if body.password.len() > creds::MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid(
             "password",
             "password_too_long",
             format!(
                 "the password must have at most {} bytes",
-                users::MAX_PASSWORD_BYTES
+                creds::MAX_PASSWORD_BYTES
             ),
         ));
     }
@@ -214,10 +216,10 @@ pub async fn login(
             let user = store.get_user(&lookup)?;
             // The hash check runs for unknown names too, so timing reveals nothing.
             Ok(match user {
-                Some(u) if users::verify_password(&u.password_hash, &password) => Some(u),
+                Some(u) if creds::verify_password(&u.password_hash, &password) => Some(u),
                 Some(_) => None,
                 None => {
-                    users::verify_dummy(&password);
+                    creds::verify_dummy(&password);
                     None
                 }
             })
@@ -239,8 +241,8 @@ pub async fn login(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .succeeded(&keys[0]);
-    let sid = users::random_secret("");
-    let csrf = users::random_secret("");
+    let sid = creds::random_secret("");
+    let csrf = creds::random_secret("");
     let now = now_ms();
     let expires_at = now + SESSION_LIFETIME.as_millis() as i64;
     let (sid_hash, csrf_hash, user_id) = (secret_hash(&sid), secret_hash(&csrf), user.id);
@@ -295,10 +297,6 @@ pub async fn me(Extension(p): Extension<Principal>) -> Json<Value> {
     Json(json!({ "name": p.name, "role": p.role, "auth": kind, "token_id": token_id }))
 }
 
-fn user_json(u: &stask_storage::UserRecord) -> Value {
-    json!({ "name": u.name, "role": u.role, "created_at": u.created_at, "updated_at": u.updated_at })
-}
-
 /// `GET /users` (admin).
 pub async fn list_users(
     State(st): State<Shared>,
@@ -306,9 +304,8 @@ pub async fn list_users(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Admin)?;
     let list = st.db(|store, _| Ok(store.list_users()?)).await?;
-    Ok(Json(
-        json!({ "users": list.iter().map(user_json).collect::<Vec<_>>() }),
-    ))
+    let users: Vec<UserView> = list.iter().map(UserView::new).collect();
+    Ok(Json(json!({ "users": users })))
 }
 
 /// Body of `POST /users`.
@@ -329,10 +326,10 @@ pub async fn add_user(
     p.require(Role::Admin)?;
     let role = Role::parse_input(&body.role, "role")?;
     let user = st
-        .db(move |store, _| Ok(users::add_user(store, &body.name, role, &body.password)?))
+        .db(move |store, _| Ok(accounts::add_user(store, &body.name, role, &body.password)?))
         .await?;
     tracing::info!(user = %user.name, role = %user.role, by = %p.name, "user created");
-    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+    Ok((StatusCode::CREATED, Json(UserView::new(&user))).into_response())
 }
 
 /// Body of `PATCH /users/{name}`.
@@ -348,19 +345,19 @@ pub async fn change_user(
     Extension(p): Extension<Principal>,
     path: PathText,
     JsonBody(body): JsonBody<UserChange>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     p.require(Role::Admin)?;
     let name = path.get("name");
     let role = Role::parse_input(&body.role, "role")?;
     let user = st
         .db(move |store, _| {
-            users::set_role(store, &name, role)?;
+            accounts::set_role(store, &name, role)?;
             store
                 .get_user(&name)?
-                .ok_or_else(|| users::no_user(&name).into())
+                .ok_or_else(|| accounts::no_user(&name).into())
         })
         .await?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(UserView::new(&user)))
 }
 
 /// `DELETE /users/{name}` (admin).
@@ -371,7 +368,7 @@ pub async fn remove_user(
 ) -> Result<StatusCode, ApiError> {
     p.require(Role::Admin)?;
     let name = path.get("name");
-    st.db(move |store, _| Ok(users::remove_user(store, &name)?))
+    st.db(move |store, _| Ok(accounts::remove_user(store, &name)?))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -401,18 +398,10 @@ pub async fn change_password(
     st.db(move |store, _| {
         if own {
             let current = body.current_password.as_deref().unwrap_or("");
-            let user = store
-                .get_user(&name)?
-                .ok_or_else(|| users::no_user(&name))?;
-            if !users::verify_password(&user.password_hash, current) {
-                return Err(ApiError::invalid(
-                    "current_password",
-                    "invalid_credentials",
-                    "current_password is missing or wrong",
-                ));
-            }
+            accounts::change_own_password(store, &name, current, &body.password)?;
+        } else {
+            accounts::set_password(store, &name, &body.password)?;
         }
-        users::set_password(store, &name, &body.password)?;
         Ok(())
     })
     .await?;
@@ -426,7 +415,8 @@ pub async fn list_tokens(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Admin)?;
     let list = st.db(|store, _| Ok(store.list_tokens()?)).await?;
-    Ok(Json(json!({ "tokens": list })))
+    let tokens: Vec<TokenView> = list.iter().map(TokenView::new).collect();
+    Ok(Json(json!({ "tokens": tokens })))
 }
 
 /// Body of `POST /tokens`.
@@ -448,7 +438,7 @@ pub async fn create_token(
     let by = p.name.clone();
     let (rec, secret) = st
         .db(move |store, _| {
-            Ok(users::create_token(
+            Ok(accounts::create_token(
                 store,
                 body.name
                     .as_deref()
@@ -459,9 +449,11 @@ pub async fn create_token(
             )?)
         })
         .await?;
-    let mut v = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.into()))?;
-    v["token"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let created = NewTokenView {
+        info: TokenView::new(&rec),
+        token: secret,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// `DELETE /tokens/{id}` (admin).
@@ -471,7 +463,7 @@ pub async fn revoke_token(
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
     p.require(Role::Admin)?;
-    st.db(move |store, _| Ok(users::revoke_token(store, id)?))
+    st.db(move |store, _| Ok(accounts::revoke_token(store, id)?))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

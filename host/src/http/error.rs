@@ -1,6 +1,7 @@
 //! The API's one error shape: `{"error": {"code": "…", "message": "…", "field": "…"}}`
-//! with the fitting status. Library [`Problem`]s map to 404 / 409 / 422; anything else
-//! is a 500 whose details go to the service log, not to the client.
+//! with the fitting status. Domain [`Problem`]s map to 403 / 404 / 409 / 422 (their CLI
+//! hints stay out); anything else is a 500 whose details go to the service log, not to
+//! the client.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,29 +78,19 @@ impl ApiError {
     }
 }
 
-/// Drops the CLI's pointers (`(see `stask tasks list`)`) from library messages: an API
-/// client has other ways to list things.
-fn without_cli_hint(message: &str) -> String {
-    match message.find(" (see `stask ") {
-        Some(start) => match message[start..].find(')') {
-            Some(end) => format!("{}{}", &message[..start], &message[start + end + 1..]),
-            None => message.to_owned(),
-        },
-        None => message.to_owned(),
-    }
-}
-
 impl From<Problem> for ApiError {
     fn from(p: Problem) -> ApiError {
         let status = match p.kind {
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::Conflict => StatusCode::CONFLICT,
+            ProblemKind::Forbidden => StatusCode::FORBIDDEN,
         };
         ApiError {
             status,
             code: p.code.to_owned(),
-            message: without_cli_hint(&p.message),
+            // The hint is for command-line users; an API client gets the message.
+            message: p.message,
             field: p.field,
             retry_after: None,
         }
@@ -142,15 +133,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cli_hints_are_dropped() {
+    fn problems_are_answered_without_their_cli_hint() {
+        let p = Problem::invalid("data", "sensitive_data", "task data contains 'password'")
+            .hint("pass --allow-sensitive if this is not a secret");
+        let e = ApiError::from(anyhow::Error::from(p));
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
-            without_cli_hint("no task 5 (see `stask tasks list`)"),
-            "no task 5"
+            (e.code.as_str(), e.message.as_str(), e.field.as_deref()),
+            (
+                "sensitive_data",
+                "task data contains 'password'",
+                Some("data")
+            )
         );
-        assert_eq!(
-            without_cli_hint("no worker 'x' is registered (see `stask workers list`; new libraries are registered by `stask workers discover`)"),
-            "no worker 'x' is registered"
-        );
-        assert_eq!(without_cli_hint("plain"), "plain");
+        let e = ApiError::from(Problem::forbidden(
+            "not_your_task",
+            "task 1 was started by ann",
+        ));
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
     }
 }

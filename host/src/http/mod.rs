@@ -1,9 +1,10 @@
 //! The HTTP JSON API under `/api/v1`, served by `stask serve`.
 //!
 //! * Runs on its own tokio runtime thread(s) ([`start`]); the engine keeps its own
-//!   threads. Handlers use their own SQLite connections on blocking threads (a small
-//!   pool) and wake the engine through [`crate::wake::notify`] after creating or
-//!   requeueing tasks, exactly like the CLI.
+//!   threads. Handlers use their own store connections on blocking threads (a small
+//!   pool).
+//! * Handlers only parse the request, call the domain layer ([`crate::ops`]), exactly
+//!   as the CLI does, and answer with a view ([`crate::views`]).
 //! * Every route except `POST /api/v1/auth/login` needs a session cookie or an API
 //!   token ([`auth`]); roles are checked by each handler before it reads anything.
 //! * Errors are `{"error": {"code", "message", "field"?}}` ([`error`]).
@@ -139,20 +140,11 @@ impl Principal {
         }
     }
 
-    /// Operators may cancel and retry only the tasks they started; admins any.
-    pub fn may_change(&self, task: &stask_storage::TaskRecord) -> Result<(), ApiError> {
-        self.require(Role::Operator)?;
-        if self.role == Role::Admin || task.started_by.as_deref() == Some(self.name.as_str()) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                "not_your_task",
-                format!(
-                    "task {} was started by {}; operators may change only the tasks they started",
-                    task.id,
-                    task.started_by.as_deref().unwrap_or("nobody recorded")
-                ),
-            ))
+    /// The principal as the domain layer knows it.
+    pub fn actor(&self) -> crate::ops::Actor {
+        crate::ops::Actor {
+            name: self.name.clone(),
+            role: self.role,
         }
     }
 }
@@ -416,9 +408,8 @@ pub fn router(state: Shared) -> Router {
         .route("/workers/{id}/schedule/resume", post(workers::resume))
         .route_layer(axum::middleware::from_fn(require_role))
         .method_not_allowed_fallback(wrong_method);
-    // The web UI's static assets will be mounted here, outside /api/v1 (for example
-    // `.fallback_service(ServeDir::new(...))` on the outer router), and listed as public
-    // in `auth::is_public` so a browser can load the login page.
+    // Everything outside /api/v1 is the web interface ([`web`]), public so a browser
+    // can load the login page (`auth::is_public`).
     Router::new()
         .nest("/api/v1", api)
         .fallback(web)
@@ -459,16 +450,12 @@ pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
     let addr = listener.local_addr()?;
 
     let mut store = home.store()?;
-    if let Some(password) = crate::auth::ensure_first_admin(&mut *store)? {
+    if let Some(password) = crate::ops::accounts::ensure_first_admin(&mut *store)? {
+        let admin = crate::ops::accounts::FIRST_ADMIN;
         tracing::warn!(
-            "created user '{}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {}`",
-            crate::auth::FIRST_ADMIN,
-            crate::auth::FIRST_ADMIN
+            "created user '{admin}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {admin}`"
         );
-        println!(
-            "Created user '{}' (role admin) with password: {password}",
-            crate::auth::FIRST_ADMIN
-        );
+        println!("Created user '{admin}' (role admin) with password: {password}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     }

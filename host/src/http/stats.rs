@@ -20,7 +20,7 @@ pub async fn dashboard(
     Extension(_p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     st.db(|store, _| {
-        let c = store.task_status_counts()?;
+        let c = crate::views::StatusCountsView::new(&store.task_status_counts()?);
         let recent: Vec<Value> = store
             .recent_tasks(10)?
             .into_iter()
@@ -30,7 +30,7 @@ pub async fn dashboard(
                     "worker": t.worker,
                     "scope": scope,
                     "action": t.action,
-                    "status": t.status,
+                    "status": t.status.as_str(),
                     "progress": t.progress,
                     "message": t.message,
                     "started_by": t.started_by,
@@ -45,7 +45,7 @@ pub async fn dashboard(
                 "completed": c.completed,
                 "failed": c.failed,
                 "cancelled": c.cancelled,
-                "total": c.pending + c.running + c.completed + c.failed + c.cancelled,
+                "total": c.total(),
             },
             "active_workers": store.count_active_workers()?,
             "recent_tasks": recent,

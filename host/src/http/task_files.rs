@@ -23,7 +23,8 @@ use stask_storage::{LogLine, StoredLine};
 use super::error::ApiError;
 use super::extract::{Id, Params, PathText};
 use super::{Principal, Shared};
-use crate::task_ops;
+use crate::ops::tasks as ops;
+use crate::views::LogLineView;
 
 /// Lines returned by one `GET /logs` at most.
 pub const MAX_LOG_LINES: i64 = 10_000;
@@ -39,11 +40,14 @@ pub async fn progress(
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     st.db(move |store, _| {
-        let t = task_ops::find(store, id)?;
-        let last = store.last_log_line(id)?.and_then(|l| l.parse());
+        let t = ops::find(store, id)?;
+        let last = store
+            .last_log_line(id)?
+            .and_then(|l| l.parse())
+            .map(|l| LogLineView::new(&l));
         Ok(json!({
             "id": id,
-            "status": t.status,
+            "status": t.status.as_str(),
             "progress": t.progress,
             "processed": t.processed,
             "total": t.total,
@@ -57,12 +61,14 @@ pub async fn progress(
 
 /// Parsed lines (for the JSON views); a line that does not parse (imported from an old
 /// file) is passed as its text in the message.
-fn parsed(lines: &[StoredLine]) -> Vec<LogLine> {
+fn parsed(lines: &[StoredLine]) -> Vec<LogLineView> {
     lines
         .iter()
         .map(|l| {
-            l.parse()
-                .unwrap_or_else(|| LogLine::new("unknown", 0, 0, 0, "", &l.text))
+            let line = l
+                .parse()
+                .unwrap_or_else(|| LogLine::new("unknown", 0, 0, 0, "", &l.text));
+            LogLineView::new(&line)
         })
         .collect()
 }
@@ -84,13 +90,13 @@ pub async fn logs(
     st.db(move |store, _| {
         // Status first: when it is final the log is complete (the line that ends a
         // task is stored with its status).
-        let t = task_ops::find(store, id)?;
+        let t = ops::find(store, id)?;
         let lines = store.log_lines(id, offset, limit)?;
         let next = lines.last().map_or(offset, |l| l.seq);
         let finished = t.status.is_final() && lines.len() < limit;
         Ok(json!({
             "id": id,
-            "status": t.status,
+            "status": t.status.as_str(),
             "lines": parsed(&lines),
             "offset": offset,
             "next_offset": next,
@@ -166,7 +172,7 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
                 }
                 Ok(Step::End(status)) => {
                     f.done = true;
-                    let data = json!({ "status": status, "offset": f.offset });
+                    let data = json!({ "status": status.map(|s| s.as_str()), "offset": f.offset });
                     f.queued
                         .push_back(Event::default().event("end").data(data.to_string()));
                 }
@@ -203,7 +209,7 @@ pub async fn events(
             )
         })?;
     }
-    st.db(move |store, _| task_ops::find(store, id).map_err(ApiError::from))
+    st.db(move |store, _| ops::find(store, id).map_err(ApiError::from))
         .await?;
     let stream = follow(Follow {
         st,
@@ -271,7 +277,7 @@ pub async fn download_log(
     Extension(_p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    st.db(move |store, _| task_ops::find(store, id).map_err(ApiError::from))
+    st.db(move |store, _| ops::find(store, id).map_err(ApiError::from))
         .await?;
     let body = store_body(st, 0u64, move |store, after| {
         let lines = store.log_lines(id, *after, 1000)?;
@@ -307,7 +313,7 @@ pub async fn list_files(
 ) -> Result<Json<Value>, ApiError> {
     let files = st
         .db(move |store, _| {
-            task_ops::find(store, id)?;
+            ops::find(store, id)?;
             Ok(store.result_files(id)?)
         })
         .await?;
@@ -350,19 +356,8 @@ pub async fn download_file(
     }
     let (name, size) = st
         .db(move |store, _| {
-            task_ops::find(store, id)?;
-            let files = store.result_files(id)?;
-            let entry = files
-                .iter()
-                .find(|f| f.name == name)
-                .or_else(|| name.parse::<usize>().ok().and_then(|i| files.get(i)))
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "file_not_found",
-                        format!("task {id} has no result file '{name}'"),
-                    )
-                })?;
-            Ok((entry.name.clone(), entry.size))
+            let f = ops::result_file(store, id, &name)?;
+            Ok((f.name, f.size))
         })
         .await?;
     let base = name.rsplit('/').next().unwrap_or(&name).to_owned();

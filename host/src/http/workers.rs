@@ -1,40 +1,24 @@
 //! Worker endpoints: list, show, activate / deactivate, discover, rescan,
-//! clean-orphaned, settings (secrets masked), schedule with pause / resume.
-
-use std::collections::HashMap;
+//! clean-orphaned, settings (secrets masked), schedule with pause / resume. Each
+//! parses the request, calls [`crate::ops::workers`] or [`crate::ops::schedules`] and
+//! answers with a view.
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use stask_plugin_api::WorkerManifest;
-use stask_storage::{Store, WorkerCounts};
+use stask_storage::Store;
 
 use super::error::ApiError;
 use super::extract::{JsonBody, OptionalJson, PathText};
 use super::{AppState, Principal, Shared};
 use crate::auth::Role;
-use crate::problem::Problem;
-use crate::schedule::{manage, ScheduleView, SpecInput};
-use crate::worker_ops;
-use crate::workers_view::WorkerView;
-
-fn counts_json(c: Option<&WorkerCounts>) -> (i64, Value) {
-    let c = c.map(|w| w.counts.clone()).unwrap_or_default();
-    let total = c.pending + c.running + c.completed + c.failed + c.cancelled;
-    (total, serde_json::to_value(&c).unwrap_or(Value::Null))
-}
-
-fn schedule_json(v: &ScheduleView) -> Value {
-    json!({
-        "kind": v.kind,
-        "description": v.description,
-        "summary": v.summary(),
-        "paused": v.paused,
-        "next_run": v.next_run,
-    })
-}
+use crate::discovery::{CleanReport, DiscoverReport, RescanReport};
+use crate::ops::schedules::{self, ScheduleChange};
+use crate::ops::workers::{self as ops, SettingsChange};
+use crate::schedule::{InputNames, SpecInput};
+use crate::views::{ScheduleView, SettingsView, WorkerDetails, WorkerSummary};
 
 /// `GET /workers`: each worker with its icon, identifier, title, scope, description,
 /// state, task count and schedule with its next run.
@@ -42,48 +26,14 @@ pub async fn list(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    st.db(|store, st| {
-        let counts: HashMap<String, WorkerCounts> = store
-            .worker_counts()?
-            .into_iter()
-            .map(|w| (w.worker.clone(), w))
-            .collect();
-        let mut out = Vec::new();
-        for w in store.list_workers()? {
-            let view = WorkerView::new(&w);
-            let schedule = ScheduleView::load(store, &w.identifier, st.tz)?;
-            let (total, by_status) = counts_json(counts.get(&w.identifier));
-            out.push(json!({
-                "identifier": view.identifier,
-                "icon": view.icon,
-                "title": view.title,
-                "scope": view.scope,
-                "description": view.description,
-                "version": view.version,
-                "active": view.active,
-                "library_exists": view.library.exists,
-                "task_count": total,
-                "tasks": by_status,
-                "schedule": schedule_json(&schedule),
-            }));
-        }
-        Ok(json!({ "workers": out }))
-    })
-    .await
-    .map(Json)
+    st.db(|store, st| Ok(json!({ "workers": WorkerSummary::load_all(store, st.tz)? })))
+        .await
+        .map(Json)
 }
 
-fn detail(store: &dyn Store, st: &AppState, id: &str) -> Result<Value, ApiError> {
-    let w = worker_ops::find(store, id)?;
-    let view = WorkerView::new(&w);
-    let schedule = ScheduleView::load(store, id, st.tz)?;
-    let counts = store.worker_counts()?.into_iter().find(|c| c.worker == id);
-    let (total, by_status) = counts_json(counts.as_ref());
-    let mut v = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.into()))?;
-    v["schedule"] = serde_json::to_value(&schedule).map_err(|e| ApiError::internal(e.into()))?;
-    v["task_count"] = json!(total);
-    v["tasks"] = by_status;
-    Ok(v)
+fn details(store: &dyn Store, st: &AppState, id: &str) -> Result<WorkerDetails, ApiError> {
+    let w = ops::find(store, id)?;
+    Ok(WorkerDetails::load(store, &w, st.tz)?.with_counts(store)?)
 }
 
 /// `GET /workers/{id}`: everything `workers show` shows, with task counts.
@@ -91,9 +41,9 @@ pub async fn show(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerDetails>, ApiError> {
     let id = path.get("id");
-    st.db(move |store, st| detail(store, st, &id))
+    st.db(move |store, st| details(store, st, &id))
         .await
         .map(Json)
 }
@@ -103,12 +53,12 @@ async fn set_active(
     p: Principal,
     id: String,
     active: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerDetails>, ApiError> {
     p.require(Role::Admin)?;
     st.db(move |store, st| {
-        worker_ops::set_active(store, &id, active)?;
+        ops::set_active(store, &id, active)?;
         tracing::info!(worker = %id, active, by = %p.name, "worker state changed through the API");
-        detail(store, st, &id)
+        details(store, st, &id)
     })
     .await
     .map(Json)
@@ -119,7 +69,7 @@ pub async fn activate(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerDetails>, ApiError> {
     set_active(st, p, path.get("id"), true).await
 }
 
@@ -128,7 +78,7 @@ pub async fn deactivate(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerDetails>, ApiError> {
     set_active(st, p, path.get("id"), false).await
 }
 
@@ -140,24 +90,20 @@ pub struct Discover {
     activate: bool,
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::internal(e.into()))
-}
-
 /// `POST /workers/discover` (admin): registers workers of new libraries.
 pub async fn discover(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     OptionalJson(body): OptionalJson<Discover>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DiscoverReport>, ApiError> {
     p.require(Role::Admin)?;
     st.db(move |store, st| {
-        let report =
-            crate::discovery::discover(store, &st.exe, st.home().plugins_dir(), body.activate)?;
-        if body.activate && !report.registered.is_empty() {
-            store.notify_work();
-        }
-        to_json(&report)
+        Ok(ops::discover(
+            store,
+            &st.exe,
+            st.home().plugins_dir(),
+            body.activate,
+        )?)
     })
     .await
     .map(Json)
@@ -167,37 +113,22 @@ pub async fn discover(
 pub async fn rescan(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RescanReport>, ApiError> {
     p.require(Role::Admin)?;
-    st.db(|store, st| {
-        to_json(&crate::discovery::rescan(
-            store,
-            &st.exe,
-            st.home().plugins_dir(),
-        )?)
-    })
-    .await
-    .map(Json)
+    st.db(|store, st| Ok(ops::rescan(store, &st.exe, st.home().plugins_dir())?))
+        .await
+        .map(Json)
 }
 
 /// `POST /workers/clean-orphaned` (admin): removes workers whose library is gone.
 pub async fn clean_orphaned(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CleanReport>, ApiError> {
     p.require(Role::Admin)?;
-    st.db(|store, _| to_json(&crate::discovery::clean_orphaned(store)?))
+    st.db(|store, _| Ok(ops::clean_orphaned(store)?))
         .await
         .map(Json)
-}
-
-fn settings_json(w: &stask_storage::WorkerRecord) -> Value {
-    let view = WorkerView::new(w);
-    json!({
-        "identifier": view.identifier,
-        "settings": view.settings,
-        "schema": view.settings_schema,
-    })
 }
 
 /// `GET /workers/{id}/settings`: values with secrets shown only as set / not set.
@@ -205,9 +136,9 @@ pub async fn settings(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsView>, ApiError> {
     let id = path.get("id");
-    st.db(move |store, _| Ok(settings_json(&worker_ops::find(store, &id)?)))
+    st.db(move |store, _| Ok(SettingsView::new(&ops::find(store, &id)?)))
         .await
         .map(Json)
 }
@@ -219,17 +150,15 @@ pub async fn change_settings(
     Extension(p): Extension<Principal>,
     path: PathText,
     JsonBody(patch): JsonBody<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsView>, ApiError> {
     p.require(Role::Admin)?;
     let id = path.get("id");
     st.db(move |store, _| {
-        let w = worker_ops::find(store, &id)?;
-        let updated = crate::settings::apply_patch(&w, &patch)?;
-        store.set_worker_settings(&id, &updated)?;
+        let w = ops::change_settings(store, &id, &SettingsChange::Patch(&patch))?;
         // Keys only: values may be secrets.
         let keys: Vec<&String> = patch.keys().collect();
         tracing::info!(worker = %id, ?keys, by = %p.name, "settings changed through the API");
-        Ok(settings_json(&worker_ops::find(store, &id)?))
+        Ok(SettingsView::new(&w))
     })
     .await
     .map(Json)
@@ -240,11 +169,11 @@ pub async fn schedule(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     let id = path.get("id");
     st.db(move |store, st| {
-        worker_ops::find(store, &id)?;
-        to_json(&ScheduleView::load(store, &id, st.tz)?)
+        ops::find(store, &id)?;
+        Ok(ScheduleView::load(store, &id, st.tz)?)
     })
     .await
     .map(Json)
@@ -267,45 +196,6 @@ pub struct ScheduleBody {
     #[serde(default)]
     allow_sensitive: bool,
     paused: Option<bool>,
-}
-
-/// Which input a schedule error is about, read from its message.
-fn spec_error_field(message: &str, input: &SpecInput) -> &'static str {
-    let named: [(&'static str, &Option<String>); 6] = [
-        ("at", &input.at),
-        ("minute", &input.minute),
-        ("days", &input.days),
-        ("every", &input.every),
-        ("from", &input.from),
-        ("to", &input.to),
-    ];
-    // The option named first is the one the message is about ("--every does not
-    // apply to a daily schedule (it takes --at)").
-    if let Some((_, n)) = named
-        .iter()
-        .filter_map(|(n, _)| message.find(&format!("--{n}")).map(|at| (at, *n)))
-        .min()
-    {
-        return n;
-    }
-    if let Some((n, _)) = named.iter().find(|(_, v)| {
-        v.as_deref()
-            .is_some_and(|v| !v.trim().is_empty() && message.contains(&format!("'{}'", v.trim())))
-    }) {
-        return n;
-    }
-    for (word, field) in [
-        ("in the past", "at"),
-        ("weekday", "days"),
-        ("interval", "every"),
-        ("window", "from"),
-        ("minute", "minute"),
-    ] {
-        if message.contains(word) {
-            return field;
-        }
-    }
-    "kind"
 }
 
 fn text_value(v: Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
@@ -351,73 +241,28 @@ pub async fn set_schedule(
     Extension(p): Extension<Principal>,
     path: PathText,
     JsonBody(body): JsonBody<ScheduleBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     p.require(Role::Admin)?;
     let id = path.get("id");
-    let input = SpecInput {
-        kind: body.kind.clone(),
-        at: body.at.clone(),
-        minute: text_value(body.minute.clone(), "minute")?,
-        days: text_value(body.days.clone(), "days")?,
-        every: body.every.clone(),
-        from: body.from.clone(),
-        to: body.to.clone(),
+    let change = ScheduleChange {
+        timing: Some(SpecInput {
+            kind: body.kind,
+            at: body.at,
+            minute: text_value(body.minute, "minute")?,
+            days: text_value(body.days, "days")?,
+            every: body.every,
+            from: body.from,
+            to: body.to,
+            names: InputNames::Fields,
+        }),
+        data: body.data,
+        allow_sensitive: body.allow_sensitive,
+        paused: body.paused,
     };
     st.db(move |store, st| {
-        let w = worker_ops::find(store, &id)?;
-        let now = Utc::now();
-        let spec = input
-            .parse(st.tz, now)
-            .map_err(|e| ApiError::invalid(spec_error_field(&e, &input), "invalid_schedule", e))?;
-        let Some(spec) = spec else {
-            if body.data.is_some() || body.paused.is_some() {
-                return Err(ApiError::invalid(
-                    if body.data.is_some() {
-                        "data"
-                    } else {
-                        "paused"
-                    },
-                    "invalid_field",
-                    "manual removes the schedule, so it takes no data or paused",
-                ));
-            }
-            manage::remove(store, &id)?;
-            store.notify_work();
-            return to_json(&ScheduleView::load(store, &id, st.tz)?);
-        };
-        let manifest: WorkerManifest =
-            serde_json::from_str(&w.manifest).map_err(|e| ApiError::internal(e.into()))?;
-        if manifest.scheduled_action().is_none() {
-            return Err(Problem::conflict(
-                "nothing_to_schedule",
-                format!("worker '{id}' declares no action, so there is nothing to schedule"),
-            )
-            .into());
-        }
-        let data = match body.data {
-            Some(d) => d,
-            // Changing the timing keeps the data already set.
-            None => match store.get_schedule(&id)? {
-                Some(rec) => serde_json::from_str(&rec.data).unwrap_or_default(),
-                None => Value::Object(Default::default()),
-            },
-        };
-        manage::check_data(&id, &data, body.allow_sensitive)
-            .map_err(|e| ApiError::invalid("data", "invalid_data", format!("{e:#}")))?;
-        manage::set(store, &id, &spec, &data, body.allow_sensitive, st.tz, now)?;
-        let paused_now = store.get_schedule(&id)?.is_some_and(|s| s.paused);
-        match body.paused {
-            Some(true) if !paused_now => {
-                manage::pause(store, &id, Utc::now())?;
-            }
-            Some(false) if paused_now => {
-                manage::resume(store, &id, st.tz, Utc::now())?;
-            }
-            _ => {}
-        }
-        store.notify_work();
+        schedules::change(store, &id, &change, st.tz, Utc::now())?;
         tracing::info!(worker = %id, by = %p.name, "schedule set through the API");
-        to_json(&ScheduleView::load(store, &id, st.tz)?)
+        Ok(ScheduleView::load(store, &id, st.tz)?)
     })
     .await
     .map(Json)
@@ -428,14 +273,12 @@ pub async fn remove_schedule(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     p.require(Role::Admin)?;
     let id = path.get("id");
     st.db(move |store, st| {
-        worker_ops::find(store, &id)?;
-        manage::remove(store, &id)?;
-        store.notify_work();
-        to_json(&ScheduleView::load(store, &id, st.tz)?)
+        schedules::remove(store, &id)?;
+        Ok(ScheduleView::load(store, &id, st.tz)?)
     })
     .await
     .map(Json)
@@ -446,24 +289,15 @@ async fn pause_or_resume(
     p: Principal,
     id: String,
     pause: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     p.require(Role::Admin)?;
     st.db(move |store, st| {
-        worker_ops::find(store, &id)?;
-        if store.get_schedule(&id)?.is_none() {
-            return Err(Problem::conflict(
-                "no_schedule",
-                format!("worker '{id}' has no schedule (it runs on demand only)"),
-            )
-            .into());
-        }
         if pause {
-            manage::pause(store, &id, Utc::now())?;
+            schedules::pause(store, &id, Utc::now())?;
         } else {
-            manage::resume(store, &id, st.tz, Utc::now())?;
+            schedules::resume(store, &id, st.tz, Utc::now())?;
         }
-        store.notify_work();
-        to_json(&ScheduleView::load(store, &id, st.tz)?)
+        Ok(ScheduleView::load(store, &id, st.tz)?)
     })
     .await
     .map(Json)
@@ -474,7 +308,7 @@ pub async fn pause(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     pause_or_resume(st, p, path.get("id"), true).await
 }
 
@@ -483,6 +317,6 @@ pub async fn resume(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     path: PathText,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     pause_or_resume(st, p, path.get("id"), false).await
 }

@@ -6,20 +6,19 @@
 //!   timezone and correct across daylight-saving changes.
 //! * [`tick`] — [`tick()`], firing every due schedule (the service calls it with the
 //!   real time, tests with chosen instants).
-//! * [`manage`] — set / remove / pause / resume with every check before storing, and
-//!   [`ScheduleView`], the shown form.
+//!
+//! Setting, changing, pausing and removing a schedule are operations of the domain
+//! layer ([`crate::ops::schedules`]); the shown form is [`crate::views::ScheduleView`].
 //!
 //! The at-most-once guarantee per slot lives in storage
 //! (`stask_storage::Store::fire_schedule`, one `BEGIN IMMEDIATE` transaction).
 
-pub mod manage;
 pub mod next_run;
 pub mod spec;
 pub mod tick;
 
-pub use manage::{ScheduleView, TimeView};
 pub use next_run::{next_after, resolve_local};
-pub use spec::{describe, Spec, SpecInput, TimeOfDay, MANUAL_DESCRIPTION};
+pub use spec::{describe, InputNames, Spec, SpecError, SpecInput, TimeOfDay, MANUAL_DESCRIPTION};
 pub use tick::{tick, Fired, FiredResult, TickReport};
 
 #[cfg(test)]

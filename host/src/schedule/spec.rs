@@ -327,14 +327,21 @@ impl Spec {
     /// is only refused when a schedule is set, see [`Spec::validate_new`]: a stored
     /// one-off that already ran is still valid.)
     pub fn validate(&self) -> Result<(), String> {
+        self.check().map_err(|e| e.message)
+    }
+
+    /// [`Spec::validate`], naming the input concerned.
+    fn check(&self) -> Result<(), SpecError> {
         match self {
             Spec::Once { .. } | Spec::Daily { .. } => Ok(()),
-            Spec::Hourly { minute } => minute_in_range((*minute).into()).map(|_| ()),
+            Spec::Hourly { minute } => minute_in_range((*minute).into())
+                .map(|_| ())
+                .map_err(about("minute")),
             Spec::Weekly { days, .. } => {
                 if days.is_empty() {
-                    Err(format!(
+                    Err(about("days")(format!(
                         "the weekday list is empty; a weekly schedule needs at least one day ({DAYS_HINT})"
-                    ))
+                    )))
                 } else {
                     Ok(())
                 }
@@ -346,17 +353,19 @@ impl Spec {
             } => {
                 let window = window_minutes(*from, *to);
                 if *every_minutes == 0 {
-                    Err("the interval is zero; it must be at least 1 minute".to_owned())
-                } else if window == 0 {
-                    Err(format!(
-                        "the window from {from} to {to} is empty; give --from and --to different times"
+                    Err(about("every")(
+                        "the interval is zero; it must be at least 1 minute".to_owned(),
                     ))
+                } else if window == 0 {
+                    Err(about("from")(format!(
+                        "the window from {from} to {to} is empty; its start and end must differ"
+                    )))
                 } else if *every_minutes > window {
-                    Err(format!(
+                    Err(about("every")(format!(
                         "the interval {} is longer than the window from {from} to {to} ({})",
                         format_minutes(*every_minutes),
                         format_minutes(window)
-                    ))
+                    )))
                 } else {
                     Ok(())
                 }
@@ -365,17 +374,17 @@ impl Spec {
     }
 
     /// [`Spec::validate`], and for a one-off also that its time, read in `tz`, is after
-    /// `now`.
-    pub fn validate_new(&self, tz: Tz, now: DateTime<Utc>) -> Result<(), String> {
-        self.validate()?;
+    /// `now`; the error names the input concerned.
+    pub fn validate_new(&self, tz: Tz, now: DateTime<Utc>) -> Result<(), SpecError> {
+        self.check()?;
         if let Spec::Once { at } = self {
             let future = matches!(super::next_run::resolve_local(tz, *at), Some(w) if w > now);
             if !future {
-                return Err(format!(
+                return Err(about("at")(format!(
                     "the time {} ({tz}) is in the past (it is now {}); give a future time",
                     format_local_date_time(at),
                     now.with_timezone(&tz).format("%Y-%m-%d %H:%M")
-                ));
+                )));
             }
         }
         Ok(())
@@ -469,8 +478,61 @@ pub fn describe(spec: &Spec) -> String {
     }
 }
 
+/// How a front-end names the inputs of a schedule in messages: `--at` on the command
+/// line, `'at'` in an API body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InputNames {
+    /// Command-line flags: `--at`.
+    #[default]
+    Flags,
+    /// Fields of a JSON body: `'at'`.
+    Fields,
+}
+
+impl InputNames {
+    /// How input `name` is called.
+    pub fn name(self, name: &str) -> String {
+        match self {
+            InputNames::Flags => format!("--{name}"),
+            InputNames::Fields => format!("'{name}'"),
+        }
+    }
+
+    /// How input `name` is asked for, with the form its value takes.
+    fn wanted(self, name: &str, form: &str) -> String {
+        match self {
+            InputNames::Flags => format!("--{name} {form}"),
+            InputNames::Fields => format!("'{name}' ({form})"),
+        }
+    }
+}
+
+/// Why a [`SpecInput`] was refused: the input concerned (`kind`, `at`, `minute`,
+/// `days`, `every`, `from` or `to`) and what is wrong, naming inputs as the front-end
+/// does ([`InputNames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// The input concerned.
+    pub field: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The input `message` is about.
+fn about(field: &'static str) -> impl Fn(String) -> SpecError {
+    move |message| SpecError { field, message }
+}
+
 /// A schedule as given on the command line (`KIND --at … --minute … --days … --every …
-/// --from … --to …`), before validation.
+/// --from … --to …`) or in an API body (the same names as fields), before validation.
 #[derive(Debug, Clone, Default)]
 pub struct SpecInput {
     /// `manual`, `once`, `hourly`, `daily`, `weekly` or `regular`.
@@ -487,13 +549,28 @@ pub struct SpecInput {
     pub from: Option<String>,
     /// `--to` of `regular` (default 23:59).
     pub to: Option<String>,
+    /// How messages name the inputs.
+    pub names: InputNames,
 }
 
 impl SpecInput {
+    /// The timing inputs with their names, in the order messages mention them.
+    pub fn timing(&self) -> [(&'static str, &Option<String>); 6] {
+        [
+            ("at", &self.at),
+            ("minute", &self.minute),
+            ("days", &self.days),
+            ("every", &self.every),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]
+    }
+
     /// Builds and validates the spec; `None` means `manual` (no schedule). A one-off
     /// time is read in `tz` and must be after `now`. Options that do not belong to the
     /// kind are refused rather than ignored, so a typo never goes unnoticed.
-    pub fn parse(&self, tz: Tz, now: DateTime<Utc>) -> Result<Option<Spec>, String> {
+    pub fn parse(&self, tz: Tz, now: DateTime<Utc>) -> Result<Option<Spec>, SpecError> {
+        let names = self.names;
         let kind = self.kind.trim().to_ascii_lowercase();
         let allowed: &[&str] = match kind.as_str() {
             "manual" => &[],
@@ -501,64 +578,78 @@ impl SpecInput {
             "hourly" => &["minute"],
             "weekly" => &["days", "at"],
             "regular" => &["every", "from", "to"],
-            other => return Err(unknown_kind(other)),
+            other => return Err(about("kind")(unknown_kind(other))),
         };
-        let given = [
-            ("at", &self.at),
-            ("minute", &self.minute),
-            ("days", &self.days),
-            ("every", &self.every),
-            ("from", &self.from),
-            ("to", &self.to),
-        ];
-        for (name, value) in given {
+        for (name, value) in self.timing() {
             if value.is_some() && !allowed.contains(&name) {
                 let takes = if allowed.is_empty() {
                     "no options".to_owned()
                 } else {
                     allowed
                         .iter()
-                        .map(|a| format!("--{a}"))
+                        .map(|a| names.name(a))
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                return Err(format!(
-                    "--{name} does not apply to a {kind} schedule (it takes {takes})"
-                ));
+                return Err(SpecError {
+                    field: name,
+                    message: format!(
+                        "{} does not apply to a {kind} schedule (it takes {takes})",
+                        names.name(name)
+                    ),
+                });
             }
         }
-        let need = |v: &Option<String>, what: &str| {
-            v.clone()
-                .ok_or_else(|| format!("a {kind} schedule needs {what}"))
+        let need = |field: &'static str, v: &Option<String>, form: &str| {
+            v.clone().ok_or_else(|| SpecError {
+                field,
+                message: format!("a {kind} schedule needs {}", names.wanted(field, form)),
+            })
         };
         let spec = match kind.as_str() {
             "manual" => return Ok(None),
             "once" => Spec::Once {
-                at: parse_local_date_time(&need(&self.at, "--at \"YYYY-MM-DD HH:MM\"")?)?,
+                at: parse_local_date_time(&need("at", &self.at, "\"YYYY-MM-DD HH:MM\"")?)
+                    .map_err(about("at"))?,
             },
             "hourly" => Spec::Hourly {
                 minute: match &self.minute {
                     None => 0,
                     Some(m) => {
-                        let n: i64 = m
-                            .trim()
-                            .parse()
-                            .map_err(|_| format!("minute '{m}' is not a whole number; use 0-59"))?;
-                        minute_in_range(n)?
+                        let n: i64 = m.trim().parse().map_err(|_| {
+                            about("minute")(format!("minute '{m}' is not a whole number; use 0-59"))
+                        })?;
+                        minute_in_range(n).map_err(about("minute"))?
                     }
                 },
             },
             "daily" => Spec::Daily {
-                at: need(&self.at, "--at HH:MM")?.parse()?,
+                at: need("at", &self.at, "HH:MM")?
+                    .parse()
+                    .map_err(about("at"))?,
             },
             "weekly" => Spec::Weekly {
-                days: parse_weekdays(&need(&self.days, "--days like mon,fri")?)?,
-                at: need(&self.at, "--at HH:MM")?.parse()?,
+                days: parse_weekdays(&need("days", &self.days, "like mon,fri")?)
+                    .map_err(about("days"))?,
+                at: need("at", &self.at, "HH:MM")?
+                    .parse()
+                    .map_err(about("at"))?,
             },
             _ => Spec::Regular {
-                every_minutes: parse_interval(&need(&self.every, "--every like 60m")?)?,
-                from: self.from.as_deref().unwrap_or("00:00").parse()?,
-                to: self.to.as_deref().unwrap_or("23:59").parse()?,
+                every_minutes: parse_interval(&need("every", &self.every, "like 60m")?)
+                    .map_err(about("every"))?,
+                from: self
+                    .from
+                    .as_deref()
+                    .unwrap_or("00:00")
+                    .parse()
+                    .map_err(about("from"))?,
+                to: self
+                    .to
+                    .as_deref()
+                    .unwrap_or("23:59")
+                    .parse()
+                    .map_err(about("to"))?,
             },
         };
         spec.validate_new(tz, now)?;

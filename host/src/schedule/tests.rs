@@ -1,15 +1,16 @@
 //! Schedules against a real store in a temporary home. No test sleeps: every "now" is
-//! a chosen instant passed to `tick` and the management functions.
+//! a chosen instant passed to `tick` and the schedule operations.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 use stask_storage::{Finish, LibraryFingerprint, Outcome, Priority, Status, Store, WorkerMetadata};
 
-use super::manage::{self, ScheduleView};
 use super::spec::{Spec, SpecInput};
 use super::tick::{tick, FiredResult};
 use crate::home::Home;
+use crate::ops::schedules;
+use crate::views::ScheduleView;
 
 const MANIFEST: &str = r#"{"identifier":"w","title":"W","actions":[
     {"name":"noop","title":"No-op"},
@@ -54,7 +55,7 @@ impl Env {
 
     fn set(&self, input: SpecInput, data: serde_json::Value, now: &str) {
         let spec = input.parse(UTC, at(now)).unwrap().unwrap();
-        manage::set(&*self.store, "w", &spec, &data, false, UTC, at(now)).unwrap();
+        schedules::set(&*self.store, "w", &spec, &data, false, UTC, at(now)).unwrap();
     }
 
     fn tick(&mut self, now: &str) -> super::TickReport {
@@ -248,7 +249,7 @@ fn downtime_over_many_slots_makes_exactly_one_run() {
 fn paused_never_fires_and_resume_recomputes_from_now() {
     let mut env = Env::new(true);
     env.set(daily("08:30"), json!({}), "2026-06-01T00:00:00Z");
-    let rec = manage::pause(&*env.store, "w", at("2026-06-01T01:00:00Z")).unwrap();
+    let rec = schedules::pause(&*env.store, "w", at("2026-06-01T01:00:00Z")).unwrap();
     assert!(rec.paused);
     assert_eq!(rec.next_run_at, None);
     assert!(env.tick("2026-06-05T12:00:00Z").fired.is_empty());
@@ -258,7 +259,7 @@ fn paused_never_fires_and_resume_recomputes_from_now() {
     assert!(view.summary().ends_with("; paused"), "{}", view.summary());
 
     // Resumed on the 5th after 08:30: the next run is the 6th, nothing caught up.
-    let rec = manage::resume(&*env.store, "w", UTC, at("2026-06-05T12:00:00Z")).unwrap();
+    let rec = schedules::resume(&*env.store, "w", UTC, at("2026-06-05T12:00:00Z")).unwrap();
     assert!(!rec.paused);
     assert_eq!(env.view().next_run.unwrap().utc, "2026-06-06T08:30:00Z");
     assert!(env.tick("2026-06-05T12:00:01Z").fired.is_empty());
@@ -303,8 +304,8 @@ fn once_fires_once_then_has_no_next_run() {
     );
     assert!(env.tick("2027-06-01T09:00:00Z").fired.is_empty());
     // Resuming a finished one-off does not bring it back.
-    manage::pause(&*env.store, "w", at("2027-06-01T09:00:00Z")).unwrap();
-    let rec = manage::resume(&*env.store, "w", UTC, at("2027-06-01T09:00:00Z")).unwrap();
+    schedules::pause(&*env.store, "w", at("2027-06-01T09:00:00Z")).unwrap();
+    let rec = schedules::resume(&*env.store, "w", UTC, at("2027-06-01T09:00:00Z")).unwrap();
     assert_eq!(rec.next_run_at, None);
     assert_eq!(env.task_ids().len(), 1);
 }
@@ -331,7 +332,7 @@ fn several_due_schedules_fire_in_one_tick() {
         .unwrap();
     env.set(daily("08:30"), json!({}), "2026-06-01T00:00:00Z");
     let spec = Spec::Hourly { minute: 0 };
-    manage::set(
+    schedules::set(
         &*env.store,
         "v",
         &spec,
@@ -371,7 +372,7 @@ fn a_stored_spec_that_cannot_be_read_is_skipped_visibly() {
 fn manual_removes_the_schedule_and_data_can_change_alone() {
     let env = Env::new(true);
     env.set(daily("08:30"), json!({"a": 1}), "2026-06-01T00:00:00Z");
-    let rec = manage::set_data(
+    let rec = schedules::set_data(
         &*env.store,
         "w",
         &json!({"a": 2}),
@@ -386,14 +387,14 @@ fn manual_removes_the_schedule_and_data_can_change_alone() {
         ..Default::default()
     };
     assert_eq!(manual.parse(UTC, at("2026-06-01T00:00:00Z")).unwrap(), None);
-    assert!(manage::remove(&*env.store, "w").unwrap());
-    assert!(!manage::remove(&*env.store, "w").unwrap());
+    assert!(schedules::remove(&*env.store, "w").unwrap());
+    assert!(!schedules::remove(&*env.store, "w").unwrap());
     let view = env.view();
     assert_eq!(
         (view.kind.as_str(), view.summary().as_str()),
         ("manual", "manual (on demand only)")
     );
-    let err = manage::pause(&*env.store, "w", at("2026-06-01T00:00:00Z")).unwrap_err();
+    let err = schedules::pause(&*env.store, "w", at("2026-06-01T00:00:00Z")).unwrap_err();
     assert!(err.to_string().contains("has no schedule"), "{err}");
 }
 
@@ -402,7 +403,7 @@ fn views_show_local_and_utc_times() {
     let env = Env::new(true);
     let kyiv: Tz = "Europe/Kyiv".parse().unwrap();
     let spec = Spec::from_json(r#"{"kind":"weekly","days":["fri","mon"],"at":"08:30"}"#).unwrap();
-    manage::set(
+    schedules::set(
         &*env.store,
         "w",
         &spec,
@@ -434,6 +435,7 @@ fn refused(input: SpecInput) -> String {
     input
         .parse(UTC, at("2026-06-01T00:00:00Z"))
         .expect_err("should be refused")
+        .message
 }
 
 fn kind(kind: &str) -> SpecInput {
@@ -610,14 +612,14 @@ fn invalid_json_specs_and_data_are_refused() {
             "'api_key' which looks like a credential",
         ),
     ] {
-        let err = manage::set(&*env.store, "w", &spec, &data, false, UTC, now).unwrap_err();
+        let err = schedules::set(&*env.store, "w", &spec, &data, false, UTC, now).unwrap_err();
         assert!(err.to_string().contains(expected), "{data}: got {err}");
     }
-    let err = manage::set(&*env.store, "ghost", &spec, &json!({}), false, UTC, now).unwrap_err();
+    let err = schedules::set(&*env.store, "ghost", &spec, &json!({}), false, UTC, now).unwrap_err();
     assert!(err.to_string().contains("no worker 'ghost'"), "{err}");
     // A one-off in the past is refused on this path too (API-style input).
     let once = Spec::from_json(r#"{"kind":"once","at":"2020-01-01 08:00"}"#).unwrap();
-    let err = manage::set(&*env.store, "w", &once, &json!({}), false, UTC, now).unwrap_err();
+    let err = schedules::set(&*env.store, "w", &once, &json!({}), false, UTC, now).unwrap_err();
     assert!(err.to_string().contains("in the past"), "{err}");
     assert!(
         env.store.get_schedule("w").unwrap().is_none(),

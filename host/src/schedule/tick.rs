@@ -118,10 +118,8 @@ pub fn tick(store: &mut dyn Store, tz: Tz, now: DateTime<Utc>) -> Result<TickRep
             // A stored spec this build cannot read: skipping with the reason (and no
             // next run) makes it visible in `workers schedule` instead of retrying
             // every tick.
-            Err(e) => Err(format!(
-                "invalid schedule ({e}); set it again with `stask workers schedule {}`",
-                rec.worker
-            )),
+            // The reason is stored and shown in every front-end, so it names no command.
+            Err(e) => Err(format!("invalid schedule ({e}); set the schedule again")),
             Ok(_) => scheduled_action(manifest),
         });
         let result = match outcome {

@@ -1,4 +1,5 @@
-//! Creating tasks: every check happens before anything is stored.
+//! Creating tasks: every check happens before anything is stored, and the tasks are
+//! stored with their creation lines in one transaction (the store wakes the services).
 
 use anyhow::Result;
 use serde_json::Value;
@@ -13,6 +14,9 @@ pub const MAX_DATA_BYTES: usize = 64 * 1024;
 
 /// Highest accepted `max_attempts`.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// `max_attempts` when the caller gives none.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -33,11 +37,32 @@ pub struct TaskRequest {
     pub allow_sensitive: bool,
 }
 
+/// `'a', 'b.c'`: credential-looking paths for a message.
+pub(crate) fn quoted(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a command-line user can do about data refused as sensitive.
+pub(crate) fn sensitive_hint(worker: &str) -> String {
+    format!("set credentials with `stask workers settings {worker}`, or pass --allow-sensitive if this is not a secret")
+}
+
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
 
 /// Validates the request once and queues `count` identical tasks in one transaction.
 pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Vec<i64>> {
+    let data = validate(store, req, count)?;
+    insert(store, req, data, count)
+}
+
+/// Every check of a request, against the registered worker; returns the data as the
+/// JSON text to store.
+fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String> {
     if count == 0 || count > MAX_BATCH {
         return Err(Problem::invalid(
             "count",
@@ -50,22 +75,21 @@ pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> R
         return Err(Problem::invalid(
             "worker",
             "unknown_worker",
-            format!(
-                "no worker '{}' is registered (see `stask workers list`)",
-                req.worker
-            ),
+            format!("no worker '{}' is registered", req.worker),
         )
+        .hint("see `stask workers list`")
         .into());
     };
     if !worker.active {
         return Err(Problem::invalid(
             "worker",
             "worker_inactive",
-            format!(
-                "worker '{}' is inactive; activate it first with `stask workers activate {}`",
-                req.worker, req.worker
-            ),
+            format!("worker '{}' is inactive; activate it first", req.worker),
         )
+        .hint(format!(
+            "activate it with `stask workers activate {}`",
+            req.worker
+        ))
         .into());
     }
     let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)?;
@@ -114,11 +138,11 @@ pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> R
                 "data",
                 "sensitive_data",
                 format!(
-                    "task data contains {} which looks like a credential; task data is stored and shown in plain text. Keep credentials in the worker's secret settings (`stask workers settings {}`), or pass --allow-sensitive if this is not a secret",
-                    found.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "),
-                    req.worker
+                    "task data contains {} which looks like a credential; task data is stored and shown in plain text. Keep credentials in the worker's secret settings instead",
+                    quoted(&found)
                 ),
             )
+            .hint(sensitive_hint(&req.worker))
             .into());
         }
     }
@@ -133,6 +157,16 @@ pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> R
         )
         .into());
     }
+    Ok(data)
+}
+
+/// Stores `count` tasks of `req` with their creation lines, in one transaction.
+fn insert(
+    store: &mut dyn Store,
+    req: &TaskRequest,
+    data: String,
+    count: usize,
+) -> Result<Vec<i64>> {
     let now = now_ms();
     let by = req
         .started_by

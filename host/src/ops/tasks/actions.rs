@@ -1,0 +1,315 @@
+//! What can be done to tasks that exist: cancel, retry, "run it now" in a service,
+//! delete, the same on many ids at once, and making every pending task due. Each
+//! stores the progress-log line that tells the story with the change (the store wakes
+//! services when there may be new work); failures caused by the request are
+//! [`Problem`]s (not found, wrong state, not the caller's task).
+
+use anyhow::Result;
+use stask_storage::{now_ms, CancelResult, LogLine, RetryResult, Status, Store, TaskRecord};
+
+use super::find;
+use crate::auth::Role;
+use crate::ops::Actor;
+use crate::problem::Problem;
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The task was pending and is now cancelled.
+    Now,
+    /// The task is running; its worker is being told to stop (and is killed if it
+    /// ignores that for the grace period).
+    Requested,
+}
+
+impl Cancelled {
+    /// `cancelled` or `requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancelled::Now => "cancelled",
+            Cancelled::Requested => "requested",
+        }
+    }
+}
+
+/// Cancels a pending task, or asks the engine running it to stop it. Returns what
+/// happened and the task as it is now.
+pub fn cancel(store: &mut dyn Store, by: &Actor, id: i64) -> Result<(Cancelled, TaskRecord)> {
+    by.may_change(&find(store, id)?)?;
+    let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
+    let result = store
+        .request_cancel(id, now_ms(), &line)?
+        .ok_or_else(|| super::no_task(id))?;
+    let done = match result {
+        CancelResult::CancelledPending => Cancelled::Now,
+        CancelResult::Requested => Cancelled::Requested,
+        CancelResult::AlreadyFinal(s) => {
+            return Err(Problem::conflict(
+                "already_finished",
+                format!("task {id} is already {s}; nothing to cancel"),
+            )
+            .into())
+        }
+    };
+    Ok((done, find(store, id)?))
+}
+
+/// `1 attempt so far`, `3 attempts so far`.
+pub fn attempts_so_far(n: i64) -> String {
+    if n == 1 {
+        "1 attempt so far".to_owned()
+    } else {
+        format!("{n} attempts so far")
+    }
+}
+
+/// A task queued again by [`retry`].
+#[derive(Debug, Clone)]
+pub struct Retried {
+    /// The status it had (failed or cancelled).
+    pub was: Status,
+    /// The task, now pending.
+    pub task: TaskRecord,
+}
+
+/// Queues a failed or cancelled task again (its attempt count keeps counting).
+pub fn retry(store: &mut dyn Store, by: &Actor, id: i64) -> Result<Retried> {
+    by.may_change(&find(store, id)?)?;
+    let line = |t: &TaskRecord| {
+        LogLine::new(
+            "pending",
+            t.progress.clamp(0, 100) as u8,
+            t.processed.max(0) as u64,
+            t.total.max(0) as u64,
+            "",
+            &format!(
+                "Queued for retry (was {}; {})",
+                t.status,
+                attempts_so_far(t.attempts)
+            ),
+        )
+    };
+    let status = match store.retry_task(id, now_ms(), &line)? {
+        None => return Err(super::no_task(id)),
+        Some(RetryResult::NotRetryable(status)) => {
+            return Err(Problem::conflict(
+                "not_retryable",
+                format!("task {id} is {status}; only failed or cancelled tasks can be retried"),
+            )
+            .into())
+        }
+        Some(RetryResult::Queued(status)) => status,
+    };
+    Ok(Retried {
+        was: status,
+        task: find(store, id)?,
+    })
+}
+
+/// "Run it now" for a service: makes a pending task due at once (a retry waiting for
+/// its backoff included); the store wakes the services, which claim it in priority
+/// order. The task must be pending and its worker active.
+pub fn run_now(store: &mut dyn Store, id: i64) -> Result<TaskRecord> {
+    let t = find(store, id)?;
+    if t.status != Status::Pending {
+        return Err(Problem::conflict(
+            "not_pending",
+            format!(
+                "task {id} is {}; only pending tasks can be executed (retry a failed or cancelled one first)",
+                t.status
+            ),
+        )
+        .into());
+    }
+    match store.get_worker(&t.worker)? {
+        Some(w) if w.active => {}
+        Some(_) => {
+            return Err(Problem::conflict(
+                "worker_inactive",
+                format!(
+                    "worker '{}' is inactive, so its tasks do not run; activate it first",
+                    t.worker
+                ),
+            )
+            .hint(format!(
+                "activate it with `stask workers activate {}`",
+                t.worker
+            ))
+            .into())
+        }
+        None => {
+            return Err(Problem::conflict(
+                "unknown_worker",
+                format!("worker '{}' is no longer registered", t.worker),
+            )
+            .into())
+        }
+    }
+    // False when it was claimed (or cancelled) between the two reads: the task as it
+    // is now tells which.
+    store.make_task_due(id, now_ms())?;
+    find(store, id)
+}
+
+/// Deletes a finished task with its progress log and result files.
+pub fn delete(store: &mut dyn Store, id: i64) -> Result<()> {
+    let t = find(store, id)?;
+    if !t.status.is_final() {
+        return Err(Problem::conflict(
+            "not_finished",
+            format!(
+                "task {id} is {}; only finished tasks can be deleted (cancel it first)",
+                t.status
+            ),
+        )
+        .into());
+    }
+    if store.delete_finished_tasks(&[id])?.is_empty() {
+        return Err(Problem::conflict(
+            "not_finished",
+            format!("task {id} started again meanwhile; it was not deleted"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// What pending tasks [`process_now`] made due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MadeDue {
+    /// Pending tasks that were waiting (for a retry's backoff) and are due now.
+    pub made_due: usize,
+    /// Tasks a service may claim now (their worker active).
+    pub claimable: i64,
+}
+
+/// "Process everything now" for the services: every pending task becomes due at once
+/// (retries waiting for their backoff included) and the services are woken.
+pub fn process_now(store: &mut dyn Store) -> Result<MadeDue> {
+    let now = now_ms();
+    let made_due = store.make_all_due(now)?;
+    let claimable = store.count_claimable(now)?;
+    Ok(MadeDue {
+        made_due,
+        claimable,
+    })
+}
+
+/// An action on many tasks at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    /// [`cancel`] each.
+    Cancel,
+    /// [`retry`] each.
+    Retry,
+    /// [`delete`] each.
+    Delete,
+}
+
+/// Largest id list of one bulk action.
+pub const MAX_BULK: usize = 1000;
+
+impl BulkAction {
+    /// Parses `cancel`, `retry` or `delete` (surrounding spaces ignored).
+    pub fn parse(s: &str) -> Result<BulkAction, Problem> {
+        match s.trim() {
+            "cancel" => Ok(BulkAction::Cancel),
+            "retry" => Ok(BulkAction::Retry),
+            "delete" => Ok(BulkAction::Delete),
+            other => Err(Problem::invalid(
+                "action",
+                "invalid_action",
+                format!("'{other}' is not a bulk action; use cancel, retry or delete"),
+            )),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkAction::Cancel => "cancel",
+            BulkAction::Retry => "retry",
+            BulkAction::Delete => "delete",
+        }
+    }
+
+    /// The lowest role that may take it: deleting is for admins.
+    pub fn role(self) -> Role {
+        match self {
+            BulkAction::Cancel | BulkAction::Retry => Role::Operator,
+            BulkAction::Delete => Role::Admin,
+        }
+    }
+}
+
+/// What a bulk action did to one task.
+#[derive(Debug, Clone)]
+pub enum Done {
+    /// Cancelled, or cancel requested.
+    Cancelled(Cancelled),
+    /// Queued again.
+    Retried {
+        /// The status it had (failed or cancelled).
+        was: Status,
+        /// Attempts so far.
+        attempts: i64,
+    },
+    /// Deleted.
+    Deleted,
+}
+
+/// The ids of a bulk request, checked (1 to [`MAX_BULK`]) and without repeats, in
+/// their first order.
+pub fn bulk_ids(ids: &[i64]) -> Result<Vec<i64>, Problem> {
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return Err(Problem::invalid(
+            "ids",
+            "invalid_ids",
+            format!("ids must list 1 to {MAX_BULK} task ids"),
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !out.contains(id) {
+            out.push(*id);
+        }
+    }
+    Ok(out)
+}
+
+/// Takes `action` on each of `ids` (see [`bulk_ids`]) for `by`, with a result per id:
+/// one refused id (not found, wrong state, not the actor's task) does not stop the
+/// others, but a failing store fails the whole.
+pub fn bulk(
+    store: &mut dyn Store,
+    by: &Actor,
+    action: BulkAction,
+    ids: &[i64],
+) -> Result<Vec<(i64, Result<Done, Problem>)>> {
+    if by.role < action.role() {
+        return Err(Problem::forbidden(
+            "forbidden",
+            format!("{} needs the {} role", action.as_str(), action.role()),
+        )
+        .into());
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in &bulk_ids(ids)? {
+        let done = match action {
+            BulkAction::Cancel => cancel(store, by, id).map(|(c, _)| Done::Cancelled(c)),
+            BulkAction::Retry => retry(store, by, id).map(|r| Done::Retried {
+                was: r.was,
+                attempts: r.task.attempts,
+            }),
+            BulkAction::Delete => delete(store, id).map(|()| Done::Deleted),
+        };
+        match done {
+            Ok(d) => out.push((id, Ok(d))),
+            Err(e) => match Problem::find(&e) {
+                Some(p) => out.push((id, Err(p.clone()))),
+                None => return Err(e),
+            },
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,425 @@
+//! The task operations against a real store in a temporary home.
+
+use serde_json::json;
+use stask_storage::{now_ms, LogLine, NewTask, Priority, Status};
+
+use super::*;
+use crate::auth::Role;
+use crate::ops::testing::{problem, woken, Env};
+use crate::ops::Actor;
+use crate::problem::ProblemKind;
+
+fn request(data: serde_json::Value) -> TaskRequest {
+    TaskRequest {
+        worker: "w".into(),
+        action: "noop".into(),
+        data,
+        priority: Priority::Normal,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        started_by: Some("ann".into()),
+        allow_sensitive: false,
+    }
+}
+
+fn operator(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        role: Role::Operator,
+    }
+}
+
+fn create(env: &mut Env) -> i64 {
+    create_tasks(&mut *env.store, &request(json!({"n": 1})), 1).unwrap()[0]
+}
+
+#[test]
+fn create_checks_everything_before_storing_anything() {
+    let mut env = Env::new();
+    env.worker("off", crate::ops::testing::PLAIN_MANIFEST, false, true);
+    let big = json!({ "x": "y".repeat(MAX_DATA_BYTES) });
+    let cases: Vec<(TaskRequest, usize, &str, &str)> = vec![
+        (request(json!({})), 0, "count", "invalid_count"),
+        (
+            TaskRequest {
+                worker: "ghost".into(),
+                ..request(json!({}))
+            },
+            1,
+            "worker",
+            "unknown_worker",
+        ),
+        (
+            TaskRequest {
+                worker: "off".into(),
+                action: "go".into(),
+                ..request(json!({}))
+            },
+            1,
+            "worker",
+            "worker_inactive",
+        ),
+        (
+            TaskRequest {
+                action: "fly".into(),
+                ..request(json!({}))
+            },
+            1,
+            "action",
+            "unknown_action",
+        ),
+        (request(json!([1])), 1, "data", "data_not_object"),
+        (request(big), 1, "data", "data_too_large"),
+        (
+            request(json!({"db": {"password": "x"}})),
+            1,
+            "data",
+            "sensitive_data",
+        ),
+        (
+            TaskRequest {
+                max_attempts: 0,
+                ..request(json!({}))
+            },
+            1,
+            "max_attempts",
+            "invalid_max_attempts",
+        ),
+    ];
+    for (req, count, field, code) in cases {
+        let p = problem(create_tasks(&mut *env.store, &req, count));
+        assert_eq!(
+            (p.kind, p.field.as_deref(), p.code),
+            (ProblemKind::Invalid, Some(field), code),
+            "{req:?}"
+        );
+        assert!(!p.message.contains("stask "), "{}", p.message);
+    }
+    assert!(env
+        .store
+        .list_tasks(&Default::default())
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn refusals_keep_command_line_advice_in_their_hint() {
+    let mut env = Env::new();
+    env.worker("off", crate::ops::testing::PLAIN_MANIFEST, false, true);
+    let p = problem(create_tasks(
+        &mut *env.store,
+        &request(json!({"password": "x"})),
+        1,
+    ));
+    assert!(p.message.contains("'password'"), "{}", p.message);
+    assert!(!p.message.contains("--allow-sensitive"), "{}", p.message);
+    let hint = p.hint.unwrap();
+    assert!(
+        hint.contains("--allow-sensitive") && hint.contains("stask workers settings w"),
+        "{hint}"
+    );
+    let off = TaskRequest {
+        worker: "off".into(),
+        action: "go".into(),
+        ..request(json!({}))
+    };
+    let p = problem(create_tasks(&mut *env.store, &off, 1));
+    assert_eq!(p.message, "worker 'off' is inactive; activate it first");
+    assert_eq!(
+        p.hint.as_deref(),
+        Some("activate it with `stask workers activate off`")
+    );
+    let p = problem(find(&*env.store, 42));
+    assert_eq!(
+        (p.code, p.message.as_str()),
+        ("task_not_found", "no task 42")
+    );
+    assert_eq!(p.hint.as_deref(), Some("see `stask tasks list`"));
+}
+
+#[test]
+fn created_tasks_are_pending_with_their_creation_line_and_wake_the_services() {
+    let mut env = Env::new();
+    let wake = env.listen();
+    let ids = create_tasks(
+        &mut *env.store,
+        &request(json!({"token": "t"})).clone_with_sensitive(),
+        3,
+    )
+    .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(woken(&*wake));
+    let t = find(&*env.store, ids[0]).unwrap();
+    assert_eq!(
+        (t.status, t.started_by.as_deref(), t.max_attempts),
+        (Status::Pending, Some("ann"), 3)
+    );
+    let lines = env.store.log_lines(ids[0], 0, 10).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0].parse().unwrap().message,
+        "Task created (priority normal, by ann)"
+    );
+}
+
+impl TaskRequest {
+    fn clone_with_sensitive(&self) -> TaskRequest {
+        TaskRequest {
+            allow_sensitive: true,
+            ..self.clone()
+        }
+    }
+}
+
+#[test]
+fn operators_change_only_their_own_tasks_and_admins_any() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    let p = problem(cancel(&mut *env.store, &operator("bob"), id));
+    assert_eq!((p.kind, p.code), (ProblemKind::Forbidden, "not_your_task"));
+    assert_eq!(find(&*env.store, id).unwrap().status, Status::Pending);
+
+    let (done, t) = cancel(&mut *env.store, &operator("ann"), id).unwrap();
+    assert_eq!((done, t.status), (Cancelled::Now, Status::Cancelled));
+    let p = problem(cancel(&mut *env.store, &operator("ann"), id));
+    assert_eq!(
+        (p.kind, p.code),
+        (ProblemKind::Conflict, "already_finished")
+    );
+
+    let p = problem(retry(&mut *env.store, &operator("bob"), id));
+    assert_eq!(p.code, "not_your_task");
+    let r = retry(&mut *env.store, &Actor::local(), id).unwrap();
+    assert_eq!((r.was, r.task.status), (Status::Cancelled, Status::Pending));
+    let p = problem(retry(&mut *env.store, &Actor::local(), id));
+    assert_eq!(p.code, "not_retryable");
+    let last = env
+        .store
+        .last_log_line(id)
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (last.status.as_str(), last.message.as_str()),
+        (
+            "pending",
+            "Queued for retry (was cancelled; 0 attempts so far)"
+        )
+    );
+}
+
+#[test]
+fn run_now_needs_a_pending_task_of_an_active_worker() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    let t = run_now(&mut *env.store, id).unwrap();
+    assert_eq!(t.status, Status::Pending);
+    assert!(t.run_after <= now_ms());
+
+    env.store.set_worker_active("w", false).unwrap();
+    let p = problem(run_now(&mut *env.store, id));
+    assert_eq!((p.kind, p.code), (ProblemKind::Conflict, "worker_inactive"));
+    assert!(p.hint.unwrap().contains("stask workers activate w"));
+
+    cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    assert_eq!(problem(run_now(&mut *env.store, id)).code, "not_pending");
+}
+
+#[test]
+fn only_finished_tasks_are_deleted() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    assert_eq!(problem(delete(&mut *env.store, id)).code, "not_finished");
+    cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    delete(&mut *env.store, id).unwrap();
+    assert_eq!(problem(find(&*env.store, id)).code, "task_not_found");
+}
+
+#[test]
+fn bulk_actions_answer_per_id_and_refuse_bad_requests() {
+    let mut env = Env::new();
+    let mine = create(&mut env);
+    let theirs = create_tasks(
+        &mut *env.store,
+        &TaskRequest {
+            started_by: Some("bob".into()),
+            ..request(json!({}))
+        },
+        1,
+    )
+    .unwrap()[0];
+
+    assert_eq!(
+        BulkAction::parse(" nuke ").unwrap_err().code,
+        "invalid_action"
+    );
+    assert_eq!(BulkAction::parse(" retry ").unwrap(), BulkAction::Retry);
+    assert_eq!(bulk_ids(&[]).unwrap_err().field.as_deref(), Some("ids"));
+    assert!(bulk_ids(&vec![1; MAX_BULK + 1]).is_err());
+    assert_eq!(bulk_ids(&[3, 1, 3, 2, 1]).unwrap(), [3, 1, 2]);
+
+    let ann = operator("ann");
+    let p = problem(bulk(&mut *env.store, &ann, BulkAction::Delete, &[mine]));
+    assert_eq!(p.kind, ProblemKind::Forbidden);
+
+    let results = bulk(
+        &mut *env.store,
+        &ann,
+        BulkAction::Cancel,
+        &[mine, 999, theirs, mine],
+    )
+    .unwrap();
+    let shown: Vec<(i64, Result<&str, &str>)> = results
+        .iter()
+        .map(|(id, r)| {
+            let r = match r {
+                Ok(Done::Cancelled(c)) => Ok(c.as_str()),
+                Ok(other) => panic!("{other:?}"),
+                Err(p) => Err(p.code),
+            };
+            (*id, r)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (mine, Ok("cancelled")),
+            (999, Err("task_not_found")),
+            (theirs, Err("not_your_task")),
+        ]
+    );
+    let retried = bulk(&mut *env.store, &ann, BulkAction::Retry, &[mine]).unwrap();
+    assert!(matches!(
+        retried[0].1,
+        Ok(Done::Retried {
+            was: Status::Cancelled,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn process_now_makes_waiting_tasks_due_and_counts_the_claimable() {
+    let mut env = Env::new();
+    let later = now_ms() + 3_600_000;
+    let line = LogLine::new("pending", 0, 0, 0, "", "Task created");
+    env.store
+        .insert_tasks(
+            &NewTask {
+                worker: "w".into(),
+                action: "noop".into(),
+                data: "{}".into(),
+                priority: Priority::Low,
+                max_attempts: 1,
+                started_by: None,
+                run_after: later,
+                created_at: now_ms(),
+            },
+            2,
+            &line,
+        )
+        .unwrap();
+    assert_eq!(env.store.count_claimable(now_ms()).unwrap(), 0);
+    let wake = env.listen();
+    let due = process_now(&mut *env.store).unwrap();
+    assert_eq!(
+        due,
+        MadeDue {
+            made_due: 2,
+            claimable: 2
+        }
+    );
+    assert!(woken(&*wake));
+    assert_eq!(
+        process_now(&mut *env.store).unwrap(),
+        MadeDue {
+            made_due: 0,
+            claimable: 2
+        }
+    );
+}
+
+#[test]
+fn clean_requests_have_one_default_and_name_their_statuses() {
+    let r = CleanRequest::parse(None, false).unwrap();
+    assert_eq!(
+        r.older_than,
+        crate::task_log::parse_age(DEFAULT_OLDER_THAN).unwrap()
+    );
+    assert_eq!(r.statuses(), [Status::Completed]);
+    let r = CleanRequest::parse(Some("12h"), true).unwrap();
+    assert_eq!(r.older_than.as_secs(), 12 * 3600);
+    assert_eq!(r.statuses().len(), 3);
+    let p = CleanRequest::parse(Some("soon"), false).unwrap_err();
+    assert_eq!(
+        (p.field.as_deref(), p.code),
+        (Some("older_than"), "invalid_age")
+    );
+}
+
+#[test]
+fn clean_removes_only_the_statuses_asked_for() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    let after = now_ms() + 1_000;
+    let completed_only = CleanRequest::parse(None, false).unwrap().statuses();
+    let report = clean::clean_before(&mut *env.store, completed_only, after).unwrap();
+    assert_eq!(report.deleted_tasks, 0);
+    let all = CleanRequest::parse(None, true).unwrap().statuses();
+    let report = clean::clean_before(&mut *env.store, all, after).unwrap();
+    assert_eq!(report.deleted_tasks, 1);
+    assert_eq!(problem(find(&*env.store, id)).code, "task_not_found");
+    // The request's age is counted back from now: a task that just finished stays.
+    let id = create(&mut env);
+    cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    let a_minute = CleanRequest::parse(Some("1m"), true).unwrap();
+    assert_eq!(clean(&mut *env.store, &a_minute).unwrap().deleted_tasks, 0);
+}
+
+#[test]
+fn priorities_and_statuses_are_read_with_the_field_named() {
+    assert_eq!(parse_priority("high", "priority").unwrap(), Priority::High);
+    let p = parse_priority("urgent", "priority").unwrap_err();
+    assert_eq!(
+        (p.field.as_deref(), p.code),
+        (Some("priority"), "invalid_priority")
+    );
+    assert_eq!(parse_status("failed", "status").unwrap(), Status::Failed);
+    assert_eq!(
+        parse_status("done", "status").unwrap_err().code,
+        "invalid_status"
+    );
+}
+
+#[test]
+fn result_files_are_found_by_name_or_position() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    let p = problem(result_file(&*env.store, id, "a.txt"));
+    assert_eq!(
+        (p.code, p.message.as_str()),
+        (
+            "file_not_found",
+            "task 1 has no result file 'a.txt' (it has none)"
+        )
+    );
+    for name in ["b.txt", "parts/1.csv"] {
+        env.store
+            .put_result_file(id, name, &mut &b"hello"[..], 1 << 20)
+            .unwrap();
+    }
+    let names = |wanted: &str| result_file(&*env.store, id, wanted).map(|f| (f.name, f.size));
+    assert_eq!(names("parts/1.csv").unwrap(), ("parts/1.csv".to_owned(), 5));
+    assert_eq!(names("0").unwrap().0, "b.txt");
+    let p = problem(names("2"));
+    assert!(
+        p.message.ends_with("its files: b.txt, parts/1.csv"),
+        "{}",
+        p.message
+    );
+    assert_eq!(
+        problem(result_file(&*env.store, 99, "x")).code,
+        "task_not_found"
+    );
+}

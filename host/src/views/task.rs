@@ -1,0 +1,182 @@
+//! How a task is shown to scripts and API clients: `tasks show --json`, `tasks list
+//! --json` and the HTTP API all serialize [`TaskView`], so they agree field for field.
+
+use serde::Serialize;
+use serde_json::Value;
+use stask_storage::{LogLine, ResultFileInfo, Store, TaskRecord};
+
+use crate::sensitive;
+
+/// A task as `tasks show --json` / `tasks list --json` and the API show it (the
+/// OpenAPI schema `Task`). Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// Id.
+    pub id: i64,
+    /// Worker identifier.
+    pub worker: String,
+    /// Action name.
+    pub action: String,
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// `high`, `normal` or `low`.
+    pub priority: &'static str,
+    /// Percent done.
+    pub progress: i64,
+    /// Items processed.
+    pub processed: i64,
+    /// Items in all.
+    pub total: i64,
+    /// Latest message.
+    pub message: String,
+    /// Error message of the last failed attempt.
+    pub error: Option<String>,
+    /// Who created it: a user name, `token:NAME` or `schedule`.
+    pub started_by: Option<String>,
+    /// Attempts started so far.
+    pub attempts: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+    /// Not claimed before.
+    pub run_after: i64,
+    /// Created.
+    pub created_at: i64,
+    /// Last attempt started.
+    pub started_at: Option<i64>,
+    /// Finished.
+    pub finished_at: Option<i64>,
+    /// Last sign of life of the process running it.
+    pub heartbeat_at: Option<i64>,
+    /// Process running it.
+    pub owner: Option<String>,
+    /// An operator asked to cancel it while running.
+    pub cancel_requested: bool,
+    /// Data with credential-looking values redacted.
+    pub data: Value,
+    /// Result of a completed task.
+    pub result: Option<Value>,
+    /// Duration of the last attempt (ms), once finished.
+    pub duration_ms: Option<i64>,
+    /// Lines in the progress log (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<u64>,
+    /// Result files (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_files: Option<Vec<ResultFileView>>,
+    /// Every progress-log line (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<LogLineView>>,
+}
+
+impl TaskView {
+    /// The view of `t` for lists.
+    pub fn summary(t: &TaskRecord) -> Self {
+        let data = serde_json::from_str(&t.data)
+            .map(|v| sensitive::redact(&v))
+            .unwrap_or(Value::Null);
+        let result = t
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        TaskView {
+            id: t.id,
+            worker: t.worker.clone(),
+            action: t.action.clone(),
+            status: t.status.as_str(),
+            priority: t.priority.as_str(),
+            progress: t.progress,
+            processed: t.processed,
+            total: t.total,
+            message: t.message.clone(),
+            error: t.error.clone(),
+            started_by: t.started_by.clone(),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            run_after: t.run_after,
+            created_at: t.created_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            heartbeat_at: t.heartbeat_at,
+            owner: t.owner.clone(),
+            cancel_requested: t.cancel_requested,
+            data,
+            result,
+            duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
+            log_lines: None,
+            result_files: None,
+            history: None,
+        }
+    }
+
+    /// The view of `t` with its result files and progress history, read from `store`.
+    pub fn details(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Self> {
+        let mut view = TaskView::summary(t);
+        let lines = store.log_lines(t.id, 0, usize::MAX)?;
+        view.log_lines = Some(lines.last().map_or(0, |l| l.seq));
+        view.history = Some(
+            lines
+                .iter()
+                .filter_map(|l| l.parse())
+                .map(|l| LogLineView::new(&l))
+                .collect(),
+        );
+        view.result_files = Some(
+            store
+                .result_files(t.id)?
+                .iter()
+                .map(ResultFileView::new)
+                .collect(),
+        );
+        Ok(view)
+    }
+}
+
+/// One progress-log event (the OpenAPI schema `LogLine`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLineView {
+    /// Task status when the line was written.
+    pub status: String,
+    /// Percent done, 0-100.
+    pub progress: u8,
+    /// Items processed.
+    pub processed: u64,
+    /// Items in all (0 when unknown).
+    pub total: u64,
+    /// Estimated time left (`2m 15s`), `-` when unknown.
+    pub eta: String,
+    /// Message.
+    pub message: String,
+}
+
+impl LogLineView {
+    /// The view of a parsed line.
+    pub fn new(l: &LogLine) -> LogLineView {
+        LogLineView {
+            status: l.status.clone(),
+            progress: l.progress,
+            processed: l.processed,
+            total: l.total,
+            eta: l.eta.clone(),
+            message: l.message.clone(),
+        }
+    }
+}
+
+/// A result file (the OpenAPI schema `ResultFile`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultFileView {
+    /// Its path in the task's results (`summary.json`, `parts/1.csv`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl ResultFileView {
+    /// The view of a stored file.
+    pub fn new(f: &ResultFileInfo) -> ResultFileView {
+        ResultFileView {
+            name: f.name.clone(),
+            size: f.size,
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! How a registered worker is shown to operators and scripts: [`WorkerView`] (`workers
+//! list / show --json`), [`WorkerDetails`] (with its schedule and, in the API, task
+//! counts), [`WorkerSummary`] (the API's worker list) and [`SettingsView`]. Setting
+//! values of secret keys are never included, only whether they are set.
+
+use std::collections::HashMap;
+
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use stask_plugin_api::{ActionSpec, SettingSpec, WorkerManifest};
+use stask_storage::{Store, WorkerRecord};
+
+use super::schedule::{ScheduleSummary, ScheduleView};
+use super::StatusCountsView;
+
+/// A worker as `workers list --json` / `workers show --json` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerView {
+    /// Id.
+    pub identifier: String,
+    /// Scope.
+    pub scope: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Icon name.
+    pub icon: String,
+    /// Worker version.
+    pub version: String,
+    /// Whether tasks may run.
+    pub active: bool,
+    /// Library file and fingerprint.
+    pub library: LibraryView,
+    /// Declared actions.
+    pub actions: Vec<ActionSpec>,
+    /// Settings schema.
+    pub settings_schema: Vec<SettingSpec>,
+    /// Current settings, secrets replaced by `{"secret": true, "set": bool}`.
+    pub settings: Map<String, Value>,
+    /// Registered at (ms since epoch).
+    pub created_at: i64,
+    /// Last changed at (ms since epoch).
+    pub updated_at: i64,
+}
+
+/// Library details.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryView {
+    /// File path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256.
+    pub sha256: String,
+    /// Whether the file still exists.
+    pub exists: bool,
+}
+
+impl WorkerView {
+    /// Builds the view; the stored manifest was validated at registration.
+    pub fn new(w: &WorkerRecord) -> Self {
+        let manifest: Option<WorkerManifest> = serde_json::from_str(&w.manifest).ok();
+        let (actions, schema) = manifest
+            .map(|m| (m.actions, m.settings))
+            .unwrap_or_default();
+        let stored: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+        let mut settings = Map::new();
+        for spec in &schema {
+            let value = stored.get(&spec.key).or(spec.default.as_ref());
+            let shown = if spec.secret {
+                serde_json::json!({ "secret": true, "set": stored.contains_key(&spec.key) })
+            } else {
+                value.cloned().unwrap_or(Value::Null)
+            };
+            settings.insert(spec.key.clone(), shown);
+        }
+        if let Some(t) = stored.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
+            settings.insert(
+                stask_plugin_api::manifest::TIMEOUT_SETTING.to_owned(),
+                t.clone(),
+            );
+        }
+        WorkerView {
+            identifier: w.identifier.clone(),
+            scope: w.scope.clone(),
+            title: w.title.clone(),
+            description: w.description.clone(),
+            icon: w.icon.clone(),
+            version: w.version.clone(),
+            active: w.active,
+            library: LibraryView {
+                path: w.library.path.clone(),
+                size: w.library.size,
+                sha256: w.library.sha256.clone(),
+                exists: std::path::Path::new(&w.library.path).exists(),
+            },
+            actions,
+            settings_schema: schema,
+            settings,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// A worker with its schedule (`workers show --json`) and, in the API, its task
+/// counts (the OpenAPI schema `Worker`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerDetails {
+    /// The worker.
+    #[serde(flatten)]
+    pub worker: WorkerView,
+    /// Its schedule.
+    pub schedule: ScheduleView,
+    /// Its tasks in all ([`WorkerDetails::with_counts`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<i64>,
+    /// Its tasks per status ([`WorkerDetails::with_counts`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<StatusCountsView>,
+}
+
+impl WorkerDetails {
+    /// The worker `w` with its schedule, times shown in `tz`.
+    pub fn load(store: &dyn Store, w: &WorkerRecord, tz: Tz) -> anyhow::Result<WorkerDetails> {
+        Ok(WorkerDetails {
+            worker: WorkerView::new(w),
+            schedule: ScheduleView::load(store, &w.identifier, tz)?,
+            task_count: None,
+            tasks: None,
+        })
+    }
+
+    /// The same with the worker's task counts.
+    pub fn with_counts(mut self, store: &dyn Store) -> anyhow::Result<WorkerDetails> {
+        let counts = store
+            .worker_counts()?
+            .into_iter()
+            .find(|c| c.worker == self.worker.identifier)
+            .map(|c| StatusCountsView::new(&c.counts))
+            .unwrap_or_default();
+        self.task_count = Some(counts.total());
+        self.tasks = Some(counts);
+        Ok(self)
+    }
+}
+
+/// A worker in the API's list (the OpenAPI schema `WorkerSummary`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerSummary {
+    /// Id.
+    pub identifier: String,
+    /// Icon name.
+    pub icon: String,
+    /// Title.
+    pub title: String,
+    /// Scope.
+    pub scope: String,
+    /// Description.
+    pub description: String,
+    /// Worker version.
+    pub version: String,
+    /// Whether tasks may run.
+    pub active: bool,
+    /// Whether its library file still exists.
+    pub library_exists: bool,
+    /// Its tasks in all.
+    pub task_count: i64,
+    /// Its tasks per status.
+    pub tasks: StatusCountsView,
+    /// Its schedule, short.
+    pub schedule: ScheduleSummary,
+}
+
+impl WorkerSummary {
+    /// Every registered worker with its counts and schedule, times shown in `tz`.
+    pub fn load_all(store: &dyn Store, tz: Tz) -> anyhow::Result<Vec<WorkerSummary>> {
+        let counts: HashMap<String, StatusCountsView> = store
+            .worker_counts()?
+            .into_iter()
+            .map(|w| (w.worker.clone(), StatusCountsView::new(&w.counts)))
+            .collect();
+        let mut out = Vec::new();
+        for w in store.list_workers()? {
+            let view = WorkerView::new(&w);
+            let schedule = ScheduleView::load(store, &w.identifier, tz)?;
+            let tasks = counts.get(&w.identifier).copied().unwrap_or_default();
+            out.push(WorkerSummary {
+                identifier: view.identifier,
+                icon: view.icon,
+                title: view.title,
+                scope: view.scope,
+                description: view.description,
+                version: view.version,
+                active: view.active,
+                library_exists: view.library.exists,
+                task_count: tasks.total(),
+                tasks,
+                schedule: ScheduleSummary::new(&schedule),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A worker's settings with their schema (the OpenAPI schema `Settings`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    /// Worker id.
+    pub identifier: String,
+    /// Current settings, secrets replaced by `{"secret": true, "set": bool}`.
+    pub settings: Map<String, Value>,
+    /// Settings schema.
+    pub schema: Vec<SettingSpec>,
+}
+
+impl SettingsView {
+    /// The settings of `w`.
+    pub fn new(w: &WorkerRecord) -> SettingsView {
+        let view = WorkerView::new(w);
+        SettingsView {
+            identifier: view.identifier,
+            settings: view.settings,
+            schema: view.settings_schema,
+        }
+    }
+}
