@@ -4,12 +4,10 @@
 
 use std::io::Read;
 
-use serde::Serialize;
-
 use crate::error::StoreError;
 
 /// A stored result file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultFileInfo {
     /// Its path relative to the scratch directory (`summary.json`, `parts/1.csv`).
     pub name: String,

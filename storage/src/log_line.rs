@@ -15,13 +15,11 @@
 //! the text of a line is exactly what [`LogLine::format`] returns without its newline,
 //! so a whole log is its rows joined by newlines.
 
-use serde::Serialize;
-
 /// Longest message kept in a line, in bytes; longer ones are cut (on a char boundary).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// One event of a task's progress log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// Task status when the line was written.
     pub status: String,
@@ -151,7 +149,7 @@ fn unescape(s: &str) -> String {
 
 /// One stored line of a task's log: its sequence number (1 for the creation line, then
 /// one more per line) and its text, exactly as formatted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLine {
     /// Position in the task's log, from 1. Live views resume after the last one seen.
     pub seq: u64,

@@ -130,7 +130,7 @@ impl LibraryCache {
         };
         let (size, mtime) = fingerprint::stat(&real).with_context(|| {
             format!(
-                "the worker's library '{}' cannot be read (was it removed? run `stask workers rescan`)",
+                "the worker's library '{}' cannot be read (was it removed? rescan the plugins directory)",
                 library.display()
             )
         })?;

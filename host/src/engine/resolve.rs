@@ -70,12 +70,12 @@ fn resolve_worker(
         .map_err(|_| fail(format!("worker '{name}' is no longer registered")))?;
     let stored: Map<String, Value> = serde_json::from_str(&worker.settings).map_err(|e| {
         fail(format!(
-            "worker '{name}' has unreadable stored settings ({e}); set them again with `stask workers settings {name}`"
+            "worker '{name}' has unreadable stored settings ({e}); an administrator must set them again"
         ))
     })?;
     let resolved = manifest.resolve_settings(&stored).map_err(|e| {
         fail(format!(
-            "worker '{name}' settings are invalid: {e}; fix them with `stask workers settings {name}`"
+            "worker '{name}' settings are invalid: {e}; an administrator must fix them in the worker's settings"
         ))
     })?;
     let timeout = resolved
