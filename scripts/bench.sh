@@ -6,11 +6,12 @@
 #   scripts/bench.sh [--quick|--full] [-- DRIVER-ARGS...]
 #
 #   --quick   (default) N = 10,000 tasks, 3 runs of each benchmark; a few minutes
-#   --full    N = 100,000 tasks, 3 runs, 1M-task reads; about 20 minutes
+#   --full    N = 100,000 tasks, 3 runs, 1M-task reads, 300k-task clean-up
 #
 # Anything after `--` goes to the driver, e.g. `-- --only burndown,peer`.
 # STASK_BENCH_BIN=DIR benchmarks the stask binary and example libraries in DIR
-# instead of building the working tree (e.g. a build of another commit).
+# instead of building the working tree (e.g. a build of another commit); the ingest
+# benchmark also needs libstask_fixture_misbehaving.so there.
 #
 # Needs only the Rust toolchain. Temporary homes live under target/bench/work and are
 # removed afterwards; the driver and the peer build into target/bench-build, apart
@@ -51,8 +52,10 @@ fi
 if [ -n "${STASK_BENCH_BIN:-}" ]; then
     bin="$STASK_BENCH_BIN"
 else
-    echo "Building stask and the example workers (release)…" >&2
-    cargo build --release -p stask -p stask-worker-demo -p stask-worker-product
+    echo "Building stask, the example workers and the misbehaving fixture (release)…" >&2
+    # The fixture's big-file action is the result-ingest benchmark's task.
+    cargo build --release -p stask -p stask-worker-demo -p stask-worker-product \
+        -p stask-fixture-misbehaving
     bin="${CARGO_TARGET_DIR:-target}/release"
 fi
 

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use stask_storage::Status;
 
 use crate::report::{Cmp, Metric, Report};
 use crate::util::{id_of, ns_since_epoch, percentile, run, Ctx, Env, Home, Res, Service};
@@ -35,8 +36,11 @@ pub fn progress(env: &Env, rep: &mut Report) -> Res<()> {
             .as_f64()
             .ok_or_else(|| format!("no ns_per_call in {view}"))?;
         let run_ms = view["duration_ms"].as_f64().unwrap_or(0.0);
-        let text = std::fs::read_to_string(home.log(id)).ctx("read the task's log")?;
-        let count = text.lines().count();
+        let count = home
+            .store()?
+            .log_lines(id, 0, 1_000_000)
+            .ctx("read the task's log")?
+            .len();
         // created + started + completed, and at most one progress line per 100 ms
         // (rounded up, plus one for a flush at the end).
         let bound = 3 + (run_ms / 100.0).ceil() as usize + 1;
@@ -83,7 +87,7 @@ pub fn pickup(env: &Env, rep: &mut Report) -> Res<()> {
     let pause = Duration::from_millis(100);
     let home = Home::create(env, "pickup", &[&env.demo_lib])?;
     let service = Service::start(env, &home)?;
-    let conn = home.read_db()?;
+    let store = home.store()?;
     let mut from_exit = Vec::new();
     let mut from_row = Vec::new();
     // The first task starts the runner process; it is a warm-up, not a sample.
@@ -97,12 +101,16 @@ pub fn pickup(env: &Env, rep: &mut Report) -> Res<()> {
         let id = id_of(&created)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let status: String = conn
-                .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-                .ctx("read status")?;
-            match status.as_str() {
-                "completed" => break,
-                "failed" | "cancelled" => return Err(format!("stamp task {id} {status}")),
+            let status = store
+                .get_task(id)
+                .ctx("read status")?
+                .ok_or_else(|| format!("stamp task {id} is gone"))?
+                .status;
+            match status {
+                Status::Completed => break,
+                Status::Failed | Status::Cancelled => {
+                    return Err(format!("stamp task {id} {status}"))
+                }
                 _ if Instant::now() > deadline => {
                     return Err(format!("stamp task {id} not done within 30 s"))
                 }
@@ -126,6 +134,7 @@ pub fn pickup(env: &Env, rep: &mut Report) -> Res<()> {
         }
         std::thread::sleep(pause);
     }
+    drop(store);
     let mem = service.stop()?;
     eprintln!(
         "  pickup: p50 {:.2} ms, p99 {:.2} ms (serve {} kB)",
@@ -163,7 +172,7 @@ pub fn pickup(env: &Env, rep: &mut Report) -> Res<()> {
             "ms",
             from_row.clone(),
         )
-        .note("includes the CLI's insert, log file, wake-up and exit; created_at is whole ms (adds 0-1 ms)"),
+        .note("includes the CLI's insert (with its creation line), wake-up and exit; created_at is whole ms (adds 0-1 ms)"),
     );
     rep.add(Metric::derived(
         "pickup.from_created_at_p99_ms",

@@ -8,11 +8,14 @@
 //!
 //! `scripts/bench.sh` builds everything and runs it; see scripts/BENCHMARKS.md.
 
+mod housekeeping;
+mod ingest;
 mod latency;
 mod limit;
 mod reads;
 mod registry;
 mod report;
+mod seed;
 mod throughput;
 mod util;
 
@@ -33,11 +36,16 @@ const BENCHES: &[(&str, Bench)] = &[
     ("peer", throughput::peer),
     ("limit", limit::limit),
     ("steady", throughput::steady),
+    ("steady_paced", throughput::steady_paced),
     ("peer_steady", throughput::peer_steady),
     ("progress", latency::progress),
     ("pickup", latency::pickup),
     ("discovery", registry::discovery),
     ("reads", reads::reads),
+    ("dbsize", housekeeping::dbsize),
+    ("clean", housekeeping::clean),
+    ("housekeeping", housekeeping::housekeeping),
+    ("ingest", ingest::ingest),
 ];
 
 struct Args {
@@ -163,6 +171,7 @@ fn real_main() -> Res<()> {
         stask: bin.join("stask"),
         demo_lib: bin.join("libstask_worker_demo.so"),
         product_lib: bin.join("libstask_worker_product.so"),
+        fixture_lib: bin.join("libstask_fixture_misbehaving.so"),
         bench_lib: absolute(args.bench_lib)?,
         peer: absolute(args.peer)?,
         work: out.join("work"),
@@ -240,8 +249,10 @@ fn real_main() -> Res<()> {
     let _ = std::fs::remove_dir_all(&env.work);
     let _ = std::fs::remove_dir_all(&stale);
     // Sections in the order of their numbers (benchmarks run in another order: the
-    // ratios need the burn-down first). The sort is stable.
-    report.metrics.sort_by(|a, b| a.bench.cmp(&b.bench));
+    // ratios need the burn-down first): "10 …" after "9 …". The sort is stable.
+    report
+        .metrics
+        .sort_by_key(|m| report::section_number(&m.bench));
 
     let header = json!({
         "mode": mode,

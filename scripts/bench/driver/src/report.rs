@@ -278,6 +278,13 @@ impl Report {
     }
 }
 
+/// The number a section's name starts with ("10 database size" -> 10, "2b …" -> 2),
+/// for ordering; names without one go last.
+pub fn section_number(bench: &str) -> u32 {
+    let digits: String = bench.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(u32::MAX)
+}
+
 /// A number for the table: thousands separators for large values, 3 significant
 /// digits for small ones.
 pub fn fmt(v: f64) -> String {

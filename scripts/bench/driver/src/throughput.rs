@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
 use serde_json::json;
+use stask_storage::{Status, TaskFilter};
 
 use crate::report::{Cmp, Metric, Report};
 use crate::util::{discard, now_ms, percentile, run, run_sampled, Ctx, Env, Home, Res, Service};
@@ -85,7 +85,7 @@ pub fn burndown(env: &Env, rep: &mut Report) -> Res<()> {
             "tasks/s",
             create_rates,
         )
-        .note("one CLI call, one transaction, one log file per task"),
+        .note("one CLI call, one transaction, the creation lines stored with the tasks"),
     );
     rep.add(Metric::new(
         "memory.process_mb",
@@ -113,9 +113,8 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
     let secs: u64 = if env.quick { 10 } else { 30 };
     let warmup_ms: i64 = 1000;
     let batch = 500usize;
-    // One producer per core: creating tasks (a process, a transaction and a log file
-    // per task) is slower than running no-op ones, so one producer alone would measure
-    // the producer.
+    // One producer per core: creating tasks (a process and a transaction per call) is
+    // slower than running no-op ones, so one producer alone would measure the producer.
     let producers = env.cores;
     let mut rates = Vec::new();
     let mut created_rates = Vec::new();
@@ -155,33 +154,32 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         if let Some(e) = errors.first() {
             return Err(format!("producer failed: {e}"));
         }
-        let conn = home.read_db()?;
-        let backlog: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM tasks WHERE status = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .ctx("count backlog")?;
+        // Read through the storage API (no SQL in the driver): the backlog from the
+        // kept counts now, the rest from every task's record once the service stopped.
+        let backlog = home
+            .store()?
+            .task_status_counts()
+            .ctx("count backlog")?
+            .pending;
         let mem = service.stop()?;
         let w0 = t0 + warmup_ms;
-        let completed: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM tasks WHERE status = 'completed' AND finished_at >= ?1 AND finished_at < ?2",
-                params![w0, t1],
-                |r| r.get(0),
-            )
-            .ctx("count completed")?;
+        let tasks = home
+            .store()?
+            .list_tasks(&TaskFilter::default())
+            .ctx("list tasks")?;
+        let completed = tasks
+            .iter()
+            .filter(|t| t.status == Status::Completed)
+            .filter(|t| t.finished_at.is_some_and(|f| f >= w0 && f < t1))
+            .count();
         let window_s = (t1 - w0) as f64 / 1000.0;
-        let mut stmt = conn
-            .prepare("SELECT started_at - created_at FROM tasks WHERE started_at >= ?1 AND started_at < ?2")
-            .ctx("latency query")?;
-        let waits: Vec<f64> = stmt
-            .query_map(params![w0, t1], |r| r.get::<_, i64>(0))
-            .ctx("latency query")?
-            .filter_map(Result::ok)
-            .map(|v| v as f64)
+        let waits: Vec<f64> = tasks
+            .iter()
+            .filter_map(|t| Some((t.started_at?, t.created_at)))
+            .filter(|(s, _)| *s >= w0 && *s < t1)
+            .map(|(s, c)| (s - c) as f64)
             .collect();
+        drop(tasks);
         let rate = completed as f64 / window_s;
         let made = created.load(Ordering::Relaxed);
         eprintln!(
@@ -203,34 +201,38 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             runner_mb.push(kb_to_mb(mem.runner_kb));
         }
     }
-    let saturated = backlogs.iter().filter(|b| **b > 0.0).count();
+    // One batch per producer may be waiting at any time while the service keeps up.
+    let saturated = backlogs
+        .iter()
+        .filter(|b| **b > (batch * producers) as f64)
+        .count();
     rep.add(
         Metric::new(
-            "steady.completed_per_s",
+            "steady.tasks_per_s",
             STEADY,
             &format!("completed while {producers} producers create ({secs} s)"),
             "tasks/s",
             rates,
         )
-        .target(">= 30,000 tasks/s", Cmp::AtLeast, 30_000.0)
+        .target(">= 40,000 tasks/s", Cmp::AtLeast, 40_000.0)
         .note(format!(
-            "{saturated} of {} runs ended with a backlog (the service was the bound); in the others it kept up with the producers (they were the bound)",
+            "{saturated} of {} runs ended with a backlog above one batch per producer (the service was the bound); in the others it kept up with the producers (they were the bound)",
             backlogs.len()
         )),
     );
     if let (Some(s), Some(c)) = (
-        rep.get("steady.completed_per_s").cloned(),
+        rep.get("steady.tasks_per_s").cloned(),
         rep.get("limit.steady_ceiling").cloned(),
     ) {
         rep.add(
             Metric::ratio(
                 "ratio.steady_over_ceiling",
                 STEADY,
-                "steady / the limit's steady ceiling (section 4)",
+                "steady / the storage ceiling (section 4)",
                 &s,
                 &c,
             )
-            .note("what the CLI processes, runners, messages and engine cost beyond raw SQL and file calls"),
+            .note("what the CLI processes, runners, messages and engine cost beyond the store's own writes"),
         );
     }
     rep.add(Metric::new(
@@ -250,13 +252,19 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         )
         .note("> 0: the producers outpaced the service, so the waits below are queueing time"),
     );
-    rep.add(Metric::new(
-        "steady.wait_p50_ms",
-        STEADY,
-        "create-to-start wait p50 (tasks started in window)",
-        "ms",
-        p50s,
-    ));
+    // Waits of a run whose producers outpace the service are queueing time: the
+    // issue's latency targets hold at a rate the service sustains, which the paced run
+    // below (section 2b) measures.
+    rep.add(
+        Metric::new(
+            "steady.wait_p50_ms",
+            STEADY,
+            "create-to-start wait p50 (tasks started in window)",
+            "ms",
+            p50s,
+        )
+        .note("started_at - created_at; a batch of 500 shares one created_at, so its last task waits for the 499 before it; with a backlog, queueing time (the target is judged at a sustained rate: steady_paced)"),
+    );
     rep.add(Metric::new(
         "steady.wait_p99_ms",
         STEADY,
@@ -287,6 +295,168 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             "seconds": secs, "warmup_ms": warmup_ms, "producers": producers,
             "tasks_per_create_call": batch, "concurrency": env.cores,
         }),
+    );
+    Ok(())
+}
+
+const PACED: &str = "2b steady, paced (stask serve)";
+
+/// Creation rate of the paced run when the steady run did not run before it.
+const PACED_DEFAULT_RATE: f64 = 10_000.0;
+
+/// 2b: create-to-start at a creation rate the service sustains: `cores` producers call
+/// `tasks create demo noop --count 100` on a fixed schedule, together at half the rate
+/// the steady run (section 2) completed, for as long as that run; the waits of the
+/// tasks created in the window (after the same warm-up) are the figures.
+pub fn steady_paced(env: &Env, rep: &mut Report) -> Res<()> {
+    let secs: u64 = if env.quick { 10 } else { 30 };
+    let warmup_ms: i64 = 1000;
+    let batch = 100usize;
+    let producers = env.cores;
+    let (rate, rate_from) = match rep.get("steady.tasks_per_s") {
+        Some(m) if m.median.is_finite() && m.median > 0.0 => {
+            (m.median / 2.0, "half of steady.tasks_per_s (this run)")
+        }
+        _ => (
+            PACED_DEFAULT_RATE,
+            "default (the steady benchmark did not run first)",
+        ),
+    };
+    let interval = Duration::from_secs_f64(batch as f64 / rate);
+    let (mut p50s, mut p99s, mut created_rates, mut backlogs, mut lates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..env.runs {
+        let home = Home::create(env, &format!("paced-{i}"), &[&env.demo_lib])?;
+        let service = Service::start(env, &home)?;
+        let t0 = now_ms();
+        let start = Instant::now();
+        // One producer per core, each calling on its own schedule (staggered by one
+        // interval), so a slow call delays only its own producer's next one.
+        let results: Vec<Res<(u32, u32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..producers)
+                .map(|p| {
+                    let home = &home;
+                    s.spawn(move || -> Res<(u32, u32)> {
+                        let (mut calls, mut late) = (0u32, 0u32);
+                        while start.elapsed() < Duration::from_secs(secs) {
+                            let due = start + interval * (calls * producers as u32 + p as u32);
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            } else if now - due > interval * producers as u32 {
+                                late += 1;
+                            }
+                            create_noops(env, home, batch)?;
+                            calls += 1;
+                        }
+                        Ok((calls, late))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("producer panicked".into())))
+                .collect()
+        });
+        let (mut calls, mut late) = (0u32, 0u32);
+        for r in results {
+            let (c, l) = r?;
+            calls += c;
+            late += l;
+        }
+        let t1 = now_ms();
+        let store = home.store()?;
+        let backlog = store.task_status_counts().ctx("counts")?.pending;
+        // Let the last batches start before the service stops.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.task_status_counts().ctx("counts")?.pending > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(store);
+        service.stop()?;
+        let w0 = t0 + warmup_ms;
+        let tasks = home
+            .store()?
+            .list_tasks(&TaskFilter::default())
+            .ctx("list tasks")?;
+        let waits: Vec<f64> = tasks
+            .iter()
+            .filter(|t| t.created_at >= w0 && t.created_at < t1)
+            .filter_map(|t| Some((t.started_at? - t.created_at) as f64))
+            .collect();
+        let made = calls as f64 * batch as f64 / ((t1 - t0) as f64 / 1000.0);
+        eprintln!(
+            "  paced run {}: {made:.0} created/s (aim {rate:.0}), {} late calls of {calls}, backlog {backlog} at the end, wait p50 {} ms p99 {} ms ({} tasks)",
+            i + 1,
+            late,
+            percentile(&waits, 50.0),
+            percentile(&waits, 99.0),
+            waits.len()
+        );
+        p50s.push(percentile(&waits, 50.0));
+        p99s.push(percentile(&waits, 99.0));
+        created_rates.push(made);
+        backlogs.push(backlog as f64);
+        lates.push(late as f64);
+    }
+    rep.add(
+        Metric::new(
+            "steady.paced.created_per_s",
+            PACED,
+            &format!("created at a steady rate ({rate_from}), --count {batch} per call"),
+            "tasks/s",
+            created_rates,
+        )
+        .note(format!(
+            "aimed at {rate:.0} tasks/s: one call every {:.1} ms",
+            interval.as_secs_f64() * 1000.0
+        )),
+    );
+    rep.add(
+        Metric::new(
+            "steady.paced.backlog",
+            PACED,
+            "pending tasks when the producer stopped",
+            "tasks",
+            backlogs,
+        )
+        .note("about one batch or less: the service sustained the rate"),
+    );
+    rep.add(
+        Metric::new(
+            "steady.paced.wait_p50_ms",
+            PACED,
+            "create-to-start wait p50 (tasks created in window)",
+            "ms",
+            p50s,
+        )
+        .target("p50 < 20 ms", Cmp::Below, 20.0)
+        .note(format!(
+            "started_at - created_at (whole ms); a call's {batch} tasks share one created_at"
+        )),
+    );
+    rep.add(
+        Metric::new(
+            "steady.paced.wait_p99_ms",
+            PACED,
+            "create-to-start wait p99 (tasks created in window)",
+            "ms",
+            p99s,
+        )
+        .target("p99 < 200 ms", Cmp::Below, 200.0),
+    );
+    rep.add(Metric::new(
+        "steady.paced.late_calls",
+        PACED,
+        "producer calls that started more than their own interval late",
+        "calls",
+        lates,
+    ));
+    rep.detail(
+        "steady_paced",
+        json!({ "seconds": secs, "warmup_ms": warmup_ms, "producers": producers,
+                "tasks_per_create_call": batch, "aimed_rate": rate, "rate_from": rate_from,
+                "window": "tasks created from warmup_ms after the start until the producer stops" }),
     );
     Ok(())
 }

@@ -279,6 +279,8 @@ pub struct Env {
     pub stask: PathBuf,
     pub demo_lib: PathBuf,
     pub product_lib: PathBuf,
+    /// The misbehaving test fixture (its `big-file` action, for the ingest benchmark).
+    pub fixture_lib: PathBuf,
     pub bench_lib: PathBuf,
     pub peer: PathBuf,
     /// Scratch directory for homes and generated files (deleted afterwards).
@@ -356,23 +358,25 @@ impl Home {
         self.root.join("stask.db")
     }
 
-    pub fn log(&self, id: i64) -> PathBuf {
-        self.root
-            .join("storage/stask")
-            .join(stask_storage::progress_log::file_name(id))
+    /// Opens the home's store through the storage crate's public API (every figure the
+    /// driver reads from a home goes through it: no SQL outside storage/).
+    pub fn store(&self) -> Res<Box<dyn stask_storage::Store>> {
+        let db = self.db();
+        let path = db.to_str().ok_or("the home's path is not UTF-8")?;
+        stask_storage::open(path).ctx("open the store")
     }
 
-    /// Opens the database read-only (for figures computed from it).
-    pub fn read_db(&self) -> Res<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .ctx("open the database read-only")?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .ctx("busy timeout")?;
-        Ok(conn)
+    /// Bytes of the database on disk: the database file and its WAL (when one exists).
+    pub fn db_bytes(&self) -> u64 {
+        let db = self.db();
+        let wal = db.with_file_name("stask.db-wal");
+        file_size(&db) + file_size(&wal)
     }
+}
+
+/// Size of a file in bytes, 0 when it does not exist.
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 impl Drop for Home {
@@ -387,8 +391,10 @@ impl Drop for Home {
 /// Deleting many files slows creating files for minutes afterwards on this machine: its
 /// ext4 runs without a journal, and then the inode allocator skips inodes freed in the
 /// last 60-360 s, reading each one's inode-table block to find out (`recently_deleted`
-/// in the kernel's profile, 30 µs per new file becoming 300-800 µs). Deleting a home of
-/// 10,000 logs between runs made the next run's `tasks create` up to ten times slower.
+/// in the kernel's profile, 30 µs per new file becoming 300-800 µs). Homes no longer
+/// hold a file per task (logs and result files live in the database), but the peer's
+/// databases, scratch directories and big files still go this way, so no benchmark
+/// pays for another's deletions.
 pub fn discard(dir: &Path) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -490,7 +496,7 @@ impl Service {
 
     /// Waits until the service is idle: its CPU time (user + system, from
     /// `/proc/PID/stat`) grew by at most 20 ms over the last 500 ms, so start-up work
-    /// (the clean-up's scan of the log directory, for one) does not overlap what is
+    /// (the clean-up at start, for one) does not overlap what is
     /// measured. Returns the wait and the CPU time spent until then (ms).
     pub fn settle(&self, timeout: Duration) -> Res<(Duration, f64)> {
         let pid = self.pid().ok_or("the service is not running")?;
