@@ -174,6 +174,18 @@ impl<'a> Coordinator<'a> {
                 }
             }
             if self.running.is_empty() && claimed_now == 0 && (!self.service || stopping) {
+                // A stopping service leaves what is unrecorded to `shutdown`, which
+                // waits for a failing store only so long.
+                if stopping {
+                    return Ok(());
+                }
+                // A one-shot run whose claim met a failing store tries again (until
+                // `guard` gives up) instead of ending as if the queue were empty.
+                if self.failing.is_some() {
+                    self.sleep_out_failure();
+                    want_claim = true;
+                    continue;
+                }
                 if self.completer.is_empty() {
                     return Ok(());
                 }
