@@ -26,6 +26,11 @@ use crate::{
 pub trait Harness: Sync {
     /// A new connection to the case's database (every call reaches the same data).
     fn open(&self) -> Box<dyn Store>;
+
+    /// Checks what [`Store::release_space`](crate::TaskQueue::release_space) gave back
+    /// after about 4 MB of tasks were deleted: a backend that gives space back to the
+    /// file system must have given most of it.
+    fn check_released(&self, bytes: u64);
 }
 
 /// Generates one `#[test]` per conformance case, each with a fresh harness from
@@ -58,7 +63,8 @@ macro_rules! conformance_tests {
                 retry_queues_failed_and_cancelled_tasks_with_their_line,
                 make_due_moves_pending_tasks_forward,
                 deleting_takes_logs_and_files_and_leaves_unfinished_tasks,
-                clean_up_deletes_old_finished_tasks_in_batches
+                clean_up_deletes_old_finished_tasks_in_batches,
+                space_freed_by_clean_up_is_given_back
             }
             registry { workers_are_registered_updated_and_removed }
             schedules {

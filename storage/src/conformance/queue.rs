@@ -468,3 +468,33 @@ pub fn clean_up_deletes_old_finished_tasks_in_batches(h: &dyn Harness) {
     assert_eq!(s.task_status_counts().unwrap().completed, 1);
     s.release_space(1 << 20).unwrap();
 }
+
+pub fn space_freed_by_clean_up_is_given_back(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let mut t = task("w", 0);
+    t.data = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2_000));
+    let ids = insert(&mut *s, &t, 2_000);
+    let c = claim(&mut *s, "me", 10, 2_000);
+    let ends: Vec<_> = c
+        .iter()
+        .map(|c| finish(c.task.id, "me", completed(), "completed", 20))
+        .collect();
+    s.finish_tasks(&ends).unwrap();
+    assert_eq!(
+        s.delete_finished_before(&[Status::Completed], 1_000, 5_000)
+            .unwrap()
+            .len(),
+        ids.len()
+    );
+    let mut released = 0;
+    loop {
+        let step = s.release_space(1 << 20).unwrap();
+        released += step;
+        if step < 1 << 20 {
+            break;
+        }
+    }
+    h.check_released(released);
+    assert_eq!(s.release_space(1 << 20).unwrap(), 0, "nothing left to give");
+}

@@ -12,8 +12,13 @@
 //!   ([`wakeups`]).
 //! * `auto_vacuum = INCREMENTAL`, so space freed by clean-up can be given back in small
 //!   steps ([`crate::TaskQueue::release_space`]).
+//! * Checkpoints (copying the WAL into the database file, with its fsyncs) run on a
+//!   background thread per process and database ([`checkpointer`]), not inside the
+//!   commits of whoever happens to cross the WAL's size limit: an engine's claim must not
+//!   wait for the disk.
 
 mod accounts;
+mod checkpointer;
 mod claim;
 #[cfg(test)]
 mod conformance_tests;
@@ -97,6 +102,7 @@ impl SqliteStore {
         };
         migrations::migrate(&mut store.conn)?;
         legacy::import(&mut store)?;
+        checkpointer::start(path);
         Ok(store)
     }
 
@@ -182,6 +188,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .context("enable WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .context("set synchronous")?;
+    // The background checkpointer keeps the WAL short; a commit checkpoints by itself
+    // only as a safety net, when the WAL has grown far past that.
+    conn.pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)
+        .context("set the checkpoint limit")?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .context("enable foreign keys")?;
     Ok(conn)

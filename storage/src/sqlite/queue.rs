@@ -545,9 +545,16 @@ impl TaskQueue for SqliteStore {
             return Ok(0);
         }
         let pages = (max_bytes / page.max(1) as u64).max(1);
-        self.conn
-            .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))
+        // The pragma frees one page per step of its statement: step it to the end
+        // (a batch execution would step it once).
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA incremental_vacuum({pages})"))
             .context("give space back")?;
+        let mut rows = stmt.query([]).context("give space back")?;
+        while rows.next().context("give space back")?.is_some() {}
+        drop(rows);
+        drop(stmt);
         let after = free(&self.conn)?;
         Ok((before - after).max(0) as u64 * page as u64)
     }
