@@ -147,11 +147,13 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// One stored line of a task's log: its sequence number (1 for the creation line, then
-/// one more per line) and its text, exactly as formatted.
+/// One stored line of a task's log: its sequence number and its text, exactly as
+/// formatted. Numbers grow with every line stored (they are store-wide, so a task's
+/// numbers have gaps); a task's lines are in order of their numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLine {
-    /// Position in the task's log, from 1. Live views resume after the last one seen.
+    /// Position of the line (greater than 0): live views resume after the last one
+    /// seen.
     pub seq: u64,
     /// The line's text without a newline.
     pub text: String,

@@ -11,6 +11,6 @@ pub trait ProgressLogs {
     fn log_lines(&self, task: i64, after: u64, limit: usize)
         -> Result<Vec<StoredLine>, StoreError>;
 
-    /// The last line of task `task`'s log (its sequence number is the number of lines).
+    /// The last line of task `task`'s log.
     fn last_log_line(&self, task: i64) -> Result<Option<StoredLine>, StoreError>;
 }

@@ -1203,7 +1203,18 @@ fn progress_logs_live_events_and_log_download_follow_the_stored_log() {
         .expect(200);
     assert_eq!(rest["lines"].as_array().unwrap().len(), file.len() - 2);
     assert_eq!(rest["finished"], true);
-    assert_eq!(rest["next_offset"].as_u64(), Some(file.len() as u64));
+    let after_all = api
+        .get(
+            &viewer,
+            &format!("/api/v1/tasks/{id}/logs?offset={}", rest["next_offset"]),
+        )
+        .expect(200);
+    assert_eq!(
+        after_all["lines"],
+        json!([]),
+        "nothing after the last position"
+    );
+    assert_eq!(after_all["finished"], true);
 
     // The whole file as text.
     let r = api.get(&viewer, &format!("/api/v1/tasks/{id}/log"));

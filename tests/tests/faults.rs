@@ -404,10 +404,14 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
         "the task created under the lock completed",
         || (home.task(locked)["status"] == "completed").then_some(()),
     );
-    let log = bg.stderr_so_far();
-    assert!(
-        log.contains("storage failed") && log.contains("the store works again"),
-        "the service says what happened:\n{log}"
+    // The service says what happened (its log is written by a background thread).
+    wait_until(
+        WAIT,
+        "the service logged the failure and the recovery",
+        || {
+            let log = bg.stderr_so_far();
+            (log.contains("storage failed") && log.contains("the store works again")).then_some(())
+        },
     );
     check_invariants(&*home.store(), [first, during, locked]);
     drop(bg);

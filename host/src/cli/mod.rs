@@ -132,7 +132,8 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    init_tracing(cli.verbose, serving);
+    // Kept until the end of this function, so every buffered log line is written.
+    let _log_writer = init_tracing(cli.verbose, serving);
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,
@@ -167,7 +168,10 @@ fn error_text(e: &anyhow::Error, json: bool) -> String {
     }
 }
 
-fn init_tracing(verbose: u8, serving: bool) {
+/// Sets up logging to stderr. A service writes through a background thread, so a busy
+/// engine (one line per task attempt) never waits for the write; the returned guard
+/// flushes what is buffered when dropped.
+fn init_tracing(verbose: u8, serving: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let default = match verbose {
         // A service narrates task state changes by default; commands stay quiet.
         0 if serving => "info",
@@ -179,11 +183,25 @@ fn init_tracing(verbose: u8, serving: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    if serving {
+        // Blocking when its buffer is full rather than dropping lines.
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .try_init();
+        return Some(guard);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+    None
 }
 
 fn run(cli: Cli) -> Result<i32> {

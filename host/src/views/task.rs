@@ -112,7 +112,7 @@ impl TaskView {
     pub fn details(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Self> {
         let mut view = TaskView::summary(t);
         let lines = store.log_lines(t.id, 0, usize::MAX)?;
-        view.log_lines = Some(lines.last().map_or(0, |l| l.seq));
+        view.log_lines = Some(lines.len() as u64);
         view.history = Some(
             lines
                 .iter()

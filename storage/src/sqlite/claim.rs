@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::logs::append_lines;
+use super::logs::append;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
 use crate::error::StoreError;
@@ -70,9 +70,9 @@ pub(super) fn claim_in(
     };
     // RETURNING yields rows in no particular order; keep the claim order.
     claimed.sort_by_key(|t| (t.priority.rank(), t.id));
-    for task in &claimed {
-        append_lines(tx, task.id, std::slice::from_ref(&start_line(task)))?;
-    }
+    let starts: Vec<_> = claimed.iter().map(start_line).collect();
+    let lines: Vec<_> = claimed.iter().map(|t| t.id).zip(&starts).collect();
+    append(tx, &lines)?;
     let mut out = Vec::with_capacity(claimed.len());
     let mut query = tx
         .prepare_cached(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Transaction};
 
-use super::logs::append_lines;
+use super::logs::append;
 use super::Context;
 use crate::error::StoreError;
 use crate::queue::{Finish, Outcome};
@@ -26,6 +26,8 @@ pub(super) fn finish_in(
     // Ids of the attempts that ended the task (not those queued again): they are
     // what the statistics count.
     let mut ended: Vec<i64> = Vec::with_capacity(finishes.len());
+    // The lines of the finishes that applied, stored together.
+    let mut lines = Vec::with_capacity(finishes.len() * 2);
     {
         let mut done = tx
             .prepare_cached(
@@ -71,7 +73,7 @@ pub(super) fn finish_in(
                 ])
                 .context("finish task")?;
             if n > 0 {
-                append_lines(tx, f.id, &f.lines)?;
+                lines.extend(f.lines.iter().map(|l| (f.id, l)));
                 if finished_at.is_some() {
                     ended.push(f.id);
                 }
@@ -79,6 +81,7 @@ pub(super) fn finish_in(
             applied.push(n > 0);
         }
     }
+    append(tx, &lines)?;
     count_finished(tx, &ended)?;
     Ok(applied)
 }

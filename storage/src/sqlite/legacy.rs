@@ -9,7 +9,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::TransactionBehavior;
+
+use super::logs::append_texts;
 
 use super::{Context, SqliteStore};
 use crate::error::{ErrorKind, StoreError};
@@ -103,17 +105,12 @@ fn import_logs(store: &mut SqliteStore, dir: &Path) -> Result<(), StoreError> {
                 .context("import logs")?;
             if !has_lines {
                 let bytes = std::fs::read(path).map_err(|e| io_error("read", path, e))?;
-                // The text is kept exactly; only the parse decides nothing here.
-                let texts = complete_lines(&bytes);
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO task_logs (task_id, seq, line) VALUES (?1, ?2, ?3)",
-                    )
-                    .context("import logs")?;
-                for (i, text) in texts.iter().enumerate() {
-                    stmt.execute(params![id, i as i64 + 1, text])
-                        .context("import logs")?;
-                }
+                // The text is kept exactly, even a line that does not parse.
+                let texts: Vec<(i64, String)> = complete_lines(&bytes)
+                    .into_iter()
+                    .map(|t| (*id, t))
+                    .collect();
+                append_texts(&tx, &texts)?;
             }
             imported.push(path.clone());
         }

@@ -7,40 +7,66 @@ use crate::error::StoreError;
 use crate::log_line::{LogLine, StoredLine};
 use crate::logs::ProgressLogs;
 
-/// Appends `lines` to task `task`'s log inside the caller's transaction, after its last
-/// line (one index seek to find it).
+/// Rows per INSERT statement when lines are stored in bulk.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Takes `count` line numbers from the store-wide counter (inside the caller's write
+/// transaction). Numbers grow with every line stored anywhere, so a task's lines are in
+/// order of their numbers and a live view resumes after the last number it saw; no line
+/// needs a look-up of its task's last line.
+fn take_seqs(conn: &Connection, count: usize) -> Result<i64, StoreError> {
+    let first: i64 = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'next_line_seq'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .context("number log lines")?;
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_line_seq'")
+        .and_then(|mut s| s.execute([first + count as i64]))
+        .context("number log lines")?;
+    Ok(first)
+}
+
+/// Appends lines (each with its task) inside the caller's transaction, in the order
+/// given, a few dozen rows per statement.
+pub(super) fn append(conn: &Connection, lines: &[(i64, &LogLine)]) -> Result<(), StoreError> {
+    let texts: Vec<(i64, String)> = lines.iter().map(|(t, l)| (*t, l.text())).collect();
+    append_texts(conn, &texts)
+}
+
+/// [`append`] for lines given as their stored text (imported ones are kept exactly).
+pub(super) fn append_texts(conn: &Connection, lines: &[(i64, String)]) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut seq = take_seqs(conn, lines.len())?;
+    for chunk in lines.chunks(ROWS_PER_INSERT) {
+        let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let mut insert = conn
+            .prepare_cached(&format!(
+                "INSERT INTO task_logs (task_id, seq, line) VALUES {values}"
+            ))
+            .context("append to progress log")?;
+        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 3);
+        for (task, text) in chunk {
+            args.push((*task).into());
+            args.push(seq.into());
+            args.push(text.clone().into());
+            seq += 1;
+        }
+        insert
+            .execute(rusqlite::params_from_iter(args))
+            .context("append to progress log")?;
+    }
+    Ok(())
+}
+
+/// Appends `lines` to task `task`'s log inside the caller's transaction.
 pub(super) fn append_lines(
     conn: &Connection,
     task: i64,
     lines: &[LogLine],
 ) -> Result<(), StoreError> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let last: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM task_logs WHERE task_id = ?1")
-        .and_then(|mut s| s.query_row([task], |r| r.get(0)))
-        .context("append to progress log")?;
-    append_from(conn, task, last + 1, lines)
-}
-
-/// Stores `lines` as lines `first`, `first + 1`, … of task `task`'s log (a new task's
-/// log starts at 1, with nothing to look up).
-pub(super) fn append_from(
-    conn: &Connection,
-    task: i64,
-    first: i64,
-    lines: &[LogLine],
-) -> Result<(), StoreError> {
-    let mut insert = conn
-        .prepare_cached("INSERT INTO task_logs (task_id, seq, line) VALUES (?1, ?2, ?3)")
-        .context("append to progress log")?;
-    for (i, line) in lines.iter().enumerate() {
-        insert
-            .execute(params![task, first + i as i64, line.text()])
-            .context("append to progress log")?;
-    }
-    Ok(())
+    let all: Vec<(i64, &LogLine)> = lines.iter().map(|l| (task, l)).collect();
+    append(conn, &all)
 }
 
 impl ProgressLogs for SqliteStore {

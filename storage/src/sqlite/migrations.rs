@@ -313,8 +313,9 @@ const MIGRATIONS: &[&str] = &[
     //   chunks of at most 1 MiB; a file is listed once `complete`.
     // * owners: the lease of every process that claims tasks (its last renewal).
     // * meta: next_task_id, so ids are never reused, also after the newest tasks are
-    //   deleted; legacy_files_imported, set once the log files and result
-    //   directories of an older stask are in the database.
+    //   deleted; next_line_seq, the store-wide counter numbering log lines (a task's
+    //   lines are in order of their numbers); legacy_files_imported, set once the log
+    //   files and result directories of an older stask are in the database.
     "CREATE TABLE task_logs (
         task_id         INTEGER NOT NULL,
         seq             INTEGER NOT NULL,
@@ -345,6 +346,7 @@ const MIGRATIONS: &[&str] = &[
         value           INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO meta (key, value) SELECT 'next_task_id', COALESCE(MAX(id), 0) + 1 FROM tasks;
+    INSERT INTO meta (key, value) VALUES ('next_line_seq', 1);
     INSERT INTO meta (key, value) VALUES ('legacy_files_imported', 0);",
 ];
 

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::claim::{claim_in, claimable};
 use super::finish::{finish_in, id_list, uncount_deleted};
-use super::logs::{append_from, append_lines};
+use super::logs::{append, append_lines};
 use super::{Context, SqliteStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
@@ -131,9 +131,10 @@ impl TaskQueue for SqliteStore {
                     creation.message,
                 ])
                 .context("create task")?;
-                append_from(&tx, *id, 1, std::slice::from_ref(creation))?;
             }
         }
+        let lines: Vec<_> = ids.iter().map(|id| (*id, creation)).collect();
+        append(&tx, &lines)?;
         // As the insert trigger of migration 4 counts each row.
         tx.prepare_cached(
             "INSERT INTO task_counts (worker, status, n) VALUES (?1, 'pending', ?2)
@@ -292,23 +293,25 @@ impl TaskQueue for SqliteStore {
                     "SELECT 1 FROM tasks WHERE id = ?1 AND owner = ?2 AND status = 'running'",
                 )
                 .context("append to progress log")?;
-            // Consecutive lines of one task are appended together.
-            let mut i = 0;
-            while i < lines.len() {
-                let id = lines[i].0;
-                let mut j = i;
-                while j < lines.len() && lines[j].0 == id {
-                    j += 1;
+            // Lines of tasks still running under this owner, in order.
+            let mut mine: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
+            let mut keep = Vec::with_capacity(lines.len());
+            for (id, line) in lines {
+                let owned = match mine.get(id) {
+                    Some(o) => *o,
+                    None => {
+                        let o = owned
+                            .exists(params![id, owner])
+                            .context("append to progress log")?;
+                        mine.insert(*id, o);
+                        o
+                    }
+                };
+                if owned {
+                    keep.push((*id, line));
                 }
-                if owned
-                    .exists(params![id, owner])
-                    .context("append to progress log")?
-                {
-                    let run: Vec<LogLine> = lines[i..j].iter().map(|(_, l)| l.clone()).collect();
-                    append_lines(&tx, id, &run)?;
-                }
-                i = j;
             }
+            append(&tx, &keep)?;
         }
         tx.commit().context("commit progress update")
     }

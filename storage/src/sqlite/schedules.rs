@@ -6,7 +6,7 @@
 //! a skip) and advances `next_run_at` inside one `BEGIN IMMEDIATE` transaction, so two
 //! service processes, or a service restarted mid-tick, cannot both fire the same slot.
 
-use super::logs::append_from;
+use super::logs::append_lines;
 use super::queue::take_ids;
 use super::{Context, SqliteStore};
 use crate::error::StoreError;
@@ -253,7 +253,7 @@ impl Schedules for SqliteStore {
                     ],
                 )
                 .context("create scheduled task")?;
-                append_from(&tx, task_id, 1, std::slice::from_ref(f.creation))?;
+                append_lines(&tx, task_id, std::slice::from_ref(f.creation))?;
                 tx.execute(
                     "UPDATE schedules SET next_run_at = ?2, last_run_at = ?3, last_task_id = ?4,
                         updated_at = ?3
