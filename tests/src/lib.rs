@@ -527,6 +527,40 @@ impl Home {
             .collect()
     }
 
+    /// The wake-up socket a service with process id `pid` binds in this home.
+    pub fn wake_socket(&self, pid: u32) -> PathBuf {
+        self.root.join("run").join(format!("wake-{pid}.sock"))
+    }
+
+    /// Starts `stask serve ARGS` on a free port with `env` in the background and
+    /// returns once it is ready (its wake-up socket, bound last, exists). Fails the test
+    /// if it ends before that.
+    pub fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Background {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let bind = format!("127.0.0.1:{port}");
+        let mut all = vec!["serve", "--bind", &bind];
+        all.extend_from_slice(args);
+        let mut bg = self.spawn(&all, env);
+        let socket = self.wake_socket(bg.pid());
+        wait_until(
+            COMMAND_TIMEOUT,
+            "the service has bound its wake-up socket",
+            || {
+                if let Some(status) = bg.try_status() {
+                    panic!(
+                        "stask serve ended ({status}) before it was ready\n--- stderr ---\n{}",
+                        bg.stderr_so_far()
+                    );
+                }
+                socket.exists().then_some(())
+            },
+        );
+        bg
+    }
+
     /// Creates a task with `tasks create WORKER ACTION --data DATA EXTRA... --json` and
     /// returns its id.
     pub fn create_task(&self, worker: &str, action: &str, data: &Value, extra: &[&str]) -> i64 {

@@ -44,34 +44,6 @@ impl Rng {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `stask serve` and waits until it listens for wake-ups (its last start step).
-fn serve(home: &Home, env: &[(&str, &str)]) -> Background {
-    let bind = format!("127.0.0.1:{}", free_port());
-    let mut bg = home.spawn(&["serve", "--bind", &bind], env);
-    let socket = home
-        .path()
-        .join("run")
-        .join(format!("wake-{}.sock", bg.pid()));
-    wait_until(WAIT, "the service is ready", || {
-        if let Some(status) = bg.try_status() {
-            panic!(
-                "stask serve ended ({status}) before it was ready\n{}",
-                bg.stderr_so_far()
-            );
-        }
-        socket.exists().then_some(())
-    });
-    bg
-}
-
 /// Every task's status, by id.
 fn all_tasks(store: &dyn Store) -> HashMap<i64, Status> {
     store
@@ -266,7 +238,7 @@ fn a_service_killed_at_random_points_never_reruns_a_completed_task() {
     let env = [("STASK_CONCURRENCY", "2")];
     let store = home.store();
     for round in 0..8 {
-        let mut bg = serve(&home, &env);
+        let mut bg = home.serve(&[], &env);
         std::thread::sleep(Duration::from_millis(20 + rng.below(250)));
         bg.kill9_if_running();
         let tasks = all_tasks(&*store);
@@ -274,7 +246,7 @@ fn a_service_killed_at_random_points_never_reruns_a_completed_task() {
         eprintln!("round {round}: killed with {running} running");
         check_invariants(&*store, tasks.keys().copied());
     }
-    let bg = serve(&home, &env);
+    let bg = home.serve(&[], &env);
     wait_until(Duration::from_secs(120), "every task completed", || {
         all_tasks(&*store)
             .values()
@@ -294,7 +266,7 @@ fn a_service_killed_at_random_points_never_reruns_a_completed_task() {
 fn links_to_the_database_among_result_files_change_nothing_for_the_service() {
     let home = Home::new();
     home.install_active(&[DEMO, MISBEHAVING]);
-    let bg = serve(&home, &[]);
+    let bg = home.serve(&[], &[]);
     let id = home.create_task("misbehaving", "leave-links", &json!({}), &[]);
     wait_until(WAIT, "the link-planting task ended", || {
         (home.task(id)["status"] == "completed").then_some(())
@@ -362,7 +334,7 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
     let home = Home::new();
     home.install_active(&[DEMO]);
     let env = [("STASK_LOCK_WAIT_MS", "50")];
-    let mut bg = serve(&home, &env);
+    let mut bg = home.serve(&[], &env);
     let first = home.create_task("demo", "noop", &json!({}), &[]);
     wait_until(WAIT, "the first task completed", || {
         (home.task(first)["status"] == "completed").then_some(())

@@ -135,38 +135,9 @@ fn runners_of(home: &Home) -> Vec<u32> {
     processes_with_cmdline(&["__runner", &marker])
 }
 
-/// The wake-up socket a service with this pid binds.
-fn wake_socket(home: &Home, pid: u32) -> PathBuf {
-    home.path().join("run").join(format!("wake-{pid}.sock"))
-}
-
-/// A free TCP port on 127.0.0.1, so that parallel services never share an address
-/// (`--bind` is given explicitly).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
-}
-
-/// Starts `stask serve ARGS` with `env` in the background and returns once it is
-/// ready (its wake-up socket exists). Fails the test if it ends before that.
+/// Starts `stask serve ARGS` with `env` and returns once it is ready.
 fn serve(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Background {
-    let bind = format!("127.0.0.1:{}", free_port());
-    let mut all = vec!["serve", "--bind", &bind];
-    all.extend_from_slice(args);
-    let mut bg = home.spawn(&all, env);
-    let socket = wake_socket(home, bg.pid());
-    wait_until(WAIT, "the service has bound its wake-up socket", || {
-        if let Some(status) = bg.try_status() {
-            panic!(
-                "stask serve ended ({status}) before it was ready\n--- stderr ---\n{}",
-                bg.stderr_so_far()
-            );
-        }
-        socket.exists().then_some(())
-    });
-    bg
+    home.serve(args, env)
 }
 
 /// Sends `signal` to a service and waits for it to exit; asserts it exited with 0.
@@ -420,7 +391,7 @@ fn sigterm_lets_a_short_running_task_complete_within_a_generous_grace() {
 fn serve_removes_its_wake_socket_when_it_stops() {
     let home = demo_home();
     let bg = serve(&home, &[], &[]);
-    let socket = wake_socket(&home, bg.pid());
+    let socket = home.wake_socket(bg.pid());
     assert!(socket.exists());
     stop(bg);
     assert!(

@@ -102,25 +102,33 @@ macro_rules! conformance_tests {
 pub const MANIFEST: &str =
     r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}]}"#;
 
-/// Registers workers (active or not) with [`MANIFEST`].
-pub fn register(store: &mut dyn Store, names: &[&str], active: bool) {
-    let meta = WorkerMetadata {
+/// What a worker's registration takes from its manifest, with `manifest` as the JSON.
+pub fn meta(manifest: &str) -> WorkerMetadata<'_> {
+    WorkerMetadata {
         scope: "",
         title: "T",
         description: "",
         icon: "gear",
         version: "1",
-        manifest: MANIFEST,
-    };
-    let lib = LibraryFingerprint {
+        manifest,
+    }
+}
+
+/// A library fingerprint.
+pub fn lib() -> LibraryFingerprint {
+    LibraryFingerprint {
         path: "/x.so".into(),
         size: 1,
         mtime_ns: 1,
         sha256: "00".into(),
-    };
+    }
+}
+
+/// Registers workers (active or not) with [`MANIFEST`].
+pub fn register(store: &mut dyn Store, names: &[&str], active: bool) {
     let workers: Vec<_> = names
         .iter()
-        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), active))
+        .map(|n| ((*n).to_owned(), meta(MANIFEST), lib(), active))
         .collect();
     store.insert_workers(&workers).unwrap();
 }

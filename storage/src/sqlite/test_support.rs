@@ -1,7 +1,8 @@
 //! Helpers shared by the storage unit tests.
 
 use super::SqliteStore;
-use crate::{LibraryFingerprint, Registry, WorkerMetadata};
+use crate::conformance::{lib, meta};
+use crate::Registry;
 
 /// A fresh database in a temporary directory with the named workers registered and
 /// active, so their tasks can be claimed. Keep the directory alive as long as the store.
@@ -17,23 +18,9 @@ pub(crate) fn store_with_workers_as(
 ) -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
-    let meta = WorkerMetadata {
-        scope: "",
-        title: "T",
-        description: "",
-        icon: "gear",
-        version: "1",
-        manifest,
-    };
-    let lib = LibraryFingerprint {
-        path: "/x.so".into(),
-        size: 1,
-        mtime_ns: 1,
-        sha256: "00".into(),
-    };
     let workers: Vec<_> = names
         .iter()
-        .map(|n| ((*n).to_owned(), meta.clone(), lib.clone(), active))
+        .map(|n| ((*n).to_owned(), meta(manifest), lib(), active))
         .collect();
     store.insert_workers(&workers).unwrap();
     (dir, store)
