@@ -102,7 +102,7 @@ impl SqliteStore {
         };
         migrations::migrate(&mut store.conn)?;
         legacy::import(&mut store)?;
-        checkpointer::start(path);
+        checkpointer::opened(path);
         Ok(store)
     }
 
@@ -131,6 +131,12 @@ impl SqliteStore {
     /// The directory holding the database file.
     pub(crate) fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        checkpointer::closed(&self.path);
     }
 }
 
@@ -192,6 +198,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // only as a safety net, when the WAL has grown far past that.
     conn.pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)
         .context("set the checkpoint limit")?;
+    // A WAL that grew in a burst (a big clean-up, a big result file) shrinks back to
+    // this size when it next starts over, so the space goes back to the file system.
+    conn.pragma_update(None, "journal_size_limit", 64 << 20)
+        .context("set the WAL size limit")?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .context("enable foreign keys")?;
     Ok(conn)

@@ -144,6 +144,8 @@ pub fn clean(env: &Env, rep: &mut Report) -> Res<()> {
             seeding.push(json!({ "insert_s": s.insert.as_secs_f64(),
                                  "claim_finish_s": s.finish.as_secs_f64() }));
         }
+        // The seeding's store is closed: its last close checkpointed the WAL into the
+        // file, so the file holds everything.
         let before = home.db_bytes();
         let ran = run(
             env.stask(&home.root).args([
@@ -164,8 +166,10 @@ pub fn clean(env: &Env, rep: &mut Report) -> Res<()> {
             ));
         }
         let released = report["released_bytes"].as_f64().unwrap_or(f64::NAN);
-        let after = home.db_bytes();
         let left = home.store()?.task_status_counts().ctx("counts")?;
+        // Measured after that store closed too (the last close checkpoints and removes
+        // the WAL), so the figure is the file the clean-up left.
+        let after = home.db_bytes();
         if left.completed + left.failed + left.cancelled != 0 {
             return Err(format!("finished tasks left after the clean-up: {left:?}"));
         }
@@ -215,14 +219,20 @@ pub fn clean(env: &Env, rep: &mut Report) -> Res<()> {
     rep.add(Metric::new(
         "clean.db_before_mb",
         CLEAN,
-        "database before (stask.db + -wal)",
+        "database before (stask.db + -wal, all connections closed)",
         "MB",
         before_mb,
     ));
     rep.add(
-        Metric::new("clean.db_after_mb", CLEAN, "database after", "MB", after_mb)
-            .target_judged("space given back (<= half of before)", gave_back)
-            .note("file sizes once the command exited; every finished task was removed"),
+        Metric::new(
+            "clean.db_after_mb",
+            CLEAN,
+            "database after (all connections closed)",
+            "MB",
+            after_mb,
+        )
+        .target_judged("space given back (<= half of before)", gave_back)
+        .note("file sizes once the command exited; every finished task was removed"),
     );
     rep.add(Metric::new(
         "clean.released_mb",
