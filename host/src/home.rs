@@ -56,6 +56,7 @@ impl Home {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create '{}'", dir.display()))?;
         }
+        home.make_private()?;
         Ok(home)
     }
 
@@ -71,6 +72,40 @@ impl Home {
             .with_context(|| format!("cannot create '{}'", home.plugins.display()))?;
         home.store()?;
         Ok(home)
+    }
+
+    /// Makes what others must not read private (the home, the database and its
+    /// journals, the configuration, caches and scratch space), saying what changed;
+    /// refuses a database others can read that cannot be made private.
+    fn make_private(&self) -> Result<()> {
+        let db = self.db_path();
+        let name = db
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let journals: Vec<PathBuf> = ["-wal", "-shm", "-journal"]
+            .iter()
+            .map(|s| db.with_file_name(format!("{name}{s}")))
+            .collect();
+        let mut paths = vec![self.root.clone(), db.clone()];
+        paths.extend(journals.iter().cloned());
+        paths.extend([
+            self.root.join("stask.toml"),
+            self.cache_dir(),
+            self.scratch_root(),
+            self.root.join("run"),
+        ]);
+        let mut must = vec![db];
+        must.extend(journals);
+        let done = crate::privacy::tighten(&paths, &must)?;
+        for (path, mode) in &done.changed {
+            tracing::warn!(
+                "made '{}' private to its owner (it was mode {mode:04o}, readable or writable by other users)",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// The same home with another plugins directory (from the configuration).

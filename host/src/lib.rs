@@ -22,6 +22,7 @@ pub mod home;
 pub mod http;
 pub mod loader;
 pub mod ops;
+pub mod privacy;
 pub mod probe;
 pub mod problem;
 pub mod protocol_fd;

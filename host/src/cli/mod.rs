@@ -109,6 +109,8 @@ impl ServeArgs {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // Before anything creates a file: what stask creates is for its user only.
+    crate::privacy::private_umask();
     let cli = Cli::parse();
     match &cli.command {
         Command::Probe { library } => return crate::probe::run_child(library),

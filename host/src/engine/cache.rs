@@ -164,6 +164,13 @@ impl LibraryCache {
                 .join(format!(".{sha256}.{}.tmp", std::process::id()));
             std::fs::copy(&real, &tmp)
                 .with_context(|| format!("cannot copy '{}' into the cache", real.display()))?;
+            // `copy` keeps the plugin file's mode; the copy is for this user only, and
+            // read-only (runners map it, nothing writes it).
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500))
+                    .with_context(|| format!("cannot make '{}' private", tmp.display()))?;
+            }
             // The copy is verified against the hash it will be named by, so a file that
             // changed while being copied is never cached under the wrong name.
             let copied = fingerprint::sha256_file(&tmp)?;
