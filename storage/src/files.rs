@@ -9,6 +9,9 @@ use crate::error::StoreError;
 /// A stored result file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultFileInfo {
+    /// This version of the file: a file stored again under the same name gets a new id,
+    /// so a download that reads chunks by id never mixes two versions.
+    pub id: i64,
     /// Its path relative to the scratch directory (`summary.json`, `parts/1.csv`).
     pub name: String,
     /// Size in bytes.
@@ -40,7 +43,8 @@ pub trait ResultFiles {
     /// Stores `content` as result file `name` of task `task`, replacing a file of the
     /// same name. The content is read and written in chunks (memory and time linear in
     /// its size); until the last chunk is stored the file is not listed, and a content
-    /// longer than `limit` bytes stores nothing. Returns the size stored.
+    /// longer than `limit` bytes stores nothing. Of two stores of the same name at once,
+    /// the one that completes last wins. Returns the size stored.
     fn put_result_file(
         &mut self,
         task: i64,
@@ -52,13 +56,15 @@ pub trait ResultFiles {
     /// The task's result files, by name.
     fn result_files(&self, task: i64) -> Result<Vec<ResultFileInfo>, StoreError>;
 
-    /// Chunk `index` (from 0) of a result file, `None` past its end or when there is
-    /// no such file. Chunks are at most [`RESULT_CHUNK_BYTES`] long; downloads stream
-    /// them one by one.
+    /// Chunk `index` (from 0) of version `file` (an id from
+    /// [`ResultFiles::result_files`]) of one of task `task`'s result files; `None` past
+    /// its end, or when that version is gone (replaced or deleted: a download that gets
+    /// fewer bytes than the listed size must fail). Chunks are at most
+    /// [`RESULT_CHUNK_BYTES`] long; downloads stream them one by one.
     fn result_file_chunk(
         &self,
         task: i64,
-        name: &str,
+        file: i64,
         index: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
 }

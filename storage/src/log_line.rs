@@ -168,15 +168,14 @@ impl StoredLine {
 
 /// The complete lines of a legacy log file's bytes (files written before logs moved
 /// into the database): a last line without its newline was a write in progress, or a
-/// crash mid-write, and is left out; so are lines that are not UTF-8.
+/// crash mid-write, and is left out. Bytes that are not UTF-8 are kept as U+FFFD.
 pub fn complete_lines(bytes: &[u8]) -> Vec<String> {
     let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
         return Vec::new();
     };
     bytes[..end]
         .split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .map(str::to_owned)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
         .collect()
 }
 
@@ -222,5 +221,10 @@ mod tests {
             ]
         );
         assert!(complete_lines(b"torn").is_empty());
+        assert_eq!(
+            complete_lines(b"a\xffb\n"),
+            ["a\u{fffd}b"],
+            "nothing is dropped"
+        );
     }
 }

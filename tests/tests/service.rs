@@ -968,7 +968,7 @@ fn secret_setting_value_is_never_printed_by_any_command_nor_written_to_any_log()
         for f in store.result_files(id).unwrap() {
             let mut content = Vec::new();
             let mut i = 0;
-            while let Some(chunk) = store.result_file_chunk(id, &f.name, i).unwrap() {
+            while let Some(chunk) = store.result_file_chunk(id, f.id, i).unwrap() {
                 content.extend(chunk);
                 i += 1;
             }

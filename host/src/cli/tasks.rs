@@ -71,7 +71,7 @@ pub(super) enum TasksCommand {
         /// Keep printing new lines until the task ends.
         #[arg(short, long)]
         follow: bool,
-        /// Print the log file's lines exactly as stored.
+        /// Print the log's lines exactly as stored in the database.
         #[arg(long)]
         raw: bool,
     },
@@ -350,10 +350,11 @@ fn print_task(t: &TaskView) {
     }
     if let Some(h) = &t.history {
         let skip = h.len().saturating_sub(20);
+        let all = t.log_lines.unwrap_or(h.len() as u64);
         println!(
             "  progress history{}:",
-            if skip > 0 {
-                format!(" (last 20 of {})", h.len())
+            if all > h.len() as u64 || skip > 0 {
+                format!(" (last {} of {all})", h.len() - skip)
             } else {
                 String::new()
             }
@@ -391,28 +392,63 @@ fn download(
 ) -> Result<()> {
     use std::io::Write as _;
     let file = ops::result_file(store, id, name)?;
-    let mut out: Box<dyn std::io::Write> = match output {
-        Some(path) => Box::new(
-            std::fs::OpenOptions::new()
+    // A new file is written under a temporary name and renamed when complete, so a
+    // failed download leaves nothing behind (and never overwrites a file).
+    let (mut out, tmp): (Box<dyn std::io::Write>, Option<std::path::PathBuf>) = match output {
+        Some(path) => {
+            if path.exists() {
+                bail!(
+                    "'{}' already exists (an existing file is never overwritten; choose another --output)",
+                    path.display()
+                );
+            }
+            let tmp = path.with_file_name(format!(
+                ".{}.{}.part",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(path)
-                .with_context(|| {
-                    format!(
-                        "cannot create '{}' (an existing file is never overwritten; choose another --output)",
-                        path.display()
-                    )
-                })?,
-        ),
-        None => Box::new(std::io::stdout().lock()),
+                .open(&tmp)
+                .with_context(|| format!("cannot create '{}'", tmp.display()))?;
+            (Box::new(std::io::BufWriter::new(f)), Some(tmp))
+        }
+        None => (Box::new(std::io::stdout().lock()), None),
     };
-    let mut index = 0;
-    while let Some(chunk) = store.result_file_chunk(id, &file.name, index)? {
-        out.write_all(&chunk)?;
-        index += 1;
+    let written = (|| -> Result<()> {
+        let (mut index, mut sent) = (0, 0u64);
+        while let Some(chunk) = store.result_file_chunk(id, file.id, index)? {
+            out.write_all(&chunk)?;
+            sent += chunk.len() as u64;
+            index += 1;
+        }
+        if sent < file.size {
+            bail!("result file '{}' of task {id} was replaced while it was being downloaded; download it again", file.name);
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    drop(out);
+    match (written, tmp, output) {
+        (Ok(()), Some(tmp), Some(path)) => {
+            // Never over a file that appeared meanwhile.
+            if path.exists() {
+                let _ = std::fs::remove_file(&tmp);
+                bail!(
+                    "'{}' appeared while the file was being downloaded; nothing was overwritten",
+                    path.display()
+                );
+            }
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move the download to '{}'", path.display()))
+        }
+        (Err(e), Some(tmp), _) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+        (result, _, _) => result,
     }
-    out.flush()?;
-    Ok(())
 }
 
 /// Prints one stored line: exactly as stored with `--raw`, else for people.

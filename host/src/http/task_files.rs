@@ -354,18 +354,30 @@ pub async fn download_file(
             "the file name must be a name from the task's file listing",
         ));
     }
-    let (name, size) = st
+    let (name, file, size) = st
         .db(move |store, _| {
             let f = ops::result_file(store, id, &name)?;
-            Ok((f.name, f.size))
+            Ok((f.name, f.id, f.size))
         })
         .await?;
     let base = name.rsplit('/').next().unwrap_or(&name).to_owned();
-    // The name comes from the task's own listing, never from the request.
-    let body = store_body(st, (name, 0u64), move |store, (name, index)| {
-        let chunk = store.result_file_chunk(id, name, *index)?;
+    // The version listed is what is sent, chunk by chunk; one replaced meanwhile ends
+    // the body early with an error rather than mixing two versions.
+    let body = store_body(st, (0u64, 0u64), move |store, (index, sent)| {
+        let chunk = store.result_file_chunk(id, file, *index)?;
         *index += 1;
-        Ok(chunk)
+        match chunk {
+            Some(c) => {
+                *sent += c.len() as u64;
+                Ok(Some(c))
+            }
+            None if *sent < size => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "file_replaced",
+                "the file was replaced while it was being downloaded; download it again",
+            )),
+            None => Ok(None),
+        }
     });
     Ok((
         StatusCode::OK,

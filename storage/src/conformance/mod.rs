@@ -44,7 +44,8 @@ macro_rules! conformance_tests {
             files {
                 files_are_stored_listed_and_read_back_in_chunks,
                 a_file_over_its_limit_stores_nothing,
-                a_file_of_the_same_name_is_replaced
+                a_file_of_the_same_name_is_replaced,
+                a_file_of_a_task_that_does_not_exist_is_refused
             }
             leases { a_renewed_lease_keeps_running_tasks_alive }
             logs { lines_page_and_resume_after_a_position }
@@ -64,7 +65,10 @@ macro_rules! conformance_tests {
                 make_due_moves_pending_tasks_forward,
                 deleting_takes_logs_and_files_and_leaves_unfinished_tasks,
                 clean_up_deletes_old_finished_tasks_in_batches,
-                space_freed_by_clean_up_is_given_back
+                space_freed_by_clean_up_is_given_back,
+                a_cancel_requested_while_an_attempt_ran_wins_over_a_retry_or_requeue,
+                deleting_the_same_id_twice_counts_it_once,
+                concurrent_writers_number_lines_in_order_and_ids_apart
             }
             registry { workers_are_registered_updated_and_removed }
             schedules {

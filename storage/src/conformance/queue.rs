@@ -407,6 +407,7 @@ pub fn deleting_takes_logs_and_files_and_leaves_unfinished_tasks(h: &dyn Harness
     let c = claim(&mut *s, "me", 10, 2);
     s.put_result_file(c[0].task.id, "a.txt", &mut &b"hello"[..], 100)
         .unwrap();
+    let file = s.result_files(c[0].task.id).unwrap()[0].id;
     s.finish_tasks(&[finish(c[0].task.id, "me", completed(), "completed", 20)])
         .unwrap();
     // One finished, one running, one pending: only the finished one goes.
@@ -414,7 +415,7 @@ pub fn deleting_takes_logs_and_files_and_leaves_unfinished_tasks(h: &dyn Harness
     assert!(s.get_task(ids[0]).unwrap().is_none());
     assert!(texts(&*s, ids[0]).is_empty());
     assert!(s.result_files(ids[0]).unwrap().is_empty());
-    assert!(s.result_file_chunk(ids[0], "a.txt", 0).unwrap().is_none());
+    assert!(s.result_file_chunk(ids[0], file, 0).unwrap().is_none());
     assert!(s.get_task(ids[1]).unwrap().is_some() && s.get_task(ids[2]).unwrap().is_some());
 }
 
@@ -497,4 +498,115 @@ pub fn space_freed_by_clean_up_is_given_back(h: &dyn Harness) {
     }
     h.check_released(released);
     assert_eq!(s.release_space(1 << 20).unwrap(), 0, "nothing left to give");
+}
+
+pub fn a_cancel_requested_while_an_attempt_ran_wins_over_a_retry_or_requeue(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    insert(&mut *s, &task("w", 0), 2);
+    let c = claim(&mut *s, "me", 10, 2);
+    let (a, b) = (c[0].task.id, c[1].task.id);
+    let l = line("cancelled", "Cancelled before it started");
+    for id in [a, b] {
+        assert_eq!(
+            s.request_cancel(id, 20, &l).unwrap(),
+            Some(CancelResult::Requested)
+        );
+    }
+    let retry = Outcome::Failed {
+        error: "boom".into(),
+        retry_at: Some(30),
+    };
+    s.finish_tasks(&[
+        finish(a, "me", retry, "pending", 30),
+        finish(b, "me", Outcome::Requeued, "pending", 30),
+    ])
+    .unwrap();
+    for id in [a, b] {
+        let t = s.get_task(id).unwrap().unwrap();
+        assert_eq!(
+            t.status,
+            Status::Cancelled,
+            "task {id} runs again despite the cancel"
+        );
+        let last = texts(&*s, id).pop().unwrap();
+        assert!(last.starts_with("cancelled|"), "{last}");
+    }
+    assert!(claim(&mut *s, "me", 100, 5).is_empty());
+    assert_eq!(s.task_status_counts().unwrap().cancelled, 2);
+}
+
+pub fn deleting_the_same_id_twice_counts_it_once(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let ids = insert(&mut *s, &task("w", 0), 2);
+    let c = claim(&mut *s, "me", 10, 1);
+    s.finish_tasks(&[finish(c[0].task.id, "me", completed(), "completed", 20)])
+        .unwrap();
+    let gone = s.delete_finished_tasks(&[ids[0], ids[0]]).unwrap();
+    assert_eq!(gone, [ids[0]]);
+    let counts = s.task_status_counts().unwrap();
+    assert_eq!((counts.completed, counts.pending), (0, 1));
+    assert_eq!(
+        s.delete_finished_before(&[Status::Completed, Status::Completed], i64::MAX, 10)
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(s.task_status_counts().unwrap().pending, 1);
+}
+
+pub fn concurrent_writers_number_lines_in_order_and_ids_apart(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    insert(&mut *s, &task("w", 0), 4);
+    let running: Vec<i64> = claim(&mut *s, "me", 10, 4)
+        .iter()
+        .map(|c| c.task.id)
+        .collect();
+    let created: Vec<Vec<i64>> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..3)
+            .map(|i| {
+                let running = running.clone();
+                scope.spawn(move || {
+                    let mut s = h.open();
+                    let mut ids = Vec::new();
+                    for round in 0..30 {
+                        if i == 0 {
+                            let lines: Vec<_> = running
+                                .iter()
+                                .map(|id| (*id, line("running", &format!("round {round}"))))
+                                .collect();
+                            s.record_progress("me", &[], &lines).unwrap();
+                        } else {
+                            ids.extend(insert(&mut *s, &task("w", 0), 5));
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let all: Vec<i64> = created.into_iter().flatten().collect();
+    assert_eq!(all.len(), 300);
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        300,
+        "ids are distinct"
+    );
+    for id in running {
+        let lines = s.log_lines(id, 0, usize::MAX).unwrap();
+        assert!(lines.windows(2).all(|w| w[0].seq < w[1].seq));
+        let rounds: Vec<String> = lines[2..].iter().map(|l| l.text.clone()).collect();
+        let expected: Vec<String> = (0..30)
+            .map(|r| format!("running|0|0|0|-|round {r}"))
+            .collect();
+        assert_eq!(
+            rounds, expected,
+            "lines of task {id} in the order they were stored"
+        );
+        // Resuming after any line gives exactly the lines after it.
+        let mid = &lines[10];
+        assert_eq!(s.log_lines(id, mid.seq, usize::MAX).unwrap(), lines[11..]);
+    }
 }

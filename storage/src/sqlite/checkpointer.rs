@@ -8,11 +8,18 @@
 //! and the queue waits for the disk. Here commits only checkpoint past
 //! [`SAFETY_NET_PAGES`] (when no checkpointer runs for long), and the thread does the
 //! rest off the critical path.
+//!
+//! The thread keeps one plain connection (no pragmas that could write). When the
+//! process closes its last store of the file, that connection is closed at once, before
+//! the store's own connections: the last of those is then the file's last, and SQLite
+//! checkpoints and removes the WAL as a command ends.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+use rusqlite::Connection;
 
 /// WAL pages after which a commit checkpoints by itself (about 40 MB).
 pub(super) const SAFETY_NET_PAGES: i64 = 10_000;
@@ -20,66 +27,91 @@ pub(super) const SAFETY_NET_PAGES: i64 = 10_000;
 /// How often the thread checkpoints.
 const INTERVAL: Duration = Duration::from_millis(50);
 
-/// Open stores per database file in this process; a file's thread runs while its
-/// count is above zero.
-static OPEN: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+/// The checkpointer of one file.
+#[derive(Default)]
+struct File {
+    /// Open stores of the file in this process.
+    stores: usize,
+    /// Whether its thread runs (it stops itself once `stores` is 0).
+    running: bool,
+    /// The thread's connection, closed by the last store's close.
+    conn: Option<Connection>,
+}
 
-fn key(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+type Shared = Arc<(Mutex<File>, Condvar)>;
+
+static FILES: Mutex<Option<HashMap<PathBuf, Shared>>> = Mutex::new(None);
+
+fn shared(path: &Path) -> Shared {
+    let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    files
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 /// A store of `path` was opened: starts the file's checkpointer unless it runs.
 pub(super) fn opened(path: &Path) {
-    let key = key(path);
+    let file = shared(path);
     let start = {
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open
-            .get_or_insert_with(HashMap::new)
-            .entry(key.clone())
-            .or_insert(0);
-        *count += 1;
-        *count == 1
+        let mut f = file.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.stores += 1;
+        let start = !f.running;
+        f.running = true;
+        start
     };
     if start {
-        // Without the thread, commits still checkpoint at the safety net.
-        let _ = std::thread::Builder::new()
+        let path = path.to_path_buf();
+        let thread_file = file.clone();
+        let spawned = std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
-            .spawn(move || run(&key));
+            .spawn(move || run(&path, &thread_file));
+        if spawned.is_err() {
+            // Without the thread, commits still checkpoint at the safety net.
+            file.0.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+        }
     }
 }
 
-/// A store of `path` was closed.
+/// A store of `path` is closing: when it is the last, the thread's connection is
+/// closed now (waiting for a checkpoint in progress) and the thread stops.
 pub(super) fn closed(path: &Path) {
-    let key = key(path);
-    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(count) = open.as_mut().and_then(|o| o.get_mut(&key)) {
-        *count = count.saturating_sub(1);
-    }
-}
-
-/// Whether a store of `path` is still open in this process (the entry goes when the
-/// last one closed, so a later open starts a new thread).
-fn still_open(path: &Path) -> bool {
-    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(map) = open.as_mut() else {
-        return false;
-    };
-    if map.get(path).is_some_and(|c| *c > 0) {
-        return true;
-    }
-    map.remove(path);
-    false
-}
-
-fn run(path: &Path) {
-    loop {
-        std::thread::sleep(INTERVAL);
-        if !still_open(path) {
+    let file = shared(path);
+    let conn = {
+        let mut f = file.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.stores = f.stores.saturating_sub(1);
+        if f.stores > 0 {
             return;
         }
-        // A connection per round, closed right after, so the thread never keeps the
-        // file open on its own. A failure (a lock) is tried again on the next round.
-        if let Ok(conn) = super::connect(path) {
+        f.conn.take()
+    };
+    drop(conn);
+    file.1.notify_all();
+}
+
+fn run(path: &Path, file: &Shared) {
+    let (lock, wake) = &**file;
+    let mut f = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        f = wake
+            .wait_timeout(f, INTERVAL)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        if f.stores == 0 {
+            f.running = false;
+            f.conn = None;
+            return;
+        }
+        if f.conn.is_none() {
+            // A plain connection: the checkpoint needs no settings, and setting any
+            // could start a write.
+            f.conn = Connection::open(path).ok();
+        }
+        // Held under the lock, so a closing store waits for it rather than racing it.
+        // A failure (a lock held elsewhere) is tried again on the next round.
+        if let Some(conn) = &f.conn {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }

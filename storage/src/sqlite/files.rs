@@ -53,12 +53,21 @@ impl ResultFiles for SqliteStore {
         content: &mut dyn Read,
         limit: u64,
     ) -> Result<u64, PutFileError> {
-        self.conn
+        let inserted = self
+            .conn
             .execute(
-                "INSERT INTO result_files (task_id, name, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO result_files (task_id, name, created_at)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)",
                 params![task, name, crate::now_ms()],
             )
             .context("store result file")?;
+        if inserted == 0 {
+            return Err(PutFileError::Store(StoreError::new(
+                crate::error::ErrorKind::Other,
+                "store result file",
+                format!("task {task} does not exist"),
+            )));
+        }
         let file_id = self.conn.last_insert_rowid();
         let mut buf = Vec::with_capacity(RESULT_CHUNK_BYTES);
         let mut size: u64 = 0;
@@ -96,22 +105,35 @@ impl ResultFiles for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin storing result file")?;
+        // Only complete versions are replaced: an incomplete one belongs to a store still
+        // writing (it replaces this one when it completes) or to one that died (it goes
+        // with its task).
         tx.execute(
-            "DELETE FROM result_chunks WHERE file_id IN
-                (SELECT id FROM result_files WHERE task_id = ?1 AND name = ?2 AND id <> ?3)",
+            "DELETE FROM result_chunks WHERE file_id IN (SELECT id FROM result_files
+                WHERE task_id = ?1 AND name = ?2 AND id <> ?3 AND complete = 1)",
             params![task, name, file_id],
         )
         .context("replace result file")?;
         tx.execute(
-            "DELETE FROM result_files WHERE task_id = ?1 AND name = ?2 AND id <> ?3",
+            "DELETE FROM result_files
+             WHERE task_id = ?1 AND name = ?2 AND id <> ?3 AND complete = 1",
             params![task, name, file_id],
         )
         .context("replace result file")?;
-        tx.execute(
-            "UPDATE result_files SET size = ?2, complete = 1 WHERE id = ?1",
-            params![file_id, size as i64],
-        )
-        .context("store result file")?;
+        let completed = tx
+            .execute(
+                "UPDATE result_files SET size = ?2, complete = 1 WHERE id = ?1",
+                params![file_id, size as i64],
+            )
+            .context("store result file")?;
+        if completed != 1 {
+            // Its row went with its task meanwhile: nothing to keep.
+            return Err(PutFileError::Store(StoreError::new(
+                crate::error::ErrorKind::Other,
+                "store result file",
+                format!("task {task} was deleted while its result file '{name}' was stored"),
+            )));
+        }
         tx.commit().context("commit result file")?;
         Ok(size)
     }
@@ -120,15 +142,16 @@ impl ResultFiles for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT name, size FROM result_files WHERE task_id = ?1 AND complete = 1
+                "SELECT id, name, size FROM result_files WHERE task_id = ?1 AND complete = 1
                  ORDER BY name",
             )
             .context("list result files")?;
         let rows = stmt
             .query_map([task], |r| {
                 Ok(ResultFileInfo {
-                    name: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
                 })
             })
             .context("list result files")?;
@@ -138,16 +161,16 @@ impl ResultFiles for SqliteStore {
     fn result_file_chunk(
         &self,
         task: i64,
-        name: &str,
+        file: i64,
         index: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT c.data FROM result_files f JOIN result_chunks c ON c.file_id = f.id
-                 WHERE f.task_id = ?1 AND f.name = ?2 AND f.complete = 1 AND c.idx = ?3",
+                 WHERE f.id = ?2 AND f.task_id = ?1 AND f.complete = 1 AND c.idx = ?3",
             )
             .and_then(|mut s| {
-                s.query_row(params![task, name, index as i64], |r| r.get(0))
+                s.query_row(params![task, file, index as i64], |r| r.get(0))
                     .optional()
             })
             .context("read result file")

@@ -16,12 +16,72 @@ pub(super) fn id_list(ids: &[i64]) -> String {
     serde_json::to_string(ids).expect("integers serialise")
 }
 
+/// A finish that would queue its task again (a retry, a requeue, a recovery) while a
+/// cancel was requested becomes a cancel: the request must not be lost with the attempt.
+/// Its last line tells it; `None` when the finish stays as it is.
+fn cancel_instead(tx: &Transaction<'_>, f: &Finish) -> Result<Option<Finish>, StoreError> {
+    let what = match &f.outcome {
+        Outcome::Failed {
+            error,
+            retry_at: Some(_),
+        } => format!("the attempt failed: {error}"),
+        Outcome::Requeued => "the attempt was interrupted".to_owned(),
+        _ => return Ok(None),
+    };
+    let requested: bool = tx
+        .prepare_cached(
+            "SELECT cancel_requested FROM tasks WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![f.id, f.owner], |r| r.get(0))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                    e => Err(e),
+                })
+        })
+        .context("finish tasks")?;
+    if !requested {
+        return Ok(None);
+    }
+    let message = format!("Task cancelled as requested ({what})");
+    let mut lines = f.lines.clone();
+    let last = lines
+        .pop()
+        .map(|l| crate::LogLine::new("cancelled", l.progress, l.processed, l.total, "", &message));
+    lines.extend(last);
+    Ok(Some(Finish {
+        outcome: Outcome::Cancelled {
+            message: message.clone(),
+        },
+        message,
+        lines,
+        ..f.clone()
+    }))
+}
+
 /// Applies `finishes` inside `tx` (on the trigger-less connection) with their log
 /// lines, and counts them in the statistics; returns which applied.
 pub(super) fn finish_in(
     tx: &Transaction<'_>,
     finishes: &[Finish],
 ) -> Result<Vec<bool>, StoreError> {
+    // Cancels requested while the attempts ran win over queueing them again.
+    let mut changed: Vec<Finish> = Vec::new();
+    let mut which: Vec<Option<usize>> = Vec::with_capacity(finishes.len());
+    for f in finishes {
+        match cancel_instead(tx, f)? {
+            Some(c) => {
+                which.push(Some(changed.len()));
+                changed.push(c);
+            }
+            None => which.push(None),
+        }
+    }
+    let finishes: Vec<&Finish> = finishes
+        .iter()
+        .zip(&which)
+        .map(|(f, w)| w.map_or(f, |i| &changed[i]))
+        .collect();
     let mut applied = Vec::with_capacity(finishes.len());
     // Ids of the attempts that ended the task (not those queued again): they are
     // what the statistics count.
@@ -38,7 +98,7 @@ pub(super) fn finish_in(
                      WHERE id = ?1 AND owner = ?2 AND status = 'running'",
             )
             .context("finish tasks")?;
-        for f in finishes {
+        for f in finishes.iter().copied() {
             let (status, result, error, finished_at, run_after) = match &f.outcome {
                 Outcome::Completed { result } => {
                     ("completed", Some(result.as_str()), None, Some(f.at), 0)

@@ -390,7 +390,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Databases created before migration 6 were made without `auto_vacuum`, which can
 /// only be switched on by rebuilding the file once; afterwards clean-up can give freed
-/// space back in small steps.
+/// space back in small steps. Best effort: the rebuild needs free space about the size
+/// of the database, and without it the store still works (clean-up then keeps the
+/// freed pages for reuse instead of giving them back).
 fn enable_incremental_vacuum(conn: &mut Connection) -> Result<(), StoreError> {
     let mode: i64 = conn
         .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
@@ -398,8 +400,13 @@ fn enable_incremental_vacuum(conn: &mut Connection) -> Result<(), StoreError> {
     if mode == 2 {
         return Ok(());
     }
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-        .context("set auto_vacuum")?;
-    conn.execute_batch("VACUUM")
-        .context("rebuild the database for incremental vacuum")
+    if conn
+        .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .and_then(|()| conn.execute_batch("VACUUM"))
+        .is_err()
+    {
+        // Back to what the file has, so the next open tries again.
+        let _ = conn.pragma_update(None, "auto_vacuum", mode);
+    }
+    Ok(())
 }

@@ -54,6 +54,9 @@ pub struct SqliteStore {
     /// first use, for the busiest writes only (see [`SqliteStore::untracked`]).
     untracked: Option<Connection>,
     path: PathBuf,
+    /// Whether this store counts towards the file's background checkpointer (set once
+    /// the store is fully open).
+    registered: bool,
 }
 
 /// Adds the operation's name (and the kind of failure) to a rusqlite error.
@@ -99,10 +102,12 @@ impl SqliteStore {
             conn,
             untracked: None,
             path: path.to_path_buf(),
+            registered: false,
         };
         migrations::migrate(&mut store.conn)?;
         legacy::import(&mut store)?;
         checkpointer::opened(path);
+        store.registered = true;
         Ok(store)
     }
 
@@ -136,7 +141,12 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        checkpointer::closed(&self.path);
+        // Runs before the connections close: when this was the process's last store of
+        // the file, the checkpointer's connection goes first, so the last of ours is
+        // the file's last and checkpoints and removes the WAL.
+        if self.registered {
+            checkpointer::closed(&self.path);
+        }
     }
 }
 
@@ -186,14 +196,21 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| error(&format!("open database {}", path.display()), e))?;
     conn.busy_handler(Some(wait_for_lock))
         .context("set busy handler")?;
-    // Only takes effect on a database without tables (a new one): existing databases
-    // are switched by their migration, which must VACUUM to do it.
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-        .context("set auto_vacuum")?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .context("enable WAL")?;
+    // Per connection, before anything that could write.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .context("set synchronous")?;
+    // Incremental auto-vacuum can only be chosen before the first table exists; on an
+    // existing database the pragma would start a write (existing databases are
+    // switched once by their migration, which must VACUUM to do it).
+    let pages: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .context("read the database size")?;
+    if pages == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .context("set auto_vacuum")?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .context("enable WAL")?;
     // The background checkpointer keeps the WAL short; a commit checkpoints by itself
     // only as a safety net, when the WAL has grown far past that.
     conn.pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)

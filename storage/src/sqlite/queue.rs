@@ -77,6 +77,11 @@ pub(super) fn take_ids(conn: &rusqlite::Connection, count: usize) -> Result<i64,
 /// out of the statistics, inside the caller's transaction on the trigger-less
 /// connection.
 fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    // Each id once: the statistics are taken out per row read back.
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let ids = &ids[..];
     if ids.is_empty() {
         return Ok(());
     }
@@ -475,6 +480,10 @@ impl TaskQueue for SqliteStore {
     }
 
     fn delete_finished_tasks(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids = &ids[..];
         let tx = self
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -516,7 +525,12 @@ impl TaskQueue for SqliteStore {
                      ORDER BY finished_at LIMIT ?3",
                 )
                 .context("find old tasks")?;
+            let mut seen = Vec::new();
             for s in statuses.iter().filter(|s| s.is_final()) {
+                if seen.contains(s) {
+                    continue;
+                }
+                seen.push(*s);
                 let left = batch.saturating_sub(ids.len());
                 if left == 0 {
                     break;
