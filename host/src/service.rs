@@ -114,7 +114,12 @@ impl Chores {
                     if !transient {
                         store = None;
                     }
-                    self.next_schedules = self.next_schedules.max(Instant::now() + backoff);
+                    let retry = Instant::now() + backoff;
+                    self.next_schedules = self.next_schedules.max(retry);
+                    // A failed clean-up stays due, but not before the pause either.
+                    if let Some(at) = self.next_cleanup.as_mut() {
+                        *at = (*at).max(retry);
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }

@@ -106,7 +106,13 @@ fn a_create_killed_at_any_point_stores_its_whole_batch_or_nothing() {
     let mut rng = Rng::from_clock();
     const BATCH: usize = 3_000;
     let mut reported = 0;
-    for _ in 0..12 {
+    let (mut killed, mut finished) = (0, 0);
+    for round in 0..40 {
+        // Until both have happened at least twice: kills that landed before the end,
+        // and creates that finished first.
+        if round >= 12 && killed >= 2 && finished >= 2 {
+            break;
+        }
         let mut bg = home.spawn(
             &[
                 "tasks",
@@ -118,11 +124,26 @@ fn a_create_killed_at_any_point_stores_its_whole_batch_or_nothing() {
             ],
             &[],
         );
-        std::thread::sleep(Duration::from_millis(rng.below(120)));
+        // Longer waits while no create has finished yet, shorter while none was killed.
+        let span = if finished < 2 {
+            400
+        } else if killed < 2 {
+            40
+        } else {
+            120
+        };
+        std::thread::sleep(Duration::from_millis(rng.below(span)));
         if bg.kill9_if_running().success() {
             reported += BATCH;
+            finished += 1;
+        } else {
+            killed += 1;
         }
     }
+    assert!(
+        killed >= 2 && finished >= 2,
+        "the kills did not land both during and after creates ({killed} killed, {finished} finished)"
+    );
     let store = home.store();
     let tasks = store.list_tasks(&TaskFilter::default()).unwrap();
     assert_eq!(
@@ -152,7 +173,7 @@ fn a_create_that_meets_a_locked_database_reports_exactly_what_it_stored() {
     let mut holders: Vec<Background> = (0..3)
         .map(|_| {
             home.spawn(
-                &["tasks", "create", "demo", "noop", "--count", "300000"],
+                &["tasks", "create", "demo", "noop", "--count", "150000"],
                 &[],
             )
         })
@@ -193,7 +214,7 @@ fn a_create_that_meets_a_locked_database_reports_exactly_what_it_stored() {
     let total = store.task_status_counts().unwrap().pending as usize;
     assert_eq!(
         total,
-        ok_ids.len() + holder_batches * 300_000,
+        ok_ids.len() + holder_batches * 150_000,
         "a failed create stored something ({failures} failed)"
     );
     eprintln!("{} creates succeeded, {failures} failed", ok_ids.len() / 7);
@@ -342,6 +363,12 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
     wait_until(WAIT, "the first task completed", || {
         (home.task(first)["status"] == "completed").then_some(())
     });
+    // A task that runs through the fault: claimed before it, finishing during it (its
+    // outcome and its result file must be kept until they can be stored).
+    let through = home.create_task("demo", "run", &json!({"steps": 15, "step_ms": 100}), &[]);
+    wait_until(WAIT, "the long task runs", || {
+        (home.task(through)["status"] == "running").then_some(())
+    });
     // "Disk full": no file of the service may grow past one page.
     set_file_size_limit(bg.pid(), 4096);
     let during = home.create_task("demo", "run", &json!({"steps": 2, "step_ms": 5}), &[]);
@@ -353,14 +380,21 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
     );
     assert_ne!(home.task(during)["status"], "completed");
     set_file_size_limit(bg.pid(), libc::RLIM_INFINITY);
-    wait_until(WAIT, "the task created meanwhile completed", || {
-        (home.task(during)["status"] == "completed").then_some(())
+    wait_until(WAIT, "the tasks of the fault completed", || {
+        (home.task(during)["status"] == "completed" && home.task(through)["status"] == "completed")
+            .then_some(())
     });
+    let t = home.task(through);
+    assert_eq!(t["attempts"], 1, "it ran once: {t:#}");
+    assert_eq!(
+        t["result_files"][0]["name"], "steps.txt",
+        "its file was kept: {t:#}"
+    );
     // A lock held by other processes for seconds (big inserts one after another).
     let holders: Vec<Background> = (0..3)
         .map(|_| {
             home.spawn(
-                &["tasks", "create", "demo", "noop", "--count", "300000"],
+                &["tasks", "create", "demo", "noop", "--count", "150000"],
                 &[],
             )
         })
@@ -388,12 +422,12 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
             (log.contains("storage failed") && log.contains("the store works again")).then_some(())
         },
     );
-    check_invariants(&*home.store(), [first, during, locked]);
+    check_invariants(&*home.store(), [first, through, during, locked]);
     drop(bg);
 }
 
 /// A result over its size limit fails its attempt for good, with a message naming the
-/// setting, and stores nothing of it; within the limit it is kept. (A 50 MB result was
+/// setting, and the file over the limit is not stored; within the limit it is kept. (A 50 MB result was
 /// accepted before, and ingesting it took time quadratic in its size.)
 #[test]
 fn results_and_result_files_over_their_limits_fail_the_attempt_naming_the_setting() {

@@ -48,6 +48,11 @@ impl Completer {
         self.progress.is_empty() && self.lines.is_empty() && self.finishes.is_empty()
     }
 
+    /// Whether progress or lines wait.
+    pub fn has_progress(&self) -> bool {
+        !self.progress.is_empty() || !self.lines.is_empty()
+    }
+
     /// Whether finished attempts wait.
     pub fn has_finishes(&self) -> bool {
         !self.finishes.is_empty()

@@ -147,9 +147,14 @@ impl<'a> Coordinator<'a> {
             }
             let mut claimed_now = 0;
             let free = self.dispatcher.capacity();
-            if !stopping && free > 0 && (want_claim || !self.service) && !self.backing_off() {
+            let one_done = matches!(mode, Mode::One(_)) && claimed_one;
+            if !stopping
+                && !one_done
+                && free > 0
+                && (want_claim || !self.service)
+                && !self.backing_off()
+            {
                 let claimed = match mode {
-                    Mode::One(_) if claimed_one => Ok(Vec::new()),
                     Mode::One(id) => self.claim_one(id),
                     Mode::Drain | Mode::Service => self.claim(free),
                 };
@@ -210,7 +215,7 @@ impl<'a> Coordinator<'a> {
                 }
             });
             self.dispatcher.flush();
-            if !self.backing_off() {
+            if self.completer.has_progress() && !self.backing_off() {
                 let recorded = self
                     .completer
                     .record_progress(&mut *self.store, &self.owner);
@@ -300,17 +305,26 @@ impl<'a> Coordinator<'a> {
                 .filter(|(w, limit)| busy.get(w.as_str()).copied().unwrap_or(0) >= **limit)
                 .map(|(w, _)| w.as_str())
                 .collect();
-            let (_, mut got) = self.store.claim(&Claim {
+            let claimed = self.store.claim(&Claim {
                 finishes: &[],
                 owner: &self.owner,
                 now: now_ms(),
                 limit: 1,
                 excluded_workers: &excluded,
                 start_line: &start_line,
-            })?;
-            match got.pop() {
-                Some(c) => out.push(c),
-                None => break,
+            });
+            match claimed {
+                Ok((_, mut got)) => match got.pop() {
+                    Some(c) => out.push(c),
+                    None => break,
+                },
+                // What was claimed before the failure is running under this owner now:
+                // it must be run, not dropped (the next claim meets the failure again).
+                Err(e) if !out.is_empty() => {
+                    tracing::debug!("claim stopped early: {e}");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(out)
@@ -606,7 +620,7 @@ impl<'a> Coordinator<'a> {
         }
         self.timers.cancel_check = Instant::now();
         let requests = self.store.cancel_requests(&self.owner).map_err(Into::into);
-        let Some(requests) = self.guard(requests)? else {
+        let Some(requests) = self.guard_read(requests)? else {
             return Ok(());
         };
         for id in requests {
@@ -661,7 +675,7 @@ impl<'a> Coordinator<'a> {
             now_ms(),
             self.cfg.stale_after.as_millis() as i64,
         );
-        let Some(found) = self.guard(found)? else {
+        let Some(found) = self.guard_read(found)? else {
             return Ok(false);
         };
         let requeued = found.iter().any(|r| r.requeued);
@@ -688,13 +702,25 @@ impl<'a> Coordinator<'a> {
     /// in a way that may clear by itself and the engine can wait (always for a service,
     /// up to [`ONE_SHOT_PATIENCE`] otherwise), after logging it and backing off.
     fn guard<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        self.guard_as(result, true)
+    }
+
+    /// [`Coordinator::guard`] for a read: a read that works says nothing about whether
+    /// writes do again, so it does not end a failure streak.
+    fn guard_read<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        self.guard_as(result, false)
+    }
+
+    fn guard_as<T>(&mut self, result: Result<T>, write: bool) -> Result<Option<T>> {
         let e = match result {
             Ok(v) => {
-                if let Some(f) = self.failing.take() {
-                    tracing::info!(
-                        "the store works again after {}",
-                        format_duration(f.since.elapsed())
-                    );
+                if write {
+                    if let Some(f) = self.failing.take() {
+                        tracing::info!(
+                            "the store works again after {}",
+                            format_duration(f.since.elapsed())
+                        );
+                    }
                 }
                 return Ok(Some(v));
             }
@@ -732,8 +758,13 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Records whatever is left (waiting out a failing store for a while), stops the
-    /// slots and gives the lease up.
-    pub fn shutdown(&mut self) {
+    /// slots and gives the lease up. After an error (`failed`), tasks still in the slots
+    /// are interrupted rather than waited for: their outcomes could not be recorded, and
+    /// the next engine recovers them.
+    pub fn shutdown(&mut self, failed: bool) {
+        if failed {
+            self.dispatcher.interrupt_busy();
+        }
         let deadline = Instant::now() + ONE_SHOT_PATIENCE;
         loop {
             match self.completer.record_all(&mut *self.store, &self.owner) {

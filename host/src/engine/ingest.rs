@@ -49,15 +49,21 @@ pub struct Ingested {
 pub enum IngestError {
     /// A size limit was exceeded: another attempt would do the same.
     Limit(String),
-    /// The store failed (it may work next time).
-    Store(String),
+    /// The store failed; `transient` when it may work next time (the scratch
+    /// directory is then kept, for the ingest to be tried again).
+    Store {
+        /// What failed.
+        message: String,
+        /// Whether trying again may succeed (a lock, a full disk).
+        transient: bool,
+    },
 }
 
 impl IngestError {
     /// The message.
     pub fn message(&self) -> &str {
         match self {
-            IngestError::Limit(m) | IngestError::Store(m) => m,
+            IngestError::Limit(m) | IngestError::Store { message: m, .. } => m,
         }
     }
 }
@@ -104,7 +110,14 @@ pub fn ingest(store: &mut dyn Store, task: i64, dir: &Path, limits: IngestLimits
             return out;
         }
     };
-    walk(store, task, root, "", limits, &private, &mut out);
+    walk(store, task, root, "", 0, limits, &private, &mut out);
+    if let Some(IngestError::Store {
+        transient: true, ..
+    }) = out.error
+    {
+        // Kept for another try.
+        return out;
+    }
     if let Err(e) = std::fs::remove_dir_all(dir) {
         tracing::warn!(
             task,
@@ -115,12 +128,19 @@ pub fn ingest(store: &mut dyn Store, task: i64, dir: &Path, limits: IngestLimits
     out
 }
 
-/// Ingests the entries of the open directory `fd`, whose relative name is `prefix`.
+/// Directories deeper than this are not walked (each level holds a descriptor and a
+/// stack frame; a plugin could nest thousands).
+const MAX_DEPTH: usize = 32;
+
+/// Ingests the entries of the open directory `fd`, whose relative name is `prefix`, at
+/// nesting `depth`.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     store: &mut dyn Store,
     task: i64,
     fd: OwnedFd,
     prefix: &str,
+    depth: usize,
     limits: IngestLimits,
     private: &Private,
     out: &mut Ingested,
@@ -164,6 +184,9 @@ fn walk(
             }
         };
         match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory if depth >= MAX_DEPTH => out.skipped.push(format!(
+                "'{rel}' is nested more than {MAX_DEPTH} directories deep; its contents are not kept"
+            )),
             FileType::Directory => {
                 match rustix::fs::openat(
                     &fd,
@@ -171,7 +194,16 @@ fn walk(
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
-                    Ok(sub) => walk(store, task, sub, &format!("{rel}/"), limits, private, out),
+                    Ok(sub) => walk(
+                        store,
+                        task,
+                        sub,
+                        &format!("{rel}/"),
+                        depth + 1,
+                        limits,
+                        private,
+                        out,
+                    ),
                     Err(e) => out.skipped.push(format!("'{rel}' could not be read ({e})")),
                 }
             }
@@ -301,9 +333,10 @@ fn file(
         Err(PutFileError::TooLarge { .. }) => out.error = Some(IngestError::Limit(too_large())),
         Err(PutFileError::Read(e)) => out.skipped.push(format!("'{rel}' could not be read ({e})")),
         Err(PutFileError::Store(e)) => {
-            out.error = Some(IngestError::Store(format!(
-                "result file '{rel}' could not be stored: {e}"
-            )))
+            out.error = Some(IngestError::Store {
+                transient: e.is_transient(),
+                message: format!("result file '{rel}' could not be stored: {e}"),
+            })
         }
     }
 }
@@ -317,9 +350,22 @@ mod tests {
         per_task: 3 << 20,
     };
 
+    /// A store with tasks 1 and 2 (result files belong to existing tasks).
     fn store() -> (tempfile::TempDir, Box<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = stask_storage::open(dir.path().join("stask.db").to_str().unwrap()).unwrap();
+        let mut store = stask_storage::open(dir.path().join("stask.db").to_str().unwrap()).unwrap();
+        let task = stask_storage::NewTask {
+            worker: "w".into(),
+            action: "run".into(),
+            data: "{}".into(),
+            priority: stask_storage::Priority::Normal,
+            max_attempts: 1,
+            started_by: None,
+            run_after: 0,
+            created_at: 0,
+        };
+        let line = stask_storage::LogLine::new("pending", 0, 0, 0, "", "created");
+        assert_eq!(store.insert_tasks(&task, 2, &line).unwrap(), [1, 2]);
         (dir, store)
     }
 
@@ -393,6 +439,25 @@ mod tests {
             "{e}"
         );
         assert_eq!(got.files, 3);
+    }
+
+    #[test]
+    fn directories_nested_too_deep_are_skipped_not_walked() {
+        let (home, mut store) = store();
+        let scratch = home.path().join("scratch");
+        let mut deep = scratch.clone();
+        for _ in 0..(MAX_DEPTH + 5) {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("x"), "x").unwrap();
+        std::fs::write(scratch.join("top.txt"), "top").unwrap();
+        let got = ingest(&mut *store, 1, &scratch, LIMITS);
+        assert_eq!(got.files, 1, "{got:?}");
+        assert!(
+            got.skipped.iter().any(|s| s.contains("nested more than")),
+            "{got:?}"
+        );
     }
 
     #[test]

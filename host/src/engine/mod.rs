@@ -241,6 +241,7 @@ pub fn run_with(
             out: out_tx.clone(),
             open_store: opener.clone(),
             limits,
+            ingest_patience: (!service).then_some(Duration::from_secs(30)),
         };
         threads.push(
             std::thread::Builder::new()
@@ -263,6 +264,6 @@ pub fn run_with(
         service,
     );
     let result = coordinator.run(mode, &mut summary);
-    coordinator.shutdown();
+    coordinator.shutdown(result.is_err());
     result.map(|()| summary)
 }

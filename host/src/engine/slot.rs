@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::cache::CachedLibrary;
-use super::ingest::{ingest, IngestError, IngestLimits};
+use super::ingest::{ingest, IngestError, IngestLimits, Ingested};
 use super::protocol::{Command, Event};
 use super::Msg;
 use crate::signals::describe_exit;
@@ -196,6 +196,9 @@ pub struct Slot {
     pub open_store: StoreOpener,
     /// Size limits of result files.
     pub limits: IngestLimits,
+    /// How long an ingest waits for a failing store (`None`: as long as it takes, for a
+    /// service).
+    pub ingest_patience: Option<Duration>,
 }
 
 /// Opens a store connection for a thread that needs its own.
@@ -522,23 +525,21 @@ impl Slot {
     fn report(&self, st: &mut State, a: &Assignment, mut end: RunEnd, ran: Duration) {
         let mut skipped_files = Vec::new();
         if a.result_dir.exists() {
-            match self.store(st) {
-                Ok(store) => {
-                    let got = ingest(store, a.id, &a.result_dir, self.limits);
+            match self.ingest_waiting(st, a) {
+                Ok(got) => {
                     skipped_files = got.skipped;
                     match got.error {
                         Some(e) if matches!(end, RunEnd::Ok(_)) => {
                             end = match e {
                                 IngestError::Limit(m) => RunEnd::Refused(m),
-                                IngestError::Store(m) => RunEnd::Err(m),
+                                IngestError::Store { message, .. } => RunEnd::Err(message),
                             }
                         }
                         Some(e) => skipped_files.push(e.message().to_owned()),
                         None => {}
                     }
                 }
-                Err(e) => {
-                    let message = format!("result files could not be stored: {e:#}");
+                Err(message) => {
                     if matches!(end, RunEnd::Ok(_)) {
                         end = RunEnd::Err(message);
                     } else {
@@ -546,6 +547,8 @@ impl Slot {
                     }
                 }
             }
+            // Whatever happened, the next attempt starts with an empty directory.
+            let _ = std::fs::remove_dir_all(&a.result_dir);
         }
         self.send(FromSlot::Done {
             id: a.id,
@@ -554,6 +557,42 @@ impl Slot {
             ran,
             skipped_files,
         });
+    }
+
+    /// Ingests the task's scratch directory, waiting out a store that fails in a way
+    /// that may clear by itself (a successful run must not fail, and be run again, for a
+    /// lock held elsewhere): tried again with growing pauses for as long as
+    /// `ingest_patience` allows (a service: always). `Err` when the store could not be
+    /// opened in time.
+    fn ingest_waiting(&self, st: &mut State, a: &Assignment) -> Result<Ingested, String> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let failure = match self.store(st) {
+                Ok(store) => {
+                    let got = ingest(store, a.id, &a.result_dir, self.limits);
+                    match &got.error {
+                        Some(IngestError::Store {
+                            transient: true,
+                            message,
+                        }) => message.clone(),
+                        _ => return Ok(got),
+                    }
+                }
+                Err(e) if crate::engine::is_transient(&e) => {
+                    format!("result files could not be stored: {e:#}")
+                }
+                Err(e) => return Err(format!("result files could not be stored: {e:#}")),
+            };
+            if self.ingest_patience.is_some_and(|p| started.elapsed() >= p) {
+                return Err(failure);
+            }
+            tracing::warn!(task = a.id, "{failure}; trying again");
+            // A connection that failed may be broken: open a fresh one.
+            st.store = None;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// The slot's store connection, opened on first use.
