@@ -97,6 +97,9 @@ mod tests {
         assert_eq!((mode(&db), mode(&sub)), (0o600, 0o700));
         assert!(!readable_by_others(&db));
         // Already private: nothing to report.
-        assert!(tighten(std::slice::from_ref(&db), &[]).unwrap().changed.is_empty());
+        assert!(tighten(std::slice::from_ref(&db), &[])
+            .unwrap()
+            .changed
+            .is_empty());
     }
 }

@@ -68,28 +68,45 @@ pub fn format_eta(d: Duration) -> String {
     }
 }
 
-/// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w`.
+/// The longest age [`parse_age`] accepts: 100 years (of 365 days). Longer ages mean
+/// nothing for clean-up and retention, and would overflow the millisecond clock.
+pub const MAX_AGE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w`, up to [`MAX_AGE`].
 pub fn parse_age(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("'{s}' has no unit; use e.g. 30d, 12h, 90m or 45s"))?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' does not start with a number; use e.g. 30d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
+    if num.is_empty() {
+        return Err(format!("'{s}' does not start with a number; use e.g. 30d"));
+    }
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => {
             return Err(format!(
                 "unknown unit '{unit}' in '{s}'; use s, m, h, d or w"
             ))
         }
     };
+    let too_long = || {
+        format!(
+            "'{s}' is too long an age; the maximum is 100 years ({}d or {}w)",
+            MAX_AGE.as_secs() / 86_400,
+            MAX_AGE.as_secs() / (7 * 86_400)
+        )
+    };
+    // Digits only, so a parse failure is an overflow of u64: too long as well.
+    let n: u64 = num.parse().map_err(|_| too_long())?;
+    let secs = n.checked_mul(unit_secs).ok_or_else(too_long)?;
+    if secs > MAX_AGE.as_secs() {
+        return Err(too_long());
+    }
     Ok(Duration::from_secs(secs))
 }
 
@@ -120,6 +137,27 @@ mod tests {
         assert!(parse_age("30").unwrap_err().contains("no unit"));
         assert!(parse_age("3x").unwrap_err().contains("unknown unit"));
         assert!(parse_age("d").unwrap_err().contains("number"));
+    }
+
+    #[test]
+    fn ages_beyond_a_hundred_years_are_refused_not_wrapped() {
+        assert_eq!(parse_age("36500d").unwrap(), MAX_AGE);
+        assert_eq!(
+            parse_age("5214w").unwrap(),
+            Duration::from_secs(5214 * 7 * 86_400)
+        );
+        // Each of these once wrapped around (or overflowed) into a short age.
+        for huge in [
+            "36501d",
+            "5215w",
+            "28847129751w",
+            "30500568904943d",
+            "99999999999999999999s",
+            "18446744073709551615m",
+        ] {
+            let e = parse_age(huge).unwrap_err();
+            assert!(e.contains("maximum is 100 years (36500d"), "{huge}: {e}");
+        }
     }
 
     #[test]

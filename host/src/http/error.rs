@@ -1,7 +1,8 @@
 //! The API's one error shape: `{"error": {"code": "…", "message": "…", "field": "…"}}`
 //! with the fitting status. Domain [`Problem`]s map to 403 / 404 / 409 / 422 (their CLI
-//! hints stay out); anything else is a 500 whose details go to the service log, not to
-//! the client.
+//! hints stay out); a storage failure that clears by itself (a locked database, a full
+//! disk, an I/O failure) is a 503 with `Retry-After`; anything else is a 500. The
+//! details of both go to the service log, not to the client.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +21,7 @@ pub struct ApiError {
     pub message: String,
     /// The input field concerned.
     pub field: Option<String>,
-    /// Seconds for a `Retry-After` header (429).
+    /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
 }
 
@@ -76,6 +77,39 @@ impl ApiError {
             "the service failed to handle the request; the service log has the details",
         )
     }
+
+    /// 503 for a storage failure that clears by itself: logged in full, answered with
+    /// a text that says to try again and a `Retry-After` of one second.
+    pub fn store_unavailable(err: &anyhow::Error) -> ApiError {
+        tracing::warn!("API request failed for now: {err:#}");
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the task store is busy or its disk is full at the moment; try again shortly",
+            )
+        }
+    }
+
+    /// Any failure that is not a [`Problem`]: 503 when a transient
+    /// [`stask_storage::StoreError`] caused it, 500 otherwise.
+    pub fn failure(err: anyhow::Error) -> ApiError {
+        if is_transient(&err) {
+            ApiError::store_unavailable(&err)
+        } else {
+            ApiError::internal(err)
+        }
+    }
+}
+
+/// Whether a transient storage failure is somewhere in `err`'s chain.
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<stask_storage::StoreError>()
+            .is_some_and(|e| e.is_transient())
+    })
 }
 
 impl From<Problem> for ApiError {
@@ -101,14 +135,14 @@ impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         match Problem::find(&e) {
             Some(p) => p.clone().into(),
-            None => ApiError::internal(e),
+            None => ApiError::failure(e),
         }
     }
 }
 
 impl From<stask_storage::StoreError> for ApiError {
     fn from(e: stask_storage::StoreError) -> ApiError {
-        ApiError::internal(e.into())
+        ApiError::failure(e.into())
     }
 }
 
@@ -130,6 +164,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use stask_storage::{ErrorKind, StoreError};
+
     use super::*;
 
     #[test]
@@ -151,5 +187,54 @@ mod tests {
             "task 1 was started by ann",
         ));
         assert_eq!(e.status, StatusCode::FORBIDDEN);
+    }
+
+    fn store_error(kind: ErrorKind) -> StoreError {
+        StoreError::new(
+            kind,
+            "reading task 5",
+            "database is locked at /home/x/stask.db",
+        )
+    }
+
+    #[test]
+    fn transient_store_failures_are_503_with_retry_after_and_no_internals() {
+        for kind in [ErrorKind::Busy, ErrorKind::DiskFull, ErrorKind::Io] {
+            // Directly, inside anyhow, and under added context.
+            let errors = [
+                ApiError::from(store_error(kind)),
+                ApiError::from(anyhow::Error::from(store_error(kind))),
+                ApiError::from(anyhow::Error::from(store_error(kind)).context("cancelling task 5")),
+            ];
+            for e in errors {
+                assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE, "{kind:?}");
+                assert_eq!(e.code, "store_unavailable");
+                assert_eq!(e.retry_after, Some(1));
+                assert!(e.message.contains("try again"), "{}", e.message);
+                assert!(!e.message.contains("stask.db"), "{}", e.message);
+                assert!(!e.message.contains("task 5"), "{}", e.message);
+                let res = e.into_response();
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+            }
+        }
+    }
+
+    #[test]
+    fn other_failures_stay_500_without_retry_after() {
+        for kind in [
+            ErrorKind::Other,
+            ErrorKind::NewerSchema,
+            ErrorKind::Conflict,
+        ] {
+            let e = ApiError::from(anyhow::Error::from(store_error(kind)).context("x"));
+            assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
+            assert_eq!((e.code.as_str(), e.retry_after), ("internal_error", None));
+            assert!(!e.message.contains("stask.db"));
+        }
+        let e = ApiError::from(anyhow::anyhow!("something else broke"));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let res = e.into_response();
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -77,7 +77,7 @@ impl AppState {
             let taken = st.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut store = match taken {
                 Some(s) => s,
-                None => st.home.store().map_err(ApiError::internal)?,
+                None => st.home.store().map_err(ApiError::failure)?,
             };
             let result = f(&mut *store, &st);
             let mut pool = st.pool.lock().unwrap_or_else(|e| e.into_inner());

@@ -151,11 +151,12 @@ pub async fn create(
         started_by: Some(p.name.clone()),
         allow_sensitive: body.allow_sensitive,
     };
+    // The view is built from what was stored, not read back: once the tasks are
+    // committed the answer is 201, so a client never retries into duplicates.
     let (ids, view) = st
         .db(move |store, _| {
-            let ids = ops::create_tasks(store, &req, count)?;
-            let first = ops::find(store, ids[0])?;
-            Ok((ids, TaskView::summary(&first)))
+            let created = ops::create(store, &req, count)?;
+            Ok((created.ids, TaskView::summary(&created.first)))
         })
         .await?;
     tracing::info!(task = ids[0], count = ids.len(), by = %p.name, "task created through the API");
@@ -172,7 +173,8 @@ pub async fn create(
     }
 }
 
-/// `GET /tasks/{id}`: the task with its result files and whole progress history.
+/// `GET /tasks/{id}`: the task with its result files and the last lines of its
+/// progress log (`history`; `GET /tasks/{id}/logs` pages through all of them).
 pub async fn show(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,

@@ -1,11 +1,18 @@
 //! How a task is shown to scripts and API clients: `tasks show --json`, `tasks list
 //! --json` and the HTTP API all serialize [`TaskView`], so they agree field for field.
 
+use std::collections::VecDeque;
+
 use serde::Serialize;
 use serde_json::Value;
-use stask_storage::{LogLine, ResultFileInfo, Store, TaskRecord};
+use stask_storage::{LogLine, ResultFileInfo, Store, StoredLine, TaskRecord};
 
 use crate::sensitive;
+
+/// Progress-log lines a task's details hold at most in `history`: the last ones. The
+/// whole log is paged through the logs endpoint (`GET /tasks/{id}/logs`) or printed
+/// by `stask tasks logs`.
+pub const HISTORY_LINES: usize = 10_000;
 
 /// A task as `tasks show --json` / `tasks list --json` and the API show it (the
 /// OpenAPI schema `Task`). Times are milliseconds since the Unix epoch.
@@ -57,13 +64,15 @@ pub struct TaskView {
     pub result: Option<Value>,
     /// Duration of the last attempt (ms), once finished.
     pub duration_ms: Option<i64>,
-    /// Lines in the progress log (details only).
+    /// Lines in the whole progress log (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_lines: Option<u64>,
     /// Result files (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_files: Option<Vec<ResultFileView>>,
-    /// Every progress-log line (details only).
+    /// The last [`HISTORY_LINES`] (10,000) progress-log lines, oldest first (details
+    /// only); `log_lines` counts them all, and the logs endpoint pages through the
+    /// rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<LogLineView>>,
 }
@@ -108,14 +117,14 @@ impl TaskView {
         }
     }
 
-    /// The view of `t` with its result files and progress history, read from `store`.
+    /// The view of `t` with its result files and the last [`HISTORY_LINES`] lines of
+    /// its progress log, read from `store`.
     pub fn details(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Self> {
         let mut view = TaskView::summary(t);
-        let lines = store.log_lines(t.id, 0, usize::MAX)?;
-        view.log_lines = Some(lines.len() as u64);
+        let (total, last) = log_tail(store, t.id, HISTORY_LINES)?;
+        view.log_lines = Some(total);
         view.history = Some(
-            lines
-                .iter()
+            last.iter()
                 .filter_map(|l| l.parse())
                 .map(|l| LogLineView::new(&l))
                 .collect(),
@@ -128,6 +137,33 @@ impl TaskView {
                 .collect(),
         );
         Ok(view)
+    }
+}
+
+/// How many lines task `id`'s log has, and its last `keep` lines. Reads the log a page
+/// of `keep` lines at a time, so at most two pages are held however long the log is.
+fn log_tail(
+    store: &dyn Store,
+    id: i64,
+    keep: usize,
+) -> anyhow::Result<(u64, VecDeque<StoredLine>)> {
+    let keep = keep.max(1);
+    let (mut total, mut after) = (0u64, 0u64);
+    let mut last: VecDeque<StoredLine> = VecDeque::with_capacity(keep);
+    loop {
+        let page = store.log_lines(id, after, keep)?;
+        let full = page.len() == keep;
+        total += page.len() as u64;
+        if let Some(l) = page.last() {
+            after = l.seq;
+        }
+        last.extend(page);
+        if last.len() > keep {
+            last.drain(..last.len() - keep);
+        }
+        if !full {
+            return Ok((total, last));
+        }
     }
 }
 

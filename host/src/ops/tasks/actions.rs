@@ -2,7 +2,11 @@
 //! delete, the same on many ids at once, and making every pending task due. Each
 //! stores the progress-log line that tells the story with the change (the store wakes
 //! services when there may be new work); failures caused by the request are
-//! [`Problem`]s (not found, wrong state, not the caller's task).
+//! [`Problem`]s (not found, wrong state, not the caller's task). Answers are built from
+//! what the operation did, not read back afterwards: once a change has committed, the
+//! operation has succeeded, whatever the store does next.
+
+use std::cell::RefCell;
 
 use anyhow::Result;
 use stask_storage::{now_ms, CancelResult, LogLine, RetryResult, Status, Store, TaskRecord};
@@ -33,12 +37,15 @@ impl Cancelled {
 }
 
 /// Cancels a pending task, or asks the engine running it to stop it. Returns what
-/// happened and the task as it is now.
+/// happened and the task as it is now: as read before the cancel, with the cancel's
+/// changes.
 pub fn cancel(store: &mut dyn Store, by: &Actor, id: i64) -> Result<(Cancelled, TaskRecord)> {
-    by.may_change(&find(store, id)?)?;
+    let mut task = find(store, id)?;
+    by.may_change(&task)?;
+    let now = now_ms();
     let line = LogLine::new("cancelled", 0, 0, 0, "", "Cancelled before it started");
     let result = store
-        .request_cancel(id, now_ms(), &line)?
+        .request_cancel(id, now, &line)?
         .ok_or_else(|| super::no_task(id))?;
     let done = match result {
         CancelResult::CancelledPending => Cancelled::Now,
@@ -51,7 +58,31 @@ pub fn cancel(store: &mut dyn Store, by: &Actor, id: i64) -> Result<(Cancelled, 
             .into())
         }
     };
-    Ok((done, find(store, id)?))
+    // Committed: from here on nothing may fail.
+    let was = match done {
+        Cancelled::Now => Status::Pending,
+        Cancelled::Requested => Status::Running,
+    };
+    if task.status != was {
+        // It changed between the two reads (claimed, or put back after an attempt):
+        // the task as it is now, when the store can tell.
+        if let Ok(Some(current)) = store.get_task(id) {
+            return Ok((done, current));
+        }
+    }
+    match done {
+        Cancelled::Now => {
+            task.status = Status::Cancelled;
+            task.finished_at = Some(now);
+            task.message = line.message.clone();
+            task.error = Some(line.message);
+        }
+        Cancelled::Requested => {
+            task.status = Status::Running;
+            task.cancel_requested = true;
+        }
+    }
+    Ok((done, task))
 }
 
 /// `1 attempt so far`, `3 attempts so far`.
@@ -74,22 +105,17 @@ pub struct Retried {
 
 /// Queues a failed or cancelled task again (its attempt count keeps counting).
 pub fn retry(store: &mut dyn Store, by: &Actor, id: i64) -> Result<Retried> {
-    by.may_change(&find(store, id)?)?;
+    let before = find(store, id)?;
+    by.may_change(&before)?;
+    // The task as the retry's transaction read it, and the line stored with it.
+    let seen: RefCell<Option<(TaskRecord, LogLine)>> = RefCell::new(None);
     let line = |t: &TaskRecord| {
-        LogLine::new(
-            "pending",
-            t.progress.clamp(0, 100) as u8,
-            t.processed.max(0) as u64,
-            t.total.max(0) as u64,
-            "",
-            &format!(
-                "Queued for retry (was {}; {})",
-                t.status,
-                attempts_so_far(t.attempts)
-            ),
-        )
+        let line = retry_line(t);
+        *seen.borrow_mut() = Some((t.clone(), line.clone()));
+        line
     };
-    let status = match store.retry_task(id, now_ms(), &line)? {
+    let now = now_ms();
+    let status = match store.retry_task(id, now, &line)? {
         None => return Err(super::no_task(id)),
         Some(RetryResult::NotRetryable(status)) => {
             return Err(Problem::conflict(
@@ -100,10 +126,36 @@ pub fn retry(store: &mut dyn Store, by: &Actor, id: i64) -> Result<Retried> {
         }
         Some(RetryResult::Queued(status)) => status,
     };
-    Ok(Retried {
-        was: status,
-        task: find(store, id)?,
-    })
+    // Committed: the task is what the transaction read, with the retry's changes.
+    let (mut task, message) = match seen.into_inner() {
+        Some((task, line)) => (task, line.message),
+        None => {
+            let message = retry_line(&before).message;
+            (before, message)
+        }
+    };
+    task.status = Status::Pending;
+    task.run_after = now;
+    task.finished_at = None;
+    task.cancel_requested = false;
+    task.message = message;
+    Ok(Retried { was: status, task })
+}
+
+/// The line a retry stores, from the task as it was.
+fn retry_line(t: &TaskRecord) -> LogLine {
+    LogLine::new(
+        "pending",
+        t.progress.clamp(0, 100) as u8,
+        t.processed.max(0) as u64,
+        t.total.max(0) as u64,
+        "",
+        &format!(
+            "Queued for retry (was {}; {})",
+            t.status,
+            attempts_so_far(t.attempts)
+        ),
+    )
 }
 
 /// "Run it now" for a service: makes a pending task due at once (a retry waiting for
@@ -145,9 +197,15 @@ pub fn run_now(store: &mut dyn Store, id: i64) -> Result<TaskRecord> {
             .into())
         }
     }
-    // False when it was claimed (or cancelled) between the two reads: the task as it
-    // is now tells which.
-    store.make_task_due(id, now_ms())?;
+    let now = now_ms();
+    if store.make_task_due(id, now)? {
+        // Committed: the task as read, now due.
+        let mut t = t;
+        t.run_after = t.run_after.min(now);
+        return Ok(t);
+    }
+    // Not pending any more: it was claimed (or cancelled) between the two reads, and
+    // nothing changed; the task as it is now tells which.
     find(store, id)
 }
 

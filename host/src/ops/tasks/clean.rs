@@ -65,8 +65,15 @@ impl CleanRequest {
 /// Deletes the tasks `req` names with their logs and result files, in batches, then
 /// gives the space back.
 pub fn clean(store: &mut dyn Store, req: &CleanRequest) -> Result<CleanReport> {
-    let cutoff = now_ms() - req.older_than.as_millis() as i64;
-    clean_before(store, req.statuses(), cutoff)
+    clean_before(store, req.statuses(), cutoff(now_ms(), req.older_than))
+}
+
+/// The finish time (ms) before which tasks `older_than` at `now` finished. Saturates
+/// instead of wrapping: an age longer than the clock reaches back gives the earliest
+/// time, which removes nothing, never a time in the future, which would remove all.
+pub(super) fn cutoff(now: i64, older_than: Duration) -> i64 {
+    let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    now.saturating_sub(age)
 }
 
 /// Deletes the tasks with `statuses` that finished before `cutoff` (ms), then gives

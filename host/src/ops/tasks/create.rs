@@ -1,10 +1,12 @@
 //! Creating tasks: every check happens before anything is stored, and the tasks are
 //! stored with their creation lines in one transaction (the store wakes the services).
+//! The answer is built from what was stored, never read back: once the transaction
+//! has committed, creating has succeeded, whatever the store does next.
 
 use anyhow::Result;
 use serde_json::Value;
 use stask_plugin_api::WorkerManifest;
-use stask_storage::{now_ms, LogLine, NewTask, Priority, Store};
+use stask_storage::{now_ms, LogLine, NewTask, Priority, Status, Store, TaskRecord};
 
 use crate::problem::Problem;
 use crate::sensitive;
@@ -54,8 +56,23 @@ pub(crate) fn sensitive_hint(worker: &str) -> String {
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
 
+/// Tasks stored by [`create`].
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Their ids, in creation order.
+    pub ids: Vec<i64>,
+    /// The first of them as it was stored (built from what was inserted, not read
+    /// back).
+    pub first: TaskRecord,
+}
+
 /// Validates the request once and queues `count` identical tasks in one transaction.
 pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Vec<i64>> {
+    create(store, req, count).map(|c| c.ids)
+}
+
+/// [`create_tasks`], answering with the first task as stored too.
+pub fn create(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Created> {
     let data = validate(store, req, count)?;
     insert(store, req, data, count)
 }
@@ -161,12 +178,7 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
 }
 
 /// Stores `count` tasks of `req` with their creation lines, in one transaction.
-fn insert(
-    store: &mut dyn Store,
-    req: &TaskRequest,
-    data: String,
-    count: usize,
-) -> Result<Vec<i64>> {
+fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) -> Result<Created> {
     let now = now_ms();
     let by = req
         .started_by
@@ -181,21 +193,51 @@ fn insert(
         "",
         &format!("Task created (priority {}{by})", req.priority.as_str()),
     );
+    let task = NewTask {
+        worker: req.worker.clone(),
+        action: req.action.clone(),
+        data,
+        priority: req.priority,
+        max_attempts: req.max_attempts,
+        started_by: req.started_by.clone(),
+        run_after: now,
+        created_at: now,
+    };
     // One transaction: the tasks with their creation lines, or nothing (and the
     // services are woken by the store).
-    let ids = store.insert_tasks(
-        &NewTask {
-            worker: req.worker.clone(),
-            action: req.action.clone(),
-            data,
-            priority: req.priority,
-            max_attempts: req.max_attempts,
-            started_by: req.started_by.clone(),
-            run_after: now,
-            created_at: now,
-        },
-        count,
-        &creation,
-    )?;
-    Ok(ids)
+    let ids = store.insert_tasks(&task, count, &creation)?;
+    let Some(&first) = ids.first() else {
+        anyhow::bail!("the store created none of {count} tasks");
+    };
+    let first = stored(first, task, &creation);
+    Ok(Created { ids, first })
+}
+
+/// Task `id` as [`stask_storage::TaskQueue::insert_tasks`] stores `task`: pending,
+/// with the creation line's message, nothing run yet.
+fn stored(id: i64, task: NewTask, creation: &LogLine) -> TaskRecord {
+    TaskRecord {
+        id,
+        worker: task.worker,
+        action: task.action,
+        status: Status::Pending,
+        priority: task.priority,
+        progress: 0,
+        processed: 0,
+        total: 0,
+        message: creation.message.clone(),
+        data: task.data,
+        result: None,
+        error: None,
+        started_by: task.started_by,
+        attempts: 0,
+        max_attempts: i64::from(task.max_attempts),
+        run_after: task.run_after,
+        created_at: task.created_at,
+        started_at: None,
+        finished_at: None,
+        heartbeat_at: None,
+        owner: None,
+        cancel_requested: false,
+    }
 }

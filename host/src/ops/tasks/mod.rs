@@ -16,7 +16,8 @@ pub use actions::{
 };
 pub use clean::{clean, CleanReport, CleanRequest, DEFAULT_OLDER_THAN};
 pub use create::{
-    create_tasks, TaskRequest, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_DATA_BYTES,
+    create, create_tasks, Created, TaskRequest, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT,
+    MAX_BATCH, MAX_DATA_BYTES,
 };
 
 /// The error for an unknown task id.

@@ -1,5 +1,7 @@
 //! The task operations against a real store in a temporary home.
 
+use std::time::Duration;
+
 use serde_json::json;
 use stask_storage::{now_ms, LogLine, NewTask, Priority, Status};
 
@@ -378,6 +380,41 @@ fn clean_removes_only_the_statuses_asked_for() {
 }
 
 #[test]
+fn huge_clean_up_ages_are_refused_and_never_reach_into_the_future() {
+    // 28847129751 weeks once wrapped around to a few minutes.
+    let p = CleanRequest::parse(Some("28847129751w"), true).unwrap_err();
+    assert_eq!(
+        (p.field.as_deref(), p.code),
+        (Some("older_than"), "invalid_age")
+    );
+    assert!(p.message.contains("maximum is 100 years"), "{}", p.message);
+    // The cutoff saturates at the earliest time instead of wrapping.
+    let now = now_ms();
+    assert_eq!(clean::cutoff(now, Duration::from_secs(60)), now - 60_000);
+    assert_eq!(clean::cutoff(now, Duration::MAX), now - i64::MAX);
+    assert!(clean::cutoff(now, Duration::MAX) < 0);
+    assert_eq!(
+        clean::cutoff(i64::MIN + 5, Duration::from_secs(1)),
+        i64::MIN
+    );
+    // Even an age no parser would give removes nothing that just finished.
+    let mut env = Env::new();
+    let id = create(&mut env);
+    cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    for older_than in [
+        Duration::MAX,
+        Duration::from_secs(28_847_129_751 * 7 * 86_400),
+    ] {
+        let req = CleanRequest {
+            older_than,
+            include_failed: true,
+        };
+        assert_eq!(clean(&mut *env.store, &req).unwrap().deleted_tasks, 0);
+    }
+    assert!(find(&*env.store, id).is_ok());
+}
+
+#[test]
 fn priorities_and_statuses_are_read_with_the_field_named() {
     assert_eq!(parse_priority("high", "priority").unwrap(), Priority::High);
     let p = parse_priority("urgent", "priority").unwrap_err();
@@ -422,4 +459,119 @@ fn result_files_are_found_by_name_or_position() {
         problem(result_file(&*env.store, 99, "x")).code,
         "task_not_found"
     );
+}
+
+/// The JSON view of a task, to compare an answer with the task as stored field by
+/// field.
+fn shown(t: &stask_storage::TaskRecord) -> serde_json::Value {
+    serde_json::to_value(crate::views::TaskView::summary(t)).unwrap()
+}
+
+/// Claims task `id` for owner `o` with a start line.
+fn claim(env: &mut Env, id: i64, o: &str) {
+    let start = |_: &stask_storage::TaskRecord| LogLine::new("running", 0, 0, 0, "", "Started");
+    env.store
+        .claim_task(id, o, now_ms(), &start)
+        .unwrap()
+        .expect("claimed");
+}
+
+#[test]
+fn answers_are_built_from_what_was_committed_and_match_the_stored_task() {
+    let mut env = Env::new();
+    // Create: the first task as stored, without reading it back.
+    let req = TaskRequest {
+        priority: Priority::High,
+        max_attempts: 7,
+        ..request(json!({"n": 1, "password": "x"})).clone_with_sensitive()
+    };
+    let created = super::create(&mut *env.store, &req, 2).unwrap();
+    assert_eq!(created.ids.len(), 2);
+    let id = created.ids[0];
+    assert_eq!(created.first.id, id);
+    assert_eq!(
+        shown(&created.first),
+        shown(&find(&*env.store, id).unwrap())
+    );
+
+    // Cancelling a pending task.
+    let (done, t) = cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    assert_eq!(done, Cancelled::Now);
+    assert_eq!(shown(&t), shown(&find(&*env.store, id).unwrap()));
+
+    // Retrying it: the task as the retry's transaction read it, with its changes.
+    let r = retry(&mut *env.store, &Actor::local(), id).unwrap();
+    assert_eq!(r.was, Status::Cancelled);
+    assert_eq!(shown(&r.task), shown(&find(&*env.store, id).unwrap()));
+
+    // Run now.
+    let t = run_now(&mut *env.store, id).unwrap();
+    assert_eq!(shown(&t), shown(&find(&*env.store, id).unwrap()));
+
+    // Cancelling a running task: requested.
+    claim(&mut env, id, "o1");
+    let (done, t) = cancel(&mut *env.store, &Actor::local(), id).unwrap();
+    assert_eq!(done, Cancelled::Requested);
+    assert!(t.cancel_requested);
+    assert_eq!(shown(&t), shown(&find(&*env.store, id).unwrap()));
+
+    // A failed task retried keeps its attempts, progress and error in the answer.
+    let other = created.ids[1];
+    claim(&mut env, other, "o2");
+    let applied = env
+        .store
+        .finish_tasks(&[stask_storage::Finish {
+            id: other,
+            owner: "o2".into(),
+            outcome: stask_storage::Outcome::Failed {
+                error: "boom".into(),
+                retry_at: None,
+            },
+            progress: 40,
+            processed: 4,
+            total: 10,
+            message: "boom".into(),
+            at: now_ms(),
+            lines: vec![LogLine::new("failed", 40, 4, 10, "", "boom")],
+        }])
+        .unwrap();
+    assert_eq!(applied, [true]);
+    let r = retry(&mut *env.store, &Actor::local(), other).unwrap();
+    assert_eq!((r.was, r.task.attempts), (Status::Failed, 1));
+    assert_eq!(shown(&r.task), shown(&find(&*env.store, other).unwrap()));
+}
+
+#[test]
+fn details_hold_the_last_history_lines_and_count_them_all() {
+    use crate::views::{TaskView, HISTORY_LINES};
+    let mut env = Env::new();
+    let id = create(&mut env);
+    claim(&mut env, id, "o");
+    // Creation and start lines, then enough progress lines to pass the cap.
+    let extra = HISTORY_LINES + 5;
+    let lines: Vec<(i64, LogLine)> = (1..=extra)
+        .map(|i| {
+            (
+                id,
+                LogLine::new("running", 0, i as u64, 0, "", &format!("line {i}")),
+            )
+        })
+        .collect();
+    for chunk in lines.chunks(4_000) {
+        env.store.record_progress("o", &[], chunk).unwrap();
+    }
+    let t = find(&*env.store, id).unwrap();
+    let view = TaskView::details(&*env.store, &t).unwrap();
+    assert_eq!(view.log_lines, Some(extra as u64 + 2));
+    let history = view.history.unwrap();
+    assert_eq!(history.len(), HISTORY_LINES);
+    assert_eq!(history[0].message, "line 6");
+    assert_eq!(history.last().unwrap().message, format!("line {extra}"));
+
+    // A short log is whole.
+    let short = create(&mut env);
+    let t = find(&*env.store, short).unwrap();
+    let view = TaskView::details(&*env.store, &t).unwrap();
+    assert_eq!(view.log_lines, Some(1));
+    assert_eq!(view.history.unwrap().len(), 1);
 }
