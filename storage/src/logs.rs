@@ -13,4 +13,8 @@ pub trait ProgressLogs {
 
     /// The last line of task `task`'s log.
     fn last_log_line(&self, task: i64) -> Result<Option<StoredLine>, StoreError>;
+
+    /// The last `count` lines of task `task`'s log, oldest first, and how many lines
+    /// the log has in all (read without fetching the others).
+    fn log_tail(&self, task: i64, count: usize) -> Result<(Vec<StoredLine>, u64), StoreError>;
 }

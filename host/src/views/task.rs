@@ -1,11 +1,9 @@
 //! How a task is shown to scripts and API clients: `tasks show --json`, `tasks list
 //! --json` and the HTTP API all serialize [`TaskView`], so they agree field for field.
 
-use std::collections::VecDeque;
-
 use serde::Serialize;
 use serde_json::Value;
-use stask_storage::{LogLine, ResultFileInfo, Store, StoredLine, TaskRecord};
+use stask_storage::{LogLine, ResultFileInfo, Store, TaskRecord};
 
 use crate::sensitive;
 
@@ -121,7 +119,7 @@ impl TaskView {
     /// its progress log, read from `store`.
     pub fn details(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Self> {
         let mut view = TaskView::summary(t);
-        let (total, last) = log_tail(store, t.id, HISTORY_LINES)?;
+        let (last, total) = store.log_tail(t.id, HISTORY_LINES)?;
         view.log_lines = Some(total);
         view.history = Some(
             last.iter()
@@ -137,33 +135,6 @@ impl TaskView {
                 .collect(),
         );
         Ok(view)
-    }
-}
-
-/// How many lines task `id`'s log has, and its last `keep` lines. Reads the log a page
-/// of `keep` lines at a time, so at most two pages are held however long the log is.
-fn log_tail(
-    store: &dyn Store,
-    id: i64,
-    keep: usize,
-) -> anyhow::Result<(u64, VecDeque<StoredLine>)> {
-    let keep = keep.max(1);
-    let (mut total, mut after) = (0u64, 0u64);
-    let mut last: VecDeque<StoredLine> = VecDeque::with_capacity(keep);
-    loop {
-        let page = store.log_lines(id, after, keep)?;
-        let full = page.len() == keep;
-        total += page.len() as u64;
-        if let Some(l) = page.last() {
-            after = l.seq;
-        }
-        last.extend(page);
-        if last.len() > keep {
-            last.drain(..last.len() - keep);
-        }
-        if !full {
-            return Ok((total, last));
-        }
     }
 }
 

@@ -39,5 +39,10 @@ pub fn lines_page_and_resume_after_a_position(h: &dyn Harness) {
     assert!(s.log_lines(id, all[26].seq, 100).unwrap().is_empty());
     assert_eq!(s.last_log_line(id).unwrap().unwrap(), all[26]);
     assert_eq!(s.log_lines(other, 0, 100).unwrap().len(), 1);
+    let (tail, total) = s.log_tail(id, 5).unwrap();
+    assert_eq!((tail.as_slice(), total), (&all[22..], 27));
+    let (whole, total) = s.log_tail(other, 5).unwrap();
+    assert_eq!((whole.len(), total), (1, 1));
+    assert_eq!(s.log_tail(other + 100, 5).unwrap(), (Vec::new(), 0));
     assert!(s.last_log_line(other + 100).unwrap().is_none());
 }

@@ -110,4 +110,32 @@ impl ProgressLogs for SqliteStore {
             .optional()
             .context("read progress log")
     }
+
+    fn log_tail(&self, task: i64, count: usize) -> Result<(Vec<StoredLine>, u64), StoreError> {
+        let total: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM task_logs WHERE task_id = ?1")
+            .and_then(|mut s| s.query_row([task], |r| r.get(0)))
+            .context("count progress-log lines")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, line FROM task_logs WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .context("read progress log")?;
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![task, limit], |r| {
+                Ok(StoredLine {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    text: r.get(1)?,
+                })
+            })
+            .context("read progress log")?;
+        let mut lines: Vec<StoredLine> = rows
+            .collect::<Result<_, _>>()
+            .context("read progress log")?;
+        lines.reverse();
+        Ok((lines, total as u64))
+    }
 }
