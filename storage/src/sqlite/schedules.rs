@@ -170,7 +170,7 @@ impl Schedules for SqliteStore {
     /// `scheduled_action` — given the worker's manifest JSON, returning the action to
     /// run or why there is none — returns an error.
     ///
-    /// The caller writes the new task's first progress-log line after this returns.
+    /// The created task's creation line is stored in the same transaction.
     fn fire_schedule(
         &mut self,
         f: &Firing<'_>,
