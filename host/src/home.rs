@@ -142,7 +142,6 @@ impl Home {
 
     /// Opens the store (creating and migrating the database when needed).
     pub fn store(&self) -> Result<Box<dyn Store>> {
-        let path = self.db_path();
-        Ok(stask_storage::open(&path.to_string_lossy())?)
+        Ok(stask_storage::open_sqlite(&self.db_path())?)
     }
 }

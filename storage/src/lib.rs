@@ -82,10 +82,16 @@ pub trait Store:
 }
 
 /// Opens (creating if needed) the store at `location` and brings its schema up to
-/// date. A location is a SQLite database file path, or `sqlite:PATH`.
+/// date. A location is `sqlite:PATH` or a SQLite database file path.
 pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
     let path = location.strip_prefix("sqlite:").unwrap_or(location);
-    Ok(Box::new(sqlite::SqliteStore::open(Path::new(path))?))
+    open_sqlite(Path::new(path))
+}
+
+/// Opens (creating if needed) the SQLite database at `path` (any path, also one that is
+/// not valid UTF-8) and brings its schema up to date.
+pub fn open_sqlite(path: &Path) -> Result<Box<dyn Store>, StoreError> {
+    Ok(Box::new(sqlite::SqliteStore::open(path)?))
 }
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
