@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::engine::EngineConfig;
+use crate::http::server::HttpLimits;
 use crate::task_log::parse_age;
 
 /// Where a configuration value came from.
@@ -74,6 +75,9 @@ pub struct Config {
     pub max_result_task_mb: u64,
     /// Longest result JSON a task may return, in KB.
     pub max_result_json_kb: u64,
+    /// The HTTP server's limits (`http_*` keys, see [`HttpLimits::SETTINGS`]), in the
+    /// order of that table.
+    pub http: [u64; 6],
     /// Where each value came from, by key.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -97,6 +101,12 @@ pub const KEYS: &[&str] = &[
     "max_result_file_mb",
     "max_result_task_mb",
     "max_result_json_kb",
+    "http_header_timeout_secs",
+    "http_body_timeout_secs",
+    "http_idle_timeout_secs",
+    "http_max_connections",
+    "http_max_streams",
+    "http_max_streams_per_user",
 ];
 
 impl Config {
@@ -118,6 +128,7 @@ impl Config {
             max_result_file_mb: 256,
             max_result_task_mb: 1024,
             max_result_json_kb: 1024,
+            http: std::array::from_fn(|i| HttpLimits::SETTINGS[i].1),
             sources: KEYS.iter().map(|k| (*k, Source::Default)).collect(),
         }
     }
@@ -220,7 +231,13 @@ impl Config {
             "max_result_file_mb" => self.max_result_file_mb = int_in(v, 1, 1 << 20)?,
             "max_result_task_mb" => self.max_result_task_mb = int_in(v, 1, 1 << 20)?,
             "max_result_json_kb" => self.max_result_json_kb = int_in(v, 1, 1 << 20)?,
-            other => bail!("unknown key '{other}'"),
+            other => match HttpLimits::SETTINGS.iter().position(|s| s.0 == other) {
+                Some(i) => {
+                    let (_, _, min, max) = HttpLimits::SETTINGS[i];
+                    self.http[i] = int_in(v, min, max)?;
+                }
+                None => bail!("unknown key '{other}'"),
+            },
         }
         Ok(())
     }
@@ -259,6 +276,11 @@ impl Config {
         }
     }
 
+    /// The HTTP server's limits.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits::from_values(&self.http)
+    }
+
     /// `(key, value as text, source)` rows for `stask config`.
     pub fn rows(&self) -> Vec<(&'static str, String, String)> {
         let value = |key: &str| -> String {
@@ -284,7 +306,10 @@ impl Config {
                 "max_result_file_mb" => self.max_result_file_mb.to_string(),
                 "max_result_task_mb" => self.max_result_task_mb.to_string(),
                 "max_result_json_kb" => self.max_result_json_kb.to_string(),
-                _ => String::new(),
+                other => HttpLimits::SETTINGS
+                    .iter()
+                    .position(|s| s.0 == other)
+                    .map_or_else(String::new, |i| self.http[i].to_string()),
             }
         };
         KEYS.iter()
@@ -355,6 +380,29 @@ mod tests {
         std::fs::write(dir.path().join("stask.toml"), "timezone = \"Mars/Base\"\n").unwrap();
         let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
         assert!(err.contains("'timezone'") && err.contains("IANA"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_are_settings_with_checked_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("stask.toml"),
+            "http_header_timeout_secs = 2\nhttp_max_streams_per_user = 3\n",
+        )
+        .unwrap();
+        let limits = Config::load(dir.path(), &[]).unwrap().http_limits();
+        assert_eq!(limits.header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_streams_per_user, 3);
+        assert_eq!(limits.max_connections, 512);
+        for bad in ["0", "-1", "x", "99999999999"] {
+            std::fs::write(
+                dir.path().join("stask.toml"),
+                format!("http_max_connections = \"{bad}\"\n"),
+            )
+            .unwrap();
+            let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
+            assert!(err.contains("'http_max_connections'"), "{bad}: {err}");
+        }
     }
 
     #[test]

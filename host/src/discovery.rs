@@ -90,6 +90,27 @@ fn skipped(path: &Path, identifier: Option<&str>, kind: &str, reason: String) ->
     }
 }
 
+/// A registered library that is there but cannot be read: its workers are kept as
+/// they were.
+fn unreadable(path: &Path, e: &std::io::Error) -> Skipped {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return skipped(
+            path,
+            None,
+            "permission-denied",
+            format!(
+                "permission denied: the file is there but this user cannot read it ({e}); its workers were kept as they were. Give the user running stask read access to the file and search access to its directories"
+            ),
+        );
+    }
+    skipped(
+        path,
+        None,
+        "unreadable",
+        format!("cannot read it ({e}); its workers were kept as they were"),
+    )
+}
+
 fn load_skip(path: &Path, e: LoadError) -> Skipped {
     if !e.detail.is_empty() {
         tracing::debug!(path = %path.display(), detail = %e.detail, "library load details");
@@ -147,6 +168,15 @@ fn safe_libraries(
 ) -> Vec<(PathBuf, PathBuf)> {
     let mut safe: Vec<(PathBuf, PathBuf)> = Vec::new();
     for path in files {
+        if path.to_str().is_none() {
+            skipped_out.push(skipped(
+                &path,
+                None,
+                "path-not-utf8",
+                "its path is not valid UTF-8; library paths are stored as text, so it cannot be registered. Rename it (or its directory) to a valid UTF-8 name".into(),
+            ));
+            continue;
+        }
         match check_library(plugins_root, &path) {
             Ok(real) => safe.push((path, real)),
             Err(reason) => skipped_out.push(skipped(&path, None, "unsafe", reason)),
@@ -266,6 +296,19 @@ pub fn discover(
     activate: bool,
 ) -> Result<DiscoverReport> {
     let mut report = DiscoverReport::default();
+    // Library paths are stored as text: a path that is not UTF-8 would be stored
+    // mangled, and every task of its workers would fail to find the file.
+    if plugins_dir.to_str().is_none() {
+        return Err(Problem::conflict(
+            "plugins_dir_not_utf8",
+            format!(
+                "the plugins directory path '{}' is not valid UTF-8; library paths are stored as text, so no library under it can be registered. Use a plugins directory (and home) whose path is valid UTF-8",
+                plugins_dir.display()
+            ),
+        )
+        .hint("choose the directory with --plugins-dir, STASK_PLUGINS_DIR or plugins_dir in stask.toml, or move the home with --home")
+        .into());
+    }
     // Listed first: a missing directory is reported as such, not as a failed lookup.
     let files = scan(plugins_dir)?;
     let plugins_root = std::fs::canonicalize(plugins_dir)
@@ -388,10 +431,16 @@ pub fn rescan(store: &mut dyn Store, exe: &Path, plugins_dir: &Path) -> Result<R
     let mut to_probe = Vec::new();
     for (path, workers) in &by_path {
         let path = Path::new(path);
-        if std::fs::symlink_metadata(path).is_err() {
-            report
-                .missing
-                .extend(workers.iter().map(|w| w.identifier.clone()));
+        // Missing (nothing there, or a link to nothing) is told apart from present but
+        // unreadable: only a missing file's workers are for clean-orphaned.
+        if let Err(e) = std::fs::metadata(path) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                report
+                    .missing
+                    .extend(workers.iter().map(|w| w.identifier.clone()));
+            } else {
+                report.failed.push(unreadable(path, &e));
+            }
             continue;
         }
         let real = match &plugins_root {
@@ -404,18 +453,35 @@ pub fn rescan(store: &mut dyn Store, exe: &Path, plugins_dir: &Path) -> Result<R
             },
             None => path.to_path_buf(),
         };
-        let Ok((size, mtime)) = fingerprint::stat(&real) else {
-            report
-                .missing
-                .extend(workers.iter().map(|w| w.identifier.clone()));
-            continue;
+        let (size, mtime) = match fingerprint::stat(&real) {
+            Ok(stat) => stat,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report
+                    .missing
+                    .extend(workers.iter().map(|w| w.identifier.clone()));
+                continue;
+            }
+            Err(e) => {
+                report.failed.push(unreadable(path, &e));
+                continue;
+            }
         };
         let old = &workers[0].library;
         if old.size == size && old.mtime_ns == mtime {
-            report.unchanged += 1;
+            // Unchanged, but runners must still be able to read it (an open, no read).
+            match std::fs::File::open(&real) {
+                Ok(_) => report.unchanged += 1,
+                Err(e) => report.failed.push(unreadable(path, &e)),
+            }
             continue;
         }
-        let sha = fingerprint::sha256_file(&real)?;
+        let sha = match fingerprint::sha256_file(&real) {
+            Ok(sha) => sha,
+            Err(e) => {
+                report.failed.push(unreadable(path, &e));
+                continue;
+            }
+        };
         if sha == old.sha256 {
             // Touched but identical: remember the new mtime so we skip hashing next time.
             store.touch_library(&old.path, size, mtime)?;

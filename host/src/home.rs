@@ -51,17 +51,44 @@ impl Home {
             None => root.join("plugins"),
         };
         let home = Home { root, plugins };
-        // Homes made by an older stask may lack newer subdirectories.
+        // Homes made by an older stask may lack newer subdirectories. A read-only home
+        // is read as it is (only running tasks needs them, and that writes anyway).
         for dir in [home.cache_dir(), home.scratch_root()] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create '{}'", dir.display()))?;
+            match std::fs::create_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if is_read_only(&e) => {
+                    tracing::debug!("cannot create '{}' in a read-only home: {e}", dir.display());
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create '{}'", dir.display()))
+                }
+            }
         }
         home.make_private()?;
         Ok(home)
     }
 
-    /// Creates the home layout (idempotent) and opens it.
+    /// Creates the home layout (idempotent) and opens it. The home and plugins paths
+    /// must be valid UTF-8: paths of libraries are stored as text.
     pub fn init(root: &Path, plugins: Option<&Path>) -> Result<Home> {
+        let absolute = std::path::absolute(root)
+            .with_context(|| format!("cannot resolve '{}'", root.display()))?;
+        if absolute.to_str().is_none() {
+            bail!(
+                "stask home path '{}' is not valid UTF-8; stask stores the paths of plugin libraries as text, so choose a home whose path is valid UTF-8",
+                absolute.display()
+            );
+        }
+        if let Some(p) = plugins {
+            let absolute = std::path::absolute(p)
+                .with_context(|| format!("cannot resolve '{}'", p.display()))?;
+            if absolute.to_str().is_none() {
+                bail!(
+                    "plugins directory path '{}' is not valid UTF-8; stask stores the paths of plugin libraries as text, so choose a plugins directory whose path is valid UTF-8",
+                    absolute.display()
+                );
+            }
+        }
         if root.exists() && !root.is_dir() {
             bail!("stask home '{}' is not a directory", root.display());
         }
@@ -140,8 +167,18 @@ impl Home {
         self.root.join("cache")
     }
 
-    /// Opens the store (creating and migrating the database when needed).
+    /// Opens the store (creating and migrating the database when needed; read-only
+    /// when the home cannot be written).
     pub fn store(&self) -> Result<Box<dyn Store>> {
         Ok(stask_storage::open_sqlite(&self.db_path())?)
     }
+}
+
+/// Whether `e` says a file cannot be created or changed because of permissions or a
+/// read-only file system.
+fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }

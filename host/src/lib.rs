@@ -13,6 +13,7 @@
 //!   home directory ([`home`]); everything is stored through `stask_storage::Store`.
 
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod discovery;
@@ -30,6 +31,7 @@ pub mod recovery;
 pub mod runner;
 pub mod safety;
 pub mod schedule;
+pub mod secrets;
 pub mod sensitive;
 pub mod service;
 pub mod signals;

@@ -7,7 +7,8 @@
 //! * Opening a home tightens what an older stask, or a careless copy, left readable by
 //!   others: the home directory, the database with its WAL and shared-memory files, the
 //!   configuration, the library cache, scratch and run directories; each change is
-//!   reported. A database others can read that cannot be made private is refused.
+//!   reported. A database others can read that cannot be made private is refused,
+//!   unless it is on a read-only file system (then it is only read, and that is said).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,12 @@ pub fn tighten(paths: &[PathBuf], must: &[PathBuf]) -> Result<Tightened> {
         let private = mode & !OTHERS;
         match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
             Ok(()) => out.changed.push((path.clone(), mode)),
+            // A read-only file system: nothing can change it (stask included), and
+            // refusing to read it would protect nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => tracing::warn!(
+                "'{}' can be read or written by other users (mode {mode:04o}) but cannot be made private on a read-only file system ({e}); make it private where it is writable",
+                path.display()
+            ),
             Err(e) if must.contains(path) && mode & 0o044 != 0 => bail!(
                 "'{}' can be read by other users (mode {mode:04o}) and cannot be made private ({e}): it holds worker secrets and password hashes. Run stask as the file's owner, or make it private with `chmod 600 {}`",
                 path.display(),

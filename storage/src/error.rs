@@ -17,6 +17,10 @@ pub enum ErrorKind {
     NewerSchema,
     /// A uniqueness rule refused the change (a name already taken).
     Conflict,
+    /// The database cannot be changed here: its file, its directory or the file system
+    /// is read-only for this user. Reading works (when the schema is this build's);
+    /// changes need write access.
+    ReadOnly,
     /// Anything else: a bug, a corrupt database, a refused statement.
     Other,
 }
@@ -74,6 +78,10 @@ impl fmt::Display for StoreError {
                 " (another process held the database's write lock for too long; try again)"
             ),
             ErrorKind::DiskFull => write!(f, " (free some disk space, then try again)"),
+            ErrorKind::ReadOnly => write!(
+                f,
+                " (the stask home is read-only for this user, and this needs to change it. Run it as the home's owner, or make the home and its database writable: check their permissions, and whether the file system is mounted read-only)"
+            ),
             _ => Ok(()),
         }
     }

@@ -79,6 +79,29 @@ pub trait Store:
     /// shared-memory files) releases every lock the process holds on it. The host's
     /// result-file ingest refuses these files before opening anything.
     fn private_files(&self) -> Vec<std::path::PathBuf>;
+
+    /// Checks the stored data for damage (SQLite: `PRAGMA quick_check`). Returns what is
+    /// wrong, one entry per problem found; empty when the data is sound. An error means
+    /// the check itself could not run.
+    fn check_integrity(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces the settings of several workers in one transaction, each only while its
+    /// stored settings are still exactly [`SettingsSwap::expected`]: every change is
+    /// stored, or none is. Returns false, having changed nothing, when a worker is gone
+    /// or its settings changed since they were read. (Re-encrypting every secret with a
+    /// new key must never leave some secrets under the old key and some under the new.)
+    fn swap_worker_settings(&mut self, swaps: &[SettingsSwap]) -> Result<bool, StoreError>;
+}
+
+/// One worker's change in [`Store::swap_worker_settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsSwap {
+    /// The worker.
+    pub identifier: String,
+    /// Its settings JSON as read before the change.
+    pub expected: String,
+    /// Its new settings JSON.
+    pub settings: String,
 }
 
 /// Opens (creating if needed) the store at `location` and brings its schema up to

@@ -500,10 +500,31 @@ fn first_start_creates_an_admin_prints_the_password_once_and_publishes_the_addre
     let out = bg.wait(WAIT);
     assert_eq!(out.status.code(), Some(0), "{}", describe("serve", &out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Printed once, on standard error, on a line of its own that is not a log line:
+    // the log (every line with a timestamp and a level) never holds it.
+    assert!(
+        !stdout.contains(&password),
+        "the password is not on stdout:\n{stdout}"
+    );
     assert_eq!(
-        stdout.matches(&password).count(),
+        stderr.matches(&password).count(),
         1,
-        "the password is printed once on stdout:\n{stdout}"
+        "the password is printed once on stderr:\n{stderr}"
+    );
+    let printed: Vec<&str> = stderr.lines().filter(|l| l.contains(&password)).collect();
+    assert!(
+        printed[0].starts_with("Created user 'admin' (role admin) with password "),
+        "{printed:?}"
+    );
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("created user 'admin'"))
+        .collect();
+    assert_eq!(logged.len(), 1, "the log tells of the new admin:\n{stderr}");
+    assert!(
+        logged[0].contains("WARN") && logged[0].contains("not logged"),
+        "{logged:?}"
     );
     // A stopped service removes its address file.
     let run_dir = home.path().join("run");
@@ -2407,5 +2428,194 @@ fn a_locked_store_is_answered_with_503_and_retry_after() {
             store.get_task(*id).unwrap().is_some(),
             "task {id} was answered 201 but is missing"
         );
+    }
+}
+
+#[test]
+fn wrong_current_passwords_are_throttled_like_logins() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    let out = run_with_stdin(
+        &svc.home,
+        &[
+            "users",
+            "add",
+            "ann",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        "ann-password-1\n",
+    );
+    assert!(out.status.success(), "{}", describe("users add", &out));
+    let (ann, r) = api.login("ann", "ann-password-1");
+    r.expect(200);
+    let change = |current: &str| {
+        api.call(
+            &ann,
+            "PUT",
+            "/api/v1/users/ann/password",
+            Some(&json!({ "password": "ann-password-2", "current_password": current })),
+        )
+    };
+    for i in 0..5 {
+        let r = change(&format!("wrong-guess-{i}"));
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (422, "invalid_credentials"),
+            "{}",
+            r.body
+        );
+    }
+    // Now even the right one is refused, unchecked, with Retry-After.
+    let r = change("ann-password-1");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (429, "too_many_attempts"),
+        "{}",
+        r.body
+    );
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    // One budget with logins: the name (and the address) are blocked there too.
+    let (_, r) = api.login("ann", "ann-password-1");
+    assert_eq!((r.status, r.code().as_str()), (429, "too_many_attempts"));
+    // Nothing changed: the session lives on, and an admin can still set the password.
+    api.get(&ann, "/api/v1/auth/me").expect(200);
+    api.call(
+        &svc.admin(),
+        "PUT",
+        "/api/v1/users/ann/password",
+        Some(&json!({ "password": "ann-password-3" })),
+    )
+    .expect(204);
+}
+
+#[test]
+fn api_tokens_outlive_the_user_who_created_them_until_revoked() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    let out = run_with_stdin(
+        &svc.home,
+        &["users", "add", "bob", "--role", "admin", "--password-stdin"],
+        "bob-password-1\n",
+    );
+    assert!(out.status.success(), "{}", describe("users add", &out));
+    let (bob, r) = api.login("bob", "bob-password-1");
+    r.expect(200);
+    let made = api
+        .post(
+            &bob,
+            "/api/v1/tokens",
+            &json!({ "role": "operator", "name": "ci" }),
+        )
+        .expect(201);
+    assert_eq!(made["created_by"], "bob");
+    let id = made["id"].as_i64().expect("id");
+    let token = Cred::Bearer(made["token"].as_str().expect("token").to_owned());
+
+    api.call(&svc.admin(), "DELETE", "/api/v1/users/bob", None)
+        .expect(204);
+    assert_eq!(
+        api.get(&bob, "/api/v1/auth/me").status,
+        401,
+        "the removed user's sessions end"
+    );
+    // The token is a principal of its own: it keeps working, listed with its creator.
+    let me = api.get(&token, "/api/v1/auth/me").expect(200);
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("token:ci"), Some("operator"))
+    );
+    let tokens = api.get(&svc.admin(), "/api/v1/tokens").expect(200);
+    let listed = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .expect("listed")
+        .clone();
+    assert_eq!(listed["created_by"], "bob");
+    assert!(listed["revoked_at"].is_null(), "{listed}");
+    // The log names it for the admin, who revokes it.
+    let bg = svc.bg.as_ref().expect("running");
+    wait_until(WAIT, "the log names the token that stays valid", || {
+        let log = bg.stderr_so_far();
+        (log.contains("created by 'bob' stay valid") && log.contains(&format!("{id} (ci)")))
+            .then_some(())
+    });
+    api.call(
+        &svc.admin(),
+        "DELETE",
+        &format!("/api/v1/tokens/{id}"),
+        None,
+    )
+    .expect(204);
+    assert_eq!(api.get(&token, "/api/v1/auth/me").status, 401);
+}
+
+#[test]
+fn search_text_with_control_characters_matches_literally() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    for _ in 0..2 {
+        let id = svc.create(&svc.operator(), "demo", "noop", json!({}), json!({}));
+        svc.wait_status(id, "completed");
+    }
+    let total = |q: &str| -> i64 {
+        let r = api.get(&svc.viewer(), &format!("/api/v1/tasks?q={q}"));
+        r.expect(200)["total"].as_i64().expect("total")
+    };
+    assert_eq!(total(""), 2);
+    assert_eq!(total("noop"), 2);
+    assert_eq!(total("%20noop%20"), 2, "surrounding spaces are ignored");
+    // Control characters are neither stripped nor refused: no task holds them.
+    for q in [
+        "%0A",
+        "%0D",
+        "%09",
+        "%0B",
+        "%0C",
+        "%01",
+        "%1F",
+        "%7F",
+        "noop%09",
+        "%09noop",
+        "noop%0A",
+        "%0Anoop%0D%0A",
+        "no%00op",
+    ] {
+        assert_eq!(total(q), 0, "q={q} must match literally");
+    }
+}
+
+#[test]
+fn every_answer_carries_the_security_headers() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    for r in [
+        api.get(&svc.viewer(), "/api/v1/auth/me"),
+        api.get(&Cred::None, "/api/v1/tasks"),
+        api.get(&svc.viewer(), "/api/v1/no-such-endpoint"),
+        api.get(&Cred::None, "/"),
+        api.get(&Cred::None, "/tasks/1"),
+    ] {
+        assert_eq!(
+            r.header("referrer-policy"),
+            Some("no-referrer"),
+            "{}",
+            r.what
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            r.what
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{}", r.what);
     }
 }

@@ -40,6 +40,12 @@ const CONFIG_KEYS: &[&str] = &[
     "max_result_file_mb",
     "max_result_task_mb",
     "max_result_json_kb",
+    "http_header_timeout_secs",
+    "http_body_timeout_secs",
+    "http_idle_timeout_secs",
+    "http_max_connections",
+    "http_max_streams",
+    "http_max_streams_per_user",
 ];
 
 // ---------------------------------------------------------------------------------
@@ -848,6 +854,34 @@ fn secret_setting_value_is_never_printed_by_any_command_nor_written_to_any_log()
     let secret = unique_secret();
     let assignment = format!("api_key={secret}");
     let mut seen: Vec<(String, Output)> = Vec::new();
+    // Secret values never come from a command line: `--secret KEY` reads standard input.
+    {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let args = [
+            "workers",
+            "settings",
+            "demo",
+            "--secret",
+            "api_key",
+            "greeting=Hi-there",
+        ];
+        let mut child = home
+            .command(&args, &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start stask");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{secret}\n").as_bytes())
+            .expect("write the secret");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait for stask");
+        assert!(out.status.success(), "{}", describe(&args.join(" "), &out));
+        seen.push((args.join(" "), out));
+    }
     let mut run = |args: &[&str], env: &[(&str, &str)]| -> Output {
         let out = home.run_env(args, env);
         assert!(out.status.success(), "{}", describe(&args.join(" "), &out));
@@ -855,16 +889,6 @@ fn secret_setting_value_is_never_printed_by_any_command_nor_written_to_any_log()
         out
     };
 
-    run(
-        &[
-            "workers",
-            "settings",
-            "demo",
-            &assignment,
-            "greeting=Hi-there",
-        ],
-        &[],
-    );
     let view: Value =
         serde_json::from_slice(&run(&["workers", "settings", "demo", "--json"], &[]).stdout)
             .expect("settings JSON");
@@ -922,7 +946,8 @@ fn secret_setting_value_is_never_printed_by_any_command_nor_written_to_any_log()
     ] {
         run(args, &[]);
     }
-    // A refused change that includes the secret does not echo it either.
+    // A refused change that includes the secret (on the command line, which is refused
+    // for secret keys) does not echo it either.
     let refused = home.run(&["workers", "settings", "demo", &assignment, "max_steps=abc"]);
     assert!(
         !refused.status.success(),

@@ -1181,7 +1181,10 @@ fn stray_files(home: &Home) -> Vec<String> {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = e.path();
             let rel = path.strip_prefix(root).unwrap().display().to_string();
-            if rel.starts_with("plugins") || rel.starts_with("cache") || rel.starts_with("stask.db")
+            if rel.starts_with("plugins")
+                || rel.starts_with("cache")
+                || rel.starts_with("stask.db")
+                || rel == "secret.key"
             {
                 continue;
             }

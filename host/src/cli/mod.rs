@@ -26,7 +26,18 @@ use crate::problem::Problem;
 #[command(name = "stask", version, about, long_about = None)]
 pub struct Cli {
     /// Home directory (database, plugins, logs).
-    #[arg(long, global = true, env = "STASK_HOME", default_value = DEFAULT_HOME)]
+    // Any bytes, also an empty value: an empty one is refused after parsing, naming
+    // where it came from (the flag or STASK_HOME), see `check_home`.
+    #[arg(
+        long,
+        global = true,
+        env = "STASK_HOME",
+        default_value = DEFAULT_HOME,
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            PathBuf::from
+        )
+    )]
     pub home: PathBuf,
 
     /// Plugins directory [default: HOME/plugins; also STASK_PLUGINS_DIR or plugins_dir in stask.toml].
@@ -68,6 +79,14 @@ enum Command {
     Tokens(tokens::TokensCommand),
     /// Task statistics: overview, per worker, today / this week / this month or a range.
     Stats(stats::StatsArgs),
+    /// Audit the home and print what to fix: modes and owners, plugin directory safety,
+    /// the secret key, database integrity, free disk space. Exits 1 when something is
+    /// wrong. Changes nothing.
+    Check,
+    /// Worker secrets at rest: rotate the key, encrypt what an older stask stored in
+    /// plaintext.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
@@ -111,11 +130,15 @@ impl ServeArgs {
 pub fn main() -> i32 {
     // Before anything creates a file: what stask creates is for its user only.
     crate::privacy::private_umask();
-    let cli = Cli::parse();
+    let (cli, home_source) = parse_args();
     match &cli.command {
         Command::Probe { library } => return crate::probe::run_child(library),
         Command::Runner { library } => return crate::runner::run_child(library),
         _ => {}
+    }
+    if let Err(e) = check_home(&cli.home, home_source) {
+        report_error(&e, cli.json);
+        return 2;
     }
     let serving = matches!(cli.command, Command::Serve(_));
     let runs_engine = serving
@@ -144,6 +167,32 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// Parses the command line, and tells where the home's value came from.
+fn parse_args() -> (Cli, Option<clap::parser::ValueSource>) {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut matches = Cli::command().get_matches();
+    let source = matches.value_source("home");
+    let cli = Cli::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    (cli, source)
+}
+
+/// Refuses an empty home, naming where it came from: `STASK_HOME=` (set but empty)
+/// or `--home ''`.
+fn check_home(home: &std::path::Path, source: Option<clap::parser::ValueSource>) -> Result<()> {
+    if !home.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if source == Some(clap::parser::ValueSource::EnvVariable) {
+        anyhow::bail!(
+            "the environment variable STASK_HOME is set but empty; set it to a stask home directory, or unset it to use ./{DEFAULT_HOME}"
+        );
+    }
+    anyhow::bail!(
+        "--home was given an empty path; give it a stask home directory, or leave it out to use STASK_HOME or ./{DEFAULT_HOME}"
+    )
 }
 
 /// Prints a failed command's error on stderr (see [`error_text`]).
@@ -210,6 +259,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init => {
             let home = Home::init(&cli.home, cli.plugins_dir.as_deref())?;
+            let key = crate::secrets::init_key(&home)?;
             if cli.json {
                 println!(
                     "{}",
@@ -217,12 +267,14 @@ fn run(cli: Cli) -> Result<i32> {
                         "home": home.root(),
                         "plugins_dir": home.plugins_dir(),
                         "database": home.db_path(),
+                        "secret_key": key,
                     })
                 );
             } else {
                 println!("stask home ready at {}", home.root().display());
                 println!("  plugins:  {}", home.plugins_dir().display());
                 println!("  database: {}", home.db_path().display());
+                print_init_key(&key);
             }
             Ok(0)
         }
@@ -272,6 +324,19 @@ fn run(cli: Cli) -> Result<i32> {
             let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
             stats::run(&*home.store()?, &config, args, cli.json).map(|()| 0)
         }
+        Command::Check => {
+            let report = crate::check::check(&cli.home, cli.plugins_dir.as_deref());
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                crate::check::print(&report);
+            }
+            Ok(if report.ok { 0 } else { 1 })
+        }
+        Command::Secrets(cmd) => {
+            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            run_secrets(&home, cmd, cli.json).map(|()| 0)
+        }
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")
         }
@@ -287,12 +352,138 @@ fn open(
 ) -> Result<(Home, Config)> {
     let home = Home::open(root, None)?;
     let mut flags = flags.to_vec();
-    if let Some(p) = plugins_dir {
-        flags.push(("plugins_dir", p.display().to_string()));
+    // Library paths are stored as text: a plugins directory that is not UTF-8 is
+    // refused rather than mangled (the flag) or ignored (the variable).
+    let not_utf8 = |from: &str, p: &std::path::Path| {
+        anyhow::anyhow!(
+            "the plugins directory '{}' ({from}) is not valid UTF-8; library paths are stored as text, so choose a directory whose path is valid UTF-8",
+            p.display()
+        )
+    };
+    match plugins_dir {
+        Some(p) => {
+            let text = p.to_str().ok_or_else(|| not_utf8("--plugins-dir", p))?;
+            flags.push(("plugins_dir", text.to_owned()));
+        }
+        None => {
+            if let Some(v) = std::env::var_os("STASK_PLUGINS_DIR") {
+                if v.to_str().is_none() {
+                    return Err(not_utf8("STASK_PLUGINS_DIR", std::path::Path::new(&v)));
+                }
+            }
+        }
     }
     let config = Config::load(home.root(), &flags)?;
     let home = home.with_plugins_dir(config.plugins_dir.clone());
     Ok((home, config))
+}
+
+/// `stask secrets …`.
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret with a new key, in one store operation (all
+    /// secrets move to the new key or none does). With a key file the new key is
+    /// generated and written there; with STASK_SECRET_KEY give it with --new-key-stdin
+    /// and set the variable to it afterwards.
+    RotateKey {
+        /// Read the new key (32 bytes in base64, e.g. from `openssl rand -base64 32`)
+        /// from standard input instead of generating one.
+        #[arg(long)]
+        new_key_stdin: bool,
+        /// Remove stored secrets that no key in use opens (a lost key), listing each,
+        /// so they can be set again; without it such secrets stop the rotation.
+        #[arg(long)]
+        forget_unreadable: bool,
+    },
+    /// Encrypt the secret settings an older stask stored in plaintext (engine starts
+    /// and settings changes do it too).
+    Encrypt,
+}
+
+fn run_secrets(home: &Home, cmd: SecretsCommand, json: bool) -> Result<()> {
+    use crate::secrets::{self, KeySource, SecretKey};
+    let source = KeySource::for_home(home);
+    let mut store = home.store()?;
+    match cmd {
+        SecretsCommand::RotateKey {
+            new_key_stdin,
+            forget_unreadable,
+        } => {
+            let new = if new_key_stdin {
+                use std::io::Read as _;
+                let mut text = zeroize::Zeroizing::new(String::new());
+                std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                    anyhow::anyhow!("cannot read the new key from standard input: {e}")
+                })?;
+                Some(SecretKey::parse(&text).ok_or_else(|| {
+                    anyhow::anyhow!("standard input does not hold a key: 32 bytes in base64 (e.g. from `openssl rand -base64 32`)")
+                })?)
+            } else {
+                None
+            };
+            let report = secrets::rotate(&source, &mut *store, new, forget_unreadable)?;
+            if json {
+                return print_json(&report);
+            }
+            for f in &report.forgotten {
+                println!("removed unreadable secret {f} (set it again)");
+            }
+            println!(
+                "re-encrypted {} secret(s) of {} worker(s) with key {}{}",
+                report.secrets,
+                report.workers,
+                report.key_id,
+                if report.previous.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (was {})", report.previous.join(", "))
+                }
+            );
+            match &report.key_file {
+                Some(path) => println!(
+                    "the new key is in '{}': back it up; the old key no longer opens anything",
+                    path.display()
+                ),
+                None => println!(
+                    "set {} to the new key before stask next starts; the old key no longer opens the stored secrets",
+                    secrets::KEY_ENV
+                ),
+            }
+        }
+        SecretsCommand::Encrypt => {
+            let report = secrets::encrypt_plaintext(&source, &mut *store)?;
+            if json {
+                return print_json(&report);
+            }
+            for s in &report.skipped {
+                println!("left in plaintext: {s}");
+            }
+            println!(
+                "encrypted {} secret(s) stored in plaintext{}",
+                report.encrypted,
+                if report.workers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", report.workers.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `stask init` says about the secret key.
+fn print_init_key(key: &crate::secrets::InitKey) {
+    use crate::secrets::InitKey;
+    match key {
+        InitKey::Created { path } => println!(
+            "  secret key: {} (new: back it up with the database)",
+            path.display()
+        ),
+        InitKey::Exists { path } => println!("  secret key: {}", path.display()),
+        InitKey::FromEnv => println!("  secret key: from {}", crate::secrets::KEY_ENV),
+        InitKey::Missing { message } => eprintln!("warning: {message}"),
+    }
 }
 
 /// `--data`: JSON given inline, or `@FILE` to read it from a file.

@@ -45,13 +45,19 @@ pub(super) enum WorkersCommand {
     /// regular; pause and resume it.
     Schedule(super::schedule::ScheduleArgs),
     /// Show a worker's settings, or change them with KEY=VALUE pairs. Secret values are
-    /// never printed, only whether they are set.
+    /// never printed, only whether they are set, and never taken from the command line:
+    /// set one with --secret KEY.
     Settings {
         /// Worker identifier.
         id: String,
         /// KEY=VALUE pairs; values are read as the schema's type (text, integer, number,
-        /// true/false).
+        /// true/false). Not for secret keys (see --secret).
         assignments: Vec<String>,
+        /// Set this secret key: its value is typed at a prompt (without echo) when
+        /// standard input is a terminal, else read from standard input (one trailing
+        /// newline removed).
+        #[arg(long, value_name = "KEY")]
+        secret: Option<String>,
         /// Read settings from a JSON object in this file (merged before KEY=VALUE pairs).
         #[arg(long)]
         json_file: Option<std::path::PathBuf>,
@@ -197,16 +203,26 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             assignments,
             json_file,
             unset,
+            secret,
         } => {
-            let w = if assignments.is_empty() && json_file.is_none() && unset.is_empty() {
+            let w = if assignments.is_empty()
+                && json_file.is_none()
+                && unset.is_empty()
+                && secret.is_none()
+            {
                 find(&*store, &id)?
             } else {
+                let value = match &secret {
+                    Some(key) => Some(read_secret(&id, key)?),
+                    None => None,
+                };
                 let change = SettingsChange::Assignments {
                     assignments: &assignments,
                     json_file: json_file.as_deref(),
                     unset: &unset,
+                    secret: secret.as_deref().zip(value.as_deref().map(|v| v.as_str())),
                 };
-                ops::change_settings(&*store, &id, &change)?
+                ops::change_settings(&mut *store, &id, &change)?
             };
             let view = WorkerView::new(&w);
             if json {
@@ -286,5 +302,68 @@ fn shown_setting(view: &WorkerView, spec: &stask_plugin_api::SettingSpec) -> Str
         (true, true) => "(secret, set)".to_owned(),
         (true, false) => "(secret, not set)".to_owned(),
         (false, _) => value.to_string(),
+    }
+}
+
+/// A secret setting's value, never from the command line: typed at a prompt without
+/// echo when standard input is a terminal, else all of standard input with one trailing
+/// newline removed.
+fn read_secret(worker: &str, key: &str) -> Result<zeroize::Zeroizing<String>> {
+    use std::io::{IsTerminal, Read, Write};
+    let mut text = zeroize::Zeroizing::new(String::new());
+    if std::io::stdin().is_terminal() {
+        eprint!("Value of secret setting '{key}' of {worker} (not shown): ");
+        std::io::stderr().flush()?;
+        let _guard = NoEcho::new();
+        std::io::stdin().read_line(&mut text)?;
+    } else {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .with_context(|| format!("cannot read the value of '{key}' from standard input"))?;
+    }
+    let value = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if value.is_empty() {
+        anyhow::bail!(
+            "no value for secret setting '{key}' on standard input; nothing was changed (to remove it use --unset {key})"
+        );
+    }
+    Ok(zeroize::Zeroizing::new(value.to_owned()))
+}
+
+/// Turns echo of the terminal on stdin off until dropped (the newline still shows).
+struct NoEcho {
+    saved: Option<libc::termios>,
+}
+
+impl NoEcho {
+    fn new() -> NoEcho {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios the call fills in.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return NoEcho { saved: None };
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            t.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return NoEcho { saved: None };
+            }
+            NoEcho { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: restores the settings read in `new`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, t);
+            }
+        }
     }
 }

@@ -398,6 +398,10 @@ impl<'a> Coordinator<'a> {
         let mut wake_at = Instant::now() + Duration::from_secs(3600);
         if !self.running.is_empty() {
             wake_at = wake_at.min(Instant::now() + Duration::from_millis(50));
+        } else if !self.service {
+            // A one-shot run with nothing running (every task it claimed ended before
+            // starting) has nothing to wait for: back to claiming, or to ending.
+            wake_at = Instant::now();
         }
         if self.service {
             wake_at = wake_at.min(self.timers.fallback);

@@ -198,7 +198,7 @@ pub fn run_with(
     };
     // A service waits out a failing store at start too (until it is told to stop).
     let mut delay = Duration::from_millis(100);
-    let (store, recovered) = loop {
+    let (mut store, recovered) = loop {
         match start() {
             Ok(v) => break v,
             Err(e) if service && is_transient(&e) => {
@@ -211,6 +211,9 @@ pub fn run_with(
             Err(e) => return Err(e),
         }
     };
+    // The keys that open stored secrets, once per engine start (secrets an older stask
+    // stored in plaintext are encrypted first).
+    let keys = crate::secrets::EngineKeys::start(home, &mut *store);
     recovery::remove_dead_scratch(&home.scratch_root());
     let mut summary = Summary {
         recovered,
@@ -263,6 +266,7 @@ pub fn run_with(
         scratch,
         service,
     );
+    coordinator.resolver = resolve::Resolver::new(keys);
     let result = coordinator.run(mode, &mut summary);
     coordinator.shutdown(result.is_err());
     result.map(|()| summary)

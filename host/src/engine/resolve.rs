@@ -1,6 +1,6 @@
 //! Resolving a worker's registration for its runs: the settings JSON a run receives
-//! (defaults filled in) and its time limit, validated once per change of the
-//! registration rather than once per task.
+//! (secrets decrypted, defaults filled in) and its time limit, validated once per change
+//! of the registration rather than once per task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 use stask_plugin_api::manifest::TIMEOUT_SETTING;
 use stask_plugin_api::WorkerManifest;
 use stask_storage::ClaimedWorker;
+
+use crate::secrets::EngineKeys;
 
 /// Why a task cannot start.
 #[derive(Debug, Clone)]
@@ -34,9 +36,19 @@ pub struct Resolved {
 #[derive(Default)]
 pub struct Resolver {
     by_worker: HashMap<String, (Arc<ClaimedWorker>, Result<Resolved, StartError>)>,
+    /// The keys that open stored secrets (loaded once when the engine starts).
+    keys: EngineKeys,
 }
 
 impl Resolver {
+    /// A resolver that opens stored secrets with `keys`.
+    pub fn new(keys: EngineKeys) -> Resolver {
+        Resolver {
+            by_worker: HashMap::new(),
+            keys,
+        }
+    }
+
     /// The settings and time limit of `name`'s runs under registration `worker`.
     pub fn resolve(
         &mut self,
@@ -49,18 +61,21 @@ impl Resolver {
                 return resolved.clone();
             }
         }
-        let resolved = resolve_worker(name, worker, default_timeout);
+        let resolved = resolve_worker(name, worker, default_timeout, &mut self.keys);
         self.by_worker
             .insert(name.to_owned(), (worker.clone(), resolved.clone()));
         resolved
     }
 }
 
-/// Validates a worker's stored settings against its manifest.
+/// Opens a worker's stored secrets and validates its settings against its manifest. A
+/// secret that does not open (no key, another key, a damaged value) fails the run with
+/// the reason and what to do; the stored settings are left as they are.
 fn resolve_worker(
     name: &str,
     worker: &ClaimedWorker,
     default_timeout: Duration,
+    keys: &mut EngineKeys,
 ) -> Result<Resolved, StartError> {
     let fail = |message: String| StartError {
         message,
@@ -68,11 +83,12 @@ fn resolve_worker(
     };
     let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)
         .map_err(|_| fail(format!("worker '{name}' is no longer registered")))?;
-    let stored: Map<String, Value> = serde_json::from_str(&worker.settings).map_err(|e| {
+    let mut stored: Map<String, Value> = serde_json::from_str(&worker.settings).map_err(|e| {
         fail(format!(
             "worker '{name}' has unreadable stored settings ({e}); an administrator must set them again"
         ))
     })?;
+    keys.open_settings(name, &mut stored).map_err(fail)?;
     let resolved = manifest.resolve_settings(&stored).map_err(|e| {
         fail(format!(
             "worker '{name}' settings are invalid: {e}; an administrator must fix them in the worker's settings"
@@ -98,9 +114,47 @@ mod tests {
             library_path: "/x.so".into(),
             settings: settings.into(),
             manifest: r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}],
-                "settings":[{"key":"n","kind":"integer","default":3}]}"#
+                "settings":[{"key":"n","kind":"integer","default":3},
+                            {"key":"token","kind":"string","secret":true}]}"#
                 .into(),
         })
+    }
+
+    #[test]
+    fn runs_get_secrets_decrypted_and_a_wrong_key_fails_them_with_the_reason() {
+        use crate::secrets::{KeyRing, KeySource, Origin, SecretKey};
+        let key = || SecretKey::generate().unwrap();
+        let ring = KeyRing::new(vec![key()], Origin::Env);
+        let sealed = ring
+            .seal("w", "token", &Value::String("s3cr3t".into()))
+            .unwrap();
+        let stored = serde_json::json!({ "token": sealed }).to_string();
+        let none = KeySource::new(None, None);
+        let mut r = Resolver::new(EngineKeys::with(none.clone(), Some(ring)));
+        let ok = r
+            .resolve("w", &worker(&stored), Duration::from_secs(9))
+            .unwrap();
+        let settings: Value = serde_json::from_str(&ok.settings).unwrap();
+        assert_eq!(settings, serde_json::json!({ "token": "s3cr3t", "n": 3 }));
+
+        let other = KeyRing::new(vec![key()], Origin::Env);
+        let mut r = Resolver::new(EngineKeys::with(none, Some(other)));
+        let e = r
+            .resolve("w", &worker(&stored), Duration::from_secs(9))
+            .unwrap_err();
+        assert!(
+            !e.retryable,
+            "another attempt with the same key fails the same way"
+        );
+        assert!(
+            e.message.contains("was encrypted with key") && !e.message.contains("s3cr3t"),
+            "{}",
+            e.message
+        );
+        let e = Resolver::default()
+            .resolve("w", &worker(&stored), Duration::from_secs(9))
+            .unwrap_err();
+        assert!(e.message.contains("no secret key"), "{}", e.message);
     }
 
     #[test]

@@ -199,15 +199,8 @@ pub async fn login(
         .unwrap_or_else(|e| e.into_inner())
         .blocked(&keys, Instant::now());
     if let Some(wait) = blocked {
-        let secs = wait.as_secs().max(1);
         tracing::warn!(user = %name, client = %client.ip(), "login refused: too many failed attempts");
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!("too many failed logins; try again in {secs} s"),
-        );
-        e.retry_after = Some(secs);
-        return Err(e);
+        return Err(too_many_attempts("logins", wait));
     }
     let password = body.password;
     let lookup = name.clone();
@@ -360,7 +353,10 @@ pub async fn change_user(
     Ok(Json(UserView::new(&user)))
 }
 
-/// `DELETE /users/{name}` (admin).
+/// `DELETE /users/{name}` (admin). The user's sessions end; API tokens the user
+/// created are not the user's (each is a principal of its own, `token:NAME`, with its
+/// own role) and stay valid until revoked. The log names those still valid, so the
+/// admin can revoke them.
 pub async fn remove_user(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
@@ -368,8 +364,33 @@ pub async fn remove_user(
 ) -> Result<StatusCode, ApiError> {
     p.require(Role::Admin)?;
     let name = path.get("name");
-    st.db(move |store, _| Ok(accounts::remove_user(store, &name)?))
+    let removed = name.clone();
+    let kept = st
+        .db(move |store, _| {
+            accounts::remove_user(store, &name)?;
+            // Best effort: the removal is done whatever this read does.
+            Ok(store
+                .list_tokens()
+                .map(|tokens| {
+                    tokens
+                        .into_iter()
+                        .filter(|t| {
+                            t.revoked_at.is_none() && t.created_by.as_deref() == Some(&name)
+                        })
+                        .map(|t| format!("{} ({})", t.id, t.name))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default())
+        })
         .await?;
+    tracing::info!(user = %removed, by = %p.name, "user removed");
+    if !kept.is_empty() {
+        tracing::warn!(
+            user = %removed,
+            "API tokens created by '{removed}' stay valid: {}; revoke any that should not with `stask tokens revoke ID` or DELETE /api/v1/tokens/ID",
+            kept.join(", ")
+        );
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -382,11 +403,27 @@ pub struct PasswordChange {
     current_password: Option<String>,
 }
 
+/// The answer to a throttled password check (a login or a password change).
+fn too_many_attempts(what: &str, wait: Duration) -> ApiError {
+    let secs = wait.as_secs().max(1);
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed {what}; try again in {secs} s"),
+    );
+    e.retry_after = Some(secs);
+    e
+}
+
 /// `PUT /users/{name}/password`: admins set anyone's; every user their own, giving the
-/// current one. The user's sessions end (the caller logs in again).
+/// current one. The user's sessions end (the caller logs in again). Wrong
+/// `current_password` attempts are throttled like logins, and count with them: the
+/// same keys (the user name, the client address) in the same limiter, so a stolen
+/// session gets no more guesses at the password than the login form gives.
 pub async fn change_password(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     path: PathText,
     JsonBody(body): JsonBody<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
@@ -394,18 +431,49 @@ pub async fn change_password(
     let own = matches!(p.via, Via::Session { .. }) && p.name == name;
     if !own {
         p.require(Role::Admin)?;
+        st.db(move |store, _| Ok(accounts::set_password(store, &name, &body.password)?))
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
     }
-    st.db(move |store, _| {
-        if own {
+    let keys = vec![
+        format!("user:{}", name.to_lowercase()),
+        format!("addr:{}", client.ip()),
+    ];
+    let blocked = st
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .blocked(&keys, Instant::now());
+    if let Some(wait) = blocked {
+        tracing::warn!(user = %name, client = %client.ip(), "password change refused: too many failed attempts");
+        return Err(too_many_attempts("password checks", wait));
+    }
+    let user = name.clone();
+    let result = st
+        .db(move |store, _| {
             let current = body.current_password.as_deref().unwrap_or("");
-            accounts::change_own_password(store, &name, current, &body.password)?;
-        } else {
-            accounts::set_password(store, &name, &body.password)?;
+            Ok(accounts::change_own_password(
+                store,
+                &user,
+                current,
+                &body.password,
+            )?)
+        })
+        .await;
+    let mut limiter = st.limiter.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Err(e) if e.code == "invalid_credentials" => {
+            limiter.failed(&keys, Instant::now());
+            drop(limiter);
+            tracing::warn!(user = %name, client = %client.ip(), "wrong current password in a password change");
+            Err(e)
         }
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+        Err(e) => Err(e),
+        Ok(()) => {
+            limiter.succeeded(&keys[0]);
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
 }
 
 /// `GET /tokens` (admin): tokens without their secrets.

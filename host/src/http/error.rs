@@ -92,13 +92,28 @@ impl ApiError {
         }
     }
 
-    /// Any failure that is not a [`Problem`]: 503 when a transient
+    /// 503 for a change refused because the store is read-only for the service (its
+    /// home or file system lost write access): reads keep working, so the service
+    /// stays up; the operator has to restore write access. Logged in full.
+    pub fn store_read_only(err: &anyhow::Error) -> ApiError {
+        tracing::error!("API request failed: the store is read-only: {err:#}");
+        ApiError {
+            retry_after: Some(30),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_read_only",
+                "the task store is read-only for the service at the moment, so nothing can be changed; reading still works. The operator has to make the stask home writable again (the service log names the file)",
+            )
+        }
+    }
+
+    /// Any failure that is not a [`Problem`]: 503 when a transient or read-only
     /// [`stask_storage::StoreError`] caused it, 500 otherwise.
     pub fn failure(err: anyhow::Error) -> ApiError {
-        if is_transient(&err) {
-            ApiError::store_unavailable(&err)
-        } else {
-            ApiError::internal(err)
+        match store_error_kind(&err) {
+            Some(stask_storage::ErrorKind::ReadOnly) => ApiError::store_read_only(&err),
+            _ if is_transient(&err) => ApiError::store_unavailable(&err),
+            _ => ApiError::internal(err),
         }
     }
 }
@@ -110,6 +125,13 @@ fn is_transient(err: &anyhow::Error) -> bool {
             .downcast_ref::<stask_storage::StoreError>()
             .is_some_and(|e| e.is_transient())
     })
+}
+
+/// The kind of the first storage failure in `err`'s chain.
+fn store_error_kind(err: &anyhow::Error) -> Option<stask_storage::ErrorKind> {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<stask_storage::StoreError>())
+        .map(|e| e.kind())
 }
 
 impl From<Problem> for ApiError {
@@ -218,6 +240,15 @@ mod tests {
                 assert_eq!(res.headers()[header::RETRY_AFTER], "1");
             }
         }
+    }
+
+    #[test]
+    fn a_read_only_store_is_503_naming_the_cause_without_internals() {
+        let e = ApiError::from(anyhow::Error::from(store_error(ErrorKind::ReadOnly)).context("x"));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "store_read_only");
+        assert!(e.message.contains("read-only"), "{}", e.message);
+        assert!(!e.message.contains("stask.db"), "{}", e.message);
     }
 
     #[test]

@@ -204,6 +204,16 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// A free-text parameter, kept as given but for surrounding spaces: tabs, line
+    /// breaks and other control characters are part of the text (a search for one
+    /// matches it literally). Empty counts as absent.
+    pub fn literal(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .map(|v| v.trim_matches(' ').to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
     /// A whole-number parameter within `[min, max]`.
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         let Some(v) = self.text(name) else {

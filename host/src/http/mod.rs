@@ -6,7 +6,10 @@
 //! * Handlers only parse the request, call the domain layer ([`crate::ops`]), exactly
 //!   as the CLI does, and answer with a view ([`crate::views`]).
 //! * Every route except `POST /api/v1/auth/login` needs a session cookie or an API
-//!   token ([`auth`]); roles are checked by each handler before it reads anything.
+//!   token ([`auth`]); credentials and the route's role are checked before any of the
+//!   request body is read, and a declared body over the limit is refused at once.
+//! * Connections are capped and timed out ([`server`]); live event streams share one
+//!   watcher per task and are capped ([`streams`]).
 //! * Errors are `{"error": {"code", "message", "field"?}}` ([`error`]).
 //! * The OpenAPI description is `openapi.json` beside this file, served at
 //!   `/api/v1/openapi.json`.
@@ -14,13 +17,16 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod server;
 mod stats;
+pub mod streams;
 mod task_files;
 mod tasks;
 mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +41,7 @@ use crate::auth::Role;
 use crate::config::Config;
 use crate::home::Home;
 use error::ApiError;
+pub use server::HttpLimits;
 
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -49,20 +56,27 @@ pub struct AppState {
     exe: PathBuf,
     pool: Mutex<Vec<Box<dyn Store>>>,
     limiter: Mutex<LoginLimiter>,
+    limits: HttpLimits,
+    streams: Arc<streams::Streams>,
 }
 
 /// The state as handlers receive it.
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    /// State for the home and configuration.
-    pub fn new(home: &Home, config: &Config) -> Result<AppState> {
+    /// State for the home, configuration and HTTP limits.
+    pub fn new(home: &Home, config: &Config, limits: HttpLimits) -> Result<AppState> {
         Ok(AppState {
             home: home.clone(),
             tz: config.tz(),
             exe: std::env::current_exe().context("cannot locate the stask executable")?,
             pool: Mutex::new(Vec::new()),
             limiter: Mutex::new(LoginLimiter::default()),
+            streams: Arc::new(streams::Streams::new(
+                limits.max_streams,
+                limits.max_streams_per_user,
+            )),
+            limits,
         })
     }
 
@@ -309,7 +323,10 @@ async fn openapi() -> impl axum::response::IntoResponse {
 }
 
 /// Headers on every answer: API responses are never cached (they may hold task data)
-/// and never rendered as pages.
+/// and never rendered as pages, and no page ever sends a `Referer`: addresses hold
+/// task ids and search text, and nothing in stask reads the header, so `no-referrer`
+/// (stricter than `same-origin`, which would still send it to the service itself)
+/// costs nothing.
 async fn common_headers(
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -321,35 +338,129 @@ async fn common_headers(
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
 }
 
-/// Reads the whole request body (at most [`extract::MAX_BODY_BYTES`]) before anything
-/// else runs. Every answer, a refusal included, then leaves the connection clean for
-/// the client's next request; a body left unread would make the server close a
-/// keep-alive connection the client may be about to reuse.
+/// The declared length of a request's body, if any.
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Set once a request's body has been read whole ([`buffer_body`]).
+#[derive(Clone)]
+struct BodyRead(Arc<AtomicBool>);
+
+/// Answers that leave a request's body unread (a refusal before the body was read, a
+/// body too large or too slow) close the connection, and say so (`Connection:
+/// close`), so a client never sends its next request on a connection the server is
+/// about to close.
+async fn close_if_unread(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let has_body = content_length(req.headers()).is_some_and(|n| n > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let read = Arc::new(AtomicBool::new(false));
+    if has_body {
+        req.extensions_mut().insert(BodyRead(read.clone()));
+    }
+    let mut res = next.run(req).await;
+    if has_body && !read.load(Ordering::Acquire) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// The 413 for a body over [`extract::MAX_BODY_BYTES`].
+fn body_too_large(declared: Option<u64>) -> ApiError {
+    let max = extract::MAX_BODY_BYTES;
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        match declared {
+            Some(n) => format!(
+                "the request body is larger than {max} bytes (Content-Length: {n}); nothing was read"
+            ),
+            None => format!("the request body is larger than {max} bytes"),
+        },
+    )
+}
+
+/// Refuses a declared `Content-Length` over the limit at once, before credentials are
+/// even looked at: nothing of the body is read or waited for.
+async fn refuse_oversized(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match content_length(req.headers()) {
+        Some(n) if n > extract::MAX_BODY_BYTES as u64 => body_too_large(Some(n)).into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// Reads the whole request body (at most [`extract::MAX_BODY_BYTES`], within the body
+/// timeout) once the caller's credentials and role have been checked and before the
+/// handler runs. A refusal after this point leaves the connection clean for the
+/// client's next request.
 async fn buffer_body(
+    axum::extract::State(st): axum::extract::State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, extract::MAX_BODY_BYTES).await {
-        Ok(bytes) => {
+    let limit = st.limits.body_timeout;
+    let read = tokio::time::timeout(limit, axum::body::to_bytes(body, extract::MAX_BODY_BYTES));
+    match read.await {
+        Ok(Ok(bytes)) => {
+            if let Some(flag) = parts.extensions.get::<BodyRead>() {
+                flag.0.store(true, Ordering::Release);
+            }
             let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
             next.run(req).await
         }
-        Err(_) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the request body is larger than {} bytes",
-                extract::MAX_BODY_BYTES
-            ),
-        )
-        .into_response(),
+        Ok(Err(e)) => {
+            // Over the limit (a body without a declared length), or the client went
+            // away or sent a malformed body.
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                body_too_large(None).into_response()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the request body could not be read",
+                )
+                .into_response()
+            }
+        }
+        Err(_) => {
+            tracing::debug!(
+                "request body not received within {} s (http_body_timeout_secs)",
+                limit.as_secs()
+            );
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s (http_body_timeout_secs)",
+                    limit.as_secs()
+                ),
+            )
+            .into_response()
+        }
     }
 }
 
@@ -406,10 +517,17 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/workers/{id}/schedule/pause", post(workers::pause))
         .route("/workers/{id}/schedule/resume", post(workers::resume))
+        // Layers run outside in: the role first, then the body is read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            buffer_body,
+        ))
         .route_layer(axum::middleware::from_fn(require_role))
         .method_not_allowed_fallback(wrong_method);
     // Everything outside /api/v1 is the web interface ([`web`]), public so a browser
-    // can load the login page (`auth::is_public`).
+    // can load the login page (`auth::is_public`). Layers run outside in: headers,
+    // the connection's fate, an oversized declared body, credentials; then the route's
+    // role and the body (above).
     Router::new()
         .nest("/api/v1", api)
         .fallback(web)
@@ -417,7 +535,8 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(axum::middleware::from_fn(buffer_body))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn(close_if_unread))
         .layer(axum::middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -435,10 +554,12 @@ pub struct HttpServer {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Binds `config.bind`, creates the first admin when there are no users (printing its
-/// password once), and serves the API on a thread of its own. The bound address is
-/// logged (`listening on http://ADDR`) and written to `HOME/run/http-{pid}.addr`, so
-/// `--bind 127.0.0.1:0` can be found.
+/// password once on standard error, never through the log), and serves the API on a
+/// thread of its own. The bound address is logged (`listening on http://ADDR`) and
+/// written to `HOME/run/http-{pid}.addr`, so `--bind 127.0.0.1:0` can be found. The
+/// server's limits are `config`'s `http_*` settings.
 pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
+    let limits = config.http_limits();
     let wanted: SocketAddr = config
         .bind
         .parse()
@@ -447,21 +568,32 @@ pub fn start(home: &Home, config: &Config) -> Result<HttpServer> {
         format!("cannot listen on {wanted} (choose another address with --bind, STASK_BIND or bind in stask.toml)")
     })?;
     listener.set_nonblocking(true)?;
+    server::deepen_backlog(&listener);
     let addr = listener.local_addr()?;
 
     let mut store = home.store()?;
     if let Some(password) = crate::ops::accounts::ensure_first_admin(&mut *store)? {
         let admin = crate::ops::accounts::FIRST_ADMIN;
+        // Straight to standard error (the terminal of whoever starts the service), not
+        // through tracing: the log, whatever its format or destination, never holds
+        // the password.
+        {
+            use std::io::Write as _;
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "Created user '{admin}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {admin}`"
+            );
+            let _ = err.flush();
+        }
         tracing::warn!(
-            "created user '{admin}' (role admin) with password {password} — it is shown only this once; change it with `stask users passwd {admin}`"
+            "created user '{admin}' (role admin); its password was printed once on standard error and is not logged"
         );
-        println!("Created user '{admin}' (role admin) with password: {password}");
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
     }
     drop(store);
 
-    let state = Arc::new(AppState::new(home, config)?);
+    server::check_descriptor_limit(&limits);
+    let state = Arc::new(AppState::new(home, config, limits)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("http")
@@ -509,17 +641,11 @@ async fn serve(
             return;
         }
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let mut graceful = stop.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = graceful.wait_for(|s| *s).await;
-    });
+    let limits = state.limits.clone();
+    tokio::spawn(streams::run(state.clone()));
+    let server = server::run(listener, router(state), limits, stop.clone());
     tokio::select! {
-        result = server => {
-            if let Err(e) = result {
-                tracing::error!("the HTTP server failed: {e}");
-            }
-        }
+        _ = server => {}
         _ = async {
             let _ = stop.wait_for(|s| *s).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

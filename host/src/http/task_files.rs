@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -19,18 +19,17 @@ use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{json, Value};
 use stask_storage::{LogLine, StoredLine};
+use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::extract::{Id, Params, PathText};
+use super::streams::{Slot, Snapshot};
 use super::{Principal, Shared};
 use crate::ops::tasks as ops;
 use crate::views::LogLineView;
 
 /// Lines returned by one `GET /logs` at most.
 pub const MAX_LOG_LINES: i64 = 10_000;
-
-/// How often a live stream looks for new lines.
-const POLL: Duration = Duration::from_millis(100);
 
 /// `GET /tasks/{id}/progress`: the task's status and its current state, and the last
 /// line of its progress log.
@@ -114,6 +113,13 @@ struct Follow {
     offset: u64,
     queued: VecDeque<Event>,
     done: bool,
+    /// The task's watcher, once the stream has caught up with the stored log.
+    live: Option<watch::Receiver<Arc<Snapshot>>>,
+    /// Whether the watcher's current snapshot is still to be looked at (it was just
+    /// subscribed to).
+    look_now: bool,
+    /// Counted among the open streams until dropped.
+    _slot: Slot,
 }
 
 enum Step {
@@ -123,6 +129,7 @@ enum Step {
 }
 
 impl Follow {
+    /// Reads the store: the next page of lines after the offset, or the end.
     async fn step(&self) -> Result<Step, ApiError> {
         let (id, offset) = (self.id, self.offset);
         self.st
@@ -138,6 +145,53 @@ impl Follow {
                 })
             })
             .await
+    }
+
+    fn lines(&mut self, lines: &[StoredLine]) {
+        self.offset = lines.last().map_or(self.offset, |l| l.seq);
+        self.queued.extend(line_events(lines));
+    }
+
+    fn end(&mut self, status: Option<stask_storage::Status>) {
+        self.done = true;
+        let data = json!({ "status": status.map(|s| s.as_str()), "offset": self.offset });
+        self.queued
+            .push_back(Event::default().event("end").data(data.to_string()));
+    }
+
+    /// Waits for the task's watcher to publish something this stream has not sent.
+    /// `false`: the stream must read the store (it fell behind the publications, or
+    /// the watcher was replaced).
+    async fn wait_live(&mut self) -> bool {
+        let Some(rx) = self.live.as_mut() else {
+            return false;
+        };
+        if !std::mem::take(&mut self.look_now) && rx.changed().await.is_err() {
+            self.live = None;
+            return false;
+        }
+        let snap = rx.borrow_and_update().clone();
+        if !snap.ready {
+            return true;
+        }
+        if self.offset < snap.last_seq {
+            if self.offset < snap.from {
+                return false;
+            }
+            let new: Vec<StoredLine> = snap
+                .lines
+                .iter()
+                .filter(|l| l.seq > self.offset)
+                .cloned()
+                .collect();
+            self.lines(&new);
+        }
+        if let Some(status) = snap.end {
+            if self.offset >= snap.last_seq {
+                self.end(status);
+            }
+        }
+        true
     }
 }
 
@@ -156,6 +210,8 @@ fn line_events(lines: &[StoredLine]) -> VecDeque<Event> {
         .collect()
 }
 
+/// The stream: the stored log from the offset (read by the stream itself), then what
+/// the task's watcher publishes ([`super::streams`]), then `end`.
 fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(f, |mut f| async move {
         loop {
@@ -165,18 +221,22 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
             if f.done {
                 return None;
             }
+            if f.live.is_some() && f.wait_live().await {
+                continue;
+            }
             match f.step().await {
-                Ok(Step::Lines(lines)) => {
-                    f.offset = lines.last().map_or(f.offset, |l| l.seq);
-                    f.queued = line_events(&lines);
+                Ok(Step::Lines(lines)) => f.lines(&lines),
+                Ok(Step::End(status)) => f.end(status),
+                Ok(Step::Wait) => {
+                    if f.live.is_none() {
+                        // Caught up: from now on the watcher says when there is more.
+                        // Its current snapshot is looked at first, in case lines came
+                        // in between. (After falling behind, the store just read
+                        // holds everything the snapshot seen before the read has.)
+                        f.live = Some(f.st.streams.subscribe(f.id));
+                        f.look_now = true;
+                    }
                 }
-                Ok(Step::End(status)) => {
-                    f.done = true;
-                    let data = json!({ "status": status.map(|s| s.as_str()), "offset": f.offset });
-                    f.queued
-                        .push_back(Event::default().event("end").data(data.to_string()));
-                }
-                Ok(Step::Wait) => tokio::time::sleep(POLL).await,
                 Err(e) => {
                     f.done = true;
                     let data = json!({ "error": { "code": e.code, "message": e.message } });
@@ -189,11 +249,13 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 /// `GET /tasks/{id}/events?offset=N`: server-sent events. Each new progress-log line
-/// is an event `line` (data: the parsed line; id: its position) as it is stored; after the task's final line comes an event `end` (data: the final status)
-/// and the stream closes. A reconnecting EventSource resumes from `Last-Event-ID`.
+/// is an event `line` (data: the parsed line; id: its position) as it is stored; after
+/// the task's final line comes an event `end` (data: the final status) and the stream
+/// closes. A reconnecting EventSource resumes from `Last-Event-ID`. Streams are
+/// limited per user and in all (429 / 503 naming the limit).
 pub async fn events(
     State(st): State<Shared>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     Id(id): Id,
     params: Params,
     headers: HeaderMap,
@@ -211,12 +273,16 @@ pub async fn events(
     }
     st.db(move |store, _| ops::find(store, id).map_err(ApiError::from))
         .await?;
+    let slot = st.streams.admit(&p.name)?;
     let stream = follow(Follow {
         st,
         id,
         offset,
         queued: VecDeque::new(),
         done: false,
+        live: None,
+        look_now: false,
+        _slot: slot,
     });
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -79,7 +79,7 @@ pub async fn list(
         started_by: params.text("user"),
         created_from: bound("created_from", false)?,
         created_to: bound("created_to", true)?,
-        text: params.text("q"),
+        text: params.literal("q"),
         before_id: params.int("before_id", 1, i64::MAX)?,
         limit: limit as u32,
         offset: offset as u64,

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod schedules;
 pub mod search;
 pub mod statistics;
+pub mod store;
 pub mod wakeups;
 
 use crate::{
@@ -82,6 +83,10 @@ macro_rules! conformance_tests {
             }
             search { filters_text_and_pages }
             statistics { counts_and_activity_follow_every_change }
+            store {
+                a_sound_store_passes_its_integrity_check,
+                settings_swaps_apply_together_or_not_at_all
+            }
             wakeups { creating_work_wakes_a_listener }
         );
     };

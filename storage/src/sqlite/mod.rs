@@ -16,6 +16,10 @@
 //!   background thread per process and database ([`checkpointer`]), not inside the
 //!   commits of whoever happens to cross the WAL's size limit: an engine's claim must not
 //!   wait for the disk.
+//! * A database this process cannot write (its file, its directory or the file system
+//!   is read-only) is opened read-only: reads work, every change fails
+//!   with [`ErrorKind::ReadOnly`], and nothing that would write runs at open (settings,
+//!   migrations, the import of older homes' files, the checkpointer).
 
 mod accounts;
 mod checkpointer;
@@ -36,10 +40,11 @@ mod stats;
 mod test_support;
 mod wakeups;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{ErrorKind, StoreError};
 use crate::{Leases, Store};
@@ -55,8 +60,10 @@ pub struct SqliteStore {
     untracked: Option<Connection>,
     path: PathBuf,
     /// Whether this store counts towards the file's background checkpointer (set once
-    /// the store is fully open).
+    /// the store is fully open; never for a read-only store).
     registered: bool,
+    /// Whether the database was opened read-only (this process cannot write it).
+    read_only: bool,
 }
 
 /// Adds the operation's name (and the kind of failure) to a rusqlite error.
@@ -78,6 +85,7 @@ pub(crate) fn error(what: &str, e: rusqlite::Error) -> StoreError {
                 ErrorKind::Busy
             }
             rusqlite::ErrorCode::DiskFull => ErrorKind::DiskFull,
+            rusqlite::ErrorCode::ReadOnly => ErrorKind::ReadOnly,
             rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen => ErrorKind::Io,
             rusqlite::ErrorCode::ConstraintViolation
                 if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
@@ -96,19 +104,45 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date
     /// and imports the progress logs and result files an older stask kept as files
     /// beside it.
+    ///
+    /// A database this process cannot write is opened read-only instead: its schema
+    /// must then be this build's (it cannot be upgraded), nothing is imported and no
+    /// checkpointer runs; reads work and every change fails with
+    /// [`ErrorKind::ReadOnly`].
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = connect(path)?;
+        let (conn, access) = connect(path)?;
+        SqliteStore::with_connection(path, conn, access)
+    }
+
+    /// The store of `conn`, opened with `access` to the database at `path`.
+    fn with_connection(
+        path: &Path,
+        conn: Connection,
+        access: Access,
+    ) -> Result<SqliteStore, StoreError> {
+        let read_only = access == Access::ReadOnly;
         let mut store = SqliteStore {
             conn,
             untracked: None,
             path: path.to_path_buf(),
             registered: false,
+            read_only,
         };
+        if read_only {
+            check_schema_read_only(&store.conn)?;
+            return Ok(store);
+        }
         migrations::migrate(&mut store.conn)?;
         legacy::import(&mut store)?;
         checkpointer::opened(path);
         store.registered = true;
         Ok(store)
+    }
+
+    /// Whether the database was opened read-only: this process cannot write it (its
+    /// file, its directory or the file system is read-only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The connection for the busiest writes: inserting tasks, claiming them, recording
@@ -122,7 +156,12 @@ impl SqliteStore {
     /// other change to `tasks` must go through the triggers.
     pub(crate) fn untracked(&mut self) -> Result<&mut Connection, StoreError> {
         if self.untracked.is_none() {
-            let conn = connect(&self.path)?;
+            // A read-only store stays read-only, whatever another open would find.
+            let conn = if self.read_only {
+                connect_read_only(&self.path)?
+            } else {
+                connect(&self.path)?.0
+            };
             conn.set_db_config(
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
                 false,
@@ -168,6 +207,55 @@ impl Store for SqliteStore {
             .map(|suffix| self.path.with_file_name(format!("{name}{suffix}")))
             .collect()
     }
+
+    fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        // quick_check: every page, record and index entry readable and consistent, without
+        // the slower cross-check of index contents that integrity_check adds. At most 100
+        // problems are listed.
+        let rows = self
+            .conn
+            .prepare("PRAGMA quick_check(100)")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            });
+        match rows {
+            Ok(rows) => Ok(rows.into_iter().filter(|r| r != "ok").collect()),
+            // Damage bad enough that the check cannot even walk the file is its answer.
+            Err(rusqlite::Error::SqliteFailure(f, message))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                Ok(vec![message.unwrap_or_else(|| f.to_string())])
+            }
+            Err(e) => Err(error("check database integrity", e)),
+        }
+    }
+
+    fn swap_worker_settings(&mut self, swaps: &[crate::SettingsSwap]) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("begin replacing worker settings")?;
+        let now = crate::now_ms();
+        for swap in swaps {
+            let changed = tx
+                .execute(
+                    "UPDATE workers SET settings = ?3, updated_at = ?4
+                     WHERE identifier = ?1 AND settings = ?2",
+                    rusqlite::params![swap.identifier, swap.expected, swap.settings, now],
+                )
+                .context("replace worker settings")?;
+            if changed == 0 {
+                // Dropping the transaction rolls back what the earlier swaps changed.
+                return Ok(false);
+            }
+        }
+        tx.commit().context("commit worker settings")?;
+        Ok(true)
+    }
 }
 
 impl Leases for SqliteStore {
@@ -190,10 +278,45 @@ impl Leases for SqliteStore {
     }
 }
 
-/// Opens one connection with stask's settings.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// How a connection may use the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Opens one connection with stask's settings; read-only when this process cannot
+/// write the database.
+///
+/// SQLite itself opens a file it cannot write read-only. A writable file in a
+/// directory this process cannot write is found out by the first statement: the WAL's
+/// shared-memory file (`-shm`) cannot be created (`SQLITE_READONLY_DIRECTORY`). Either
+/// way the connection is opened again read-only ([`connect_read_only`]). Whether the
+/// file and its directory can be written is left to SQLite to find out: opening (and
+/// closing) a descriptor of the database outside SQLite would release the locks other
+/// connections of this process hold on it.
+fn connect(path: &Path) -> Result<(Connection, Access), StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| error(&format!("open database {}", path.display()), e))?;
+    if conn
+        .is_readonly(rusqlite::DatabaseName::Main)
+        .unwrap_or(false)
+    {
+        drop(conn);
+        return Ok((connect_read_only(path)?, Access::ReadOnly));
+    }
+    match configure(&conn) {
+        Ok(()) => Ok((conn, Access::ReadWrite)),
+        Err(e) if e.kind() == ErrorKind::ReadOnly => {
+            drop(conn);
+            Ok((connect_read_only(path)?, Access::ReadOnly))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// stask's settings of a read-write connection.
+fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_handler(Some(wait_for_lock))
         .context("set busy handler")?;
     // Per connection, before anything that could write.
@@ -221,7 +344,118 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .context("set the WAL size limit")?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .context("enable foreign keys")?;
+    Ok(())
+}
+
+/// Opens a read-only connection: no settings that write, every change refused by
+/// SQLite (`SQLITE_READONLY`, [`ErrorKind::ReadOnly`]).
+///
+/// Reading a WAL database needs its shared-memory file (`-shm`). SQLite (since 3.22)
+/// reads a read-only database whose `-wal` and `-shm` files exist, or can be created.
+/// In a read-only directory (or file system) without them (how a database is left once its last
+/// connection has closed) it cannot: then nothing has the database open (an open WAL
+/// database always has its `-wal` file), every committed change is in the database
+/// file, and it is opened as immutable (read without the WAL and without locks). With a
+/// `-wal` (or rollback `-journal`) file but no way to read it, opening fails: the
+/// database file alone would be out of date.
+fn connect_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let what = format!("open database {} read-only", path.display());
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| error(&what, e))?;
+    conn.busy_handler(Some(wait_for_lock))
+        .context("set busy handler")?;
+    // The first read opens the WAL, if the database uses one.
+    let first = conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()));
+    let Err(e) = first else {
+        return Ok(conn);
+    };
+    // The shared-memory file cannot be created: SQLITE_READONLY_DIRECTORY /
+    // _CANTINIT in a directory this user cannot write, SQLITE_CANTOPEN on a read-only
+    // file system.
+    let no_shm = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    );
+    let e = error(&what, e);
+    if !no_shm {
+        return Err(e);
+    }
+    drop(conn);
+    let beside = |suffix: &str| {
+        let mut name = OsString::from(path.as_os_str());
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    for journal in [beside("-wal"), beside("-journal")] {
+        if std::fs::symlink_metadata(&journal).is_ok() {
+            return Err(StoreError::new(
+                ErrorKind::ReadOnly,
+                what,
+                format!(
+                    "changes in '{}' cannot be read without write access to the database's directory ({e})",
+                    journal.display()
+                ),
+            ));
+        }
+    }
+    let conn = Connection::open_with_flags(
+        immutable_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| error(&what, e))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .context(&what)?;
     Ok(conn)
+}
+
+/// `file:PATH?immutable=1`, with every byte of the path that is not plainly safe in a
+/// URI percent-encoded (so any path, also one that is not UTF-8, names its file).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// A read-only database cannot be migrated: its schema must be this build's.
+fn check_schema_read_only(conn: &Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .context("read schema version")?;
+    let latest = migrations::LATEST;
+    if current > latest {
+        return Err(StoreError::new(
+            ErrorKind::NewerSchema,
+            "open database",
+            format!(
+                "its schema version {current} is newer than this stask supports ({latest}); upgrade stask"
+            ),
+        ));
+    }
+    if current < latest {
+        return Err(StoreError::new(
+            ErrorKind::ReadOnly,
+            "open database",
+            format!(
+                "its schema version {current} is older than this stask's ({latest}), and a database that cannot be written cannot be upgraded; run any stask command once with write access to upgrade it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How long a writer waits for another's lock before giving up with "database is
@@ -288,6 +522,92 @@ mod tests {
         assert!(!corrupt.is_transient());
     }
 
+    /// A store of `path` opened the way [`connect`] opens one it cannot write.
+    fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::with_connection(path, connect_read_only(path)?, Access::ReadOnly)
+    }
+
+    #[test]
+    fn a_read_only_store_reads_and_refuses_changes_saying_the_home_is_read_only() {
+        use crate::{Registry, TaskQueue};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        let id = {
+            let mut s = SqliteStore::open(&path).unwrap();
+            assert!(!s.is_read_only());
+            let t = crate::conformance::task("w", 0);
+            s.insert_tasks(&t, 1, &crate::conformance::line("pending", "created"))
+                .unwrap()[0]
+        };
+        let mut s = open_read_only(&path).unwrap();
+        assert!(s.is_read_only() && !s.registered);
+        assert_eq!(s.get_task(id).unwrap().unwrap().worker, "w");
+        assert!(s.list_workers().unwrap().is_empty());
+        let t = crate::conformance::task("w", 0);
+        let e = s
+            .insert_tasks(&t, 1, &crate::conformance::line("pending", "created"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
+        assert!(!e.is_transient());
+        let text = e.to_string();
+        assert!(
+            text.contains("read-only") && text.contains("writable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_database_of_another_schema_version_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let set_version = |v: i64| {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", v).unwrap();
+        };
+        set_version(migrations::LATEST - 1);
+        let e = open_read_only(&path)
+            .err()
+            .expect("an older schema is refused");
+        assert_eq!(e.kind(), ErrorKind::ReadOnly);
+        assert!(e.to_string().contains("older"), "{e}");
+        assert!(e.to_string().contains("upgrade"), "{e}");
+        set_version(migrations::LATEST + 1);
+        let e = open_read_only(&path)
+            .err()
+            .expect("a newer schema is refused");
+        assert_eq!(e.kind(), ErrorKind::NewerSchema, "{e}");
+        // With write access the older schema is brought up to date, as ever.
+        set_version(migrations::LATEST);
+        assert!(open_read_only(&path).is_ok());
+    }
+
+    #[test]
+    fn an_immutable_uri_names_any_path_even_one_that_is_not_utf8() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"a b%20c?d#e&\xff"));
+        std::fs::create_dir(&odd).unwrap();
+        let path = odd.join("stask.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let uri = immutable_uri(&path);
+        assert!(uri.is_ascii() && uri.ends_with("?immutable=1"), "{uri}");
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, migrations::LATEST);
+        // Not another (new, empty) file: nothing was created beside the database.
+        let names: Vec<_> = std::fs::read_dir(&odd).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
     #[test]
     fn a_writer_waits_for_another_connections_lock_instead_of_failing() {
         use crate::TaskQueue;
@@ -312,5 +632,30 @@ mod tests {
             .unwrap();
         assert_eq!(ids.len(), 2);
         holder.join().unwrap();
+    }
+
+    #[test]
+    fn the_integrity_check_reports_damaged_pages() {
+        use crate::TaskQueue;
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        {
+            let mut s = SqliteStore::open(&path).unwrap();
+            let mut t = crate::conformance::task("w", 0);
+            t.data = format!(r#"{{"filler":"{}"}}"#, "x".repeat(2000));
+            s.insert_tasks(&t, 400, &crate::conformance::line("pending", "created"))
+                .unwrap();
+            assert!(s.check_integrity().unwrap().is_empty());
+        }
+        // Garbage over a run of pages in the middle of the file (the tasks' pages).
+        let len = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start((len / 2) & !4095)).unwrap();
+        f.write_all(&[0xA5; 4096 * 8]).unwrap();
+        drop(f);
+        let s = SqliteStore::open(&path).unwrap();
+        let problems = s.check_integrity().unwrap();
+        assert!(!problems.is_empty(), "damage went unnoticed");
     }
 }

@@ -54,7 +54,12 @@ impl TaskSearch for SqliteStore {
             sql.push_str(" AND created_at < ?");
             args.push(Box::new(t));
         }
-        if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(text) = q
+            .text
+            .as_deref()
+            .map(|t| t.trim_matches(' '))
+            .filter(|t| !t.is_empty())
+        {
             let pattern = like_pattern(text);
             let id = text.trim_start_matches('#').parse::<i64>().ok();
             sql.push_str(
@@ -73,7 +78,9 @@ impl TaskSearch for SqliteStore {
             && q.started_by.is_none()
             && q.created_from.is_none()
             && q.created_to.is_none()
-            && q.text.as_deref().is_none_or(|t| t.trim().is_empty());
+            && q.text
+                .as_deref()
+                .is_none_or(|t| t.trim_matches(' ').is_empty());
         let total = if counts_suffice {
             self.count_tasks_by(q.worker.as_deref(), q.status)?
         } else {

@@ -109,6 +109,19 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         ))
         .into());
     }
+    // Its tasks could only fail, each after all its attempts. (One stat per request,
+    // not per task of a batch.)
+    if library_gone(&worker.library.path) {
+        return Err(Problem::conflict(
+            "library_missing",
+            format!(
+                "worker '{}' cannot run tasks: its library '{}' no longer exists. Restore the file, or remove the worker (clean up orphaned workers)",
+                req.worker, worker.library.path
+            ),
+        )
+        .hint("restore the file, or remove workers whose library is gone with `stask workers clean-orphaned`")
+        .into());
+    }
     let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)?;
     if manifest.find_action(&req.action).is_none() {
         let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
@@ -177,6 +190,12 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
     Ok(data)
 }
 
+/// Whether a worker's library file is gone: nothing at its path, or a link to nothing.
+/// A file that exists but cannot be read (permissions) is not gone: running says why.
+fn library_gone(path: &str) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Stores `count` tasks of `req` with their creation lines, in one transaction.
 fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) -> Result<Created> {
     let now = now_ms();
@@ -239,5 +258,39 @@ fn stored(id: i64, task: NewTask, creation: &LogLine) -> TaskRecord {
         heartbeat_at: None,
         owner: None,
         cancel_requested: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ops::testing::{problem, Env, PLAIN_MANIFEST};
+
+    #[test]
+    fn a_worker_whose_library_is_gone_gets_no_tasks_and_the_message_names_the_file() {
+        let mut env = Env::new();
+        let lib = env.worker("gone", PLAIN_MANIFEST, true, false);
+        let req = TaskRequest {
+            worker: "gone".into(),
+            action: "go".into(),
+            data: json!({}),
+            priority: Priority::Normal,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            started_by: None,
+            allow_sensitive: false,
+        };
+        let p = problem(create_tasks(&mut *env.store, &req, 1));
+        assert_eq!(p.code, "library_missing");
+        assert!(
+            p.message.contains(&lib.display().to_string()),
+            "{}",
+            p.message
+        );
+        assert!(p.message.contains("Restore"), "{}", p.message);
+        let hint = p.hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("stask workers clean-orphaned"), "{hint}");
+        assert_eq!(env.store.task_status_counts().unwrap().pending, 0);
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde_json::{Map, Value};
-use stask_storage::{Store, WorkerRecord};
+use stask_plugin_api::WorkerManifest;
+use stask_storage::{SettingsSwap, Store, WorkerRecord};
 
 use crate::discovery::{self, CleanReport, DiscoverReport, RescanReport};
 use crate::problem::Problem;
@@ -91,6 +92,9 @@ pub enum SettingsChange<'a> {
         json_file: Option<&'a Path>,
         /// Keys to remove (their defaults apply again).
         unset: &'a [String],
+        /// A secret key and its value, read from a prompt or standard input (never
+        /// from the command line).
+        secret: Option<(&'a str, &'a str)>,
     },
     /// API form: a JSON merge patch (`null` removes a key).
     Patch(&'a Map<String, Value>),
@@ -98,24 +102,45 @@ pub enum SettingsChange<'a> {
 
 /// Changes worker `id`'s settings after validating the result against its schema
 /// (nothing is stored when any part is wrong); returns the worker as it is now.
+///
+/// Secret values are encrypted before they are stored ([`crate::secrets::seal_settings`],
+/// which creates the key file for a home that has none), together with any an older
+/// stask left in plaintext. The change is stored only if the settings it started from
+/// are still the stored ones (a concurrent change or key rotation is never overwritten);
+/// otherwise it is made again on what is stored now.
 pub fn change_settings(
-    store: &dyn Store,
+    store: &mut dyn Store,
     id: &str,
     change: &SettingsChange<'_>,
 ) -> Result<WorkerRecord> {
-    let w = find(store, id)?;
-    let updated = match change {
-        SettingsChange::Assignments {
-            assignments,
-            json_file,
-            unset,
-        } => settings::update(&w, assignments, *json_file, unset)?,
-        SettingsChange::Patch(patch) => settings::apply_patch(&w, patch)?,
-    };
-    if !store.set_worker_settings(id, &updated)? {
-        return Err(not_found(id));
+    for _ in 0..5 {
+        let w = find(store, id)?;
+        let mut updated = match change {
+            SettingsChange::Assignments {
+                assignments,
+                json_file,
+                unset,
+                secret,
+            } => settings::update(&w, assignments, *json_file, unset, *secret)?,
+            SettingsChange::Patch(patch) => settings::apply_patch(&w, patch)?,
+        };
+        let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
+        crate::secrets::seal_settings(&*store, id, &manifest, &mut updated)?;
+        let swap = SettingsSwap {
+            identifier: id.to_owned(),
+            expected: w.settings.clone(),
+            settings: Value::Object(updated).to_string(),
+        };
+        if store.swap_worker_settings(&[swap])? {
+            return find(store, id);
+        }
     }
-    find(store, id)
+    find(store, id)?;
+    Err(Problem::conflict(
+        "settings_changed",
+        format!("the settings of worker '{id}' keep changing while this change is made; nothing was stored, try again"),
+    )
+    .into())
 }
 
 #[cfg(test)]
@@ -157,16 +182,26 @@ mod tests {
 
     #[test]
     fn settings_change_in_either_form_and_store_nothing_when_wrong() {
-        let env = Env::new();
+        let mut env = Env::new();
+        let key_file = env.dir.path().join("home").join(crate::secrets::KEY_FILE);
+        std::fs::remove_file(&key_file).ok();
         let patch = json!({ "greeting": "Hi", "api_key": "k" });
         let w = change_settings(
-            &*env.store,
+            &mut *env.store,
             "w",
             &SettingsChange::Patch(patch.as_object().unwrap()),
         )
         .unwrap();
         let stored: serde_json::Value = serde_json::from_str(&w.settings).unwrap();
-        assert_eq!(stored, patch);
+        assert_eq!(stored["greeting"], "Hi");
+        assert!(
+            crate::secrets::is_sealed(&stored["api_key"]),
+            "the secret is stored encrypted: {stored}"
+        );
+        assert!(
+            key_file.exists(),
+            "a home without a key gets one when first needed"
+        );
 
         let assignments = vec!["greeting=Hey".to_owned()];
         let unset = vec!["api_key".to_owned()];
@@ -174,13 +209,14 @@ mod tests {
             assignments: &assignments,
             json_file: None,
             unset: &unset,
+            secret: None,
         };
-        let w = change_settings(&*env.store, "w", &change).unwrap();
+        let w = change_settings(&mut *env.store, "w", &change).unwrap();
         assert_eq!(w.settings, r#"{"greeting":"Hey"}"#);
 
         let bad = json!({ "greeting": 5 });
         let p = problem(change_settings(
-            &*env.store,
+            &mut *env.store,
             "w",
             &SettingsChange::Patch(bad.as_object().unwrap()),
         ));
@@ -193,17 +229,86 @@ mod tests {
             assignments: &unknown,
             json_file: None,
             unset: &[],
+            secret: None,
         };
-        assert!(change_settings(&*env.store, "w", &change).is_err());
+        assert!(change_settings(&mut *env.store, "w", &change).is_err());
         assert_eq!(
             find(&*env.store, "w").unwrap().settings,
             r#"{"greeting":"Hey"}"#
         );
         let p = problem(change_settings(
-            &*env.store,
+            &mut *env.store,
             "ghost",
             &SettingsChange::Patch(&Map::new()),
         ));
         assert_eq!(p.code, "worker_not_found");
+    }
+
+    #[test]
+    fn secrets_come_apart_from_the_command_line_and_keep_their_key() {
+        let mut env = Env::new();
+        let on_line = vec!["api_key=k".to_owned()];
+        let change = SettingsChange::Assignments {
+            assignments: &on_line,
+            json_file: None,
+            unset: &[],
+            secret: None,
+        };
+        let p = problem(change_settings(&mut *env.store, "w", &change));
+        assert_eq!(
+            (p.field.as_deref(), p.code),
+            (Some("api_key"), "secret_on_command_line")
+        );
+        assert!(p.hint.unwrap().contains("--secret api_key"));
+        assert!(!p.message.contains("=k"), "{}", p.message);
+
+        let secret = |key, value| SettingsChange::Assignments {
+            assignments: &[],
+            json_file: None,
+            unset: &[],
+            secret: Some((key, value)),
+        };
+        let w = change_settings(&mut *env.store, "w", &secret("api_key", "s3cr3t")).unwrap();
+        assert!(!w.settings.contains("s3cr3t"), "{}", w.settings);
+        let p = problem(change_settings(
+            &mut *env.store,
+            "w",
+            &secret("greeting", "x"),
+        ));
+        assert_eq!(p.code, "not_secret");
+
+        // Changing another setting keeps the encrypted value as it is, without a key.
+        let home = env.dir.path().join("home");
+        let key_file = home.join(crate::secrets::KEY_FILE);
+        let saved = std::fs::read(&key_file).unwrap();
+        std::fs::remove_file(&key_file).unwrap();
+        let before: serde_json::Value = serde_json::from_str(&w.settings).unwrap();
+        let greeting = vec!["greeting=Yo".to_owned()];
+        let change = SettingsChange::Assignments {
+            assignments: &greeting,
+            json_file: None,
+            unset: &[],
+            secret: None,
+        };
+        let w = change_settings(&mut *env.store, "w", &change).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&w.settings).unwrap();
+        assert_eq!(after["api_key"], before["api_key"]);
+        // A new secret with the key gone: refused, saying what to do; no key is made.
+        let p = problem(change_settings(
+            &mut *env.store,
+            "w",
+            &secret("api_key", "new"),
+        ));
+        assert_eq!(p.code, "secret_key_missing");
+        assert!(p.message.contains("restore"), "{}", p.message);
+        assert!(!key_file.exists());
+        std::fs::write(&key_file, saved).unwrap();
+        let w = change_settings(&mut *env.store, "w", &secret("api_key", "new")).unwrap();
+        let now: serde_json::Value = serde_json::from_str(&w.settings).unwrap();
+        assert_eq!(
+            crate::secrets::sealed_key_id(&now["api_key"]),
+            crate::secrets::sealed_key_id(&before["api_key"]),
+            "the same key"
+        );
     }
 }

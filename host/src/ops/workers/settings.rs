@@ -1,8 +1,13 @@
 //! Changing a worker's settings: parse, merge, validate against the manifest's schema.
 //!
-//! Values of keys the schema marks secret are stored (the worker needs them) but never
-//! printed or logged: views show only whether they are set, and error messages name
-//! keys and types, never values.
+//! Values of keys the schema marks secret are stored encrypted ([`crate::secrets`]; the
+//! worker gets them only when it runs) and never printed or logged: views show only
+//! whether they are set, and error messages name keys and types, never values. They are
+//! never taken from a command line either: `KEY=VALUE` for a secret key is refused, the
+//! value comes from a prompt or standard input (`--secret KEY`).
+//!
+//! The functions here return the new settings with new secret values still in
+//! plaintext; [`super::change_settings`] encrypts them before anything is stored.
 
 use std::path::Path;
 
@@ -13,18 +18,22 @@ use stask_plugin_api::WorkerManifest;
 use stask_storage::WorkerRecord;
 
 use crate::problem::Problem;
+use crate::secrets::is_sealed;
 
-/// Applies a JSON file, `KEY=VALUE` assignments and removals to a worker's stored
-/// settings and returns the new settings JSON, validated against the schema. Nothing is
-/// returned (and so nothing stored) when any part is wrong.
+/// Applies a JSON file, `KEY=VALUE` assignments, a secret value read apart from the
+/// command line (`secret`: key and text) and removals to a worker's stored settings and
+/// returns the new settings, validated against the schema. Nothing is returned (and so
+/// nothing stored) when any part is wrong.
 pub fn update(
     w: &WorkerRecord,
     assignments: &[String],
     json_file: Option<&Path>,
     unset: &[String],
-) -> Result<String> {
+    secret: Option<(&str, &str)>,
+) -> Result<Map<String, Value>> {
     let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
-    let mut settings: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    let stored: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    let mut settings = stored.clone();
     if let Some(path) = json_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read settings file '{}'", path.display()))?;
@@ -40,6 +49,34 @@ pub fn update(
             bail!("'{a}' is not KEY=VALUE");
         };
         let key = key.trim();
+        if manifest.settings.iter().any(|s| s.key == key && s.secret) {
+            return Err(Problem::invalid(
+                key,
+                "secret_on_command_line",
+                format!(
+                    "setting '{key}' is secret, so its value is not taken from the command line (other users see command lines in `ps`, and shells keep them in their history); nothing was changed"
+                ),
+            )
+            .hint(format!(
+                "pass it with `stask workers settings {} --secret {key}`: typed at a prompt without echo, or piped on standard input",
+                w.identifier
+            ))
+            .into());
+        }
+        settings.insert(key.to_owned(), parse_value(&manifest, key, raw)?);
+    }
+    if let Some((key, raw)) = secret {
+        let not_secret =
+            key == TIMEOUT_SETTING || manifest.settings.iter().any(|s| s.key == key && !s.secret);
+        if not_secret {
+            return Err(Problem::invalid(
+                key,
+                "not_secret",
+                format!("setting '{key}' is not secret; give it as {key}=VALUE"),
+            )
+            .into());
+        }
+        // An unknown key is refused here, naming the known ones.
         settings.insert(key.to_owned(), parse_value(&manifest, key, raw)?);
     }
     for key in unset {
@@ -49,10 +86,32 @@ pub fn update(
     }
     // Validates types, unknown keys and required keys; the result (with defaults) is
     // not stored, so later default changes in the plugin still apply.
-    manifest
-        .resolve_settings(&settings)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Value::Object(settings).to_string())
+    validate(&manifest, &stored, &settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(settings)
+}
+
+/// Validates new settings against the schema. Encrypted values kept from the stored
+/// settings were checked when they were set: they stand in as a value of their key's
+/// type (opening them would need the key for every change).
+fn validate(
+    manifest: &WorkerManifest,
+    stored: &Map<String, Value>,
+    settings: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let mut view = settings.clone();
+    for (key, value) in view.iter_mut() {
+        if !is_sealed(value) || stored.get(key) != Some(value) {
+            continue;
+        }
+        if let Some(spec) = manifest.settings.iter().find(|s| &s.key == key) {
+            *value = match spec.kind {
+                SettingKind::String => Value::String(String::new()),
+                SettingKind::Integer | SettingKind::Number => Value::from(0),
+                SettingKind::Boolean => Value::Bool(false),
+            };
+        }
+    }
+    manifest.resolve_settings(&view)
 }
 
 /// Reads a command-line value as the type the schema declares for `key`.
@@ -98,10 +157,11 @@ fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value>
 /// change): each key is set to its value, `null` removes the key so its default
 /// applies again. Every key is checked against the schema first, so an error names the
 /// key ([`Problem`] with the key as its field) and never a value. Returns the new
-/// settings JSON; nothing is returned (and so nothing stored) when any part is wrong.
-pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<String> {
+/// settings; nothing is returned (and so nothing stored) when any part is wrong.
+pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Map<String, Value>> {
     let manifest: WorkerManifest = serde_json::from_str(&w.manifest)?;
-    let mut settings: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    let stored: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+    let mut settings = stored.clone();
     for (key, value) in patch {
         if value.is_null() {
             settings.remove(key);
@@ -155,7 +215,7 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Strin
         settings.insert(key.clone(), value.clone());
     }
     // What is left to check concerns the whole (a required key without a value).
-    manifest.resolve_settings(&settings).map_err(|e| {
+    validate(&manifest, &stored, &settings).map_err(|e| {
         let field = e
             .split('\'')
             .nth(1)
@@ -164,5 +224,5 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Strin
             .to_owned();
         anyhow::Error::from(Problem::invalid(&field, "invalid_setting", e))
     })?;
-    Ok(Value::Object(settings).to_string())
+    Ok(settings)
 }
