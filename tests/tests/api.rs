@@ -2556,6 +2556,42 @@ fn api_tokens_outlive_the_user_who_created_them_until_revoked() {
     )
     .expect(204);
     assert_eq!(api.get(&token, "/api/v1/auth/me").status, 401);
+
+    // Removed on the command line: the tokens that stay valid are named there too.
+    let out = run_with_stdin(
+        &svc.home,
+        &[
+            "users",
+            "add",
+            "carol",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "carol-password-1\n",
+    );
+    assert!(out.status.success(), "{}", describe("users add", &out));
+    let (carol, r) = api.login("carol", "carol-password-1");
+    r.expect(200);
+    let made = api
+        .post(
+            &carol,
+            "/api/v1/tokens",
+            &json!({ "role": "viewer", "name": "dash" }),
+        )
+        .expect(201);
+    let id = made["id"].as_i64().expect("id");
+    let out = svc.home.run(&["users", "remove", "carol"]);
+    assert!(out.status.success(), "{}", describe("users remove", &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("created by 'carol' stay valid")
+            && stderr.contains(&format!("{id} (dash)")),
+        "{}",
+        describe("users remove", &out)
+    );
+    let token = Cred::Bearer(made["token"].as_str().expect("token").to_owned());
+    api.get(&token, "/api/v1/auth/me").expect(200);
 }
 
 #[test]

@@ -193,10 +193,18 @@ pub(super) fn run(store: &mut dyn Store, cmd: UsersCommand, json: bool) -> Resul
         }
         UsersCommand::Remove { name } => {
             accounts::remove_user(store, &name)?;
+            let kept = accounts::tokens_created_by(store, &name);
             if json {
-                print_json(&json!({ "name": name, "removed": true }))?;
+                print_json(&json!({ "name": name, "removed": true, "tokens_still_valid": kept }))?;
             } else {
                 println!("User {name} removed.");
+                if !kept.is_empty() {
+                    // On stderr: the tokens are a warning, stdout stays the outcome.
+                    eprintln!(
+                        "API tokens created by '{name}' stay valid: {}; revoke any that should not with `stask tokens revoke ID`",
+                        kept.join(", ")
+                    );
+                }
             }
         }
     }

@@ -368,19 +368,7 @@ pub async fn remove_user(
     let kept = st
         .db(move |store, _| {
             accounts::remove_user(store, &name)?;
-            // Best effort: the removal is done whatever this read does.
-            Ok(store
-                .list_tokens()
-                .map(|tokens| {
-                    tokens
-                        .into_iter()
-                        .filter(|t| {
-                            t.revoked_at.is_none() && t.created_by.as_deref() == Some(&name)
-                        })
-                        .map(|t| format!("{} ({})", t.id, t.name))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default())
+            Ok(accounts::tokens_created_by(store, &name))
         })
         .await?;
     tracing::info!(user = %removed, by = %p.name, "user removed");

@@ -144,6 +144,23 @@ pub fn remove_user(store: &mut dyn Store, name: &str) -> Result<()> {
     }
 }
 
+/// The tokens `name` created that are still valid, as `ID (NAME)`: a removed user's
+/// tokens keep working (each is a principal of its own), so removing a user names
+/// them for the operator to revoke. Best effort: a failed read gives an empty list,
+/// since the removal it follows is already done.
+pub fn tokens_created_by(store: &dyn Store, name: &str) -> Vec<String> {
+    store
+        .list_tokens()
+        .map(|tokens| {
+            tokens
+                .into_iter()
+                .filter(|t| t.revoked_at.is_none() && t.created_by.as_deref() == Some(name))
+                .map(|t| format!("{} ({})", t.id, t.name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Name of the first user, created by the service when there is none.
 pub const FIRST_ADMIN: &str = "admin";
 
