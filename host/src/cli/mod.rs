@@ -8,6 +8,7 @@
 mod schedule;
 mod stats;
 mod tasks;
+mod terminal;
 mod tokens;
 mod users;
 mod workers;

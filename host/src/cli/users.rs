@@ -10,6 +10,7 @@ use serde_json::json;
 use stask_storage::Store;
 
 use super::print_json;
+use super::terminal::NoEcho;
 use crate::auth::Role;
 use crate::ops::accounts;
 use crate::views::UserView;
@@ -54,41 +55,6 @@ pub(super) enum UsersCommand {
 
 pub(super) fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse_input(s, "role").map_err(|p| p.message)
-}
-
-/// Turns echo of the terminal on stdin off until dropped.
-struct NoEcho {
-    saved: Option<libc::termios>,
-}
-
-impl NoEcho {
-    fn new() -> NoEcho {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios the call fills in.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return NoEcho { saved: None };
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            t.c_lflag |= libc::ECHONL;
-            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
-                return NoEcho { saved: None };
-            }
-            NoEcho { saved: Some(saved) }
-        }
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            // SAFETY: restores the settings read in `new`.
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, t);
-            }
-        }
-    }
 }
 
 fn prompt(label: &str) -> Result<String> {

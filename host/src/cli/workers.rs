@@ -5,6 +5,7 @@ use clap::Subcommand;
 use stask_storage::Store;
 
 use super::print_json;
+use super::terminal::NoEcho;
 use crate::config::Config;
 use crate::discovery::{Skipped, WorkerChange};
 use crate::home::Home;
@@ -331,39 +332,4 @@ fn read_secret(worker: &str, key: &str) -> Result<zeroize::Zeroizing<String>> {
         );
     }
     Ok(zeroize::Zeroizing::new(value.to_owned()))
-}
-
-/// Turns echo of the terminal on stdin off until dropped (the newline still shows).
-struct NoEcho {
-    saved: Option<libc::termios>,
-}
-
-impl NoEcho {
-    fn new() -> NoEcho {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios the call fills in.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return NoEcho { saved: None };
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            t.c_lflag |= libc::ECHONL;
-            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
-                return NoEcho { saved: None };
-            }
-            NoEcho { saved: Some(saved) }
-        }
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            // SAFETY: restores the settings read in `new`.
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, t);
-            }
-        }
-    }
 }

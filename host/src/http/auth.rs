@@ -189,15 +189,8 @@ pub async fn login(
             ),
         ));
     }
-    let keys = vec![
-        format!("user:{}", name.to_lowercase()),
-        format!("addr:{}", client.ip()),
-    ];
-    let blocked = st
-        .limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .blocked(&keys, Instant::now());
+    let keys = throttle_keys(&name, client);
+    let blocked = blocked_for(&st, &keys);
     if let Some(wait) = blocked {
         tracing::warn!(user = %name, client = %client.ip(), "login refused: too many failed attempts");
         return Err(too_many_attempts("logins", wait));
@@ -382,6 +375,23 @@ pub async fn remove_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The login limiter's keys for `name` asked from `client`: the user name and the
+/// client address each count failures.
+fn throttle_keys(name: &str, client: SocketAddr) -> Vec<String> {
+    vec![
+        format!("user:{}", name.to_lowercase()),
+        format!("addr:{}", client.ip()),
+    ]
+}
+
+/// How long `keys` are still blocked for, if they are.
+fn blocked_for(st: &Shared, keys: &[String]) -> Option<Duration> {
+    st.limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .blocked(keys, Instant::now())
+}
+
 /// Body of `PUT /users/{name}/password`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -423,15 +433,8 @@ pub async fn change_password(
             .await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    let keys = vec![
-        format!("user:{}", name.to_lowercase()),
-        format!("addr:{}", client.ip()),
-    ];
-    let blocked = st
-        .limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .blocked(&keys, Instant::now());
+    let keys = throttle_keys(&name, client);
+    let blocked = blocked_for(&st, &keys);
     if let Some(wait) = blocked {
         tracing::warn!(user = %name, client = %client.ip(), "password change refused: too many failed attempts");
         return Err(too_many_attempts("password checks", wait));
