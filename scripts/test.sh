@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and clippy, SDK unit tests, example-worker tests, storage
 # unit and conformance tests, host unit tests, the end-to-end tests that drive the real
-# `stask` binary against real plugin libraries, and the browser tests.
-# Needs only the Rust toolchain (SQLite is bundled).
+# `stask` binary against real plugin libraries, the HTTP API's contract test
+# (schemathesis against openapi.json) and the browser tests.
+# Needs the Rust toolchain (SQLite is bundled) and python3 (the contract test installs
+# schemathesis into a venv of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 # first (one shared target directory).
 cargo build --workspace --all-targets
 cargo test --workspace
+
+# The HTTP API against its own OpenAPI description: schemathesis (installed into a
+# cached venv when missing) drives a real `stask serve` with every check it has.
+tests/contract/run.sh
 
 # The web interface in a real browser (headless Chromium); installs Chromium and
 # playwright-core when missing. Screenshots land in target/browser-artifacts/.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::engine::EngineConfig;
 use crate::http::server::HttpLimits;
+use crate::logging::LogFormat;
 use crate::task_log::parse_age;
 
 /// Where a configuration value came from.
@@ -69,6 +70,9 @@ pub struct Config {
     /// Whether the service runs `workers discover` when it starts (new workers stay
     /// inactive).
     pub discover_on_start: bool,
+    /// How the service writes its log: `text` (for people) or `json` (one object a line,
+    /// for log shippers).
+    pub log_format: LogFormat,
     /// Largest result file a task may leave, in MB.
     pub max_result_file_mb: u64,
     /// All result files of one task together, in MB.
@@ -98,6 +102,7 @@ pub const KEYS: &[&str] = &[
     "timezone",
     "plugins_dir",
     "discover_on_start",
+    "log_format",
     "max_result_file_mb",
     "max_result_task_mb",
     "max_result_json_kb",
@@ -125,6 +130,7 @@ impl Config {
             timezone: "UTC".into(),
             plugins_dir: home.join("plugins"),
             discover_on_start: true,
+            log_format: LogFormat::Text,
             max_result_file_mb: 256,
             max_result_task_mb: 1024,
             max_result_json_kb: 1024,
@@ -228,6 +234,7 @@ impl Config {
                     _ => bail!("'{v}' is not true or false"),
                 }
             }
+            "log_format" => self.log_format = LogFormat::parse(v).map_err(anyhow::Error::msg)?,
             "max_result_file_mb" => self.max_result_file_mb = int_in(v, 1, 1 << 20)?,
             "max_result_task_mb" => self.max_result_task_mb = int_in(v, 1, 1 << 20)?,
             "max_result_json_kb" => self.max_result_json_kb = int_in(v, 1, 1 << 20)?,
@@ -303,6 +310,7 @@ impl Config {
                 "timezone" => self.timezone.clone(),
                 "plugins_dir" => self.plugins_dir.display().to_string(),
                 "discover_on_start" => self.discover_on_start.to_string(),
+                "log_format" => self.log_format.as_str().to_owned(),
                 "max_result_file_mb" => self.max_result_file_mb.to_string(),
                 "max_result_task_mb" => self.max_result_task_mb.to_string(),
                 "max_result_json_kb" => self.max_result_json_kb.to_string(),
@@ -403,6 +411,37 @@ mod tests {
             let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
             assert!(err.contains("'http_max_connections'"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_and_a_wrong_value_names_where_and_the_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::load(dir.path(), &[]).unwrap().log_format,
+            LogFormat::Text
+        );
+        std::fs::write(dir.path().join("stask.toml"), "log_format = \"json\"\n").unwrap();
+        let cfg = Config::load(dir.path(), &[]).unwrap();
+        assert_eq!(
+            (cfg.log_format, &cfg.sources["log_format"]),
+            (LogFormat::Json, &Source::File)
+        );
+        let cfg = Config::load(dir.path(), &[("log_format", "text".into())]).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        let err = format!(
+            "{:#}",
+            Config::load(dir.path(), &[("log_format", "xml".into())]).unwrap_err()
+        );
+        assert!(
+            err.contains("--log-format") && err.contains("'xml'") && err.contains("text or json"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("stask.toml"), "log_format = \"JSON\"\n").unwrap();
+        let err = format!("{:#}", Config::load(dir.path(), &[]).unwrap_err());
+        assert!(
+            err.contains("'log_format'") && err.contains("text or json"),
+            "{err}"
+        );
     }
 
     #[test]

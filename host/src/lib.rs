@@ -9,8 +9,9 @@
 //!   tokens, written once, with failures as [`problem::Problem`]s;
 //! * running tasks: [`engine`], [`runner`], [`service`], [`recovery`];
 //! * plugins: [`discovery`], [`probe`], [`loader`], [`safety`], [`fingerprint`];
-//! * schedules ([`schedule`]), statistics ([`stats`]), configuration ([`config`]) and the
-//!   home directory ([`home`]); everything is stored through `stask_storage::Store`.
+//! * schedules ([`schedule`]), statistics ([`stats`]), Prometheus metrics ([`metrics`]),
+//!   configuration ([`config`]) and the home directory ([`home`]); everything is stored
+//!   through `stask_storage::Store`.
 
 pub mod auth;
 pub mod check;
@@ -22,6 +23,8 @@ pub mod fingerprint;
 pub mod home;
 pub mod http;
 pub mod loader;
+pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod privacy;
 pub mod probe;

@@ -102,6 +102,8 @@ pub fn recover_stuck(
 ) -> Result<Vec<Recovered>> {
     let mut finishes = Vec::new();
     let mut recovered = Vec::new();
+    // Worker and action of each, for the metrics.
+    let mut kinds = Vec::new();
     for running in store.running_tasks()? {
         let t = running.task;
         let Some(owner) = t.owner.clone() else {
@@ -156,15 +158,17 @@ pub fn recover_stuck(
             requeued,
             reason: message,
         });
+        kinds.push((t.worker, t.action));
     }
     if finishes.is_empty() {
         return Ok(recovered);
     }
     let applied = store.finish_tasks(&finishes)?;
     let mut out = Vec::new();
-    for ((f, r), ok) in finishes.iter().zip(recovered).zip(applied) {
+    for (((f, r), ok), (worker, action)) in finishes.iter().zip(recovered).zip(applied).zip(kinds) {
         if ok {
             tracing::warn!(task = f.id, "{}", f.message);
+            crate::metrics::global().task_recovered(&worker, &action, r.requeued);
             out.push(r);
         }
     }

@@ -131,6 +131,17 @@ impl Chores {
         let now = Instant::now();
         if now >= self.next_schedules {
             let report = crate::schedule::tick(store, self.config.tz(), chrono::Utc::now())?;
+            let metrics = crate::metrics::global();
+            for f in &report.fired {
+                match &f.result {
+                    crate::schedule::FiredResult::Created { action, .. } => {
+                        metrics.schedule_fired(&f.worker, action)
+                    }
+                    crate::schedule::FiredResult::Skipped { .. } => {
+                        metrics.schedule_skipped(&f.worker)
+                    }
+                }
+            }
             if !report.created_tasks().is_empty() {
                 let _ = self.engine.send(Msg::Wake);
             }

@@ -43,7 +43,7 @@ pub struct TokenRecord {
     pub id: i64,
     /// Name (unique), also the principal name its tasks are started by (`token:NAME`).
     pub name: String,
-    /// `admin`, `operator` or `viewer`.
+    /// `admin`, `operator`, `viewer` or `metrics` (scrapers of `/metrics`: tokens only).
     pub role: String,
     /// Who created it.
     pub created_by: Option<String>,

@@ -70,6 +70,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "STASK_HTTP_MAX_CONNECTIONS",
     "STASK_HTTP_MAX_STREAMS",
     "STASK_HTTP_MAX_STREAMS_PER_USER",
+    "STASK_LOG_FORMAT",
 ];
 
 /// The build output directory (`target/debug`).

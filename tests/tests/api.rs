@@ -74,9 +74,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/workers/{id}/schedule", "admin"),
     ("POST", "/api/v1/workers/{id}/schedule/pause", "admin"),
     ("POST", "/api/v1/workers/{id}/schedule/resume", "admin"),
+    ("GET", "/metrics", "metrics"),
 ];
 
-const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+/// Every role, lowest first (`metrics`: tokens of Prometheus scrapers).
+const ROLES: [&str; 4] = ["metrics", "viewer", "operator", "admin"];
 
 fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap_or(0)
@@ -2653,5 +2655,715 @@ fn every_answer_carries_the_security_headers() {
             r.what
         );
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{}", r.what);
+    }
+}
+
+// ---- The API keeps its own contract (openapi.json) ------------------------------------
+// tests/contract/run.sh runs schemathesis against a real service; these tests pin each
+// fault it found, one by one, over real HTTP.
+
+/// The description as the service serves it.
+fn served_description(svc: &Service) -> Value {
+    svc.api
+        .get(&svc.viewer(), "/api/v1/openapi.json")
+        .expect(200)
+}
+
+/// Every operation of the description: (METHOD, path, operation object).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            out.push((method.to_uppercase(), path.clone(), op.clone()));
+        }
+    }
+    out
+}
+
+/// Whether an operation documents `status` (directly or through a shared response).
+fn documents(op: &Value, status: u16) -> bool {
+    op["responses"].get(status.to_string()).is_some()
+}
+
+/// The schema a `$ref` points to in `doc` (or the schema itself).
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("a local $ref");
+            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("{r}")))
+        }
+        None => schema,
+    }
+}
+
+/// Whether `value` is valid under `schema` (the OpenAPI 3.0 subset openapi.json uses:
+/// `$ref`, `type`, `nullable`, `enum`, `properties`, `required`, `additionalProperties:
+/// false`, `items`, `minItems`, `minimum`, `maximum`, `allOf`, `anyOf`, `oneOf`).
+fn valid(doc: &Value, schema: &Value, value: &Value) -> bool {
+    let schema = resolve(doc, schema);
+    if value.is_null() && schema["nullable"] == true {
+        return true;
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        if !all.iter().all(|s| valid(doc, s, value)) {
+            return false;
+        }
+    }
+    if let Some(any) = schema["anyOf"].as_array() {
+        if !any.iter().any(|s| valid(doc, s, value)) {
+            return false;
+        }
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        if one.iter().filter(|s| valid(doc, s, value)).count() != 1 {
+            return false;
+        }
+    }
+    if let Some(choices) = schema["enum"].as_array() {
+        if !choices.contains(value) {
+            return false;
+        }
+    }
+    let typed = match schema["type"].as_str() {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => panic!("type {other} in {schema}"),
+    };
+    if !typed {
+        return false;
+    }
+    if let Some(n) = value.as_f64() {
+        if schema["minimum"].as_f64().is_some_and(|min| n < min)
+            || schema["maximum"].as_f64().is_some_and(|max| n > max)
+        {
+            return false;
+        }
+    }
+    if let Some(obj) = value.as_object() {
+        let props = schema["properties"].as_object();
+        for key in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(key.as_str().expect("required names")) {
+                return false;
+            }
+        }
+        for (k, v) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => {
+                    if !valid(doc, s, v) {
+                        return false;
+                    }
+                }
+                None => {
+                    if schema["additionalProperties"] == false {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if schema["minItems"]
+            .as_u64()
+            .is_some_and(|min| (items.len() as u64) < min)
+        {
+            return false;
+        }
+        if schema.get("items").is_some() && !items.iter().all(|i| valid(doc, &schema["items"], i)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Fills a path template: integer `{id}`s with `id`, worker ids with `demo`, names
+/// with `nobody` / `x.txt`.
+fn with_id(path: &str, id: &str) -> String {
+    let p = if path.starts_with("/api/v1/workers/") {
+        path.replace("{id}", "demo")
+    } else {
+        path.replace("{id}", id)
+    };
+    p.replace(
+        "{name}",
+        if p.contains("/files/") {
+            "x.txt"
+        } else {
+            "nobody"
+        },
+    )
+}
+
+#[test]
+fn malformed_ids_and_bodies_are_answered_with_documented_statuses() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let doc = served_description(&svc);
+    let mut checked = 0;
+    for (method, path, op) in operations(&doc) {
+        let int_id =
+            op["parameters"].as_array().into_iter().flatten().any(|p| {
+                p["name"] == "id" && p["in"] == "path" && p["schema"]["type"] == "integer"
+            });
+        if int_id {
+            for id in ["0", "-1", "x", "9223372036854775808"] {
+                let r = api.call(&admin, &method, &with_id(&path, id), None);
+                assert_eq!(r.status, 400, "{method} {path} with id {id}: {}", r.body);
+                assert_eq!(r.field().as_deref(), Some("id"), "{}", r.body);
+                assert!(
+                    documents(&op, 400),
+                    "{method} {path} answers 400 but does not document it"
+                );
+                checked += 1;
+            }
+        }
+        if op.get("requestBody").is_some() {
+            let target = with_id(&path, "1");
+            let r = api.request(
+                &admin,
+                &method,
+                &target,
+                Some("text/plain"),
+                b"{}".to_vec(),
+                &[],
+            );
+            assert_eq!(r.status, 415, "{method} {path} as text/plain: {}", r.body);
+            assert_eq!(r.code(), "unsupported_media_type");
+            assert!(documents(&op, 415), "{method} {path}: 415 undocumented");
+            let r = api.request(
+                &admin,
+                &method,
+                &target,
+                Some("application/json"),
+                b"{not json".to_vec(),
+                &[],
+            );
+            assert_eq!(
+                r.status, 400,
+                "{method} {path} with broken JSON: {}",
+                r.body
+            );
+            assert_eq!(r.code(), "invalid_json");
+            assert!(documents(&op, 400), "{method} {path}: 400 undocumented");
+            checked += 1;
+        }
+    }
+    // 11 task operations and a token one take ids; 11 operations take bodies.
+    assert!(checked >= 4 * 12 + 11, "only {checked} checks ran");
+}
+
+#[test]
+fn empty_query_values_are_refused_naming_the_parameter() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let viewer = svc.viewer();
+    let task = svc.create(&svc.operator(), "demo", "noop", json!({}), json!({}));
+    for (path, field) in [
+        ("/api/v1/tasks?status=".to_owned(), "status"),
+        ("/api/v1/tasks?priority=".to_owned(), "priority"),
+        ("/api/v1/stats/time?period=".to_owned(), "period"),
+        ("/api/v1/tasks?worker=&status=".to_owned(), "status"),
+        ("/api/v1/tasks?limit=".to_owned(), "limit"),
+        ("/api/v1/tasks?created_from=".to_owned(), "created_from"),
+        ("/api/v1/stats?since=".to_owned(), "since"),
+        (format!("/api/v1/tasks/{task}/logs?offset="), "offset"),
+    ] {
+        let r = api.get(&viewer, &path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.code(), "empty_parameter", "{path}");
+        assert_eq!(r.field().as_deref(), Some(field), "{path}");
+    }
+    // A value of blanks is not a missing value either where the value has a fixed form.
+    for (path, field) in [
+        ("/api/v1/tasks?status=%20", "status"),
+        ("/api/v1/tasks?priority=%20", "priority"),
+        ("/api/v1/stats/time?period=%20", "period"),
+    ] {
+        let r = api.get(&viewer, path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.field().as_deref(), Some(field), "{path}");
+    }
+    // Left out, they are what they always were; an empty free-text filter is none.
+    assert_eq!(api.get(&viewer, "/api/v1/tasks").expect(200)["total"], 1);
+    for path in ["/api/v1/tasks?q=", "/api/v1/tasks?worker=&action=&user="] {
+        assert_eq!(api.get(&viewer, path).expect(200)["total"], 1, "{path}");
+    }
+    api.get(&viewer, "/api/v1/stats/time").expect(200);
+}
+
+#[test]
+fn bodies_that_are_not_json_objects_are_refused_naming_the_body() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let done = svc.create(&admin, "demo", "noop", json!({}), json!({}));
+    svc.wait_status(done, "completed");
+    for (method, path, body) in [
+        // An array was read into the fields in order: `[]` cleaned with the defaults,
+        // `["0s", true]` removed every finished task.
+        ("POST", "/api/v1/tasks/clean", "[]"),
+        ("POST", "/api/v1/tasks/clean", "[\"0s\", true]"),
+        ("POST", "/api/v1/workers/discover", "[true]"),
+        ("POST", "/api/v1/tasks", "[\"demo\", \"noop\"]"),
+        ("POST", "/api/v1/tasks/bulk", "[\"delete\", [1]]"),
+        ("POST", "/api/v1/tokens", "\"viewer\""),
+        ("PATCH", "/api/v1/workers/demo/settings", "[]"),
+        ("PUT", "/api/v1/workers/demo/schedule", "null"),
+        ("POST", "/api/v1/users", "42"),
+    ] {
+        let r = api.request(
+            &admin,
+            method,
+            path,
+            Some("application/json"),
+            body.as_bytes().to_vec(),
+            &[],
+        );
+        assert_eq!(r.status, 422, "{method} {path} {body}: {}", r.body);
+        assert_eq!(r.field().as_deref(), Some("body"), "{method} {path} {body}");
+    }
+    // Nothing was cleaned, created or deleted.
+    let page = api.get(&admin, "/api/v1/tasks").expect(200);
+    assert_eq!(page["total"], 1, "{page:#}");
+    assert_eq!(svc.task(done)["status"], "completed");
+}
+
+#[test]
+fn null_for_an_optional_body_field_is_refused_naming_it() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let done = svc.create(&admin, "demo", "noop", json!({}), json!({}));
+    svc.wait_status(done, "completed");
+    let tokens_before = api.get(&admin, "/api/v1/tokens").expect(200)["tokens"]
+        .as_array()
+        .map(Vec::len);
+    for (method, path, body, field) in [
+        // `older_than: null` cleaned with the default age.
+        (
+            "POST",
+            "/api/v1/tasks/clean",
+            json!({ "older_than": null, "include_failed": true }),
+            "older_than",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            json!({ "worker": "demo", "action": "noop", "priority": null }),
+            "priority",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            json!({ "worker": "demo", "action": "noop", "max_attempts": null }),
+            "max_attempts",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            json!({ "worker": "demo", "action": "noop", "count": null }),
+            "count",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            json!({ "worker": "demo", "action": "noop", "data": null }),
+            "data",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            json!({ "role": "viewer", "name": null }),
+            "name",
+        ),
+        // An empty name is not a missing one either.
+        (
+            "POST",
+            "/api/v1/tokens",
+            json!({ "role": "viewer", "name": "" }),
+            "name",
+        ),
+        (
+            "PUT",
+            "/api/v1/workers/demo/schedule",
+            json!({ "kind": "hourly", "minute": null }),
+            "minute",
+        ),
+        (
+            "PUT",
+            "/api/v1/workers/demo/schedule",
+            json!({ "kind": "daily", "at": "08:00", "paused": null }),
+            "paused",
+        ),
+        (
+            "PUT",
+            "/api/v1/users/admin/password",
+            json!({ "password": "long enough", "current_password": null }),
+            "current_password",
+        ),
+    ] {
+        let r = api.call(&admin, method, path, Some(&body));
+        assert_eq!(r.status, 422, "{method} {path} {body}: {}", r.body);
+        assert_eq!(r.field().as_deref(), Some(field), "{method} {path} {body}");
+    }
+    // Nothing was cleaned, created or changed.
+    assert_eq!(api.get(&admin, "/api/v1/tasks").expect(200)["total"], 1);
+    assert_eq!(svc.task(done)["status"], "completed");
+    let tokens_after = api.get(&admin, "/api/v1/tokens").expect(200)["tokens"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(tokens_before, tokens_after);
+    let schedule = api.get(&admin, "/api/v1/workers/demo/schedule").expect(200);
+    assert_eq!(schedule["kind"], "manual", "{schedule:#}");
+    let (_, r) = api.login("admin", &svc.admin_password);
+    r.expect(200);
+    // Left out, they take their defaults as before.
+    api.post(
+        &admin,
+        "/api/v1/tasks/clean",
+        &json!({ "include_failed": true }),
+    )
+    .expect(200);
+}
+
+#[test]
+fn a_created_task_matches_exactly_one_branch_of_the_documented_answer() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let op = svc.operator();
+    let doc = served_description(&svc);
+    let schema = &doc["paths"]["/api/v1/tasks"]["post"]["responses"]["201"]["content"]
+        ["application/json"]["schema"];
+    let branches = schema["oneOf"].as_array().expect("a oneOf of two shapes");
+    let one = api
+        .post(
+            &op,
+            "/api/v1/tasks",
+            &json!({ "worker": "demo", "action": "noop" }),
+        )
+        .expect(201);
+    let many = api
+        .post(
+            &op,
+            "/api/v1/tasks",
+            &json!({ "worker": "demo", "action": "noop", "count": 3 }),
+        )
+        .expect(201);
+    for (what, answer) in [("a task", &one), ("ids", &many)] {
+        let matching: Vec<usize> = branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| valid(&doc, b, answer))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "the answer with {what} must match exactly one branch, matches {matching:?}: {answer:#}"
+        );
+        assert!(valid(&doc, schema, answer), "{answer:#}");
+    }
+    // Each shape is the one its branch describes.
+    assert!(valid(&doc, &branches[0], &one));
+    assert!(valid(&doc, &branches[1], &many));
+    assert_eq!(many["ids"].as_array().map(Vec::len), Some(3));
+    // And the task views are what the Task schema says.
+    let task_schema = &doc["components"]["schemas"]["Task"];
+    let id = one["id"].as_i64().unwrap();
+    let details = svc.wait_status(id, "completed");
+    assert!(valid(&doc, task_schema, &details), "{details:#}");
+    let page = api.get(&op, "/api/v1/tasks").expect(200);
+    assert!(
+        valid(&doc, &doc["components"]["schemas"]["TaskPage"], &page),
+        "{page:#}"
+    );
+}
+
+#[test]
+fn ids_are_documented_as_int64_and_larger_ones_are_refused() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let doc = served_description(&svc);
+    let max = json!(i64::MAX);
+    let mut ids = 0;
+    for (method, path, op) in operations(&doc) {
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            if p["name"] == "id" && p["schema"]["type"] == "integer" {
+                let s = &p["schema"];
+                assert_eq!(
+                    (&s["format"], &s["minimum"], &s["maximum"]),
+                    (&json!("int64"), &json!(1), &max),
+                    "{method} {path}: {s}"
+                );
+                ids += 1;
+            }
+        }
+    }
+    assert_eq!(
+        ids, 12,
+        "11 task operations and one token operation take ids"
+    );
+    let bulk_ids = &doc["components"]["schemas"]["Bulk"]["properties"]["ids"]["items"];
+    assert_eq!(
+        (&bulk_ids["minimum"], &bulk_ids["maximum"]),
+        (&json!(1), &max)
+    );
+    // The largest documented id is looked up; one more is refused as malformed.
+    let r = api.get(&admin, &format!("/api/v1/tasks/{}", i64::MAX));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "task_not_found"),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        &admin,
+        "DELETE",
+        &format!("/api/v1/tokens/{}", i64::MAX),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    for path in [
+        "/api/v1/tasks/9223372036854775808",
+        "/api/v1/tasks/18446744073709551616/logs",
+    ] {
+        let r = api.get(&admin, path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.field().as_deref(), Some("id"));
+        assert!(r.body.contains("9223372036854775807"), "{}", r.body);
+    }
+    let r = api.call(&admin, "DELETE", "/api/v1/tokens/9223372036854775808", None);
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (400, Some("id")),
+        "{}",
+        r.body
+    );
+    // In bodies and headers too.
+    let r = api.post(
+        &admin,
+        "/api/v1/tasks/bulk",
+        &json!({ "action": "cancel", "ids": [3, 0] }),
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (422, Some("ids[1]")),
+        "{}",
+        r.body
+    );
+    let r = api.request(
+        &admin,
+        "POST",
+        "/api/v1/tasks/bulk",
+        Some("application/json"),
+        br#"{"action": "cancel", "ids": [9223372036854775808]}"#.to_vec(),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (422, Some("ids[0]")),
+        "{}",
+        r.body
+    );
+    let task = svc.create(&admin, "demo", "noop", json!({}), json!({}));
+    let r = api.request(
+        &admin,
+        "GET",
+        &format!("/api/v1/tasks/{task}/events"),
+        None,
+        Vec::new(),
+        &[("Last-Event-ID", "9223372036854775808")],
+    );
+    assert_eq!(
+        (r.status, r.field().as_deref()),
+        (400, Some("Last-Event-ID")),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn task_views_carry_no_server_paths() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let home = svc.home.path().to_str().expect("UTF-8 home").to_owned();
+    let done = svc.create(
+        &admin,
+        "demo",
+        "echo",
+        json!({ "message": "hi" }),
+        json!({}),
+    );
+    svc.wait_status(done, "completed");
+    let failed = svc.create(
+        &admin,
+        "demo",
+        "run",
+        json!({ "steps": 2, "step_ms": 1, "fail_at": 1 }),
+        json!({ "max_attempts": 1 }),
+    );
+    svc.wait_status(failed, "failed");
+    let pending = svc.create(
+        &admin,
+        "demo",
+        "run",
+        json!({ "steps": 1000, "step_ms": 100 }),
+        json!({ "priority": "low" }),
+    );
+    let mut views = vec![
+        (
+            "list".to_owned(),
+            api.get(&admin, "/api/v1/tasks").expect(200),
+        ),
+        (
+            "dashboard".to_owned(),
+            api.get(&admin, "/api/v1/dashboard").expect(200),
+        ),
+        (
+            "cancel".to_owned(),
+            api.post(
+                &admin,
+                &format!("/api/v1/tasks/{pending}/cancel"),
+                &json!({}),
+            )
+            .expect(200),
+        ),
+        (
+            "retry".to_owned(),
+            api.post(&admin, &format!("/api/v1/tasks/{failed}/retry"), &json!({}))
+                .expect(200),
+        ),
+        ("cli list".to_owned(), svc.home.json(&["tasks", "list"])),
+    ];
+    for id in [done, failed, pending] {
+        views.push((format!("task {id}"), svc.task(id)));
+        views.push((format!("cli show {id}"), svc.home.task(id)));
+        views.push((
+            format!("progress {id}"),
+            api.get(&admin, &format!("/api/v1/tasks/{id}/progress"))
+                .expect(200),
+        ));
+    }
+    for (what, view) in &views {
+        let text = view.to_string();
+        assert!(
+            !text.contains(&home),
+            "{what} shows a path in the home: {view:#}"
+        );
+        assert!(!text.contains("log_file"), "{what}: {view:#}");
+        assert!(!text.contains(".log\""), "{what}: {view:#}");
+    }
+}
+
+#[test]
+fn the_description_documents_every_status_a_client_can_meet() {
+    let svc = Service::start(&[], &[]);
+    let doc = served_description(&svc);
+    let unavailable = resolve(&doc, &doc["components"]["responses"]["StoreUnavailable"])
+        ["description"]
+        .as_str()
+        .expect("a description")
+        .to_owned();
+    for code in [
+        "store_unavailable",
+        "store_read_only",
+        "too_many_connections",
+    ] {
+        assert!(
+            unavailable.contains(code),
+            "503 does not name {code}: {unavailable}"
+        );
+    }
+    for (method, path, op) in operations(&doc) {
+        assert!(documents(&op, 503), "{method} {path}: 503");
+        if op.get("requestBody").is_some() {
+            for status in [400, 408, 413, 415, 422] {
+                assert!(documents(&op, status), "{method} {path}: {status}");
+            }
+        }
+    }
+    let settings = &doc["paths"]["/api/v1/workers/{id}/settings"]["patch"]["responses"]["409"];
+    assert!(
+        settings["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("settings_changed")),
+        "{settings:#}"
+    );
+}
+
+#[test]
+fn another_method_on_the_login_path_is_405_not_401() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    for method in ["GET", "PUT", "DELETE"] {
+        let r = api.call(&Cred::None, method, "/api/v1/auth/login", None);
+        assert_eq!(r.status, 405, "{method}: {}", r.body);
+        assert_eq!(r.header("allow"), Some("POST"), "{method}");
+    }
+    // Everything else under /api still needs credentials first.
+    assert_eq!(
+        api.call(&Cred::None, "PUT", "/api/v1/tasks", None).status,
+        401
+    );
+    assert_eq!(
+        api.call(&Cred::None, "GET", "/api/v1/auth/logout", None)
+            .status,
+        401
+    );
+}
+
+#[test]
+fn passwords_are_limited_in_characters_as_documented() {
+    let svc = Service::start(&[], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let doc = served_description(&svc);
+    let schema = &doc["paths"]["/api/v1/users"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"]["properties"]["password"];
+    assert_eq!(schema["maxLength"], 1024, "{schema}");
+    // 1024 characters of two bytes each: within the documented limit.
+    let long = "é".repeat(1024);
+    api.post(
+        &admin,
+        "/api/v1/users",
+        &json!({ "name": "ann", "role": "viewer", "password": long }),
+    )
+    .expect(201);
+    let (_, r) = api.login("ann", &long);
+    r.expect(200);
+    let too_long = "é".repeat(1025);
+    for (path, body) in [
+        (
+            "/api/v1/users",
+            json!({ "name": "bob", "role": "viewer", "password": too_long }),
+        ),
+        (
+            "/api/v1/auth/login",
+            json!({ "name": "ann", "password": too_long }),
+        ),
+        (
+            "/api/v1/users/ann/password",
+            json!({ "password": too_long }),
+        ),
+    ] {
+        let method = if path.ends_with("/password") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let r = api.call(&admin, method, path, Some(&body));
+        assert_eq!(
+            (r.status, r.code().as_str(), r.field().as_deref()),
+            (422, "password_too_long", Some("password")),
+            "{path}: {}",
+            r.body
+        );
     }
 }

@@ -37,6 +37,7 @@ const CONFIG_KEYS: &[&str] = &[
     "timezone",
     "plugins_dir",
     "discover_on_start",
+    "log_format",
     "max_result_file_mb",
     "max_result_task_mb",
     "max_result_json_kb",

@@ -5,8 +5,9 @@
 //!   PHC string stored in `users.password_hash`.
 //! * Session ids, CSRF tokens and API tokens are 256 random bits from the operating
 //!   system; only their SHA-256 is stored, so a copy of the database lets nobody in.
-//! * Roles are ordered: viewer < operator < admin; each role can do everything the
-//!   roles below it can.
+//! * Roles are ordered: metrics < viewer < operator < admin; each role can do everything
+//!   the roles below it can. `metrics` is for API tokens only (a Prometheus scraper): it
+//!   may read `GET /metrics` and nothing else.
 
 pub mod ratelimit;
 
@@ -24,6 +25,8 @@ use crate::problem::Problem;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Reads `GET /metrics` only (API tokens of scrapers; users never have it).
+    Metrics,
     /// Reads everything except secrets.
     Viewer,
     /// Also creates, executes, cancels and retries tasks (cancel and retry only its own).
@@ -35,18 +38,19 @@ pub enum Role {
 
 impl Role {
     /// Every role, lowest first.
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Metrics, Role::Viewer, Role::Operator, Role::Admin];
 
     /// The stored and shown name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Metrics => "metrics",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
     }
 
-    /// Parses `admin`, `operator` or `viewer`.
+    /// Parses `admin`, `operator`, `viewer` or `metrics`.
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -57,7 +61,7 @@ impl Role {
             Problem::invalid(
                 field,
                 "invalid_role",
-                format!("'{s}' is not a role; use admin, operator or viewer"),
+                format!("'{s}' is not a role; use admin, operator or viewer (or metrics, for API tokens)"),
             )
         })
     }
@@ -69,8 +73,9 @@ impl fmt::Display for Role {
     }
 }
 
-/// Longest accepted password, in bytes (hashing cost grows with it).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest accepted password, in characters (hashing cost grows with its length;
+/// counted in characters, as the API's description can state it, so at most 4 KiB).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -166,6 +171,8 @@ mod tests {
         let t = random_secret(TOKEN_PREFIX);
         assert!(t.starts_with("stask_") && t.len() == 6 + 64);
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+        assert!(Role::Viewer > Role::Metrics);
+        assert_eq!(Role::parse("metrics"), Some(Role::Metrics));
         assert_eq!(
             Role::parse_input("boss", "role")
                 .unwrap_err()

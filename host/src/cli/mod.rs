@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::home::{Home, DEFAULT_HOME};
+use crate::logging::LogFormat;
 use crate::problem::Problem;
 
 /// stask: a background-task manager whose workers are plugins.
@@ -111,6 +112,10 @@ pub struct ServeArgs {
     /// Seconds running tasks get to finish when stopping.
     #[arg(long)]
     shutdown_grace_secs: Option<String>,
+    /// Log format: text (for people, the default) or json (one object a line, for log
+    /// shippers).
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
 }
 
 impl ServeArgs {
@@ -120,6 +125,7 @@ impl ServeArgs {
             ("concurrency", &self.concurrency),
             ("timezone", &self.timezone),
             ("shutdown_grace_secs", &self.shutdown_grace_secs),
+            ("log_format", &self.log_format),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
@@ -158,8 +164,12 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    let format = match &cli.command {
+        Command::Serve(args) => service_log_format(&cli.home, args),
+        _ => LogFormat::Text,
+    };
     // Kept until the end of this function, so every buffered log line is written.
-    let _log_writer = init_tracing(cli.verbose, serving);
+    let _log_writer = init_tracing(cli.verbose, serving, format);
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,
@@ -220,10 +230,22 @@ fn error_text(e: &anyhow::Error, json: bool) -> String {
     }
 }
 
-/// Sets up logging to stderr. A service writes through a background thread, so a busy
-/// engine (one line per task attempt) never waits for the write; the returned guard
-/// flushes what is buffered when dropped.
-fn init_tracing(verbose: u8, serving: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// The service's log format (`--log-format`, `STASK_LOG_FORMAT`, `log_format` in
+/// `stask.toml`), known before logging starts so that every line of the service has it.
+/// A configuration that does not load falls back to text here: opening the home then
+/// reports the error, naming the key and where it came from.
+fn service_log_format(home: &std::path::Path, args: &ServeArgs) -> LogFormat {
+    Config::load(home, &args.flags()).map_or(LogFormat::Text, |c| c.log_format)
+}
+
+/// Sets up logging to stderr, as text or JSON lines (`format`). A service writes through
+/// a background thread, so a busy engine (one line per task attempt) never waits for
+/// the write; the returned guard flushes what is buffered when dropped.
+fn init_tracing(
+    verbose: u8,
+    serving: bool,
+    format: LogFormat,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let default = match verbose {
         // A service narrates task state changes by default; commands stay quiet.
         0 if serving => "info",
@@ -241,11 +263,19 @@ fn init_tracing(verbose: u8, serving: bool) -> Option<tracing_appender::non_bloc
         let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(false)
             .finish(std::io::stderr());
-        let _ = tracing_subscriber::fmt()
+        let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(ansi)
-            .with_writer(writer)
-            .try_init();
+            .with_writer(writer);
+        let _ = match format {
+            LogFormat::Text => builder.with_ansi(ansi).try_init(),
+            LogFormat::Json => {
+                crate::logging::log_panics();
+                builder
+                    .with_ansi(false)
+                    .event_format(crate::logging::JsonLines)
+                    .try_init()
+            }
+        };
         return Some(guard);
     }
     let _ = tracing_subscriber::fmt()

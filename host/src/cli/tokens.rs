@@ -15,7 +15,8 @@ pub(super) enum TokensCommand {
     /// Create an API token. The token goes to stdout alone (TOKEN=$(stask tokens
     /// create …) works) and is never shown again: only its hash is stored.
     Create {
-        /// admin, operator or viewer.
+        /// admin, operator, viewer, or metrics (may read GET /metrics only: for a
+        /// Prometheus scraper).
         #[arg(long, value_parser = super::users::parse_role)]
         role: Role,
         /// A name for it (default token-ID); its tasks are started by `token:NAME`.

@@ -65,6 +65,9 @@ impl Completer {
         }
         let updates: Vec<ProgressUpdate> = self.progress.values().cloned().collect();
         store.record_progress(owner, &updates, &self.lines)?;
+        // (Lines of a task another process recovered meanwhile count though the store
+        // dropped them: rare, and not worth a count back from every batch.)
+        crate::metrics::global().log_lines_written(self.lines.len());
         self.progress.clear();
         self.lines.clear();
         Ok(())
@@ -87,9 +90,21 @@ impl Completer {
     pub fn record_all(&mut self, store: &mut dyn Store, owner: &str) -> anyhow::Result<()> {
         self.record_progress(store, owner)?;
         if !self.finishes.is_empty() {
-            store.finish_tasks(&self.finishes)?;
+            let applied = store.finish_tasks(&self.finishes)?;
+            crate::metrics::global().log_lines_written(finished_lines(&self.finishes, &applied));
             self.finishes.clear();
         }
         Ok(())
     }
+}
+
+/// The log lines of the finishes that applied (those of a task no longer running under
+/// this owner were not stored).
+pub fn finished_lines(finishes: &[Finish], applied: &[bool]) -> usize {
+    finishes
+        .iter()
+        .zip(applied)
+        .filter(|(_, ok)| **ok)
+        .map(|(f, _)| f.lines.len())
+        .sum()
 }

@@ -32,6 +32,7 @@ use super::running::{start_line, Running};
 use super::slot::{Assignment, FromSlot, RunEnd};
 use super::{EngineConfig, Mode, Msg, Observer, Summary};
 use crate::home::Home;
+use crate::metrics::{self, Outcome, SeriesCache};
 use crate::recovery;
 use crate::task_log::format_duration;
 
@@ -86,6 +87,8 @@ pub(super) struct Coordinator<'a> {
     /// This engine's scratch directories (`{scratch}/{task id}`).
     pub scratch: PathBuf,
     pub service: bool,
+    /// Metrics series by worker and action (looked up once each).
+    series: SeriesCache,
     timers: Timers,
     failing: Option<Failing>,
 }
@@ -119,6 +122,7 @@ impl<'a> Coordinator<'a> {
             observer,
             scratch,
             service,
+            series: SeriesCache::default(),
             timers: Timers {
                 lease: now,
                 cancel_check: now,
@@ -280,7 +284,13 @@ impl<'a> Coordinator<'a> {
                 start_line: &start_line,
             });
             return match claimed {
-                Ok((_, claimed)) => Ok(claimed),
+                Ok((applied, claimed)) => {
+                    // The applied finishes' last lines and a start line per claimed task.
+                    metrics::global().log_lines_written(
+                        super::completer::finished_lines(&finishes, &applied) + claimed.len(),
+                    );
+                    Ok(claimed)
+                }
                 Err(e) => {
                     self.completer.restore(finishes);
                     Err(e.into())
@@ -315,7 +325,10 @@ impl<'a> Coordinator<'a> {
             });
             match claimed {
                 Ok((_, mut got)) => match got.pop() {
-                    Some(c) => out.push(c),
+                    Some(c) => {
+                        metrics::global().log_lines_written(1);
+                        out.push(c)
+                    }
                     None => break,
                 },
                 // What was claimed before the failure is running under this owner now:
@@ -333,11 +346,13 @@ impl<'a> Coordinator<'a> {
     /// Claims task `id` for `tasks execute` (empty when it cannot be claimed).
     fn claim_one(&mut self, id: i64) -> Result<Vec<ClaimedTask>> {
         self.completer.record_all(&mut *self.store, &self.owner)?;
-        Ok(self
+        let claimed: Vec<ClaimedTask> = self
             .store
             .claim_task(id, &self.owner, now_ms(), &start_line)?
             .into_iter()
-            .collect())
+            .collect();
+        metrics::global().log_lines_written(claimed.len());
+        Ok(claimed)
     }
 
     /// Prepares a claimed task and hands it to a slot; problems found here end the
@@ -345,7 +360,9 @@ impl<'a> Coordinator<'a> {
     fn dispatch(&mut self, c: ClaimedTask, summary: &mut Summary) {
         let id = c.task.id;
         (self.observer)(id, &start_line(&c.task));
-        let mut running = Running::new(c.task);
+        let series = self.series.get(&c.task.worker, &c.task.action);
+        series.started(queue_wait(&c.task));
+        let mut running = Running::new(c.task, series);
         // Debug, not info: at thousands of tasks a second, a start line per task cost
         // the coordinator a sixth of its time in a busy service; the line at the end
         // says how it went.
@@ -482,6 +499,7 @@ impl<'a> Coordinator<'a> {
                 };
                 r.log_lines += 1;
                 if r.log_lines > self.cfg.max_log_lines {
+                    metrics::global().log_line_dropped();
                     if r.log_lines == self.cfg.max_log_lines + 1 {
                         let note = format!(
                             "[warn] log limit of {} messages reached; further messages of this attempt are dropped",
@@ -554,13 +572,29 @@ impl<'a> Coordinator<'a> {
             max: self.cfg.retry_max,
         };
         let d = decide(end, &attempt, &policy, now);
-        match d.kind {
-            Kind::Completed => summary.completed += 1,
-            Kind::Failed => summary.failed += 1,
-            Kind::Retried => summary.retried += 1,
-            Kind::Cancelled => summary.cancelled += 1,
-            Kind::Interrupted => summary.interrupted += 1,
-        }
+        let outcome = match d.kind {
+            Kind::Completed => {
+                summary.completed += 1;
+                Outcome::Completed
+            }
+            Kind::Failed => {
+                summary.failed += 1;
+                Outcome::Failed
+            }
+            Kind::Retried => {
+                summary.retried += 1;
+                Outcome::Retried
+            }
+            Kind::Cancelled => {
+                summary.cancelled += 1;
+                Outcome::Cancelled
+            }
+            Kind::Interrupted => {
+                summary.interrupted += 1;
+                Outcome::Interrupted
+            }
+        };
+        r.series.finished(outcome, attempt.took);
         if let Some(delay) = d.retry_in {
             // Wake for our own retries without waiting for a lookup.
             let at = Instant::now() + delay;
@@ -796,6 +830,14 @@ impl<'a> Coordinator<'a> {
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
+}
+
+/// How long a claimed attempt waited: from when it could first be claimed (its task's
+/// creation, or the end of a retry's back-off or a delayed start) to the claim.
+fn queue_wait(t: &stask_storage::TaskRecord) -> Duration {
+    let due = t.created_at.max(t.run_after);
+    let started = t.started_at.unwrap_or(due);
+    Duration::from_millis(started.saturating_sub(due).max(0) as u64)
 }
 
 /// Why `execute` cannot claim a task.

@@ -1,9 +1,11 @@
 //! A task the engine has claimed and not yet concluded: what its log lines need.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use stask_storage::{LogLine, Status, TaskRecord};
 
+use crate::metrics::TaskSeries;
 use crate::task_log;
 
 /// A claimed task in flight.
@@ -24,11 +26,13 @@ pub struct Running {
     pub log_lines: u32,
     /// Whether the worker was told to stop.
     pub cancel_sent: bool,
+    /// The metrics of its worker and action.
+    pub series: Arc<TaskSeries>,
 }
 
 impl Running {
-    /// Starts tracking a claimed task.
-    pub fn new(task: TaskRecord) -> Self {
+    /// Starts tracking a claimed task, recording into `series`.
+    pub fn new(task: TaskRecord, series: Arc<TaskSeries>) -> Self {
         Running {
             task,
             slot: None,
@@ -38,6 +42,7 @@ impl Running {
             message: String::new(),
             log_lines: 0,
             cancel_sent: false,
+            series,
         }
     }
 

@@ -134,6 +134,8 @@ struct Runner {
     /// How many queue entries (from the front) were sent to this runner.
     sent: usize,
     load_deadline: Instant,
+    /// Counts the process as alive (metrics) until it is reaped and this is dropped.
+    _alive: crate::metrics::RunnerAlive,
 }
 
 impl Runner {
@@ -637,6 +639,7 @@ impl Slot {
             ready: false,
             sent: 0,
             load_deadline: Instant::now() + LOAD_TIMEOUT,
+            _alive: crate::metrics::global().runner_started(),
         })
     }
 }

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use stask_storage::now_ms;
 
 use super::error::ApiError;
-use super::extract::{Id, JsonBody, PathText};
+use super::extract::{not_null, Id, JsonBody, PathText};
 use super::{Principal, Shared, Via};
 use crate::auth::{self as creds, secret_hash, Role};
 use crate::ops::accounts;
@@ -39,12 +39,16 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts from login.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Routes anyone may call: logging in, and the web interface (everything outside /api).
+/// Routes anyone may call: logging in, and the web interface (everything outside /api
+/// but `/metrics`, which needs credentials like the API).
+/// The login path is public whatever the method, so that another method is answered
+/// 405 (with `Allow: POST`) as on every other route, not 401.
 fn is_public(method: &Method, path: &str) -> bool {
-    (method == Method::POST && path == "/api/v1/auth/login")
+    path == "/api/v1/auth/login"
         || (matches!(*method, Method::GET | Method::HEAD)
             && path != "/api"
-            && !path.starts_with("/api/"))
+            && !path.starts_with("/api/")
+            && path != "/metrics")
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -179,13 +183,13 @@ pub async fn login(
             "password is required",
         ));
     }
-    if body.password.len() > creds::MAX_PASSWORD_BYTES {
+    if body.password.chars().count() > creds::MAX_PASSWORD_CHARS {
         return Err(ApiError::invalid(
             "password",
             "password_too_long",
             format!(
-                "the password must have at most {} bytes",
-                creds::MAX_PASSWORD_BYTES
+                "the password must have at most {} characters",
+                creds::MAX_PASSWORD_CHARS
             ),
         ));
     }
@@ -397,7 +401,9 @@ fn blocked_for(st: &Shared, keys: &[String]) -> Option<Duration> {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     password: String,
-    /// Required when users change their own password.
+    /// Required when users change their own password (left out otherwise; `null` is
+    /// refused).
+    #[serde(default, deserialize_with = "not_null")]
     current_password: Option<String>,
 }
 
@@ -483,6 +489,7 @@ pub async fn list_tokens(
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     role: String,
+    #[serde(default, deserialize_with = "not_null")]
     name: Option<String>,
 }
 
@@ -499,10 +506,9 @@ pub async fn create_token(
         .db(move |store, _| {
             Ok(accounts::create_token(
                 store,
-                body.name
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty()),
+                // Left out: a name is made up; given, it must be a valid name (an
+                // empty one is refused, as the description says).
+                body.name.as_deref(),
                 role,
                 Some(&by),
             )?)

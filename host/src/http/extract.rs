@@ -45,19 +45,42 @@ fn is_json(req: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// Parses JSON text into `T`, naming the field of a mismatch.
+/// The 400 for a body that is not JSON.
+fn invalid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("the request body is not valid JSON: {e}"),
+    )
+}
+
+/// Parses a JSON request body into `T`, naming the field of a mismatch. Every body of
+/// this API is a JSON object: anything else (an array, which serde would otherwise
+/// read into a struct field by field, a string, a number, `null`) is refused with 422
+/// naming `body`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Well-formed JSON of another kind is a body of the wrong shape; malformed JSON
+        // is a 400 whatever it starts with.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::invalid(
+                    "body",
+                    "invalid_field",
+                    "the request body must be a JSON object ({\"field\": value, ...})",
+                ),
+                Err(e) => invalid_json(&e),
+            },
+        );
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(e) => {
             let inner = e.inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("the request body is not valid JSON: {inner}"),
-                ));
+                return Err(invalid_json(inner));
             }
             let path = e.path().to_string();
             let text = inner.to_string();
@@ -125,8 +148,23 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
+/// For an optional body field (`#[serde(default, deserialize_with = "not_null")]` on an
+/// `Option<T>`) that may be left out but not sent as `null`: a `null` is refused like
+/// any other value of the wrong type, naming the field (a client that sends `null`
+/// for a value it means to leave out learns so instead of getting the default).
+pub fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// Query parameters, checked by name: unknown ones are refused (a misspelt filter must
-/// not silently list everything).
+/// not silently list everything). A parameter with a fixed form (a name from a list, a
+/// number, a date: [`Params::value`], [`Params::int`]) is left out or given a value,
+/// never empty (`?status=` is refused, not read as "any status"); an empty free-text
+/// filter ([`Params::text`], [`Params::literal`]) is no filter.
 pub struct Params(HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
@@ -196,7 +234,22 @@ impl Params {
         }
     }
 
-    /// A text parameter (empty counts as absent).
+    /// A parameter with a fixed form (a name from a list, a number, a date) exactly as
+    /// given, so that spaces around it are refused like any other wrong value; an
+    /// empty value is refused (400 `empty_parameter`), not taken as absent.
+    pub fn value(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            Some("") => Err(ApiError::bad_field(
+                name,
+                "empty_parameter",
+                format!("query parameter '{name}' is empty; leave it out or give it a value"),
+            )),
+            v => Ok(v),
+        }
+    }
+
+    /// A free-text parameter (surrounding white space removed; empty or only white
+    /// space counts as absent: no filter).
     pub fn text(&self, name: &str) -> Option<String> {
         self.0
             .get(name)
@@ -216,14 +269,14 @@ impl Params {
 
     /// A whole-number parameter within `[min, max]`.
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
-        let Some(v) = self.text(name) else {
+        let Some(v) = self.value(name)? else {
             return Ok(None);
         };
         let n: i64 = v.parse().map_err(|_| {
             ApiError::bad_field(
                 name,
                 "invalid_parameter",
-                format!("{name} must be a whole number, not '{v}'"),
+                format!("{name} must be a whole number between {min} and {max}, not '{v}'"),
             )
         })?;
         if n < min || n > max {
@@ -237,7 +290,9 @@ impl Params {
     }
 }
 
-/// A path parameter that must be a task or token id (a positive whole number).
+/// A path parameter that must be a task or token id: a whole number from 1 to
+/// `i64::MAX` (what the OpenAPI description says); anything else, a larger number
+/// included, is refused with 400 naming `id`.
 pub struct Id(pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
@@ -255,7 +310,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
             _ => Err(ApiError::bad_field(
                 "id",
                 "invalid_id",
-                format!("'{raw}' is not an id (a positive whole number)"),
+                format!(
+                    "'{raw}' is not an id: ids are whole numbers from 1 to {}",
+                    i64::MAX
+                ),
             )),
         }
     }
@@ -285,5 +343,55 @@ impl PathText {
     /// One parameter (empty when missing).
     pub fn get(&self, name: &str) -> String {
         self.0.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default, deserialize_with = "not_null")]
+        age: Option<String>,
+        #[serde(default)]
+        all: bool,
+    }
+
+    #[test]
+    fn only_a_json_object_is_a_body() {
+        for text in ["[]", "[\"1d\", true]", " null", "\"x\"", "3", "true"] {
+            let e = parse_json::<Body>(text.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.status, e.field.as_deref()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("body")),
+                "{text}"
+            );
+        }
+        // Broken JSON stays a 400, whatever it starts with.
+        for text in ["[1,", "{", "nul", ""] {
+            let e = parse_json::<Body>(text.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (StatusCode::BAD_REQUEST, "invalid_json"),
+                "{text}"
+            );
+        }
+        let b: Body = parse_json(b" {\"age\": \"1d\", \"all\": true}").unwrap();
+        assert_eq!((b.age.as_deref(), b.all), (Some("1d"), true));
+    }
+
+    #[test]
+    fn an_optional_field_is_left_out_not_null() {
+        let b: Body = parse_json(b"{}").unwrap();
+        assert_eq!(b.age, None);
+        let e = parse_json::<Body>(b"{\"age\": null}").unwrap_err();
+        assert_eq!(
+            (e.status, e.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("age"))
+        );
     }
 }

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod metrics;
 pub mod server;
 mod stats;
 pub mod streams;
@@ -141,6 +142,14 @@ impl Principal {
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
+        } else if self.role == Role::Metrics {
+            Err(ApiError::forbidden(
+                "forbidden",
+                format!(
+                    "this needs the {role} role; {} has the metrics role, which may read only GET /metrics",
+                    self.name
+                ),
+            ))
         } else {
             Err(ApiError::forbidden(
                 "forbidden",
@@ -219,30 +228,37 @@ pub const ROUTE_ROLES: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/workers/{id}/schedule/resume", Some(Role::Admin)),
 ];
 
-/// Refuses (403) callers below the route's role in [`ROUTE_ROLES`]; a route missing
-/// from the table is refused to everyone but admins, so a forgotten entry fails
-/// closed.
+/// Routes outside `/api/v1` that need credentials, by their full path, checked like
+/// [`ROUTE_ROLES`] (and against openapi.json). Everything else outside `/api` is the web
+/// interface's files: public. `GET /metrics` (Prometheus) is at the root, where
+/// scrapers look for it; the `metrics` role (API tokens only) may read it and nothing
+/// else.
+pub const ROOT_ROUTE_ROLES: &[(&str, &str, Option<Role>)] =
+    &[("GET", "/metrics", Some(Role::Metrics))];
+
+/// Refuses (403) callers below the route's role in [`ROUTE_ROLES`] (or
+/// [`ROOT_ROUTE_ROLES`]); a route missing from the table is refused to everyone but
+/// admins, so a forgotten entry fails closed.
 async fn require_role(
     matched: Option<axum::extract::MatchedPath>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let path = matched
+    let full = matched
         .as_ref()
-        .map(|m| {
-            m.as_str()
-                .strip_prefix("/api/v1")
-                .unwrap_or(m.as_str())
-                .replace("{*", "{")
-        })
+        .map(|m| m.as_str().replace("{*", "{"))
         .unwrap_or_default();
+    let (table, path) = match full.strip_prefix("/api/v1") {
+        Some(p) => (ROUTE_ROLES, p),
+        None => (ROOT_ROUTE_ROLES, full.as_str()),
+    };
     // HEAD is answered by the GET route, with its role.
     let method = match req.method().as_str() {
         "HEAD" => "GET".to_owned(),
         m => m.to_owned(),
     };
-    let needed = ROUTE_ROLES
+    let needed = table
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
         .map_or(Some(Role::Admin), |(_, _, r)| *r);
@@ -529,6 +545,10 @@ pub fn router(state: Shared) -> Router {
     // the connection's fate, an oversized declared body, credentials; then the route's
     // role and the body (above).
     Router::new()
+        .route(
+            "/metrics",
+            get(metrics::scrape).route_layer(axum::middleware::from_fn(require_role)),
+        )
         .nest("/api/v1", api)
         .fallback(web)
         .layer(axum::middleware::from_fn_with_state(
@@ -538,6 +558,8 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(axum::middleware::from_fn(close_if_unread))
         .layer(axum::middleware::from_fn(common_headers))
+        // Outermost, so every answer is counted (refusals too).
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(state)
 }
 
@@ -693,21 +715,22 @@ mod tests {
         for (path, ops) in doc["paths"].as_object().expect("paths") {
             for (method, op) in ops.as_object().expect("operations") {
                 let role = op["x-required-role"].as_str().expect("x-required-role");
-                documented.push((
-                    method.to_uppercase(),
-                    path.strip_prefix("/api/v1")
-                        .expect("under /api/v1")
-                        .to_owned(),
-                    role.to_owned(),
-                ));
+                documented.push((method.to_uppercase(), path.clone(), role.to_owned()));
             }
         }
-        let mut table: Vec<(String, String, String)> = ROUTE_ROLES
+        // API routes are relative to /api/v1; the others are full paths.
+        let api = ROUTE_ROLES
             .iter()
+            .map(|(m, p, r)| (m, format!("/api/v1{p}"), r));
+        let root = ROOT_ROUTE_ROLES
+            .iter()
+            .map(|(m, p, r)| (m, p.to_string(), r));
+        let mut table: Vec<(String, String, String)> = api
+            .chain(root)
             .map(|(m, p, r)| {
                 (
                     m.to_string(),
-                    p.to_string(),
+                    p,
                     r.map_or("public".to_owned(), |r| r.as_str().to_owned()),
                 )
             })

@@ -57,11 +57,11 @@ pub async fn dashboard(
 
 /// A custom range from `since` / `until`, if given.
 fn range(params: &Params, tz: chrono_tz::Tz) -> Result<Option<(String, i64, i64)>, ApiError> {
-    let (since, until) = (params.text("since"), params.text("until"));
+    let (since, until) = (params.value("since")?, params.value("until")?);
     if since.is_none() && until.is_none() {
         return Ok(None);
     }
-    stats::resolve_range(None, since.as_deref(), until.as_deref(), tz, Utc::now())
+    stats::resolve_range(None, since, until, tz, Utc::now())
         .map(Some)
         .map_err(|p| ApiError::from(p).with_status(axum::http::StatusCode::BAD_REQUEST))
 }
@@ -122,21 +122,15 @@ pub async fn time(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.allow(&["period", "since", "until"])?;
-    let period = params.text("period");
-    let (since, until) = (params.text("since"), params.text("until"));
+    let period = params.value("period")?;
+    let (since, until) = (params.value("since")?, params.value("until")?);
     let period = if period.is_none() && since.is_none() && until.is_none() {
-        Some("today".to_owned())
+        Some("today")
     } else {
         period
     };
-    let (name, a, b) = stats::resolve_range(
-        period.as_deref(),
-        since.as_deref(),
-        until.as_deref(),
-        st.tz,
-        Utc::now(),
-    )
-    .map_err(|p| ApiError::from(p).with_status(axum::http::StatusCode::BAD_REQUEST))?;
+    let (name, a, b) = stats::resolve_range(period, since, until, st.tz, Utc::now())
+        .map_err(|p| ApiError::from(p).with_status(axum::http::StatusCode::BAD_REQUEST))?;
     st.db(move |store, st| to_json(&stats::period(store, &name, a, b, st.tz)?))
         .await
         .map(Json)

@@ -262,14 +262,20 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     params.allow(&["offset"])?;
     let mut offset = params.int("offset", 0, i64::MAX)?.unwrap_or(0) as u64;
-    if let Some(v) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        offset = v.trim().parse().map_err(|_| {
-            ApiError::bad_field(
-                "Last-Event-ID",
-                "invalid_parameter",
-                "Last-Event-ID must be a line position sent by this stream",
-            )
-        })?;
+    if let Some(v) = headers.get("last-event-id") {
+        // What this stream sent as an event id: a line sequence number (0 to i64::MAX).
+        offset = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::bad_field(
+                    "Last-Event-ID",
+                    "invalid_parameter",
+                    "Last-Event-ID must be a line position sent by this stream",
+                )
+            })?;
     }
     st.db(move |store, _| ops::find(store, id).map_err(ApiError::from))
         .await?;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use stask_storage::{Priority, TaskQuery};
 
 use super::error::ApiError;
-use super::extract::{Id, JsonBody, OptionalJson, Params};
+use super::extract::{not_null, Id, JsonBody, OptionalJson, Params};
 use super::{Principal, Shared};
 use crate::auth::Role;
 use crate::ops::tasks::{self as ops, BulkAction, CleanRequest, Done, TaskRequest};
@@ -59,22 +59,22 @@ pub async fn list(
     let bad_request = |p| ApiError::from(p).into_bad_request();
     let bound = |name: &str, end: bool| -> Result<Option<i64>, ApiError> {
         params
-            .text(name)
-            .map(|v| crate::stats::parse_bound(&v, tz, end, name).map_err(bad_request))
+            .value(name)?
+            .map(|v| crate::stats::parse_bound(v, tz, end, name).map_err(bad_request))
             .transpose()
     };
     let limit = params.int("limit", 1, MAX_PAGE)?.unwrap_or(50);
     let offset = params.int("offset", 0, i64::MAX)?.unwrap_or(0);
     let query = TaskQuery {
         status: params
-            .text("status")
-            .map(|v| ops::parse_status(&v, "status").map_err(bad_request))
+            .value("status")?
+            .map(|v| ops::parse_status(v, "status").map_err(bad_request))
             .transpose()?,
         worker: params.text("worker"),
         action: params.text("action"),
         priority: params
-            .text("priority")
-            .map(|v| ops::parse_priority(&v, "priority").map_err(bad_request))
+            .value("priority")?
+            .map(|v| ops::parse_priority(v, "priority").map_err(bad_request))
             .transpose()?,
         started_by: params.text("user"),
         created_from: bound("created_from", false)?,
@@ -109,15 +109,15 @@ pub async fn list(
 pub struct NewTask {
     worker: String,
     action: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     data: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     priority: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     max_attempts: Option<u32>,
     #[serde(default)]
     allow_sensitive: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     count: Option<usize>,
 }
 
@@ -328,7 +328,8 @@ pub async fn process(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Clean {
-    #[serde(default)]
+    /// Left out: the default age; `null` is refused.
+    #[serde(default, deserialize_with = "not_null")]
     older_than: Option<String>,
     #[serde(default)]
     include_failed: bool,

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use stask_storage::Store;
 
 use super::error::ApiError;
-use super::extract::{JsonBody, OptionalJson, PathText};
+use super::extract::{not_null, JsonBody, OptionalJson, PathText};
 use super::{AppState, Principal, Shared};
 use crate::auth::Role;
 use crate::discovery::{CleanReport, DiscoverReport, RescanReport};
@@ -184,23 +184,32 @@ pub async fn schedule(
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     kind: String,
+    // Optional fields are left out, never `null` (refused, naming the field).
+    #[serde(default, deserialize_with = "not_null")]
     at: Option<String>,
     /// A number or text.
+    #[serde(default, deserialize_with = "not_null")]
     minute: Option<Value>,
     /// `"mon,fri"` or `["mon", "fri"]`.
+    #[serde(default, deserialize_with = "not_null")]
     days: Option<Value>,
+    #[serde(default, deserialize_with = "not_null")]
     every: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     from: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     to: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     data: Option<Value>,
     #[serde(default)]
     allow_sensitive: bool,
+    #[serde(default, deserialize_with = "not_null")]
     paused: Option<bool>,
 }
 
 fn text_value(v: Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
     match v {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(Value::Number(n)) if field == "minute" => Ok(Some(n.to_string())),
         Some(Value::Array(items)) if field == "days" => {

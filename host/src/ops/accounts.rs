@@ -7,7 +7,7 @@ use stask_storage::{now_ms, Store, TokenRecord, UserRecord, SCHEDULE_STARTED_BY}
 
 use crate::auth::{
     hash_password, random_password, random_secret, secret_hash, verify_password, Role,
-    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, TOKEN_PREFIX,
+    MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, TOKEN_PREFIX,
 };
 use crate::problem::Problem;
 
@@ -47,11 +47,11 @@ pub fn check_password(password: &str, field: &str) -> Result<(), Problem> {
             format!("the password must have at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    if password.len() > MAX_PASSWORD_BYTES {
+    if password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(Problem::invalid(
             field,
             "password_too_long",
-            format!("the password must have at most {MAX_PASSWORD_BYTES} bytes"),
+            format!("the password must have at most {MAX_PASSWORD_CHARS} characters"),
         ));
     }
     Ok(())
@@ -79,9 +79,22 @@ pub fn user_exists(name: &str) -> anyhow::Error {
     .into()
 }
 
-/// Creates a user after checking name and password.
+/// Refuses the `metrics` role for a user: it is for API tokens of scrapers only.
+fn check_user_role(role: Role) -> Result<(), Problem> {
+    if role == Role::Metrics {
+        return Err(Problem::invalid(
+            "role",
+            "invalid_role",
+            "the metrics role is for API tokens only (`stask tokens create --role metrics`); users are admin, operator or viewer",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a user after checking name, role and password.
 pub fn add_user(store: &dyn Store, name: &str, role: Role, password: &str) -> Result<UserRecord> {
     check_user_name(name)?;
+    check_user_role(role)?;
     check_password(password, "password")?;
     let hash = hash_password(password)?;
     store
@@ -120,6 +133,7 @@ pub fn change_own_password(
 
 /// Changes a user's role; the last admin keeps theirs.
 pub fn set_role(store: &mut dyn Store, name: &str, role: Role) -> Result<()> {
+    check_user_role(role)?;
     match store.set_user_role(name, role.as_str(), now_ms())? {
         None => Err(no_user(name)),
         Some(false) => Err(Problem::conflict(
@@ -244,6 +258,23 @@ mod tests {
             .message
             .contains("token name"));
         assert!(check_password("short", "password").is_err());
+    }
+
+    #[test]
+    fn the_metrics_role_is_for_tokens_only() {
+        let mut env = Env::new();
+        let store = &mut *env.store;
+        let p = problem(add_user(store, "prom", Role::Metrics, "long enough"));
+        assert_eq!((p.code, p.field.as_deref()), ("invalid_role", Some("role")));
+        assert!(p.message.contains("tokens"), "{}", p.message);
+        add_user(store, "ann", Role::Admin, "long enough").unwrap();
+        add_user(store, "bob", Role::Viewer, "long enough").unwrap();
+        assert_eq!(
+            problem(set_role(store, "bob", Role::Metrics)).code,
+            "invalid_role"
+        );
+        let (rec, _) = create_token(store, Some("prometheus"), Role::Metrics, Some("ann")).unwrap();
+        assert_eq!(rec.role, "metrics");
     }
 
     #[test]

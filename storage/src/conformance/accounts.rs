@@ -39,3 +39,19 @@ pub fn tokens_get_default_names_and_can_be_revoked(h: &dyn Harness) {
     assert!(s.use_token("hash1", 4).unwrap().is_none());
     assert_eq!(s.revoke_token(99, 3).unwrap(), None);
 }
+
+pub fn tokens_may_have_the_metrics_role(h: &dyn Harness) {
+    let mut s = h.open();
+    let t = s
+        .insert_token(Some("prometheus"), "metrics", "hash-m", Some("admin"), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.role, "metrics");
+    let used = s.use_token("hash-m", 2).unwrap().unwrap();
+    assert_eq!((used.id, used.role.as_str()), (t.id, "metrics"));
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(
+        listed.iter().find(|x| x.id == t.id).unwrap().role,
+        "metrics"
+    );
+}

@@ -41,7 +41,11 @@ pub trait Harness: Sync {
 macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@modules $harness;
-            accounts { users_sessions_and_the_last_admin, tokens_get_default_names_and_can_be_revoked }
+            accounts {
+                users_sessions_and_the_last_admin,
+                tokens_get_default_names_and_can_be_revoked,
+                tokens_may_have_the_metrics_role
+            }
             files {
                 files_are_stored_listed_and_read_back_in_chunks,
                 a_file_over_its_limit_stores_nothing,

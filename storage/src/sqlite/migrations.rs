@@ -348,6 +348,24 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO meta (key, value) SELECT 'next_task_id', COALESCE(MAX(id), 0) + 1 FROM tasks;
     INSERT INTO meta (key, value) VALUES ('next_line_seq', 1);
     INSERT INTO meta (key, value) VALUES ('legacy_files_imported', 0);",
+    // 7: API tokens may have the `metrics` role (scrapers of GET /metrics). SQLite
+    // cannot change a CHECK constraint, so the table is rebuilt with its rows.
+    "CREATE TABLE api_tokens_new (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        role            TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer', 'metrics')),
+        token_hash      TEXT NOT NULL UNIQUE,
+        created_by      TEXT,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    );
+    INSERT INTO api_tokens_new (id, name, role, token_hash, created_by, created_at,
+            last_used_at, revoked_at)
+        SELECT id, name, role, token_hash, created_by, created_at, last_used_at, revoked_at
+        FROM api_tokens;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_new RENAME TO api_tokens;",
 ];
 
 /// The schema version this build expects.
@@ -409,4 +427,59 @@ fn enable_incremental_vacuum(conn: &mut Connection) -> Result<(), StoreError> {
         let _ = conn.pragma_update(None, "auto_vacuum", mode);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::Accounts as _;
+
+    #[test]
+    fn migration_7_keeps_the_tokens_and_admits_the_metrics_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        {
+            // A database as stask left it at version 6, with a token.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 6).unwrap();
+            conn.execute(
+                "INSERT INTO api_tokens (name, role, token_hash, created_by, created_at, last_used_at)
+                 VALUES ('ci', 'operator', 'h1', 'ann', 5, 6)",
+                [],
+            )
+            .unwrap();
+            let refused = conn.execute(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at)
+                 VALUES ('prom', 'metrics', 'h2', 5)",
+                [],
+            );
+            assert!(refused.is_err(), "version 6 refuses the metrics role");
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        let kept = s.use_token("h1", 7).unwrap().expect("the token survives");
+        assert_eq!(
+            (
+                kept.name.as_str(),
+                kept.role.as_str(),
+                kept.created_by.as_deref()
+            ),
+            ("ci", "operator", Some("ann"))
+        );
+        let t = s
+            .insert_token(Some("prom"), "metrics", "h2", None, 8)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.role, "metrics");
+        assert!(t.id > kept.id);
+        // The constraint still holds for anything else.
+        assert!(s.insert_token(Some("x"), "boss", "h3", None, 9).is_err());
+        assert!(s
+            .insert_token(Some("ci"), "viewer", "h4", None, 9)
+            .unwrap()
+            .is_none());
+    }
 }

@@ -316,14 +316,22 @@ pub enum Done {
     Deleted,
 }
 
-/// The ids of a bulk request, checked (1 to [`MAX_BULK`]) and without repeats, in
-/// their first order.
+/// The ids of a bulk request, checked (1 to [`MAX_BULK`] ids, each at least 1: no task
+/// has another id) and without repeats, in their first order.
 pub fn bulk_ids(ids: &[i64]) -> Result<Vec<i64>, Problem> {
     if ids.is_empty() || ids.len() > MAX_BULK {
         return Err(Problem::invalid(
             "ids",
             "invalid_ids",
             format!("ids must list 1 to {MAX_BULK} task ids"),
+        ));
+    }
+    if let Some(i) = ids.iter().position(|&id| id < 1) {
+        let field = format!("ids[{i}]");
+        return Err(Problem::invalid(
+            &field,
+            "invalid_ids",
+            format!("{field}: {} is not a task id (ids start at 1)", ids[i]),
         ));
     }
     let mut out = Vec::with_capacity(ids.len());

@@ -74,7 +74,9 @@ pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> R
 /// [`create_tasks`], answering with the first task as stored too.
 pub fn create(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Created> {
     let data = validate(store, req, count)?;
-    insert(store, req, data, count)
+    let created = insert(store, req, data, count)?;
+    crate::metrics::global().tasks_created(&req.worker, &req.action, created.ids.len() as u64);
+    Ok(created)
 }
 
 /// Every check of a request, against the registered worker; returns the data as the

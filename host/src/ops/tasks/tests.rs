@@ -259,6 +259,11 @@ fn bulk_actions_answer_per_id_and_refuse_bad_requests() {
     assert_eq!(bulk_ids(&[]).unwrap_err().field.as_deref(), Some("ids"));
     assert!(bulk_ids(&vec![1; MAX_BULK + 1]).is_err());
     assert_eq!(bulk_ids(&[3, 1, 3, 2, 1]).unwrap(), [3, 1, 2]);
+    // No task has an id below 1: such an id is refused, naming its place.
+    assert_eq!(
+        bulk_ids(&[3, 0]).unwrap_err().field.as_deref(),
+        Some("ids[1]")
+    );
 
     let ann = operator("ann");
     let p = problem(bulk(&mut *env.store, &ann, BulkAction::Delete, &[mine]));
