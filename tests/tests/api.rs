@@ -3263,6 +3263,96 @@ fn task_views_carry_no_server_paths() {
 }
 
 #[test]
+fn query_parameters_an_operation_does_not_declare_are_refused_everywhere() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let task = svc.create(
+        &admin,
+        "demo",
+        "echo",
+        json!({ "message": "hi" }),
+        json!({}),
+    );
+    for (method, path, name) in [
+        ("GET", "/api/v1/dashboard?limit=5".to_owned(), "limit"),
+        ("GET", "/api/v1/workers?active=true".to_owned(), "active"),
+        (
+            "GET",
+            "/api/v1/workers/demo?verbose=1".to_owned(),
+            "verbose",
+        ),
+        ("GET", "/api/v1/auth/me?x=1".to_owned(), "x"),
+        ("GET", format!("/api/v1/tasks/{task}?lines=5"), "lines"),
+        (
+            "GET",
+            format!("/api/v1/tasks/{task}/events?limit=5"),
+            "limit",
+        ),
+        ("POST", "/api/v1/tasks/process?now=1".to_owned(), "now"),
+        ("GET", "/metrics?name=x".to_owned(), "name"),
+    ] {
+        let body = (method == "POST").then(|| json!({}));
+        let r = api.call(&admin, method, &path, body.as_ref());
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "unknown_parameter"),
+            "{method} {path}: {}",
+            r.body
+        );
+        assert_eq!(r.json()["error"]["field"], name, "{method} {path}");
+    }
+    // Declared parameters are still taken, and the role is checked first.
+    api.get(&admin, "/api/v1/tasks?limit=1").expect(200);
+    api.get(&admin, &format!("/api/v1/tasks/{task}/logs?offset=0"))
+        .expect(200);
+    assert_eq!(
+        api.get(&Cred::None, "/api/v1/dashboard?limit=5").status,
+        401
+    );
+}
+
+#[test]
+fn worker_views_in_the_api_carry_no_server_paths() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let admin = svc.admin();
+    let home = svc.home.path().to_str().expect("UTF-8 home").to_owned();
+    let views = [
+        ("list", api.get(&admin, "/api/v1/workers").expect(200)),
+        (
+            "details",
+            api.get(&admin, "/api/v1/workers/demo").expect(200),
+        ),
+        (
+            "deactivate",
+            api.post(&admin, "/api/v1/workers/demo/deactivate", &json!({}))
+                .expect(200),
+        ),
+        (
+            "activate",
+            api.post(&admin, "/api/v1/workers/demo/activate", &json!({}))
+                .expect(200),
+        ),
+    ];
+    for (what, view) in &views {
+        assert!(
+            !view.to_string().contains(&home),
+            "{what} shows a path in the home: {view:#}"
+        );
+    }
+    let library = &views[1].1["library"];
+    assert!(library.get("path").is_none(), "{library:#}");
+    let file = library["file"].as_str().expect("the library's file name");
+    assert!(!file.contains('/') && file.contains("demo"), "{library:#}");
+    assert_eq!(library["exists"], true, "{library:#}");
+    // The command line, on the host itself, still says where the file is.
+    let cli = svc.home.json(&["workers", "show", "demo"]);
+    let path = cli["library"]["path"].as_str().expect("a path");
+    assert!(path.starts_with(&home) && path.ends_with(file), "{cli:#}");
+}
+
+#[test]
 fn the_description_documents_every_status_a_client_can_meet() {
     let svc = Service::start(&[], &[]);
     let doc = served_description(&svc);

@@ -170,7 +170,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             println!("  description: {}", view.description);
             println!(
                 "  library:     {}{}",
-                view.library.path,
+                view.library.path.as_deref().unwrap_or(&view.library.file),
                 if view.library.exists {
                     ""
                 } else {

@@ -275,6 +275,79 @@ async fn require_role(
     next.run(req).await
 }
 
+/// The query parameters each operation takes, by method and full path template, as
+/// openapi.json declares them (path-level and operation-level, `$ref`s resolved).
+static QUERY_PARAMETERS: std::sync::LazyLock<
+    std::collections::HashMap<(String, String), Vec<String>>,
+> = std::sync::LazyLock::new(|| {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let resolve = |p: &serde_json::Value| -> serde_json::Value {
+        match p["$ref"].as_str() {
+            Some(r) => doc
+                .pointer(r.trim_start_matches('#'))
+                .cloned()
+                .unwrap_or_default(),
+            None => p.clone(),
+        }
+    };
+    let mut out = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        let shared = item["parameters"].as_array().cloned().unwrap_or_default();
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if method == "parameters" {
+                continue;
+            }
+            let own = op["parameters"].as_array().cloned().unwrap_or_default();
+            let names = shared
+                .iter()
+                .chain(&own)
+                .map(resolve)
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            out.insert((method.to_uppercase(), path.clone()), names);
+        }
+    }
+    out
+});
+
+/// Refuses (400 `unknown_parameter`) query parameters the route's operation does not
+/// declare in openapi.json, for every route alike, so a misspelt parameter is never
+/// silently ignored, even where an operation takes none. Runs after the role check.
+async fn refuse_unknown_query(
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts as _;
+    use axum::response::IntoResponse as _;
+    if req.uri().query().is_none() {
+        return next.run(req).await;
+    }
+    let path = matched
+        .as_ref()
+        .map(|m| m.as_str().replace("{*", "{"))
+        .unwrap_or_default();
+    let method = match req.method().as_str() {
+        "HEAD" => "GET".to_owned(),
+        m => m.to_owned(),
+    };
+    let allowed: Vec<&str> = QUERY_PARAMETERS
+        .get(&(method, path))
+        .map(|names| names.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let (mut parts, body) = req.into_parts();
+    let checked = match extract::Params::from_request_parts(&mut parts, &()).await {
+        Ok(params) => params.allow(&allowed),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
+        return e.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
 async fn no_route() -> ApiError {
     ApiError::not_found(
         "no_route",
@@ -538,6 +611,7 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             buffer_body,
         ))
+        .route_layer(axum::middleware::from_fn(refuse_unknown_query))
         .route_layer(axum::middleware::from_fn(require_role))
         .method_not_allowed_fallback(wrong_method);
     // Everything outside /api/v1 is the web interface ([`web`]), public so a browser
@@ -547,7 +621,9 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(metrics::scrape).route_layer(axum::middleware::from_fn(require_role)),
+            get(metrics::scrape)
+                .route_layer(axum::middleware::from_fn(refuse_unknown_query))
+                .route_layer(axum::middleware::from_fn(require_role)),
         )
         .nest("/api/v1", api)
         .fallback(web)
@@ -706,6 +782,25 @@ impl Drop for HttpServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_has_its_query_parameters_from_the_description() {
+        let routes = ROUTE_ROLES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), format!("/api/v1{p}")))
+            .chain(
+                ROOT_ROUTE_ROLES
+                    .iter()
+                    .map(|(m, p, _)| (m.to_string(), p.to_string())),
+            );
+        for key in routes {
+            assert!(QUERY_PARAMETERS.contains_key(&key), "{key:?}");
+        }
+        let tasks = &QUERY_PARAMETERS[&("GET".to_owned(), "/api/v1/tasks".to_owned())];
+        assert!(tasks.iter().any(|n| n == "before_id"), "{tasks:?}");
+        let events = &QUERY_PARAMETERS[&("GET".to_owned(), "/api/v1/tasks/{id}/events".to_owned())];
+        assert_eq!(events, &["offset"]);
+    }
 
     #[test]
     fn the_role_table_and_the_openapi_description_agree() {

@@ -33,7 +33,9 @@ pub async fn list(
 
 fn details(store: &dyn Store, st: &AppState, id: &str) -> Result<WorkerDetails, ApiError> {
     let w = ops::find(store, id)?;
-    Ok(WorkerDetails::load(store, &w, st.tz)?.with_counts(store)?)
+    Ok(WorkerDetails::load(store, &w, st.tz)?
+        .with_counts(store)?
+        .without_server_paths())
 }
 
 /// `GET /workers/{id}`: everything `workers show` shows, with task counts.

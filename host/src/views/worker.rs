@@ -48,8 +48,12 @@ pub struct WorkerView {
 /// Library details.
 #[derive(Debug, Clone, Serialize)]
 pub struct LibraryView {
-    /// File path.
-    pub path: String,
+    /// The file's name.
+    pub file: String,
+    /// Its path on the host: for the command line only, never sent to API clients
+    /// ([`WorkerDetails::without_server_paths`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Size in bytes.
     pub size: u64,
     /// SHA-256.
@@ -91,7 +95,10 @@ impl WorkerView {
             version: w.version.clone(),
             active: w.active,
             library: LibraryView {
-                path: w.library.path.clone(),
+                file: std::path::Path::new(&w.library.path)
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                path: Some(w.library.path.clone()),
                 size: w.library.size,
                 sha256: w.library.sha256.clone(),
                 exists: std::path::Path::new(&w.library.path).exists(),
@@ -131,6 +138,13 @@ impl WorkerDetails {
             task_count: None,
             tasks: None,
         })
+    }
+
+    /// The same without paths on the server (the API's answers: a client needs the
+    /// library's name and fingerprint, not where the host keeps it).
+    pub fn without_server_paths(mut self) -> WorkerDetails {
+        self.worker.library.path = None;
+        self
     }
 
     /// The same with the worker's task counts.
