@@ -174,9 +174,27 @@ pub struct Background {
 impl Background {
     /// Starts `cmd` with stdin closed and stdout / stderr captured.
     pub fn start(cmd: &mut Command) -> Background {
+        Background::start_with_stdin(cmd, Stdio::null())
+    }
+
+    /// Starts `cmd` with `input` on its standard input (a pipe, closed after it) and
+    /// stdout / stderr captured.
+    pub fn start_with_input(cmd: &mut Command, input: &[u8]) -> Background {
+        let mut bg = Background::start_with_stdin(cmd, Stdio::piped());
+        let mut stdin = bg.child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        // On a thread: a command that does not read all of it must not block the test.
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(&input);
+        });
+        bg
+    }
+
+    fn start_with_stdin(cmd: &mut Command, stdin: Stdio) -> Background {
         let shown = format!("{cmd:?}");
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -607,6 +625,42 @@ impl Home {
     /// Like [`Home::run`], with environment variables set for this command only.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         run_with_timeout(&mut self.command(args, env), COMMAND_TIMEOUT)
+    }
+
+    /// Like [`Home::run_env`], with `input` on standard input (a pipe, not a terminal).
+    pub fn run_with_input(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+        Background::start_with_input(&mut self.command(args, env), input.as_bytes())
+            .wait(COMMAND_TIMEOUT)
+    }
+
+    /// Starts `stask serve --bind 127.0.0.1:0 ARGS...` with `env` and waits until it
+    /// has published its address (`HOME/run/http-{pid}.addr`); returns the process and
+    /// its base URL (`http://127.0.0.1:PORT`). Panics with its stderr if it ends first.
+    pub fn serve_http(&self, args: &[&str], env: &[(&str, &str)]) -> (Background, String) {
+        let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut bg = self.spawn(&all, env);
+        let file = self
+            .root
+            .join("run")
+            .join(format!("http-{}.addr", bg.pid()));
+        let url = wait_until(
+            COMMAND_TIMEOUT,
+            "the service wrote its address file",
+            || {
+                if let Some(status) = bg.try_status() {
+                    panic!(
+                        "stask serve ended ({status}) before it was ready\n{}",
+                        bg.stderr_so_far()
+                    );
+                }
+                std::fs::read_to_string(&file)
+                    .ok()
+                    .filter(|t| t.ends_with('\n'))
+                    .map(|t| t.trim().to_owned())
+            },
+        );
+        (bg, url)
     }
 
     /// Starts `stask --home HOME ARGS...` with `env` in the background.

@@ -6,9 +6,8 @@
 //! `stask tokens create` (one per role, named after it).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -310,33 +309,10 @@ struct Service {
     tokens: HashMap<&'static str, String>,
 }
 
-/// The address file of a service.
-fn addr_file(home: &Home, pid: u32) -> PathBuf {
-    home.path().join("run").join(format!("http-{pid}.addr"))
-}
-
 /// The admin password the first start printed on stderr, if any.
 fn printed_password(stderr: &str) -> Option<String> {
     let rest = stderr.split("with password ").nth(1)?;
     Some(rest.split_whitespace().next()?.to_owned())
-}
-
-fn start_serve(home: &Home, env: &[(&str, &str)]) -> (Background, String) {
-    let mut bg = home.spawn(&["serve", "--bind", "127.0.0.1:0"], env);
-    let file = addr_file(home, bg.pid());
-    let url = wait_until(WAIT, "the service wrote its address file", || {
-        if let Some(status) = bg.try_status() {
-            panic!(
-                "stask serve ended ({status}) before it was ready\n{}",
-                bg.stderr_so_far()
-            );
-        }
-        std::fs::read_to_string(&file)
-            .ok()
-            .filter(|t| t.ends_with('\n'))
-            .map(|t| t.trim().to_owned())
-    });
-    (bg, url)
 }
 
 impl Service {
@@ -346,7 +322,7 @@ impl Service {
         if !libs.is_empty() {
             home.install_active(libs);
         }
-        let (bg, url) = start_serve(&home, env);
+        let (bg, url) = home.serve_http(&[], env);
         let admin_password = wait_until(WAIT, "the first admin's password is printed", || {
             printed_password(&bg.stderr_so_far())
         });
@@ -458,24 +434,13 @@ fn fill(path: &str, real: bool, task: i64) -> String {
 
 /// Runs a command with `input` on its standard input.
 fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
-    let mut cmd = home.command(args, &[]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start stask");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for stask")
+    home.run_with_input(args, &[], input)
 }
 
 #[test]
 fn first_start_creates_an_admin_prints_the_password_once_and_publishes_the_address() {
     let home = Home::new();
-    let (bg, url) = start_serve(&home, &[]);
+    let (bg, url) = home.serve_http(&[], &[]);
     let password = wait_until(WAIT, "the password is printed", || {
         printed_password(&bg.stderr_so_far())
     });
@@ -543,7 +508,7 @@ fn first_start_creates_an_admin_prints_the_password_once_and_publishes_the_addre
     );
 
     // A second start creates nobody and prints no password.
-    let (bg, url) = start_serve(&home, &[]);
+    let (bg, url) = home.serve_http(&[], &[]);
     let api = Api::new(&url);
     let (_, r) = api.login("admin", &password);
     r.expect(200);

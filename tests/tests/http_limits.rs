@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -38,23 +37,7 @@ impl Service {
             let t = home.json(&["tokens", "create", "--role", role, "--name", role]);
             tokens.insert(role, t["token"].as_str().expect("token").to_owned());
         }
-        let mut bg = home.spawn(&["serve", "--bind", "127.0.0.1:0"], env);
-        let file: PathBuf = home
-            .path()
-            .join("run")
-            .join(format!("http-{}.addr", bg.pid()));
-        let url = wait_until(WAIT, "the service wrote its address file", || {
-            if let Some(status) = bg.try_status() {
-                panic!(
-                    "stask serve ended ({status}) before it was ready\n{}",
-                    bg.stderr_so_far()
-                );
-            }
-            std::fs::read_to_string(&file)
-                .ok()
-                .filter(|t| t.ends_with('\n'))
-                .map(|t| t.trim().to_owned())
-        });
+        let (bg, url) = home.serve_http(&[], env);
         let addr = url.trim_start_matches("http://").to_owned();
         Service {
             home,

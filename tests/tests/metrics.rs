@@ -5,7 +5,6 @@
 //! The exposition is parsed (names, label sets, values, declared types), never grepped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -300,10 +299,6 @@ struct Service {
     tokens: HashMap<&'static str, String>,
 }
 
-fn addr_file(home: &Home, pid: u32) -> PathBuf {
-    home.path().join("run").join(format!("http-{pid}.addr"))
-}
-
 impl Service {
     /// Starts `serve ARGS` on a free port in `home` (tokens are made first).
     fn start(home: Home, args: &[&str], env: &[(&str, &str)]) -> Service {
@@ -312,22 +307,7 @@ impl Service {
             let t = home.json(&["tokens", "create", "--role", role, "--name", role]);
             tokens.insert(role, t["token"].as_str().expect("token").to_owned());
         }
-        let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut bg = home.spawn(&all, env);
-        let file = addr_file(&home, bg.pid());
-        let base = wait_until(WAIT, "the service wrote its address file", || {
-            if let Some(status) = bg.try_status() {
-                panic!(
-                    "stask serve ended ({status}) before it was ready\n{}",
-                    bg.stderr_so_far()
-                );
-            }
-            std::fs::read_to_string(&file)
-                .ok()
-                .filter(|t| t.ends_with('\n'))
-                .map(|t| t.trim().to_owned())
-        });
+        let (bg, base) = home.serve_http(args, env);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(WAIT))
@@ -457,20 +437,7 @@ impl Drop for Service {
 
 /// Runs a command with `input` on its standard input.
 fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
-    use std::io::Write as _;
-    use std::process::Stdio;
-    let mut cmd = home.command(args, &[]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start stask");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for stask")
+    home.run_with_input(args, &[], input)
 }
 
 fn demo_home() -> Home {

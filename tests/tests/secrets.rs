@@ -3,9 +3,8 @@
 //! `STASK_SECRET_KEY`; a missing or wrong key fails a task with a clear message and
 //! loses nothing; the key can be rotated; secret values never come from a command line.
 
-use std::io::Write as _;
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use stask_e2e::{describe, Home};
@@ -13,44 +12,10 @@ use stask_e2e::{describe, Home};
 const SECRET: &str = "e2e-s3cret-VALUE-7781";
 
 /// Runs `stask --home HOME ARGS` with `input` on standard input (a pipe, not a
-/// terminal) and `env` set; `STASK_SECRET_KEY` is removed unless `env` sets it.
+/// terminal) and `env` set (`STASK_SECRET_KEY` only if `env` sets it: the test library
+/// scrubs it from the inherited environment).
 fn run_stdin(home: &Home, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
-    let mut cmd = home.command(args, env);
-    if !env.iter().any(|(k, _)| *k == "STASK_SECRET_KEY") {
-        cmd.env_remove("STASK_SECRET_KEY");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start stask");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(60) {
-                if done.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // SAFETY: signals only the process this test started (still unreaped).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        })
-    };
-    let out = child.wait_with_output().expect("wait for stask");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    watchdog.join().unwrap();
-    out
+    home.run_with_input(args, env, input)
 }
 
 /// Runs a command with `env` (and without an inherited `STASK_SECRET_KEY`).
