@@ -19,6 +19,9 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The benchmark driver links the workspace's crates but has a lock file of its own
+# (bench.sh builds it --locked): a new dependency of ours must be in it too.
+cargo metadata --locked --format-version 1 --manifest-path scripts/bench/driver/Cargo.toml >/dev/null
 
 # The end-to-end tests use the built binary and plugin libraries, so build everything
 # first (one shared target directory).
