@@ -111,7 +111,23 @@ pub fn check(root: &Path, plugins_dir: Option<&Path>) -> Report {
     let store = database(&root, &mut f);
     key(&root, store.as_deref(), &mut f);
     disk(&root, &mut f);
+    sandbox(&mut f);
     report(root, f)
+}
+
+/// Whether this kernel can confine runners (Landlock).
+fn sandbox(f: &mut Findings) {
+    match crate::sandbox::kernel_abi() {
+        Some(abi) => f.ok(
+            "sandbox",
+            format!("the kernel supports Landlock (ABI {abi}): runners confine themselves to what their worker declares"),
+        ),
+        None => f.problem(
+            "sandbox",
+            "the kernel does not support Landlock: plugin code can read and write whatever the service's user can",
+            "run on Linux 5.13 or later with Landlock enabled (lsm=…,landlock), and run the service as a dedicated user; `sandbox = \"required\"` refuses to run tasks unconfined",
+        ),
+    }
 }
 
 fn report(home: PathBuf, f: Findings) -> Report {

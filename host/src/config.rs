@@ -79,6 +79,18 @@ pub struct Config {
     pub max_result_task_mb: u64,
     /// Longest result JSON a task may return, in KB.
     pub max_result_json_kb: u64,
+    /// Memory a run may use unless its worker's `max_memory_mb` says otherwise, in MiB
+    /// (0: no limit).
+    pub worker_max_memory_mb: u64,
+    /// CPU time of a run unless its worker's `max_cpu_secs` says otherwise, in seconds
+    /// (0: no limit; the time limit still applies).
+    pub worker_max_cpu_secs: u64,
+    /// Open files of a run unless its worker's `max_open_files` says otherwise (0: no
+    /// limit).
+    pub worker_max_open_files: u64,
+    /// What happens to runs on a kernel without Landlock: `required`, `best-effort` or
+    /// `off` (see the README's threat model).
+    pub sandbox: crate::sandbox::Mode,
     /// The HTTP server's limits (`http_*` keys, see [`HttpLimits::SETTINGS`]), in the
     /// order of that table.
     pub http: [u64; 6],
@@ -106,6 +118,10 @@ pub const KEYS: &[&str] = &[
     "max_result_file_mb",
     "max_result_task_mb",
     "max_result_json_kb",
+    "worker_max_memory_mb",
+    "worker_max_cpu_secs",
+    "worker_max_open_files",
+    "sandbox",
     "http_header_timeout_secs",
     "http_body_timeout_secs",
     "http_idle_timeout_secs",
@@ -134,6 +150,10 @@ impl Config {
             max_result_file_mb: 256,
             max_result_task_mb: 1024,
             max_result_json_kb: 1024,
+            worker_max_memory_mb: crate::engine::DEFAULT_MEMORY_MB,
+            worker_max_cpu_secs: 0,
+            worker_max_open_files: crate::engine::DEFAULT_OPEN_FILES,
+            sandbox: crate::sandbox::Mode::BestEffort,
             http: std::array::from_fn(|i| HttpLimits::SETTINGS[i].1),
             sources: KEYS.iter().map(|k| (*k, Source::Default)).collect(),
         }
@@ -238,6 +258,12 @@ impl Config {
             "max_result_file_mb" => self.max_result_file_mb = int_in(v, 1, 1 << 20)?,
             "max_result_task_mb" => self.max_result_task_mb = int_in(v, 1, 1 << 20)?,
             "max_result_json_kb" => self.max_result_json_kb = int_in(v, 1, 1 << 20)?,
+            "worker_max_memory_mb" => self.worker_max_memory_mb = zero_or_in(v, 64, 1 << 30)?,
+            "worker_max_cpu_secs" => self.worker_max_cpu_secs = zero_or_in(v, 1, 31_536_000)?,
+            "worker_max_open_files" => self.worker_max_open_files = zero_or_in(v, 32, 1 << 20)?,
+            "sandbox" => {
+                self.sandbox = crate::sandbox::Mode::parse(v).map_err(anyhow::Error::msg)?
+            }
             other => match HttpLimits::SETTINGS.iter().position(|s| s.0 == other) {
                 Some(i) => {
                     let (_, _, min, max) = HttpLimits::SETTINGS[i];
@@ -279,6 +305,12 @@ impl Config {
             max_result_file_bytes: self.max_result_file_mb << 20,
             max_result_task_bytes: self.max_result_task_mb << 20,
             max_result_json_bytes: self.max_result_json_kb << 10,
+            limits: crate::engine::limits::Limits {
+                memory_mb: Some(self.worker_max_memory_mb).filter(|n| *n > 0),
+                cpu_secs: Some(self.worker_max_cpu_secs).filter(|n| *n > 0),
+                open_files: Some(self.worker_max_open_files).filter(|n| *n > 0),
+            },
+            sandbox: self.sandbox,
             ..EngineConfig::default()
         }
     }
@@ -314,6 +346,10 @@ impl Config {
                 "max_result_file_mb" => self.max_result_file_mb.to_string(),
                 "max_result_task_mb" => self.max_result_task_mb.to_string(),
                 "max_result_json_kb" => self.max_result_json_kb.to_string(),
+                "worker_max_memory_mb" => self.worker_max_memory_mb.to_string(),
+                "worker_max_cpu_secs" => self.worker_max_cpu_secs.to_string(),
+                "worker_max_open_files" => self.worker_max_open_files.to_string(),
+                "sandbox" => self.sandbox.as_str().to_owned(),
                 other => HttpLimits::SETTINGS
                     .iter()
                     .position(|s| s.0 == other)
@@ -324,6 +360,14 @@ impl Config {
             .map(|k| (*k, value(k), self.sources[k].to_string()))
             .collect()
     }
+}
+
+/// 0 (meaning "no limit") or a number in `min..=max`.
+fn zero_or_in(v: &str, min: u64, max: u64) -> Result<u64> {
+    if v.trim() == "0" {
+        return Ok(0);
+    }
+    int_in(v, min, max).map_err(|e| anyhow::anyhow!("{e} (or 0 for no limit)"))
 }
 
 fn int_in(v: &str, min: u64, max: u64) -> Result<u64> {

@@ -46,6 +46,9 @@ pub struct WorkerChange {
     pub version: String,
     /// Whether it is active.
     pub active: bool,
+    /// Why stask made it inactive, when it did (see [`DiscoverReport::held`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inactive_reason: Option<String>,
 }
 
 /// Result of `workers discover`.
@@ -53,8 +56,14 @@ pub struct WorkerChange {
 pub struct DiscoverReport {
     /// Newly registered workers.
     pub registered: Vec<WorkerChange>,
-    /// Registered workers whose missing library was found at a new path.
+    /// Registered workers whose missing library was found at a new path (the same
+    /// contents: nothing new runs).
     pub relocated: Vec<WorkerChange>,
+    /// Registered workers whose missing library was replaced by another file exporting
+    /// the same identifier with other contents: the registration follows the new file,
+    /// but the worker is inactive (with its `inactive_reason`) until an operator
+    /// activates it, so new code never starts running unseen.
+    pub held: Vec<WorkerChange>,
     /// Files and workers that were not registered.
     pub skipped: Vec<Skipped>,
     /// Workers already registered from the same file.
@@ -275,6 +284,7 @@ fn change(m: &WorkerManifest, library: &str, active: bool) -> WorkerChange {
         library: library.to_owned(),
         version: m.version.clone(),
         active,
+        inactive_reason: None,
     }
 }
 
@@ -285,7 +295,35 @@ fn record_change(w: &WorkerRecord) -> WorkerChange {
         library: w.library.path.clone(),
         version: w.version.clone(),
         active: w.active,
+        inactive_reason: w.inactive_reason.clone(),
     }
+}
+
+/// Why a worker whose library file disappeared was moved onto a different library
+/// inactive. It is shown to every API client that may read workers, so the files are
+/// named relative to the plugins directory, never by their paths on the server.
+fn replaced_reason(
+    plugins_dir: &Path,
+    existing: &WorkerRecord,
+    new: &LibraryFingerprint,
+) -> String {
+    let name = |path: &str| {
+        let path = Path::new(path);
+        path.strip_prefix(plugins_dir)
+            .ok()
+            .or_else(|| path.file_name().map(Path::new))
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    let short = |sha: &str| sha.get(..12).unwrap_or(sha).to_owned();
+    format!(
+        "its library file '{}' (sha256 {}…) disappeared and '{}', a different library (sha256 {}…) exporting the same worker, took its place; the worker stays inactive until an operator has checked the new library and activates it",
+        name(&existing.library.path),
+        short(&existing.library.sha256),
+        name(&new.path),
+        short(&new.sha256)
+    )
 }
 
 /// Registers workers from libraries in the plugins directory that are not known yet.
@@ -399,11 +437,27 @@ pub fn discover(
         let json = serde_json::to_string(&manifest)?;
         let fp = probed[i].fingerprint.clone();
         if let Some(existing) = by_id.get(identifier.as_str()) {
-            // Registered before, but its file is gone: the library moved.
-            store.update_worker_library(&identifier, &meta_of(&manifest, &json), &fp)?;
-            report
-                .relocated
-                .push(change(&manifest, &fp.path, existing.active));
+            // Registered before, but its file is gone.
+            if existing.library.sha256 == fp.sha256 {
+                // The same library moved: the code that runs does not change.
+                store.update_worker_library(&identifier, &meta_of(&manifest, &json), &fp)?;
+                report
+                    .relocated
+                    .push(change(&manifest, &fp.path, existing.active));
+            } else {
+                // Another library took its place: whoever put it there, no operator
+                // has said it may run, so it waits for one to activate it.
+                let reason = replaced_reason(plugins_dir, existing, &fp);
+                store.update_worker_library_held(
+                    &identifier,
+                    &meta_of(&manifest, &json),
+                    &fp,
+                    &reason,
+                )?;
+                let mut held = change(&manifest, &fp.path, false);
+                held.inactive_reason = Some(reason);
+                report.held.push(held);
+            }
         } else {
             report
                 .registered

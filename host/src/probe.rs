@@ -56,57 +56,31 @@ fn describe(path: &Path) -> Result<LibraryManifest, LoadError> {
             format!("the library's manifest is not valid: {e}"),
         )
     })?;
-    check_api_version(&manifest.api_version)?;
+    // The manifest's own claim, checked like the library header's.
+    loader::check_api_version(&manifest.api_version)?;
     manifest
         .validate()
         .map_err(|e| LoadError::new("invalid-manifest", e))?;
     Ok(manifest)
 }
 
-/// Semver compatibility with this host's plugin-api: same major, and for 0.x the same
-/// minor. abi_stable's own check only compares majors.
-fn check_api_version(theirs: &str) -> Result<(), LoadError> {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut it = v.split('.');
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    let ours = stask_plugin_api::abi::API_VERSION;
-    let (Some(a), Some(b)) = (parse(theirs), parse(ours)) else {
-        return Err(LoadError::new(
-            "incompatible-version",
-            format!("the library declares an unreadable stask-plugin-api version '{theirs}'"),
-        ));
-    };
-    let compatible = a.0 == b.0 && (a.0 != 0 || a.1 == b.1);
-    if compatible {
-        Ok(())
-    } else {
-        Err(LoadError::new(
-            "incompatible-version",
-            format!(
-                "built against stask-plugin-api {theirs}, but this host supports stask-plugin-api {}.{}.x ({ours}); rebuild the plugin against a compatible stask-plugin-api",
-                b.0, b.1
-            ),
-        ))
-    }
-}
-
 /// Parent side: probe `library` by running `exe __probe library`.
 pub fn probe_library(exe: &Path, library: &Path) -> Result<LibraryManifest, LoadError> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("__probe")
         .arg(library)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .map_err(|e| {
-            LoadError::new(
-                "probe-failed",
-                format!("could not start the probe process: {e}"),
-            )
-        })?;
+        .env_remove("RUST_LOG");
+    // Tracked, so an engine in this process never takes the probe for a stray.
+    let (mut child, _tracked) = crate::process_tree::spawn_tracked(&mut command).map_err(|e| {
+        LoadError::new(
+            "probe-failed",
+            format!("could not start the probe process: {e}"),
+        )
+    })?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || {

@@ -86,6 +86,30 @@ impl Problem {
     }
 }
 
+/// Longest part of a caller's input quoted in a message, in characters.
+pub const SHOWN_INPUT_CHARS: usize = 64;
+
+/// A caller's input (a worker id, an action or user name, a setting key) as a message
+/// quotes it: cut to [`SHOWN_INPUT_CHARS`] characters with `…` and its control
+/// characters escaped as in log lines. Input of any length reaches these messages (a
+/// 10,000-character worker id typed in `tasks create` or sent to the API); the message
+/// must stay readable and the first characters are enough to recognise it. Valid
+/// identifiers (at most 64 characters, no control characters) are quoted unchanged.
+pub fn shown_input(input: &str) -> String {
+    // Cutting a single character would save nothing: the ellipsis takes its place.
+    let cut = input
+        .char_indices()
+        .nth(SHOWN_INPUT_CHARS)
+        .filter(|&(i, c)| input.len() > i + c.len_utf8())
+        .map(|(i, _)| i);
+    let head = &input[..cut.unwrap_or(input.len())];
+    let mut out = stask_storage::escape_text(head).into_owned();
+    if cut.is_some() {
+        out.push('…');
+    }
+    out
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -97,6 +121,17 @@ impl std::error::Error for Problem {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_input_is_cut_and_control_characters_escaped() {
+        let long = "x".repeat(10_000);
+        let shown = shown_input(&long);
+        assert_eq!(shown, format!("{}…", "x".repeat(SHOWN_INPUT_CHARS)));
+        let valid = "a".repeat(SHOWN_INPUT_CHARS);
+        assert_eq!(shown_input(&valid), valid, "valid ids are quoted whole");
+        assert_eq!(shown_input("é\u{1b}[2J"), "é\\x1b[2J");
+        assert_eq!(shown_input(&"é".repeat(70)), format!("{}…", "é".repeat(64)));
+    }
 
     #[test]
     fn the_hint_is_kept_apart_from_the_message() {

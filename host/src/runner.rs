@@ -1,14 +1,22 @@
 //! The runner: a child process (`stask __runner LIBRARY`) that loads one plugin library
-//! and runs tasks sent on stdin, streaming events back (see [`crate::engine::protocol`]).
+//! and runs tasks sent on descriptor 3, streaming events back on descriptor 4 (see
+//! [`crate::engine::protocol`]). Plugin code gets `/dev/null` as stdin and stderr (the
+//! host's debug log) as stdout.
 //!
 //! It never touches the database or log files; the host owns those. Progress reports
 //! are coalesced here, so a worker may call `progress` once per item: the call only
 //! stores numbers, and a flusher thread sends the latest values every
 //! [`PROGRESS_INTERVAL`].
+//!
+//! After each task the runner ends every process the task started (it is a child
+//! subreaper, so detached ones come back to it) and counts its own threads: a task that
+//! left threads or processes behind makes the runner retire instead of running the next
+//! task, so whatever was left cannot crash an innocent one.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -19,9 +27,16 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString};
 use stask_plugin_api::abi::{RunContext, RunContext_TO};
 
+use crate::engine::limits::limit_cpu_from_now;
 use crate::engine::protocol::{Command, Event};
 use crate::loader;
-use crate::protocol_fd;
+use crate::process_tree;
+
+/// The descriptor commands arrive on (set up by the engine when it spawns the runner).
+pub const COMMAND_FD: i32 = 3;
+
+/// The descriptor events are written to.
+pub const EVENT_FD: i32 = 4;
 
 /// Results written before the runner flushes even though more tasks are queued.
 const FLUSH_EVERY: usize = 32;
@@ -153,11 +168,50 @@ fn flag(flags: &Flags, id: i64) -> Arc<AtomicBool> {
         .clone()
 }
 
-/// Child side of the runner; returns the exit code.
-pub fn run_child(library: &Path) -> i32 {
+/// Takes the protocol descriptors, marked close-on-exec so processes a plugin starts do
+/// not inherit them, and points stdout at stderr. `None` when the descriptors are not
+/// there (the runner was not started by an engine).
+fn take_protocol() -> Option<(File, File)> {
+    for fd in [COMMAND_FD, EVENT_FD] {
+        // SAFETY: fcntl on descriptor numbers; no memory is involved.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return None;
+        }
+    }
+    // SAFETY: the engine handed us these two descriptors for our own use; plugin output
+    // to fd 1 goes where stderr goes (the host reads it as bytes and logs it).
+    unsafe {
+        libc::dup2(2, 1);
+        Some((File::from_raw_fd(COMMAND_FD), File::from_raw_fd(EVENT_FD)))
+    }
+}
+
+/// Child side of the runner; returns the exit code. `sandbox` is the confinement (JSON)
+/// the engine chose; it is applied before any other thread exists and before the
+/// library is loaded.
+pub fn run_child(library: &Path, sandbox: Option<&str>) -> i32 {
+    let Some((commands, events)) = take_protocol() else {
+        eprintln!(
+            "stask __runner is started by the stask engine, which passes it descriptors {COMMAND_FD} and {EVENT_FD}; run tasks with `stask tasks process` or `stask serve`"
+        );
+        return 2;
+    };
+    if let Err(e) = process_tree::become_subreaper() {
+        eprintln!(
+            "stask runner: cannot become a subreaper ({e}); processes a task leaves may outlive it"
+        );
+    }
     let out = Arc::new(Output {
-        writer: Mutex::new(BufWriter::new(protocol_fd::take_stdout())),
+        writer: Mutex::new(BufWriter::new(events)),
     });
+    let confined = match confine(sandbox) {
+        Ok(status) => status,
+        Err(message) => {
+            let error = loader::LoadError::new("sandbox", message);
+            out.send(&Event::LoadFailed { error }, true);
+            return 0;
+        }
+    };
     let lib = match loader::load(library) {
         Ok(lib) => lib,
         Err(error) => {
@@ -165,15 +219,14 @@ pub fn run_child(library: &Path) -> i32 {
             return 0;
         }
     };
-    out.send(&Event::Ready, true);
+    out.send(&Event::Ready { sandbox: confined }, true);
 
     let flags: Flags = Arc::default();
     let (tx, rx) = mpsc::channel::<Command>();
     {
         let flags = flags.clone();
         std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
+            for line in BufReader::new(commands).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Command>(&line) {
                     Ok(Command::Cancel { id }) => flag(&flags, id).store(true, Ordering::Relaxed),
@@ -185,9 +238,13 @@ pub fn run_child(library: &Path) -> i32 {
                     Err(e) => eprintln!("stask runner: ignoring malformed command: {e}"),
                 }
             }
-            // The host closed our stdin (it stopped, or it died): nobody can record
-            // what we would do next, so stop now. The host requeues unfinished work.
-            std::process::exit(0);
+            // The host closed our command stream (it stopped, or it died): nobody can
+            // record what we would do next, so stop now, taking every process the task
+            // started along. The host requeues unfinished work.
+            process_tree::end_own_descendants();
+            // SAFETY: _exit ends the process at once; plugin threads must not run
+            // exit handlers.
+            unsafe { libc::_exit(0) }
         });
     }
 
@@ -205,6 +262,9 @@ pub fn run_child(library: &Path) -> i32 {
     }
 
     let run = lib.run();
+    // Threads of the runner itself (and whatever the library started while loading):
+    // more than this after a task means the task left some running.
+    let own_threads = process_tree::thread_count();
     let mut unflushed = 0usize;
     loop {
         // Flush when no further command is queued, so pipelined tasks share writes, and
@@ -233,6 +293,7 @@ pub fn run_child(library: &Path) -> i32 {
             settings,
             result_dir,
             max_result_bytes,
+            cpu_secs,
         } = cmd
         else {
             continue;
@@ -267,6 +328,7 @@ pub fn run_child(library: &Path) -> i32 {
             out: out.clone(),
             result_dir,
         };
+        limit_cpu_from_now(cpu_secs);
         let result = run(
             RunContext_TO::from_ptr(&ctx, TD_Opaque),
             RStr::from_str(&worker),
@@ -274,6 +336,10 @@ pub fn run_child(library: &Path) -> i32 {
             RStr::from_str(&data),
             RStr::from_str(&settings),
         );
+        if cpu_secs.is_some() {
+            limit_cpu_from_now(None);
+        }
+        let left = leftovers(own_threads);
         *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         state.flush(&out);
         flags.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
@@ -301,9 +367,55 @@ pub fn run_child(library: &Path) -> i32 {
                 refused: None,
             },
         };
+        if let Some(reason) = left {
+            out.send(&event, false);
+            out.send(&Event::Retiring { reason }, true);
+            process_tree::end_own_descendants();
+            // SAFETY: _exit ends the process at once, so the threads the task left
+            // never run again (exit handlers could give them time to crash).
+            unsafe { libc::_exit(0) }
+        }
         out.send(&event, false);
         unflushed += 1;
     }
     out.flush();
+    process_tree::end_own_descendants();
     0
+}
+
+/// Applies the engine's confinement; returns how it went ("full", "partial", "none").
+fn confine(sandbox: Option<&str>) -> Result<String, String> {
+    let Some(text) = sandbox else {
+        return Ok("none".into());
+    };
+    let confinement: crate::sandbox::Confinement = serde_json::from_str(text)
+        .map_err(|e| format!("the runner's sandbox description is not valid ({e})"))?;
+    Ok(match confinement.apply()? {
+        crate::sandbox::Outcome::Full => "full",
+        crate::sandbox::Outcome::Partial => "partial",
+        crate::sandbox::Outcome::None => "none",
+    }
+    .into())
+}
+
+/// What a task left behind: processes (ended here) and threads beyond the runner's
+/// own. `None` when it left nothing.
+fn leftovers(own_threads: Option<usize>) -> Option<String> {
+    let processes = process_tree::end_own_descendants();
+    let threads = match (own_threads, process_tree::thread_count()) {
+        (Some(own), Some(now)) if now > own => {
+            // A thread on its way out (a pool shutting down) gets a moment to finish.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            process_tree::thread_count().map_or(0, |n| n.saturating_sub(own))
+        }
+        _ => 0,
+    };
+    let mut what = Vec::new();
+    if processes > 0 {
+        what.push(format!("{processes} process(es), ended now"));
+    }
+    if threads > 0 {
+        what.push(format!("{threads} thread(s) still running"));
+    }
+    (!what.is_empty()).then(|| what.join(" and "))
 }

@@ -9,6 +9,19 @@
 //! library built against an older 0.1.x SDK keeps loading. The manifest crosses the
 //! boundary as JSON (see [`crate::manifest`]), so new optional manifest fields need no
 //! ABI change at all.
+//!
+//! ```
+//! use stask_plugin_api::abi::{RunContextRef, WorkerLibRef, API_VERSION};
+//!
+//! // The version a library built against this SDK declares.
+//! assert_eq!(API_VERSION, env!("CARGO_PKG_VERSION"));
+//! // The host calls a library through its root module's entry points:
+//! fn entry_points(lib: WorkerLibRef) -> (stask_plugin_api::abi::ManifestFn, stask_plugin_api::abi::RunFn) {
+//!     (lib.manifest(), lib.run())
+//! }
+//! # let _ = entry_points;
+//! # let _: Option<RunContextRef<'_>> = None;
+//! ```
 
 // `#[sabi_trait]` expands to impl blocks inside a const item, which newer rustc flags.
 #![allow(non_local_definitions)]
@@ -24,14 +37,37 @@ use abi_stable::{
 
 /// Log levels as they cross the ABI (`u8`, so that an unknown future level from a
 /// newer SDK is still representable and shown as `info`).
+///
+/// ```
+/// use stask_plugin_api::{abi::level, Level};
+///
+/// assert_eq!(level::ERROR, Level::Error.code());
+/// assert_eq!(Level::from_code(level::DEBUG), Level::Debug);
+/// ```
 pub mod level {
     /// Verbose diagnostics.
+    ///
+    /// ```
+    /// assert_eq!(stask_plugin_api::abi::level::DEBUG, 0);
+    /// ```
     pub const DEBUG: u8 = 0;
     /// Normal progress narration; what the live view shows.
+    ///
+    /// ```
+    /// assert_eq!(stask_plugin_api::abi::level::INFO, 1);
+    /// ```
     pub const INFO: u8 = 1;
     /// Something unexpected that the worker recovered from.
+    ///
+    /// ```
+    /// assert_eq!(stask_plugin_api::abi::level::WARN, 2);
+    /// ```
     pub const WARN: u8 = 2;
     /// Something failed.
+    ///
+    /// ```
+    /// assert_eq!(stask_plugin_api::abi::level::ERROR, 3);
+    /// ```
     pub const ERROR: u8 = 3;
 }
 
@@ -40,6 +76,47 @@ pub mod level {
 /// Implemented by the host's runner; plugins receive it as [`RunContextRef`]. Methods are
 /// appended only after `result_dir` (marked as the last prefix method) so older plugins
 /// keep working with newer hosts.
+///
+/// Workers never implement it: the host's runner does, and so does
+/// [`TestRun`](crate::testing::TestRun) for unit tests. An implementation, as a host
+/// or a test double writes it:
+///
+/// ```
+/// use std::sync::Mutex;
+/// use abi_stable::sabi_trait::TD_Opaque;
+/// use abi_stable::std_types::{RStr, RString};
+/// use stask_plugin_api::abi::{RunContext, RunContextRef, RunContext_TO};
+///
+/// /// Prints what the worker reports.
+/// struct Printer {
+///     lines: Mutex<Vec<String>>,
+/// }
+///
+/// impl RunContext for Printer {
+///     fn progress(&self, processed: u64, total: u64, message: RStr<'_>) {
+///         self.lines.lock().unwrap().push(format!("{processed}/{total} {message}"));
+///     }
+///     fn log(&self, level: u8, message: RStr<'_>) {
+///         self.lines.lock().unwrap().push(format!("[{level}] {message}"));
+///     }
+///     fn is_cancelled(&self) -> bool {
+///         false
+///     }
+///     fn task_id(&self) -> u64 {
+///         1
+///     }
+///     fn result_dir(&self) -> RString {
+///         std::env::temp_dir().display().to_string().into()
+///     }
+/// }
+///
+/// let printer = Printer { lines: Mutex::new(Vec::new()) };
+/// // What the host passes to a library's `run` entry point:
+/// let ctx: RunContextRef<'_> = RunContext_TO::from_ptr(&printer, TD_Opaque);
+/// ctx.progress(1, 2, RStr::from_str("halfway"));
+/// ctx.log(stask_plugin_api::abi::level::INFO, RStr::from_str("hello"));
+/// assert_eq!(*printer.lines.lock().unwrap(), ["1/2 halfway", "[1] hello"]);
+/// ```
 #[sabi_trait]
 pub trait RunContext {
     /// Reports progress: `processed` of `total` items, with a short message.
@@ -61,15 +138,61 @@ pub trait RunContext {
 }
 
 /// The context as passed across the boundary: a borrowed, type-erased trait object.
+///
+/// ```
+/// use abi_stable::sabi_trait::TD_Opaque;
+/// use abi_stable::std_types::{RStr, RString};
+/// use stask_plugin_api::abi::{RunContext, RunContextRef, RunContext_TO};
+///
+/// struct Quiet;
+/// impl RunContext for Quiet {
+///     fn progress(&self, _: u64, _: u64, _: RStr<'_>) {}
+///     fn log(&self, _: u8, _: RStr<'_>) {}
+///     fn is_cancelled(&self) -> bool { true }
+///     fn task_id(&self) -> u64 { 9 }
+///     fn result_dir(&self) -> RString { RString::from("/tmp") }
+/// }
+///
+/// let ctx: RunContextRef<'_> = RunContext_TO::from_ptr(&Quiet, TD_Opaque);
+/// assert_eq!(ctx.task_id(), 9);
+/// assert!(ctx.is_cancelled());
+/// ```
 pub type RunContextRef<'a> = RunContext_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
 
 /// Signature of the manifest entry point: the library manifest as JSON, or an error.
+///
+/// ```
+/// use abi_stable::std_types::{RResult, RString};
+/// use stask_plugin_api::abi::ManifestFn;
+///
+/// extern "C" fn manifest() -> RResult<RString, RString> {
+///     RResult::RErr(RString::from("this example exports no workers"))
+/// }
+/// let entry: ManifestFn = manifest;
+/// assert!(entry().into_result().is_err());
+/// ```
 pub type ManifestFn = extern "C" fn() -> RResult<RString, RString>;
 
 /// Signature of the run entry point.
 ///
 /// Arguments: context, worker identifier, action name, input data (JSON object text),
 /// settings (JSON object text). Returns the result as JSON text, or an error message.
+///
+/// ```
+/// use abi_stable::std_types::{RResult, RStr, RString};
+/// use stask_plugin_api::abi::{RunContextRef, RunFn};
+///
+/// extern "C" fn run(
+///     _ctx: RunContextRef<'_>,
+///     worker: RStr<'_>,
+///     action: RStr<'_>,
+///     _data: RStr<'_>,
+///     _settings: RStr<'_>,
+/// ) -> RResult<RString, RString> {
+///     RResult::RErr(format!("no worker '{worker}' with action '{action}'").into())
+/// }
+/// let _entry: RunFn = run;
+/// ```
 pub type RunFn = extern "C" fn(
     RunContextRef<'_>,
     RStr<'_>,
@@ -79,6 +202,20 @@ pub type RunFn = extern "C" fn(
 ) -> RResult<RString, RString>;
 
 /// The root module every stask plugin library exports.
+///
+/// `export_workers!` builds and exports it. Reading it from a library is what the host
+/// does in its probe and runner processes, never in a long-lived process (abi_stable never
+/// unloads a library):
+///
+/// ```no_run
+/// use abi_stable::library::RootModule;
+/// use stask_plugin_api::{abi::WorkerLibRef, LibraryManifest};
+///
+/// let lib = WorkerLibRef::load_from_file("plugins/libmy_worker.so".as_ref()).unwrap();
+/// let json = lib.manifest()().into_result().unwrap();
+/// let manifest: LibraryManifest = serde_json::from_str(&json).unwrap();
+/// println!("{} workers", manifest.workers.len());
+/// ```
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = WorkerLibRef)))]
@@ -106,4 +243,9 @@ impl RootModule for WorkerLibRef {
 }
 
 /// The plugin-api version this crate was built as (the ABI version a library declares).
+///
+/// ```
+/// // A host supporting 0.1 loads libraries built against any 0.1.x.
+/// assert!(stask_plugin_api::abi::API_VERSION.starts_with("0.1."));
+/// ```
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,7 +8,9 @@
 //! * Unit-test it in-process with [`testing::TestRun`].
 //!
 //! The raw stable-ABI boundary lives in [`abi`]; authors never need it. The guide in this
-//! crate's README walks from `cargo new` to a library the host accepts.
+//! crate's README walks from `stask new-worker` (which scaffolds a worker crate) to a
+//! completed task: test, build, install, discover, activate, run, settings, secrets,
+//! schedules and updates. The crate needs Rust 1.85 or newer.
 //!
 //! ```
 //! use stask_plugin_api::prelude::*;
@@ -32,9 +34,10 @@
 //! // In a cdylib crate: stask_plugin_api::export_workers![Hello];
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod abi;
+pub mod access;
 mod export;
 pub mod manifest;
 pub mod testing;
@@ -44,14 +47,39 @@ pub use manifest::{ActionSpec, LibraryManifest, SettingKind, SettingSpec, Worker
 pub use worker::{Context, Error, Input, Level, Worker};
 
 /// The usual imports for a worker crate.
+///
+/// ```
+/// use stask_plugin_api::prelude::*;
+///
+/// // The manifest builders, the worker interface and serde_json's `json!` / `Value`:
+/// let manifest: WorkerManifest = WorkerManifest::new("w", "W")
+///     .action(ActionSpec::new("run", "Run"))
+///     .setting(SettingSpec::boolean("dry_run", "Dry run").default(false));
+/// let result: Result<Value, Error> = Ok(json!({ "ok": true }));
+/// # let _ = (manifest, result, Level::Info);
+/// # fn _uses(_: &dyn Worker, _: &Context<'_>, _: Input) {}
+/// ```
 pub mod prelude {
     pub use crate::manifest::{ActionSpec, SettingSpec, WorkerManifest};
     pub use crate::worker::{Context, Error, Input, Level, Worker};
     pub use serde_json::{json, Value};
 }
 
-/// Re-exported so worker crates use the same serde_json as the SDK.
+/// Re-exported so worker crates use the same serde_json as the SDK, without a
+/// dependency of their own.
+///
+/// ```
+/// use stask_plugin_api::serde_json;
+///
+/// let value: serde_json::Value = serde_json::from_str(r#"{"n": 3}"#).unwrap();
+/// assert_eq!(value["n"], 3);
+/// ```
 pub use serde_json;
+
+// The guide's Rust examples compile as doctests, so they cannot drift from the SDK.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

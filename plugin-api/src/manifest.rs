@@ -3,12 +3,32 @@
 //! The manifest is what the host stores in its registry and shows to operators. It
 //! crosses the ABI as JSON, so fields added later are optional (`#[serde(default)]`)
 //! and old libraries keep loading.
+//!
+//! ```
+//! use stask_plugin_api::prelude::*;
+//!
+//! let manifest = WorkerManifest::new("product-import", "Product import")
+//!     .scope("catalog")
+//!     .icon("cart")
+//!     .action(ActionSpec::new("import", "Import products").scheduled())
+//!     .setting(SettingSpec::string("import_dir", "Import directory").required());
+//! assert_eq!(manifest.validate(), Ok(()));
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::access::{self, AccessSpec};
+
 /// Icons the host can display. Plugins choose one by name; the web interface draws it
 /// from an embedded set, so a plugin never supplies markup.
+///
+/// ```
+/// use stask_plugin_api::manifest::ICONS;
+///
+/// assert!(ICONS.contains(&"cart"));
+/// assert!(!ICONS.contains(&"<svg>"));
+/// ```
 pub const ICONS: &[&str] = &[
     "box", "cart", "clock", "cloud", "database", "download", "file", "gear", "globe", "image",
     "mail", "chart", "bell", "search", "sync", "tag", "trash", "truck", "upload", "users", "bolt",
@@ -16,6 +36,16 @@ pub const ICONS: &[&str] = &[
 ];
 
 /// Everything one library exports: the SDK version it was built with and its workers.
+///
+/// ```
+/// use stask_plugin_api::{ActionSpec, LibraryManifest, WorkerManifest};
+///
+/// let library = LibraryManifest {
+///     api_version: stask_plugin_api::abi::API_VERSION.to_owned(),
+///     workers: vec![WorkerManifest::new("a", "A").action(ActionSpec::new("run", "Run"))],
+/// };
+/// assert_eq!(library.validate(), Ok(()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LibraryManifest {
     /// Version of `stask-plugin-api` the library was built against.
@@ -25,6 +55,24 @@ pub struct LibraryManifest {
 }
 
 /// One worker's self-description (the admin guide's TaskInterface).
+///
+/// ```
+/// use stask_plugin_api::prelude::*;
+///
+/// let manifest = WorkerManifest::new("my-worker", "My worker")
+///     .scope("examples")
+///     .description("Greets people.")
+///     .icon("users")
+///     .version("1.2.0")
+///     .timeout_secs(60)
+///     .action(ActionSpec::new("greet", "Greet"))
+///     .setting(SettingSpec::string("greeting", "Greeting").default("Hello"));
+/// assert_eq!(manifest.validate(), Ok(()));
+/// // The host receives it as JSON:
+/// let json = serde_json::to_value(&manifest).unwrap();
+/// assert_eq!(json["identifier"], "my-worker");
+/// assert_eq!(json["timeout_secs"], 60);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerManifest {
     /// Unique, URL-safe id: lowercase letters, digits, `-` and `_`, starting with a letter
@@ -53,6 +101,10 @@ pub struct WorkerManifest {
     /// `timeout_secs` setting. `None` lets the host's default apply.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// What its runs may touch beyond what every run may (see [`crate::access`]):
+    /// nothing when it declares nothing.
+    #[serde(default, skip_serializing_if = "AccessSpec::is_empty")]
+    pub access: AccessSpec,
 }
 
 fn default_icon() -> String {
@@ -60,6 +112,15 @@ fn default_icon() -> String {
 }
 
 /// One action a worker can run.
+///
+/// ```
+/// use stask_plugin_api::ActionSpec;
+///
+/// let action = ActionSpec::new("import", "Import products")
+///     .description("Imports a CSV file. Data: {\"file\": \"products.csv\"}")
+///     .scheduled();
+/// assert!(action.scheduled);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionSpec {
     /// Machine name, same character rules as a worker identifier.
@@ -76,6 +137,13 @@ pub struct ActionSpec {
 }
 
 /// Type of a setting value.
+///
+/// ```
+/// use stask_plugin_api::{SettingKind, SettingSpec};
+///
+/// assert_eq!(SettingSpec::integer("n", "N").kind, SettingKind::Integer);
+/// assert_eq!(serde_json::to_string(&SettingKind::Boolean).unwrap(), "\"boolean\"");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SettingKind {
@@ -91,6 +159,11 @@ pub enum SettingKind {
 
 impl SettingKind {
     /// The name with its article, for messages ("an integer", "a string").
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingKind;
+    /// assert_eq!(SettingKind::Integer.with_article(), "an integer");
+    /// ```
     pub fn with_article(self) -> &'static str {
         match self {
             SettingKind::String => "a string",
@@ -101,6 +174,11 @@ impl SettingKind {
     }
 
     /// Name used in error messages and the schema.
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingKind;
+    /// assert_eq!(SettingKind::Number.name(), "number");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             SettingKind::String => "string",
@@ -111,6 +189,15 @@ impl SettingKind {
     }
 
     /// True when `value` is of this kind.
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingKind;
+    /// # use serde_json::json;
+    /// assert!(SettingKind::Number.accepts(&json!(2)));
+    /// assert!(SettingKind::Integer.accepts(&json!(2)));
+    /// assert!(!SettingKind::Integer.accepts(&json!(2.5)));
+    /// assert!(!SettingKind::String.accepts(&json!(null)));
+    /// ```
     pub fn accepts(self, value: &Value) -> bool {
         match self {
             SettingKind::String => value.is_string(),
@@ -122,6 +209,16 @@ impl SettingKind {
 }
 
 /// One key of a worker's settings schema.
+///
+/// ```
+/// use stask_plugin_api::SettingSpec;
+///
+/// let password = SettingSpec::string("smtp_password", "SMTP password")
+///     .description("Password of the SMTP account.")
+///     .required()
+///     .secret();
+/// assert!(password.required && password.secret && password.default.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettingSpec {
     /// Key in the settings object.
@@ -148,6 +245,13 @@ pub struct SettingSpec {
 impl LibraryManifest {
     /// Checks every worker (see [`WorkerManifest::validate`]) and that identifiers are
     /// unique within the library.
+    ///
+    /// ```
+    /// # use stask_plugin_api::{ActionSpec, LibraryManifest, WorkerManifest};
+    /// let worker = WorkerManifest::new("a", "A").action(ActionSpec::new("run", "Run"));
+    /// let library = LibraryManifest { api_version: "0.1.0".into(), workers: vec![worker.clone(), worker] };
+    /// assert_eq!(library.validate(), Err("the library exports worker 'a' twice".to_owned()));
+    /// ```
     pub fn validate(&self) -> Result<(), String> {
         if self.workers.is_empty() {
             return Err("the library exports no workers".into());
@@ -170,6 +274,15 @@ impl LibraryManifest {
 
 /// True for ids made of lowercase ASCII letters, digits, `-` and `_`, not starting with
 /// a separator, 1 to 64 characters: safe in URLs, file names and command lines.
+///
+/// ```
+/// use stask_plugin_api::manifest::is_valid_identifier;
+///
+/// assert!(is_valid_identifier("product-import"));
+/// assert!(is_valid_identifier("v2_sync"));
+/// assert!(!is_valid_identifier("Product Import"));
+/// assert!(!is_valid_identifier("-leading-dash"));
+/// ```
 pub fn is_valid_identifier(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
@@ -181,6 +294,14 @@ pub fn is_valid_identifier(id: &str) -> bool {
 
 impl WorkerManifest {
     /// Starts a manifest with the two required fields.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("my-worker", "My worker");
+    /// assert_eq!((m.identifier.as_str(), m.icon.as_str()), ("my-worker", "gear"));
+    /// // At least one action is needed before it validates:
+    /// assert!(m.validate().unwrap_err().contains("declares no actions"));
+    /// ```
     pub fn new(identifier: &str, title: &str) -> Self {
         WorkerManifest {
             identifier: identifier.to_owned(),
@@ -192,52 +313,110 @@ impl WorkerManifest {
             actions: Vec::new(),
             settings: Vec::new(),
             timeout_secs: None,
+            access: AccessSpec::default(),
         }
     }
 
     /// Sets the scope.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("sync", "Sync").scope("maintenance");
+    /// assert_eq!(m.scope, "maintenance");
+    /// ```
     pub fn scope(mut self, scope: &str) -> Self {
         self.scope = scope.to_owned();
         self
     }
 
     /// Sets the description.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("sync", "Sync").description("Mirrors the catalog to the shop.");
+    /// assert_eq!(m.description, "Mirrors the catalog to the shop.");
+    /// ```
     pub fn description(mut self, description: &str) -> Self {
         self.description = description.to_owned();
         self
     }
 
     /// Sets the icon, one of [`ICONS`].
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("mailer", "Mailer").icon("mail").action(ActionSpec::new("send", "Send"));
+    /// assert!(m.validate().is_ok());
+    /// let bad = m.icon("envelope");
+    /// assert!(bad.validate().unwrap_err().contains("unknown icon 'envelope'"));
+    /// ```
     pub fn icon(mut self, icon: &str) -> Self {
         self.icon = icon.to_owned();
         self
     }
 
     /// Sets the worker's version (typically `env!("CARGO_PKG_VERSION")`).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("mailer", "Mailer").version(env!("CARGO_PKG_VERSION"));
+    /// assert!(!m.version.is_empty());
+    /// ```
     pub fn version(mut self, version: &str) -> Self {
         self.version = version.to_owned();
         self
     }
 
     /// Adds an action.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("mailer", "Mailer")
+    ///     .action(ActionSpec::new("send", "Send"))
+    ///     .action(ActionSpec::new("preview", "Preview"));
+    /// assert_eq!(m.actions.len(), 2);
+    /// ```
     pub fn action(mut self, action: ActionSpec) -> Self {
         self.actions.push(action);
         self
     }
 
     /// Adds a setting to the schema.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("mailer", "Mailer")
+    ///     .action(ActionSpec::new("send", "Send"))
+    ///     .setting(SettingSpec::string("sender", "Sender address").required());
+    /// assert_eq!(m.settings[0].key, "sender");
+    /// ```
     pub fn setting(mut self, setting: SettingSpec) -> Self {
         self.settings.push(setting);
         self
     }
 
     /// Sets the default time limit of one run.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// // Operators can still override it with the `timeout_secs` setting.
+    /// let m = WorkerManifest::new("mailer", "Mailer").timeout_secs(600);
+    /// assert_eq!(m.timeout_secs, Some(600));
+    /// ```
     pub fn timeout_secs(mut self, secs: u64) -> Self {
         self.timeout_secs = Some(secs);
         self
     }
 
     /// The action a schedule runs: the one marked `scheduled`, else the first.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W")
+    ///     .action(ActionSpec::new("check", "Check"))
+    ///     .action(ActionSpec::new("sync", "Sync").scheduled());
+    /// assert_eq!(m.scheduled_action().unwrap().name, "sync");
+    /// ```
     pub fn scheduled_action(&self) -> Option<&ActionSpec> {
         self.actions
             .iter()
@@ -246,11 +425,29 @@ impl WorkerManifest {
     }
 
     /// The action called `name`, if declared.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W").action(ActionSpec::new("sync", "Sync"));
+    /// assert!(m.find_action("sync").is_some());
+    /// assert!(m.find_action("fly").is_none());
+    /// ```
     pub fn find_action(&self, name: &str) -> Option<&ActionSpec> {
         self.actions.iter().find(|a| a.name == name)
     }
 
     /// Checks the manifest the way the host does when it registers a worker.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W")
+    ///     .action(ActionSpec::new("run", "Run"))
+    ///     .setting(SettingSpec::boolean("dry_run", "Dry run").default("yes"));
+    /// assert_eq!(
+    ///     m.validate(),
+    ///     Err("worker 'w': default of setting 'dry_run' is not a boolean".to_owned())
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), String> {
         let id = &self.identifier;
         if !is_valid_identifier(id) {
@@ -298,6 +495,12 @@ impl WorkerManifest {
                     "worker '{id}' declares the reserved setting '{TIMEOUT_SETTING}'; every worker accepts it already (set a default with WorkerManifest::timeout_secs)"
                 ));
             }
+            if host_setting(&s.key).is_some() {
+                return Err(format!(
+                    "worker '{id}' declares the reserved setting '{}'; every worker accepts it already (the host enforces it)",
+                    s.key
+                ));
+            }
             if self.settings[..i].iter().any(|o| o.key == s.key) {
                 return Err(format!("worker '{id}' declares setting '{}' twice", s.key));
             }
@@ -311,25 +514,39 @@ impl WorkerManifest {
                 }
             }
         }
+        self.access
+            .validate(&self.settings)
+            .map_err(|e| format!("worker '{id}': {e}"))?;
         Ok(())
     }
 
     /// Checks operator-supplied settings against the schema and fills in defaults.
     ///
-    /// Unknown keys are refused (a typo must not silently do nothing), except
-    /// `timeout_secs`, which every worker accepts. Errors name the key and the expected
+    /// Unknown keys are refused (a typo must not silently do nothing), except the
+    /// [`HOST_SETTINGS`] (`timeout_secs`, the resource limits), which every worker accepts. Errors name the key and the expected
     /// type.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("mailer", "Mailer")
+    ///     .action(ActionSpec::new("send", "Send"))
+    ///     .setting(SettingSpec::integer("batch_size", "Batch size").default(100));
+    /// let given = json!({ "timeout_secs": 60 }).as_object().unwrap().clone();
+    /// let resolved = m.resolve_settings(&given).unwrap();
+    /// assert_eq!(Value::Object(resolved), json!({ "batch_size": 100, "timeout_secs": 60 }));
+    ///
+    /// let typo = json!({ "batch_sise": 5 }).as_object().unwrap().clone();
+    /// assert!(m.resolve_settings(&typo).unwrap_err().contains("no setting 'batch_sise'"));
+    /// ```
     pub fn resolve_settings(
         &self,
         given: &Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
         let mut out = Map::new();
         for (key, value) in given {
-            if key == TIMEOUT_SETTING {
-                if !(value.is_u64() && value.as_u64() != Some(0)) {
-                    return Err(format!(
-                        "setting '{TIMEOUT_SETTING}' must be a positive integer (seconds)"
-                    ));
+            if let Some(host) = host_setting(key) {
+                if !host.accepts(value) {
+                    return Err(format!("setting '{key}' must be {}", host.expected()));
                 }
                 out.insert(key.clone(), value.clone());
                 continue;
@@ -378,9 +595,157 @@ impl WorkerManifest {
 }
 
 /// Settings key every worker accepts: the run's time limit in seconds.
+///
+/// ```
+/// use stask_plugin_api::manifest::TIMEOUT_SETTING;
+///
+/// assert_eq!(TIMEOUT_SETTING, "timeout_secs");
+/// ```
 pub const TIMEOUT_SETTING: &str = "timeout_secs";
 
+/// Settings key every worker accepts: the most memory its runner may use, in MiB
+/// (heap and other private writable memory).
+pub const MEMORY_SETTING: &str = "max_memory_mb";
+
+/// Settings key every worker accepts: the most CPU time one run may use, in seconds.
+pub const CPU_SETTING: &str = "max_cpu_secs";
+
+/// Settings key every worker accepts: the most files its runner may have open at once.
+pub const OPEN_FILES_SETTING: &str = "max_open_files";
+
+/// A setting every worker accepts without declaring it: the host enforces it rather
+/// than the worker (a time limit, a resource limit, the sandbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSetting {
+    /// The settings key.
+    pub key: &'static str,
+    /// What the value means, for messages ("seconds").
+    pub unit: &'static str,
+    /// The values it takes.
+    pub kind: HostKind,
+}
+
+/// The values a [`HostSetting`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// A whole number within `min..=max`.
+    Integer {
+        /// Smallest value accepted.
+        min: u64,
+        /// Largest value accepted.
+        max: u64,
+    },
+    /// A comma-separated list of paths (absolute or relative to the home).
+    Paths,
+    /// A comma-separated list of `host:port`.
+    Addresses,
+}
+
+impl HostSetting {
+    /// Whether `value` is a valid value.
+    pub fn accepts(&self, value: &Value) -> bool {
+        match (self.kind, value) {
+            (HostKind::Integer { min, max }, v) => {
+                v.as_u64().is_some_and(|n| (min..=max).contains(&n))
+            }
+            (HostKind::Paths, Value::String(s)) => access::split_list(s)
+                .iter()
+                .all(|p| !p.starts_with("${") && access::check_path(p, &[]).is_ok()),
+            (HostKind::Addresses, Value::String(s)) => access::split_list(s)
+                .iter()
+                .all(|a| access::check_address(a).is_ok()),
+            _ => false,
+        }
+    }
+
+    /// What a value must be, for messages: "an integer from 1 to … (seconds)".
+    pub fn expected(&self) -> String {
+        match self.kind {
+            HostKind::Integer { min, max } => {
+                format!("an integer from {min} to {max} ({})", self.unit)
+            }
+            HostKind::Paths | HostKind::Addresses => {
+                format!("a string: {}", self.unit)
+            }
+        }
+    }
+
+    /// The settings kind its values have.
+    pub fn setting_kind(&self) -> SettingKind {
+        match self.kind {
+            HostKind::Integer { .. } => SettingKind::Integer,
+            HostKind::Paths | HostKind::Addresses => SettingKind::String,
+        }
+    }
+}
+
+/// The settings every worker accepts, enforced by the host. The lower bounds keep a
+/// runner able to start at all (it needs some memory and descriptors of its own).
+pub const HOST_SETTINGS: &[HostSetting] = &[
+    HostSetting {
+        key: TIMEOUT_SETTING,
+        unit: "seconds",
+        kind: HostKind::Integer {
+            min: 1,
+            max: 31_536_000,
+        },
+    },
+    HostSetting {
+        key: MEMORY_SETTING,
+        unit: "MiB",
+        kind: HostKind::Integer {
+            min: 64,
+            max: 1 << 30,
+        },
+    },
+    HostSetting {
+        key: CPU_SETTING,
+        unit: "seconds of CPU time",
+        kind: HostKind::Integer {
+            min: 1,
+            max: 31_536_000,
+        },
+    },
+    HostSetting {
+        key: OPEN_FILES_SETTING,
+        unit: "open files",
+        kind: HostKind::Integer {
+            min: 32,
+            max: 1 << 20,
+        },
+    },
+    HostSetting {
+        key: access::SANDBOX_READS,
+        unit: "comma-separated paths the worker may read, replacing what it declares",
+        kind: HostKind::Paths,
+    },
+    HostSetting {
+        key: access::SANDBOX_WRITES,
+        unit: "comma-separated paths the worker may write, replacing what it declares",
+        kind: HostKind::Paths,
+    },
+    HostSetting {
+        key: access::SANDBOX_CONNECTS,
+        unit: "comma-separated host:port the worker may connect to, replacing what it declares",
+        kind: HostKind::Addresses,
+    },
+];
+
+/// The host setting named `key`, if it is one.
+pub fn host_setting(key: &str) -> Option<&'static HostSetting> {
+    HOST_SETTINGS.iter().find(|h| h.key == key)
+}
+
 /// Name of a JSON value's type, for error messages.
+///
+/// ```
+/// use stask_plugin_api::manifest::json_type_name;
+/// use serde_json::json;
+///
+/// assert_eq!(json_type_name(&json!(1)), "integer");
+/// assert_eq!(json_type_name(&json!(1.5)), "number");
+/// assert_eq!(json_type_name(&json!("x")), "string");
+/// ```
 pub fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -395,6 +760,12 @@ pub fn json_type_name(v: &Value) -> &'static str {
 
 impl ActionSpec {
     /// A new action with its machine name and title.
+    ///
+    /// ```
+    /// # use stask_plugin_api::ActionSpec;
+    /// let a = ActionSpec::new("import", "Import products");
+    /// assert_eq!((a.name.as_str(), a.scheduled), ("import", false));
+    /// ```
     pub fn new(name: &str, title: &str) -> Self {
         ActionSpec {
             name: name.to_owned(),
@@ -405,12 +776,23 @@ impl ActionSpec {
     }
 
     /// Sets the description.
+    ///
+    /// ```
+    /// # use stask_plugin_api::ActionSpec;
+    /// let a = ActionSpec::new("import", "Import").description("Data: {\"file\": \"products.csv\"}");
+    /// assert!(a.description.contains("products.csv"));
+    /// ```
     pub fn description(mut self, description: &str) -> Self {
         self.description = description.to_owned();
         self
     }
 
     /// Marks this as the action schedules run.
+    ///
+    /// ```
+    /// # use stask_plugin_api::ActionSpec;
+    /// assert!(ActionSpec::new("sync", "Sync").scheduled().scheduled);
+    /// ```
     pub fn scheduled(mut self) -> Self {
         self.scheduled = true;
         self
@@ -431,44 +813,98 @@ impl SettingSpec {
     }
 
     /// A string setting.
+    ///
+    /// ```
+    /// # use stask_plugin_api::{SettingKind, SettingSpec};
+    /// let s = SettingSpec::string("sender", "Sender");
+    /// assert_eq!(s.kind, SettingKind::String);
+    /// ```
     pub fn string(key: &str, title: &str) -> Self {
         Self::new(key, title, SettingKind::String)
     }
 
     /// An integer setting.
+    ///
+    /// ```
+    /// # use stask_plugin_api::{SettingKind, SettingSpec};
+    /// let s = SettingSpec::integer("batch_size", "Batch size");
+    /// assert_eq!(s.kind, SettingKind::Integer);
+    /// ```
     pub fn integer(key: &str, title: &str) -> Self {
         Self::new(key, title, SettingKind::Integer)
     }
 
     /// A number setting.
+    ///
+    /// ```
+    /// # use stask_plugin_api::{SettingKind, SettingSpec};
+    /// let s = SettingSpec::number("rate", "Messages per second");
+    /// assert_eq!(s.kind, SettingKind::Number);
+    /// ```
     pub fn number(key: &str, title: &str) -> Self {
         Self::new(key, title, SettingKind::Number)
     }
 
     /// A boolean setting.
+    ///
+    /// ```
+    /// # use stask_plugin_api::{SettingKind, SettingSpec};
+    /// let s = SettingSpec::boolean("dry_run", "Dry run");
+    /// assert_eq!(s.kind, SettingKind::Boolean);
+    /// ```
     pub fn boolean(key: &str, title: &str) -> Self {
         Self::new(key, title, SettingKind::Boolean)
     }
 
     /// Sets the help text.
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingSpec;
+    /// let s = SettingSpec::string("sender", "Sender").description("Address the newsletter comes from.");
+    /// assert_eq!(s.description, "Address the newsletter comes from.");
+    /// ```
     pub fn description(mut self, description: &str) -> Self {
         self.description = description.to_owned();
         self
     }
 
     /// Sets the default value.
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingSpec;
+    /// # use serde_json::json;
+    /// // Anything that converts into a JSON value; it must match the kind.
+    /// let s = SettingSpec::number("rate", "Rate").default(2.5);
+    /// assert_eq!(s.default, Some(json!(2.5)));
+    /// ```
     pub fn default(mut self, value: impl Into<Value>) -> Self {
         self.default = Some(value.into());
         self
     }
 
     /// Marks the setting as required.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W")
+    ///     .action(ActionSpec::new("run", "Run"))
+    ///     .setting(SettingSpec::string("url", "URL").required());
+    /// let err = m.resolve_settings(&Default::default()).unwrap_err();
+    /// assert_eq!(err, "setting 'url' (string) is required and has no value");
+    /// ```
     pub fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
     /// Marks the setting as secret: never shown back or logged by the host.
+    ///
+    /// ```
+    /// # use stask_plugin_api::SettingSpec;
+    /// // Operators set it with `stask workers settings ID --secret api_key`.
+    /// let s = SettingSpec::string("api_key", "API key").secret();
+    /// assert!(s.secret);
+    /// ```
     pub fn secret(mut self) -> Self {
         self.secret = true;
         self

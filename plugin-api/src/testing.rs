@@ -42,6 +42,40 @@ use crate::export::guarded_run;
 use crate::worker::{Context, Input, Level, Worker};
 
 /// One thing the worker reported during a run.
+///
+/// ```
+/// # use stask_plugin_api::prelude::*;
+/// # use stask_plugin_api::testing::{Event, TestRun};
+/// # struct Counter;
+/// # impl Worker for Counter {
+/// #     fn manifest(&self) -> WorkerManifest {
+/// #         WorkerManifest::new("counter", "Counter")
+/// #             .action(ActionSpec::new("count", "Count"))
+/// #             .setting(SettingSpec::integer("step", "Step").default(1))
+/// #     }
+/// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+/// #         let n = input.data_u64_or("n", 3)?;
+/// #         let step = input.setting_u64_or("step", 1);
+/// #         ctx.info(&format!("task {}", ctx.task_id()));
+/// #         let mut done = 0;
+/// #         while done < n {
+/// #             ctx.check_cancelled()?;
+/// #             done = (done + step).min(n);
+/// #             ctx.progress(done, n, "counting");
+/// #         }
+/// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+/// #         Ok(json!({ "counted": done }))
+/// #     }
+/// # }
+/// let out = TestRun::new(&Counter, "count").data(json!({ "n": 1 })).run();
+/// assert_eq!(
+///     out.events,
+///     vec![
+///         Event::Log { level: Level::Info, message: "task 1".into() },
+///         Event::Progress { processed: 1, total: 1, message: "counting".into() },
+///     ]
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A `progress` call.
@@ -63,6 +97,39 @@ pub enum Event {
 }
 
 /// A configured run of one action. Build it, then call [`TestRun::run`].
+///
+/// ```
+/// # use stask_plugin_api::prelude::*;
+/// # use stask_plugin_api::testing::{Event, TestRun};
+/// # struct Counter;
+/// # impl Worker for Counter {
+/// #     fn manifest(&self) -> WorkerManifest {
+/// #         WorkerManifest::new("counter", "Counter")
+/// #             .action(ActionSpec::new("count", "Count"))
+/// #             .setting(SettingSpec::integer("step", "Step").default(1))
+/// #     }
+/// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+/// #         let n = input.data_u64_or("n", 3)?;
+/// #         let step = input.setting_u64_or("step", 1);
+/// #         ctx.info(&format!("task {}", ctx.task_id()));
+/// #         let mut done = 0;
+/// #         while done < n {
+/// #             ctx.check_cancelled()?;
+/// #             done = (done + step).min(n);
+/// #             ctx.progress(done, n, "counting");
+/// #         }
+/// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+/// #         Ok(json!({ "counted": done }))
+/// #     }
+/// # }
+/// let out = TestRun::new(&Counter, "count")   // worker and action
+///     .data(json!({ "n": 4 }))                // task data (a JSON object)
+///     .settings(json!({ "step": 2 }))         // operator settings (defaults are added)
+///     .task_id(42)                            // what ctx.task_id() returns (default 1)
+///     .run();
+/// assert_eq!(out.result, Ok(json!({ "counted": 4 })));
+/// assert_eq!(out.progress().count(), 2);
+/// ```
 pub struct TestRun<'w> {
     worker: &'w dyn Worker,
     action: String,
@@ -73,6 +140,36 @@ pub struct TestRun<'w> {
 }
 
 /// What a run produced.
+///
+/// ```
+/// # use stask_plugin_api::prelude::*;
+/// # use stask_plugin_api::testing::{Event, TestRun};
+/// # struct Counter;
+/// # impl Worker for Counter {
+/// #     fn manifest(&self) -> WorkerManifest {
+/// #         WorkerManifest::new("counter", "Counter")
+/// #             .action(ActionSpec::new("count", "Count"))
+/// #             .setting(SettingSpec::integer("step", "Step").default(1))
+/// #     }
+/// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+/// #         let n = input.data_u64_or("n", 3)?;
+/// #         let step = input.setting_u64_or("step", 1);
+/// #         ctx.info(&format!("task {}", ctx.task_id()));
+/// #         let mut done = 0;
+/// #         while done < n {
+/// #             ctx.check_cancelled()?;
+/// #             done = (done + step).min(n);
+/// #             ctx.progress(done, n, "counting");
+/// #         }
+/// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+/// #         Ok(json!({ "counted": done }))
+/// #     }
+/// # }
+/// let out = TestRun::new(&Counter, "count").run();
+/// assert_eq!(out.result, Ok(json!({ "counted": 3 })));
+/// assert_eq!(out.events.len(), 4); // one log line, three progress reports
+/// assert!(out.result_file("count.txt").exists());
+/// ```
 #[derive(Debug)]
 pub struct Outcome {
     /// The result, or the error message the host would record.
@@ -85,6 +182,37 @@ pub struct Outcome {
 
 impl<'w> TestRun<'w> {
     /// A run of `action` with empty data and settings.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").run();
+    /// assert_eq!(out.result, Ok(json!({ "counted": 3 })));
+    /// // An action the manifest does not declare is refused, as the host would:
+    /// let out = TestRun::new(&Counter, "fly").run();
+    /// assert_eq!(out.result, Err("worker 'counter' has no action 'fly'".to_owned()));
+    /// ```
     pub fn new(worker: &'w dyn Worker, action: &str) -> Self {
         TestRun {
             worker,
@@ -97,18 +225,106 @@ impl<'w> TestRun<'w> {
     }
 
     /// Sets the task data (should be a JSON object, as the host requires).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").data(json!({ "n": 5 })).run();
+    /// assert_eq!(out.result, Ok(json!({ "counted": 5 })));
+    /// let out = TestRun::new(&Counter, "count").data(json!([5])).run();
+    /// assert_eq!(out.result, Err("task data must be a JSON object".to_owned()));
+    /// ```
     pub fn data(mut self, data: Value) -> Self {
         self.data = data;
         self
     }
 
     /// Sets the worker settings (validated against the schema when the run starts).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").settings(json!({ "step": 3 })).run();
+    /// assert_eq!(out.progress().count(), 1);
+    /// let out = TestRun::new(&Counter, "count").settings(json!({ "step": "big" })).run();
+    /// assert_eq!(out.result, Err("setting 'step' must be an integer, got string".to_owned()));
+    /// ```
     pub fn settings(mut self, settings: Value) -> Self {
         self.settings = settings;
         self
     }
 
     /// Sets the task id the worker sees.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").task_id(7).run();
+    /// assert_eq!(out.logs().next(), Some((Level::Info, "task 7")));
+    /// ```
     pub fn task_id(mut self, id: u64) -> Self {
         self.task_id = id;
         self
@@ -116,6 +332,38 @@ impl<'w> TestRun<'w> {
 
     /// Cancels the task once the worker has reported progress `calls` times
     /// (`0`: cancelled before it starts).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count")
+    ///     .data(json!({ "n": 100 }))
+    ///     .cancel_after_progress(5)
+    ///     .run();
+    /// assert_eq!(out.result, Err("cancelled".to_owned()));
+    /// assert_eq!(out.progress().count(), 5);
+    /// ```
     pub fn cancel_after_progress(mut self, calls: u64) -> Self {
         self.cancel_after = Some(calls);
         self
@@ -124,6 +372,34 @@ impl<'w> TestRun<'w> {
     /// Runs the action and returns what happened. Problems the host would refuse before
     /// running (invalid manifest, undeclared action, bad settings) come back as `Err`
     /// results with the host's message.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let outcome = TestRun::new(&Counter, "count").run();
+    /// assert!(outcome.result.is_ok());
+    /// ```
     pub fn run(self) -> Outcome {
         let result_dir = tempfile::tempdir().expect("create a temporary result directory");
         let recorder = Recorder {
@@ -192,6 +468,35 @@ impl<'w> TestRun<'w> {
 
 impl Outcome {
     /// The progress events as `(processed, total, message)`.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").data(json!({ "n": 2 })).run();
+    /// let progress: Vec<_> = out.progress().collect();
+    /// assert_eq!(progress, vec![(1, 2, "counting"), (2, 2, "counting")]);
+    /// ```
     pub fn progress(&self) -> impl Iterator<Item = (u64, u64, &str)> {
         self.events.iter().filter_map(|e| match e {
             Event::Progress {
@@ -204,6 +509,34 @@ impl Outcome {
     }
 
     /// The log events as `(level, message)`.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").run();
+    /// assert_eq!(out.logs().collect::<Vec<_>>(), vec![(Level::Info, "task 1")]);
+    /// ```
     pub fn logs(&self) -> impl Iterator<Item = (Level, &str)> {
         self.events.iter().filter_map(|e| match e {
             Event::Log { level, message } => Some((*level, message.as_str())),
@@ -212,11 +545,71 @@ impl Outcome {
     }
 
     /// The path of a result file the worker wrote.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").run();
+    /// assert_eq!(std::fs::read_to_string(out.result_file("count.txt")).unwrap(), "3");
+    /// ```
     pub fn result_file(&self, name: &str) -> PathBuf {
         self.result_dir.path().join(name)
     }
 
     /// The directory the worker could write results into.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::{Event, TestRun};
+    /// # struct Counter;
+    /// # impl Worker for Counter {
+    /// #     fn manifest(&self) -> WorkerManifest {
+    /// #         WorkerManifest::new("counter", "Counter")
+    /// #             .action(ActionSpec::new("count", "Count"))
+    /// #             .setting(SettingSpec::integer("step", "Step").default(1))
+    /// #     }
+    /// #     fn run(&self, ctx: &Context<'_>, _: &str, input: Input) -> Result<Value, Error> {
+    /// #         let n = input.data_u64_or("n", 3)?;
+    /// #         let step = input.setting_u64_or("step", 1);
+    /// #         ctx.info(&format!("task {}", ctx.task_id()));
+    /// #         let mut done = 0;
+    /// #         while done < n {
+    /// #             ctx.check_cancelled()?;
+    /// #             done = (done + step).min(n);
+    /// #             ctx.progress(done, n, "counting");
+    /// #         }
+    /// #         std::fs::write(ctx.result_dir().join("count.txt"), done.to_string())?;
+    /// #         Ok(json!({ "counted": done }))
+    /// #     }
+    /// # }
+    /// let out = TestRun::new(&Counter, "count").run();
+    /// let names: Vec<_> = std::fs::read_dir(out.result_path())
+    ///     .unwrap()
+    ///     .map(|e| e.unwrap().file_name())
+    ///     .collect();
+    /// assert_eq!(names, ["count.txt"]);
+    /// ```
     pub fn result_path(&self) -> &Path {
         self.result_dir.path()
     }

@@ -38,7 +38,7 @@ pub use accounts::{Accounts, SessionRecord, TokenRecord, UserRecord};
 pub use error::{ErrorKind, StoreError};
 pub use files::{PutFileError, ResultFileInfo, ResultFiles, RESULT_CHUNK_BYTES};
 pub use leases::Leases;
-pub use log_line::{LogLine, StoredLine};
+pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{
     CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority,

@@ -11,9 +11,18 @@
 //! message survives. Backslashes, newlines and carriage returns in messages are escaped
 //! (`\\`, `\n`, `\r`), so one event is always one line.
 //!
+//! Messages come from plugin code, so every other control character is escaped too
+//! ([`escape_text`]): NUL as `\0`, the rest of C0 but the tab, DEL and C1 as `\xHH` (two
+//! lowercase hex digits: the character U+00HH, so ESC is `\x1b`). A stored line then
+//! never carries a terminal escape sequence or a NUL, whatever a plugin reported, and
+//! because a backslash is always doubled the escapes are unambiguous: `\x1b` in a line is
+//! an ESC the plugin sent, `\\x1b` the four characters it wrote.
+//!
 //! Lines are stored as rows (task, sequence number, text) in the task's transaction;
 //! the text of a line is exactly what [`LogLine::format`] returns without its newline,
 //! so a whole log is its rows joined by newlines.
+
+use std::borrow::Cow;
 
 /// Longest message kept in a line, in bytes; longer ones are cut (on a char boundary).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -54,7 +63,10 @@ impl LogLine {
             eta: if eta.is_empty() {
                 "-".to_owned()
             } else {
-                eta.replace(['|', '\n', '\r'], " ")
+                // The ETA is not escaped: no separator and no control character in it.
+                eta.chars()
+                    .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+                    .collect()
             },
             message: truncate(message, MAX_MESSAGE_BYTES).to_owned(),
         }
@@ -120,9 +132,50 @@ fn escape_into(message: &str, out: &mut String) {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            // A tab is harmless on a terminal and common in messages.
+            '\t' => out.push('\t'),
+            c if c.is_control() => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
             c => out.push(c),
         }
     }
+}
+
+/// `text` with backslashes, line breaks and control characters escaped exactly as in a
+/// line's message (`\\`, `\n`, `\r`, `\0`, `\xHH`; tabs kept): safe to print to a
+/// terminal, and unambiguous. Borrowed when there is nothing to escape.
+pub fn escape_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    escape_into(text, &mut out);
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\' || (c.is_control() && c != '\t')
+}
+
+/// `line` with its control characters (but tabs) escaped as [`escape_text`] does and
+/// its backslashes left alone: for whole lines written before the message escaping
+/// covered control characters, whose backslashes are already escapes.
+fn escape_controls(line: &str) -> Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            escape_into(c.encode_utf8(&mut [0; 4]), &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn unescape(s: &str) -> String {
@@ -136,7 +189,22 @@ fn unescape(s: &str) -> String {
         match chars.next() {
             Some('n') => out.push('\n'),
             Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
             Some('\\') => out.push('\\'),
+            Some('x') => {
+                let rest = chars.as_str();
+                match rest
+                    .get(..2)
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32)
+                {
+                    Some(decoded) => {
+                        out.push(decoded);
+                        chars = rest[2..].chars();
+                    }
+                    None => out.push_str("\\x"),
+                }
+            }
             Some(other) => {
                 out.push('\\');
                 out.push(other);
@@ -168,14 +236,15 @@ impl StoredLine {
 
 /// The complete lines of a legacy log file's bytes (files written before logs moved
 /// into the database): a last line without its newline was a write in progress, or a
-/// crash mid-write, and is left out. Bytes that are not UTF-8 are kept as U+FFFD.
+/// crash mid-write, and is left out. Bytes that are not UTF-8 are kept as U+FFFD, and
+/// control characters (but tabs) are escaped as in messages written today.
 pub fn complete_lines(bytes: &[u8]) -> Vec<String> {
     let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
         return Vec::new();
     };
     bytes[..end]
         .split(|&b| b == b'\n')
-        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .map(|l| escape_controls(&String::from_utf8_lossy(l)).into_owned())
         .collect()
 }
 
@@ -189,6 +258,26 @@ mod tests {
         let text = l.format();
         assert_eq!(text, "running|45|150|325|2m 15s|a|b\\nc\\\\d\\re\n");
         assert_eq!(LogLine::parse(text.trim_end_matches('\n')), Some(l));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_visibly_and_round_trip() {
+        let msg = "\u{1b}[31mred\u{1b}[0m nul:\0 bell:\u{7} tab:\t del:\u{7f} csi:\u{9b} \\x1b";
+        let l = LogLine::new("running", 1, 1, 2, "", msg);
+        let text = l.text();
+        assert_eq!(
+            text,
+            "running|1|1|2|-|\\x1b[31mred\\x1b[0m nul:\\0 bell:\\x07 tab:\t del:\\x7f csi:\\x9b \\\\x1b"
+        );
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\t'),
+            "{text:?}"
+        );
+        assert_eq!(LogLine::parse(&text), Some(l));
+        assert_eq!(escape_text(msg), text.splitn(6, '|').last().unwrap());
+        assert!(matches!(escape_text("plain\ttext"), Cow::Borrowed(_)));
+        // A backslash before something that is not an escape stays as it was.
+        assert_eq!(unescape("a\\xzz\\q"), "a\\xzz\\q");
     }
 
     #[test]
@@ -221,6 +310,11 @@ mod tests {
             ]
         );
         assert!(complete_lines(b"torn").is_empty());
+        assert_eq!(
+            complete_lines(b"running|0|0|0|-|\x1b[1mbold \\n\n"),
+            ["running|0|0|0|-|\\x1b[1mbold \\n"],
+            "control characters of old lines are escaped, their escapes kept"
+        );
         assert_eq!(
             complete_lines(b"a\xffb\n"),
             ["a\u{fffd}b"],

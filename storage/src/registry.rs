@@ -42,6 +42,10 @@ pub struct WorkerRecord {
     pub schedule: Option<String>,
     /// Whether tasks may run.
     pub active: bool,
+    /// Why the worker was made inactive by stask rather than by an operator (its
+    /// library was replaced by a file with other contents, see
+    /// [`Registry::update_worker_library_held`]); cleared when it is activated.
+    pub inactive_reason: Option<String>,
     /// Display order.
     pub position: i64,
     /// When registered (ms since epoch).
@@ -90,11 +94,24 @@ pub trait Registry {
         lib: &LibraryFingerprint,
     ) -> Result<bool, StoreError>;
 
+    /// Like [`Registry::update_worker_library`], and in the same change deactivates the
+    /// worker with `reason` (kept in [`WorkerRecord::inactive_reason`] until it is
+    /// activated again): for code that must not run before an operator has looked at
+    /// it. Settings and schedule are kept. Returns false if no such worker exists.
+    fn update_worker_library_held(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Records a new size/mtime for a library whose contents (hash) did not change, so
     /// the next rescan can skip hashing it.
     fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError>;
 
-    /// Sets a worker's active flag. Returns false if no such worker exists.
+    /// Sets a worker's active flag; activating clears its
+    /// [`WorkerRecord::inactive_reason`]. Returns false if no such worker exists.
     fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError>;
 
     /// Replaces a worker's settings (a validated JSON object). Returns false if no such

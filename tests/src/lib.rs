@@ -765,3 +765,12 @@ pub fn identifiers(array: &Value) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Removes from `cmd` the environment variables [`stask_command`] removes, for commands
+/// that run `stask` indirectly (a shell script running a walkthrough).
+pub fn scrub_stask_env(cmd: &mut Command) -> &mut Command {
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}

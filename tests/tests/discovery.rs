@@ -1004,3 +1004,298 @@ fn host_survives_library_that_crashes_while_loading() {
     );
     assert!(text.contains("SIGABRT"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------
+// a replaced library waits for an operator
+// ---------------------------------------------------------------------------------
+
+const REPLACEABLE_V1: &str = "stask_fixture_replaceable_v1";
+const REPLACEABLE_V2: &str = "stask_fixture_replaceable_v2";
+
+/// A home where worker `replaceable` was registered active from v1's file, which is
+/// then gone, while v2 (same identifier, other contents) lies in another file, not yet
+/// discovered. Returns the home and both paths.
+fn replaced_library_home() -> (Home, PathBuf, PathBuf) {
+    let home = Home::new();
+    let v1 = home.install_as(REPLACEABLE_V1, "libreplaceable_v1.so");
+    let report = home.json(&["workers", "discover", "--activate"]);
+    assert_eq!(
+        identifiers(&report["registered"]),
+        ["replaceable"],
+        "{report:#}"
+    );
+    assert_eq!(show(&home, "replaceable")["active"], true);
+    std::fs::remove_file(&v1).unwrap();
+    let v2 = home.install_as(REPLACEABLE_V2, "libreplaceable_v2.so");
+    assert_ne!(sha256_of(&v2), sha256_of(&plugin_lib(REPLACEABLE_V1)));
+    (home, v1, v2)
+}
+
+#[test]
+fn a_vanished_library_replaced_by_other_contents_keeps_its_worker_inactive_saying_why() {
+    let (home, _v1, v2) = replaced_library_home();
+    let report = home.json(&["workers", "discover"]);
+    assert_eq!(
+        report["relocated"],
+        json!([]),
+        "other code is not a move: {report:#}"
+    );
+    let held = find_by(&report["held"], "identifier", "replaceable")
+        .unwrap_or_else(|| panic!("not reported as held: {report:#}"));
+    assert_eq!(held["active"], false, "{held:#}");
+    assert_eq!(held["library"], s(&v2), "{held:#}");
+    let reason = held["inactive_reason"].as_str().unwrap_or_default();
+    for needle in ["libreplaceable_v1.so", "libreplaceable_v2.so", "activate"] {
+        assert!(
+            reason.contains(needle),
+            "the reason names {needle}: {reason}"
+        );
+    }
+    assert!(
+        !reason.contains(&s(home.path())),
+        "no path on the server in a reason API clients see: {reason}"
+    );
+
+    // list and show say so, in JSON and in text.
+    let w = find_by(&list(&home), "identifier", "replaceable")
+        .unwrap()
+        .clone();
+    assert_eq!(w["active"], false, "{w:#}");
+    assert_eq!(w["inactive_reason"], reason, "{w:#}");
+    assert_eq!(w["library"]["path"], s(&v2), "{w:#}");
+    assert_eq!(show(&home, "replaceable")["inactive_reason"], reason);
+    let text = home.ok(&["workers", "show", "replaceable"]);
+    assert!(text.contains(reason), "{text}");
+    assert!(
+        text.contains("stask workers activate replaceable"),
+        "says what to do: {text}"
+    );
+    let text = home.ok(&["workers", "list"]);
+    assert!(text.contains(reason), "{text}");
+
+    // Its tasks do not run (and creating one says why), and a repeated discover
+    // leaves it as it is.
+    let err = home.fail(&["tasks", "create", "replaceable", "version"]);
+    assert!(err.contains("inactive") && err.contains(reason), "{err}");
+    let again = home.json(&["workers", "discover", "--activate"]);
+    assert_eq!(again["held"], json!([]), "{again:#}");
+    assert_eq!(show(&home, "replaceable")["active"], false);
+
+    // An operator activates it: the reason is gone and the new code runs.
+    home.ok(&["workers", "activate", "replaceable"]);
+    let w = show(&home, "replaceable");
+    assert_eq!(w["active"], true, "{w:#}");
+    assert_eq!(w["inactive_reason"], Value::Null, "{w:#}");
+    let id = home.create_task("replaceable", "version", &json!({}), &[]);
+    let summary = home.json(&["tasks", "process"]);
+    assert_eq!(summary["completed"], 1, "{summary:#}");
+    assert_eq!(home.task(id)["result"], json!({ "version": 2 }));
+}
+
+#[test]
+fn discover_text_output_names_a_held_worker_its_reason_and_what_to_do() {
+    let (home, _v1, v2) = replaced_library_home();
+    let text = home.ok(&["workers", "discover"]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("replaceable") && l.contains(&s(&v2)))
+        .unwrap_or_else(|| panic!("no line names the worker and its new library:\n{text}"));
+    assert!(line.contains("libreplaceable_v1.so"), "{line}");
+    assert!(
+        line.contains("stask workers activate replaceable"),
+        "{line}"
+    );
+    assert!(!text.contains("Relocated"), "{text}");
+    assert_eq!(show(&home, "replaceable")["active"], false);
+}
+
+#[test]
+fn a_library_moved_with_the_same_contents_is_followed_and_stays_active() {
+    let home = Home::new();
+    let old = home.install_as(REPLACEABLE_V1, "libreplaceable.so");
+    home.json(&["workers", "discover", "--activate"]);
+    std::fs::remove_file(&old).unwrap();
+    let moved = home.install_as(REPLACEABLE_V1, "moved/libreplaceable.so");
+    let report = home.json(&["workers", "discover"]);
+    assert_eq!(report["held"], json!([]), "{report:#}");
+    let change = find_by(&report["relocated"], "identifier", "replaceable")
+        .unwrap_or_else(|| panic!("not relocated: {report:#}"));
+    assert_eq!(change["library"], s(&moved), "{change:#}");
+    let w = show(&home, "replaceable");
+    assert_eq!(w["active"], true, "{w:#}");
+    assert_eq!(w["inactive_reason"], Value::Null, "{w:#}");
+}
+
+#[test]
+fn the_api_shows_why_a_replaced_worker_is_inactive_and_activation_clears_it() {
+    let (home, _v1, _v2) = replaced_library_home();
+    home.json(&["workers", "discover"]);
+    let token = |role: &str| {
+        home.json(&["tokens", "create", "--role", role, "--name", role])["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    };
+    let (viewer, admin) = (token("viewer"), token("admin"));
+    let (_service, url) = home.serve_http(&[], &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(COMMAND_TIMEOUT))
+        .build()
+        .into();
+    let call = |method: &str, path: &str, token: &str| -> Value {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{url}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .body(Vec::new())
+            .unwrap();
+        let mut res = agent.run(req).expect("the request is answered");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().expect("a body");
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} ({e}): {text}"))
+    };
+    let reason = show(&home, "replaceable")["inactive_reason"]
+        .as_str()
+        .expect("held")
+        .to_owned();
+    let w = call("GET", "/api/v1/workers/replaceable", &viewer);
+    assert_eq!(w["active"], false, "{w:#}");
+    assert_eq!(w["inactive_reason"], reason, "{w:#}");
+    let all = call("GET", "/api/v1/workers", &viewer);
+    let listed = all
+        .as_array()
+        .or_else(|| all["workers"].as_array())
+        .and_then(|a| a.iter().find(|w| w["identifier"] == "replaceable"))
+        .unwrap_or_else(|| panic!("not listed: {all:#}"))
+        .clone();
+    assert_eq!(listed["inactive_reason"], reason, "{listed:#}");
+
+    // The description documents the field the answers carry.
+    let doc = call("GET", "/api/v1/openapi.json", &viewer);
+    for schema in ["Worker", "WorkerSummary"] {
+        let field = &doc["components"]["schemas"][schema]["properties"]["inactive_reason"];
+        assert_eq!(field["type"], "string", "{schema}: {field:#}");
+        assert_eq!(field["nullable"], true, "{schema}: {field:#}");
+    }
+
+    call("POST", "/api/v1/workers/replaceable/activate", &admin);
+    let w = call("GET", "/api/v1/workers/replaceable", &viewer);
+    assert_eq!(w["active"], true, "{w:#}");
+    assert_eq!(w["inactive_reason"], Value::Null, "{w:#}");
+}
+
+// ---------------------------------------------------------------------------------
+// plugin-api version mismatches name both versions and what to do
+// ---------------------------------------------------------------------------------
+
+/// This host's `stask-plugin-api` version, from the SDK's Cargo.toml.
+fn host_api_version() -> (u64, u64, String) {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-api/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .expect("a version line")
+        .trim_matches('"')
+        .to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap(), version)
+}
+
+/// Installs a copy of the abi-future fixture that declares stask-plugin-api `version`
+/// (five characters, like the `1.0.0` it declares) instead: the fixture's `1.0.0`s are
+/// patched in the copy (the version string of its root module, and the text of its
+/// refusal, which nothing calls). abi_stable records `std;1.0.0` as the package of std
+/// types in the layout, so occurrences preceded by `;` are left alone.
+fn install_abi_future_claiming(home: &Home, version: &str) -> PathBuf {
+    assert_eq!(version.len(), "1.0.0".len(), "{version}");
+    let mut bytes = std::fs::read(plugin_lib(ABI_FUTURE)).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(i, w)| *w == b"1.0.0" && (*i == 0 || bytes[i - 1] != b';'))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty(), "the fixture declares no 1.0.0");
+    for i in at {
+        bytes[i..i + 5].copy_from_slice(version.as_bytes());
+    }
+    let dest = home.plugins_dir().join("libabi_next_minor.so");
+    std::fs::write(&dest, bytes).unwrap();
+    chmod(&dest, 0o755);
+    dest
+}
+
+#[test]
+fn a_library_of_a_newer_0x_minor_is_refused_naming_both_versions_and_what_to_do() {
+    let (major, minor, host) = host_api_version();
+    assert_eq!(major, 0, "this test is about 0.x releases");
+    let theirs = format!("0.{}.0", minor + 1);
+    let home = Home::new();
+    home.install(DEMO);
+    let bad = install_abi_future_claiming(&home, &theirs);
+    let entry = assert_bad_file_reported_and_good_registered(&home, &bad, "demo");
+    assert_eq!(entry["kind"], "incompatible-version", "{entry:#}");
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&theirs),
+        "names the library's version: {reason}"
+    );
+    assert!(reason.contains(&host), "names the host's version: {reason}");
+    assert!(
+        reason.contains(&format!(
+            "rebuild the plugin against stask-plugin-api 0.{minor}.x"
+        )),
+        "says what to do: {reason}"
+    );
+    assert!(
+        reason.contains(&format!(
+            "upgrade stask to a release built with stask-plugin-api 0.{}.x",
+            minor + 1
+        )),
+        "a newer library can also be run by a newer stask: {reason}"
+    );
+}
+
+#[test]
+fn a_library_of_the_future_major_is_refused_saying_what_to_do() {
+    let (_, minor, host) = host_api_version();
+    let home = Home::new();
+    home.install(DEMO);
+    let bad = home.install(ABI_FUTURE);
+    let entry = assert_bad_file_reported_and_good_registered(&home, &bad, "demo");
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("1.0.0") && reason.contains(&host),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!(
+            "rebuild the plugin against stask-plugin-api 0.{minor}.x"
+        )) && reason.contains("upgrade stask"),
+        "says what to do: {reason}"
+    );
+}
+
+#[test]
+fn changed_abi_layout_reason_names_the_declared_and_the_host_version() {
+    let (_, _, host) = host_api_version();
+    let home = Home::new();
+    home.install(DEMO);
+    let bad = home.install(ABI_CHANGED_LAYOUT);
+    let entry = assert_bad_file_reported_and_good_registered(&home, &bad, "demo");
+    assert_eq!(entry["kind"], "abi-mismatch", "{entry:#}");
+    let reason = entry["reason"].as_str().unwrap();
+    // The fixture declares the host's own version: only the layout differs.
+    assert!(
+        reason.contains(&format!("the library declares stask-plugin-api {host}")),
+        "names the library's version: {reason}"
+    );
+    assert!(
+        reason.contains(&format!("this host uses stask-plugin-api {host}")),
+        "names the host's version: {reason}"
+    );
+    assert!(reason.contains("rebuild it"), "says what to do: {reason}");
+}

@@ -996,6 +996,11 @@ fn plugin_file_replaced_while_a_task_runs_is_safe_and_the_next_task_uses_the_new
     let id = create(&home, "replaceable", "sleep", json!({ "ms": 1500 }), &[]);
     let bg = home.spawn(&["tasks", "process", "--json"], &[]);
     wait_running(&home, id);
+    // The task is claimed before its library is copied; replace the file once a runner
+    // started from the copy (a change during the copy is another, tested, case).
+    wait_until(WAIT, "a runner started", || {
+        (!runners_of(&home).is_empty()).then_some(())
+    });
 
     // Overwrite the file in place (same inode), as `cp new.so old.so` does.
     let inode = std::fs::metadata(&lib).unwrap().ino();

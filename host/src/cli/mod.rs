@@ -5,6 +5,7 @@
 //! usage errors exit with 2), followed by a hint when the domain layer gave one.
 //! Commands parse their flags, call the domain layer ([`crate::ops`]) and print.
 
+mod new_worker;
 mod schedule;
 mod stats;
 mod tasks;
@@ -89,12 +90,20 @@ enum Command {
     /// plaintext.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Create a worker crate (a plugin) that builds, passes its tests and runs as it is:
+    /// Cargo.toml, src/lib.rs, README.md. Needs no home.
+    NewWorker(new_worker::NewWorkerArgs),
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
     /// Internal: run tasks of one library in a child process.
     #[command(name = "__runner", hide = true)]
-    Runner { library: PathBuf },
+    Runner {
+        library: PathBuf,
+        /// The sandbox to confine itself to (JSON, from the engine).
+        #[arg(long)]
+        sandbox: Option<String>,
+    },
 }
 
 /// Flags of `stask serve` (each overrides stask.toml and STASK_* variables).
@@ -140,7 +149,9 @@ pub fn main() -> i32 {
     let (cli, home_source) = parse_args();
     match &cli.command {
         Command::Probe { library } => return crate::probe::run_child(library),
-        Command::Runner { library } => return crate::runner::run_child(library),
+        Command::Runner { library, sandbox } => {
+            return crate::runner::run_child(library, sandbox.as_deref())
+        }
         _ => {}
     }
     if let Err(e) = check_home(&cli.home, home_source) {
@@ -368,6 +379,7 @@ fn run(cli: Cli) -> Result<i32> {
             let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
             run_secrets(&home, cmd, cli.json).map(|()| 0)
         }
+        Command::NewWorker(args) => new_worker::run(args, cli.json),
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")
         }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::Value;
-use stask_storage::{now_ms, LogLine, Priority, Status, Store, StoredLine, TaskFilter};
+use stask_storage::{
+    escape_text as shown, now_ms, LogLine, Priority, Status, Store, StoredLine, TaskFilter,
+};
 
 use super::{print_json, read_data};
 use crate::config::Config;
@@ -283,11 +285,10 @@ fn time(ms: i64) -> String {
     }
 }
 
+/// A message on one line of at most `max` characters, escaped as log lines are (it is
+/// plugin text: no terminal escape sequence gets through, tabs become spaces).
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat = shown(s).replace('\t', " ");
     if flat.chars().count() <= max {
         flat
     } else {
@@ -329,19 +330,20 @@ fn print_task(t: &TaskView) {
         "  progress:   {}% ({}/{})",
         t.progress, t.processed, t.total
     );
-    println!("  message:    {}", t.message);
+    // Messages and errors are plugin text: escaped like the lines of the log.
+    println!("  message:    {}", shown(&t.message));
     println!("  data:       {}", t.data);
     if let Some(r) = &t.result {
         println!("  result:     {r}");
     }
     if let Some(e) = &t.error {
-        println!("  error:      {e}");
+        println!("  error:      {}", shown(e));
     }
     if let Some(files) = &t.result_files {
         if !files.is_empty() {
             println!("  result files:");
             for f in files {
-                println!("    {} ({} bytes)", f.name, f.size);
+                println!("    {} ({} bytes)", shown(&f.name), f.size);
             }
         }
     }
@@ -365,7 +367,8 @@ fn print_task(t: &TaskView) {
     }
 }
 
-/// A log line for people: status, percent, counts, ETA and message.
+/// A log line for people: status, percent, counts, ETA and message, the message escaped
+/// exactly as in the stored line (what `--raw` prints), so both show the same text.
 fn format_line(l: &LogLineView) -> String {
     let counts = if l.total > 0 {
         format!(" {}/{}", l.processed, l.total)
@@ -379,7 +382,9 @@ fn format_line(l: &LogLineView) -> String {
     };
     format!(
         "{:<9} {:>3}%{counts}{eta}  {}",
-        l.status, l.progress, l.message
+        l.status,
+        l.progress,
+        shown(&l.message)
     )
 }
 
@@ -498,7 +503,7 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
     let mut observer = |_: i64, line: &LogLine| match &bar {
         Some(b) => {
             b.set_position(line.progress as u64);
-            b.set_message(line.message.clone());
+            b.set_message(shown(&line.message).into_owned());
             if line.status != "running" {
                 b.println(format_line(&LogLineView::new(line)));
             }
@@ -520,7 +525,7 @@ fn execute(home: &Home, config: &Config, id: i64, json: bool) -> Result<i32> {
     if json {
         print_json(&TaskView::summary(&t))?;
     } else if bar.is_some() {
-        println!("task {id}: {} — {}", t.status, t.message);
+        println!("task {id}: {} — {}", t.status, shown(&t.message));
     }
     Ok(if t.status == Status::Completed { 0 } else { 1 })
 }

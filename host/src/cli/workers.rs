@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use stask_storage::Store;
+use stask_storage::{escape_text as shown, Store};
 
 use super::print_json;
 use super::terminal::NoEcho;
@@ -79,6 +79,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
             print_changes("Registered", &report.registered);
             print_changes("Relocated", &report.relocated);
+            print_held(&report.held);
             print_skipped(&report.skipped);
             println!(
                 "{} registered, {} skipped, {} already registered",
@@ -144,10 +145,13 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                     "{:<width$}  {:<8}  {:<12}  {:<8}  {}",
                     v.identifier,
                     if v.active { "active" } else { "inactive" },
-                    v.scope,
-                    v.version,
-                    v.title
+                    shown(&v.scope),
+                    shown(&v.version),
+                    shown(&v.title)
                 );
+                if let Some(reason) = &v.inactive_reason {
+                    println!("{:<width$}  inactive because {}", "", shown(reason));
+                }
             }
         }
         WorkersCommand::Schedule(args) => super::schedule::run(&*store, args, json, config.tz())?,
@@ -158,19 +162,26 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 return print_json(&details);
             }
             let (view, schedule) = (&details.worker, &details.schedule);
-            println!("{} — {}", view.identifier, view.title);
+            println!("{} — {}", view.identifier, shown(&view.title));
             println!(
                 "  state:       {}",
                 if view.active { "active" } else { "inactive" }
             );
+            if let Some(reason) = &view.inactive_reason {
+                println!("  inactive because {}", shown(reason));
+                println!(
+                    "  (check the library, then allow it with `stask workers activate {}`)",
+                    view.identifier
+                );
+            }
             println!("  schedule:    {}", schedule.summary());
-            println!("  scope:       {}", view.scope);
-            println!("  version:     {}", view.version);
-            println!("  icon:        {}", view.icon);
-            println!("  description: {}", view.description);
+            println!("  scope:       {}", shown(&view.scope));
+            println!("  version:     {}", shown(&view.version));
+            println!("  icon:        {}", shown(&view.icon));
+            println!("  description: {}", shown(&view.description));
             println!(
                 "  library:     {}{}",
-                view.library.path.as_deref().unwrap_or(&view.library.file),
+                shown(view.library.path.as_deref().unwrap_or(&view.library.file)),
                 if view.library.exists {
                     ""
                 } else {
@@ -178,12 +189,23 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 }
             );
             println!("  sha256:      {}", view.library.sha256);
+            println!("  sandbox:     {}", shown(&view.access.summary()));
+            if view.access.reads != view.access.declared.reads
+                || view.access.writes != view.access.declared.writes
+                || view.access.connects != view.access.declared.connects
+            {
+                let declared = crate::views::worker::AccessView::declared_summary(&view.access);
+                println!(
+                    "               (set in its sandbox_* settings; it declares: {})",
+                    shown(&declared)
+                );
+            }
             println!("  actions:");
             for a in &view.actions {
                 println!(
                     "    {:<16} {}{}",
                     a.name,
-                    a.title,
+                    shown(&a.title),
                     if a.scheduled { " (scheduled)" } else { "" }
                 );
             }
@@ -192,7 +214,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 for s in &view.settings_schema {
                     println!(
                         "    {:<16} {:<8} {}",
-                        s.key,
+                        shown(&s.key),
                         s.kind.name(),
                         shown_setting(view, s)
                     );
@@ -230,25 +252,22 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 return print_json(&view.settings);
             }
             if view.settings_schema.is_empty() {
-                println!("{id} declares no settings (every worker accepts timeout_secs).");
+                println!(
+                    "{id} declares no settings (every worker accepts timeout_secs, max_memory_mb, max_cpu_secs, max_open_files and the sandbox_* settings)."
+                );
             }
             for s in &view.settings_schema {
                 println!(
                     "{:<20} {:<8} {}",
-                    s.key,
+                    shown(&s.key),
                     s.kind.name(),
                     shown_setting(&view, s)
                 );
             }
-            if let Some(t) = view
-                .settings
-                .get(stask_plugin_api::manifest::TIMEOUT_SETTING)
-            {
-                println!(
-                    "{:<20} {:<8} {t}",
-                    stask_plugin_api::manifest::TIMEOUT_SETTING,
-                    "integer"
-                );
+            for host in stask_plugin_api::manifest::HOST_SETTINGS {
+                if let Some(v) = view.settings.get(host.key) {
+                    println!("{:<20} {:<8} {v}", host.key, host.setting_kind().name());
+                }
             }
         }
         WorkersCommand::Activate { id } => set_active(&*store, &id, true, json)?,
@@ -276,9 +295,31 @@ fn print_changes(label: &str, changes: &[WorkerChange]) {
         println!(
             "  + {} {} ({}) from {}",
             c.identifier,
-            c.version,
+            shown(&c.version),
             if c.active { "active" } else { "inactive" },
-            c.library
+            shown(&c.library)
+        );
+    }
+}
+
+/// Workers moved onto a different library and kept inactive, with why and what to do.
+fn print_held(held: &[WorkerChange]) {
+    if held.is_empty() {
+        return;
+    }
+    println!("Held (inactive until you activate them):");
+    for c in held {
+        println!(
+            "  ! {} {} from {}: {}; once checked, allow it with `stask workers activate {}`",
+            c.identifier,
+            shown(&c.version),
+            shown(&c.library),
+            shown(
+                c.inactive_reason
+                    .as_deref()
+                    .unwrap_or("its library was replaced")
+            ),
+            c.identifier
         );
     }
 }
@@ -289,9 +330,10 @@ fn print_skipped(skipped: &[Skipped]) {
     }
     println!("Skipped:");
     for s in skipped {
+        // Reasons can quote plugin text (a panic message, a manifest value).
         match &s.identifier {
-            Some(id) => println!("  ! {} [{id}]: {}", s.path, s.reason),
-            None => println!("  ! {}: {}", s.path, s.reason),
+            Some(id) => println!("  ! {} [{id}]: {}", shown(&s.path), shown(&s.reason)),
+            None => println!("  ! {}: {}", shown(&s.path), shown(&s.reason)),
         }
     }
 }
@@ -302,6 +344,7 @@ fn shown_setting(view: &WorkerView, spec: &stask_plugin_api::SettingSpec) -> Str
     match (spec.secret, value["set"] == true) {
         (true, true) => "(secret, set)".to_owned(),
         (true, false) => "(secret, not set)".to_owned(),
+        // JSON text: its strings are escaped already.
         (false, _) => value.to_string(),
     }
 }

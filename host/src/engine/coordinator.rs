@@ -367,9 +367,14 @@ impl<'a> Coordinator<'a> {
         // the coordinator a sixth of its time in a busy service; the line at the end
         // says how it went.
         tracing::debug!(task = id, worker = %running.task.worker, action = %running.task.action, attempt = running.task.attempts, "task started");
-        let resolved =
-            self.resolver
-                .resolve(&running.task.worker, &c.worker, self.cfg.default_timeout);
+        let resolved = self.resolver.resolve(
+            &running.task.worker,
+            &c.worker,
+            super::resolve::Defaults {
+                timeout: self.cfg.default_timeout,
+                limits: self.cfg.limits,
+            },
+        );
         let prepared = resolved.and_then(|r| {
             let library = self
                 .cache
@@ -387,6 +392,8 @@ impl<'a> Coordinator<'a> {
                 settings: r.settings,
                 library,
                 timeout: r.timeout,
+                limits: r.limits,
+                access: r.access,
                 // The runner creates it when the worker first asks for it: most tasks
                 // write no result files.
                 result_dir: self.scratch.join(t.id.to_string()),

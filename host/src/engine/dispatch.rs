@@ -201,6 +201,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             result_dir: "/tmp/x".into(),
             max_result_bytes: 1024,
+            limits: Default::default(),
+            access: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ mod completer;
 mod coordinator;
 mod dispatch;
 pub mod ingest;
+pub mod limits;
 mod outcome;
 pub mod protocol;
 mod resolve;
@@ -49,6 +50,14 @@ use coordinator::Coordinator;
 use dispatch::Dispatcher;
 use ingest::IngestLimits;
 use slot::{FromSlot, Slot, StoreOpener};
+
+/// Memory a run may use when neither its worker's settings nor the host's
+/// configuration say otherwise, in MiB: enough for any ordinary worker, and a stop for
+/// one that grows without end before it takes the machine down.
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
+
+/// Files a run may have open when nothing else is set.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
 
 /// Engine tuning. [`EngineConfig::default`] holds the documented defaults.
 #[derive(Debug, Clone)]
@@ -83,6 +92,10 @@ pub struct EngineConfig {
     pub max_result_file_bytes: u64,
     /// All result files of a task together, in bytes.
     pub max_result_task_bytes: u64,
+    /// Resource limits of a run when the worker's settings set none.
+    pub limits: limits::Limits,
+    /// What happens to runs on a kernel without Landlock.
+    pub sandbox: crate::sandbox::Mode,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +115,12 @@ impl Default for EngineConfig {
             max_result_json_bytes: 1 << 20,
             max_result_file_bytes: 256 << 20,
             max_result_task_bytes: 1 << 30,
+            limits: limits::Limits {
+                memory_mb: Some(DEFAULT_MEMORY_MB),
+                cpu_secs: None,
+                open_files: Some(DEFAULT_OPEN_FILES),
+            },
+            sandbox: crate::sandbox::Mode::BestEffort,
         }
     }
 }
@@ -184,6 +203,13 @@ pub fn run_with(
 ) -> Result<Summary> {
     let owner = recovery::owner_id();
     let service = matches!(mode, Mode::Service);
+    // What a runner that dies had started comes to this process, which ends it (see
+    // crate::process_tree), instead of going to init and living on.
+    if let Err(e) = crate::process_tree::become_subreaper() {
+        tracing::warn!(
+            "cannot become a subreaper ({e}): processes started by a crashed worker may outlive it"
+        );
+    }
     let start = || -> Result<(Box<dyn stask_storage::Store>, Vec<Recovered>)> {
         let mut store = home.store()?;
         store.renew_lease(&owner, stask_storage::now_ms())?;
@@ -245,6 +271,7 @@ pub fn run_with(
             open_store: opener.clone(),
             limits,
             ingest_patience: (!service).then_some(Duration::from_secs(30)),
+            sandbox: cfg.sandbox,
         };
         threads.push(
             std::thread::Builder::new()
@@ -266,7 +293,7 @@ pub fn run_with(
         scratch,
         service,
     );
-    coordinator.resolver = resolve::Resolver::new(keys);
+    coordinator.resolver = resolve::Resolver::new(keys, home.root());
     let result = coordinator.run(mode, &mut summary);
     coordinator.shutdown(result.is_err());
     result.map(|()| summary)

@@ -1,5 +1,7 @@
 //! Messages between the host and a runner process: one JSON object per line, commands
-//! on the runner's stdin, events on its protocol stream (its original stdout).
+//! on the runner's descriptor 3, events on its descriptor 4. Plugin code gets
+//! `/dev/null` as stdin and the host's log as stdout and stderr, so nothing a plugin
+//! reads or prints can take a command or forge an event by accident.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,9 @@ pub enum Command {
         /// Longest result JSON the host accepts, in bytes: a longer one fails the
         /// attempt in the runner, before it crosses the protocol.
         max_result_bytes: u64,
+        /// CPU time the run may use, in seconds (`None`: no limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_secs: Option<u64>,
     },
     /// Ask a queued or running task to stop.
     Cancel {
@@ -39,7 +44,11 @@ pub enum Command {
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
     /// The library loaded; the runner accepts commands.
-    Ready,
+    Ready {
+        /// How its sandbox went: "full", "partial" or "none".
+        #[serde(default)]
+        sandbox: String,
+    },
     /// The library could not be loaded; the runner exits.
     LoadFailed {
         /// Why.
@@ -79,5 +88,12 @@ pub enum Event {
         /// the attempt fails and is not retried, as another would do the same.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refused: Option<String>,
+    },
+    /// The task just done left threads or processes behind: the runner exits rather than
+    /// run anything else, so what was left cannot crash an innocent task. Tasks sent
+    /// after that one never started; the host gives them to a fresh runner.
+    Retiring {
+        /// What was left behind.
+        reason: String,
     },
 }

@@ -6,21 +6,41 @@
 //! queue is the task running now; its time limit and cancel grace period are enforced
 //! by killing the runner's process group. When the runner dies or is killed, the head
 //! gets the matching end (crash, timeout, cancel) and the tasks behind it are sent to a
-//! fresh runner. A runner is kept while the library content (hash) stays the same.
+//! fresh runner. A runner is kept while the library content (hash) and the process
+//! limits stay the same, and while its tasks leave nothing behind (a runner whose task
+//! left threads or processes retires, see [`crate::runner`]).
+//!
+//! Ending a runner ends every process below it ([`crate::process_tree`]), detached ones
+//! included; what a runner that died by itself had started comes to the engine's
+//! process (a subreaper), which ends it too.
 
 use std::collections::{HashSet, VecDeque};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command as Process, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cache::CachedLibrary;
 use super::ingest::{ingest, IngestError, IngestLimits, Ingested};
+use super::limits::{self, Limits};
 use super::protocol::{Command, Event};
 use super::Msg;
+use crate::process_tree::{self, Tracked};
+use crate::runner::{COMMAND_FD, EVENT_FD};
+use crate::sandbox::{self, Access, Confinement};
 use crate::signals::describe_exit;
+
+/// Longest line of a runner's stderr kept for the log; the rest of it is counted, not
+/// kept (a plugin may print anything, any amount).
+const MAX_STDERR_LINE: usize = 4096;
+
+/// How much of a runner's last stderr output is kept to explain how it ended.
+const STDERR_TAIL: usize = 4096;
 
 /// How long a runner may take to load its library.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +67,10 @@ pub struct Assignment {
     pub result_dir: PathBuf,
     /// Longest result JSON accepted, in bytes.
     pub max_result_bytes: u64,
+    /// Resource limits of the run.
+    pub limits: Limits,
+    /// What the run may touch beyond the sandbox's baseline.
+    pub access: Arc<Access>,
 }
 
 /// What arrives in a slot's inbox.
@@ -128,9 +152,24 @@ pub enum FromSlot {
 
 struct Runner {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// The command stream (the runner's descriptor 3); closing it asks the runner to
+    /// exit.
+    commands: Option<File>,
     sha256: String,
+    /// The process limits it was started with.
+    limits: (Option<u64>, Option<u64>),
+    /// The access its sandbox grants.
+    access: Arc<Access>,
     ready: bool,
+    /// It said it will exit after the task it just finished (that task left something
+    /// behind); nothing more is sent to it, and its exit charges no task.
+    retiring: bool,
+    /// The end of what it wrote to stderr, to explain a crash.
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    /// The stderr reader, done when every writer (the runner and all it started) is gone.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    /// Keeps the stray sweep away from this child until it was waited for.
+    _tracked: Tracked,
     /// How many queue entries (from the front) were sent to this runner.
     sent: usize,
     load_deadline: Instant,
@@ -140,7 +179,7 @@ struct Runner {
 
 impl Runner {
     fn send_all(&mut self, cmds: impl Iterator<Item = Command>) -> std::io::Result<()> {
-        let Some(stdin) = self.stdin.as_mut() else {
+        let Some(stdin) = self.commands.as_mut() else {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         };
         let mut buf = String::new();
@@ -152,29 +191,46 @@ impl Runner {
         stdin.flush()
     }
 
-    /// Kills the whole process group (a plugin may have started children) and reaps.
+    /// Kills the runner and every process below it (a plugin may have started
+    /// children, detached ones too) and reaps.
     fn kill(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
-        // SAFETY: signalling a process group we created; no memory is involved.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        self.child
+        process_tree::kill_tree(pid, true);
+        let status = self
+            .child
             .wait()
-            .unwrap_or_else(|_| std::process::ExitStatus::from_raw(9))
+            .unwrap_or_else(|_| std::process::ExitStatus::from_raw(9));
+        // What it had started was orphaned to us when it died: reap that too.
+        process_tree::end_strays();
+        status
     }
 
-    /// Closes stdin so the runner exits by itself; kills it if it lingers.
+    /// Closes the command stream so the runner exits by itself (ending what its tasks
+    /// started); kills it if it lingers.
     fn stop(mut self) {
-        self.stdin = None;
+        self.commands = None;
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                process_tree::end_strays();
                 return;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
         self.kill();
+    }
+
+    /// The last lines it wrote to stderr, once the stream ended (waiting briefly for
+    /// the reader to catch up after the process is gone).
+    fn stderr_tail(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&tail).into_owned()
     }
 }
 
@@ -201,6 +257,8 @@ pub struct Slot {
     /// How long an ingest waits for a failing store (`None`: as long as it takes, for a
     /// service).
     pub ingest_patience: Option<Duration>,
+    /// What happens to runs on a kernel without Landlock.
+    pub sandbox: sandbox::Mode,
 }
 
 /// Opens a store connection for a thread that needs its own.
@@ -261,18 +319,18 @@ impl Slot {
         let Some(head) = st.queue.front() else {
             return;
         };
-        if st
-            .runner
-            .as_ref()
-            .is_some_and(|r| r.sha256 != head.library.sha256)
-        {
+        if st.runner.as_ref().is_some_and(|r| {
+            r.sha256 != head.library.sha256
+                || r.limits != head.limits.process_key()
+                || *r.access != *head.access
+        }) {
             if let Some(r) = st.runner.take() {
                 r.stop();
             }
         }
         if st.runner.is_none() {
             st.gen += 1;
-            match self.spawn(&head.library, st.gen) {
+            match self.spawn(head, st.gen) {
                 Ok(r) => st.runner = Some(r),
                 Err(e) => {
                     self.end_all(st, RunEnd::StartFailed(e));
@@ -281,7 +339,7 @@ impl Slot {
             }
         }
         let r = st.runner.as_mut().expect("runner present");
-        if !r.ready || r.sent >= st.queue.len() {
+        if !r.ready || r.retiring || r.sent >= st.queue.len() {
             return;
         }
         if r.sent == 0 {
@@ -295,6 +353,7 @@ impl Slot {
             settings: a.settings.clone(),
             result_dir: a.result_dir.display().to_string(),
             max_result_bytes: a.max_result_bytes,
+            cpu_secs: a.limits.cpu_secs,
         });
         // Cancel requests that came before the task was sent travel right behind it.
         let cancels: Vec<Command> = st
@@ -325,7 +384,16 @@ impl Slot {
 
     fn handle(&self, st: &mut State, msg: Inbox) {
         match msg {
-            Inbox::Run(batch) => st.queue.extend(batch),
+            Inbox::Run(batch) => st.queue.extend(batch.into_iter().map(|mut a| {
+                // Result files go to this slot's private directory, the only part of
+                // the scratch area its runner's sandbox may write.
+                if let Some(engine_dir) = a.result_dir.parent() {
+                    a.result_dir = engine_dir
+                        .join(format!("slot-{}", self.index))
+                        .join(a.id.to_string());
+                }
+                a
+            })),
             Inbox::Cancel(id) => self.cancel(st, id),
             Inbox::Interrupt => {
                 if let Some(r) = st.runner.take() {
@@ -378,9 +446,12 @@ impl Slot {
 
     fn on_event(&self, st: &mut State, ev: Event) {
         match ev {
-            Event::Ready => {
+            Event::Ready { sandbox } => {
                 if let Some(r) = st.runner.as_mut() {
                     r.ready = true;
+                    if sandbox != "full" && self.sandbox != sandbox::Mode::Off {
+                        warn_unconfined(&sandbox);
+                    }
                 }
             }
             Event::LoadFailed { error } => {
@@ -435,12 +506,25 @@ impl Slot {
                         RunEnd::Refused(result_too_large(result.len(), a.max_result_bytes))
                     }
                     (None, Some(result), _) => RunEnd::Ok(result),
-                    (None, None, Some(e)) => RunEnd::Err(e),
+                    (None, None, Some(e)) => {
+                        let e = limits::explain_error(e, &a.limits);
+                        let access = (self.sandbox != sandbox::Mode::Off).then_some(&*a.access);
+                        RunEnd::Err(sandbox::explain_denial(e, &a.worker, access))
+                    }
                     (None, None, None) => RunEnd::Err("the worker returned nothing".into()),
                 };
                 let ran = st.head_started.elapsed();
                 self.next_head(st);
                 self.report(st, &a, end, ran);
+            }
+            Event::Retiring { reason } => {
+                if let Some(r) = st.runner.as_mut() {
+                    r.retiring = true;
+                    tracing::info!(
+                        runner = r.child.id(),
+                        "runner retired: its last task left {reason}; the next task gets a fresh runner"
+                    );
+                }
             }
         }
     }
@@ -459,10 +543,16 @@ impl Slot {
         let Some(mut r) = st.runner.take() else {
             return;
         };
-        let how = match r.child.wait() {
-            Ok(s) => describe_exit(s.code(), s.signal()),
-            Err(e) => format!("could not be waited for ({e})"),
+        let (how, signal) = match r.child.wait() {
+            Ok(s) => (describe_exit(s.code(), s.signal()), s.signal()),
+            Err(e) => (format!("could not be waited for ({e})"), None),
         };
+        // What it had started was orphaned to us when it died.
+        process_tree::end_strays();
+        if r.retiring {
+            // It finished its task and left as it said it would: no one is charged.
+            return;
+        }
         if !r.ready {
             self.end_all(
                 st,
@@ -473,10 +563,11 @@ impl Slot {
             return;
         }
         if r.sent > 0 {
-            self.end_head(
-                st,
-                RunEnd::Crashed(format!("the runner process crashed: {how}")),
-            );
+            let tail = r.stderr_tail();
+            let no_limits = Limits::default();
+            let limits = st.queue.front().map_or(&no_limits, |a| &a.limits);
+            let message = limits::explain(&how, signal, &tail, limits);
+            self.end_head(st, RunEnd::Crashed(message));
         }
         // Tasks behind the head never started; the next runner gets them.
     }
@@ -609,38 +700,160 @@ impl Slot {
         let _ = self.out.send(f.into());
     }
 
-    fn spawn(&self, lib: &CachedLibrary, gen: u64) -> Result<Runner, String> {
-        let mut child = Process::new(&self.exe)
+    fn spawn(&self, head: &Assignment, gen: u64) -> Result<Runner, String> {
+        let (lib, limits) = (&head.library, &head.limits);
+        let failed = |e: std::io::Error| format!("could not start a runner process: {e}");
+        // The slot's private directory: result files and the runner's TMPDIR, the only
+        // part of the home its sandbox may write.
+        let private = head
+            .result_dir
+            .parent()
+            .map_or_else(|| self.workdir.join("scratch"), Path::to_path_buf);
+        // A fresh TMPDIR for every runner: what an earlier runner of this slot (perhaps
+        // another worker's) left there is not this one's to read.
+        let tmp = private.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(failed)?;
+        let confinement = Confinement {
+            mode: self.sandbox,
+            library: lib.path.clone(),
+            private,
+            access: (*head.access).clone(),
+        };
+        let confinement = serde_json::to_string(&confinement).expect("serializes");
+        // The protocol's two pipes; every end is close-on-exec, so no other child
+        // (another slot's runner spawned meanwhile) inherits one and keeps it open.
+        let (command_read, command_write) = pipe().map_err(failed)?;
+        let (event_read, event_write) = pipe().map_err(failed)?;
+        let (child_in, child_out) = (command_read.as_raw_fd(), event_write.as_raw_fd());
+        let limits_for_child = *limits;
+        let mut process = Process::new(&self.exe);
+        process
             .arg("__runner")
             .arg(&lib.path)
+            .arg("--sandbox")
+            .arg(confinement)
+            .env("TMPDIR", &tmp)
             .current_dir(&self.workdir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("could not start a runner process: {e}"))?;
-        let stdout = child.stdout.take().expect("piped");
+            .process_group(0);
+        // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2,
+        // setrlimit) on descriptors and values prepared before the fork.
+        unsafe {
+            process.pre_exec(move || {
+                // Move both ends clear of 3 and 4 first: either may have one of those
+                // numbers already.
+                let a = libc::fcntl(child_in, libc::F_DUPFD_CLOEXEC, 10);
+                let b = libc::fcntl(child_out, libc::F_DUPFD_CLOEXEC, 10);
+                if a < 0 || b < 0 || libc::dup2(a, COMMAND_FD) < 0 || libc::dup2(b, EVENT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limits_for_child.apply_to_process()
+            });
+        }
+        let (mut child, tracked) = process_tree::spawn_tracked(&mut process).map_err(failed)?;
+        drop((command_read, event_write));
         let stderr = child.stderr.take().expect("piped");
-        let stdin = child.stdin.take().expect("piped");
         let tx = self.inbox_tx.clone();
-        std::thread::spawn(move || read_events(stdout, gen, tx));
+        let events = File::from(event_read);
+        std::thread::spawn(move || read_events(events, gen, tx));
         let pid = child.id();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                tracing::debug!(target: "stask::runner", runner = pid, "{line}");
-            }
-        });
+        let stderr_tail: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let tail = stderr_tail.clone();
+        let stderr_reader = std::thread::spawn(move || drain_stderr(stderr, pid, &tail));
         Ok(Runner {
             child,
-            stdin: Some(stdin),
+            commands: Some(File::from(command_write)),
             sha256: lib.sha256.clone(),
+            limits: limits.process_key(),
+            access: head.access.clone(),
             ready: false,
+            retiring: false,
+            stderr_tail,
+            stderr_reader: Some(stderr_reader),
+            _tracked: tracked,
             sent: 0,
             load_deadline: Instant::now() + LOAD_TIMEOUT,
             _alive: crate::metrics::global().runner_started(),
         })
+    }
+}
+
+/// Warns (once per process) that runners run without the sandbox's full protection.
+fn warn_unconfined(status: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        if status == "partial" {
+            tracing::warn!("this kernel's Landlock lacks some features: runners are only partly sandboxed (see the README's threat model)");
+        } else {
+            tracing::warn!("this kernel does not support Landlock: runners run without a sandbox (`sandbox = \"best-effort\"`; set it to \"required\" to refuse that)");
+        }
+    });
+}
+
+/// A pipe whose ends are both close-on-exec: (read, write).
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which we then own.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Reads what a runner (and plugin code in it) writes to stderr, as bytes, until every
+/// writer is gone: never stops early, whatever arrives (invalid UTF-8, endless lines),
+/// because a runner whose stderr is no longer read fails on its next write. Lines go to
+/// the debug log, cut at [`MAX_STDERR_LINE`]; the last [`STDERR_TAIL`] bytes are kept in
+/// `tail` to explain a crash.
+fn drain_stderr(stderr: std::process::ChildStderr, pid: u32, tail: &Mutex<Vec<u8>>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stderr);
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = 0usize;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let n = buf.len();
+        {
+            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+            t.extend_from_slice(buf);
+            if t.len() > STDERR_TAIL {
+                let excess = t.len() - STDERR_TAIL;
+                t.drain(..excess);
+            }
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                log_stderr_line(pid, &line, cut);
+                line.clear();
+                cut = 0;
+            } else if line.len() < MAX_STDERR_LINE {
+                line.push(b);
+            } else {
+                cut += 1;
+            }
+        }
+        reader.consume(n);
+    }
+    if !line.is_empty() {
+        log_stderr_line(pid, &line, cut);
+    }
+}
+
+fn log_stderr_line(pid: u32, line: &[u8], cut: usize) {
+    let text = String::from_utf8_lossy(line);
+    if cut > 0 {
+        tracing::debug!(target: "stask::runner", runner = pid, "{text}… ({cut} more bytes)");
+    } else {
+        tracing::debug!(target: "stask::runner", runner = pid, "{text}");
     }
 }
 
@@ -653,8 +866,8 @@ pub fn result_too_large(len: usize, limit: u64) -> String {
 
 /// Reads a runner's events, forwarding whatever complete lines each read brought as one
 /// batch, then `RunnerGone` at end of stream.
-fn read_events(stdout: std::process::ChildStdout, gen: u64, tx: Sender<Inbox>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+fn read_events(events: File, gen: u64, tx: Sender<Inbox>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, events);
     let mut pending = Vec::new();
     loop {
         let buf = match reader.fill_buf() {

@@ -25,7 +25,7 @@ pub fn check_user_name(name: &str) -> Result<(), Problem> {
         return Err(Problem::invalid(
             "name",
             "invalid_name",
-            format!("'{name}' is not a valid user name: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"),
+            format!("'{}' is not a valid user name: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", crate::problem::shown_input(name)),
         ));
     }
     if name == SCHEDULE_STARTED_BY {
@@ -65,9 +65,12 @@ pub fn check_token_name(name: &str) -> Result<(), Problem> {
 
 /// The error for an unknown user.
 pub fn no_user(name: &str) -> anyhow::Error {
-    Problem::not_found("user_not_found", format!("no user '{name}'"))
-        .hint("see `stask users list`")
-        .into()
+    Problem::not_found(
+        "user_not_found",
+        format!("no user '{}'", crate::problem::shown_input(name)),
+    )
+    .hint("see `stask users list`")
+    .into()
 }
 
 /// The error for a user name that is taken.

@@ -31,6 +31,9 @@ pub struct WorkerView {
     pub version: String,
     /// Whether tasks may run.
     pub active: bool,
+    /// Why stask made it inactive until an operator activates it (its library was
+    /// replaced by a different file); `null` when it did not.
+    pub inactive_reason: Option<String>,
     /// Library file and fingerprint.
     pub library: LibraryView,
     /// Declared actions.
@@ -39,10 +42,72 @@ pub struct WorkerView {
     pub settings_schema: Vec<SettingSpec>,
     /// Current settings, secrets replaced by `{"secret": true, "set": bool}`.
     pub settings: Map<String, Value>,
+    /// What its runs may touch beyond the sandbox's baseline.
+    pub access: AccessView,
     /// Registered at (ms since epoch).
     pub created_at: i64,
     /// Last changed at (ms since epoch).
     pub updated_at: i64,
+}
+
+/// What a worker's runs may touch beyond the sandbox's baseline: what it declares, and
+/// what applies (each kind replaced by its `sandbox_*` setting when an operator set it).
+/// Paths as written (relative ones are relative to the home).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessView {
+    /// The manifest's declarations.
+    pub declared: stask_plugin_api::access::AccessSpec,
+    /// Paths its runs may read now.
+    pub reads: Vec<String>,
+    /// Paths its runs may write now.
+    pub writes: Vec<String>,
+    /// `host:port` its runs may connect to now.
+    pub connects: Vec<String>,
+}
+
+impl AccessView {
+    fn new(declared: stask_plugin_api::access::AccessSpec, stored: &Map<String, Value>) -> Self {
+        use stask_plugin_api::access::{
+            split_list, SANDBOX_CONNECTS, SANDBOX_READS, SANDBOX_WRITES,
+        };
+        let now = |key: &str, declared: &[String]| match stored.get(key).and_then(Value::as_str) {
+            Some(text) => split_list(text),
+            None => declared.to_vec(),
+        };
+        AccessView {
+            reads: now(SANDBOX_READS, &declared.reads),
+            writes: now(SANDBOX_WRITES, &declared.writes),
+            connects: now(SANDBOX_CONNECTS, &declared.connects),
+            declared,
+        }
+    }
+
+    /// One line for people: "reads ${import_dir}; writes nothing; connects to nothing".
+    pub fn summary(&self) -> String {
+        summary_of(&self.reads, &self.writes, &self.connects)
+    }
+
+    /// The same line for what the worker declares.
+    pub fn declared_summary(&self) -> String {
+        let d = &self.declared;
+        summary_of(&d.reads, &d.writes, &d.connects)
+    }
+}
+
+fn summary_of(reads: &[String], writes: &[String], connects: &[String]) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "nothing".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "reads {}; writes {}; connects to {}",
+        list(reads),
+        list(writes),
+        list(connects)
+    )
 }
 
 /// Library details.
@@ -66,10 +131,11 @@ impl WorkerView {
     /// Builds the view; the stored manifest was validated at registration.
     pub fn new(w: &WorkerRecord) -> Self {
         let manifest: Option<WorkerManifest> = serde_json::from_str(&w.manifest).ok();
-        let (actions, schema) = manifest
-            .map(|m| (m.actions, m.settings))
+        let (actions, schema, declared) = manifest
+            .map(|m| (m.actions, m.settings, m.access))
             .unwrap_or_default();
         let stored: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+        let access = AccessView::new(declared, &stored);
         let mut settings = Map::new();
         for spec in &schema {
             let value = stored.get(&spec.key).or(spec.default.as_ref());
@@ -80,11 +146,11 @@ impl WorkerView {
             };
             settings.insert(spec.key.clone(), shown);
         }
-        if let Some(t) = stored.get(stask_plugin_api::manifest::TIMEOUT_SETTING) {
-            settings.insert(
-                stask_plugin_api::manifest::TIMEOUT_SETTING.to_owned(),
-                t.clone(),
-            );
+        // Settings every worker accepts (time and resource limits) show when set.
+        for host in stask_plugin_api::manifest::HOST_SETTINGS {
+            if let Some(v) = stored.get(host.key) {
+                settings.insert(host.key.to_owned(), v.clone());
+            }
         }
         WorkerView {
             identifier: w.identifier.clone(),
@@ -94,6 +160,7 @@ impl WorkerView {
             icon: w.icon.clone(),
             version: w.version.clone(),
             active: w.active,
+            inactive_reason: w.inactive_reason.clone(),
             library: LibraryView {
                 file: std::path::Path::new(&w.library.path)
                     .file_name()
@@ -106,6 +173,7 @@ impl WorkerView {
             actions,
             settings_schema: schema,
             settings,
+            access,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -178,6 +246,8 @@ pub struct WorkerSummary {
     pub version: String,
     /// Whether tasks may run.
     pub active: bool,
+    /// Why stask made it inactive, as in [`WorkerView::inactive_reason`].
+    pub inactive_reason: Option<String>,
     /// Whether its library file still exists.
     pub library_exists: bool,
     /// Its tasks in all.
@@ -209,6 +279,7 @@ impl WorkerSummary {
                 description: view.description,
                 version: view.version,
                 active: view.active,
+                inactive_reason: view.inactive_reason,
                 library_exists: view.library.exists,
                 task_count: tasks.total(),
                 tasks,

@@ -30,6 +30,9 @@ pub struct ProductImport;
 impl Worker for ProductImport {
     fn manifest(&self) -> WorkerManifest {
         WorkerManifest::new("product", "Product import")
+            // The sandbox: the import directory is all it reads (result files and
+            // temporary files need no declaration); no network.
+            .reads("${import_dir}")
             .scope("catalog")
             .icon("cart")
             .version(env!("CARGO_PKG_VERSION"))

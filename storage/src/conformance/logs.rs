@@ -46,3 +46,56 @@ pub fn lines_page_and_resume_after_a_position(h: &dyn Harness) {
     assert_eq!(s.log_tail(other + 100, 5).unwrap(), (Vec::new(), 0));
     assert!(s.last_log_line(other + 100).unwrap().is_none());
 }
+
+pub fn control_characters_in_messages_are_stored_escaped(h: &dyn Harness) {
+    // What a plugin may report: an ANSI colour sequence, NUL, BEL, DEL, a C1 CSI, a
+    // tab, and text that only looks like an escape.
+    const PLUGIN_TEXT: &str =
+        "\u{1b}[31mred\u{1b}[0m nul:\0 bell:\u{7} del:\u{7f} csi:\u{9b} tab:\t \\x1b";
+    const STORED: &str =
+        "\\x1b[31mred\\x1b[0m nul:\\0 bell:\\x07 del:\\x7f csi:\\x9b tab:\t \\\\x1b";
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let id = insert(&mut *s, &task("w", 0), 1)[0];
+    claim(&mut *s, "me", 10, 1);
+    s.record_progress("me", &[], &[(id, line("running", PLUGIN_TEXT))])
+        .unwrap();
+    let mut end = super::finish(
+        id,
+        "me",
+        crate::Outcome::Failed {
+            error: PLUGIN_TEXT.into(),
+            retry_at: None,
+        },
+        "failed",
+        20,
+    );
+    end.lines = vec![line("failed", PLUGIN_TEXT)];
+    assert_eq!(s.finish_tasks(&[end]).unwrap(), [true]);
+    let all = s.log_lines(id, 0, usize::MAX).unwrap();
+    let plugin_lines: Vec<_> = all.iter().filter(|l| l.text.contains("red")).collect();
+    assert_eq!(plugin_lines.len(), 2, "{all:?}");
+    for l in plugin_lines {
+        assert!(
+            l.text.ends_with(&format!("|{STORED}")),
+            "escaped visibly: {:?}",
+            l.text
+        );
+        assert!(
+            !l.text.chars().any(|c| c.is_control() && c != '\t'),
+            "no raw control character is stored: {:?}",
+            l.text
+        );
+        assert_eq!(
+            l.parse().unwrap().message,
+            PLUGIN_TEXT,
+            "the message reads back as reported"
+        );
+    }
+    assert!(s
+        .last_log_line(id)
+        .unwrap()
+        .unwrap()
+        .text
+        .starts_with("failed|"));
+}

@@ -53,7 +53,10 @@ macro_rules! conformance_tests {
                 a_file_of_a_task_that_does_not_exist_is_refused
             }
             leases { a_renewed_lease_keeps_running_tasks_alive }
-            logs { lines_page_and_resume_after_a_position }
+            logs {
+                lines_page_and_resume_after_a_position,
+                control_characters_in_messages_are_stored_escaped
+            }
             queue {
                 inserted_tasks_get_distinct_ids_and_their_creation_line,
                 ids_are_never_reused_after_the_newest_tasks_are_deleted,
@@ -75,7 +78,10 @@ macro_rules! conformance_tests {
                 deleting_the_same_id_twice_counts_it_once,
                 concurrent_writers_number_lines_in_order_and_ids_apart
             }
-            registry { workers_are_registered_updated_and_removed }
+            registry {
+                workers_are_registered_updated_and_removed,
+                a_worker_held_for_review_stays_inactive_until_activated
+            }
             schedules {
                 set_get_replace_list_delete,
                 a_schedule_needs_a_registered_worker_and_goes_with_it,

@@ -366,6 +366,9 @@ const MIGRATIONS: &[&str] = &[
         FROM api_tokens;
     DROP TABLE api_tokens;
     ALTER TABLE api_tokens_new RENAME TO api_tokens;",
+    // 8: why stask made a worker inactive (its library was replaced by a file with
+    // other contents while it was registered): shown until an operator activates it.
+    "ALTER TABLE workers ADD COLUMN inactive_reason TEXT;",
 ];
 
 /// The schema version this build expects.

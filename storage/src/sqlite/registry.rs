@@ -9,7 +9,7 @@ use crate::registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord
 
 const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
     library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
-    position, created_at, updated_at";
+    position, created_at, updated_at, inactive_reason";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
     Ok(WorkerRecord {
@@ -32,6 +32,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
         position: r.get(14)?,
         created_at: r.get(15)?,
         updated_at: r.get(16)?,
+        inactive_reason: r.get(17)?,
     })
 }
 
@@ -135,6 +136,43 @@ impl Registry for SqliteStore {
         Ok(n > 0)
     }
 
+    /// Like [`Registry::update_worker_library`], and deactivates the worker with
+    /// `reason` in the same statement.
+    fn update_worker_library_held(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE workers SET scope = ?2, title = ?3, description = ?4, icon = ?5,
+                    version = ?6, manifest = ?7, library_path = ?8, library_size = ?9,
+                    library_mtime_ns = ?10, library_sha256 = ?11, updated_at = ?12,
+                    active = 0, inactive_reason = ?13
+                 WHERE identifier = ?1",
+                params![
+                    identifier,
+                    meta.scope,
+                    meta.title,
+                    meta.description,
+                    meta.icon,
+                    meta.version,
+                    meta.manifest,
+                    lib.path,
+                    lib.size as i64,
+                    lib.mtime_ns,
+                    lib.sha256,
+                    now_ms(),
+                    reason
+                ],
+            )
+            .context("update worker")?;
+        Ok(n > 0)
+    }
+
     /// Records a new size/mtime for a library whose contents (hash) did not change, so
     /// the next rescan can skip hashing it.
     fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError> {
@@ -147,12 +185,15 @@ impl Registry for SqliteStore {
         Ok(())
     }
 
-    /// Sets a worker's active flag. Returns false if no such worker exists.
+    /// Sets a worker's active flag; activating clears its inactive reason (an operator
+    /// has decided). Returns false if no such worker exists.
     fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute(
-                "UPDATE workers SET active = ?2, updated_at = ?3 WHERE identifier = ?1",
+                "UPDATE workers SET active = ?2, updated_at = ?3,
+                    inactive_reason = CASE WHEN ?2 THEN NULL ELSE inactive_reason END
+                 WHERE identifier = ?1",
                 params![identifier, active, now_ms()],
             )
             .context("change worker state")?;

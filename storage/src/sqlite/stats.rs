@@ -629,7 +629,7 @@ mod tests {
                  DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
                  DROP INDEX tasks_started_by; DROP TABLE task_logs; DROP TABLE result_files;
                  DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta;
-                 PRAGMA user_version = 3;",
+                 ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 3;",
             )
             .unwrap();
         drop(s);

@@ -292,6 +292,29 @@ describe('stask web interface', () => {
     assert.ok(!(await page.content()).includes('sk-very-secret'), 'the secret is nowhere in the page');
   });
 
+  test('worker page: the sandbox card shows what a worker may touch, and operators change it', async () => {
+    await go(page, '/workers/product');
+    await page.waitForSelector('#sandbox');
+    assert.equal((await page.textContent('[data-access=reads]')).trim(), '${import_dir}', 'the declaration');
+    assert.match(await page.textContent('[data-access=connects]'), /nothing/);
+    await page.waitForSelector('#settings-form');
+    await page.fill('input[data-key=sandbox_connects]', 'api.example.com:443');
+    await page.click('#save-settings');
+    await waitToast('Settings of product saved');
+    const w = await apiGet(page, base, '/workers/product');
+    assert.deepEqual(w.access.connects, ['api.example.com:443']);
+    assert.deepEqual(w.access.declared, { reads: ['${import_dir}'] });
+    await go(page, '/workers/product');
+    await page.waitForSelector('#sandbox');
+    assert.match(await page.textContent('[data-access=connects]'), /api\.example\.com:443/);
+    assert.match(await page.textContent('[data-access=connects]'), /The worker declares: nothing/);
+    // Emptied, it goes back to what the worker declares.
+    await page.fill('input[data-key=sandbox_connects]', '');
+    await page.click('#save-settings');
+    await waitToast('Settings of product saved');
+    assert.deepEqual((await apiGet(page, base, '/workers/product')).access.connects, []);
+  });
+
   test('worker page: schedule, pause and resume', async () => {
     await go(page, '/workers/demo');
     await page.waitForSelector('#schedule form');

@@ -8,7 +8,7 @@ use serde_json::Value;
 use stask_plugin_api::WorkerManifest;
 use stask_storage::{now_ms, LogLine, NewTask, Priority, Status, Store, TaskRecord};
 
-use crate::problem::Problem;
+use crate::problem::{shown_input, Problem};
 use crate::sensitive;
 
 /// Largest accepted task data, in bytes of JSON text.
@@ -94,7 +94,7 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         return Err(Problem::invalid(
             "worker",
             "unknown_worker",
-            format!("no worker '{}' is registered", req.worker),
+            format!("no worker '{}' is registered", shown_input(&req.worker)),
         )
         .hint("see `stask workers list`")
         .into());
@@ -103,7 +103,13 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         return Err(Problem::invalid(
             "worker",
             "worker_inactive",
-            format!("worker '{}' is inactive; activate it first", req.worker),
+            match &worker.inactive_reason {
+                Some(why) => format!(
+                    "worker '{}' is inactive: {why}; activate it first",
+                    req.worker
+                ),
+                None => format!("worker '{}' is inactive; activate it first", req.worker),
+            },
         )
         .hint(format!(
             "activate it with `stask workers activate {}`",
@@ -133,7 +139,7 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
             format!(
                 "worker '{}' has no action '{}' (its actions: {})",
                 req.worker,
-                req.action,
+                shown_input(&req.action),
                 names.join(", ")
             ),
         )

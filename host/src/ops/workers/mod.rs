@@ -12,13 +12,13 @@ use stask_plugin_api::WorkerManifest;
 use stask_storage::{SettingsSwap, Store, WorkerRecord};
 
 use crate::discovery::{self, CleanReport, DiscoverReport, RescanReport};
-use crate::problem::Problem;
+use crate::problem::{shown_input, Problem};
 
 /// The error for an unknown worker identifier.
 pub fn not_found(id: &str) -> anyhow::Error {
     Problem::not_found(
         "worker_not_found",
-        format!("no worker '{id}' is registered"),
+        format!("no worker '{}' is registered", shown_input(id)),
     )
     .hint("see `stask workers list`; new libraries are registered by `stask workers discover`")
     .into()

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
-use stask_plugin_api::manifest::{SettingKind, TIMEOUT_SETTING};
+use stask_plugin_api::manifest::{host_setting, SettingKind};
 use stask_plugin_api::WorkerManifest;
 use stask_storage::WorkerRecord;
 
@@ -66,8 +66,8 @@ pub fn update(
         settings.insert(key.to_owned(), parse_value(&manifest, key, raw)?);
     }
     if let Some((key, raw)) = secret {
-        let not_secret =
-            key == TIMEOUT_SETTING || manifest.settings.iter().any(|s| s.key == key && !s.secret);
+        let not_secret = host_setting(key).is_some()
+            || manifest.settings.iter().any(|s| s.key == key && !s.secret);
         if not_secret {
             return Err(Problem::invalid(
                 key,
@@ -116,16 +116,17 @@ fn validate(
 
 /// Reads a command-line value as the type the schema declares for `key`.
 fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value> {
-    let kind = if key == TIMEOUT_SETTING {
-        SettingKind::Integer
+    let kind = if let Some(host) = host_setting(key) {
+        host.setting_kind()
     } else {
         match manifest.settings.iter().find(|s| s.key == key) {
             Some(spec) => spec.kind,
             None => {
                 let known: Vec<&str> = manifest.settings.iter().map(|s| s.key.as_str()).collect();
                 bail!(
-                    "worker '{}' has no setting '{key}' (known: {})",
+                    "worker '{}' has no setting '{}' (known: {})",
                     manifest.identifier,
+                    crate::problem::shown_input(key),
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -167,8 +168,8 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Map<S
             settings.remove(key);
             continue;
         }
-        let ok = if key == TIMEOUT_SETTING {
-            value.as_u64().is_some_and(|n| n > 0)
+        let ok = if let Some(host) = host_setting(key) {
+            host.accepts(value)
         } else {
             match manifest.settings.iter().find(|s| &s.key == key) {
                 Some(spec) => spec.kind.accepts(value),
@@ -179,8 +180,9 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Map<S
                         key,
                         "unknown_setting",
                         format!(
-                            "worker '{}' has no setting '{key}' (known: {})",
+                            "worker '{}' has no setting '{}' (known: {})",
                             manifest.identifier,
+                            crate::problem::shown_input(key),
                             if known.is_empty() {
                                 "none".to_owned()
                             } else {
@@ -193,14 +195,14 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Map<S
             }
         };
         if !ok {
-            let expected = if key == TIMEOUT_SETTING {
-                "a positive integer (seconds)"
-            } else {
-                manifest
+            let expected = match host_setting(key) {
+                Some(host) => host.expected(),
+                None => manifest
                     .settings
                     .iter()
                     .find(|s| &s.key == key)
                     .map_or("another type", |s| s.kind.with_article())
+                    .to_owned(),
             };
             return Err(Problem::invalid(
                 key,

@@ -14,6 +14,16 @@ import { barChart } from '../charts.js';
 
 const TIMEOUT_KEY = 'timeout_secs';
 
+/** Settings every worker accepts, enforced by the host: [key, kind]. */
+const HOST_SETTINGS = [
+  ['max_memory_mb', 'integer'],
+  ['max_cpu_secs', 'integer'],
+  ['max_open_files', 'integer'],
+  ['sandbox_reads', 'string'],
+  ['sandbox_writes', 'string'],
+  ['sandbox_connects', 'string'],
+];
+
 export async function mount(root, params) {
   const id = params.id;
   let worker = await api.get(api.routes.worker(id));
@@ -44,6 +54,7 @@ export async function mount(root, params) {
     header,
     runActionCard(worker),
     h('div', { class: 'two-col' }, scheduleBox, settingsBox),
+    sandboxCard(worker),
     h('section', { class: 'card' }, h('h2', null, t('worker.statistics')), statsBox),
     h(
       'section',
@@ -127,6 +138,38 @@ function runActionCard(worker) {
     h('div', { class: 'inline-form' }, f.wrap, button(t('worker.run'), () => navigate(`/tasks/new?worker=${encodeURIComponent(worker.identifier)}&action=${encodeURIComponent(sel.value)}`), { cls: 'btn-primary', iconName: 'ui-play', attrs: { id: 'run-action' } })),
     desc,
     worker.active ? null : h('p', { class: 'notice' }, t('worker.inactive_note')),
+    worker.inactive_reason ? h('p', { class: 'notice', 'data-inactive-reason': worker.identifier }, t('workers.inactive_reason', { reason: worker.inactive_reason })) : null,
+  );
+}
+
+// ---- sandbox -----------------------------------------------------------------------------
+
+/** What the worker's runs may touch beyond the baseline: what applies, and what it declares. */
+function sandboxCard(worker) {
+  const access = worker.access || { reads: [], writes: [], connects: [], declared: {} };
+  const declared = access.declared || {};
+  const row = (kind) => {
+    const now = access[kind] || [];
+    const own = declared[kind] || [];
+    const changed = JSON.stringify(now) !== JSON.stringify(own);
+    return h(
+      'div',
+      null,
+      h('dt', null, t(`sandbox.${kind}`)),
+      h(
+        'dd',
+        { 'data-access': kind },
+        now.length ? h('code', null, now.join(', ')) : h('span', { class: 'muted' }, t('sandbox.nothing')),
+        changed ? h('p', { class: 'field-help' }, t('sandbox.declared', { list: own.length ? own.join(', ') : t('sandbox.nothing') })) : null,
+      ),
+    );
+  };
+  return h(
+    'section',
+    { class: 'card', id: 'sandbox', 'aria-labelledby': 'sandbox-title' },
+    h('h2', { id: 'sandbox-title' }, t('sandbox.title')),
+    h('p', { class: 'field-help' }, t('sandbox.help')),
+    h('dl', { class: 'figures' }, row('reads'), row('writes'), row('connects')),
   );
 }
 
@@ -141,6 +184,11 @@ function schemaOf(worker) {
   const schema = [...(worker.settings_schema || worker.schema || [])];
   if (!schema.some((s) => s.key === TIMEOUT_KEY)) {
     schema.push({ key: TIMEOUT_KEY, title: t('worker.timeout'), description: t('worker.timeout_help'), kind: 'integer', default: null, required: false, secret: false, builtin: true });
+  }
+  for (const [key, kind] of HOST_SETTINGS) {
+    if (!schema.some((s) => s.key === key)) {
+      schema.push({ key, title: t(`host_setting.${key}`), description: t(`host_setting.${key}_help`), kind, default: null, required: false, secret: false, builtin: true });
+    }
   }
   return schema;
 }
@@ -232,13 +280,18 @@ function renderSettings(box, worker) {
         continue;
       }
       if (text === '' && spec.kind === 'string' && !had) continue;
+      // An emptied host list setting goes back to what the worker declares.
+      if (spec.builtin && spec.kind === 'string' && text.trim() === '') {
+        if (had) unset.push(spec.key);
+        continue;
+      }
       const parsed = parseSetting(spec.kind, text);
       if (parsed.error) {
         f.setError(parsed.error);
         firstError = firstError || input;
         continue;
       }
-      if (spec.builtin && parsed.value < 1) {
+      if (spec.builtin && spec.kind === 'integer' && parsed.value < 1) {
         f.setError(t('settings.expect_positive'));
         firstError = firstError || input;
         continue;

@@ -65,6 +65,7 @@ export function discoverMessage(r) {
   const parts = [];
   if (r.registered && r.registered.length) parts.push(t('notify.discover_registered', { n: r.registered.length, names: names(r.registered) }));
   if (r.relocated && r.relocated.length) parts.push(t('notify.discover_relocated', { n: r.relocated.length, names: names(r.relocated) }));
+  if (r.held && r.held.length) parts.push(t('notify.discover_held', { n: r.held.length, names: names(r.held) }));
   if (r.skipped && r.skipped.length) parts.push(t('notify.discover_skipped', { n: r.skipped.length, names: r.skipped.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
   if (!parts.length) parts.push(t('notify.discover_none'));
   if (typeof r.already_registered === 'number') parts.push(t('notify.discover_known', { n: r.already_registered }));
@@ -135,6 +136,7 @@ export async function mount(root) {
         h('div', { class: 'worker-title' }, h('h2', null, link(`/workers/${encodeURIComponent(w.identifier)}`, w.title || w.identifier)), h('code', { class: 'worker-id' }, w.identifier), w.scope ? h('span', { class: 'tag' }, w.scope) : null),
       ),
       h('p', { class: 'worker-desc' }, w.description || ''),
+      w.inactive_reason ? h('p', { class: 'notice', 'data-inactive-reason': w.identifier }, t('workers.inactive_reason', { reason: w.inactive_reason })) : null,
       h(
         'div',
         { class: 'worker-foot' },
