@@ -3,8 +3,9 @@
 # unit and conformance tests, host unit tests, the end-to-end tests that drive the real
 # `stask` binary against real plugin libraries, the HTTP API's contract test
 # (schemathesis against openapi.json) and the browser tests.
-# Needs the Rust toolchain (SQLite is bundled) and python3 (the contract test installs
-# schemathesis into a venv of its own).
+# Needs the Rust toolchain (SQLite is bundled), python3 (the contract test installs
+# schemathesis into a venv of its own) and PostgreSQL on 127.0.0.1:5432 (started, or
+# installed, by scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
     exit 1
 fi
+
+# The PostgreSQL backend's conformance suite and the several-hosts tests need a local
+# server: started (installed where missing) when it does not answer.
+scripts/postgres.sh
 
 # Style first: formatting and lints are part of the suite.
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

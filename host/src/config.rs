@@ -91,6 +91,9 @@ pub struct Config {
     /// What happens to runs on a kernel without Landlock: `required`, `best-effort` or
     /// `off` (see the README's threat model).
     pub sandbox: crate::sandbox::Mode,
+    /// The database: a PostgreSQL URL shared by several hosts, or empty for the home's
+    /// SQLite database (also `--database`).
+    pub database_url: String,
     /// The HTTP server's limits (`http_*` keys, see [`HttpLimits::SETTINGS`]), in the
     /// order of that table.
     pub http: [u64; 6],
@@ -122,6 +125,7 @@ pub const KEYS: &[&str] = &[
     "worker_max_cpu_secs",
     "worker_max_open_files",
     "sandbox",
+    "database_url",
     "http_header_timeout_secs",
     "http_body_timeout_secs",
     "http_idle_timeout_secs",
@@ -154,6 +158,7 @@ impl Config {
             worker_max_cpu_secs: 0,
             worker_max_open_files: crate::engine::DEFAULT_OPEN_FILES,
             sandbox: crate::sandbox::Mode::BestEffort,
+            database_url: String::new(),
             http: std::array::from_fn(|i| HttpLimits::SETTINGS[i].1),
             sources: KEYS.iter().map(|k| (*k, Source::Default)).collect(),
         }
@@ -264,6 +269,12 @@ impl Config {
             "sandbox" => {
                 self.sandbox = crate::sandbox::Mode::parse(v).map_err(anyhow::Error::msg)?
             }
+            "database_url" => {
+                if !v.is_empty() && !stask_storage::is_postgres(v) {
+                    bail!("'{v}' is not a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE); leave it empty for the home's SQLite database");
+                }
+                self.database_url = v.to_owned();
+            }
             other => match HttpLimits::SETTINGS.iter().position(|s| s.0 == other) {
                 Some(i) => {
                     let (_, _, min, max) = HttpLimits::SETTINGS[i];
@@ -315,6 +326,11 @@ impl Config {
         }
     }
 
+    /// The PostgreSQL URL, if one is set.
+    pub fn database(&self) -> Option<String> {
+        (!self.database_url.is_empty()).then(|| self.database_url.clone())
+    }
+
     /// The HTTP server's limits.
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits::from_values(&self.http)
@@ -350,6 +366,7 @@ impl Config {
                 "worker_max_cpu_secs" => self.worker_max_cpu_secs.to_string(),
                 "worker_max_open_files" => self.worker_max_open_files.to_string(),
                 "sandbox" => self.sandbox.as_str().to_owned(),
+                "database_url" => stask_storage::postgres::redact(&self.database_url),
                 other => HttpLimits::SETTINGS
                     .iter()
                     .position(|s| s.0 == other)

@@ -23,6 +23,9 @@ pub const DEFAULT_HOME: &str = "stask-home";
 pub struct Home {
     root: PathBuf,
     plugins: PathBuf,
+    /// A PostgreSQL URL when the store is a server shared by several hosts; `None`: the
+    /// home's SQLite database.
+    database: Option<String>,
 }
 
 impl Home {
@@ -50,7 +53,11 @@ impl Home {
                 .with_context(|| format!("cannot resolve '{}'", p.display()))?,
             None => root.join("plugins"),
         };
-        let home = Home { root, plugins };
+        let home = Home {
+            root,
+            plugins,
+            database: None,
+        };
         // Homes made by an older stask may lack newer subdirectories. A read-only home
         // is read as it is (only running tasks needs them, and that writes anyway).
         for dir in [home.cache_dir(), home.scratch_root()] {
@@ -97,7 +104,6 @@ impl Home {
         let home = Home::open(root, plugins)?;
         std::fs::create_dir_all(&home.plugins)
             .with_context(|| format!("cannot create '{}'", home.plugins.display()))?;
-        home.store()?;
         Ok(home)
     }
 
@@ -141,6 +147,34 @@ impl Home {
         self
     }
 
+    /// The same home with its store in the PostgreSQL database at `url` (`None`: the
+    /// home's SQLite database). Anything but a `postgres://` URL is refused.
+    pub fn with_database(mut self, url: Option<String>) -> Result<Home> {
+        if let Some(url) = &url {
+            if !stask_storage::is_postgres(url) {
+                bail!(
+                    "database URL '{url}' is not a PostgreSQL URL; give postgres://USER@HOST:PORT/DATABASE, or leave database_url empty for the home's SQLite database"
+                );
+            }
+        }
+        self.database = url;
+        Ok(self)
+    }
+
+    /// Whether the store is a PostgreSQL database (shared by several hosts).
+    pub fn is_shared(&self) -> bool {
+        self.database.is_some()
+    }
+
+    /// Where the store is, for people: the SQLite file, or the PostgreSQL URL without its
+    /// password.
+    pub fn database_shown(&self) -> String {
+        match &self.database {
+            Some(url) => stask_storage::postgres::redact(url),
+            None => self.db_path().display().to_string(),
+        }
+    }
+
     /// The home directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
@@ -170,7 +204,10 @@ impl Home {
     /// Opens the store (creating and migrating the database when needed; read-only
     /// when the home cannot be written).
     pub fn store(&self) -> Result<Box<dyn Store>> {
-        Ok(stask_storage::open_sqlite(&self.db_path())?)
+        Ok(match &self.database {
+            Some(url) => stask_storage::open(url)?,
+            None => stask_storage::open_sqlite(&self.db_path())?,
+        })
     }
 }
 

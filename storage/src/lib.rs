@@ -10,7 +10,7 @@
 //! [`ProgressLogs`], [`ResultFiles`], [`Registry`], [`Schedules`], [`Accounts`],
 //! [`Statistics`], [`Leases`], [`Wakeups`]), gathered in [`Store`]. The host only ever
 //! holds a `Box<dyn Store>` from [`open`], so nothing above this crate knows which
-//! database it talks to. SQL lives in the backends only ([`sqlite`]); the
+//! database it talks to. SQL lives in the backends only ([`sqlite`], [`postgres`]); the
 //! [`conformance`] suite states what every backend must do and runs against each.
 
 #![forbid(unsafe_code)]
@@ -23,6 +23,7 @@ mod files;
 mod leases;
 pub mod log_line;
 mod logs;
+pub mod postgres;
 mod queue;
 mod registry;
 mod schedules;
@@ -105,10 +106,19 @@ pub struct SettingsSwap {
 }
 
 /// Opens (creating if needed) the store at `location` and brings its schema up to
-/// date. A location is `sqlite:PATH` or a SQLite database file path.
+/// date. A location is a PostgreSQL URL (`postgres://…` or `postgresql://…`),
+/// `sqlite:PATH`, or a SQLite database file path.
 pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if is_postgres(location) {
+        return Ok(Box::new(postgres::PgStore::open(location)?));
+    }
     let path = location.strip_prefix("sqlite:").unwrap_or(location);
     open_sqlite(Path::new(path))
+}
+
+/// Whether `location` names a PostgreSQL database.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// Opens (creating if needed) the SQLite database at `path` (any path, also one that is

@@ -45,6 +45,7 @@ const CONFIG_KEYS: &[&str] = &[
     "worker_max_cpu_secs",
     "worker_max_open_files",
     "sandbox",
+    "database_url",
     "http_header_timeout_secs",
     "http_body_timeout_secs",
     "http_idle_timeout_secs",

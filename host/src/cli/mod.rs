@@ -47,6 +47,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub plugins_dir: Option<PathBuf>,
 
+    /// The database: a PostgreSQL URL (postgres://USER@HOST/DB) shared by several
+    /// hosts [default: HOME/stask.db (SQLite); also STASK_DATABASE_URL or database_url
+    /// in stask.toml].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -93,6 +99,9 @@ enum Command {
     /// Create a worker crate (a plugin) that builds, passes its tests and runs as it is:
     /// Cargo.toml, src/lib.rs, README.md. Needs no home.
     NewWorker(new_worker::NewWorkerArgs),
+    /// Create or upgrade the database's schema (serve and every command do it too; safe
+    /// to run on several hosts at once) and print its version.
+    Migrate,
     /// Internal: read a library's manifest in a child process.
     #[command(name = "__probe", hide = true)]
     Probe { library: PathBuf },
@@ -300,7 +309,15 @@ fn init_tracing(
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init => {
-            let home = Home::init(&cli.home, cli.plugins_dir.as_deref())?;
+            Home::init(&cli.home, cli.plugins_dir.as_deref())?;
+            let (home, _config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
+            // Creates (or upgrades) the database.
+            home.store()?;
             let key = crate::secrets::init_key(&home)?;
             if cli.json {
                 println!(
@@ -308,33 +325,53 @@ fn run(cli: Cli) -> Result<i32> {
                     serde_json::json!({
                         "home": home.root(),
                         "plugins_dir": home.plugins_dir(),
-                        "database": home.db_path(),
+                        "database": home.database_shown(),
                         "secret_key": key,
                     })
                 );
             } else {
                 println!("stask home ready at {}", home.root().display());
                 println!("  plugins:  {}", home.plugins_dir().display());
-                println!("  database: {}", home.db_path().display());
+                println!("  database: {}", home.database_shown());
                 print_init_key(&key);
             }
             Ok(0)
         }
         Command::Workers(cmd) => {
-            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             workers::run(&home, &config, cmd, cli.json).map(|()| 0)
         }
         Command::Tasks(cmd) => {
-            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             tasks::run(&home, &config, cmd, cli.json)
         }
         Command::Serve(args) => {
-            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &args.flags())?;
+            let (home, config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &args.flags(),
+            )?;
             crate::service::serve(&home, &config)?;
             Ok(0)
         }
         Command::Config => {
-            let (_home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (_home, config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             if cli.json {
                 let rows: serde_json::Map<String, serde_json::Value> = config
                     .rows()
@@ -355,15 +392,30 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Users(cmd) => {
-            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, _config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             users::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Tokens(cmd) => {
-            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, _config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             tokens::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Stats(args) => {
-            let (home, config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             stats::run(&*home.store()?, &config, args, cli.json).map(|()| 0)
         }
         Command::Check => {
@@ -376,10 +428,34 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(if report.ok { 0 } else { 1 })
         }
         Command::Secrets(cmd) => {
-            let (home, _config) = open(&cli.home, cli.plugins_dir.as_deref(), &[])?;
+            let (home, _config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
             run_secrets(&home, cmd, cli.json).map(|()| 0)
         }
         Command::NewWorker(args) => new_worker::run(args, cli.json),
+        Command::Migrate => {
+            let (home, _config) = open(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+                &[],
+            )?;
+            let store = home.store()?;
+            let version = store.schema_version()?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "database": home.database_shown(),
+                    "schema_version": version,
+                }))?;
+            } else {
+                println!("{}: schema version {version}", store.describe());
+            }
+            Ok(0)
+        }
         Command::Probe { .. } | Command::Runner { .. } => {
             unreachable!("handled before logging starts")
         }
@@ -391,10 +467,14 @@ fn run(cli: Cli) -> Result<i32> {
 fn open(
     root: &std::path::Path,
     plugins_dir: Option<&std::path::Path>,
+    database: Option<&str>,
     flags: &[(&'static str, String)],
 ) -> Result<(Home, Config)> {
     let home = Home::open(root, None)?;
     let mut flags = flags.to_vec();
+    if let Some(url) = database {
+        flags.push(("database_url", url.to_owned()));
+    }
     // Library paths are stored as text: a plugins directory that is not UTF-8 is
     // refused rather than mangled (the flag) or ignored (the variable).
     let not_utf8 = |from: &str, p: &std::path::Path| {
@@ -417,7 +497,9 @@ fn open(
         }
     }
     let config = Config::load(home.root(), &flags)?;
-    let home = home.with_plugins_dir(config.plugins_dir.clone());
+    let home = home
+        .with_plugins_dir(config.plugins_dir.clone())
+        .with_database(config.database())?;
     Ok((home, config))
 }
 

@@ -1,0 +1,68 @@
+//! The conformance suite against PostgreSQL: each case gets a schema of its own in the
+//! database of `STASK_TEST_DATABASE_URL` (default: the local server the test scripts
+//! start, `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::conformance::Harness;
+use crate::Store;
+
+/// The server the tests use.
+pub(crate) fn test_url() -> String {
+    std::env::var("STASK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A schema of its own in the test database.
+pub struct PgHarness {
+    schema: String,
+}
+
+impl PgHarness {
+    pub fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let schema = format!(
+            "stask_test_{}_{}_{}",
+            std::process::id(),
+            crate::now_ms(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "the PostgreSQL conformance tests need a server at {} ({e}); start one with scripts/postgres.sh or set STASK_TEST_DATABASE_URL",
+                test_url()
+            )
+        });
+        admin
+            .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .unwrap();
+        PgHarness { schema }
+    }
+
+    /// The URL of a connection whose tables live in this harness's schema.
+    pub fn url(&self) -> String {
+        let base = test_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.schema)
+    }
+}
+
+impl Drop for PgHarness {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&test_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema));
+        }
+    }
+}
+
+impl Harness for PgHarness {
+    fn open(&self) -> Box<dyn Store> {
+        crate::open(&self.url()).unwrap()
+    }
+
+    fn check_released(&self, _bytes: u64) {
+        // The server keeps freed space for new rows (see `release_space`).
+    }
+}
+
+crate::conformance_tests!(super::PgHarness::new());

@@ -1,0 +1,146 @@
+//! Progress-log lines as rows of `task_logs` (task, sequence number, text).
+//!
+//! A task's lines are numbered from its row's `log_seq`, bumped by the statement that
+//! adds them: the bump locks the task's row until the transaction ends, so the lines of
+//! one task are numbered in the order they are committed, whichever host writes them,
+//! and a live view that resumes after the last number it saw misses nothing.
+
+use postgres::GenericClient;
+
+use super::{Context, PgStore};
+use crate::error::StoreError;
+use crate::log_line::{LogLine, StoredLine};
+use crate::logs::ProgressLogs;
+
+/// Appends lines (each with its task) inside the caller's transaction, in the order
+/// given. Lines of a task that no longer exists are dropped.
+pub(crate) fn append(
+    tx: &mut impl GenericClient,
+    lines: &[(i64, &LogLine)],
+) -> Result<(), StoreError> {
+    let texts: Vec<(i64, String)> = lines.iter().map(|(t, l)| (*t, l.text())).collect();
+    append_texts(tx, &texts)
+}
+
+/// Appends `lines` to task `task`'s log inside the caller's transaction.
+pub(crate) fn append_lines(
+    tx: &mut impl GenericClient,
+    task: i64,
+    lines: &[LogLine],
+) -> Result<(), StoreError> {
+    let all: Vec<(i64, &LogLine)> = lines.iter().map(|l| (task, l)).collect();
+    append(tx, &all)
+}
+
+/// [`append`] for lines given as their stored text.
+pub(crate) fn append_texts(
+    tx: &mut impl GenericClient,
+    lines: &[(i64, String)],
+) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    // How many lines each task gets, tasks in id order (the order rows are locked in,
+    // so two writers of the same tasks cannot deadlock).
+    let mut counts: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for (task, _) in lines {
+        *counts.entry(*task).or_default() += 1;
+    }
+    let ids: Vec<i64> = counts.keys().copied().collect();
+    let ns: Vec<i64> = counts.values().copied().collect();
+    let rows = tx
+        .query(
+            "WITH wanted AS (
+                 SELECT t.id FROM tasks t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE
+             )
+             UPDATE tasks t SET log_seq = t.log_seq + c.n
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS c(id, n), wanted w
+             WHERE t.id = c.id AND w.id = c.id
+             RETURNING t.id, t.log_seq - c.n",
+            &[&ids, &ns],
+        )
+        .context("number log lines")?;
+    let mut next: std::collections::HashMap<i64, i64> = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) + 1))
+        .collect();
+    let mut task_ids = Vec::with_capacity(lines.len());
+    let mut seqs = Vec::with_capacity(lines.len());
+    let mut texts = Vec::with_capacity(lines.len());
+    for (task, text) in lines {
+        let Some(seq) = next.get_mut(task) else {
+            continue; // the task is gone
+        };
+        task_ids.push(*task);
+        seqs.push(*seq);
+        texts.push(text.as_str());
+        *seq += 1;
+    }
+    tx.execute(
+        "INSERT INTO task_logs (task_id, seq, line)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])",
+        &[&task_ids, &seqs, &texts],
+    )
+    .context("append to progress log")?;
+    Ok(())
+}
+
+fn stored(r: &postgres::Row) -> StoredLine {
+    StoredLine {
+        seq: r.get::<_, i64>(0) as u64,
+        text: r.get(1),
+    }
+}
+
+impl ProgressLogs for PgStore {
+    fn log_lines(
+        &self,
+        task: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredLine>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()?
+            .query(
+                "SELECT seq, line FROM task_logs WHERE task_id = $1 AND seq > $2
+                 ORDER BY seq LIMIT $3",
+                &[&task, &after, &limit],
+            )
+            .context("read progress log")?;
+        Ok(rows.iter().map(stored).collect())
+    }
+
+    fn last_log_line(&self, task: i64) -> Result<Option<StoredLine>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT seq, line FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT 1",
+                &[&task],
+            )
+            .context("read progress log")?;
+        Ok(row.as_ref().map(stored))
+    }
+
+    fn log_tail(&self, task: i64, count: usize) -> Result<(Vec<StoredLine>, u64), StoreError> {
+        let mut client = self.client()?;
+        let total: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM task_logs WHERE task_id = $1",
+                &[&task],
+            )
+            .context("count progress-log lines")?
+            .get(0);
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT seq, line FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT $2",
+                &[&task, &limit],
+            )
+            .context("read progress log")?;
+        let mut lines: Vec<StoredLine> = rows.iter().map(stored).collect();
+        lines.reverse();
+        Ok((lines, total as u64))
+    }
+}

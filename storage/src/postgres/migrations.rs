@@ -1,0 +1,397 @@
+//! The PostgreSQL schema, in versioned steps recorded in `stask_schema`.
+//!
+//! Several hosts may start at once against one database: every step runs in a
+//! transaction that first takes a transaction-level advisory lock, re-reads the version
+//! and applies only what is still missing, so each step runs exactly once and a host
+//! that waited finds the schema done.
+//!
+//! Timestamps are milliseconds since the Unix epoch (`BIGINT`), as in every backend.
+//! The statistics tables are kept by statement-level triggers with transition tables:
+//! one aggregate per statement, so a batch of a thousand claims or finishes costs one
+//! update per worker, not one per row.
+
+use postgres::Client;
+
+use super::Context;
+use crate::error::{ErrorKind, StoreError};
+
+/// Key of the advisory lock held while migrating (any constant unique to stask).
+const MIGRATION_LOCK: i64 = 0x5354_4153_4b4d_4947; // "STASKMIG"
+
+const MIGRATIONS: &[&str] = &[
+    // 1: everything of schema version 8 of the SQLite backend, at once.
+    r#"
+    CREATE TABLE workers (
+        identifier       TEXT PRIMARY KEY,
+        scope            TEXT NOT NULL DEFAULT '',
+        title            TEXT NOT NULL,
+        description      TEXT NOT NULL DEFAULT '',
+        icon             TEXT NOT NULL DEFAULT 'gear',
+        version          TEXT NOT NULL DEFAULT '',
+        library_path     TEXT NOT NULL,
+        library_size     BIGINT NOT NULL,
+        library_mtime_ns BIGINT NOT NULL,
+        library_sha256   TEXT NOT NULL,
+        manifest         TEXT NOT NULL,
+        settings         TEXT NOT NULL DEFAULT '{}',
+        schedule         TEXT,
+        active           BOOLEAN NOT NULL DEFAULT FALSE,
+        position         BIGINT NOT NULL DEFAULT 0,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL,
+        inactive_reason  TEXT
+    );
+    CREATE INDEX workers_library ON workers (library_path);
+
+    CREATE SEQUENCE task_ids;
+    CREATE TABLE tasks (
+        id               BIGINT PRIMARY KEY,
+        worker           TEXT NOT NULL,
+        action           TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN
+                             ('pending', 'running', 'completed', 'failed', 'cancelled')),
+        priority         SMALLINT NOT NULL DEFAULT 1,
+        progress         BIGINT NOT NULL DEFAULT 0,
+        processed        BIGINT NOT NULL DEFAULT 0,
+        total            BIGINT NOT NULL DEFAULT 0,
+        message          TEXT NOT NULL DEFAULT '',
+        data             TEXT NOT NULL DEFAULT '{}',
+        result           TEXT,
+        error            TEXT,
+        started_by       TEXT,
+        attempts         BIGINT NOT NULL DEFAULT 0,
+        max_attempts     BIGINT NOT NULL DEFAULT 3,
+        run_after        BIGINT NOT NULL DEFAULT 0,
+        created_at       BIGINT NOT NULL,
+        started_at       BIGINT,
+        finished_at      BIGINT,
+        heartbeat_at     BIGINT,
+        owner            TEXT,
+        cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+        -- The sequence number of the task's last log line: every statement that adds
+        -- lines bumps it, which also locks the row, so a task's lines are numbered in
+        -- the order they are stored whatever the number of writers.
+        log_seq          BIGINT NOT NULL DEFAULT 0
+    );
+    -- The claim walks this partial index in claim order.
+    CREATE INDEX tasks_claim ON tasks (priority, id) WHERE status = 'pending';
+    CREATE INDEX tasks_status ON tasks (status, finished_at);
+    CREATE INDEX tasks_worker ON tasks (worker, id);
+    CREATE INDEX tasks_running_owner ON tasks (owner) WHERE status = 'running';
+    CREATE INDEX tasks_created ON tasks (created_at);
+    CREATE INDEX tasks_started_by ON tasks (started_by, id) WHERE started_by IS NOT NULL;
+
+    CREATE TABLE task_logs (
+        task_id          BIGINT NOT NULL,
+        seq              BIGINT NOT NULL,
+        line             TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    );
+
+    CREATE TABLE result_files (
+        id               BIGSERIAL PRIMARY KEY,
+        task_id          BIGINT NOT NULL,
+        name             TEXT NOT NULL,
+        size             BIGINT NOT NULL DEFAULT 0,
+        complete         BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at       BIGINT NOT NULL
+    );
+    CREATE INDEX result_files_task ON result_files (task_id, name);
+    CREATE TABLE result_chunks (
+        file_id          BIGINT NOT NULL,
+        idx              BIGINT NOT NULL,
+        data             BYTEA NOT NULL,
+        PRIMARY KEY (file_id, idx)
+    );
+
+    CREATE TABLE schedules (
+        worker           TEXT PRIMARY KEY REFERENCES workers (identifier) ON DELETE CASCADE,
+        spec             TEXT NOT NULL,
+        data             TEXT NOT NULL DEFAULT '{}',
+        paused           BOOLEAN NOT NULL DEFAULT FALSE,
+        next_run_at      BIGINT,
+        last_run_at      BIGINT,
+        last_task_id     BIGINT,
+        skipped_count    BIGINT NOT NULL DEFAULT 0,
+        last_skip_at     BIGINT,
+        last_skip_reason TEXT,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
+    CREATE INDEX schedules_due ON schedules (next_run_at)
+        WHERE NOT paused AND next_run_at IS NOT NULL;
+
+    CREATE TABLE users (
+        id               BIGSERIAL PRIMARY KEY,
+        name             TEXT NOT NULL UNIQUE,
+        role             TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        password_hash    TEXT NOT NULL,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
+    CREATE TABLE sessions (
+        id_hash          TEXT PRIMARY KEY,
+        user_id          BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf_hash        TEXT NOT NULL,
+        created_at       BIGINT NOT NULL,
+        expires_at       BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    CREATE TABLE api_tokens (
+        id               BIGSERIAL PRIMARY KEY,
+        name             TEXT NOT NULL UNIQUE,
+        role             TEXT NOT NULL
+                             CHECK (role IN ('admin', 'operator', 'viewer', 'metrics')),
+        token_hash       TEXT NOT NULL UNIQUE,
+        created_by       TEXT,
+        created_at       BIGINT NOT NULL,
+        last_used_at     BIGINT,
+        revoked_at       BIGINT
+    );
+
+    CREATE TABLE owners (
+        id               TEXT PRIMARY KEY,
+        renewed_at       BIGINT NOT NULL
+    );
+
+    -- Statistics, kept by the triggers below. Running tasks are counted in the
+    -- 'pending' row of task_counts (readers split it with a count of the running rows),
+    -- so a claim, the most frequent write, changes no statistics.
+    CREATE TABLE task_counts (
+        worker           TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        n                BIGINT NOT NULL DEFAULT 0,
+        run_ms           BIGINT NOT NULL DEFAULT 0,
+        runs             BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (worker, status)
+    );
+    CREATE TABLE task_activity (
+        bucket           BIGINT NOT NULL,
+        worker           TEXT NOT NULL,
+        created          BIGINT NOT NULL DEFAULT 0,
+        completed        BIGINT NOT NULL DEFAULT 0,
+        failed           BIGINT NOT NULL DEFAULT 0,
+        cancelled        BIGINT NOT NULL DEFAULT 0,
+        run_ms           BIGINT NOT NULL DEFAULT 0,
+        runs             BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (bucket, worker)
+    );
+    CREATE TABLE worker_activity (
+        worker           TEXT PRIMARY KEY,
+        last_finished_at BIGINT
+    );
+
+    -- What one row contributes to the statistics, positive for rows that appear and
+    -- negative for rows that go: the counted status ('running' counts as 'pending'),
+    -- run time of completed and failed runs, the creation bucket and the finish bucket.
+    CREATE FUNCTION stask_stats_apply(rows_in JSONB, sign INT) RETURNS VOID
+    LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO task_counts AS c (worker, status, n, run_ms, runs)
+        SELECT r.worker, CASE WHEN r.status = 'running' THEN 'pending' ELSE r.status END,
+               sign * COUNT(*),
+               sign * COALESCE(SUM(CASE WHEN r.status IN ('completed', 'failed')
+                   AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
+                   THEN r.finished_at - r.started_at END), 0),
+               sign * COUNT(*) FILTER (WHERE r.status IN ('completed', 'failed')
+                   AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL)
+        FROM jsonb_to_recordset(rows_in) AS r(worker TEXT, status TEXT, created_at BIGINT,
+             started_at BIGINT, finished_at BIGINT)
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        ON CONFLICT (worker, status) DO UPDATE SET n = c.n + excluded.n,
+            run_ms = c.run_ms + excluded.run_ms, runs = c.runs + excluded.runs;
+        RETURN;
+    END
+    $fn$;
+
+    CREATE FUNCTION stask_stats_insert() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO task_counts AS c (worker, status, n, run_ms, runs)
+        SELECT worker, CASE WHEN status = 'running' THEN 'pending' ELSE status END,
+               COUNT(*),
+               COALESCE(SUM(CASE WHEN status IN ('completed', 'failed')
+                   AND started_at IS NOT NULL AND finished_at IS NOT NULL
+                   THEN finished_at - started_at END), 0),
+               COUNT(*) FILTER (WHERE status IN ('completed', 'failed')
+                   AND started_at IS NOT NULL AND finished_at IS NOT NULL)
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (worker, status) DO UPDATE SET n = c.n + excluded.n,
+            run_ms = c.run_ms + excluded.run_ms, runs = c.runs + excluded.runs;
+        INSERT INTO task_activity AS a (bucket, worker, created)
+        SELECT created_at / 900000 * 900000, worker, COUNT(*)
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (bucket, worker) DO UPDATE SET created = a.created + excluded.created;
+        PERFORM stask_finish_activity((SELECT jsonb_agg(to_jsonb(n)) FROM new_rows n
+            WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL), 1);
+        RETURN NULL;
+    END
+    $fn$;
+
+    CREATE FUNCTION stask_finish_activity(rows_in JSONB, sign INT) RETURNS VOID
+    LANGUAGE plpgsql AS $fn$
+    BEGIN
+        IF rows_in IS NULL THEN
+            RETURN;
+        END IF;
+        INSERT INTO task_activity AS a (bucket, worker, completed, failed, cancelled, run_ms, runs)
+        SELECT r.finished_at / 900000 * 900000, r.worker,
+               sign * COUNT(*) FILTER (WHERE r.status = 'completed'),
+               sign * COUNT(*) FILTER (WHERE r.status = 'failed'),
+               sign * COUNT(*) FILTER (WHERE r.status = 'cancelled'),
+               sign * COALESCE(SUM(CASE WHEN r.status <> 'cancelled' AND r.started_at IS NOT NULL
+                   THEN r.finished_at - r.started_at END), 0),
+               sign * COUNT(*) FILTER (WHERE r.status <> 'cancelled' AND r.started_at IS NOT NULL)
+        FROM jsonb_to_recordset(rows_in) AS r(worker TEXT, status TEXT, started_at BIGINT,
+             finished_at BIGINT)
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (bucket, worker) DO UPDATE SET
+            completed = a.completed + excluded.completed, failed = a.failed + excluded.failed,
+            cancelled = a.cancelled + excluded.cancelled,
+            run_ms = a.run_ms + excluded.run_ms, runs = a.runs + excluded.runs;
+        IF sign > 0 THEN
+            INSERT INTO worker_activity AS w (worker, last_finished_at)
+            SELECT r.worker, MAX(r.finished_at)
+            FROM jsonb_to_recordset(rows_in) AS r(worker TEXT, finished_at BIGINT)
+            GROUP BY 1 ORDER BY 1
+            ON CONFLICT (worker) DO UPDATE SET
+                last_finished_at = GREATEST(COALESCE(w.last_finished_at, 0), excluded.last_finished_at);
+        END IF;
+        RETURN;
+    END
+    $fn$;
+
+    CREATE FUNCTION stask_stats_delete() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    BEGIN
+        PERFORM stask_stats_apply((SELECT jsonb_agg(to_jsonb(o)) FROM old_rows o), -1);
+        UPDATE task_activity a SET created = a.created - d.n
+        FROM (SELECT created_at / 900000 * 900000 AS bucket, worker, COUNT(*) AS n
+              FROM old_rows GROUP BY 1, 2) d
+        WHERE a.bucket = d.bucket AND a.worker = d.worker;
+        PERFORM stask_finish_activity((SELECT jsonb_agg(to_jsonb(o)) FROM old_rows o
+            WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL), -1);
+        RETURN NULL;
+    END
+    $fn$;
+
+    -- An update counts only rows whose counted status changed, or whose run time
+    -- changed while they were (or become) completed or failed; a claim (pending ->
+    -- running, started_at set) and a log-line number bump change nothing here.
+    CREATE FUNCTION stask_stats_update() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    DECLARE
+        before_rows JSONB;
+        after_rows JSONB;
+        gone JSONB;
+        came JSONB;
+    BEGIN
+        SELECT jsonb_agg(to_jsonb(o)), jsonb_agg(to_jsonb(n)) INTO before_rows, after_rows
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE (CASE WHEN o.status = 'running' THEN 'pending' ELSE o.status END)
+                  IS DISTINCT FROM (CASE WHEN n.status = 'running' THEN 'pending' ELSE n.status END)
+           OR ((o.status IN ('completed', 'failed') OR n.status IN ('completed', 'failed'))
+               AND (o.started_at IS DISTINCT FROM n.started_at
+                    OR o.finished_at IS DISTINCT FROM n.finished_at));
+        IF before_rows IS NOT NULL THEN
+            PERFORM stask_stats_apply(before_rows, -1);
+            PERFORM stask_stats_apply(after_rows, 1);
+        END IF;
+        SELECT jsonb_agg(to_jsonb(o)) FILTER (WHERE o.status IN ('completed', 'failed', 'cancelled')
+                   AND o.finished_at IS NOT NULL),
+               jsonb_agg(to_jsonb(n)) FILTER (WHERE n.status IN ('completed', 'failed', 'cancelled')
+                   AND n.finished_at IS NOT NULL)
+        INTO gone, came
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE o.status IS DISTINCT FROM n.status
+           OR o.started_at IS DISTINCT FROM n.started_at
+           OR o.finished_at IS DISTINCT FROM n.finished_at;
+        PERFORM stask_finish_activity(gone, -1);
+        PERFORM stask_finish_activity(came, 1);
+        RETURN NULL;
+    END
+    $fn$;
+
+    CREATE TRIGGER tasks_stats_insert AFTER INSERT ON tasks
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION stask_stats_insert();
+    CREATE TRIGGER tasks_stats_delete AFTER DELETE ON tasks
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION stask_stats_delete();
+    CREATE TRIGGER tasks_stats_update AFTER UPDATE ON tasks
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION stask_stats_update();
+    "#,
+];
+
+/// The newest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to date (see the module docs for running on several hosts at
+/// once).
+pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('stask_schema') IS NOT NULL", &[])
+        .context("read the schema table")?
+        .get(0);
+    if exists {
+        return migrate_steps(client);
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS stask_schema (
+                 version BIGINT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .or_else(|e| {
+            // Two hosts creating the table at the same moment: one of them loses the
+            // race on the catalog; the table is there either way.
+            if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .context("create the schema table")?;
+    migrate_steps(client)
+}
+
+/// Applies the steps the database lacks.
+fn migrate_steps(client: &mut Client) -> Result<(), StoreError> {
+    let current = version(client)?;
+    if current > LATEST {
+        return Err(StoreError::new(
+            ErrorKind::NewerSchema,
+            "open database",
+            format!(
+                "its schema version {current} is newer than this stask supports ({LATEST}); upgrade stask"
+            ),
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let target = index as i64 + 1;
+        let mut tx = client.transaction().context("begin migration")?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .context("wait for other hosts' migrations")?;
+        let now: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stask_schema", &[])
+            .context("read schema version")?
+            .get(0);
+        if now >= target {
+            tx.commit().context("end migration")?;
+            continue;
+        }
+        tx.batch_execute(sql)
+            .context(&format!("apply migration {target}"))?;
+        tx.execute("INSERT INTO stask_schema (version) VALUES ($1)", &[&target])
+            .context("record schema version")?;
+        tx.commit().context("commit migration")?;
+    }
+    Ok(())
+}
+
+/// The schema version the database is at (0: empty).
+pub(crate) fn version(client: &mut Client) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM stask_schema", &[])
+        .context("read schema version")?
+        .get(0))
+}

@@ -1,0 +1,272 @@
+//! The PostgreSQL backend: one database shared by any number of hosts.
+//!
+//! * A store is one connection (the blocking `postgres` client; never called from
+//!   inside an async task: the host's API calls stores on blocking threads). A lost
+//!   connection (a server restart, `pg_terminate_backend`, a network blip) fails the
+//!   operation with a transient error ([`ErrorKind::Io`]); the next operation connects
+//!   again, so callers that wait out transient errors carry on by themselves.
+//! * The location is a `postgres://` URL; its parameters (`connect_timeout`,
+//!   `options=-c search_path=…`, …) are the client's. TLS is not supported yet: a URL
+//!   that requires it is refused with that message.
+//! * Claims take rows with `FOR UPDATE SKIP LOCKED`, so hosts never wait on each other's
+//!   claims and never take the same task ([`claim`]).
+//! * Statistics are kept by statement-level triggers ([`migrations`]).
+//! * Wake-ups are `NOTIFY stask_work`, sent in the transaction that makes work
+//!   claimable, and `LISTEN` on a connection of the listener's own ([`wakeups`]).
+
+mod accounts;
+mod claim;
+#[cfg(test)]
+mod conformance_tests;
+mod files;
+mod finish;
+mod logs;
+mod migrations;
+mod queue;
+mod registry;
+mod schedules;
+mod search;
+mod stats;
+mod wakeups;
+
+use std::cell::{RefCell, RefMut};
+use std::str::FromStr;
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+
+use crate::error::{ErrorKind, StoreError};
+use crate::{Leases, Store};
+
+/// A connection to an stask PostgreSQL database.
+pub struct PgStore {
+    client: RefCell<Option<Client>>,
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+/// Adds the operation's name (and the kind of failure) to a client error.
+pub(crate) trait Context<T> {
+    fn context(self, what: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, postgres::Error> {
+    fn context(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| error(what, e))
+    }
+}
+
+/// A [`StoreError`] from a client error, classified: what clears by itself (a lost
+/// connection, a serialization failure, a deadlock, a server shutting down, a full
+/// disk) is transient.
+pub(crate) fn error(what: &str, e: postgres::Error) -> StoreError {
+    let kind = match e.code() {
+        Some(code) => match *code {
+            SqlState::T_R_SERIALIZATION_FAILURE
+            | SqlState::T_R_DEADLOCK_DETECTED
+            | SqlState::LOCK_NOT_AVAILABLE
+            | SqlState::QUERY_CANCELED
+            | SqlState::TOO_MANY_CONNECTIONS
+            | SqlState::CANNOT_CONNECT_NOW => ErrorKind::Busy,
+            SqlState::UNIQUE_VIOLATION => ErrorKind::Conflict,
+            SqlState::DISK_FULL | SqlState::OUT_OF_MEMORY => ErrorKind::DiskFull,
+            SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+            SqlState::ADMIN_SHUTDOWN
+            | SqlState::CRASH_SHUTDOWN
+            | SqlState::CONNECTION_EXCEPTION
+            | SqlState::CONNECTION_FAILURE
+            | SqlState::CONNECTION_DOES_NOT_EXIST
+            | SqlState::IO_ERROR => ErrorKind::Io,
+            _ => ErrorKind::Other,
+        },
+        // No SQL state: the connection itself failed (closed, refused, timed out).
+        None if e.is_closed() || is_io(&e) => ErrorKind::Io,
+        None => ErrorKind::Other,
+    };
+    StoreError::new(kind, what, e)
+}
+
+fn is_io(e: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // Errors while connecting carry their cause in the message only.
+    let text = e.to_string();
+    text.contains("error connecting") || text.contains("connection closed")
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and brings
+    /// its schema up to date.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let config = postgres::Config::from_str(url).map_err(|e| {
+            StoreError::new(
+                ErrorKind::Other,
+                "read the database URL",
+                format!("{e} (expected postgres://USER@HOST:PORT/DATABASE)"),
+            )
+        })?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(StoreError::new(
+                ErrorKind::Other,
+                "read the database URL",
+                "sslmode=require: this stask cannot use TLS to PostgreSQL yet; connect over a private network or a local socket, or through a TLS proxy",
+            ));
+        }
+        let store = PgStore {
+            client: RefCell::new(None),
+            shown: redact(url),
+            config,
+        };
+        migrations::migrate(&mut *store.client()?)?;
+        Ok(store)
+    }
+
+    /// The connection, opened again when it was lost.
+    pub(crate) fn client(&self) -> Result<RefMut<'_, Client>, StoreError> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let client = self
+                .config
+                .connect(NoTls)
+                .map_err(|e| error(&format!("connect to {}", self.shown), e))?;
+            *slot = Some(client);
+        }
+        Ok(RefMut::map(slot, |c| c.as_mut().expect("connected above")))
+    }
+
+    /// The URL as it may be shown: without a password.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+}
+
+/// `text` as PostgreSQL can store it: a `TEXT` value cannot hold NUL, which plugin
+/// messages and errors may contain; it is kept visible as `\0`, the escape the log
+/// lines use.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\\0"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `url` with the password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or("");
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl Store for PgStore {
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        migrations::version(&mut *self.client()?)
+    }
+
+    fn describe(&self) -> String {
+        format!("PostgreSQL database {}", self.shown)
+    }
+
+    fn private_files(&self) -> Vec<std::path::PathBuf> {
+        // The data lives in the server; no file here is the store's.
+        Vec::new()
+    }
+
+    fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        // The server checks its pages itself (checksums, WAL); what can be checked from
+        // here is that every table answers.
+        let mut client = self.client()?;
+        let mut problems = Vec::new();
+        for table in [
+            "tasks",
+            "task_logs",
+            "result_files",
+            "result_chunks",
+            "workers",
+            "schedules",
+            "users",
+            "api_tokens",
+        ] {
+            if let Err(e) = client.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]) {
+                problems.push(format!("table {table}: {e}"));
+            }
+        }
+        Ok(problems)
+    }
+
+    fn swap_worker_settings(&mut self, swaps: &[crate::SettingsSwap]) -> Result<bool, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client
+            .transaction()
+            .context("begin replacing worker settings")?;
+        let now = crate::now_ms();
+        for swap in swaps {
+            let changed = tx
+                .execute(
+                    "UPDATE workers SET settings = $3, updated_at = $4
+                     WHERE identifier = $1 AND settings = $2",
+                    &[&swap.identifier, &swap.expected, &swap.settings, &now],
+                )
+                .context("replace worker settings")?;
+            if changed == 0 {
+                // Dropping the transaction rolls back what the earlier swaps changed.
+                return Ok(false);
+            }
+        }
+        tx.commit().context("commit worker settings")?;
+        Ok(true)
+    }
+}
+
+impl Leases for PgStore {
+    fn renew_lease(&mut self, owner: &str, now: i64) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "INSERT INTO owners (id, renewed_at) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET renewed_at = excluded.renewed_at",
+                &[&owner, &now],
+            )
+            .context("renew lease")?;
+        Ok(())
+    }
+
+    fn release_lease(&mut self, owner: &str) -> Result<(), StoreError> {
+        self.client()?
+            .execute("DELETE FROM owners WHERE id = $1", &[&owner])
+            .context("release lease")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_the_url_of_messages() {
+        assert_eq!(
+            redact("postgres://stask:s3cret@db.example:5432/stask?connect_timeout=5"),
+            "postgres://stask:***@db.example:5432/stask?connect_timeout=5"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(redact("postgres://h/x"), "postgres://h/x");
+    }
+}

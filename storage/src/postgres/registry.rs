@@ -1,0 +1,243 @@
+//! The worker registry on PostgreSQL: one row per worker identifier.
+//!
+//! What differs from SQLite:
+//! * Registration locks the `workers` table (`SHARE ROW EXCLUSIVE`, which conflicts
+//!   with itself and with writes) for its short transaction: SQLite's single writer
+//!   makes "append after the highest position" atomic, here two hosts registering at
+//!   once would otherwise give their workers the same display position.
+//! * Lists order identifiers with `COLLATE "C"` (byte order, as SQLite's `BINARY`),
+//!   whatever the database's collation.
+
+use postgres::Row;
+
+use super::{Context, PgStore};
+use crate::error::StoreError;
+use crate::now_ms;
+use crate::registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
+
+const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
+    library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
+    position, created_at, updated_at, inactive_reason";
+
+fn from_row(r: &Row) -> WorkerRecord {
+    WorkerRecord {
+        identifier: r.get(0),
+        scope: r.get(1),
+        title: r.get(2),
+        description: r.get(3),
+        icon: r.get(4),
+        version: r.get(5),
+        library: LibraryFingerprint {
+            path: r.get(6),
+            size: r.get::<_, i64>(7) as u64,
+            mtime_ns: r.get(8),
+            sha256: r.get(9),
+        },
+        manifest: r.get(10),
+        settings: r.get(11),
+        schedule: r.get(12),
+        active: r.get(13),
+        position: r.get(14),
+        created_at: r.get(15),
+        updated_at: r.get(16),
+        inactive_reason: r.get(17),
+    }
+}
+
+impl Registry for PgStore {
+    /// All workers, in display order.
+    fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM workers ORDER BY position, identifier COLLATE \"C\""
+                ),
+                &[],
+            )
+            .context("list workers")?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// One worker by identifier.
+    fn get_worker(&self, identifier: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM workers WHERE identifier = $1"),
+                &[&identifier],
+            )
+            .context("read worker")?;
+        Ok(row.as_ref().map(from_row))
+    }
+
+    /// Registers new workers in one transaction: all or none.
+    fn insert_workers(
+        &mut self,
+        workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().context("begin registration")?;
+        // Positions are handed out one registration at a time, across hosts too.
+        tx.batch_execute("LOCK TABLE workers IN SHARE ROW EXCLUSIVE MODE")
+            .context("wait for other registrations")?;
+        let now = now_ms();
+        let mut position: i64 = tx
+            .query_one("SELECT COALESCE(MAX(position), 0) FROM workers", &[])
+            .context("read positions")?
+            .get(0);
+        for (identifier, meta, lib, active) in workers {
+            position += 1;
+            let size = lib.size as i64;
+            // Dropping the transaction on an error rolls back the earlier inserts.
+            tx.execute(
+                "INSERT INTO workers (identifier, scope, title, description, icon, version,
+                    library_path, library_size, library_mtime_ns, library_sha256, manifest,
+                    settings, active, position, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '{}', $12, $13, $14, $14)",
+                &[
+                    identifier,
+                    &meta.scope,
+                    &meta.title,
+                    &meta.description,
+                    &meta.icon,
+                    &meta.version,
+                    &lib.path,
+                    &size,
+                    &lib.mtime_ns,
+                    &lib.sha256,
+                    &meta.manifest,
+                    active,
+                    &position,
+                    &now,
+                ],
+            )
+            .context(&format!("register worker '{identifier}'"))?;
+        }
+        tx.commit().context("commit registration")
+    }
+
+    /// Replaces a worker's manifest-derived fields and library fingerprint after its
+    /// library changed. Operator state (settings, schedule, active) is kept.
+    fn update_worker_library(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+    ) -> Result<bool, StoreError> {
+        let size = lib.size as i64;
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE workers SET scope = $2, title = $3, description = $4, icon = $5,
+                    version = $6, manifest = $7, library_path = $8, library_size = $9,
+                    library_mtime_ns = $10, library_sha256 = $11, updated_at = $12
+                 WHERE identifier = $1",
+                &[
+                    &identifier,
+                    &meta.scope,
+                    &meta.title,
+                    &meta.description,
+                    &meta.icon,
+                    &meta.version,
+                    &meta.manifest,
+                    &lib.path,
+                    &size,
+                    &lib.mtime_ns,
+                    &lib.sha256,
+                    &now_ms(),
+                ],
+            )
+            .context("update worker")?;
+        Ok(n > 0)
+    }
+
+    /// Like [`Registry::update_worker_library`], and deactivates the worker with
+    /// `reason` in the same statement.
+    fn update_worker_library_held(
+        &self,
+        identifier: &str,
+        meta: &WorkerMetadata<'_>,
+        lib: &LibraryFingerprint,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let size = lib.size as i64;
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE workers SET scope = $2, title = $3, description = $4, icon = $5,
+                    version = $6, manifest = $7, library_path = $8, library_size = $9,
+                    library_mtime_ns = $10, library_sha256 = $11, updated_at = $12,
+                    active = FALSE, inactive_reason = $13
+                 WHERE identifier = $1",
+                &[
+                    &identifier,
+                    &meta.scope,
+                    &meta.title,
+                    &meta.description,
+                    &meta.icon,
+                    &meta.version,
+                    &meta.manifest,
+                    &lib.path,
+                    &size,
+                    &lib.mtime_ns,
+                    &lib.sha256,
+                    &now_ms(),
+                    &reason,
+                ],
+            )
+            .context("update worker")?;
+        Ok(n > 0)
+    }
+
+    /// Records a new size/mtime for a library whose contents (hash) did not change, so
+    /// the next rescan can skip hashing it.
+    fn touch_library(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "UPDATE workers SET library_size = $2, library_mtime_ns = $3
+                 WHERE library_path = $1",
+                &[&path, &(size as i64), &mtime_ns],
+            )
+            .context("update library fingerprint")?;
+        Ok(())
+    }
+
+    /// Sets a worker's active flag; activating clears its inactive reason (an operator
+    /// has decided). Returns false if no such worker exists.
+    fn set_worker_active(&self, identifier: &str, active: bool) -> Result<bool, StoreError> {
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE workers SET active = $2, updated_at = $3,
+                    inactive_reason = CASE WHEN $2 THEN NULL ELSE inactive_reason END
+                 WHERE identifier = $1",
+                &[&identifier, &active, &now_ms()],
+            )
+            .context("change worker state")?;
+        Ok(n > 0)
+    }
+
+    /// Replaces a worker's settings (a validated JSON object). Returns false if no such
+    /// worker exists.
+    fn set_worker_settings(&self, identifier: &str, settings: &str) -> Result<bool, StoreError> {
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE workers SET settings = $2, updated_at = $3 WHERE identifier = $1",
+                &[&identifier, &settings, &now_ms()],
+            )
+            .context("save worker settings")?;
+        Ok(n > 0)
+    }
+
+    /// Removes a worker from the registry (its tasks are kept; its schedule goes with
+    /// it, by the foreign key).
+    fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
+        let n = self
+            .client()?
+            .execute("DELETE FROM workers WHERE identifier = $1", &[&identifier])
+            .context("delete worker")?;
+        Ok(n > 0)
+    }
+}
