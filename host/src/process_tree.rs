@@ -245,9 +245,18 @@ fn children_of(parent: i32) -> Vec<i32> {
     out
 }
 
-/// Threads of this process (from `/proc/self/stat`), or `None` when unreadable.
+/// Threads of this process (from `/proc/self/stat`), or `None` when unreadable. The
+/// file stays open and is read again from its start each time: one system call per
+/// look (a runner looks after every task).
 pub fn thread_count() -> Option<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    use std::os::unix::fs::FileExt as _;
+    static STAT: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    let file = STAT
+        .get_or_init(|| std::fs::File::open("/proc/self/stat").ok())
+        .as_ref()?;
+    let mut buf = [0u8; 1024];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     // Fields after "(comm)": state is the first, num_threads the 18th.
     rest.split_ascii_whitespace().nth(17)?.parse().ok()

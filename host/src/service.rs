@@ -152,6 +152,10 @@ impl Chores {
                 self.next_schedules = self.next_schedules.min(now + wait);
             }
         }
+        if self.next_cleanup.is_some_and(|at| now >= at) && !self.leads(store) {
+            // Another host leads and cleans up; look again at the next interval.
+            self.next_cleanup = self.config.cleanup_interval().map(|d| now + d);
+        }
         if self.next_cleanup.is_some_and(|at| now >= at) {
             let started = Instant::now();
             let request = CleanRequest {
@@ -169,6 +173,23 @@ impl Chores {
             self.next_cleanup = self.config.cleanup_interval().map(|d| now + d);
         }
         Ok(())
+    }
+
+    /// Whether this host runs the store-wide chores: always on its own store; on a
+    /// store shared by several hosts, only while it holds the leadership (which the
+    /// engine's stuck-task check renews).
+    fn leads(&self, store: &mut dyn Store) -> bool {
+        if !store.is_shared() {
+            return true;
+        }
+        let owner = crate::recovery::owner_id();
+        match store.try_lead(&owner, stask_storage::now_ms(), 30_000) {
+            Ok(leads) => leads,
+            Err(e) => {
+                tracing::debug!("cannot check the leadership: {e}");
+                false
+            }
+        }
     }
 
     fn discover(&mut self, store: &mut dyn Store) -> Result<()> {

@@ -37,6 +37,7 @@ const FILES: &[(&str, &[u8])] = embed![
     "js/live.js",
     "js/taskops.js",
     "js/ui.js",
+    "js/vlist.js",
     "js/pages/dashboard.js",
     "js/pages/login.js",
     "js/pages/newtask.js",

@@ -1,8 +1,15 @@
-//! Users, browser sessions and API tokens.
+//! Users, browser sessions and API tokens, and the failed password checks that
+//! throttle logins.
 //!
 //! The store keeps only what is needed to check a credential, never the credential:
 //! password hashes (argon2, computed by the host), and SHA-256 hashes of session ids,
 //! CSRF tokens and API tokens (random 256-bit values, for which a fast hash is enough).
+//!
+//! Failed password checks are kept per throttling key (the host's keys: a user name, a
+//! client address) in the store, so every host sharing it sees the same failures and a
+//! lock-out holds on all of them. Each operation on them is one atomic step: two hosts
+//! recording failures of one key at once both count. The rules (how many failures in
+//! which window block a key) are the host's; the store counts and expires.
 
 use crate::error::StoreError;
 
@@ -147,4 +154,37 @@ pub trait Accounts {
 
     /// Revokes a token. `Ok(None)`: no such token; `Ok(Some(false))`: already revoked.
     fn revoke_token(&self, id: i64, now: i64) -> Result<Option<bool>, StoreError>;
+
+    /// Records one failed password check at `now` for each of `keys` (distinct keys,
+    /// each at most [`MAX_THROTTLE_KEY_BYTES`] long) and returns, per key in order, its
+    /// failures within the `window_ms` before `now`, this one included (with failures
+    /// recorded by other stores at the same moment: every one is stored, none is lost).
+    /// Failures of any key older than the window are deleted on the way, so the stored
+    /// failures stay about as many as there were within one window.
+    fn record_login_failure(
+        &mut self,
+        keys: &[&str],
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Until when (ms) attempts for `keys` are refused: `Some(t)` when one of them has at
+    /// least `max_failures` failures within the `window_ms` before `now`; `t` is when
+    /// the latest of these keys falls under the limit again (the `max_failures`-th
+    /// newest failure of a key leaves the window at `t`). `None`: none is blocked.
+    /// A `max_failures` of 0 is taken as 1.
+    fn login_blocked_until(
+        &self,
+        keys: &[&str],
+        now: i64,
+        max_failures: u32,
+        window_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Forgets the failures of `key` (a user who logged in).
+    fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
 }
+
+/// The longest throttling key every backend stores (the host keeps its keys short:
+/// hashes and addresses).
+pub const MAX_THROTTLE_KEY_BYTES: usize = 256;

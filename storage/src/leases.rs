@@ -15,4 +15,14 @@ pub trait Leases {
 
     /// Gives `owner`'s lease up (the process is stopping and runs nothing any more).
     fn release_lease(&mut self, owner: &str) -> Result<(), StoreError>;
+
+    /// Takes or keeps the leadership (who runs the store-wide chores: clean-up, the
+    /// stuck-task check) for `owner` until `now + ttl_ms`: succeeds when nobody leads,
+    /// the leader's term ran out, or `owner` leads already. Returns whether `owner`
+    /// leads now. Atomic across processes and hosts: at most one leader at a time.
+    fn try_lead(&mut self, owner: &str, now: i64, ttl_ms: i64) -> Result<bool, StoreError>;
+
+    /// Gives the leadership up if `owner` holds it (a clean stop: another host may take
+    /// it at once).
+    fn resign(&mut self, owner: &str) -> Result<(), StoreError>;
 }

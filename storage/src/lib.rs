@@ -20,6 +20,7 @@ mod accounts;
 pub mod conformance;
 mod error;
 mod files;
+mod hosts;
 mod leases;
 pub mod log_line;
 mod logs;
@@ -35,9 +36,10 @@ mod wakeups;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use accounts::{Accounts, SessionRecord, TokenRecord, UserRecord};
+pub use accounts::{Accounts, SessionRecord, TokenRecord, UserRecord, MAX_THROTTLE_KEY_BYTES};
 pub use error::{ErrorKind, StoreError};
 pub use files::{PutFileError, ResultFileInfo, ResultFiles, RESULT_CHUNK_BYTES};
+pub use hosts::{HostRecord, Hosts};
 pub use leases::Leases;
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
@@ -66,6 +68,7 @@ pub trait Store:
     + Accounts
     + Statistics
     + Leases
+    + Hosts
     + Wakeups
     + Send
 {
@@ -74,6 +77,12 @@ pub trait Store:
 
     /// A short description for messages: the backend and where its data is.
     fn describe(&self) -> String;
+
+    /// Whether several hosts may share this store (each with its own plugins
+    /// directory), so a library missing here may be held by another host.
+    fn is_shared(&self) -> bool {
+        false
+    }
 
     /// Files of this backend on this machine that nothing else in the process may
     /// open: for SQLite, closing any descriptor of the database (or its WAL and

@@ -195,8 +195,11 @@ pub struct ClaimedTask {
 /// What running a task needs from its worker's registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimedWorker {
-    /// The worker's library file.
+    /// The worker's library file (on the host that registered it).
     pub library_path: String,
+    /// The SHA-256 of the registered library: another host runs the task from its own
+    /// file with this content.
+    pub library_sha256: String,
     /// The worker's stored settings (JSON object text, secrets included).
     pub settings: String,
     /// The worker's manifest JSON.

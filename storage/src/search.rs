@@ -20,8 +20,10 @@ pub struct TaskQuery {
     pub created_from: Option<i64>,
     /// Created before (ms, exclusive).
     pub created_to: Option<i64>,
-    /// Free text: the task id, or a substring (ASCII case-insensitive) of the worker,
-    /// action or message.
+    /// Free text: the task id (`#` optional), or a substring of the worker, action or
+    /// message, compared as SQLite's `LIKE` compares: ASCII letters in either case,
+    /// every other character (control characters included) only as itself, `%` and `_`
+    /// literally. Spaces around it are ignored.
     pub text: Option<String>,
     /// Only tasks with an id below this (keyset pagination: the last id of a page).
     pub before_id: Option<i64>,

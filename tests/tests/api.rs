@@ -771,6 +771,30 @@ fn failed_logins_are_throttled_per_user_and_per_address() {
 }
 
 #[test]
+fn a_login_lock_out_holds_for_every_service_of_the_home() {
+    let svc = Service::start(&[], &[]);
+    let (mut other, url) = svc.home.serve_http(&[], &[]);
+    let apis = [&svc.api, &Api::new(&url)];
+    // Failures at either service count together: five, neither saw five.
+    for i in 0..5 {
+        let (_, r) = apis[i % 2].login("admin", "wrong password");
+        assert_eq!((r.status, r.code().as_str()), (401, "invalid_credentials"));
+    }
+    for api in apis {
+        let (_, r) = api.login("admin", &svc.admin_password);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (429, "too_many_attempts"),
+            "{}",
+            r.body
+        );
+        assert!(r.header("retry-after").is_some());
+    }
+    other.signal(libc::SIGTERM);
+    assert!(other.wait(WAIT).status.success());
+}
+
+#[test]
 fn tasks_create_list_show_execute_cancel_retry_bulk_process_clean_and_delete() {
     // Automatic retries wait ten minutes, so a failed attempt stays pending until
     // executed by hand.

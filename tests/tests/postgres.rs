@@ -5,7 +5,8 @@
 //! * several hosts (each its own home and plugins directory) share one queue and run
 //!   each task exactly once, also when one of them is killed;
 //! * hosts starting at once migrate the schema once;
-//! * a service whose connections are terminated by the server carries on.
+//! * a service whose connections are terminated by the server carries on;
+//! * a login lock-out holds on every host.
 
 use std::time::Duration;
 
@@ -74,6 +75,14 @@ impl Schema {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(home.path().join(format!("stask.db{suffix}")));
         }
+        home
+    }
+
+    /// A home on this schema holding `lib` in its own plugins directory (a host of
+    /// its own, as on another machine).
+    fn host_with(&self, lib: &str) -> Home {
+        let home = self.home();
+        home.install(lib);
         home
     }
 
@@ -176,14 +185,18 @@ fn hosts_starting_at_once_migrate_the_schema_once() {
         let out = r.wait(WAIT);
         assert!(out.status.success(), "{out:?}");
     }
-    let versions: i64 = admin()
+    let row = admin()
         .query_one(
-            &format!("SELECT COUNT(*) FROM \"{}\".stask_schema", db.name),
+            &format!(
+                "SELECT COUNT(*), COUNT(DISTINCT version) FROM \"{}\".stask_schema",
+                db.name
+            ),
             &[],
         )
-        .unwrap()
-        .get(0);
-    assert_eq!(versions, 1, "each migration recorded once");
+        .unwrap();
+    let (recorded, distinct): (i64, i64) = (row.get(0), row.get(1));
+    assert!(distinct >= 1);
+    assert_eq!(recorded, distinct, "each migration recorded once");
 }
 
 /// Starts `stask serve` in `home` with a short lease, so a killed host's tasks are
@@ -217,7 +230,7 @@ fn several_hosts_share_one_queue_and_run_each_task_once() {
     let db = Schema::new();
     let first = db.home();
     first.install_active(&[DEMO]);
-    let hosts: Vec<Home> = (0..3).map(|_| db.home()).collect();
+    let hosts: Vec<Home> = (0..3).map(|_| db.host_with(DEMO)).collect();
     let mut services: Vec<Background> = hosts.iter().map(serve).collect();
     let n = 300;
     first.ok(&["tasks", "create", "demo", "noop", "--count", &n.to_string()]);
@@ -241,7 +254,7 @@ fn a_killed_host_s_tasks_are_recovered_and_completed_once_by_the_others() {
     let db = Schema::new();
     let first = db.home();
     first.install_active(&[DEMO]);
-    let hosts: Vec<Home> = (0..2).map(|_| db.home()).collect();
+    let hosts: Vec<Home> = (0..2).map(|_| db.host_with(DEMO)).collect();
     let mut victim = serve(&hosts[0]);
     // Long enough that the victim holds tasks when it is killed.
     let ids: Vec<i64> = (0..4)
@@ -303,4 +316,203 @@ fn a_database_url_that_is_not_postgres_is_refused_naming_the_key() {
     );
     let err = home.fail(&["--database", "sqlite:x", "migrate"]);
     assert!(err.contains("PostgreSQL URL"), "{err}");
+}
+
+#[test]
+fn a_host_claims_only_tasks_whose_library_it_holds_and_workers_say_which_hosts_can_run_them() {
+    let db = Schema::new();
+    let first = db.home();
+    first.install_active(&[DEMO]);
+    // Another machine's plugins directory would have other files: this host has none.
+    std::fs::remove_file(first.plugins_dir().join(stask_e2e::plugin_file_name(DEMO))).unwrap();
+    let empty = db.home();
+    let mut without = serve(&empty);
+    let ids: Vec<i64> = (0..3)
+        .map(|_| first.create_task("demo", "noop", &json!({}), &[]))
+        .collect();
+    let shown = first.json(&["workers", "show", "demo"]);
+    assert_eq!(shown["hosts"], json!([]), "no host can run it: {shown:#}");
+    let text = first.ok(&["workers", "show", "demo"]);
+    assert!(text.contains("no live host holds its library"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+    for id in &ids {
+        let t = first.task(*id);
+        assert_eq!(
+            t["status"], "pending",
+            "not claimed by a host without the library: {t:#}"
+        );
+        assert_eq!(t["attempts"], 0, "{t:#}");
+    }
+    // A host with the library (its own file of the same content, at another path).
+    let holder = db.home();
+    holder.install_as(DEMO, "elsewhere/libdemo-copy.so");
+    let mut with = serve(&holder);
+    wait_until(
+        WAIT,
+        "the tasks completed on the host that holds the library",
+        || {
+            ids.iter()
+                .all(|id| first.task(*id)["status"] == "completed")
+                .then_some(())
+        },
+    );
+    let shown = first.json(&["workers", "show", "demo"]);
+    let hosts = shown["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{shown:#}");
+    for s in [&mut without, &mut with] {
+        s.signal(libc::SIGTERM);
+    }
+    assert!(without.wait(WAIT).status.success());
+    assert!(with.wait(WAIT).status.success());
+}
+
+#[test]
+fn a_host_stopped_past_its_lease_changes_nothing_when_it_resumes_and_its_runners_are_gone() {
+    let db = Schema::new();
+    let first = db.home();
+    first.install_active(&[DEMO]);
+    let a = db.host_with(DEMO);
+    let b = db.host_with(DEMO);
+    let mut host_a = serve(&a);
+    let ids: Vec<i64> = (0..2)
+        .map(|_| first.create_task("demo", "run", &json!({ "steps": 40, "step_ms": 100 }), &[]))
+        .collect();
+    wait_until(WAIT, "host A runs both tasks", || {
+        (counts(&first).get("running").copied() == Some(2)).then_some(())
+    });
+    let runners_of_a =
+        || stask_e2e::processes_with_cmdline(&["__runner", a.path().to_str().unwrap()]);
+    wait_until(WAIT, "host A has runners", || {
+        (!runners_of_a().is_empty()).then_some(())
+    });
+    host_a.signal(libc::SIGSTOP);
+    let mut host_b = serve(&b);
+    wait_until(WAIT, "host B recovered and completed both tasks", || {
+        ids.iter()
+            .all(|id| first.task(*id)["status"] == "completed")
+            .then_some(())
+    });
+    let before: Vec<String> = ids
+        .iter()
+        .map(|id| first.ok(&["tasks", "logs", &id.to_string(), "--raw"]))
+        .collect();
+    host_a.signal(libc::SIGCONT);
+    wait_until(WAIT, "host A's runners are gone", || {
+        runners_of_a().is_empty().then_some(())
+    });
+    // Let host A record whatever it still had.
+    std::thread::sleep(Duration::from_secs(2));
+    for (id, before) in ids.iter().zip(before) {
+        let after = first.ok(&["tasks", "logs", &id.to_string(), "--raw"]);
+        assert_eq!(after, before, "host A's late outcome changed nothing");
+        let completions = after
+            .lines()
+            .filter(|l| l.starts_with("completed|"))
+            .count();
+        assert_eq!(completions, 1, "{after}");
+        assert!(after.contains("Recovered: "), "{after}");
+    }
+    for s in [&mut host_a, &mut host_b] {
+        s.signal(libc::SIGTERM);
+    }
+    assert!(host_a.wait(WAIT).status.success());
+    assert!(host_b.wait(WAIT).status.success());
+}
+
+/// `POST /api/v1/auth/login` at `base`: the status, `Retry-After` and the body.
+fn login(base: &str, name: &str, password: &str) -> (u16, Option<String>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let res = agent
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("Content-Type", "application/json")
+        .send(json!({ "name": name, "password": password }).to_string())
+        .unwrap_or_else(|e| panic!("login at {base}: {e}"));
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = res.into_body().read_to_string().unwrap();
+    (status, retry, body)
+}
+
+#[test]
+fn a_login_lock_out_holds_on_every_host() {
+    let db = Schema::new();
+    let (a, b) = (db.home(), db.home());
+    let out = a.run_with_input(
+        &[
+            "users",
+            "add",
+            "ann",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        &[],
+        "ann-password-1\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let env = [("STASK_DISCOVER_ON_START", "false")];
+    let (mut first, url_a) = a.serve_http(&[], &env);
+    let (mut second, url_b) = b.serve_http(&[], &env);
+    assert_eq!(login(&url_b, "ann", "ann-password-1").0, 200);
+    // Failures on either host count together: five, none of the hosts saw five.
+    for i in 0..5 {
+        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        let (status, _, body) = login(url, "ann", &format!("wrong-{i}"));
+        assert_eq!(status, 401, "{body}");
+    }
+    for url in [&url_a, &url_b] {
+        let (status, retry, body) = login(url, "ann", "ann-password-1");
+        assert_eq!(status, 429, "the right password is refused too: {body}");
+        assert!(body.contains("too_many_attempts"), "{body}");
+        let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+        // The address is blocked too, whatever the name.
+        assert_eq!(login(url, "someone", "whatever-1").0, 429);
+    }
+    for svc in [&mut first, &mut second] {
+        svc.signal(libc::SIGTERM);
+    }
+    for svc in [first, second] {
+        assert!(svc.wait(WAIT).status.success());
+    }
+}
+
+#[test]
+fn one_host_leads_the_chores_and_another_takes_over_when_it_stops() {
+    let db = Schema::new();
+    let first = db.home();
+    first.install_active(&[DEMO]);
+    let a = db.host_with(DEMO);
+    let b = db.host_with(DEMO);
+    let mut host_a = serve(&a);
+    let leader = || -> Option<String> {
+        admin()
+            .query_opt(&format!("SELECT holder FROM \"{}\".leader", db.name), &[])
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    let first_leader = wait_until(WAIT, "a host leads", leader);
+    let mut host_b = serve(&b);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        leader(),
+        Some(first_leader.clone()),
+        "one leader while it lives"
+    );
+    host_a.signal(libc::SIGTERM);
+    assert!(host_a.wait(WAIT).status.success());
+    let next = wait_until(WAIT, "the other host leads", || {
+        leader().filter(|l| *l != first_leader)
+    });
+    assert_ne!(next, first_leader);
+    host_b.signal(libc::SIGTERM);
+    assert!(host_b.wait(WAIT).status.success());
 }

@@ -189,6 +189,21 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 }
             );
             println!("  sha256:      {}", view.library.sha256);
+            match &details.hosts {
+                Some(hosts) if hosts.is_empty() => println!(
+                    "  hosts:       none — no live host holds its library (sha256 {}); its tasks wait until one does",
+                    view.library.sha256
+                ),
+                Some(hosts) => println!(
+                    "  hosts:       {}",
+                    hosts
+                        .iter()
+                        .map(|h| format!("{} ({})", h.name, h.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => {}
+            }
             println!("  sandbox:     {}", shown(&view.access.summary()));
             if view.access.reads != view.access.declared.reads
                 || view.access.writes != view.access.declared.writes

@@ -91,6 +91,14 @@ pub(super) struct Coordinator<'a> {
     series: SeriesCache,
     timers: Timers,
     failing: Option<Failing>,
+    /// On a shared store: the libraries this host holds (it claims only their tasks).
+    pub hosting: Option<super::hosting::LocalLibraries>,
+    /// When the lease was last renewed: a host that cannot renew it for most of the
+    /// time others wait before recovering its tasks stops its runners (fencing).
+    lease_renewed: Instant,
+    /// Whether runners were stopped because the lease could not be renewed: nothing
+    /// is claimed until it is again.
+    fenced: bool,
 }
 
 impl<'a> Coordinator<'a> {
@@ -123,6 +131,9 @@ impl<'a> Coordinator<'a> {
             scratch,
             service,
             series: SeriesCache::default(),
+            hosting: None,
+            lease_renewed: now,
+            fenced: false,
             timers: Timers {
                 lease: now,
                 cancel_check: now,
@@ -140,6 +151,11 @@ impl<'a> Coordinator<'a> {
 
     /// Runs until there is nothing left to do in `mode` (a service: until stopped).
     pub fn run(&mut self, mode: Mode, summary: &mut Summary) -> Result<()> {
+        // A host of a shared store knows what it holds before its first claim, so it
+        // never claims a task it cannot run.
+        if let Some(hosting) = self.hosting.as_mut() {
+            hosting.refresh(&mut *self.store, &self.owner, self.cfg.concurrency, true)?;
+        }
         let mut claimed_one = false;
         // Service: claim only when there may be work (start, wake-up, a freed slot, a
         // due retry, the fallback check), never in a polling loop.
@@ -227,9 +243,46 @@ impl<'a> Coordinator<'a> {
             }
             self.interrupt_if_overdue(summary);
             self.check_cancels(summary)?;
+            // Before renewing: a host that was silent (stopped, cut off) for most of the
+            // lease finds out here, even if the renewal now succeeds.
+            self.fence_if_silent();
             self.renew_lease()?;
+            self.refresh_hosting();
             want_claim |= self.recover(summary)?;
         }
+    }
+
+    /// On a shared store, looks at this host's libraries and the registry again when
+    /// due (registering the host when what it holds changed).
+    fn refresh_hosting(&mut self) {
+        let Some(hosting) = self.hosting.as_mut() else {
+            return;
+        };
+        if self.failing.is_some() {
+            return;
+        }
+        let capacity = self.cfg.concurrency;
+        if let Err(e) = hosting.refresh(&mut *self.store, &self.owner, capacity, false) {
+            tracing::debug!("cannot refresh this host's libraries: {e:#}");
+        }
+    }
+
+    /// Fencing: when the lease has not been renewed for most of the time other hosts
+    /// wait before they recover this engine's tasks, the runners are stopped and their
+    /// tasks end as interrupted (recorded only if this engine still owns them), so a
+    /// task is never run by two hosts at once. Claims resume once the lease is renewed.
+    fn fence_if_silent(&mut self) {
+        let limit = self.cfg.stale_after.mul_f64(0.75);
+        if self.fenced || self.lease_renewed.elapsed() < limit {
+            return;
+        }
+        tracing::warn!(
+            "the lease could not be renewed for {}: stopping this host's runners, as other hosts may take over its tasks",
+            format_duration(self.lease_renewed.elapsed())
+        );
+        self.fenced = true;
+        // Idle runners too: nothing of this host's keeps running on its own.
+        self.dispatcher.interrupt_all();
     }
 
     /// The service's timers: returns whether a claim is due (a retry, the fallback).
@@ -273,6 +326,14 @@ impl<'a> Coordinator<'a> {
     fn claim(&mut self, free: usize) -> Result<Vec<ClaimedTask>> {
         self.completer
             .record_progress(&mut *self.store, &self.owner)?;
+        // A fenced host records what ended but claims nothing new.
+        let free = if self.fenced { 0 } else { free };
+        // Workers whose library this host does not hold (a shared store).
+        let not_here: Vec<&str> = self
+            .hosting
+            .as_ref()
+            .map(|h| h.excluded().iter().map(String::as_str).collect())
+            .unwrap_or_default();
         if self.cfg.worker_concurrency.is_empty() {
             let finishes = self.completer.take_finishes();
             let claimed = self.store.claim(&Claim {
@@ -280,7 +341,7 @@ impl<'a> Coordinator<'a> {
                 owner: &self.owner,
                 now: now_ms(),
                 limit: free,
-                excluded_workers: &[],
+                excluded_workers: &not_here,
                 start_line: &start_line,
             });
             return match claimed {
@@ -308,13 +369,14 @@ impl<'a> Coordinator<'a> {
             for c in &out {
                 *busy.entry(c.task.worker.as_str()).or_default() += 1;
             }
-            let excluded: Vec<&str> = self
+            let mut excluded: Vec<&str> = self
                 .cfg
                 .worker_concurrency
                 .iter()
                 .filter(|(w, limit)| busy.get(w.as_str()).copied().unwrap_or(0) >= **limit)
                 .map(|(w, _)| w.as_str())
                 .collect();
+            excluded.extend(not_here.iter().copied());
             let claimed = self.store.claim(&Claim {
                 finishes: &[],
                 owner: &self.owner,
@@ -376,9 +438,25 @@ impl<'a> Coordinator<'a> {
             },
         );
         let prepared = resolved.and_then(|r| {
+            // On a shared store the task runs from this host's own file with the
+            // registered content (the registered path is the registering host's).
+            let path = match &self.hosting {
+                Some(h) => h.file_of(&c.worker.library_sha256).ok_or_else(|| {
+                    super::resolve::StartError {
+                        message: format!(
+                            "this host ({}) does not hold the library of worker '{}' (sha256 {}); another host will run it",
+                            crate::recovery::hostname(),
+                            running.task.worker,
+                            c.worker.library_sha256
+                        ),
+                        retryable: true,
+                    }
+                })?,
+                None => std::path::Path::new(&c.worker.library_path),
+            };
             let library = self
                 .cache
-                .prepare(std::path::Path::new(&c.worker.library_path))
+                .prepare(path)
                 .map_err(|e| super::resolve::StartError {
                     message: format!("{e:#}"),
                     retryable: true,
@@ -704,7 +782,13 @@ impl<'a> Coordinator<'a> {
             .store
             .renew_lease(&self.owner, now_ms())
             .map_err(Into::into);
-        self.guard(renewed)?;
+        if self.guard(renewed)?.is_some() {
+            self.lease_renewed = Instant::now();
+            if self.fenced {
+                tracing::info!("the lease is renewed again: this host claims tasks again");
+                self.fenced = false;
+            }
+        }
         Ok(())
     }
 
@@ -714,6 +798,16 @@ impl<'a> Coordinator<'a> {
             return Ok(false);
         }
         self.timers.recovery = Instant::now();
+        // Hosts sharing a store leave the check to one of them, the leader (a lease in
+        // the store, renewed by each check; another host takes over when it runs out).
+        if self.store.is_shared() {
+            let term = (self.cfg.recovery_interval * 3).as_millis() as i64;
+            let leads = self.store.try_lead(&self.owner, now_ms(), term);
+            match self.guard_read(leads.map_err(Into::into))? {
+                Some(true) => {}
+                _ => return Ok(false),
+            }
+        }
         let found = recovery::recover_stuck(
             &mut *self.store,
             &self.owner,
@@ -834,6 +928,17 @@ impl<'a> Coordinator<'a> {
         }
         if let Err(e) = self.store.release_lease(&self.owner) {
             tracing::debug!("cannot release the lease: {e}");
+        }
+        if self.hosting.is_some() {
+            if let Err(e) = self.store.remove_host(&self.owner) {
+                tracing::debug!("cannot unregister this host: {e}");
+            }
+        }
+        if self.store.is_shared() {
+            // Another host may take the chores over at once.
+            if let Err(e) = self.store.resign(&self.owner) {
+                tracing::debug!("cannot give the leadership up: {e}");
+            }
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
     }

@@ -171,6 +171,14 @@ impl Dispatcher {
         }
     }
 
+    /// Interrupts every slot, idle ones included: each kills its runner (ending every
+    /// process below it) and ends its queued tasks as interrupted.
+    pub fn interrupt_all(&self) {
+        for s in &self.slots {
+            let _ = s.tx.send(Inbox::Interrupt);
+        }
+    }
+
     /// Tells every slot to finish its queue and stop.
     pub fn shutdown(&self) {
         for s in &self.slots {

@@ -25,6 +25,7 @@ pub mod cache;
 mod completer;
 mod coordinator;
 mod dispatch;
+pub mod hosting;
 pub mod ingest;
 pub mod limits;
 mod outcome;
@@ -294,6 +295,10 @@ pub fn run_with(
         service,
     );
     coordinator.resolver = resolve::Resolver::new(keys, home.root());
+    if home.is_shared() {
+        // One host among several: it runs what it holds (see hosting.rs).
+        coordinator.hosting = Some(hosting::LocalLibraries::new(home.plugins_dir()));
+    }
     let result = coordinator.run(mode, &mut summary);
     coordinator.shutdown(result.is_err());
     result.map(|()| summary)

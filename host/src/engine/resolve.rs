@@ -152,6 +152,7 @@ mod tests {
     fn worker(settings: &str) -> Arc<ClaimedWorker> {
         Arc::new(ClaimedWorker {
             library_path: "/x.so".into(),
+            library_sha256: "ab".into(),
             settings: settings.into(),
             manifest: r#"{"identifier":"w","title":"W","actions":[{"name":"run","title":"Run"}],
                 "settings":[{"key":"n","kind":"integer","default":3},

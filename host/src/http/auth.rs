@@ -12,7 +12,7 @@
 //!   never attaches it on its own).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -21,11 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stask_storage::now_ms;
+use stask_storage::{now_ms, Store};
 
 use super::error::ApiError;
 use super::extract::{not_null, Id, JsonBody, PathText};
 use super::{Principal, Shared, Via};
+use crate::auth::ratelimit::Attempt;
 use crate::auth::{self as creds, secret_hash, Role};
 use crate::ops::accounts;
 use crate::views::{NewTokenView, TokenView, UserView};
@@ -193,44 +194,37 @@ pub async fn login(
             ),
         ));
     }
-    let keys = throttle_keys(&name, client);
-    let blocked = blocked_for(&st, &keys);
-    if let Some(wait) = blocked {
-        tracing::warn!(user = %name, client = %client.ip(), "login refused: too many failed attempts");
-        return Err(too_many_attempts("logins", wait));
-    }
+    let attempt = Attempt::new(&name, client.ip());
     let password = body.password;
     let lookup = name.clone();
-    let user = st
+    let checked = st
         .db(move |store, _| {
-            let user = store.get_user(&lookup)?;
-            // The hash check runs for unknown names too, so timing reveals nothing.
-            Ok(match user {
-                Some(u) if creds::verify_password(&u.password_hash, &password) => Some(u),
-                Some(_) => None,
-                None => {
-                    creds::verify_dummy(&password);
-                    None
+            throttled(store, &attempt, |store| {
+                let user = store.get_user(&lookup)?;
+                // The hash check runs for unknown names too, so timing reveals nothing.
+                match user {
+                    Some(u) if creds::verify_password(&u.password_hash, &password) => Ok(u),
+                    Some(_) => Err(wrong_login()),
+                    None => {
+                        creds::verify_dummy(&password);
+                        Err(wrong_login())
+                    }
                 }
             })
         })
         .await?;
-    let Some(user) = user else {
-        st.limiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed(&keys, Instant::now());
-        tracing::warn!(user = %name, client = %client.ip(), "failed login");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong user name or password",
-        ));
+    let user = match checked {
+        Checked::Blocked(wait) => {
+            tracing::warn!(user = %name, client = %client.ip(), "login refused: too many failed attempts");
+            return Err(too_many_attempts("logins", wait));
+        }
+        Checked::Wrong { error, locks_out } => {
+            tracing::warn!(user = %name, client = %client.ip(), "failed login");
+            log_lock_out(&name, client, locks_out);
+            return Err(error);
+        }
+        Checked::Passed(user) => user,
     };
-    st.limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .succeeded(&keys[0]);
     let sid = creds::random_secret("");
     let csrf = creds::random_secret("");
     let now = now_ms();
@@ -379,21 +373,60 @@ pub async fn remove_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The login limiter's keys for `name` asked from `client`: the user name and the
-/// client address each count failures.
-fn throttle_keys(name: &str, client: SocketAddr) -> Vec<String> {
-    vec![
-        format!("user:{}", name.to_lowercase()),
-        format!("addr:{}", client.ip()),
-    ]
+/// How a throttled password check (a login, a password change) ended.
+enum Checked<T> {
+    /// Refused unchecked: the name or the address is blocked for this long.
+    Blocked(Duration),
+    /// The password was wrong (`error` is the answer); `locks_out`: this failure
+    /// blocked the name or the address.
+    Wrong { error: ApiError, locks_out: bool },
+    /// The password was right.
+    Passed(T),
 }
 
-/// How long `keys` are still blocked for, if they are.
-fn blocked_for(st: &Shared, keys: &[String]) -> Option<Duration> {
-    st.limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .blocked(keys, Instant::now())
+/// Runs `check` (which answers `invalid_credentials` for a wrong password) unless the
+/// attempt is blocked, and records its outcome in the store, where every host sees it
+/// ([`crate::auth::ratelimit`]).
+fn throttled<T>(
+    store: &mut dyn Store,
+    attempt: &Attempt,
+    check: impl FnOnce(&mut dyn Store) -> Result<T, ApiError>,
+) -> Result<Checked<T>, ApiError> {
+    if let Some(wait) = attempt.blocked_for(store, now_ms())? {
+        return Ok(Checked::Blocked(wait));
+    }
+    match check(store) {
+        Ok(value) => {
+            attempt.succeeded(store)?;
+            Ok(Checked::Passed(value))
+        }
+        Err(error) if error.code == "invalid_credentials" => {
+            let locks_out = attempt.failed(store, now_ms())?;
+            Ok(Checked::Wrong { error, locks_out })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The answer to a wrong user name or password.
+fn wrong_login() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong user name or password",
+    )
+}
+
+/// Logs that a failed check blocked further attempts for the name or the address.
+fn log_lock_out(name: &str, client: SocketAddr, locks_out: bool) {
+    if locks_out {
+        tracing::warn!(
+            user = %name,
+            client = %client.ip(),
+            "too many failed password checks: the name or the address is refused for up to {} minutes, on every host",
+            crate::auth::ratelimit::WINDOW.as_secs() / 60
+        );
+    }
 }
 
 /// Body of `PUT /users/{name}/password`.
@@ -422,7 +455,7 @@ fn too_many_attempts(what: &str, wait: Duration) -> ApiError {
 /// `PUT /users/{name}/password`: admins set anyone's; every user their own, giving the
 /// current one. The user's sessions end (the caller logs in again). Wrong
 /// `current_password` attempts are throttled like logins, and count with them: the
-/// same keys (the user name, the client address) in the same limiter, so a stolen
+/// same keys (the user name, the client address) in the same store, so a stolen
 /// session gets no more guesses at the password than the login form gives.
 pub async fn change_password(
     State(st): State<Shared>,
@@ -439,37 +472,32 @@ pub async fn change_password(
             .await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    let keys = throttle_keys(&name, client);
-    let blocked = blocked_for(&st, &keys);
-    if let Some(wait) = blocked {
-        tracing::warn!(user = %name, client = %client.ip(), "password change refused: too many failed attempts");
-        return Err(too_many_attempts("password checks", wait));
-    }
+    let attempt = Attempt::new(&name, client.ip());
     let user = name.clone();
-    let result = st
+    let checked = st
         .db(move |store, _| {
-            let current = body.current_password.as_deref().unwrap_or("");
-            Ok(accounts::change_own_password(
-                store,
-                &user,
-                current,
-                &body.password,
-            )?)
+            throttled(store, &attempt, |store| {
+                let current = body.current_password.as_deref().unwrap_or("");
+                Ok(accounts::change_own_password(
+                    store,
+                    &user,
+                    current,
+                    &body.password,
+                )?)
+            })
         })
-        .await;
-    let mut limiter = st.limiter.lock().unwrap_or_else(|e| e.into_inner());
-    match result {
-        Err(e) if e.code == "invalid_credentials" => {
-            limiter.failed(&keys, Instant::now());
-            drop(limiter);
+        .await?;
+    match checked {
+        Checked::Blocked(wait) => {
+            tracing::warn!(user = %name, client = %client.ip(), "password change refused: too many failed attempts");
+            Err(too_many_attempts("password checks", wait))
+        }
+        Checked::Wrong { error, locks_out } => {
             tracing::warn!(user = %name, client = %client.ip(), "wrong current password in a password change");
-            Err(e)
+            log_lock_out(&name, client, locks_out);
+            Err(error)
         }
-        Err(e) => Err(e),
-        Ok(()) => {
-            limiter.succeeded(&keys[0]);
-            Ok(StatusCode::NO_CONTENT)
-        }
+        Checked::Passed(()) => Ok(StatusCode::NO_CONTENT),
     }
 }
 

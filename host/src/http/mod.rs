@@ -37,7 +37,6 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use stask_storage::Store;
 
-use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::Role;
 use crate::config::Config;
 use crate::home::Home;
@@ -56,7 +55,6 @@ pub struct AppState {
     tz: chrono_tz::Tz,
     exe: PathBuf,
     pool: Mutex<Vec<Box<dyn Store>>>,
-    limiter: Mutex<LoginLimiter>,
     limits: HttpLimits,
     streams: Arc<streams::Streams>,
 }
@@ -72,7 +70,6 @@ impl AppState {
             tz: config.tz(),
             exe: std::env::current_exe().context("cannot locate the stask executable")?,
             pool: Mutex::new(Vec::new()),
-            limiter: Mutex::new(LoginLimiter::default()),
             streams: Arc::new(streams::Streams::new(
                 limits.max_streams,
                 limits.max_streams_per_user,

@@ -75,14 +75,20 @@ fn parsed(lines: &[StoredLine]) -> Vec<LogLineView> {
 /// `GET /tasks/{id}/logs?offset=N&limit=M`: the lines after line `offset`, and the
 /// position to continue from (`next_offset`); `finished` once the task has ended and
 /// every line has been read.
+///
+/// `GET /tasks/{id}/logs?before=N&limit=M` pages backwards instead: the last `limit`
+/// lines before line `N` (`before=9223372036854775807`: the end of the log) and after
+/// line `offset`, oldest first, with `first_offset` (the `before` of the page before
+/// it) and `has_older`.
 pub async fn logs(
     State(st): State<Shared>,
     Extension(_p): Extension<Principal>,
     Id(id): Id,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.allow(&["offset", "limit"])?;
+    params.allow(&["offset", "limit", "before"])?;
     let offset = params.int("offset", 0, i64::MAX)?.unwrap_or(0) as u64;
+    let before = params.int("before", 1, i64::MAX)?;
     let limit = params
         .int("limit", 1, MAX_LOG_LINES)?
         .unwrap_or(MAX_LOG_LINES) as usize;
@@ -90,6 +96,23 @@ pub async fn logs(
         // Status first: when it is final the log is complete (the line that ends a
         // task is stored with its status).
         let t = ops::find(store, id)?;
+        if let Some(before) = before {
+            let (lines, has_older) = lines_before(&*store, id, offset, before as u64, limit)?;
+            let next = lines.last().map_or(0, |l| l.seq);
+            let first = lines.first().map_or(before as u64, |l| l.seq);
+            let finished = t.status.is_final() && store.log_lines(id, next, 1)?.is_empty();
+            return Ok(json!({
+                "id": id,
+                "status": t.status.as_str(),
+                "lines": parsed(&lines),
+                "offset": offset,
+                "before": before,
+                "first_offset": first,
+                "has_older": has_older,
+                "next_offset": next,
+                "finished": finished,
+            }));
+        }
         let lines = store.log_lines(id, offset, limit)?;
         let next = lines.last().map_or(offset, |l| l.seq);
         let finished = t.status.is_final() && lines.len() < limit;
@@ -104,6 +127,74 @@ pub async fn logs(
     })
     .await
     .map(Json)
+}
+
+/// The last `limit` lines of task `task` after line `after` and before line `before`,
+/// oldest first, and whether older lines (after `after`) exist.
+///
+/// The store reads forwards only (`log_lines`: the lines after a position), and line
+/// numbers are counted store-wide, so a task's numbers have gaps. The page is found by
+/// searching the positions: `fits(x)` ("the `limit` lines after `x` all come before
+/// `before`") holds for small `x` and not for large ones, and the largest `x` for which
+/// it holds starts exactly the page wanted. A gallop backwards from `before` and a
+/// binary search find it in O(log(before)) reads of `limit` lines each (a dense log,
+/// one task's lines in a row, takes about log2(limit) reads).
+pub fn lines_before(
+    store: &dyn stask_storage::Store,
+    task: i64,
+    after: u64,
+    before: u64,
+    limit: usize,
+) -> Result<(Vec<StoredLine>, bool), stask_storage::StoreError> {
+    let fits = |x: u64| -> Result<Option<Vec<StoredLine>>, stask_storage::StoreError> {
+        let lines = store.log_lines(task, x, limit)?;
+        Ok((lines.len() == limit && lines.last().is_some_and(|l| l.seq < before)).then_some(lines))
+    };
+    // Past the end: search below the last line instead of the whole number range.
+    let before = match store.last_log_line(task)? {
+        None => return Ok((Vec::new(), false)),
+        Some(last) => before.min(last.seq + 1),
+    };
+    if limit == 0 || before <= after.saturating_add(1) {
+        return Ok((Vec::new(), false));
+    }
+    let Some(mut page) = fits(after)? else {
+        // Fewer than `limit` lines in the range: all of them.
+        let mut all = store.log_lines(task, after, limit)?;
+        all.retain(|l| l.seq < before);
+        return Ok((all, false));
+    };
+    // Gallop: `lo` fits, `hi` does not (`before - 1` never fits: nothing after it is
+    // before `before`).
+    let mut lo = after;
+    let mut hi = before - 1;
+    let mut step = limit as u64;
+    while let Some(x) = hi.checked_sub(step).filter(|&x| x > lo) {
+        match fits(x)? {
+            Some(p) => {
+                lo = x;
+                page = p;
+                break;
+            }
+            None => {
+                hi = x;
+                step = step.saturating_mul(2);
+            }
+        }
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fits(mid)? {
+            Some(p) => {
+                lo = mid;
+                page = p;
+            }
+            None => hi = mid,
+        }
+    }
+    let first = store.log_lines(task, after, 1)?;
+    let has_older = matches!((first.first(), page.first()), (Some(a), Some(b)) if a.seq < b.seq);
+    Ok((page, has_older))
 }
 
 /// What a live stream still has to do.
@@ -486,6 +577,73 @@ mod tests {
         assert_eq!(
             attachment("a b\"c.json"),
             "attachment; filename=\"a_b_c.json\""
+        );
+    }
+
+    /// Pages backwards match the log read forwards, for logs whose line numbers have
+    /// gaps (two tasks writing in turns) and for dense ones.
+    #[test]
+    fn lines_before_pages_backwards_through_a_log_with_gaps() {
+        use stask_storage::{now_ms, LogLine, Priority};
+        let mut env = crate::ops::testing::Env::new();
+        let req = ops::TaskRequest {
+            worker: "w".into(),
+            action: "noop".into(),
+            data: json!({}),
+            priority: Priority::Normal,
+            max_attempts: 1,
+            started_by: None,
+            allow_sensitive: false,
+        };
+        let ids = ops::create(&mut *env.store, &req, 2).unwrap().ids;
+        let (a, b) = (ids[0], ids[1]);
+        for id in [a, b] {
+            let start =
+                |_: &stask_storage::TaskRecord| LogLine::new("running", 0, 0, 0, "", "Started");
+            env.store
+                .claim_task(id, "o", now_ms(), &start)
+                .unwrap()
+                .unwrap();
+        }
+        // Task a writes 1 line, then 3 of b, then 2 of a, …; then a long run of a alone.
+        let line = |i: usize| LogLine::new("running", 0, i as u64, 0, "", &format!("line {i}"));
+        let mut n = 0;
+        for round in 0..40 {
+            let mut batch = Vec::new();
+            for _ in 0..(round % 3 + 1) {
+                n += 1;
+                batch.push((a, line(n)));
+            }
+            for _ in 0..(round % 4) {
+                batch.push((b, line(0)));
+            }
+            env.store.record_progress("o", &[], &batch).unwrap();
+        }
+        let dense: Vec<(i64, LogLine)> = (0..300).map(|i| (a, line(n + 1 + i))).collect();
+        env.store.record_progress("o", &[], &dense).unwrap();
+        let all = env.store.log_lines(a, 0, 100_000).unwrap();
+        let seqs: Vec<u64> = all.iter().map(|l| l.seq).collect();
+        let last = *seqs.last().unwrap();
+        for limit in [1, 2, 7, 50, 1000] {
+            for before in (1..=last + 3).step_by(5).chain([last, last + 1, u64::MAX]) {
+                for after in [0, seqs[3], seqs[50]] {
+                    let (page, older) = lines_before(&*env.store, a, after, before, limit).unwrap();
+                    let range: Vec<u64> = seqs
+                        .iter()
+                        .copied()
+                        .filter(|&s| s > after && s < before)
+                        .collect();
+                    let want = &range[range.len().saturating_sub(limit)..];
+                    let got: Vec<u64> = page.iter().map(|l| l.seq).collect();
+                    let case = format!("after {after}, before {before}, limit {limit}");
+                    assert_eq!(got, want, "{case}");
+                    assert_eq!(older, want.first().is_some_and(|&f| f > range[0]), "{case}");
+                }
+            }
+        }
+        assert_eq!(
+            lines_before(&*env.store, 999, 0, u64::MAX, 10).unwrap(),
+            (Vec::new(), false)
         );
     }
 }

@@ -195,6 +195,42 @@ pub struct WorkerDetails {
     /// Its tasks per status ([`WorkerDetails::with_counts`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<StatusCountsView>,
+    /// When hosts share the store: the live hosts that hold the worker's library (an
+    /// empty list: no host can run its tasks, they wait). `None` on a store no host
+    /// registered with (one machine).
+    pub hosts: Option<Vec<HostView>>,
+}
+
+/// A host able to run a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostView {
+    /// Its id (machine/pid/start).
+    pub id: String,
+    /// The machine's name.
+    pub name: String,
+}
+
+/// A host whose lease was renewed within this long counts as live.
+const HOST_LIVE_MS: i64 = 60_000;
+
+/// The live hosts holding the library `sha256`; `None` when no host is registered.
+fn hosts_holding(store: &dyn Store, sha256: &str) -> anyhow::Result<Option<Vec<HostView>>> {
+    let hosts = store.list_hosts()?;
+    if hosts.is_empty() {
+        return Ok(None);
+    }
+    let now = stask_storage::now_ms();
+    Ok(Some(
+        hosts
+            .into_iter()
+            .filter(|h| h.renewed_at.is_some_and(|r| now - r <= HOST_LIVE_MS))
+            .filter(|h| h.libraries.iter().any(|l| l == sha256))
+            .map(|h| HostView {
+                id: h.id,
+                name: h.name,
+            })
+            .collect(),
+    ))
 }
 
 impl WorkerDetails {
@@ -205,6 +241,7 @@ impl WorkerDetails {
             schedule: ScheduleView::load(store, &w.identifier, tz)?,
             task_count: None,
             tasks: None,
+            hosts: hosts_holding(store, &w.library.sha256)?,
         })
     }
 
@@ -256,6 +293,8 @@ pub struct WorkerSummary {
     pub tasks: StatusCountsView,
     /// Its schedule, short.
     pub schedule: ScheduleSummary,
+    /// What its runs may touch beyond the sandbox's baseline (as [`WorkerView::access`]).
+    pub access: AccessView,
 }
 
 impl WorkerSummary {
@@ -284,6 +323,7 @@ impl WorkerSummary {
                 task_count: tasks.total(),
                 tasks,
                 schedule: ScheduleSummary::new(&schedule),
+                access: view.access,
             });
         }
         Ok(out)

@@ -16,6 +16,59 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Whether the service answers: `live`, `reconnecting` (a request just failed; probing
+ * every 2 s) or `offline` (still failing after three probes). `since` is when the
+ * service last answered (what is shown dates from then). Every request reports to it;
+ * while not live it probes by itself, and listeners hear when the service is back.
+ */
+export const connection = {
+  state: 'live',
+  since: null,
+  failures: 0,
+  listeners: new Set(),
+  timer: null,
+  lastOk: Date.now(),
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  },
+  set(state) {
+    if (state === this.state) return;
+    const was = this.state;
+    this.state = state;
+    this.since = state === 'live' ? null : this.lastOk;
+    for (const fn of this.listeners) fn(state, was);
+  },
+  ok() {
+    this.lastOk = Date.now();
+    this.failures = 0;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.set('live');
+  },
+  fail() {
+    this.failures += 1;
+    this.set(this.failures > 3 ? 'offline' : 'reconnecting');
+    if (!this.timer) this.timer = setTimeout(() => this.probe(), 2000);
+  },
+  async probe() {
+    this.timer = null;
+    if (this.state === 'live') return;
+    if (document.hidden) {
+      this.timer = setTimeout(() => this.probe(), 2000);
+      return;
+    }
+    try {
+      const res = await fetch(API + '/auth/me', { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+      if (res.status >= 502 && res.status <= 504) this.fail();
+      else this.ok();
+    } catch {
+      this.fail();
+    }
+  },
+};
+
 export function setCsrf(token) {
   if (typeof token === 'string' && token) csrfToken = token;
 }
@@ -71,8 +124,12 @@ export async function request(method, path, body, opts = {}) {
     });
   } catch (e) {
     if (e && e.name === 'AbortError') throw e;
+    connection.fail();
     throw new ApiError(0, 'network', null);
   }
+  // A proxy's "bad gateway" or the store being unavailable: the data cannot be current.
+  if (res.status >= 502 && res.status <= 504) connection.fail();
+  else connection.ok();
   const text = await res.text();
   let data = null;
   if (text) {

@@ -3,7 +3,7 @@
 
 import * as api from './api.js';
 import { h, replace } from './dom.js';
-import { initI18n, t, setLanguage, language, languages, onLanguageChange } from './i18n.js';
+import { initI18n, t, setLanguage, language, languages, onLanguageChange, timeOf } from './i18n.js';
 import { icon } from './icons.js';
 import { session, can, navigate, notify, errorText, loadSession } from './ui.js';
 import * as loginPage from './pages/login.js';
@@ -87,6 +87,7 @@ function renderShell() {
     ? h(
         'div',
         { class: 'user-box' },
+        h('span', { class: 'conn-state', id: 'conn-state', role: 'status' }),
         h('span', { class: 'user-name', id: 'user-name' }, user.name),
         h('span', { class: `role role-${user.role}`, id: 'user-role' }, t(`role.${user.role}`)),
         h('button', { type: 'button', class: 'btn btn-small', id: 'logout', onclick: logout }, t('action.logout')),
@@ -120,6 +121,33 @@ function renderShell() {
   );
   help.querySelector('[data-close]').textContent = t('action.close');
   document.getElementById('skip-link').textContent = t('nav.skip');
+  showConnection();
+}
+
+// ---- connection state -------------------------------------------------------------------
+
+/**
+ * Whether what is shown is current: the header says Live / Reconnecting / Offline, and
+ * while the service does not answer a banner says since when the data is as shown and
+ * the page is marked stale. Everything refreshes by itself once the service is back.
+ */
+function showConnection() {
+  const conn = api.connection;
+  const live = conn.state === 'live';
+  document.body.classList.toggle('stale', !live);
+  const state = document.getElementById('conn-state');
+  if (state) {
+    state.dataset.state = conn.state;
+    state.textContent = live ? t('conn.live') : conn.state === 'offline' ? t('conn.offline') : t('conn.reconnecting');
+  }
+  let banner = document.getElementById('conn-banner');
+  if (!banner) {
+    banner = h('div', { id: 'conn-banner', class: 'conn-banner', role: 'alert', hidden: true });
+    document.getElementById('main').before(banner);
+  }
+  banner.hidden = live || !session.user;
+  banner.dataset.state = conn.state;
+  banner.textContent = live ? '' : conn.state === 'offline' ? t('conn.banner_offline', { time: timeOf(conn.since) }) : t('conn.banner_reconnecting', { time: timeOf(conn.since) });
 }
 
 async function logout() {
@@ -242,6 +270,7 @@ async function start() {
     go(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
   });
   await loadSession();
+  api.connection.subscribe(showConnection);
   document.addEventListener('click', onClick);
   document.addEventListener('keydown', onKey);
   window.addEventListener('popstate', () => render());

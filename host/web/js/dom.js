@@ -94,3 +94,63 @@ export function nextId(prefix = 'f') {
   uid += 1;
   return `${prefix}-${uid}`;
 }
+
+/** A selector that finds `el`'s counterpart in a freshly built copy of its container. */
+function focusSelector(el) {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  for (const a of ['data-op', 'data-toggle', 'data-select', 'data-bulk', 'data-page']) {
+    if (el.hasAttribute(a)) return `[${a}="${CSS.escape(el.getAttribute(a))}"]`;
+  }
+  if (el.matches('a[href]')) return `a[href="${CSS.escape(el.getAttribute('href'))}"]`;
+  return null;
+}
+
+/** Replaces `old` with `next`; keyboard focus inside `old` moves to its counterpart. */
+export function swap(old, next) {
+  const active = document.activeElement;
+  const sel = active && old.contains(active) ? focusSelector(active) : null;
+  old.replaceWith(next);
+  if (sel) {
+    const target = next.matches(sel) ? next : next.querySelector(sel);
+    if (target) target.focus({ preventScroll: true });
+  }
+  return next;
+}
+
+/**
+ * Updates `container`'s children in place to one element per item, keyed by
+ * `keyOf(item)`: an element whose item is unchanged (`sigOf`, default its JSON) stays as
+ * it is, a changed one is rebuilt (keyboard focus moving to its counterpart), new ones
+ * are inserted and the others removed; elements that stay are never moved out of the
+ * document, so focus, selection and hover survive a refresh.
+ */
+export function keyed(container, items, keyOf, render, sigOf = (item) => JSON.stringify(item)) {
+  const old = new Map();
+  for (const el of [...container.children]) {
+    if (el.dataset.key !== undefined) old.set(el.dataset.key, el);
+    else el.remove();
+  }
+  const want = items.map((item) => {
+    const k = String(keyOf(item));
+    const sig = sigOf(item);
+    let el = old.get(k);
+    if (el) {
+      old.delete(k);
+      if (el.__sig !== sig) {
+        const next = render(item);
+        next.dataset.key = k;
+        next.__sig = sig;
+        el = swap(el, next);
+      }
+    } else {
+      el = render(item);
+      el.dataset.key = k;
+      el.__sig = sig;
+    }
+    return el;
+  });
+  for (const el of old.values()) el.remove();
+  want.forEach((el, i) => {
+    if (container.children[i] !== el) container.insertBefore(el, container.children[i] || null);
+  });
+}

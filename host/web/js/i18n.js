@@ -133,6 +133,16 @@ export function dateTime(ms) {
   }
 }
 
+/** The time of day (ms since epoch) in the current language. */
+export function timeOf(ms) {
+  if (ms === null || ms === undefined) return '—';
+  try {
+    return new Intl.DateTimeFormat(current, { timeStyle: 'medium' }).format(new Date(ms));
+  } catch {
+    return new Date(ms).toLocaleTimeString();
+  }
+}
+
 /** A duration in ms as "1h 2m", "3m 4s", "5.2s". */
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';

@@ -1,4 +1,7 @@
-// Live updates: adaptive polling and the server-sent-events log stream.
+// Live updates: adaptive polling and the server-sent-events log stream. Both start
+// over at once when the service answers again after a lost connection.
+
+import { connection } from './api.js';
 
 /**
  * Calls `tick()` (async, resolves to true when something changed) again and again:
@@ -29,6 +32,9 @@ export class Poller {
     if (!this.stopped) return this;
     this.stopped = false;
     document.addEventListener('visibilitychange', this.onVisibility);
+    this.unsubscribe = connection.subscribe((state) => {
+      if (state === 'live' && !this.stopped) this.now();
+    });
     this.delay = this.min;
     this.schedule(this.min);
     return this;
@@ -39,6 +45,8 @@ export class Poller {
     clearTimeout(this.timer);
     this.timer = null;
     document.removeEventListener('visibilitychange', this.onVisibility);
+    if (this.unsubscribe) this.unsubscribe();
+    this.unsubscribe = null;
   }
 
   /** Polls now and resets the interval to its minimum (after a user action). */
@@ -96,6 +104,14 @@ export class LogFollower {
     this.offset = offset;
     if (typeof EventSource === 'function' && this.sseUrl) this.openSse();
     else this.startPolling();
+    // Back from a lost connection: the stream again (polling was the fallback).
+    this.unsubscribe = connection.subscribe((state) => {
+      if (state !== 'live' || this.closed || this.es || typeof EventSource !== 'function' || !this.sseUrl) return;
+      if (this.poller) this.poller.stop();
+      this.poller = null;
+      this.sseFailures = 0;
+      this.openSse();
+    });
     return this;
   }
 
@@ -105,6 +121,7 @@ export class LogFollower {
     let opened = false;
     es.onopen = () => {
       opened = true;
+      connection.ok();
       this.onMode && this.onMode('sse');
     };
     es.addEventListener('line', (ev) => {
@@ -122,6 +139,8 @@ export class LogFollower {
     });
     es.onerror = (ev) => {
       if (this.closed) return;
+      // The stream dropped: the service may be gone (the monitor finds out).
+      if (es.readyState !== EventSource.OPEN && !ev.data) connection.fail();
       // An `error` event sent by the service, a dropped connection (the browser
       // reconnects by itself with Last-Event-ID), or a stream that never opened. The
       // last, or repeated failures, fall back to polling from the last offset.
@@ -180,6 +199,8 @@ export class LogFollower {
 
   close() {
     this.closed = true;
+    if (this.unsubscribe) this.unsubscribe();
+    this.unsubscribe = null;
     if (this.es) this.es.close();
     this.es = null;
     if (this.poller) this.poller.stop();

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod files;
+pub mod hosts;
 pub mod leases;
 pub mod logs;
 pub mod queue;
@@ -44,7 +45,10 @@ macro_rules! conformance_tests {
             accounts {
                 users_sessions_and_the_last_admin,
                 tokens_get_default_names_and_can_be_revoked,
-                tokens_may_have_the_metrics_role
+                tokens_may_have_the_metrics_role,
+                failed_logins_block_a_key_until_its_oldest_counted_failure_leaves_the_window,
+                failures_older_than_the_window_are_deleted_as_failures_are_recorded,
+                failures_of_one_key_recorded_at_once_are_all_counted
             }
             files {
                 files_are_stored_listed_and_read_back_in_chunks,
@@ -52,7 +56,15 @@ macro_rules! conformance_tests {
                 a_file_of_the_same_name_is_replaced,
                 a_file_of_a_task_that_does_not_exist_is_refused
             }
-            leases { a_renewed_lease_keeps_running_tasks_alive }
+            hosts {
+                hosts_register_with_their_libraries_and_show_their_lease,
+                silent_hosts_are_forgotten
+            }
+            leases {
+                a_renewed_lease_keeps_running_tasks_alive,
+                one_leader_at_a_time_until_its_term_runs_out_or_it_resigns,
+                hosts_racing_for_the_leadership_elect_one
+            }
             logs {
                 lines_page_and_resume_after_a_position,
                 control_characters_in_messages_are_stored_escaped
@@ -91,7 +103,11 @@ macro_rules! conformance_tests {
                 an_action_refused_by_the_host_is_a_skip,
                 two_connections_fire_a_slot_once
             }
-            search { filters_text_and_pages }
+            search {
+                filters_text_and_pages,
+                text_search_follows_progress_outcomes_cancels_retries_and_clean_up,
+                text_search_finds_substrings_among_many_texts_short_ones_too
+            }
             statistics { counts_and_activity_follow_every_change }
             store {
                 a_sound_store_passes_its_integrity_check,

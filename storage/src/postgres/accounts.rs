@@ -1,4 +1,4 @@
-//! Users, browser sessions and API tokens on PostgreSQL.
+//! Users, browser sessions and API tokens, and failed password checks, on PostgreSQL.
 //!
 //! The store keeps only what is needed to check a credential, never the credential:
 //! password hashes (argon2, computed by the host), and SHA-256 hashes of session ids,
@@ -18,10 +18,13 @@
 //!   name is written with the row in one statement (SQLite inserts a placeholder name
 //!   holding a NUL, which PostgreSQL text cannot hold, and renames it).
 //! * Lists order names with `COLLATE "C"` (byte order, as SQLite's `BINARY`).
+//! * Failed logins are recorded and counted in one statement (SQLite: one `IMMEDIATE`
+//!   transaction); hosts recording failures of one key at once only insert, and the
+//!   deletion of expired failures skips rows another host is deleting.
 
 use postgres::{GenericClient, Row};
 
-use super::{Context, PgStore};
+use super::{storable, Context, PgStore};
 use crate::accounts::{Accounts, SessionRecord, TokenRecord, UserRecord};
 use crate::error::StoreError;
 
@@ -395,6 +398,78 @@ impl Accounts for PgStore {
             .query_opt("SELECT 1 FROM api_tokens WHERE id = $1", &[&id])
             .context("read token")?;
         Ok(exists.map(|_| false))
+    }
+    /// Records a failed password check for each key and counts each key's failures in
+    /// the window, in one statement (one round trip). Hosts recording failures of one
+    /// key at once only insert rows, so none waits and none is lost; the count is of
+    /// the failures committed before this statement, plus this one. Expired rows are
+    /// deleted in the same statement, a bounded batch of those no other host is
+    /// deleting at the moment (`SKIP LOCKED`: no waiting, no deadlock between hosts).
+    fn record_login_failure(
+        &mut self,
+        keys: &[&str],
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let cutoff = now.saturating_sub(window_ms);
+        let stored: Vec<_> = keys.iter().map(|k| storable(k)).collect();
+        let keys: Vec<&str> = stored.iter().map(|k| k.as_ref()).collect();
+        let rows = self
+            .client()?
+            .query(
+                "WITH purged AS (
+                     DELETE FROM login_failures WHERE id IN (
+                         SELECT id FROM login_failures WHERE at <= $3
+                         ORDER BY at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                 ), added AS (
+                     INSERT INTO login_failures (key, at)
+                     SELECT k, $2 FROM unnest($1::text[]) AS k
+                 )
+                 SELECT (SELECT COUNT(*) FROM login_failures f
+                         WHERE f.key = u.k AND f.at > $3) + 1
+                 FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i)
+                 ORDER BY u.i",
+                &[&keys, &now, &cutoff],
+            )
+            .context("record a failed login")?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Until when attempts for `keys` are refused (see the trait), in one statement.
+    fn login_blocked_until(
+        &self,
+        keys: &[&str],
+        now: i64,
+        max_failures: u32,
+        window_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let cutoff = now.saturating_sub(window_ms);
+        let skip = i64::from(max_failures.max(1) - 1);
+        let stored: Vec<_> = keys.iter().map(|k| storable(k)).collect();
+        let keys: Vec<&str> = stored.iter().map(|k| k.as_ref()).collect();
+        let nth: Option<i64> = self
+            .client()?
+            .query_one(
+                "SELECT MAX((SELECT f.at FROM login_failures f
+                             WHERE f.key = k AND f.at > $2
+                             ORDER BY f.at DESC LIMIT 1 OFFSET $3))
+                 FROM unnest($1::text[]) AS k",
+                &[&keys, &cutoff, &skip],
+            )
+            .context("read failed logins")?
+            .get(0);
+        Ok(nth.map(|at| at.saturating_add(window_ms)))
+    }
+
+    /// Forgets the failures of `key`.
+    fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "DELETE FROM login_failures WHERE key = $1",
+                &[&storable(key).as_ref()],
+            )
+            .context("forget failed logins")?;
+        Ok(())
     }
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn claim_in(
     if !names.is_empty() {
         for r in tx
             .query(
-                "SELECT identifier, library_path, settings, manifest FROM workers
+                "SELECT identifier, library_path, settings, manifest, library_sha256 FROM workers
                  WHERE identifier = ANY($1)",
                 &[&names],
             )
@@ -100,6 +100,7 @@ pub(crate) fn claim_in(
                 r.get(0),
                 Arc::new(ClaimedWorker {
                     library_path: r.get(1),
+                    library_sha256: r.get(4),
                     settings: r.get(2),
                     manifest: r.get(3),
                 }),

@@ -319,6 +319,38 @@ const MIGRATIONS: &[&str] = &[
         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION stask_stats_update();
     "#,
+    // 2: the hosts sharing the database and the libraries each holds (crate::Hosts).
+    r#"
+    CREATE TABLE hosts (
+        id               TEXT PRIMARY KEY,
+        name             TEXT NOT NULL,
+        version          TEXT NOT NULL,
+        capacity         BIGINT NOT NULL,
+        libraries        TEXT NOT NULL DEFAULT '[]',
+        started_at       BIGINT NOT NULL
+    );
+    "#,
+    // 3: failed password checks per throttling key (a user name, a client address),
+    // shared by every host, so a login lock-out holds on all of them. One row per
+    // failure, so hosts recording failures of one key at once only insert (no row to
+    // wait for); rows older than the window are deleted as failures are recorded.
+    r#"
+    CREATE TABLE login_failures (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key              TEXT NOT NULL,
+        at               BIGINT NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures (key, at);
+    CREATE INDEX login_failures_at ON login_failures (at);
+    "#,
+    // The leadership of the store-wide chores (crate::Leases::try_lead): one row.
+    r#"
+    CREATE TABLE leader (
+        name             TEXT PRIMARY KEY,
+        holder           TEXT NOT NULL,
+        expires_at       BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema version this build knows.

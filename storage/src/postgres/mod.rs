@@ -20,6 +20,7 @@ mod claim;
 mod conformance_tests;
 mod files;
 mod finish;
+mod hosts;
 mod logs;
 mod migrations;
 mod queue;
@@ -131,10 +132,16 @@ impl PgStore {
     pub(crate) fn client(&self) -> Result<RefMut<'_, Client>, StoreError> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(Client::is_closed) {
-            let client = self
+            let mut client = self
                 .config
                 .connect(NoTls)
                 .map_err(|e| error(&format!("connect to {}", self.shown), e))?;
+            // A process stopped in the middle of a transaction (SIGSTOP, a debugger, a
+            // swapped-out host) must not hold its row locks for ever: the server ends
+            // such a transaction (its work is redone or recovered).
+            client
+                .batch_execute("SET idle_in_transaction_session_timeout = '15s'")
+                .map_err(|e| error("configure the connection", e))?;
             *slot = Some(client);
         }
         Ok(RefMut::map(slot, |c| c.as_mut().expect("connected above")))
@@ -182,6 +189,10 @@ impl Store for PgStore {
         format!("PostgreSQL database {}", self.shown)
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn private_files(&self) -> Vec<std::path::PathBuf> {
         // The data lives in the server; no file here is the store's.
         Vec::new()
@@ -201,6 +212,8 @@ impl Store for PgStore {
             "schedules",
             "users",
             "api_tokens",
+            "hosts",
+            "login_failures",
         ] {
             if let Err(e) = client.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]) {
                 problems.push(format!("table {table}: {e}"));
@@ -249,6 +262,30 @@ impl Leases for PgStore {
         self.client()?
             .execute("DELETE FROM owners WHERE id = $1", &[&owner])
             .context("release lease")?;
+        Ok(())
+    }
+
+    fn try_lead(&mut self, owner: &str, now: i64, ttl_ms: i64) -> Result<bool, StoreError> {
+        // One statement: the row is locked while it is decided, so two hosts never
+        // both win.
+        let row = self
+            .client()?
+            .query_opt(
+                "INSERT INTO leader AS l (name, holder, expires_at) VALUES ('chores', $1, $2)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE l.holder = excluded.holder OR l.expires_at < $3
+                 RETURNING holder",
+                &[&owner, &now.saturating_add(ttl_ms), &now],
+            )
+            .context("take the leadership")?;
+        Ok(row.is_some_and(|r| r.get::<_, &str>(0) == owner))
+    }
+
+    fn resign(&mut self, owner: &str) -> Result<(), StoreError> {
+        self.client()?
+            .execute("DELETE FROM leader WHERE holder = $1", &[&owner])
+            .context("give the leadership up")?;
         Ok(())
     }
 }

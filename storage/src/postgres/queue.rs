@@ -249,13 +249,17 @@ impl TaskQueue for PgStore {
             .context("update progress")?;
         }
         if !lines.is_empty() {
-            // Lines of tasks still running under this owner, in order.
+            // Lines of tasks still running under this owner, in order. The rows are
+            // locked as they are checked (FOR UPDATE re-checks the condition on the
+            // newest version of each row), so a task recovered by another host between
+            // the check and the append cannot get this owner's late lines.
             let mut ids: Vec<i64> = lines.iter().map(|(id, _)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
             let mine: std::collections::HashSet<i64> = tx
                 .query(
-                    "SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 AND status = 'running'",
+                    "SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 AND status = 'running'
+                     ORDER BY id FOR UPDATE",
                     &[&ids, &owner],
                 )
                 .context("append to progress log")?

@@ -1,4 +1,4 @@
-//! Users, browser sessions and API tokens.
+//! Users, browser sessions and API tokens, and failed password checks.
 //!
 //! The store keeps only what is needed to check a credential, never the credential:
 //! password hashes (argon2, computed by the host), and SHA-256 hashes of session ids,
@@ -395,5 +395,76 @@ impl Accounts for SqliteStore {
                 Ok(Some(true))
             }
         }
+    }
+    /// Records a failed password check for each key and counts each key's failures in
+    /// the window, in one `IMMEDIATE` transaction: the writers of the file take turns,
+    /// so every count includes every failure recorded before it.
+    fn record_login_failure(
+        &mut self,
+        keys: &[&str],
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let cutoff = now.saturating_sub(window_ms);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("begin recording a failed login")?;
+        tx.prepare_cached("DELETE FROM login_failures WHERE at <= ?1")
+            .and_then(|mut st| st.execute([cutoff]))
+            .context("forget old failed logins")?;
+        let mut counts = Vec::with_capacity(keys.len());
+        for key in keys {
+            tx.prepare_cached("INSERT INTO login_failures (key, at) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![key, now]))
+                .context("record a failed login")?;
+            let n: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM login_failures WHERE key = ?1 AND at > ?2")
+                .and_then(|mut st| st.query_row(params![key, cutoff], |r| r.get(0)))
+                .context("count failed logins")?;
+            counts.push(n);
+        }
+        tx.commit().context("commit a failed login")?;
+        Ok(counts)
+    }
+
+    /// Until when attempts for `keys` are refused (see the trait).
+    fn login_blocked_until(
+        &self,
+        keys: &[&str],
+        now: i64,
+        max_failures: u32,
+        window_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let skip = max_failures.max(1) - 1;
+        let cutoff = now.saturating_sub(window_ms);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at FROM login_failures WHERE key = ?1 AND at > ?2
+                 ORDER BY at DESC LIMIT 1 OFFSET ?3",
+            )
+            .context("read failed logins")?;
+        let mut until: Option<i64> = None;
+        for key in keys {
+            let nth: Option<i64> = stmt
+                .query_row(params![key, cutoff, skip], |r| r.get(0))
+                .optional()
+                .context("read failed logins")?;
+            if let Some(at) = nth {
+                let t = at.saturating_add(window_ms);
+                until = Some(until.map_or(t, |u| u.max(t)));
+            }
+        }
+        Ok(until)
+    }
+
+    /// Forgets the failures of `key`.
+    fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM login_failures WHERE key = ?1")
+            .and_then(|mut st| st.execute([key]))
+            .context("forget failed logins")?;
+        Ok(())
     }
 }

@@ -43,7 +43,8 @@ pub(super) fn claimable(excluded: &[&str]) -> String {
 
 /// Claims the tasks matching `condition` (with `?1` owner, `?2` now, `?3` `arg`) inside
 /// `tx` (on the trigger-less connection: a claim changes no statistic, running tasks
-/// being counted as pending), and stores each one's start line.
+/// being counted as pending), and stores each one's start line. A running task names
+/// no text: searches read its row (texts.rs).
 pub(super) fn claim_in(
     tx: &Transaction<'_>,
     owner: &str,
@@ -58,7 +59,7 @@ pub(super) fn claim_in(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
                         started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
                         cancel_requested = 0, progress = 0, processed = 0, total = 0,
-                        message = 'Started'
+                        message = 'Started', text_id = NULL
                      WHERE {condition}
                      RETURNING {COLUMNS}"
             ))
@@ -76,7 +77,8 @@ pub(super) fn claim_in(
     let mut out = Vec::with_capacity(claimed.len());
     let mut query = tx
         .prepare_cached(
-            "SELECT library_path, settings, manifest FROM workers WHERE identifier = ?1",
+            "SELECT library_path, settings, manifest, library_sha256 FROM workers
+             WHERE identifier = ?1",
         )
         .context("read worker of claimed task")?;
     let mut workers: HashMap<String, Arc<ClaimedWorker>> = HashMap::new();
@@ -88,6 +90,7 @@ pub(super) fn claim_in(
                     .query_row([&task.worker], |r| {
                         Ok(ClaimedWorker {
                             library_path: r.get(0)?,
+                            library_sha256: r.get(3)?,
                             settings: r.get(1)?,
                             manifest: r.get(2)?,
                         })

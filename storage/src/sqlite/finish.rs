@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Transaction};
 
 use super::logs::append;
-use super::Context;
+use super::{texts, Context};
 use crate::error::StoreError;
 use crate::queue::{Finish, Outcome};
 
@@ -60,7 +60,8 @@ fn cancel_instead(tx: &Transaction<'_>, f: &Finish) -> Result<Option<Finish>, St
 }
 
 /// Applies `finishes` inside `tx` (on the trigger-less connection) with their log
-/// lines, and counts them in the statistics; returns which applied.
+/// lines and texts (for search), and counts them in the statistics; returns which
+/// applied.
 pub(super) fn finish_in(
     tx: &Transaction<'_>,
     finishes: &[Finish],
@@ -82,6 +83,12 @@ pub(super) fn finish_in(
         .zip(&which)
         .map(|(f, w)| w.map_or(f, |i| &changed[i]))
         .collect();
+    // The text each task has once its finish applies: no finish leaves it running.
+    let messages: Vec<(i64, &str)> = finishes
+        .iter()
+        .map(|f| (f.id, f.message.as_str()))
+        .collect();
+    let texts = texts::intern_messages(tx, &messages)?;
     let mut applied = Vec::with_capacity(finishes.len());
     // Ids of the attempts that ended the task (not those queued again): they are
     // what the statistics count.
@@ -94,11 +101,11 @@ pub(super) fn finish_in(
                 "UPDATE tasks SET status = ?3, result = ?4, error = ?5, progress = ?6,
                         processed = ?7, total = ?8, message = ?9, finished_at = ?10,
                         run_after = ?11, owner = NULL, cancel_requested = 0,
-                        attempts = attempts - ?12
+                        attempts = attempts - ?12, text_id = ?13
                      WHERE id = ?1 AND owner = ?2 AND status = 'running'",
             )
             .context("finish tasks")?;
-        for f in finishes.iter().copied() {
+        for (f, text) in finishes.iter().copied().zip(&texts) {
             let (status, result, error, finished_at, run_after) = match &f.outcome {
                 Outcome::Completed { result } => {
                     ("completed", Some(result.as_str()), None, Some(f.at), 0)
@@ -129,7 +136,8 @@ pub(super) fn finish_in(
                     f.message,
                     finished_at,
                     run_after,
-                    matches!(f.outcome, Outcome::Requeued) as i64
+                    matches!(f.outcome, Outcome::Requeued) as i64,
+                    text
                 ])
                 .context("finish task")?;
             if n > 0 {
@@ -264,10 +272,12 @@ struct Ended {
 /// as the delete triggers of migration 4 would row by row: `task_counts` loses each
 /// one from its status row (running counted as pending) with its run time, and
 /// `task_activity` loses its creation and, for a finished task, its finish.
-/// `worker_activity` keeps the latest finish.
-pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+/// `worker_activity` keeps the latest finish. Returns the texts the tasks name
+/// (distinct), read with the rest, for [`texts::forget_unused`] once they are gone.
+pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    let mut texts = Vec::new();
     if ids.is_empty() {
-        return Ok(());
+        return Ok(texts);
     }
     let mut counts: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
     let mut created: HashMap<(i64, String), i64> = HashMap::new();
@@ -275,7 +285,7 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), S
     {
         let mut rows = tx
             .prepare_cached(
-                "SELECT t.worker, t.status, t.created_at, t.started_at, t.finished_at
+                "SELECT t.worker, t.status, t.created_at, t.started_at, t.finished_at, t.text_id
                  FROM json_each(?1) AS j JOIN tasks AS t ON t.id = j.value",
             )
             .context("count deleted tasks")?;
@@ -286,6 +296,9 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), S
             let created_at: i64 = r.get(2).context("count deleted tasks")?;
             let started: Option<i64> = r.get(3).context("count deleted tasks")?;
             let finished: Option<i64> = r.get(4).context("count deleted tasks")?;
+            if let Some(text) = r.get::<_, Option<i64>>(5).context("count deleted tasks")? {
+                texts.push(text);
+            }
             *created
                 .entry((crate::bucket_floor(created_at), worker.clone()))
                 .or_default() += 1;
@@ -360,5 +373,7 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), S
             ])
             .context("count deleted tasks")?;
     }
-    Ok(())
+    texts.sort_unstable();
+    texts.dedup();
+    Ok(texts)
 }

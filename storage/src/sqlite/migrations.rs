@@ -369,10 +369,96 @@ const MIGRATIONS: &[&str] = &[
     // 8: why stask made a worker inactive (its library was replaced by a file with
     // other contents while it was registered): shown until an operator activates it.
     "ALTER TABLE workers ADD COLUMN inactive_reason TEXT;",
+    // The engines sharing the store and the libraries each holds (crate::Hosts).
+    "CREATE TABLE hosts (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        capacity        INTEGER NOT NULL,
+        libraries       TEXT NOT NULL DEFAULT '[]',
+        started_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    // 10: failed password checks per throttling key (a user name, a client address),
+    // shared by every process of the home, so a login lock-out holds for all of them.
+    // One row per failure; rows older than the window are deleted as failures are
+    // recorded.
+    "CREATE TABLE login_failures (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT NOT NULL,
+        at              INTEGER NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures(key, at);
+    CREATE INDEX login_failures_at ON login_failures(at);",
+    // 11: the free-text index of the task list (see `texts.rs`). Every distinct
+    // (worker, action, message) of the tasks that are not running, once, with a trigram
+    // index over it; each task names its text (`text_id`, NULL while it runs). Written
+    // by the trigger-less writes themselves and, for every other write, by the triggers
+    // below. Existing tasks are given their texts after this step, in batches, from
+    // `text_fill_after` up (`texts::fill`); the row goes once all are done.
+    "CREATE TABLE task_texts (
+        id              INTEGER PRIMARY KEY,
+        worker          TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        message         TEXT NOT NULL,
+        UNIQUE (worker, action, message)
+    );
+    CREATE VIRTUAL TABLE task_texts_fts USING fts5(worker, action, message,
+        content = 'task_texts', content_rowid = 'id', tokenize = 'trigram', detail = 'none');
+    ALTER TABLE tasks ADD COLUMN text_id INTEGER;
+    CREATE INDEX tasks_text ON tasks(text_id) WHERE text_id IS NOT NULL;
+    INSERT INTO meta (key, value) VALUES ('text_fill_after', 0);
+    INSERT INTO meta (key, value) VALUES ('text_sweep_after', 0);
+
+    -- A text row never changes; the index follows its inserts and deletes.
+    CREATE TRIGGER task_texts_index AFTER INSERT ON task_texts BEGIN
+        INSERT INTO task_texts_fts (rowid, worker, action, message)
+            VALUES (NEW.id, NEW.worker, NEW.action, NEW.message);
+    END;
+    CREATE TRIGGER task_texts_unindex AFTER DELETE ON task_texts BEGIN
+        INSERT INTO task_texts_fts (task_texts_fts, rowid, worker, action, message)
+            VALUES ('delete', OLD.id, OLD.worker, OLD.action, OLD.message);
+    END;
+    CREATE TRIGGER tasks_text_insert AFTER INSERT ON tasks WHEN NEW.status <> 'running' BEGIN
+        INSERT OR IGNORE INTO task_texts (worker, action, message)
+            VALUES (NEW.worker, NEW.action, NEW.message);
+        UPDATE tasks SET text_id = (SELECT x.id FROM task_texts AS x
+                WHERE x.worker = NEW.worker AND x.action = NEW.action AND x.message = NEW.message)
+            WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER tasks_text_update AFTER UPDATE OF worker, action, message, status ON tasks
+    WHEN OLD.worker IS NOT NEW.worker OR OLD.action IS NOT NEW.action
+        OR OLD.message IS NOT NEW.message
+        OR (OLD.status = 'running') IS NOT (NEW.status = 'running')
+    BEGIN
+        INSERT OR IGNORE INTO task_texts (worker, action, message)
+            SELECT NEW.worker, NEW.action, NEW.message WHERE NEW.status <> 'running';
+        UPDATE tasks SET text_id = CASE WHEN NEW.status = 'running' THEN NULL
+                ELSE (SELECT x.id FROM task_texts AS x WHERE x.worker = NEW.worker
+                    AND x.action = NEW.action AND x.message = NEW.message) END
+            WHERE id = NEW.id;
+    END;",
+    // The leadership of the store-wide chores (crate::Leases::try_lead): one row.
+    "CREATE TABLE leader (
+        name            TEXT PRIMARY KEY,
+        holder          TEXT NOT NULL,
+        expires_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build expects.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// The version of the text index's migration (texts.rs).
+#[cfg(test)]
+pub(crate) const TEXT_INDEX_VERSION: i64 = 11;
+
+/// Takes migration 11 out of a database, for tests that make an older stask's
+/// database out of a fresh one (the column can only go once nothing refers to it).
+#[cfg(test)]
+pub(crate) const UNDO_TEXT_INDEX: &str = "DROP TRIGGER tasks_text_insert;
+    DROP TRIGGER tasks_text_update; DROP TABLE task_texts_fts; DROP TABLE task_texts;
+    DROP INDEX tasks_text; ALTER TABLE tasks DROP COLUMN text_id;
+    DELETE FROM meta WHERE key IN ('text_fill_after', 'text_sweep_after');";
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn
@@ -435,8 +521,123 @@ fn enable_incremental_vacuum(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::sqlite::{texts, SqliteStore};
     use crate::Accounts as _;
+    use crate::{Store as _, TaskQuery, TaskSearch as _};
+
+    /// A database as the version before the text index left it, with `n` tasks of
+    /// worker `w`: task `i` (from 1) is running when `i % 5 == 0`, else completed with
+    /// the message `message i of n`.
+    fn before_text_index(path: &std::path::Path, n: i64) {
+        let conn = Connection::open(path).unwrap();
+        let before = TEXT_INDEX_VERSION as usize - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        for i in 1..=n {
+            let (status, message) = if i % 5 == 0 {
+                ("running", "copying".to_owned())
+            } else {
+                ("completed", format!("message {i} of {n}"))
+            };
+            conn.execute(
+                "INSERT INTO tasks (id, worker, action, status, created_at, message)
+                 VALUES (?1, 'w', 'run', ?2, ?1, ?3)",
+                rusqlite::params![i, status, message],
+            )
+            .unwrap();
+        }
+    }
+
+    /// Ids of the tasks a search for `text` finds (newest first), checked against its
+    /// total.
+    fn found(s: &SqliteStore, text: &str) -> Vec<i64> {
+        let page = s
+            .search_tasks(&TaskQuery {
+                text: Some(text.into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, page.tasks.len() as i64, "{text:?}");
+        page.tasks.iter().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn the_text_index_migration_gives_every_existing_task_its_text() {
+        assert!(MIGRATIONS[TEXT_INDEX_VERSION as usize - 1].contains("CREATE TABLE task_texts"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        before_text_index(&path, 40);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), LATEST);
+        assert!(texts::ready(&s.conn).unwrap(), "filled at open");
+        assert!(
+            texts::problems(&s.conn).is_empty(),
+            "{:?}",
+            texts::problems(&s.conn)
+        );
+        assert_eq!(found(&s, "message 17 of"), [17]);
+        assert_eq!(found(&s, "MESSAGE 3"), [39, 38, 37, 36, 34, 33, 32, 31, 3]);
+        assert_eq!(
+            found(&s, "copying"),
+            [40, 35, 30, 25, 20, 15, 10, 5],
+            "running"
+        );
+        let named: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM tasks WHERE text_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(named, 32, "every task but the running ones");
+    }
+
+    #[test]
+    fn an_interrupted_fill_resumes_at_the_next_open_and_searches_stay_right_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        before_text_index(&path, 25);
+        {
+            // The migration, then one batch of the fill, then the process is gone.
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn).unwrap();
+            assert!(!texts::fill_batches(&mut conn, 10, 1).unwrap());
+            let after: i64 = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'text_fill_after'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(after, 10);
+        }
+        // Meanwhile a store that cannot write (and so cannot fill) searches the table.
+        let read_only = SqliteStore::with_connection(
+            &path,
+            crate::sqlite::connect_read_only(&path).unwrap(),
+            crate::sqlite::Access::ReadOnly,
+        )
+        .unwrap();
+        assert!(!texts::ready(&read_only.conn).unwrap());
+        assert_eq!(found(&read_only, "message 2"), [24, 23, 22, 21, 2]);
+        assert_eq!(found(&read_only, "age 7 "), [7]);
+        drop(read_only);
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(texts::ready(&s.conn).unwrap());
+        assert!(
+            texts::problems(&s.conn).is_empty(),
+            "{:?}",
+            texts::problems(&s.conn)
+        );
+        assert_eq!(found(&s, "message 2"), [24, 23, 22, 21, 2]);
+        assert_eq!(found(&s, "age 7 "), [7]);
+        assert_eq!(found(&s, "copying"), [25, 20, 15, 10, 5]);
+    }
 
     #[test]
     fn migration_7_keeps_the_tokens_and_admits_the_metrics_role() {

@@ -10,6 +10,8 @@
 //!   ([`SqliteStore::untracked`]).
 //! * Wake-ups are datagrams to the sockets services bind in `run/` beside the database
 //!   ([`wakeups`]).
+//! * Free-text search reads the tasks' distinct texts, with a trigram index, instead of
+//!   the task table ([`texts`]); the busiest writes keep them as they keep the statistics.
 //! * `auto_vacuum = INCREMENTAL`, so space freed by clean-up can be given back in small
 //!   steps ([`crate::TaskQueue::release_space`]).
 //! * Checkpoints (copying the WAL into the database file, with its fsyncs) run on a
@@ -28,6 +30,7 @@ mod claim;
 mod conformance_tests;
 mod files;
 mod finish;
+mod hosts;
 mod legacy;
 mod logs;
 mod migrations;
@@ -38,6 +41,7 @@ mod search;
 mod stats;
 #[cfg(test)]
 mod test_support;
+mod texts;
 mod wakeups;
 
 use std::ffi::OsString;
@@ -133,6 +137,8 @@ impl SqliteStore {
             return Ok(store);
         }
         migrations::migrate(&mut store.conn)?;
+        // Tasks stored before the text index existed get their texts (once; resumable).
+        texts::fill(&mut store.conn)?;
         legacy::import(&mut store)?;
         checkpointer::opened(path);
         store.registered = true;
@@ -274,6 +280,33 @@ impl Leases for SqliteStore {
         self.conn
             .execute("DELETE FROM owners WHERE id = ?1", [owner])
             .context("release lease")?;
+        Ok(())
+    }
+
+    fn try_lead(&mut self, owner: &str, now: i64, ttl_ms: i64) -> Result<bool, StoreError> {
+        let holder: Option<String> = self
+            .conn
+            .query_row(
+                "INSERT INTO leader (name, holder, expires_at) VALUES ('chores', ?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE leader.holder = excluded.holder OR leader.expires_at < ?3
+                 RETURNING holder",
+                rusqlite::params![owner, now.saturating_add(ttl_ms), now],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .context("take the leadership")?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    fn resign(&mut self, owner: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM leader WHERE holder = ?1", [owner])
+            .context("give the leadership up")?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 use super::claim::{claim_in, claimable};
 use super::finish::{finish_in, id_list, uncount_deleted};
 use super::logs::{append, append_lines};
-use super::{Context, SqliteStore};
+use super::{texts, Context, SqliteStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 use crate::queue::{
@@ -73,9 +73,9 @@ pub(super) fn take_ids(conn: &rusqlite::Connection, count: usize) -> Result<i64,
     Ok(first)
 }
 
-/// Deletes tasks (ids of rows present) with their logs and result files, and takes them
-/// out of the statistics, inside the caller's transaction on the trigger-less
-/// connection.
+/// Deletes tasks (ids of rows present) with their logs and result files, and the texts
+/// no other task names, and takes them out of the statistics, inside the caller's
+/// transaction on the trigger-less connection.
 fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
     // Each id once: the statistics are taken out per row read back.
     let mut ids = ids.to_vec();
@@ -85,7 +85,7 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreErr
     if ids.is_empty() {
         return Ok(());
     }
-    uncount_deleted(tx, ids)?;
+    let text_ids = uncount_deleted(tx, ids)?;
     let list = id_list(ids);
     for sql in [
         "DELETE FROM result_chunks WHERE file_id IN (SELECT f.id FROM json_each(?1) AS j
@@ -98,6 +98,7 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreErr
             .and_then(|mut s| s.execute([&list]))
             .context("delete tasks")?;
     }
+    texts::forget_unused(tx, &text_ids)?;
     Ok(())
 }
 
@@ -114,12 +115,14 @@ impl TaskQueue for SqliteStore {
             .context("begin creating tasks")?;
         let first = take_ids(&tx, count)?;
         let ids: Vec<i64> = (first..first + count as i64).collect();
+        // One text for the whole batch (the search index, texts.rs).
+        let text = texts::intern(&tx, &t.worker, &t.action, &creation.message)?;
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                        max_attempts, run_after, created_at, message)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        max_attempts, run_after, created_at, message, text_id)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .context("create task")?;
             for id in &ids {
@@ -134,6 +137,7 @@ impl TaskQueue for SqliteStore {
                     t.run_after,
                     t.created_at,
                     creation.message,
+                    text,
                 ])
                 .context("create task")?;
             }
@@ -544,6 +548,8 @@ impl TaskQueue for SqliteStore {
             }
         }
         delete_in(&tx, &ids)?;
+        // Texts left behind by other changes than deletes, a few at each clean-up.
+        texts::sweep(&tx)?;
         tx.commit().context("commit clean-up")?;
         Ok(ids)
     }

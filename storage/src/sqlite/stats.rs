@@ -619,6 +619,9 @@ mod tests {
         .unwrap();
         // Back to version 3, as a database made by an older stask.
         s.conn
+            .execute_batch(super::super::migrations::UNDO_TEXT_INDEX)
+            .unwrap();
+        s.conn
             .execute_batch(
                 "DROP TRIGGER tasks_stats_insert; DROP TRIGGER tasks_stats_delete;
                  DROP TRIGGER tasks_stats_update; DROP TRIGGER tasks_stats_insert_finished;
@@ -628,7 +631,8 @@ mod tests {
                  DROP TABLE task_activity; DROP TABLE worker_activity; DROP TABLE sessions;
                  DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
                  DROP INDEX tasks_started_by; DROP TABLE task_logs; DROP TABLE result_files;
-                 DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta;
+                 DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta; DROP TABLE hosts; DROP TABLE leader;
+                 DROP TABLE login_failures;
                  ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -23,9 +23,9 @@ export function lib(name) {
   return path.join(TARGET, 'debug', `lib${name}.so`);
 }
 
-/** Runs the stask CLI on `home`; returns stdout. */
-export function stask(home, args, { input } = {}) {
-  return execFileSync(BIN, ['--home', home, ...args], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv() });
+/** Runs the stask CLI on `home`; returns stdout (`quiet`: drops it, for long outputs). */
+export function stask(home, args, { input, quiet = false } = {}) {
+  return execFileSync(BIN, ['--home', home, ...args], { input, encoding: 'utf8', stdio: ['pipe', quiet ? 'ignore' : 'pipe', 'pipe'], env: cleanEnv(), maxBuffer: 256 * 1024 * 1024 });
 }
 
 export function staskJson(home, args) {
@@ -82,9 +82,9 @@ export async function waitFor(what, fn, timeout = WAIT, every = 50) {
   }
 }
 
-/** `stask serve --bind 127.0.0.1:0` on `home`; resolves once its address file exists. */
-export async function serve(home) {
-  const child = spawn(BIN, ['--home', home, 'serve', '--bind', '127.0.0.1:0', '--concurrency', '2'], {
+/** Starts `stask serve --bind BIND` on `home`; resolves once its address file exists. */
+async function startService(home, bind) {
+  const child = spawn(BIN, ['--home', home, 'serve', '--bind', bind, '--concurrency', '2'], {
     env: { ...cleanEnv(), RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -96,6 +96,26 @@ export async function serve(home) {
     if (child.exitCode !== null) throw new Error(`stask serve exited (${child.exitCode}): ${output}`);
     return fs.existsSync(addrFile) && fs.readFileSync(addrFile, 'utf8').trim();
   });
+  return { child, url, output: () => output };
+}
+
+async function stopService(child) {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await done;
+  clearTimeout(timer);
+}
+
+/**
+ * `stask serve --bind 127.0.0.1:0` on `home`; resolves once its address file exists.
+ * `down()` stops the service (the browser's address stays: the proxy too, when there is
+ * one), `up()` starts it again on the same port.
+ */
+export async function serve(home) {
+  let svc = await startService(home, '127.0.0.1:0');
+  const url = svc.url;
   let proxy = null;
   if (process.env.STASK_BROWSER_DEV_PROXY === '1') {
     const { devProxy } = await import('./devproxy.mjs');
@@ -104,16 +124,19 @@ export async function serve(home) {
   return {
     url: proxy ? proxy.url : url,
     apiUrl: url,
-    child,
-    output: () => output,
+    get child() {
+      return svc.child;
+    },
+    output: () => svc.output(),
+    async down() {
+      await stopService(svc.child);
+    },
+    async up() {
+      svc = await waitFor('the port to be free again', () => startService(home, new URL(url).host).catch(() => null), WAIT, 250);
+    },
     async stop() {
       if (proxy) proxy.close();
-      if (child.exitCode !== null) return;
-      const done = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await done;
-      clearTimeout(timer);
+      await stopService(svc.child);
     },
   };
 }

@@ -238,11 +238,22 @@ describe('stask web interface', () => {
     assert.match(await waitToast('Updated 1 workers'), /replaceable/);
 
     fs.unlinkSync(file);
+    // The page notices the missing file; Clean Orphaned names it and asks first.
+    await page.keyboard.press('r');
+    await page.locator('[data-worker=replaceable] .tag-warn').waitFor();
     await page.click('#clean-orphaned');
+    await page.locator('#confirm-dialog[open]').waitFor();
+    assert.match(await page.textContent('#confirm-dialog .dialog-body'), /library file is gone \(replaceable\)/);
+    await page.click('#confirm-dialog [data-cancel]');
+    await page.locator('#confirm-dialog[open]').waitFor({ state: 'detached' });
+    assert.ok((await apiGet(page, base, '/workers')).workers.some((w) => w.identifier === 'replaceable'), 'cancelled: nothing deleted');
+    await page.click('#clean-orphaned');
+    await page.click('#confirm-dialog [data-confirm]');
     assert.match(await waitToast('Removed 1 orphaned workers'), /replaceable/);
     await page.locator('[data-worker=replaceable]').waitFor({ state: 'detached' });
 
     await page.click('#clean-orphaned');
+    await page.click('#confirm-dialog [data-confirm]');
     await waitToast('No orphaned workers');
   });
 
@@ -293,6 +304,9 @@ describe('stask web interface', () => {
   });
 
   test('worker page: the sandbox card shows what a worker may touch, and operators change it', async () => {
+    await go(page, '/workers');
+    await page.waitForSelector('[data-access-summary=product]');
+    assert.match(await page.textContent('[data-access-summary=product]'), /Reads \$\{import_dir\}/, 'the Workers page shows it too');
     await go(page, '/workers/product');
     await page.waitForSelector('#sandbox');
     assert.equal((await page.textContent('[data-access=reads]')).trim(), '${import_dir}', 'the declaration');

@@ -118,8 +118,9 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         .into());
     }
     // Its tasks could only fail, each after all its attempts. (One stat per request,
-    // not per task of a batch.)
-    if library_gone(&worker.library.path) {
+    // not per task of a batch.) On a shared store the file is another host's business:
+    // the task waits for a host that holds the library, and `workers show` says which.
+    if !store.is_shared() && library_gone(&worker.library.path) {
         return Err(Problem::conflict(
             "library_missing",
             format!(

@@ -1,7 +1,7 @@
 // Dashboard: five counters, the ten most recent tasks, Process Tasks and Clean Old Tasks.
 
 import * as api from '../api.js';
-import { h, replace } from '../dom.js';
+import { h, replace, keyed } from '../dom.js';
 import { t, num } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
@@ -84,7 +84,9 @@ export async function mount(root) {
     last = key;
     const c = countsOf(dash.tasks);
     for (const m of METRICS) metricEls[m.key].textContent = num(c[m.key] || 0);
-    replace(tbody, list.length ? list.map((task) => taskRow(task, { after: () => poller.now() })) : emptyRow(7, t('tasks.none')));
+    // Rows are updated in place, so a refresh never takes the keyboard focus away.
+    if (list.length) keyed(tbody, list, (task) => task.id, (task) => taskRow(task, { after: () => poller.now() }));
+    else replace(tbody, emptyRow(7, t('tasks.none')));
     return true;
   };
   // Idle dashboards back off to one request pair every 25 s, and stop while hidden.

@@ -4,14 +4,23 @@
 
 import * as api from '../api.js';
 import { h, replace, rich, jsonText } from '../dom.js';
-import { t, num, dateTime, duration } from '../i18n.js';
+import { t, num, dateTime, duration, timeOf } from '../i18n.js';
 import { icon } from '../icons.js';
 import { LogFollower, Poller } from '../live.js';
 import { statusBadge, progressBar, setProgress, link, workerCell } from '../ui.js';
 import { allowedOps, runOp } from '../taskops.js';
 import { progressChart } from '../charts.js';
+import { VirtualList } from '../vlist.js';
 
 const FINAL = ['completed', 'failed', 'cancelled'];
+
+/** Lines read when the page opens (the newest), and per page of older ones. */
+const TAIL_LINES = 300;
+const OLDER_LINES = 1000;
+/** `before` for the end of the log. */
+const END = '9223372036854775807';
+/** Points of the progress chart at most. */
+const CHART_POINTS = 400;
 
 const LEVELS = [
   ['[warn] ', 'warn'],
@@ -58,9 +67,12 @@ export async function mount(root, params) {
   const buttons = h('div', { class: 'task-buttons', role: 'group', 'aria-label': t('task.actions') });
   const liveMode = h('span', { class: 'live-mode muted', id: 'live-mode' });
 
-  // Log chat.
-  const chat = h('ol', { class: 'chat', id: 'task-log', 'aria-label': t('task.log'), 'aria-live': 'polite', tabindex: '0' });
-  const chatWrap = h('div', { class: 'chat-wrap' }, chat);
+  // Log chat: a virtualized list (only the lines in view are elements), the newest lines
+  // first read, older ones a page at a time as the reader scrolls up.
+  const chat = h('ol', { class: 'chat', id: 'task-log', 'aria-label': t('task.log') });
+  const chatWrap = h('div', { class: 'chat-wrap', tabindex: '0', role: 'region', 'aria-label': t('task.log') }, chat);
+  const logInfo = h('span', { class: 'muted log-info', id: 'log-info', 'aria-live': 'polite' });
+  const olderBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'log-older', hidden: true, onclick: () => loadOlder() }, t('task.log_older'));
   // Progress history.
   const historyBox = h('div', { class: 'history', id: 'task-history' });
   // Details.
@@ -70,6 +82,13 @@ export async function mount(root, params) {
 
   const lines = [];
   let lastState = null;
+  // Keys of lines: appended ones count up, older ones count down (stable while shown).
+  let keyFirst = 0;
+  let keyNext = 0;
+  // The log as read: `olderBefore` is the `before` of the page of older lines, null
+  // once the first line is here.
+  let olderBefore = null;
+  let loadingOlder = null;
 
   const renderSummary = (st) => {
     replace(badgeBox, statusBadge(st.status));
@@ -92,7 +111,7 @@ export async function mount(root, params) {
           await reload();
           // Resume even when the task is final again: a quick retry can run and fail
           // again before this reload, and its new lines must still appear.
-          if (!following()) follow(follower ? follower.offset : 0);
+          if (follower && !following()) follow(follower.offset);
           watcher.now();
         },
       }, icon(iconName, { size: 16 }), h('span', null, t(`action.${op}`)));
@@ -144,7 +163,10 @@ export async function mount(root, params) {
   };
 
   const renderHistory = () => {
-    const points = lines.map((l, i) => ({ x: i, y: l.progress }));
+    const step = Math.max(1, Math.ceil(lines.length / CHART_POINTS));
+    const points = [];
+    for (let i = 0; i < lines.length; i += step) points.push({ x: i, y: lines[i].progress });
+    if (lines.length && (lines.length - 1) % step) points.push({ x: lines.length - 1, y: lines[lines.length - 1].progress });
     const changes = [];
     let prev = null;
     for (const l of lines) {
@@ -167,40 +189,87 @@ export async function mount(root, params) {
     }, 300);
   };
 
-  const addLines = (batch) => {
-    const nearBottom = chatWrap.scrollHeight - chatWrap.scrollTop - chatWrap.clientHeight < 60;
-    const frag = document.createDocumentFragment();
-    let prevStatus = lines.length ? lines[lines.length - 1].status : null;
+  const lineEl = (i) => {
+    const l = lines[i];
+    const [level, text] = levelOf(l.message);
+    const fresh = l.fresh;
+    l.fresh = false;
+    const prev = i > 0 ? lines[i - 1].status : olderBefore === null ? null : l.status;
+    const statusChange = l.status !== prev;
+    return h(
+      'li',
+      { class: `chat-line level-${level} ${statusChange ? 'status-change' : ''} ${fresh ? 'fresh' : ''} st-${l.status}`, 'data-status': l.status, 'data-key': l.key },
+      h('div', { class: 'bubble' }, level !== 'info' ? h('span', { class: `level level-tag-${level}` }, t(`level.${level}`)) : null, h('span', { class: 'text' }, rich(text))),
+      h('div', { class: 'meta' }, t(`status.${l.status}`) !== `status.${l.status}` ? t(`status.${l.status}`) : l.status, ` · ${l.progress} %`, l.total ? ` · ${num(l.processed)}/${num(l.total)}` : '', l.status === 'running' && l.eta && l.eta !== '-' ? ` · ${t('task.eta')} ${l.eta}` : ''),
+    );
+  };
+  const vlist = new VirtualList({
+    scroller: chatWrap,
+    list: chat,
+    render: lineEl,
+    key: (i) => lines[i].key,
+    onRange: (first) => {
+      if (first < 20 && olderBefore !== null) loadOlder();
+    },
+  });
+
+  const renderLogInfo = () => {
+    logInfo.textContent = olderBefore !== null ? t('task.log_newest', { n: num(lines.length) }) : t('task.log_count', { n: num(lines.length) });
+    olderBtn.hidden = olderBefore === null;
+  };
+
+  const normalized = (batch) => {
+    const out = [];
     for (const raw of batch) {
       const l = normalizeLine(raw);
-      if (!l) continue;
+      if (l) out.push(l);
+    }
+    return out;
+  };
+
+  const addLines = (batch, fresh = true) => {
+    const added = normalized(batch);
+    if (!added.length) return;
+    for (const l of added) {
+      l.key = keyNext++;
+      l.fresh = fresh;
       lines.push(l);
-      const [level, text] = levelOf(l.message);
-      const statusChange = l.status !== prevStatus;
-      prevStatus = l.status;
-      frag.append(
-        h(
-          'li',
-          { class: `chat-line level-${level} ${statusChange ? 'status-change' : ''} st-${l.status}`, 'data-status': l.status },
-          h('div', { class: 'bubble' }, level !== 'info' ? h('span', { class: `level level-tag-${level}` }, t(`level.${level}`)) : null, h('span', { class: 'text' }, rich(text))),
-          h('div', { class: 'meta' }, t(`status.${l.status}`) !== `status.${l.status}` ? t(`status.${l.status}`) : l.status, ` · ${l.progress} %`, l.total ? ` · ${num(l.processed)}/${num(l.total)}` : '', l.status === 'running' && l.eta && l.eta !== '-' ? ` · ${t('task.eta')} ${l.eta}` : ''),
-        ),
-      );
     }
-    chat.append(frag);
-    if (nearBottom) chatWrap.scrollTop = chatWrap.scrollHeight;
-    const lastLine = lines[lines.length - 1];
-    if (lastLine) {
-      const st = { ...lastLine };
-      renderSummary(st);
-      if (!lastState || lastState.status !== st.status) {
-        // A status change: the task's row (error, result, files, attempts) changed too.
-        lastState = st;
-        reload();
-      }
+    vlist.append(added.length);
+    renderLogInfo();
+    const st = { ...lines[lines.length - 1] };
+    renderSummary(st);
+    if (!lastState || lastState.status !== st.status) {
+      // A status change: the task's row (error, result, files, attempts) changed too.
       lastState = st;
+      reload();
     }
+    lastState = st;
     scheduleHistory();
+  };
+
+  // Older lines, a page at a time (scrolling near the top, or the button).
+  const loadOlder = () => {
+    if (loadingOlder || olderBefore === null) return loadingOlder;
+    const gen = generation;
+    loadingOlder = (async () => {
+      try {
+        const page = await api.get(api.routes.taskLog(id, { before: olderBefore, limit: OLDER_LINES }));
+        if (gen !== generation) return;
+        const older = normalized(page.lines || []);
+        for (let i = older.length - 1; i >= 0; i--) older[i].key = --keyFirst;
+        lines.unshift(...older);
+        olderBefore = page.has_older ? page.first_offset : null;
+        vlist.prepend(older.length);
+        renderLogInfo();
+        scheduleHistory();
+      } catch {
+        /* the button stays for another try */
+      } finally {
+        loadingOlder = null;
+      }
+    })();
+    return loadingOlder;
   };
 
   let reloading = null;
@@ -225,15 +294,26 @@ export async function mount(root, params) {
     return reloading;
   };
 
-  // Follows the log from `offset` (0: from the start, clearing what is shown).
+  // What the live area says: the transport, unless the service does not answer (then
+  // nothing here is live, whatever the stream's state).
+  let mode = null;
+  const showMode = () => {
+    const conn = api.connection;
+    liveMode.dataset.state = conn.state === 'live' ? mode || '' : conn.state;
+    if (conn.state === 'reconnecting') liveMode.textContent = t('conn.reconnecting');
+    else if (conn.state === 'offline') liveMode.textContent = t('conn.offline_since', { time: timeOf(conn.since) });
+    else liveMode.textContent = mode === 'sse' ? t('task.live_sse') : mode === 'poll' ? t('task.live_poll') : mode === 'ended' ? t('task.live_ended') : '';
+  };
+  const unsubscribeConn = api.connection.subscribe((state, was) => {
+    showMode();
+    if (state === 'live' && was !== 'live') reload();
+  });
+
+  // Follows the log after line `offset`; `open()` reads the newest lines first.
   let follower = null;
-  const follow = (offset = 0) => {
+  let generation = 0;
+  const follow = (offset) => {
     if (follower) follower.close();
-    if (offset === 0) {
-      lines.length = 0;
-      chat.replaceChildren();
-      lastState = null;
-    }
     follower = new LogFollower({
       sseUrl: (offset) => api.routes.taskEvents(id, { offset }),
       pollFn: (offset) => api.get(api.routes.taskLog(id, { offset })),
@@ -246,13 +326,39 @@ export async function mount(root, params) {
         return false;
       },
       onEnd: () => {
-        liveMode.textContent = t('task.live_ended');
+        mode = 'ended';
+        showMode();
         reload();
       },
       onMode: (m) => {
-        liveMode.textContent = m === 'sse' ? t('task.live_sse') : t('task.live_poll');
+        mode = m;
+        showMode();
       },
     }).start(offset);
+  };
+  const open = async () => {
+    if (follower) follower.close();
+    follower = null;
+    const gen = ++generation;
+    lines.length = 0;
+    lastState = null;
+    olderBefore = null;
+    vlist.clear();
+    let page;
+    try {
+      page = await api.get(api.routes.taskLog(id, { before: END, limit: TAIL_LINES }));
+    } catch {
+      page = null;
+    }
+    if (gen !== generation) return;
+    if (!page) {
+      follow(0);
+      return;
+    }
+    olderBefore = page.has_older ? page.first_offset : null;
+    addLines(page.lines || [], false);
+    renderLogInfo();
+    follow(page.next_offset || 0);
   };
   const following = () => follower && !follower.closed;
 
@@ -263,7 +369,7 @@ export async function mount(root, params) {
       const p = await api.get(api.routes.taskProgress(id));
       if (p.status === task.status) return false;
       await reload();
-      if (!FINAL.includes(p.status) && !following()) follow(follower ? follower.offset : 0);
+      if (!FINAL.includes(p.status) && follower && !following()) follow(follower.offset);
       return true;
     },
     { min: 1000, max: 25000 },
@@ -282,7 +388,7 @@ export async function mount(root, params) {
       messageEl,
     ),
     errorBox,
-    h('div', { class: 'task-grid' }, h('section', { class: 'card log-card' }, h('h2', null, t('task.log')), chatWrap), h('section', { class: 'card' }, h('h2', null, t('task.history')), historyBox)),
+    h('div', { class: 'task-grid' }, h('section', { class: 'card log-card' }, h('div', { class: 'card-header' }, h('h2', null, t('task.log')), logInfo, olderBtn), chatWrap), h('section', { class: 'card' }, h('h2', null, t('task.history')), historyBox)),
     details,
     filesBox,
   );
@@ -290,18 +396,21 @@ export async function mount(root, params) {
   renderButtons();
   renderDetails();
   renderHistory();
-  follow(0);
+  open();
   watcher.start();
 
   return {
     refresh: () => {
       reload();
-      follow(0);
+      open();
       watcher.now();
     },
     destroy: () => {
+      generation += 1;
       if (follower) follower.close();
       watcher.stop();
+      vlist.destroy();
+      unsubscribeConn();
       clearTimeout(historyTimer);
     },
   };

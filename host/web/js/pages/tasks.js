@@ -2,7 +2,7 @@
 // pagination, and bulk cancel / retry / delete of the selected tasks.
 
 import * as api from '../api.js';
-import { h, replace } from '../dom.js';
+import { h, replace, keyed } from '../dom.js';
 import { t, num } from '../i18n.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, pageHeader, emptyRow, select, field, confirmDialog, navigate, STATUSES, PRIORITIES } from '../ui.js';
@@ -145,24 +145,23 @@ export async function mount(root, params, query) {
     const key = JSON.stringify(res);
     if (key === last) return false;
     last = key;
-    replace(
-      tbody,
-      list.length
-        ? list.map((task) => {
-            let cb = null;
-            if (showSelect) {
-              cb = h('input', { type: 'checkbox', 'data-select': task.id, 'aria-label': t('tasks.select', { id: task.id }), checked: selected.has(task.id) });
-              cb.addEventListener('change', () => {
-                if (cb.checked) selected.add(task.id);
-                else selected.delete(task.id);
-                updateBulk();
-              });
-            }
-            if (!task.scope && scopes[task.worker]) task.scope = scopes[task.worker];
-            return taskRow(task, { after: () => poller.now(), select: cb, showMessage: true });
-          })
-        : emptyRow(heads.length + (showSelect ? 1 : 0), t('tasks.none')),
-    );
+    // Rows are updated in place (keyed by task id), so a refresh never takes the
+    // keyboard focus away; a row is rebuilt only when its task changed.
+    const row = (task) => {
+      let cb = null;
+      if (showSelect) {
+        cb = h('input', { type: 'checkbox', 'data-select': task.id, 'aria-label': t('tasks.select', { id: task.id }), checked: selected.has(task.id) });
+        cb.addEventListener('change', () => {
+          if (cb.checked) selected.add(task.id);
+          else selected.delete(task.id);
+          updateBulk();
+        });
+      }
+      if (!task.scope && scopes[task.worker]) task.scope = scopes[task.worker];
+      return taskRow(task, { after: () => poller.now(), select: cb, showMessage: true });
+    };
+    if (list.length) keyed(tbody, list, (task) => task.id, row, (task) => JSON.stringify([task, selected.has(task.id)]));
+    else replace(tbody, emptyRow(heads.length + (showSelect ? 1 : 0), t('tasks.none')));
     const pages = total !== null ? Math.max(1, Math.ceil(total / PER_PAGE)) : null;
     summary.textContent = total !== null ? t('tasks.count', { n: num(total) }) : '';
     const go = (p) => {
@@ -171,12 +170,17 @@ export async function mount(root, params, query) {
       navigate(`/tasks?${q}`);
     };
     const hasNext = pages !== null ? page < pages : list.length === PER_PAGE || (res && res.has_more);
-    replace(
-      pager,
-      h('button', { type: 'button', class: 'btn btn-small', disabled: page <= 1, onclick: () => go(page - 1), 'data-page': 'prev' }, t('pager.prev')),
-      h('span', { class: 'pager-info' }, pages !== null ? t('pager.page_of', { page, pages }) : t('pager.page', { page })),
-      h('button', { type: 'button', class: 'btn btn-small', disabled: !hasNext, onclick: () => go(page + 1), 'data-page': 'next' }, t('pager.next')),
-    );
+    const pagerSig = JSON.stringify([page, pages, hasNext]);
+    if (pager.dataset.sig !== pagerSig) {
+      pager.dataset.sig = pagerSig;
+      keyed(pager, ['prev', 'info', 'next'], (k) => k, (k) =>
+        k === 'prev'
+          ? h('button', { type: 'button', class: 'btn btn-small', disabled: page <= 1, onclick: () => go(page - 1), 'data-page': 'prev' }, t('pager.prev'))
+          : k === 'next'
+            ? h('button', { type: 'button', class: 'btn btn-small', disabled: !hasNext, onclick: () => go(page + 1), 'data-page': 'next' }, t('pager.next'))
+            : h('span', { class: 'pager-info' }, pages !== null ? t('pager.page_of', { page, pages }) : t('pager.page', { page })),
+        (k) => `${k}${pagerSig}`);
+    }
     selectAll.checked = list.length > 0 && list.every((x) => selected.has(x.id));
     return true;
   };

@@ -2,11 +2,11 @@
 // Clean Orphaned for administrators.
 
 import * as api from '../api.js';
-import { h, replace } from '../dom.js';
+import { h, replace, keyed } from '../dom.js';
 import { t, num } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
-import { button, can, notify, notifyError, pageHeader, link } from '../ui.js';
+import { button, can, notify, notifyError, pageHeader, link, confirmDialog } from '../ui.js';
 import { listOf } from '../taskops.js';
 
 export function taskCount(w) {
@@ -52,6 +52,22 @@ export function activeToggle(w, after) {
   return sw;
 }
 
+/** One line of what the worker's runs may touch beyond the sandbox's baseline. */
+function accessLine(w) {
+  const a = w.access;
+  if (!a) return null;
+  const list = (v) => (v && v.length ? v.join(', ') : t('sandbox.nothing'));
+  return h(
+    'p',
+    { class: 'field-help worker-access', 'data-access-summary': w.identifier },
+    `${t('sandbox.title')}: ${t('sandbox.reads')} ${list(a.reads)} · ${t('sandbox.writes')} ${list(a.writes)} · ${t('sandbox.connects')} ${list(a.connects)}`,
+  );
+}
+
+function libraryMissing(w) {
+  return w.library_exists === false || (w.library && w.library.exists === false);
+}
+
 export function activeIndicator(w) {
   return h('span', { class: `indicator ${w.active ? 'on' : 'off'}`, 'data-active': String(!!w.active) }, h('span', { class: 'dot', 'aria-hidden': 'true' }), w.active ? t('workers.active') : t('workers.inactive'));
 }
@@ -92,8 +108,10 @@ export function orphanMessage(r) {
 export async function mount(root) {
   const grid = h('div', { class: 'worker-grid', id: 'worker-list', 'aria-live': 'polite' });
   const actions = [];
-  const op = (label, route, msg, iconName, id) =>
+  let shown = [];
+  const op = (label, route, msg, iconName, id, confirm = null) =>
     button(label, async () => {
+      if (confirm && !(await confirmDialog(confirm(), { confirmLabel: label, danger: true }))) return;
       try {
         const res = await api.post(route);
         notify(msg(res), 'success', { timeout: 10000 });
@@ -106,7 +124,10 @@ export async function mount(root) {
     actions.push(
       op(t('workers.discover'), api.routes.discover(), discoverMessage, 'search', 'discover-workers'),
       op(t('workers.rescan'), api.routes.rescan(), rescanMessage, 'sync', 'rescan-workers'),
-      op(t('workers.clean_orphaned'), api.routes.cleanOrphaned(), orphanMessage, 'trash', 'clean-orphaned'),
+      op(t('workers.clean_orphaned'), api.routes.cleanOrphaned(), orphanMessage, 'trash', 'clean-orphaned', () => {
+        const missing = shown.filter(libraryMissing).map((w) => w.identifier);
+        return missing.length ? t('workers.clean_orphaned_confirm', { names: missing.join(', ') }) : t('workers.clean_orphaned_confirm_unknown');
+      }),
     );
   }
   replace(root, pageHeader(t('title.workers'), ...actions), grid);
@@ -115,6 +136,7 @@ export async function mount(root) {
   const load = async () => {
     const res = await api.get(api.routes.workers());
     const list = listOf(res, 'workers');
+    shown = list;
     const key = JSON.stringify(list);
     if (key === last) return false;
     last = key;
@@ -122,7 +144,7 @@ export async function mount(root) {
       replace(grid, h('p', { class: 'empty-state' }, t('workers.none')));
       return true;
     }
-    replace(grid, list.map((w) => card(w)));
+    keyed(grid, list, (w) => w.identifier, card);
     return true;
   };
   const card = (w) =>
@@ -137,12 +159,13 @@ export async function mount(root) {
       ),
       h('p', { class: 'worker-desc' }, w.description || ''),
       w.inactive_reason ? h('p', { class: 'notice', 'data-inactive-reason': w.identifier }, t('workers.inactive_reason', { reason: w.inactive_reason })) : null,
+      accessLine(w),
       h(
         'div',
         { class: 'worker-foot' },
         activeIndicator(w),
         h('span', { class: 'worker-count' }, t('workers.task_count', { n: num(taskCount(w)) })),
-        w.library_exists === false || (w.library && w.library.exists === false) ? h('span', { class: 'tag tag-warn' }, t('workers.library_missing')) : null,
+        libraryMissing(w) ? h('span', { class: 'tag tag-warn' }, t('workers.library_missing')) : null,
         can('worker.toggle') ? activeToggle(w, () => poller.now()) : null,
       ),
     );

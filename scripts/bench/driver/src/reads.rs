@@ -1,13 +1,14 @@
 //! 8: reads at scale: the dashboard, statistics and task list of the real HTTP API of
 //! `stask serve` over 100k (and 1M) tasks, the queries underneath in-process, and the
-//! current state of a long progress log. Tasks are seeded through the storage crate's
-//! public API (no SQL in the driver).
+//! current state of a long progress log; free-text search of the task list, through the
+//! API and in-process. Tasks are seeded through the storage crate's public API (no SQL
+//! in the driver).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stask_storage::{Claim, LogLine, Store, TaskFilter};
+use stask_storage::{Claim, LogLine, Store, TaskFilter, TaskQuery};
 
 use crate::report::{Cmp, Metric, Report};
 use crate::seed::{self, Fate, Seeded};
@@ -54,6 +55,102 @@ fn check_seeded(store: &dyn Store, s: &Seeded) -> Res<()> {
     Ok(())
 }
 
+/// The search benchmarks' target: a free-text search of the task list at 1M tasks.
+const SEARCH_TARGET: &str = "< 50 ms at 1M tasks";
+
+/// A free-text search of the task list (`q=` of the API, `TaskQuery::text`), with what
+/// it must find in a seeded home.
+struct Search {
+    key: &'static str,
+    /// The text, as typed.
+    text: &'static str,
+    /// The text in the API's query string.
+    url_text: &'static str,
+    /// What it finds, for labels.
+    what: &'static str,
+    /// What it must find.
+    finds: Finds,
+}
+
+/// What a search must find in a seeded home.
+#[derive(Clone, Copy)]
+enum Finds {
+    /// The task with this id, alone (ids count from 1 in a fresh home).
+    Id(i64),
+    /// Every task of this status (its message says it), and no other.
+    Status(&'static str),
+    /// Nothing.
+    Nothing,
+}
+
+/// The searches timed at each scale. Seeded tasks differ only in their outcome's
+/// message, so these stand for the three shapes of a search: by id (one match, besides
+/// a text nothing holds), a word of 1 % of the tasks (10,000 at 1M), and a text
+/// nothing holds (a typo: the whole table searched for nothing).
+const SEARCHES: &[Search] = &[
+    Search {
+        key: "id",
+        text: "#50000",
+        url_text: "%2350000",
+        what: "'#50000' (an id: 1 match)",
+        finds: Finds::Id(50_000),
+    },
+    Search {
+        key: "word",
+        text: "cancelled",
+        url_text: "cancelled",
+        what: "'cancelled' (1 % of the tasks)",
+        finds: Finds::Status("cancelled"),
+    },
+    Search {
+        key: "none",
+        text: "timeout",
+        url_text: "timeout",
+        what: "'timeout' (no match)",
+        finds: Finds::Nothing,
+    },
+];
+
+impl Search {
+    /// The total it must report.
+    fn expected(&self, counts: &HashMap<String, i64>) -> i64 {
+        match self.finds {
+            Finds::Id(_) => 1,
+            Finds::Status(s) => counts.get(s).copied().unwrap_or(0),
+            Finds::Nothing => 0,
+        }
+    }
+
+    /// Whether a first page of 50 (`ids` with their statuses) and its `total` are
+    /// right.
+    fn is_right(&self, total: i64, tasks: &[(i64, String)], expected: i64) -> bool {
+        total == expected
+            && tasks.len() as i64 == expected.min(50)
+            && tasks.iter().all(|(id, status)| match self.finds {
+                Finds::Id(want) => *id == want,
+                Finds::Status(s) => status == s,
+                Finds::Nothing => false,
+            })
+    }
+
+    /// Checks a page the store returned, so a fast wrong answer is never timed.
+    fn check(&self, total: i64, tasks: &[stask_storage::TaskRecord], expected: i64) -> Res<()> {
+        let seen: Vec<(i64, String)> = tasks
+            .iter()
+            .map(|t| (t.id, t.status.as_str().to_owned()))
+            .collect();
+        if self.is_right(total, &seen, expected) {
+            Ok(())
+        } else {
+            Err(format!(
+                "search for {:?}: total {total}, expected {expected}; first tasks {:?}",
+                self.text,
+                seen.get(..5.min(seen.len()))
+            ))
+        }
+    }
+}
+
 fn timed<F: FnMut() -> Res<usize>>(times: usize, mut f: F) -> Res<Vec<f64>> {
     f()?; // warm-up
     let mut out = Vec::new();
@@ -82,6 +179,22 @@ fn measure(env: &Env, home: &Home, label: &str, rep: &mut Report) -> Res<()> {
         Ok(c.completed as usize)
     })?;
     let per_worker = timed(20, || Ok(store.worker_counts().ctx("worker_counts")?.len()))?;
+    let counts = status_counts(&*store)?;
+    let mut searched = Vec::new();
+    for s in SEARCHES {
+        let expected = s.expected(&counts);
+        let query = TaskQuery {
+            text: Some(s.text.to_owned()),
+            limit: 50,
+            ..TaskQuery::default()
+        };
+        let ms = timed(20, || {
+            let page = store.search_tasks(&query).ctx("search_tasks")?;
+            s.check(page.total, &page.tasks, expected)?;
+            Ok(page.tasks.len())
+        })?;
+        searched.push((s, ms));
+    }
     drop(store);
     let cli = timed(10, || {
         let out = run(
@@ -93,10 +206,15 @@ fn measure(env: &Env, home: &Home, label: &str, rep: &mut Report) -> Res<()> {
         Ok(out.as_array().map_or(0, Vec::len))
     })?;
     eprintln!(
-        "  {label}: list query {:.2} ms, stats {:.3} ms, CLI list {:.2} ms",
+        "  {label}: list query {:.2} ms, stats {:.3} ms, CLI list {:.2} ms, search {}",
         median(&list_q),
         median(&stats),
-        median(&cli)
+        median(&cli),
+        searched
+            .iter()
+            .map(|(s, ms)| format!("{} {:.2} ms", s.key, median(ms)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let at_1m = label == "1M";
     let q = |m: Metric| {
@@ -127,6 +245,20 @@ fn measure(env: &Env, home: &Home, label: &str, rep: &mut Report) -> Res<()> {
         "ms",
         list_q,
     )));
+    for (s, ms) in searched {
+        let mut m = Metric::new(
+            &format!("reads.{scale_key}.search_{}_ms", s.key),
+            READS,
+            &format!("{label} tasks: Store::search_tasks(), text {}", s.what),
+            "ms",
+            ms,
+        )
+        .note("first page of 50 with the total of matches");
+        if at_1m {
+            m = m.target(SEARCH_TARGET, Cmp::Below, 50.0);
+        }
+        rep.add(m);
+    }
     rep.add(
         Metric::new(
             &format!("reads.{scale_key}.list_cli_ms"),
@@ -150,6 +282,12 @@ struct Endpoint {
     key: &'static str,
     path: &'static str,
     targeted: bool,
+}
+
+/// The task list's free-text searches ([`SEARCHES`]) through the API, with their own
+/// target ([`SEARCH_TARGET`]).
+fn search_path(s: &Search) -> String {
+    format!("/api/v1/tasks?limit=50&q={}", s.url_text)
 }
 
 const ENDPOINTS: &[Endpoint] = &[
@@ -210,6 +348,34 @@ fn get(agent: &ureq::Agent, url: &str, auth: &str) -> Res<(u16, String)> {
         .read_to_string()
         .ctx(&format!("GET {url}: body"))?;
     Ok((status, body))
+}
+
+/// Asks `path` once as a warm-up and checks the answer with `check`, then times
+/// [`API_REQUESTS`] more (ms each, to the body's last byte).
+fn time_get(
+    agent: &ureq::Agent,
+    base: &str,
+    path: &str,
+    auth: &str,
+    check: impl Fn(&serde_json::Value) -> Res<()>,
+) -> Res<Vec<f64>> {
+    let url = format!("{base}{path}");
+    let (status, body) = get(agent, &url, auth)?; // warm-up
+    if status != 200 {
+        return Err(format!("GET {path}: {status}: {}", body.trim()));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ctx(&format!("GET {path}: not JSON"))?;
+    check(&v)?;
+    let mut ms = Vec::with_capacity(API_REQUESTS);
+    for _ in 0..API_REQUESTS {
+        let t = Instant::now();
+        let (status, body) = get(agent, &url, auth)?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 || body.is_empty() {
+            return Err(format!("GET {path}: {status}: {}", body.trim()));
+        }
+    }
+    Ok(ms)
 }
 
 /// Checks an answer against the database's own counts, so a fast wrong answer (an
@@ -280,24 +446,11 @@ fn measure_api(
         .into();
     let auth = format!("Bearer {token}");
     let mut medians = serde_json::Map::new();
+    let note = format!(
+        "{API_REQUESTS} requests after a warm-up, one keep-alive connection, to the last byte of the body"
+    );
     for e in ENDPOINTS {
-        let url = format!("{base}{}", e.path);
-        let (status, body) = get(&agent, &url, &auth)?; // warm-up
-        if status != 200 {
-            return Err(format!("GET {}: {status}: {}", e.path, body.trim()));
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&body).ctx(&format!("GET {}: not JSON", e.path))?;
-        check(e, &v, &counts)?;
-        let mut ms = Vec::with_capacity(API_REQUESTS);
-        for _ in 0..API_REQUESTS {
-            let t = Instant::now();
-            let (status, body) = get(&agent, &url, &auth)?;
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            if status != 200 || body.is_empty() {
-                return Err(format!("GET {}: {status}: {}", e.path, body.trim()));
-            }
-        }
+        let ms = time_get(&agent, &base, e.path, &auth, |v| check(e, v, &counts))?;
         medians.insert(e.key.to_owned(), json!(median(&ms)));
         let mut m = Metric::new(
             &format!("reads.{scale_key}.api_{}_ms", e.key),
@@ -306,11 +459,47 @@ fn measure_api(
             "ms",
             ms,
         )
-        .note(format!(
-            "{API_REQUESTS} requests after a warm-up, one keep-alive connection, to the last byte of the body"
-        ));
+        .note(note.clone());
         if e.targeted && scale == "1M" {
             m = m.target(API_TARGET, Cmp::Below, 20.0);
+        }
+        rep.add(m);
+    }
+    for s in SEARCHES {
+        let path = search_path(s);
+        let expected = s.expected(&counts);
+        let ms = time_get(&agent, &base, &path, &auth, |v| {
+            let tasks: Vec<(i64, String)> = v["tasks"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|t| {
+                            let status = t["status"].as_str().unwrap_or_default().to_owned();
+                            (t["id"].as_i64().unwrap_or(0), status)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let total = v["total"].as_i64().unwrap_or(-1);
+            if s.is_right(total, &tasks, expected) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "GET {path}: total {total}, expected {expected} (database counts {counts:?})"
+                ))
+            }
+        })?;
+        medians.insert(format!("search_{}", s.key), json!(median(&ms)));
+        let mut m = Metric::new(
+            &format!("reads.{scale_key}.api_search_{}_ms", s.key),
+            READS,
+            &format!("{scale} tasks: API GET /tasks?limit=50&q=, text {}", s.what),
+            "ms",
+            ms,
+        )
+        .note(note.clone());
+        if scale == "1M" {
+            m = m.target(SEARCH_TARGET, Cmp::Below, 50.0);
         }
         rep.add(m);
     }
@@ -334,10 +523,13 @@ fn measure_api(
         .note("VmHWM, one sample per scale"),
     );
     eprintln!(
-        "  {scale} via the API: dashboard {:.2} ms, stats {:.2} ms, tasks page {:.2} ms (API up {api_up_ms:.0} ms after start, idle after {:.1} s and {startup_cpu_ms:.0} ms of CPU; {cpu_answering_ms:.0} ms of CPU answering; serve {serve_mb:.1} MB)",
+        "  {scale} via the API: dashboard {:.2} ms, stats {:.2} ms, tasks page {:.2} ms, search by id / word / nothing {:.2} / {:.2} / {:.2} ms (API up {api_up_ms:.0} ms after start, idle after {:.1} s and {startup_cpu_ms:.0} ms of CPU; {cpu_answering_ms:.0} ms of CPU answering; serve {serve_mb:.1} MB)",
         medians["dashboard"].as_f64().unwrap_or(f64::NAN),
         medians["stats"].as_f64().unwrap_or(f64::NAN),
         medians["tasks_page"].as_f64().unwrap_or(f64::NAN),
+        medians["search_id"].as_f64().unwrap_or(f64::NAN),
+        medians["search_word"].as_f64().unwrap_or(f64::NAN),
+        medians["search_none"].as_f64().unwrap_or(f64::NAN),
         settled.as_secs_f64(),
     );
     Ok(json!({
@@ -394,6 +586,24 @@ pub fn reads(env: &Env, rep: &mut Report) -> Res<()> {
                 &api_label("1M", e),
                 "ms",
                 API_TARGET,
+                why,
+            );
+        }
+        for s in SEARCHES {
+            rep.not_measured(
+                &format!("reads.1M.api_search_{}_ms", s.key),
+                READS,
+                &format!("1M tasks: API GET /tasks?limit=50&q=, text {}", s.what),
+                "ms",
+                SEARCH_TARGET,
+                why,
+            );
+            rep.not_measured(
+                &format!("reads.1M.search_{}_ms", s.key),
+                READS,
+                &format!("1M tasks: Store::search_tasks(), text {}", s.what),
+                "ms",
+                SEARCH_TARGET,
                 why,
             );
         }
