@@ -64,12 +64,11 @@ pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<(Child, Tracked)> {
     Ok((child, Tracked { pid }))
 }
 
-/// Parent pid of every live process (zombies left out: they are gone already and only
-/// wait to be reaped).
-fn parents() -> HashMap<i32, i32> {
-    let mut map = HashMap::new();
+/// Every process in `/proc`: (pid, state, parent pid).
+fn processes() -> Vec<(i32, char, i32)> {
+    let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return map;
+        return out;
     };
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -88,15 +87,23 @@ fn parents() -> HashMap<i32, i32> {
             continue;
         };
         let mut fields = rest.split_ascii_whitespace();
-        let state = fields.next();
+        let state = fields.next().and_then(|s| s.chars().next());
         let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
         if let (Some(state), Some(ppid)) = (state, ppid) {
-            if state != "Z" && state != "X" {
-                map.insert(pid, ppid);
-            }
+            out.push((pid, state, ppid));
         }
     }
-    map
+    out
+}
+
+/// Parent pid of every live process (zombies left out: they are gone already and only
+/// wait to be reaped).
+fn parents() -> HashMap<i32, i32> {
+    processes()
+        .into_iter()
+        .filter(|(_, state, _)| *state != 'Z' && *state != 'X')
+        .map(|(pid, _, ppid)| (pid, ppid))
+        .collect()
 }
 
 /// Every live descendant of `root` (not `root` itself).
@@ -219,30 +226,11 @@ pub fn end_strays() -> usize {
 
 /// Children of `parent`, zombies included (those must be reaped too).
 fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_ascii_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|(_, _, ppid)| *ppid == parent)
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 /// Threads of this process (from `/proc/self/stat`), or `None` when unreadable. The

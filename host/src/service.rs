@@ -183,7 +183,9 @@ impl Chores {
             return true;
         }
         let owner = crate::recovery::owner_id();
-        match store.try_lead(&owner, stask_storage::now_ms(), 30_000) {
+        // The same term the engine's stuck-task check keeps (half a lease).
+        let term = (self.config.stale_after_secs * 1000 / 2).max(6_000) as i64;
+        match store.try_lead(&owner, stask_storage::now_ms(), term) {
             Ok(leads) => leads,
             Err(e) => {
                 tracing::debug!("cannot check the leadership: {e}");

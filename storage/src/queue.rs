@@ -257,6 +257,48 @@ pub struct Finish {
     pub lines: Vec<LogLine>,
 }
 
+impl Finish {
+    /// Whether this finish queues its task again (a retry, a requeue, a recovery):
+    /// such a finish must become a cancel when a cancel was requested while the
+    /// attempt ran ([`Finish::as_cancel`]), so the request is not lost with it.
+    pub fn queues_again(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Failed {
+                retry_at: Some(_),
+                ..
+            } | Outcome::Requeued
+        )
+    }
+
+    /// This finish as the cancel a request made while the attempt ran turns it into,
+    /// its last line telling it; `None` when it does not queue the task again.
+    pub fn as_cancel(&self) -> Option<Finish> {
+        let what = match &self.outcome {
+            Outcome::Failed {
+                error,
+                retry_at: Some(_),
+            } => format!("the attempt failed: {error}"),
+            Outcome::Requeued => "the attempt was interrupted".to_owned(),
+            _ => return None,
+        };
+        let message = format!("Task cancelled as requested ({what})");
+        let mut lines = self.lines.clone();
+        let last = lines
+            .pop()
+            .map(|l| LogLine::new("cancelled", l.progress, l.processed, l.total, "", &message));
+        lines.extend(last);
+        Some(Finish {
+            outcome: Outcome::Cancelled {
+                message: message.clone(),
+            },
+            message,
+            lines,
+            ..self.clone()
+        })
+    }
+}
+
 /// A progress update of a running task.
 #[derive(Debug, Clone)]
 pub struct ProgressUpdate {

@@ -307,15 +307,19 @@ fn init_tracing(
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    // The home, plugins directory and database every command but init opens.
+    let open_with = |flags: &[(&'static str, String)]| {
+        open(
+            &cli.home,
+            cli.plugins_dir.as_deref(),
+            cli.database.as_deref(),
+            flags,
+        )
+    };
     match cli.command {
         Command::Init => {
             Home::init(&cli.home, cli.plugins_dir.as_deref())?;
-            let (home, _config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, _config) = open_with(&[])?;
             // Creates (or upgrades) the database.
             home.store()?;
             let key = crate::secrets::init_key(&home)?;
@@ -338,40 +342,20 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Workers(cmd) => {
-            let (home, config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, config) = open_with(&[])?;
             workers::run(&home, &config, cmd, cli.json).map(|()| 0)
         }
         Command::Tasks(cmd) => {
-            let (home, config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, config) = open_with(&[])?;
             tasks::run(&home, &config, cmd, cli.json)
         }
         Command::Serve(args) => {
-            let (home, config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &args.flags(),
-            )?;
+            let (home, config) = open_with(&args.flags())?;
             crate::service::serve(&home, &config)?;
             Ok(0)
         }
         Command::Config => {
-            let (_home, config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (_home, config) = open_with(&[])?;
             if cli.json {
                 let rows: serde_json::Map<String, serde_json::Value> = config
                     .rows()
@@ -392,30 +376,15 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Users(cmd) => {
-            let (home, _config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, _config) = open_with(&[])?;
             users::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Tokens(cmd) => {
-            let (home, _config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, _config) = open_with(&[])?;
             tokens::run(&mut *home.store()?, cmd, cli.json).map(|()| 0)
         }
         Command::Stats(args) => {
-            let (home, config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, config) = open_with(&[])?;
             stats::run(&*home.store()?, &config, args, cli.json).map(|()| 0)
         }
         Command::Check => {
@@ -428,22 +397,12 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(if report.ok { 0 } else { 1 })
         }
         Command::Secrets(cmd) => {
-            let (home, _config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, _config) = open_with(&[])?;
             run_secrets(&home, cmd, cli.json).map(|()| 0)
         }
         Command::NewWorker(args) => new_worker::run(args, cli.json),
         Command::Migrate => {
-            let (home, _config) = open(
-                &cli.home,
-                cli.plugins_dir.as_deref(),
-                cli.database.as_deref(),
-                &[],
-            )?;
+            let (home, _config) = open_with(&[])?;
             let store = home.store()?;
             let version = store.schema_version()?;
             if cli.json {

@@ -794,14 +794,24 @@ impl<'a> Coordinator<'a> {
 
     /// Looks for tasks of dead or silent owners; returns whether some were requeued.
     fn recover(&mut self, summary: &mut Summary) -> Result<bool> {
-        if self.timers.recovery.elapsed() < self.cfg.recovery_interval || self.backing_off() {
+        let shared = self.store.is_shared();
+        // Several hosts: only the leader checks, so it checks often (a dead host's tasks
+        // are taken over within a couple of seconds of its lease running out).
+        let interval = if shared {
+            self.cfg.recovery_interval.min(SHARED_RECOVERY_INTERVAL)
+        } else {
+            self.cfg.recovery_interval
+        };
+        if self.timers.recovery.elapsed() < interval || self.backing_off() {
             return Ok(false);
         }
         self.timers.recovery = Instant::now();
         // Hosts sharing a store leave the check to one of them, the leader (a lease in
         // the store, renewed by each check; another host takes over when it runs out).
-        if self.store.is_shared() {
-            let term = (self.cfg.recovery_interval * 3).as_millis() as i64;
+        // Its term is half a lease: a dead leader is replaced before the tasks of the
+        // host that died with it are stale.
+        if shared {
+            let term = (self.cfg.stale_after / 2).max(interval * 3).as_millis() as i64;
             let leads = self.store.try_lead(&self.owner, now_ms(), term);
             match self.guard_read(leads.map_err(Into::into))? {
                 Some(true) => {}
@@ -943,6 +953,9 @@ impl<'a> Coordinator<'a> {
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
+
+/// How often the leader of hosts sharing a store looks for stuck tasks.
+const SHARED_RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long a claimed attempt waited: from when it could first be claimed (its task's
 /// creation, or the end of a retry's back-off or a delayed start) to the claim.

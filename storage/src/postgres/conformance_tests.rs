@@ -66,3 +66,27 @@ impl Harness for PgHarness {
 }
 
 crate::conformance_tests!(super::PgHarness::new());
+
+/// A schema name near PostgreSQL's 63-byte limit still gets working wake-ups (the
+/// channel is named after a hash of the schema, never cut or refused).
+#[test]
+fn a_long_schema_name_still_wakes_listeners() {
+    use crate::conformance::{insert, register, task};
+    let long = format!("stask_test_long_{}_{}", std::process::id(), "x".repeat(30));
+    let mut admin = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA \"{long}\""))
+        .unwrap();
+    let base = test_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{long}");
+    let result = std::panic::catch_unwind(|| {
+        let mut s = crate::open(&url).unwrap();
+        register(&mut *s, &["w"], true);
+        let listener = crate::open(&url).unwrap().listen().unwrap();
+        insert(&mut *s, &task("w", 0), 1);
+        assert!(listener.wait(std::time::Duration::from_secs(5)));
+    });
+    let _ = admin.batch_execute(&format!("DROP SCHEMA \"{long}\" CASCADE"));
+    result.unwrap();
+}

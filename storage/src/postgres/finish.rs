@@ -10,18 +10,13 @@ use super::Context;
 use crate::error::StoreError;
 use crate::queue::{Finish, Outcome};
 
-/// A finish that would queue its task again (a retry, a requeue, a recovery) while a
-/// cancel was requested becomes a cancel: the request must not be lost with the attempt.
-/// Its last line tells it; `None` when the finish stays as it is.
+/// A finish that would queue its task again while a cancel was requested becomes a
+/// cancel ([`Finish::as_cancel`]); `None` when the finish stays as it is. The row is
+/// locked as it is read, so the request cannot change before the finish applies.
 fn cancel_instead(tx: &mut impl GenericClient, f: &Finish) -> Result<Option<Finish>, StoreError> {
-    let what = match &f.outcome {
-        Outcome::Failed {
-            error,
-            retry_at: Some(_),
-        } => format!("the attempt failed: {error}"),
-        Outcome::Requeued => "the attempt was interrupted".to_owned(),
-        _ => return Ok(None),
-    };
+    if !f.queues_again() {
+        return Ok(None);
+    }
     let requested = tx
         .query_opt(
             "SELECT cancel_requested FROM tasks
@@ -30,23 +25,7 @@ fn cancel_instead(tx: &mut impl GenericClient, f: &Finish) -> Result<Option<Fini
         )
         .context("finish tasks")?
         .is_some_and(|r| r.get::<_, bool>(0));
-    if !requested {
-        return Ok(None);
-    }
-    let message = format!("Task cancelled as requested ({what})");
-    let mut lines = f.lines.clone();
-    let last = lines
-        .pop()
-        .map(|l| crate::LogLine::new("cancelled", l.progress, l.processed, l.total, "", &message));
-    lines.extend(last);
-    Ok(Some(Finish {
-        outcome: Outcome::Cancelled {
-            message: message.clone(),
-        },
-        message,
-        lines,
-        ..f.clone()
-    }))
+    Ok(if requested { f.as_cancel() } else { None })
 }
 
 /// Applies `finishes` inside `tx` with their log lines; returns which applied. A finish

@@ -14,9 +14,11 @@ use super::{Context, PgStore};
 use crate::error::StoreError;
 use crate::wakeups::{WakeListener, Wakeups};
 
-/// The channel's name: `stask_work` and the schema, so stores of different schemas in
-/// one database (tests, or several installations) do not wake each other.
-const CHANNEL_SQL: &str = "'stask_work_' || current_schema()";
+/// The channel's name: `stask_work_` and a hash of the schema, so stores of different
+/// schemas in one database (tests, or several installations) do not wake each other,
+/// whatever the schema's length (a channel name has at most 63 bytes, and `LISTEN`
+/// would silently cut a longer one while `pg_notify` refuses it).
+const CHANNEL_SQL: &str = "'stask_work_' || md5(current_schema())";
 
 /// Queues a wake-up in the caller's transaction (sent when it commits).
 pub(crate) fn notify_in(tx: &mut impl GenericClient) -> Result<(), StoreError> {
@@ -37,12 +39,10 @@ impl Listener {
         let mut client = config
             .connect(postgres::NoTls)
             .map_err(|e| super::error("connect for wake-ups", e))?;
-        let schema: String = client
-            .query_one("SELECT current_schema()", &[])
-            .context("read the schema")?
+        let channel: String = client
+            .query_one(&format!("SELECT {CHANNEL_SQL}"), &[])
+            .context("name the wake-up channel")?
             .get(0);
-        // The channel is an identifier: quoted, with any quote doubled.
-        let channel = format!("stask_work_{schema}").replace('"', "\"\"");
         client
             .batch_execute(&format!("LISTEN \"{channel}\""))
             .context("listen for wake-ups")?;

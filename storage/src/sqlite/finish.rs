@@ -16,18 +16,12 @@ pub(super) fn id_list(ids: &[i64]) -> String {
     serde_json::to_string(ids).expect("integers serialise")
 }
 
-/// A finish that would queue its task again (a retry, a requeue, a recovery) while a
-/// cancel was requested becomes a cancel: the request must not be lost with the attempt.
-/// Its last line tells it; `None` when the finish stays as it is.
+/// A finish that would queue its task again while a cancel was requested becomes a
+/// cancel ([`Finish::as_cancel`]); `None` when the finish stays as it is.
 fn cancel_instead(tx: &Transaction<'_>, f: &Finish) -> Result<Option<Finish>, StoreError> {
-    let what = match &f.outcome {
-        Outcome::Failed {
-            error,
-            retry_at: Some(_),
-        } => format!("the attempt failed: {error}"),
-        Outcome::Requeued => "the attempt was interrupted".to_owned(),
-        _ => return Ok(None),
-    };
+    if !f.queues_again() {
+        return Ok(None);
+    }
     let requested: bool = tx
         .prepare_cached(
             "SELECT cancel_requested FROM tasks WHERE id = ?1 AND owner = ?2 AND status = 'running'",
@@ -40,23 +34,7 @@ fn cancel_instead(tx: &Transaction<'_>, f: &Finish) -> Result<Option<Finish>, St
                 })
         })
         .context("finish tasks")?;
-    if !requested {
-        return Ok(None);
-    }
-    let message = format!("Task cancelled as requested ({what})");
-    let mut lines = f.lines.clone();
-    let last = lines
-        .pop()
-        .map(|l| crate::LogLine::new("cancelled", l.progress, l.processed, l.total, "", &message));
-    lines.extend(last);
-    Ok(Some(Finish {
-        outcome: Outcome::Cancelled {
-            message: message.clone(),
-        },
-        message,
-        lines,
-        ..f.clone()
-    }))
+    Ok(if requested { f.as_cancel() } else { None })
 }
 
 /// Applies `finishes` inside `tx` (on the trigger-less connection) with their log

@@ -12,6 +12,7 @@ mod housekeeping;
 mod ingest;
 mod latency;
 mod limit;
+mod postgres;
 mod reads;
 mod registry;
 mod report;
@@ -46,6 +47,12 @@ const BENCHES: &[(&str, Bench)] = &[
     ("clean", housekeeping::clean),
     ("housekeeping", housekeeping::housekeeping),
     ("ingest", ingest::ingest),
+    // PostgreSQL (skipped, saying why, when the server cannot be reached).
+    ("pg_burndown", postgres::burndown),
+    ("pg_raw", postgres::raw),
+    ("pg_steady", postgres::steady),
+    ("pg_pickup", postgres::pickup),
+    ("pg_failover", postgres::failover),
 ];
 
 struct Args {
