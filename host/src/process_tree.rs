@@ -168,6 +168,10 @@ pub fn kill_tree(root: i32, with_root: bool) -> Vec<i32> {
 /// In a subreaper (a runner): ends every process this one started or adopted, and
 /// reaps them. Returns how many were still running. Costs one `waitpid` when there are
 /// none, which is the usual case after a task.
+///
+/// A runner sees only its own `/proc/self` (the sandbox keeps other processes' files
+/// closed), so it kills its direct children, round after round: a killed child's own
+/// children are orphans that come to this subreaper, and the next round takes them.
 pub fn end_own_descendants() -> usize {
     let mut alive = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -182,21 +186,45 @@ pub fn end_own_descendants() -> usize {
             // ECHILD: no children at all, running or not.
             return alive;
         }
-        // Children are running: end the whole tree below us (orphans of orphans are
-        // our children, being a subreaper), then reap.
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        let killed = kill_tree(me, false);
-        alive += killed.len();
-        if killed.is_empty() || Instant::now() > deadline {
-            // Children that are not visible in /proc (or refuse to die in time, stuck
-            // in the kernel): stop looking rather than spin.
+        // Children are running: stop them all (a stopped process cannot fork), then
+        // kill them; what they had started comes to us and is taken next round.
+        let kids = own_children();
+        for &k in &kids {
+            signal(k, libc::SIGSTOP);
+        }
+        for &k in &kids {
+            signal(k, libc::SIGKILL);
+        }
+        alive += kids.len();
+        if kids.is_empty() {
+            // Children that are not listed (or refuse to die, stuck in the kernel):
+            // wait a little rather than spin, and give up at the deadline.
             std::thread::sleep(Duration::from_millis(10));
-            if Instant::now() > deadline {
-                return alive;
-            }
+        }
+        if Instant::now() > deadline {
+            return alive;
         }
     }
+}
+
+/// This process's children, from `/proc/self/task/*/children` (zombies included; a
+/// zombie ignores signals and is reaped by the caller).
+fn own_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// In the engine's process (a subreaper): ends and reaps every child it did not start

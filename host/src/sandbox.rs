@@ -2,8 +2,9 @@
 //!
 //! A runner may read and execute the system's software (`/usr`, `/lib`, …) and a few
 //! harmless files of `/etc` (the dynamic linker's cache, time zone, name resolution,
-//! CA certificates), read `/proc` (Landlock keeps other processes' secrets such as
-//! `/proc/PID/environ` closed to a sandboxed process), read its library copy, and
+//! CA certificates), read its own directory in `/proc` and a few system-wide files
+//! there (never another process's: the service's environment holds its key and
+//! database URL when they are given as variables), read its library copy, and
 //! read and write its slot's private directory (result files and `TMPDIR`). Beyond that
 //! it may touch only what its worker declares (`stask_plugin_api::access`) or what an
 //! operator set instead in the `sandbox_*` settings. Everything else is denied by the
@@ -196,7 +197,19 @@ const SYSTEM_READ: &[&str] = &[
     "/lib32",
     "/bin",
     "/sbin",
-    "/proc",
+    // The runner's own directory in /proc only (resolved when the rules are made):
+    // other processes' files there (the service's environment and memory maps
+    // among them) stay closed. A few system-wide files programs read to size
+    // themselves.
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/loadavg",
+    "/proc/uptime",
+    "/proc/version",
+    "/proc/sys/kernel/osrelease",
+    "/proc/sys/kernel/hostname",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",

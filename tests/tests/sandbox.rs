@@ -231,3 +231,51 @@ fn stask_check_says_whether_the_kernel_can_confine_runners() {
         "{finding:#}"
     );
 }
+
+#[test]
+fn other_processes_files_in_proc_are_out_of_reach_the_services_environment_included() {
+    let home = home();
+    let mut svc = home.serve(&[], &[("STASK_SANDBOX", "required")]);
+    let pid = svc.pid();
+    let environ = format!("/proc/{pid}/environ");
+    let maps = format!("/proc/{pid}/maps");
+    let ids: Vec<i64> = [&environ, &maps]
+        .iter()
+        .map(|p| {
+            home.create_task(
+                "misbehaving",
+                "touch",
+                &json!({ "read": p }),
+                &["--max-attempts", "1"],
+            )
+        })
+        .collect();
+    let own = home.create_task(
+        "misbehaving",
+        "touch",
+        &json!({ "read": "/proc/self/status" }),
+        &["--max-attempts", "1"],
+    );
+    stask_e2e::wait_until(
+        std::time::Duration::from_secs(30),
+        "the tasks ended",
+        || {
+            ids.iter()
+                .chain([&own])
+                .all(|id| {
+                    let s = home.task(*id)["status"].clone();
+                    s == "failed" || s == "completed"
+                })
+                .then_some(())
+        },
+    );
+    assert_refused(&home.task(ids[0]), &environ);
+    assert_refused(&home.task(ids[1]), &maps);
+    assert_eq!(
+        home.task(own)["status"],
+        "completed",
+        "its own /proc/self is readable"
+    );
+    svc.signal(libc::SIGTERM);
+    svc.wait(std::time::Duration::from_secs(30));
+}
