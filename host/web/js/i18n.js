@@ -133,6 +133,61 @@ export function dateTime(ms) {
   }
 }
 
+/** A time (ms since epoch, or a date string) as a Date; null when there is none. */
+function toDate(ms) {
+  if (ms === null || ms === undefined || ms === '') return null;
+  const d = typeof ms === 'number' ? new Date(ms) : new Date(String(ms));
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+const REL_UNITS = [
+  ['year', 365 * 86400],
+  ['month', 30 * 86400],
+  ['week', 7 * 86400],
+  ['day', 86400],
+  ['hour', 3600],
+  ['minute', 60],
+  ['second', 1],
+];
+
+/** A time relative to now in the current language: "3 minutes ago", "in 2 hours". */
+export function relativeTime(ms, now = Date.now()) {
+  const d = toDate(ms);
+  if (!d) return ms === null || ms === undefined || ms === '' ? '—' : String(ms);
+  const secs = Math.round((d.getTime() - now) / 1000);
+  // Under a minute (either way: the service's clock may be a little ahead).
+  if (Math.abs(secs) < 60) return t('time.just_now');
+  const [unit, size] = REL_UNITS.find(([, n]) => Math.abs(secs) >= n);
+  const value = Math.trunc(secs / size);
+  try {
+    return new Intl.RelativeTimeFormat(current, { numeric: 'auto', style: 'long' }).format(value, unit);
+  } catch {
+    return dateTime(ms);
+  }
+}
+
+/** The plural category ("one", "few", "many", "other") of `n` in the current language. */
+export function pluralCategory(n) {
+  try {
+    return new Intl.PluralRules(current).select(Number(n));
+  } catch {
+    return Number(n) === 1 ? 'one' : 'other';
+  }
+}
+
+/**
+ * `t()` of the plural form of `key` for params.n: `key.one`, `key.few`, `key.many` or
+ * `key.other` (the language's categories, Intl.PluralRules), then `key.other`, then `key`.
+ */
+export function tn(key, params) {
+  const n = params && params.n !== undefined ? params.n : 0;
+  const shown = { ...params, n: num(n) };
+  for (const k of [`${key}.${pluralCategory(n)}`, `${key}.other`]) {
+    if (Object.prototype.hasOwnProperty.call(dict, k)) return t(k, shown);
+  }
+  return t(key, shown);
+}
+
 /** The time of day (ms since epoch) in the current language. */
 export function timeOf(ms) {
   if (ms === null || ms === undefined) return '—';

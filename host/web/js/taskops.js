@@ -3,8 +3,8 @@
 
 import * as api from './api.js';
 import { h } from './dom.js';
-import { t, dateTime } from './i18n.js';
-import { button, can, session, notify, notifyError, statusBadge, progressBar, workerCell, link } from './ui.js';
+import { t } from './i18n.js';
+import { button, can, session, notify, notifyError, statusBadge, progressBar, workerCell, link, navigate, timeAgo } from './ui.js';
 
 /** Which operations a task in `status` allows for the current user. */
 export function allowedOps(task) {
@@ -67,10 +67,20 @@ export function taskRow(task, { after, select = null, showMessage = false } = {}
   );
   if (showMessage) cells.push(h('td', { class: 'col-message', 'data-label': t('task.message') }, task.message || ''));
   cells.push(
-    h('td', { class: 'col-time', 'data-label': t('task.created') }, dateTime(task.created_at)),
+    h('td', { class: 'col-time', 'data-label': t('task.created') }, timeAgo(task.created_at)),
     h('td', { class: 'col-actions' }, quickActions(task, after)),
   );
-  return h('tr', { 'data-task-id': task.id, 'data-status': task.status }, cells);
+  const row = h('tr', { class: 'row-link', 'data-task-id': task.id, 'data-status': task.status }, cells);
+  // The whole row opens the task for pointer users; keyboard users have the #id link.
+  // Clicks on the row's own controls, and clicks that end a text selection, do not.
+  row.addEventListener('click', (ev) => {
+    if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey || ev.defaultPrevented) return;
+    if (ev.target instanceof Element && ev.target.closest('a, button, input, select, textarea, label, summary, [role="button"]')) return;
+    const sel = window.getSelection && window.getSelection();
+    if (sel && !sel.isCollapsed && row.contains(sel.anchorNode)) return;
+    navigate(`/tasks/${task.id}`);
+  });
+  return row;
 }
 
 /** Unwraps a list answer: an array, or an object with tasks/items. */

@@ -2,7 +2,7 @@
 // notifications, dialogs and navigation.
 
 import { h, rich, replace, nextId } from './dom.js';
-import { t, num } from './i18n.js';
+import { t, num, dateTime, relativeTime } from './i18n.js';
 import { icon } from './icons.js';
 import * as api from './api.js';
 
@@ -208,6 +208,23 @@ export function workerCell(task) {
 export function fmtCount(n) {
   return num(n || 0);
 }
+
+/**
+ * A task time as "3 minutes ago" with the date and time on hover; every such element on
+ * the page is brought up to date twice a minute.
+ */
+export function timeAgo(ms) {
+  const d = ms === null || ms === undefined || ms === '' ? null : new Date(typeof ms === 'number' ? ms : String(ms));
+  if (!d || Number.isNaN(d.getTime())) return h('span', null, dateTime(ms));
+  return h('time', { datetime: d.toISOString(), title: dateTime(ms), 'data-reltime': d.getTime() }, relativeTime(d.getTime()));
+}
+
+setInterval(() => {
+  for (const el of document.querySelectorAll('time[data-reltime]')) {
+    const text = relativeTime(Number(el.dataset.reltime));
+    if (el.textContent !== text) el.textContent = text;
+  }
+}, 30000);
 
 /** Loading placeholder. */
 export function loading() {

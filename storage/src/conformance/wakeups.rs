@@ -14,11 +14,21 @@ pub fn creating_work_wakes_a_listener(h: &dyn Harness) {
     );
     insert(&mut *s, &task("w", 0), 1);
     assert!(listener.wait(Duration::from_secs(5)), "a new task wakes it");
-    s.notify_work();
-    s.notify_work();
+    for _ in 0..5 {
+        s.notify_work();
+    }
     assert!(listener.wait(Duration::from_secs(5)));
-    assert!(
-        !listener.wait(Duration::from_millis(50)),
-        "pending wake-ups count as one"
-    );
+    // Pending wake-ups count as one. A burst sent in separate transactions may still
+    // be on its way when the listener drains what arrived (PostgreSQL delivers each
+    // commit's notification on its own), so it may wake again — never once per
+    // wake-up sent.
+    let mut more = 0;
+    while listener.wait(Duration::from_millis(50)) {
+        more += 1;
+        assert!(
+            more <= 2,
+            "a burst of 5 wake-ups woke the listener {} times",
+            more + 1
+        );
+    }
 }

@@ -66,7 +66,13 @@ impl Registry for SqliteStore {
         &mut self,
         workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().context("begin registration")?;
+        // The write lock first: this transaction reads (the last position) before it
+        // writes, and a deferred one would fail at once, without waiting, when another
+        // connection wrote in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("begin registration")?;
         let now = now_ms();
         let mut position: i64 = tx
             .query_row("SELECT COALESCE(MAX(position), 0) FROM workers", [], |r| {

@@ -227,7 +227,7 @@ describe('stask web interface', () => {
     await screenshot(page, '07-workers');
     const file = installLib(home, 'stask_fixture_replaceable_v1', 'libstask_fixture_replaceable.so');
     await page.click('#discover-workers');
-    assert.match(await waitToast('Registered 1 new workers'), /replaceable/);
+    assert.match(await waitToast('Registered 1 new worker:'), /replaceable/);
     await page.locator('[data-worker=replaceable]').waitFor();
     assert.match(await page.locator('[data-worker=replaceable] .indicator').textContent(), /Inactive/);
 
@@ -235,7 +235,7 @@ describe('stask web interface', () => {
     await new Promise((r) => setTimeout(r, 20));
     installLib(home, 'stask_fixture_replaceable_v2', 'libstask_fixture_replaceable.so');
     await page.click('#rescan-workers');
-    assert.match(await waitToast('Updated 1 workers'), /replaceable/);
+    assert.match(await waitToast('Updated 1 worker:'), /replaceable/);
 
     fs.unlinkSync(file);
     // The page notices the missing file; Clean Orphaned names it and asks first.
@@ -249,7 +249,7 @@ describe('stask web interface', () => {
     assert.ok((await apiGet(page, base, '/workers')).workers.some((w) => w.identifier === 'replaceable'), 'cancelled: nothing deleted');
     await page.click('#clean-orphaned');
     await page.click('#confirm-dialog [data-confirm]');
-    assert.match(await waitToast('Removed 1 orphaned workers'), /replaceable/);
+    assert.match(await waitToast('Removed 1 orphaned worker:'), /replaceable/);
     await page.locator('[data-worker=replaceable]').waitFor({ state: 'detached' });
 
     await page.click('#clean-orphaned');

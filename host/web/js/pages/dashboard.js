@@ -2,7 +2,7 @@
 
 import * as api from '../api.js';
 import { h, replace, keyed } from '../dom.js';
-import { t, num } from '../i18n.js';
+import { t, tn, num } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, pageHeader, emptyRow, confirmDialog, link } from '../ui.js';
@@ -107,7 +107,7 @@ export async function mount(root) {
 export function processMessage(res) {
   const n = (res && res.claimable) || 0;
   if (!n) return t('notify.process_none');
-  return t('notify.process_started', { n, due: (res && res.made_due) || 0 });
+  return tn('notify.process_started', { n, due: (res && res.made_due) || 0 });
 }
 
 /** POST /tasks/clean answers the clean-up report (deleted_tasks, removed_logs, …). */

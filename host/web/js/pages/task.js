@@ -4,7 +4,7 @@
 
 import * as api from '../api.js';
 import { h, replace, rich, jsonText } from '../dom.js';
-import { t, num, dateTime, duration, timeOf } from '../i18n.js';
+import { t, tn, num, dateTime, duration, timeOf } from '../i18n.js';
 import { icon } from '../icons.js';
 import { LogFollower, Poller } from '../live.js';
 import { statusBadge, progressBar, setProgress, link, workerCell } from '../ui.js';
@@ -131,7 +131,7 @@ export async function mount(root, params) {
       ['task.worker', workerCell(task)],
       ['task.action', task.action],
       ['task.priority', t(`priority.${task.priority}`)],
-      ['task.attempts', t('task.attempts_of', { n: task.attempts ?? 0, max: task.max_attempts ?? '?' })],
+      ['task.attempts', t('task.attempts_count', { n: num(task.attempts ?? 0), max: task.max_attempts ?? '?' })],
       ['task.started_by', task.started_by || '—'],
       ['task.created', dateTime(task.created_at)],
       ['task.run_after', task.run_after && task.run_after > (task.created_at || 0) ? dateTime(task.run_after) : null],
@@ -214,7 +214,7 @@ export async function mount(root, params) {
   });
 
   const renderLogInfo = () => {
-    logInfo.textContent = olderBefore !== null ? t('task.log_newest', { n: num(lines.length) }) : t('task.log_count', { n: num(lines.length) });
+    logInfo.textContent = olderBefore !== null ? tn('task.log_newest', { n: lines.length }) : t('task.log_count', { n: num(lines.length) });
     olderBtn.hidden = olderBefore === null;
   };
 

@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import { h, replace, keyed } from '../dom.js';
-import { t, num } from '../i18n.js';
+import { t, tn } from '../i18n.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, pageHeader, emptyRow, select, field, confirmDialog, navigate, STATUSES, PRIORITIES } from '../ui.js';
 import { taskRow, listOf } from '../taskops.js';
@@ -73,7 +73,7 @@ export async function mount(root, params, query) {
     button(t(`bulk.${op}`), async () => {
       const ids = [...selected];
       if (!ids.length) return;
-      if (op === 'delete' && !(await confirmDialog(t('bulk.delete_confirm', { n: ids.length }), { confirmLabel: t('bulk.delete'), danger: true }))) return;
+      if (op === 'delete' && !(await confirmDialog(tn('bulk.delete_confirm', { n: ids.length }), { confirmLabel: t('bulk.delete'), danger: true }))) return;
       try {
         const res = await api.post(api.routes.tasksBulk(), { action: op, ids });
         notify(bulkMessage(op, ids.length, res), 'success');
@@ -163,7 +163,7 @@ export async function mount(root, params, query) {
     if (list.length) keyed(tbody, list, (task) => task.id, row, (task) => JSON.stringify([task, selected.has(task.id)]));
     else replace(tbody, emptyRow(heads.length + (showSelect ? 1 : 0), t('tasks.none')));
     const pages = total !== null ? Math.max(1, Math.ceil(total / PER_PAGE)) : null;
-    summary.textContent = total !== null ? t('tasks.count', { n: num(total) }) : '';
+    summary.textContent = total !== null ? tn('tasks.count', { n: total }) : '';
     const go = (p) => {
       const q = new URLSearchParams(location.search);
       q.set('page', String(p));

@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import { h, replace, keyed } from '../dom.js';
-import { t, num } from '../i18n.js';
+import { t, tn, num } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, pageHeader, link, confirmDialog } from '../ui.js';
@@ -79,10 +79,10 @@ function names(list) {
 export function discoverMessage(r) {
   if (!r) return t('notify.discover_none');
   const parts = [];
-  if (r.registered && r.registered.length) parts.push(t('notify.discover_registered', { n: r.registered.length, names: names(r.registered) }));
+  if (r.registered && r.registered.length) parts.push(tn('notify.discover_registered', { n: r.registered.length, names: names(r.registered) }));
   if (r.relocated && r.relocated.length) parts.push(t('notify.discover_relocated', { n: r.relocated.length, names: names(r.relocated) }));
   if (r.held && r.held.length) parts.push(t('notify.discover_held', { n: r.held.length, names: names(r.held) }));
-  if (r.skipped && r.skipped.length) parts.push(t('notify.discover_skipped', { n: r.skipped.length, names: r.skipped.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
+  if (r.skipped && r.skipped.length) parts.push(tn('notify.discover_skipped', { n: r.skipped.length, names: r.skipped.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
   if (!parts.length) parts.push(t('notify.discover_none'));
   if (typeof r.already_registered === 'number') parts.push(t('notify.discover_known', { n: r.already_registered }));
   return parts.join(' ');
@@ -91,9 +91,9 @@ export function discoverMessage(r) {
 export function rescanMessage(r) {
   if (!r) return t('notify.rescan_none');
   const parts = [];
-  if (r.updated && r.updated.length) parts.push(t('notify.rescan_updated', { n: r.updated.length, names: names(r.updated) }));
-  if (r.failed && r.failed.length) parts.push(t('notify.rescan_failed', { n: r.failed.length, names: r.failed.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
-  if (r.missing && r.missing.length) parts.push(t('notify.rescan_missing', { n: r.missing.length, names: names(r.missing) }));
+  if (r.updated && r.updated.length) parts.push(tn('notify.rescan_updated', { n: r.updated.length, names: names(r.updated) }));
+  if (r.failed && r.failed.length) parts.push(tn('notify.rescan_failed', { n: r.failed.length, names: r.failed.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
+  if (r.missing && r.missing.length) parts.push(tn('notify.rescan_missing', { n: r.missing.length, names: names(r.missing) }));
   if (!parts.length) parts.push(t('notify.rescan_none'));
   if (typeof r.unchanged === 'number') parts.push(t('notify.rescan_unchanged', { n: r.unchanged }));
   return parts.join(' ');
@@ -101,7 +101,7 @@ export function rescanMessage(r) {
 
 export function orphanMessage(r) {
   const list = r && (r.deleted || r.removed || r.workers);
-  if (list && list.length) return t('notify.orphans_removed', { n: list.length, names: names(list) });
+  if (list && list.length) return tn('notify.orphans_removed', { n: list.length, names: names(list) });
   return t('notify.orphans_none');
 }
 
