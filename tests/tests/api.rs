@@ -589,12 +589,12 @@ fn the_role_table_matches_the_served_description_and_every_role_is_refused_above
         if *path == "/api/v1/users/{name}/password" {
             continue; // a token is nobody's own account: tested in the users test
         }
-        let r = api.call(
-            &svc.token(role),
-            method,
-            &fill(path, false, task),
-            Some(&json!({})),
-        );
+        // A body only where the method takes one: the server answers a GET without
+        // reading one, and closing a connection with unread bytes resets it, which
+        // can cost the answer's body (noted as a server fault to fix: lingering close).
+        let body = json!({});
+        let body = (*method != "GET" && *method != "DELETE").then_some(&body);
+        let r = api.call(&svc.token(role), method, &fill(path, false, task), body);
         assert!(
             r.status != 401 && r.status != 403,
             "{role} must be allowed {method} {path}: {} {}",
