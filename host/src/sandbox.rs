@@ -93,21 +93,28 @@ impl Access {
 
     /// One line for messages: "reads imports; writes nothing; connects to nothing".
     pub fn describe(&self) -> String {
-        let list = |v: Vec<String>| {
-            if v.is_empty() {
-                "nothing".to_owned()
-            } else {
-                v.join(", ")
-            }
-        };
-        let paths = |v: &[PathBuf]| list(v.iter().map(|p| p.display().to_string()).collect());
-        format!(
-            "reads {}; writes {}; connects to {}",
-            paths(&self.reads),
-            paths(&self.writes),
-            list(self.connects.clone())
-        )
+        let paths =
+            |v: &[PathBuf]| -> Vec<String> { v.iter().map(|p| p.display().to_string()).collect() };
+        access_line(&paths(&self.reads), &paths(&self.writes), &self.connects)
     }
+}
+
+/// What a worker may touch, in one line for people: "reads a, b; writes nothing;
+/// connects to api.example.com:443".
+pub fn access_line(reads: &[String], writes: &[String], connects: &[String]) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "nothing".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "reads {}; writes {}; connects to {}",
+        list(reads),
+        list(writes),
+        list(connects)
+    )
 }
 
 /// The access of a worker's runs: its declarations, each kind replaced by the matching

@@ -84,30 +84,14 @@ impl AccessView {
 
     /// One line for people: "reads ${import_dir}; writes nothing; connects to nothing".
     pub fn summary(&self) -> String {
-        summary_of(&self.reads, &self.writes, &self.connects)
+        crate::sandbox::access_line(&self.reads, &self.writes, &self.connects)
     }
 
     /// The same line for what the worker declares.
     pub fn declared_summary(&self) -> String {
         let d = &self.declared;
-        summary_of(&d.reads, &d.writes, &d.connects)
+        crate::sandbox::access_line(&d.reads, &d.writes, &d.connects)
     }
-}
-
-fn summary_of(reads: &[String], writes: &[String], connects: &[String]) -> String {
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "nothing".to_owned()
-        } else {
-            v.join(", ")
-        }
-    };
-    format!(
-        "reads {}; writes {}; connects to {}",
-        list(reads),
-        list(writes),
-        list(connects)
-    )
 }
 
 /// Library details.

@@ -35,8 +35,8 @@ use stask_storage::{Claim, Finish, Status, Store, TaskFilter, TaskRecord};
 use crate::report::{Cmp, Metric, Report};
 use crate::seed::{creation_line, finish, noop_task, start_line, Fate};
 use crate::util::{
-    cpu_ms, discard, install_lib, kill, now_ms, ns_since_epoch, percentile, run, Ctx, Env, Home,
-    Res, Sampler,
+    cpu_ms, discard, install_lib, kill, now_ms, ns_since_epoch, percentile, produce_until, run,
+    stop_child, Ctx, Env, Home, Res, Sampler,
 };
 
 const BURN: &str = "14 PostgreSQL burn-down";
@@ -419,22 +419,9 @@ impl PgHost {
         let Some(mut child) = self.child.take() else {
             return Ok(0);
         };
+        // A host a benchmark stopped (SIGSTOP) must run again to end.
         kill(child.id(), libc::SIGCONT);
-        kill(child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
+        let status = stop_child(&mut child, Duration::from_secs(60));
         let mem = self.sampler.take().map(Sampler::stop).unwrap_or_default();
         match status {
             Some(s) if s.success() => Ok(mem.main_kb),
@@ -515,16 +502,18 @@ fn all_ran_once(store: &dyn Store, n: usize) -> Res<Vec<TaskRecord>> {
     Ok(tasks)
 }
 
-/// One burn-down through `hosts` idle `stask serve` hosts: N tasks created in one CLI
-/// call, then the time from the creation done (the CLI's exit, or the first start if
-/// a host started one before the driver saw the exit) to the driver seeing all of them
-/// completed. Returns tasks/s and the creation's duration.
-fn serve_burndown(env: &Env, tag: &str, hosts: usize, n: usize) -> Res<(f64, Duration)> {
-    let schema = Schema::new(tag)?;
+/// A client home (which registers the demo worker) and `hosts` homes of its own on
+/// `schema`, each running a settled `stask serve`. Keep the homes while the hosts run.
+fn start_cluster(
+    env: &Env,
+    schema: &Schema,
+    prefix: &str,
+    hosts: usize,
+) -> Res<(Home, Vec<Home>, Vec<PgHost>)> {
     let client = pg_home(
         env,
-        &schema,
-        &format!("{tag}-client"),
+        schema,
+        &format!("{prefix}-client"),
         &[&env.demo_lib],
         true,
     )?;
@@ -532,8 +521,8 @@ fn serve_burndown(env: &Env, tag: &str, hosts: usize, n: usize) -> Res<(f64, Dur
         .map(|h| {
             pg_home(
                 env,
-                &schema,
-                &format!("{tag}-host{h}"),
+                schema,
+                &format!("{prefix}-host{h}"),
                 &[&env.demo_lib],
                 false,
             )
@@ -546,6 +535,16 @@ fn serve_burndown(env: &Env, tag: &str, hosts: usize, n: usize) -> Res<(f64, Dur
     for h in &running {
         h.settle(Duration::from_secs(30))?;
     }
+    Ok((client, homes, running))
+}
+
+/// One burn-down through `hosts` idle `stask serve` hosts: N tasks created in one CLI
+/// call, then the time from the creation done (the CLI's exit, or the first start if
+/// a host started one before the driver saw the exit) to the driver seeing all of them
+/// completed. Returns tasks/s and the creation's duration.
+fn serve_burndown(env: &Env, tag: &str, hosts: usize, n: usize) -> Res<(f64, Duration)> {
+    let schema = Schema::new(tag)?;
+    let (client, _homes, running) = start_cluster(env, &schema, tag, hosts)?;
     let store = schema.store()?;
     let (exit_ms, created) = create_noops(env, &client, n)?;
     let seen = wait_completed(
@@ -928,59 +927,15 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
         for i in 0..env.runs {
             let tag = format!("steady{hosts}h{i}");
             let schema = Schema::new(&tag)?;
-            let client = pg_home(
-                env,
-                &schema,
-                &format!("pg-{tag}-client"),
-                &[&env.demo_lib],
-                true,
-            )?;
-            let homes: Vec<Home> = (0..hosts)
-                .map(|h| {
-                    pg_home(
-                        env,
-                        &schema,
-                        &format!("pg-{tag}-host{h}"),
-                        &[&env.demo_lib],
-                        false,
-                    )
-                })
-                .collect::<Res<_>>()?;
-            let running: Vec<PgHost> = homes
-                .iter()
-                .map(|h| PgHost::start(env, h, &[], None))
-                .collect::<Res<_>>()?;
-            for h in &running {
-                h.settle(Duration::from_secs(30))?;
-            }
-            let created = AtomicUsize::new(0);
+            let (client, _homes, running) =
+                start_cluster(env, &schema, &format!("pg-{tag}"), hosts)?;
             let t0 = now_ms();
             let deadline = Instant::now() + Duration::from_secs(secs);
-            let errors: Vec<String> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..producers)
-                    .map(|_| {
-                        s.spawn(|| -> Res<()> {
-                            while Instant::now() < deadline {
-                                create_noops(env, &client, batch)?;
-                                created.fetch_add(batch, Ordering::Relaxed);
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .filter_map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("producer panicked".into()))
-                            .err()
-                    })
-                    .collect()
+            let created = produce_until(deadline, producers, batch, || {
+                create_noops(env, &client, batch).map(|_| ())
             });
             let t1 = now_ms();
-            if let Some(e) = errors.first() {
-                return Err(format!("producer failed: {e}"));
-            }
+            let created = created?;
             let store = schema.store()?;
             let backlog = store.task_status_counts().ctx("count backlog")?.pending;
             let peak_kb = stop_all(running)?;
@@ -1004,7 +959,7 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             drop(tasks);
             drop(store);
             let rate = completed as f64 / window_s;
-            let made = created.load(Ordering::Relaxed) as f64 / ((t1 - t0) as f64 / 1000.0);
+            let made = created as f64 / ((t1 - t0) as f64 / 1000.0);
             eprintln!(
                 "  {hosts} host(s), run {}: {rate:.0} completed/s, {made:.0} created/s, backlog {backlog}, wait p50 {} ms p99 {} ms, serve {peak_kb} kB",
                 i + 1,

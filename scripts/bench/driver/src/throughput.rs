@@ -1,14 +1,15 @@
 //! Throughput: burn-down through `stask tasks process`, steady state under `stask serve`,
 //! and the same burn-down on effectum (the peer).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stask_storage::{Status, TaskFilter};
 
 use crate::report::{Cmp, Metric, Report};
-use crate::util::{discard, now_ms, percentile, run, run_sampled, Ctx, Env, Home, Res, Service};
+use crate::util::{
+    discard, now_ms, percentile, produce_until, run, run_sampled, Ctx, Env, Home, Res, Service,
+};
 
 const BURN: &str = "1 burn-down (tasks process)";
 const STEADY: &str = "2 steady (stask serve)";
@@ -126,34 +127,13 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
     for i in 0..env.runs {
         let home = Home::create(env, &format!("steady-{i}"), &[&env.demo_lib])?;
         let service = Service::start(env, &home)?;
-        let created = AtomicUsize::new(0);
         let t0 = now_ms();
         let deadline = Instant::now() + Duration::from_secs(secs);
-        let errors: Vec<String> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..producers)
-                .map(|_| {
-                    s.spawn(|| -> Res<()> {
-                        while Instant::now() < deadline {
-                            create_noops(env, &home, batch)?;
-                            created.fetch_add(batch, Ordering::Relaxed);
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("producer panicked".into()))
-                        .err()
-                })
-                .collect()
+        let created = produce_until(deadline, producers, batch, || {
+            create_noops(env, &home, batch).map(|_| ())
         });
         let t1 = now_ms();
-        if let Some(e) = errors.first() {
-            return Err(format!("producer failed: {e}"));
-        }
+        let created = created?;
         // Read through the storage API (no SQL in the driver): the backlog from the
         // kept counts now, the rest from every task's record once the service stopped.
         let backlog = home
@@ -181,7 +161,7 @@ pub fn steady(env: &Env, rep: &mut Report) -> Res<()> {
             .collect();
         drop(tasks);
         let rate = completed as f64 / window_s;
-        let made = created.load(Ordering::Relaxed);
+        let made = created;
         eprintln!(
             "  steady run {}: {:.0} completed/s, {:.0} created/s, backlog {backlog}, wait p50 {} ms p99 {} ms, serve {} kB",
             i + 1,

@@ -534,21 +534,7 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             return Ok(Mem::default());
         };
-        kill(child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
+        let status = stop_child(&mut child, Duration::from_secs(60));
         let mem = self.sampler.take().map(Sampler::stop).unwrap_or_default();
         match status {
             Some(s) if s.success() => Ok(mem),
@@ -569,4 +555,61 @@ pub fn id_of(ran: &Ran) -> Res<i64> {
     ran.json()?["id"]
         .as_i64()
         .ok_or_else(|| format!("no id in {}", ran.stdout().trim()))
+}
+
+/// Sends SIGTERM to `child` and waits up to `grace` for it to end; kills it after
+/// that. The exit status, `None` when it had to be killed.
+pub fn stop_child(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    kill(child.id(), libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// Runs `producers` threads, each calling `produce` (which makes `batch` items) until
+/// `deadline`; returns how many items they made, or the first producer's error.
+pub fn produce_until(
+    deadline: Instant,
+    producers: usize,
+    batch: usize,
+    produce: impl Fn() -> Res<()> + Sync,
+) -> Res<usize> {
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|_| {
+                s.spawn(|| -> Res<()> {
+                    while Instant::now() < deadline {
+                        produce()?;
+                        made.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("producer panicked".into()))
+                    .err()
+            })
+            .collect()
+    });
+    match errors.first() {
+        Some(e) => Err(format!("producer failed: {e}")),
+        None => Ok(made.into_inner()),
+    }
 }
