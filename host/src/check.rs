@@ -6,9 +6,12 @@
 //! of it owned by the user stask runs as); the plugins directory and every library in
 //! it (the rules of [`crate::safety`]); the secret key (present, private, able to open
 //! every stored secret, no secret left in plaintext; [`crate::secrets::audit`]); the
-//! database (it opens, and `PRAGMA quick_check` through
-//! [`stask_storage::Store::check_integrity`] finds nothing); free disk space and inodes
-//! on the home's file system.
+//! database: SQLite's file (it opens, and `PRAGMA quick_check` through
+//! [`stask_storage::Store::check_integrity`] finds nothing) or, for a home whose
+//! `database_url` names PostgreSQL, the server (reachable, the schema at this stask's
+//! version, every table answering; nothing is created or upgraded); free disk space and
+//! inodes on the home's file system (result files and library copies live there on
+//! either backend).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -83,8 +86,9 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Audits the home at `root` (`plugins_dir`: the `--plugins-dir` flag, if given).
-pub fn check(root: &Path, plugins_dir: Option<&Path>) -> Report {
+/// Audits the home at `root` (`plugins_dir`: the `--plugins-dir` flag, `database`: the
+/// `--database` flag, if given).
+pub fn check(root: &Path, plugins_dir: Option<&Path>, database: Option<&str>) -> Report {
     let mut f = Findings::default();
     let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
     match std::fs::metadata(&root) {
@@ -108,9 +112,13 @@ pub fn check(root: &Path, plugins_dir: Option<&Path>) -> Report {
     }
     modes(&root, &mut f);
     plugins(&root, plugins_dir, &mut f);
-    let store = database(&root, &mut f);
+    let url = database_url(&root, database, &mut f);
+    let store = match &url {
+        Some(url) => postgres(url, &mut f),
+        None => self::database(&root, &mut f),
+    };
     key(&root, store.as_deref(), &mut f);
-    disk(&root, &mut f);
+    disk(&root, url.is_none(), &mut f);
     sandbox(&mut f);
     report(root, f)
 }
@@ -297,6 +305,123 @@ fn plugins(root: &Path, flag: Option<&Path>, f: &mut Findings) {
     }
 }
 
+/// The PostgreSQL URL the home's configuration names (`None`: its SQLite database). A
+/// configuration that cannot be read is a problem of the `database` check.
+fn database_url(root: &Path, flag: Option<&str>, f: &mut Findings) -> Option<String> {
+    let mut flags = Vec::new();
+    if let Some(url) = flag {
+        flags.push(("database_url", url.to_owned()));
+    }
+    match Config::load(root, &flags) {
+        Ok(c) => c.database(),
+        Err(e) => {
+            f.problem(
+                "database",
+                format!("the configuration cannot be read: {e:#}"),
+                "fix stask.toml or the STASK_* variable the message names",
+            );
+            None
+        }
+    }
+}
+
+/// A PostgreSQL store: reachable, at this stask's schema version, every table
+/// answering. Connects without migrating: a check changes nothing, and an older host's
+/// check must not upgrade the schema under the others.
+fn postgres(url: &str, f: &mut Findings) -> Option<Box<dyn stask_storage::Store>> {
+    use stask_storage::postgres::PgStore;
+    use stask_storage::Store as _;
+    let shown = stask_storage::postgres::redact(url);
+    if !stask_storage::is_postgres(url) {
+        f.problem(
+            "database",
+            format!("database_url '{shown}' is not a PostgreSQL URL"),
+            "give postgres://USER@HOST:PORT/DATABASE, or leave database_url empty for the home's SQLite database",
+        );
+        return None;
+    }
+    let store = match PgStore::connect(url) {
+        Ok(s) => s,
+        Err(e) => {
+            f.problem(
+                "database",
+                format!("the PostgreSQL database {shown} cannot be reached: {e}"),
+                "start the server or fix what the message names (host, port, user, password, database in database_url, STASK_DATABASE_URL or --database)",
+            );
+            return None;
+        }
+    };
+    let latest = PgStore::SCHEMA_VERSION;
+    match store.schema_version() {
+        Ok(0) => {
+            f.problem(
+                "database",
+                format!("the PostgreSQL database {shown} has no stask schema yet"),
+                "`stask migrate` creates it (`stask serve` and every other command do too)",
+            );
+            return None;
+        }
+        Ok(v) if v < latest => {
+            f.problem(
+                "database",
+                format!(
+                    "the PostgreSQL database {shown} is at schema version {v}; this stask uses {latest}"
+                ),
+                "`stask migrate` upgrades it (`stask serve` does too when it starts); upgrade stask on every host first, as an older one refuses a newer schema",
+            );
+            // Old enough tables still hold the secrets the key check opens.
+            return Some(Box::new(store));
+        }
+        Ok(v) if v > latest => {
+            f.problem(
+                "database",
+                format!(
+                    "the PostgreSQL database {shown} is at schema version {v}, newer than this stask knows ({latest}): a newer stask upgraded it"
+                ),
+                "upgrade stask on this host to the version the other hosts run",
+            );
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            f.problem(
+                "database",
+                format!(
+                    "the schema version of the PostgreSQL database {shown} cannot be read: {e}"
+                ),
+                "fix what the message names, then check again",
+            );
+            return None;
+        }
+    }
+    match store.check_integrity() {
+        Ok(problems) if problems.is_empty() => f.ok(
+            "database",
+            format!(
+                "the PostgreSQL database {shown} is reachable, at schema version {latest}, and every table answers"
+            ),
+        ),
+        Ok(problems) => {
+            let shown_problems: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
+            f.problem(
+                "database",
+                format!(
+                    "tables of the PostgreSQL database {shown} do not answer ({} problem(s)): {}",
+                    problems.len(),
+                    shown_problems.join("; ")
+                ),
+                "fix what the messages name (permissions of stask's database user, a dropped table: restore from a backup)",
+            );
+        }
+        Err(e) => f.problem(
+            "database",
+            format!("the PostgreSQL database {shown} cannot be checked: {e}"),
+            "fix what the message names, then check again",
+        ),
+    }
+    Some(Box::new(store))
+}
+
 fn database(root: &Path, f: &mut Findings) -> Option<Box<dyn stask_storage::Store>> {
     let db = root.join("stask.db");
     if !db.exists() {
@@ -370,7 +495,9 @@ fn key(root: &Path, store: Option<&dyn stask_storage::Store>, f: &mut Findings) 
     }
 }
 
-fn disk(root: &Path, f: &mut Findings) {
+/// Free space and inodes of the home's file system; `sqlite`: the database is a file
+/// there, whose size counts.
+fn disk(root: &Path, sqlite: bool, f: &mut Findings) {
     let st = match rustix::fs::statvfs(root) {
         Ok(s) => s,
         Err(e) => {
@@ -426,13 +553,17 @@ fn disk(root: &Path, f: &mut Findings) {
         );
     }
     if f.problems_of("disk") == 0 {
+        let database = if sqlite {
+            format!(" (database {})", crate::task_log::format_bytes(db_size))
+        } else {
+            String::new()
+        };
         f.ok(
             "disk",
             format!(
-                "{} free on the file system of '{}' (database {})",
+                "{} free on the file system of '{}'{database}",
                 crate::task_log::format_bytes(free),
                 root.display(),
-                crate::task_log::format_bytes(db_size)
             ),
         );
     }
@@ -470,7 +601,7 @@ mod tests {
     #[test]
     fn a_missing_home_is_one_problem_with_its_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let r = check(&dir.path().join("nope"), None);
+        let r = check(&dir.path().join("nope"), None, None);
         assert!(!r.ok);
         assert_eq!(r.findings.len(), 1);
         assert!(r.findings[0].fix.as_deref().unwrap().contains("init"));
@@ -487,10 +618,10 @@ mod tests {
         crate::home::Home::open(&root, None).unwrap();
         std::fs::set_permissions(home.plugins_dir(), std::fs::Permissions::from_mode(0o755))
             .unwrap();
-        let r = check(&root, None);
+        let r = check(&root, None, None);
         assert!(r.ok, "{r:#?}");
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let r = check(&root, None);
+        let r = check(&root, None, None);
         let bad: Vec<&Finding> = r.findings.iter().filter(|f| !f.ok).collect();
         assert_eq!(bad.len(), 1, "{bad:#?}");
         assert_eq!(bad[0].check, "modes");

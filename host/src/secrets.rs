@@ -300,13 +300,16 @@ impl KeySource {
 
     /// The key of the home a store belongs to, for callers that hold only a store (the
     /// domain layer, on behalf of the API): the key file is in the home, beside the
-    /// database. A store with no local files has only `STASK_SECRET_KEY`.
+    /// database. A store with no local files (PostgreSQL) uses the key file of the home
+    /// this process opened ([`use_home_key_file`]), as the engine does, else only
+    /// `STASK_SECRET_KEY`.
     pub fn for_store(store: &dyn Store) -> KeySource {
         let file = store
             .private_files()
             .first()
             .and_then(|db| db.parent())
-            .map(|dir| dir.join(KEY_FILE));
+            .map(|dir| dir.join(KEY_FILE))
+            .or_else(|| HOME_KEY_FILE.get().cloned());
         KeySource::new(std::env::var(KEY_ENV).ok(), file)
     }
 
@@ -403,6 +406,17 @@ impl KeySource {
         write_new(path, &[&key])?;
         Ok(KeyRing::new(vec![key], Origin::File(path.clone())))
     }
+}
+
+/// The key file of the home this process opened, for stores that live elsewhere.
+static HOME_KEY_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `HOME/secret.key` of `home` the key file of stores with no files of their own
+/// (a PostgreSQL database): without it, storing a secret through the CLI or the API on
+/// such a home would need `STASK_SECRET_KEY` even though the home has a key file, which
+/// its engine reads. The first home a process opens wins.
+pub fn use_home_key_file(home: &Home) {
+    let _ = HOME_KEY_FILE.set(home.root().join(KEY_FILE));
 }
 
 /// Creates `path` holding `keys` (one a line), mode 0600, synced to disk.

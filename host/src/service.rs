@@ -2,8 +2,9 @@
 //!
 //! Threads: the engine's coordinator (claims and records), the HTTP API, a wake-up
 //! listener, and a chores thread with its own store connection for everything that is
-//! not running tasks — schedules, clean-up, discovery — so housekeeping never stalls
-//! the queue. Stuck-task recovery runs inside the engine.
+//! not running tasks — schedules, clean-up, discovery, and on a shared store forgetting
+//! hosts silent for a day (clean-up and forgetting by the leader only) — so
+//! housekeeping never stalls the queue. Stuck-task recovery runs inside the engine.
 //!
 //! No storage failure that may clear by itself (a lock held by another process, a full
 //! disk) ends the service: every part logs it, backs off and tries again.
@@ -66,7 +67,17 @@ struct Chores {
     engine: Sender<Msg>,
     next_cleanup: Option<Instant>,
     next_schedules: Instant,
+    /// When the leader next forgets long-silent hosts (`None`: a store of one host).
+    next_forget: Option<Instant>,
 }
+
+/// A host whose lease has not been renewed for this long is forgotten: it is not coming
+/// back as it was (a host that restarts registers again), and `workers show` should not
+/// list it among the hosts able to run a worker.
+const FORGET_HOSTS_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often the leader looks for hosts to forget.
+const FORGET_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 impl Chores {
     fn run(mut self, inbox: mpsc::Receiver<Chore>, running: Arc<AtomicBool>) {
@@ -76,6 +87,9 @@ impl Chores {
             let now = Instant::now();
             let mut next = self.next_schedules;
             if let Some(c) = self.next_cleanup {
+                next = next.min(c);
+            }
+            if let Some(c) = self.next_forget {
                 next = next.min(c);
             }
             let mut discover = false;
@@ -118,6 +132,9 @@ impl Chores {
                     self.next_schedules = self.next_schedules.max(retry);
                     // A failed clean-up stays due, but not before the pause either.
                     if let Some(at) = self.next_cleanup.as_mut() {
+                        *at = (*at).max(retry);
+                    }
+                    if let Some(at) = self.next_forget.as_mut() {
                         *at = (*at).max(retry);
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -172,6 +189,32 @@ impl Chores {
             );
             self.next_cleanup = self.config.cleanup_interval().map(|d| now + d);
         }
+        if self.next_forget.is_some_and(|at| now >= at) {
+            self.forget_silent_hosts(store, now)?;
+        }
+        Ok(())
+    }
+
+    /// On a shared store, the leader forgets hosts silent for [`FORGET_HOSTS_AFTER`]
+    /// (their records would otherwise stay for ever: a host that is killed, or whose
+    /// machine is gone, never unregisters).
+    fn forget_silent_hosts(&mut self, store: &mut dyn Store, now: Instant) -> Result<()> {
+        if !store.is_shared() {
+            self.next_forget = None;
+            return Ok(());
+        }
+        if self.leads(store) {
+            let cutoff = stask_storage::now_ms() - FORGET_HOSTS_AFTER.as_millis() as i64;
+            let forgotten = store.forget_hosts_silent_since(cutoff)?;
+            if forgotten > 0 {
+                tracing::info!(
+                    hosts = forgotten,
+                    "forgot hosts whose lease was last renewed more than {} ago",
+                    crate::task_log::format_duration(FORGET_HOSTS_AFTER)
+                );
+            }
+        }
+        self.next_forget = Some(now + FORGET_INTERVAL);
         Ok(())
     }
 
@@ -298,6 +341,8 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
         // Clean once at start, then on the interval.
         next_cleanup: config.cleanup_interval().map(|_| Instant::now()),
         next_schedules: Instant::now(),
+        // Once at start (by the leader), then on the interval.
+        next_forget: Some(Instant::now()),
     };
     let chores_thread = {
         let running = running.clone();

@@ -134,6 +134,70 @@ pub struct ActionSpec {
     /// marked, the first action is the scheduled one.
     #[serde(default)]
     pub scheduled: bool,
+    /// Default unique key of the action's tasks, a template over the task's data
+    /// (`"shop:{shop_id}"`, see [`render_unique_key`]): while a task of this action with
+    /// the same key is pending or running, creating another returns that task instead.
+    /// Callers can give their own key or create without one. Left out of the JSON when
+    /// unset, so libraries built before the field keep the manifest they had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+}
+
+/// Longest unique key, in bytes (a rendered template included).
+pub const MAX_UNIQUE_KEY_BYTES: usize = 512;
+
+/// Renders a unique-key template against task data: `{field}` is replaced by the data's
+/// top-level `field` (`{a.b}` reaches into objects), strings as they are and any other
+/// value as its JSON text (a missing field as `null`); `{{` and `}}` stand for braces.
+///
+/// ```
+/// use stask_plugin_api::manifest::render_unique_key;
+/// use serde_json::json;
+///
+/// let data = json!({"shop": {"id": 42}, "file": "a.csv"});
+/// assert_eq!(render_unique_key("import:{shop.id}:{file}", &data).unwrap(), "import:42:a.csv");
+/// assert_eq!(render_unique_key("{{literal}} {missing}", &data).unwrap(), "{literal} null");
+/// assert!(render_unique_key("open {brace", &data).is_err());
+/// ```
+pub fn render_unique_key(template: &str, data: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('}') {
+            return Err(format!(
+                "unique key template '{template}' has a '}}' without its '{{' (write '}}}}' for a brace)"
+            ));
+        }
+        let Some(end) = tail.find('}') else {
+            return Err(format!(
+                "unique key template '{template}' has a '{{' without its '}}' (write '{{{{' for a brace)"
+            ));
+        };
+        let path = &tail[1..end];
+        if path.is_empty() || path.contains('{') || path.split('.').any(str::is_empty) {
+            return Err(format!(
+                "unique key template '{template}' has an empty or malformed field '{{{path}}}'; name a data field, e.g. {{shop_id}} or {{shop.id}}"
+            ));
+        }
+        let value = path
+            .split('.')
+            .try_fold(data, |v, k| v.get(k))
+            .unwrap_or(&Value::Null);
+        match value {
+            Value::String(s) => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Type of a setting value.
@@ -478,6 +542,17 @@ impl WorkerManifest {
             if self.actions[..i].iter().any(|o| o.name == a.name) {
                 return Err(format!("worker '{id}' declares action '{}' twice", a.name));
             }
+            if let Some(template) = &a.unique_key {
+                // Rendering against nothing finds every syntax error, once, here.
+                render_unique_key(template, &Value::Null)
+                    .map_err(|e| format!("worker '{id}', action '{}': {e}", a.name))?;
+                if template.trim().is_empty() || template.len() > MAX_UNIQUE_KEY_BYTES {
+                    return Err(format!(
+                        "worker '{id}', action '{}': the unique key template must be 1-{MAX_UNIQUE_KEY_BYTES} bytes and not blank",
+                        a.name
+                    ));
+                }
+            }
         }
         if self.actions.iter().filter(|a| a.scheduled).count() > 1 {
             return Err(format!(
@@ -772,6 +847,7 @@ impl ActionSpec {
             title: title.to_owned(),
             description: String::new(),
             scheduled: false,
+            unique_key: None,
         }
     }
 
@@ -795,6 +871,23 @@ impl ActionSpec {
     /// ```
     pub fn scheduled(mut self) -> Self {
         self.scheduled = true;
+        self
+    }
+
+    /// Sets the default unique key template of the action's tasks (see
+    /// [`render_unique_key`]): one import per file at a time, say.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("shop", "Shop")
+    ///     .action(ActionSpec::new("import", "Import").unique_key("import:{file}"));
+    /// assert_eq!(m.validate(), Ok(()));
+    /// let bad = WorkerManifest::new("shop", "Shop")
+    ///     .action(ActionSpec::new("import", "Import").unique_key("import:{file"));
+    /// assert!(bad.validate().unwrap_err().contains("without its '}'"));
+    /// ```
+    pub fn unique_key(mut self, template: &str) -> Self {
+        self.unique_key = Some(template.to_owned());
         self
     }
 }

@@ -44,16 +44,18 @@ pub use leases::Leases;
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{
-    CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, NewTask, Outcome, Priority,
+    CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, Inserted, NewTask, Outcome, Priority,
     ProgressUpdate, RetryResult, RunningTask, StartLine, Status, StatusCounts, TaskFilter,
-    TaskQueue, TaskRecord,
+    TaskQueue, TaskRecord, Uniqueness,
 };
 pub use registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
 pub use schedules::{
     FireOutcome, Firing, ScheduleRecord, Schedules, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
 };
 pub use search::{TaskPage, TaskQuery, TaskSearch};
-pub use statistics::{bucket_floor, Activity, Statistics, WorkerCounts, WorkerLastRun, BUCKET_MS};
+pub use statistics::{
+    bucket_floor, Activity, MinuteCounts, Statistics, WorkerCounts, WorkerLastRun, BUCKET_MS,
+};
 pub use wakeups::{WakeListener, Wakeups};
 
 /// A store: every storage concept of stask, from one backend. Hold it as

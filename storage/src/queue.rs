@@ -132,6 +132,28 @@ pub struct NewTask {
     pub created_at: i64,
 }
 
+/// What makes a task being created unique ([`TaskQueue::insert_unique_task`]): another
+/// task of the same worker and action with the same key, in one of the statuses, created
+/// since a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uniqueness {
+    /// The key (stored with the new task).
+    pub key: String,
+    /// Statuses in which an existing task counts (never empty).
+    pub statuses: Vec<Status>,
+    /// Only tasks created at or after this time count (ms); `None`: any age.
+    pub since: Option<i64>,
+}
+
+/// What [`TaskQueue::insert_unique_task`] did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// No task matched: this one was created, with this id.
+    Created(i64),
+    /// This task matched (the newest that did), and nothing was created.
+    Existing(Box<TaskRecord>),
+}
+
 /// A stored task.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
@@ -403,6 +425,18 @@ pub trait TaskQueue {
         count: usize,
         creation: &LogLine,
     ) -> Result<Vec<i64>, StoreError>;
+
+    /// Inserts one pending task like [`TaskQueue::insert_tasks`] unless a task of the
+    /// same worker and action has `unique.key` and matches `unique` (a status in
+    /// `unique.statuses`, created at or after `unique.since`); then nothing is written
+    /// and the newest such task is returned. Atomic: of creators racing with one key,
+    /// in any processes or hosts, exactly one creates the task.
+    fn insert_unique_task(
+        &mut self,
+        task: &NewTask,
+        unique: &Uniqueness,
+        creation: &LogLine,
+    ) -> Result<Inserted, StoreError>;
 
     /// One task.
     fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError>;

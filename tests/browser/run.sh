@@ -2,8 +2,10 @@
 # Browser tests of the web interface: a real `stask serve` (target/debug, built by
 # `cargo build --workspace --all-targets`) driven in headless Chromium by playwright-core
 # through node's built-in test runner. Installs what it needs when missing: Debian's
-# chromium (apt-get), and playwright-core from npm into tests/browser/node_modules
-# (without its own browser download). Screenshots: target/browser-artifacts/.
+# chromium (apt-get), and playwright-core and axe-core from npm into
+# tests/browser/node_modules (the versions of package-lock.json; no browser download).
+# Screenshots: target/browser-artifacts/.
+# One file: tests/browser/run.sh tests/a11y.test.mjs (paths relative to tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,9 +29,14 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
 fi
-if [ ! -f node_modules/playwright-core/package.json ]; then
+# The scale test writes its million tasks with the sqlite3 shell.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    apt_install sqlite3
+fi
+if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/axe-core/axe.min.js ]; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
 
-rm -rf ../../target/browser-artifacts
-STASK_CHROMIUM="$CHROMIUM" node --test --test-concurrency=1 tests/
+# A whole run starts with no artifacts; a run of some files keeps the others'.
+if [ $# -eq 0 ]; then rm -rf ../../target/browser-artifacts; fi
+STASK_CHROMIUM="$CHROMIUM" node --test --test-concurrency=1 "${@:-tests/}"

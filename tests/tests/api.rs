@@ -3458,3 +3458,179 @@ fn passwords_are_limited_in_characters_as_documented() {
         );
     }
 }
+
+#[test]
+fn execute_and_process_say_what_really_happened_and_why_a_task_waits() {
+    // One slot; a failed attempt waits ten minutes for its retry.
+    let svc = Service::start(
+        &[DEMO],
+        &[
+            ("STASK_CONCURRENCY", "1"),
+            ("STASK_RETRY_BASE_MS", "600000"),
+        ],
+    );
+    let api = &svc.api;
+    let (op, admin) = (svc.operator(), svc.admin());
+
+    // A failed first attempt: pending, waiting for its retry at a time.
+    let failing = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 1, "step_ms": 1, "fail_at": 1 }),
+        json!({ "max_attempts": 3 }),
+    );
+    let t = wait_until(WAIT, "the first attempt failed", || {
+        let t = svc.task(failing);
+        (t["status"] == "pending" && t["attempts"] == 1).then_some(t)
+    });
+    assert_eq!(t["waiting"]["code"], "retry_at", "{t:#}");
+    assert_eq!(t["waiting"]["at"], t["run_after"], "{t:#}");
+    // Executing it with the slot free: a service takes it, and the answer says so.
+    let r = api
+        .post(&op, &format!("/api/v1/tasks/{failing}/execute"), &json!({}))
+        .expect(202);
+    assert_eq!(
+        (r["result"].as_str(), r["made_due"].as_bool()),
+        (Some("started"), Some(true)),
+        "{r:#}"
+    );
+    // A new attempt began (it may have failed again already).
+    assert!(r["status"] != "pending" || r["attempts"] == 2, "{r:#}");
+    wait_until(WAIT, "the second attempt failed", || {
+        let t = svc.task(failing);
+        (t["status"] == "pending" && t["attempts"] == 2).then_some(())
+    });
+
+    // The one slot busy: another task waits for it, and says so.
+    let long = svc.create(
+        &op,
+        "demo",
+        "run",
+        json!({ "steps": 1000, "step_ms": 20 }),
+        json!({}),
+    );
+    svc.wait_status(long, "running");
+    let queued = svc.create(&op, "demo", "noop", json!({}), json!({}));
+    let t = svc.task(queued);
+    assert_eq!(
+        t["waiting"],
+        json!({ "code": "slots_busy", "running": 1, "capacity": 1 }),
+        "{t:#}"
+    );
+    let r = api
+        .post(&op, &format!("/api/v1/tasks/{queued}/execute"), &json!({}))
+        .expect(202);
+    assert_eq!(
+        (
+            r["result"].as_str(),
+            r["made_due"].as_bool(),
+            r["waiting"]["code"].as_str()
+        ),
+        (Some("waiting"), Some(false), Some("slots_busy")),
+        "{r:#}"
+    );
+    assert_eq!(r["status"], "pending");
+
+    // Process: the waiting retry and the queued task are due, none starts (the slot is
+    // busy), and the answer counts them by reason.
+    let p = api
+        .post(&op, "/api/v1/tasks/process", &json!({}))
+        .expect(202);
+    assert_eq!(p["starting"], 0, "{p:#}");
+    assert_eq!(p["waiting"]["slots_busy"], 2, "{p:#}");
+
+    // The worker deactivated: its pending tasks say so, execute refuses, process counts.
+    api.post(&admin, "/api/v1/workers/demo/deactivate", &json!({}))
+        .expect(200);
+    assert_eq!(svc.task(queued)["waiting"]["code"], "worker_inactive");
+    let r = api.post(&op, &format!("/api/v1/tasks/{queued}/execute"), &json!({}));
+    assert_eq!((r.status, r.code().as_str()), (409, "worker_inactive"));
+    let p = api
+        .post(&op, "/api/v1/tasks/process", &json!({}))
+        .expect(202);
+    assert_eq!(
+        (
+            p["starting"].as_i64(),
+            p["waiting"]["worker_inactive"].as_i64()
+        ),
+        (Some(0), Some(2)),
+        "{p:#}"
+    );
+    // Tasks that are not pending do not wait.
+    assert!(svc.task(long).get("waiting").is_none());
+}
+
+#[test]
+fn task_list_items_carry_the_scope_and_what_the_caller_may_do() {
+    let svc = Service::start(&[DEMO], &[]);
+    let api = &svc.api;
+    let second = svc
+        .home
+        .json(&["tokens", "create", "--role", "operator", "--name", "second"]);
+    let second = Cred::Bearer(second["token"].as_str().unwrap().to_owned());
+    let running = svc.create(
+        &svc.operator(),
+        "demo",
+        "run",
+        json!({ "steps": 1000, "step_ms": 20 }),
+        json!({}),
+    );
+    svc.wait_status(running, "running");
+    let done = svc.create(&svc.operator(), "demo", "noop", json!({}), json!({}));
+    svc.wait_status(done, "completed");
+    let scope = svc.home.json(&["workers", "show", "demo"])["scope"].clone();
+    let allowed = |cred: &Cred, id: i64| -> Value {
+        let list = api.get(cred, "/api/v1/tasks?limit=50").expect(200);
+        let t = list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("task {id} listed: {list:#}"))
+            .clone();
+        assert_eq!(t["scope"], scope, "{t:#}");
+        t["allowed"].clone()
+    };
+    let no = json!({ "execute": false, "cancel": false, "retry": false, "delete": false });
+    // Viewers may do nothing; the operator who started it may cancel it; another
+    // operator may not; an admin may, and may delete the finished one.
+    assert_eq!(allowed(&svc.viewer(), running), no);
+    assert_eq!(
+        allowed(&svc.operator(), running),
+        json!({ "execute": false, "cancel": true, "retry": false, "delete": false })
+    );
+    assert_eq!(allowed(&second, running), no);
+    assert_eq!(
+        allowed(&svc.admin(), running),
+        json!({ "execute": false, "cancel": true, "retry": false, "delete": false })
+    );
+    assert_eq!(
+        allowed(&svc.admin(), done),
+        json!({ "execute": false, "cancel": false, "retry": false, "delete": true })
+    );
+    // What it says is what the operation does.
+    let r = api.post(
+        &second,
+        &format!("/api/v1/tasks/{running}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 403);
+    api.post(
+        &svc.operator(),
+        &format!("/api/v1/tasks/{running}/cancel"),
+        &json!({}),
+    )
+    .expect(200);
+    svc.wait_status(running, "cancelled");
+    assert_eq!(
+        allowed(&svc.operator(), running),
+        json!({ "execute": false, "cancel": false, "retry": true, "delete": false })
+    );
+    assert_eq!(allowed(&second, running), no);
+    // The details carry the same.
+    let t = api
+        .get(&svc.operator(), &format!("/api/v1/tasks/{running}"))
+        .expect(200);
+    assert_eq!(t["allowed"]["retry"], true, "{t:#}");
+}

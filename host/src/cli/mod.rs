@@ -388,7 +388,11 @@ fn run(cli: Cli) -> Result<i32> {
             stats::run(&*home.store()?, &config, args, cli.json).map(|()| 0)
         }
         Command::Check => {
-            let report = crate::check::check(&cli.home, cli.plugins_dir.as_deref());
+            let report = crate::check::check(
+                &cli.home,
+                cli.plugins_dir.as_deref(),
+                cli.database.as_deref(),
+            );
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -459,6 +463,7 @@ fn open(
     let home = home
         .with_plugins_dir(config.plugins_dir.clone())
         .with_database(config.database())?;
+    crate::secrets::use_home_key_file(&home);
     Ok((home, config))
 }
 

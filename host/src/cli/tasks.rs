@@ -48,6 +48,21 @@ pub(super) enum TasksCommand {
         /// Create this many identical tasks at once (prints one id per line).
         #[arg(long, default_value_t = 1)]
         count: usize,
+        /// Create the task only if no task of this worker and action with this key is
+        /// pending or running (see --unique-states); otherwise print that task's id and
+        /// exit with 3. Default: the action's declared key, if any.
+        #[arg(long, value_name = "KEY")]
+        unique_key: Option<String>,
+        /// Only tasks with the key created within this long count, e.g. 10m, 2h, 1d
+        /// [default: any age].
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        unique_for: Option<Duration>,
+        /// The statuses in which a task with the key counts, comma-separated.
+        #[arg(long, value_name = "STATES", value_parser = parse_unique_states)]
+        unique_states: Option<UniqueStates>,
+        /// Ignore the action's declared unique key: always create the task.
+        #[arg(long)]
+        no_unique: bool,
     },
     /// List tasks, newest first.
     List {
@@ -120,6 +135,31 @@ pub(super) enum TasksCommand {
     },
 }
 
+/// Prints a task created or found with a unique key (its id alone on stdout, so
+/// `id=$(stask tasks create …)` works either way) and returns the exit code.
+fn print_unique(created: &ops::Created, key: &str, json: bool) -> Result<i32> {
+    let t = &created.first;
+    if json {
+        print_json(&serde_json::json!({
+            "id": t.id,
+            "existing": created.existing,
+            "status": t.status.as_str(),
+            "unique_key": key,
+        }))?;
+    } else {
+        println!("{}", t.id);
+        if created.existing {
+            eprintln!(
+                "task {} ({}) already has unique key '{}'; no task was created",
+                t.id,
+                t.status,
+                shown(key)
+            );
+        }
+    }
+    Ok(if created.existing { EXIT_EXISTING } else { 0 })
+}
+
 fn parse_priority(s: &str) -> Result<Priority, String> {
     ops::parse_priority(s, "priority").map_err(|p| p.message)
 }
@@ -127,6 +167,20 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 fn parse_status(s: &str) -> Result<Status, String> {
     ops::parse_status(s, "status").map_err(|p| p.message)
 }
+
+/// `--unique-states`, parsed (a newtype: clap would read a `Vec` as a repeated option).
+#[derive(Debug, Clone)]
+pub(super) struct UniqueStates(Vec<Status>);
+
+fn parse_unique_states(s: &str) -> Result<UniqueStates, String> {
+    ops::parse_unique_states(s.split(','), "unique_states")
+        .map(UniqueStates)
+        .map_err(|p| p.message)
+}
+
+/// Exit code of `tasks create` when a task with the unique key was there and is
+/// printed instead of a new one.
+pub const EXIT_EXISTING: i32 = 3;
 
 pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -> Result<i32> {
     let mut store = home.store()?;
@@ -140,12 +194,16 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             user,
             allow_sensitive,
             count,
+            unique_key,
+            unique_for,
+            unique_states,
+            no_unique,
         } => {
             let data = match data {
                 None => Value::Object(Default::default()),
                 Some(text) => read_data(&text)?,
             };
-            let ids = ops::create_tasks(
+            let created = ops::create_with(
                 &mut *store,
                 &TaskRequest {
                     worker,
@@ -157,7 +215,17 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
                     allow_sensitive,
                 },
                 count,
+                &ops::UniqueRequest {
+                    key: unique_key,
+                    within: unique_for,
+                    statuses: unique_states.map(|s| s.0),
+                    ignore_default: no_unique,
+                },
             )?;
+            if let Some(key) = &created.unique_key {
+                return print_unique(&created, key, json);
+            }
+            let ids = created.ids;
             if json && ids.len() == 1 {
                 print_json(&serde_json::json!({ "id": ids[0] }))?;
             } else if json {

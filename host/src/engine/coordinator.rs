@@ -774,7 +774,12 @@ impl<'a> Coordinator<'a> {
 
     /// Renews this engine's lease on its tasks.
     fn renew_lease(&mut self) -> Result<()> {
-        if self.timers.lease.elapsed() < self.cfg.heartbeat_interval || self.backing_off() {
+        // At least four renewals per lease: the fence falls at three quarters of it, so
+        // a host renewing every 2 s with a 3 s lease would fence itself whenever a loop
+        // ran a quarter second late (a busy machine), and runs its buffered,
+        // already-finished tasks again.
+        let every = self.cfg.heartbeat_interval.min(self.cfg.stale_after / 4);
+        if self.timers.lease.elapsed() < every || self.backing_off() {
             return Ok(());
         }
         self.timers.lease = Instant::now();

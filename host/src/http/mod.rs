@@ -18,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod metrics;
+mod running;
 pub mod server;
 mod stats;
 pub mod streams;
@@ -57,6 +58,8 @@ pub struct AppState {
     pool: Mutex<Vec<Box<dyn Store>>>,
     limits: HttpLimits,
     streams: Arc<streams::Streams>,
+    /// This machine's slots, for why a pending task waits (tasks.rs).
+    capacity: crate::ops::tasks::Capacity,
 }
 
 /// The state as handlers receive it.
@@ -75,6 +78,7 @@ impl AppState {
                 limits.max_streams_per_user,
             )),
             limits,
+            capacity: crate::ops::tasks::Capacity::of(config),
         })
     }
 
@@ -193,6 +197,8 @@ pub const ROUTE_ROLES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/stats/overview", Some(Role::Viewer)),
     ("GET", "/stats/workers", Some(Role::Viewer)),
     ("GET", "/stats/time", Some(Role::Viewer)),
+    ("GET", "/stats/throughput", Some(Role::Viewer)),
+    ("GET", "/running", Some(Role::Viewer)),
     ("GET", "/tasks", Some(Role::Viewer)),
     ("POST", "/tasks", Some(Role::Operator)),
     ("POST", "/tasks/bulk", Some(Role::Operator)),
@@ -570,6 +576,8 @@ pub fn router(state: Shared) -> Router {
         .route("/stats/overview", get(stats::overview))
         .route("/stats/workers", get(stats::workers))
         .route("/stats/time", get(stats::time))
+        .route("/stats/throughput", get(stats::throughput))
+        .route("/running", get(running::running))
         .route("/tasks", get(tasks::list).post(tasks::create))
         .route("/tasks/bulk", post(tasks::bulk))
         .route("/tasks/process", post(tasks::process))

@@ -49,7 +49,65 @@ pub async fn dashboard(
             },
             "active_workers": store.count_active_workers()?,
             "recent_tasks": recent,
+            "queues": queues(store)?,
         }))
+    })
+    .await
+    .map(Json)
+}
+
+/// Queue depth per worker: pending and running tasks of every worker that has any,
+/// from the kept counts (constant cost), deepest queue first.
+fn queues(store: &dyn stask_storage::Store) -> Result<Vec<Value>, ApiError> {
+    let mut per: Vec<_> = store
+        .worker_counts()?
+        .into_iter()
+        .filter(|w| w.counts.pending > 0 || w.counts.running > 0)
+        .collect();
+    per.sort_by(|a, b| {
+        (b.counts.pending + b.counts.running)
+            .cmp(&(a.counts.pending + a.counts.running))
+            .then_with(|| a.worker.cmp(&b.worker))
+    });
+    Ok(per
+        .into_iter()
+        .map(|w| json!({"worker": w.worker, "pending": w.counts.pending, "running": w.counts.running}))
+        .collect())
+}
+
+/// One minute in milliseconds.
+const MINUTE_MS: i64 = 60_000;
+
+/// `GET /stats/throughput?minutes=`: tasks completed and failed per minute over the
+/// last `minutes` (default 60) minutes, the current one included, oldest first, every
+/// minute present (zeros included) so a chart needs no gap filling.
+pub async fn throughput(
+    State(st): State<Shared>,
+    Extension(_p): Extension<Principal>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.allow(&["minutes"])?;
+    let minutes = params.int("minutes", 1, 1440)?.unwrap_or(60);
+    st.db(move |store, _| {
+        let now = stask_storage::now_ms();
+        let until = (now.div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
+        let since = until - minutes * MINUTE_MS;
+        let found = store.finished_per_minute(since, until)?;
+        let mut found = found.into_iter().peekable();
+        let series: Vec<Value> = (0..minutes)
+            .map(|i| {
+                let at = since + i * MINUTE_MS;
+                let (completed, failed) = match found.peek() {
+                    Some(m) if m.minute == at => {
+                        let m = found.next().expect("peeked");
+                        (m.completed, m.failed)
+                    }
+                    _ => (0, 0),
+                };
+                json!({"at": at, "completed": completed, "failed": failed})
+            })
+            .collect();
+        Ok(json!({"since": since, "until": until, "now": now, "series": series}))
     })
     .await
     .map(Json)

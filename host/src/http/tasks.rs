@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stask_storage::{Priority, TaskQuery};
 
@@ -14,7 +16,9 @@ use super::error::ApiError;
 use super::extract::{not_null, Id, JsonBody, OptionalJson, Params};
 use super::{Principal, Shared};
 use crate::auth::Role;
-use crate::ops::tasks::{self as ops, BulkAction, CleanRequest, Done, TaskRequest};
+use crate::ops::tasks::{
+    self as ops, BulkAction, CleanRequest, Done, TaskRequest, WaitContext, Waiting,
+};
 use crate::views::TaskView;
 
 /// Largest page of `GET /tasks`.
@@ -39,7 +43,7 @@ impl ApiError {
 /// default 50) and `offset`, or by `before_id` (the `next_before_id` of a page).
 pub async fn list(
     State(st): State<Shared>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.allow(&[
@@ -85,9 +89,16 @@ pub async fn list(
         offset: offset as u64,
     };
     let (views, total) = st
-        .db(move |store, _| {
+        .db(move |store, st| {
             let page = store.search_tasks(&query)?;
-            let views: Vec<TaskView> = page.tasks.iter().map(TaskView::summary).collect();
+            // A few small reads for the whole page (workers, running tasks, counts, hosts).
+            let ctx = WaitContext::load(store, &st.capacity)?;
+            let by = p.actor();
+            let views: Vec<TaskView> = page
+                .tasks
+                .iter()
+                .map(|t| TaskView::summary(t).explained(t, &ctx, &by))
+                .collect();
             Ok((views, page.total))
         })
         .await?;
@@ -119,9 +130,19 @@ pub struct NewTask {
     allow_sensitive: bool,
     #[serde(default, deserialize_with = "not_null")]
     count: Option<usize>,
+    #[serde(default, deserialize_with = "not_null")]
+    unique_key: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    unique_for: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    unique_states: Option<Vec<String>>,
+    #[serde(default)]
+    no_unique: bool,
 }
 
-/// `POST /tasks` (operator): the task is started by the caller.
+/// `POST /tasks` (operator): the task is started by the caller. With a unique key
+/// (given, or the action's default) and a task with that key there, answers 200 with
+/// that task and `"existing": true` instead of creating one.
 pub async fn create(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
@@ -140,6 +161,21 @@ pub async fn create(
             format!("count must be between 1 and {MAX_CREATE_COUNT}, got {count}"),
         ));
     }
+    let unique = ops::UniqueRequest {
+        key: body.unique_key,
+        within: body
+            .unique_for
+            .map(|v| {
+                crate::task_log::parse_age(&v)
+                    .map_err(|e| ApiError::invalid("unique_for", "invalid_unique_for", e))
+            })
+            .transpose()?,
+        statuses: body
+            .unique_states
+            .map(|v| ops::parse_unique_states(v.iter().map(String::as_str), "unique_states"))
+            .transpose()?,
+        ignore_default: body.no_unique,
+    };
     let req = TaskRequest {
         worker: body.worker,
         action: body.action,
@@ -153,14 +189,32 @@ pub async fn create(
     };
     // The view is built from what was stored, not read back: once the tasks are
     // committed the answer is 201, so a client never retries into duplicates.
-    let (ids, view) = st
+    let (ids, view, unique) = st
         .db(move |store, _| {
-            let created = ops::create(store, &req, count)?;
-            Ok((created.ids, TaskView::summary(&created.first)))
+            let created = ops::create_with(store, &req, count, &unique)?;
+            let unique = created.unique_key.map(|k| (k, created.existing));
+            Ok((created.ids, TaskView::summary(&created.first), unique))
         })
         .await?;
-    tracing::info!(task = ids[0], count = ids.len(), by = %p.name, "task created through the API");
     let location = format!("/api/v1/tasks/{}", ids[0]);
+    if let Some((key, existing)) = unique {
+        // The view with what the unique key did: 200 and the task that was there, or
+        // 201 and the new one.
+        let mut body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("existing".into(), Value::Bool(existing));
+            o.insert("unique_key".into(), Value::String(key));
+        }
+        let status = if existing {
+            tracing::info!(task = ids[0], by = %p.name, "task with the unique key found through the API");
+            StatusCode::OK
+        } else {
+            tracing::info!(task = ids[0], by = %p.name, "unique task created through the API");
+            StatusCode::CREATED
+        };
+        return Ok((status, [(header::LOCATION, location)], Json(body)).into_response());
+    }
+    tracing::info!(task = ids[0], count = ids.len(), by = %p.name, "task created through the API");
     if ids.len() == 1 {
         Ok((
             StatusCode::CREATED,
@@ -177,28 +231,85 @@ pub async fn create(
 /// progress log (`history`; `GET /tasks/{id}/logs` pages through all of them).
 pub async fn show(
     State(st): State<Shared>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Json<TaskView>, ApiError> {
-    st.db(move |store, _| {
+    st.db(move |store, st| {
         let t = ops::find(store, id)?;
-        Ok(TaskView::details(store, &t)?)
+        let ctx = WaitContext::load(store, &st.capacity)?;
+        Ok(TaskView::details(store, &t)?.explained(&t, &ctx, &p.actor()))
     })
     .await
     .map(Json)
 }
 
-/// `POST /tasks/{id}/execute` (operator): run it now (202).
+/// How long `execute` watches a task it made due, with a free slot, for a service to
+/// take it: long enough for an idle local service (which starts a task within
+/// milliseconds of the wake-up), short enough not to hold the click up.
+const EXECUTE_WATCH: Duration = Duration::from_millis(1500);
+
+/// The answer of `POST /tasks/{id}/execute` (the OpenAPI schema `Executed`): the task
+/// with what happened.
+#[derive(Serialize)]
+struct Executed {
+    #[serde(flatten)]
+    task: TaskView,
+    /// `started` (a service took it: running, ended, or back to pending after a quick
+    /// failed attempt) or `waiting` (not taken; `waiting` says why).
+    result: &'static str,
+    /// Whether it was waiting until later (a retry's backoff) and was made due.
+    made_due: bool,
+}
+
+/// `POST /tasks/{id}/execute` (operator): run it now (202). The task is made due and
+/// watched for a moment: the answer says whether a service took it, or why it still
+/// waits, rather than promising that it runs.
 pub async fn execute(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
     p.require(Role::Operator)?;
-    let view = st
-        .db(move |store, _| Ok(TaskView::summary(&ops::run_now(store, id)?)))
+    let by = p.actor();
+    // The context is read before the task: a claim in between then shows as the task
+    // running, never as a pending task beside a slot it already fills.
+    let explain = move |store: &dyn stask_storage::Store, st: &super::AppState| {
+        let ctx = WaitContext::load(store, &st.capacity)?;
+        let t = ops::find(store, id)?;
+        Ok::<_, ApiError>(TaskView::summary(&t).explained(&t, &ctx, &by))
+    };
+    let again = explain.clone();
+    let (made_due, mut view) = st
+        .db(move |store, st| {
+            let r = ops::run_now(store, id)?;
+            Ok((r.made_due, explain(store, st)?))
+        })
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+    // Only a task nothing holds back is worth watching: one that waits for a slot, a
+    // limit or a host will not start within the moment. A quick attempt can end (and
+    // put the task back to pending for its next retry) between two looks: a new
+    // attempt counts as started too.
+    let attempts = view.attempts;
+    let ran = |v: &TaskView| v.status != "pending" || v.attempts > attempts;
+    let watching = Instant::now();
+    while !ran(&view)
+        && matches!(view.waiting, Some(Waiting::Queued))
+        && watching.elapsed() < EXECUTE_WATCH
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let explain = again.clone();
+        view = st.db(move |store, st| explain(store, st)).await?;
+    }
+    let result = if ran(&view) { "started" } else { "waiting" };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Executed {
+            task: view,
+            result,
+            made_due,
+        }),
+    )
+        .into_response())
 }
 
 /// `POST /tasks/{id}/cancel` (operator; own tasks unless admin).
@@ -310,16 +421,29 @@ pub async fn bulk(
 
 /// `POST /tasks/process` (operator): every pending task becomes due now (retries
 /// waiting for their backoff included) and the services are woken; answers how many
-/// tasks are claimable (202).
+/// tasks are claimable, how many the free slots take and why the others wait (202).
 pub async fn process(
     State(st): State<Shared>,
     Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     p.require(Role::Operator)?;
-    let due = st.db(|store, _| Ok(ops::process_now(store)?)).await?;
+    let due = st
+        .db(|store, st| Ok(ops::process_now(store, &st.capacity)?))
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "claimable": due.claimable, "made_due": due.made_due })),
+        Json(json!({
+            "claimable": due.claimable,
+            "made_due": due.made_due,
+            "starting": due.due.starting,
+            "waiting": {
+                "slots_busy": due.due.slots_busy,
+                "worker_limit": due.due.worker_limit,
+                "worker_inactive": due.due.worker_inactive,
+                "unknown_worker": due.due.unknown_worker,
+                "no_host": due.due.no_host,
+            },
+        })),
     )
         .into_response())
 }

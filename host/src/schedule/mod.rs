@@ -18,7 +18,10 @@ pub mod spec;
 pub mod tick;
 
 pub use next_run::{next_after, resolve_local};
-pub use spec::{describe, InputNames, Spec, SpecError, SpecInput, TimeOfDay, MANUAL_DESCRIPTION};
+pub use spec::{
+    describe, describe_code, DescriptionCode, InputNames, Spec, SpecError, SpecInput, TimeOfDay,
+    MANUAL_DESCRIPTION,
+};
 pub use tick::{tick, Fired, FiredResult, TickReport};
 
 #[cfg(test)]

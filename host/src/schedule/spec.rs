@@ -478,6 +478,69 @@ pub fn describe(spec: &Spec) -> String {
     }
 }
 
+/// [`describe`] as a code and its parameters, so that a front-end can word it in its
+/// own language: `{"code": "daily", "params": {"at": "08:30"}}`. The codes are the
+/// kinds (`once`, `hourly`, `daily`, `weekly`, `regular`) with the spec's fields as
+/// parameters (times as `HH:MM`, a one-off's as `YYYY-MM-DD HH:MM`, weekdays as `mon`…
+/// `sun`), and `manual` and `invalid` (with the English `error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DescriptionCode {
+    /// What kind of description.
+    pub code: &'static str,
+    /// Its parameters.
+    pub params: serde_json::Map<String, Value>,
+}
+
+impl DescriptionCode {
+    fn new(code: &'static str, params: Value) -> DescriptionCode {
+        let Value::Object(params) = params else {
+            unreachable!("parameters are built as objects")
+        };
+        DescriptionCode { code, params }
+    }
+
+    /// A worker without a schedule ([`MANUAL_DESCRIPTION`]).
+    pub fn manual() -> DescriptionCode {
+        DescriptionCode::new("manual", serde_json::json!({}))
+    }
+
+    /// A stored spec that cannot be read, with why (in English).
+    pub fn invalid(error: &str) -> DescriptionCode {
+        DescriptionCode::new("invalid", serde_json::json!({ "error": error }))
+    }
+}
+
+/// [`describe`]'s code and parameters ([`DescriptionCode`]).
+pub fn describe_code(spec: &Spec) -> DescriptionCode {
+    use serde_json::json;
+    match spec {
+        Spec::Once { at } => {
+            DescriptionCode::new("once", json!({ "at": format_local_date_time(at) }))
+        }
+        Spec::Hourly { minute } => DescriptionCode::new("hourly", json!({ "minute": minute })),
+        Spec::Daily { at } => DescriptionCode::new("daily", json!({ "at": at.to_string() })),
+        Spec::Weekly { days, at } => DescriptionCode::new(
+            "weekly",
+            json!({
+                "days": days.iter().map(|d| weekday_name(*d)).collect::<Vec<_>>(),
+                "at": at.to_string(),
+            }),
+        ),
+        Spec::Regular {
+            every_minutes,
+            from,
+            to,
+        } => DescriptionCode::new(
+            "regular",
+            json!({
+                "every_minutes": every_minutes,
+                "from": from.to_string(),
+                "to": to.to_string(),
+            }),
+        ),
+    }
+}
+
 /// How a front-end names the inputs of a schedule in messages: `--at` on the command
 /// line, `'at'` in an API body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -696,3 +696,75 @@ fn specs_round_trip_as_json_and_describe_themselves() {
         "every 120 min between 00:00 and 23:59"
     );
 }
+
+/// The API sends each description also as a code and parameters (the page words it in
+/// the user's language): every kind, manual and an unreadable spec, in the view and in
+/// the worker list's summary.
+#[test]
+fn descriptions_come_with_a_code_and_parameters() {
+    let now = at("2026-06-01T00:00:00Z");
+    let cases = [
+        (
+            SpecInput {
+                at: Some("2026-12-01T08:00".into()),
+                ..kind("once")
+            },
+            json!({"code": "once", "params": {"at": "2026-12-01 08:00"}}),
+        ),
+        (
+            SpecInput {
+                minute: Some("15".into()),
+                ..kind("hourly")
+            },
+            json!({"code": "hourly", "params": {"minute": 15}}),
+        ),
+        (
+            daily("8:30"),
+            json!({"code": "daily", "params": {"at": "08:30"}}),
+        ),
+        (
+            SpecInput {
+                days: Some("fri,mon".into()),
+                at: Some("08:30".into()),
+                ..kind("weekly")
+            },
+            json!({"code": "weekly", "params": {"days": ["mon", "fri"], "at": "08:30"}}),
+        ),
+        (
+            every("1h30m", "22:00", "02:00"),
+            json!({"code": "regular", "params": {"every_minutes": 90, "from": "22:00", "to": "02:00"}}),
+        ),
+    ];
+    for (input, code) in cases {
+        let spec = input.parse(UTC, now).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(super::describe_code(&spec)).unwrap(),
+            code
+        );
+    }
+
+    let env = Env::new(true);
+    let manual = serde_json::to_value(env.view()).unwrap();
+    assert_eq!(
+        manual["description_code"],
+        json!({"code": "manual", "params": {}})
+    );
+    env.set(daily("03:00"), json!({}), "2026-06-01T00:00:00Z");
+    let view = env.view();
+    let shown = serde_json::to_value(&view).unwrap();
+    assert_eq!(shown["description"], "daily at 03:00");
+    assert_eq!(
+        shown["description_code"],
+        json!({"code": "daily", "params": {"at": "03:00"}})
+    );
+    let summary = serde_json::to_value(crate::views::ScheduleSummary::new(&view)).unwrap();
+    assert_eq!(summary["description_code"], shown["description_code"]);
+
+    let rec = stask_storage::ScheduleRecord {
+        spec: r#"{"kind":"fortnightly"}"#.into(),
+        ..env.store.get_schedule("w").unwrap().unwrap()
+    };
+    let broken = serde_json::to_value(ScheduleView::new("w", Some(&rec), UTC)).unwrap();
+    assert_eq!(broken["description_code"]["code"], "invalid");
+    assert!(broken["description_code"]["params"]["error"].is_string());
+}

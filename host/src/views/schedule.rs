@@ -8,7 +8,7 @@ use serde_json::Value;
 use stask_storage::{ScheduleRecord, Store};
 
 use crate::schedule::tick::ms_to_utc;
-use crate::schedule::{describe, Spec, MANUAL_DESCRIPTION};
+use crate::schedule::{describe, describe_code, DescriptionCode, Spec, MANUAL_DESCRIPTION};
 use crate::sensitive;
 
 /// An instant shown three ways.
@@ -43,6 +43,9 @@ pub struct ScheduleView {
     pub kind: String,
     /// `daily at 08:30`, `manual (on demand only)`, …
     pub description: String,
+    /// The description as a code and parameters, for front-ends that word it in their
+    /// own language: `{"code": "daily", "params": {"at": "08:30"}}`.
+    pub description_code: DescriptionCode,
     /// The stored spec (`null` for manual).
     pub spec: Option<Value>,
     /// Data of the tasks it creates (credential-looking values redacted).
@@ -73,6 +76,7 @@ impl ScheduleView {
                 worker: worker.to_owned(),
                 kind: "manual".to_owned(),
                 description: MANUAL_DESCRIPTION.to_owned(),
+                description_code: DescriptionCode::manual(),
                 spec: None,
                 data: Value::Object(Default::default()),
                 paused: false,
@@ -85,15 +89,24 @@ impl ScheduleView {
                 last_skip_reason: None,
             };
         };
-        let (kind, description) = match Spec::from_json(&rec.spec) {
-            Ok(spec) => (spec.kind().to_owned(), describe(&spec)),
-            Err(e) => ("invalid".to_owned(), format!("invalid schedule: {e}")),
+        let (kind, description, description_code) = match Spec::from_json(&rec.spec) {
+            Ok(spec) => (
+                spec.kind().to_owned(),
+                describe(&spec),
+                describe_code(&spec),
+            ),
+            Err(e) => (
+                "invalid".to_owned(),
+                format!("invalid schedule: {e}"),
+                DescriptionCode::invalid(&e),
+            ),
         };
         let time = |ms: Option<i64>| ms.map(|ms| TimeView::new(ms, tz));
         ScheduleView {
             worker: worker.to_owned(),
             kind,
             description,
+            description_code,
             spec: serde_json::from_str(&rec.spec).ok(),
             data: serde_json::from_str(&rec.data)
                 .map(|v| sensitive::redact(&v))
@@ -140,6 +153,8 @@ pub struct ScheduleSummary {
     pub kind: String,
     /// `daily at 08:30`, …
     pub description: String,
+    /// [`ScheduleView::description_code`].
+    pub description_code: DescriptionCode,
     /// [`ScheduleView::summary`].
     pub summary: String,
     /// Paused schedules never fire.
@@ -154,6 +169,7 @@ impl ScheduleSummary {
         ScheduleSummary {
             kind: v.kind.clone(),
             description: v.description.clone(),
+            description_code: v.description_code.clone(),
             summary: v.summary(),
             paused: v.paused,
             next_run: v.next_run.clone(),

@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use stask_storage::{LogLine, ResultFileInfo, Store, TaskRecord};
+use stask_storage::{now_ms, LogLine, ResultFileInfo, Store, TaskRecord};
 
+use crate::ops::tasks::{Allowed, WaitContext, Waiting};
+use crate::ops::Actor;
 use crate::sensitive;
 
 /// Progress-log lines a task's details hold at most in `history`: the last ones. The
@@ -73,6 +75,15 @@ pub struct TaskView {
     /// rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<LogLineView>>,
+    /// Why a pending task is not running (API only: [`TaskView::explained`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// Its worker's scope (API only: [`TaskView::explained`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// What the caller may do with it (API only: [`TaskView::explained`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Allowed>,
 }
 
 impl TaskView {
@@ -112,7 +123,21 @@ impl TaskView {
             log_lines: None,
             result_files: None,
             history: None,
+            waiting: None,
+            scope: None,
+            allowed: None,
         }
+    }
+
+    /// The same with what an API client needs beside the stored task: why it waits
+    /// when pending, its worker's scope, and what `by` may do with it (by the rules the
+    /// operations apply), all from `ctx`, read once per answer.
+    pub fn explained(mut self, t: &TaskRecord, ctx: &WaitContext, by: &Actor) -> Self {
+        let worker = ctx.worker(&t.worker);
+        self.waiting = ctx.waiting(t, now_ms());
+        self.scope = worker.map(|w| w.scope.clone());
+        self.allowed = Some(Allowed::of(by, t, worker.is_some_and(|w| w.active)));
+        self
     }
 
     /// The view of `t` with its result files and the last [`HISTORY_LINES`] lines of

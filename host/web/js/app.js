@@ -14,6 +14,8 @@ import * as tasksPage from './pages/tasks.js';
 import * as taskPage from './pages/task.js';
 import * as newTaskPage from './pages/newtask.js';
 import * as statsPage from './pages/stats.js';
+import * as runningPage from './pages/running.js';
+import { startWatching, canAskForNotifications, askForNotifications } from './watch.js';
 
 const ROUTES = [
   { re: /^\/login\/?$/, page: loginPage, name: 'login', public: true },
@@ -24,6 +26,7 @@ const ROUTES = [
   { re: /^\/tasks\/new\/?$/, page: newTaskPage, name: 'new' },
   { re: /^\/tasks\/(\d+)\/?$/, page: taskPage, name: 'tasks', keys: ['id'] },
   { re: /^\/stats\/?$/, page: statsPage, name: 'stats' },
+  { re: /^\/running\/?$/, page: runningPage, name: 'running' },
 ];
 
 const SHORTCUTS = [
@@ -31,6 +34,7 @@ const SHORTCUTS = [
   { key: 'd', label: 'shortcut.dashboard', path: '/' },
   { key: 't', label: 'shortcut.tasks', path: '/tasks' },
   { key: 'w', label: 'shortcut.workers', path: '/workers' },
+  { key: 'n', label: 'shortcut.running', path: '/running' },
   { key: 's', label: 'shortcut.stats', path: '/stats' },
   { key: '?', label: 'shortcut.help' },
 ];
@@ -78,6 +82,7 @@ function renderShell() {
         { class: 'main-nav', 'aria-label': t('nav.label') },
         navLink('/', 'dashboard', t('nav.dashboard'), 'chart'),
         navLink('/tasks', 'tasks', t('nav.tasks'), 'file'),
+        navLink('/running', 'running', t('nav.running'), 'sync'),
         navLink('/workers', 'workers', t('nav.workers'), 'box'),
         navLink('/stats', 'stats', t('nav.stats'), 'chart'),
         can('task.create') ? navLink('/tasks/new', 'new', t('nav.new_task'), 'ui-plus') : null,
@@ -88,6 +93,20 @@ function renderShell() {
         'div',
         { class: 'user-box' },
         h('span', { class: 'conn-state', id: 'conn-state', role: 'status' }),
+        // On a task page, which watches its task: permission for browser notifications is
+        // asked only when the user presses this.
+        currentRoute && currentRoute.name === 'tasks' && /^\/tasks\/\d+/.test(location.pathname) && canAskForNotifications()
+          ? h('button', {
+              type: 'button',
+              class: 'btn btn-small',
+              id: 'notify-toggle',
+              title: t('watch.enable_title'),
+              onclick: async () => {
+                await askForNotifications();
+                renderShell();
+              },
+            }, icon('bell', { size: 16 }), h('span', null, t('watch.enable')))
+          : null,
         h('span', { class: 'user-name', id: 'user-name' }, user.name),
         h('span', { class: `role role-${user.role}`, id: 'user-role' }, t(`role.${user.role}`)),
         h('button', { type: 'button', class: 'btn btn-small', id: 'logout', onclick: logout }, t('action.logout')),
@@ -271,6 +290,7 @@ async function start() {
   });
   await loadSession();
   api.connection.subscribe(showConnection);
+  startWatching(document.getElementById('main'));
   document.addEventListener('click', onClick);
   document.addEventListener('keydown', onKey);
   window.addEventListener('popstate', () => render());

@@ -3,11 +3,19 @@
 
 import * as api from './api.js';
 import { h } from './dom.js';
-import { t } from './i18n.js';
+import { t, tn, dateTime } from './i18n.js';
 import { button, can, session, notify, notifyError, statusBadge, progressBar, workerCell, link, navigate, timeAgo } from './ui.js';
 
-/** Which operations a task in `status` allows for the current user. */
+/**
+ * Which operations the current user may take on a task: what the API says
+ * (`task.allowed`, decided by the rules the operations apply). Only task summaries from
+ * elsewhere that lack it (the dashboard's) fall back to the role table.
+ */
 export function allowedOps(task) {
+  if (task.allowed && typeof task.allowed === 'object') {
+    const a = task.allowed;
+    return { execute: !!a.execute, cancel: !!a.cancel, retry: !!a.retry };
+  }
   const st = task.status;
   // Operators may cancel and retry only the tasks they started; admins any.
   const mine = can('task.any') || (session.user && task.started_by === session.user.name);
@@ -19,16 +27,67 @@ export function allowedOps(task) {
 }
 
 const DONE_KEYS = {
-  execute: 'notify.task_executed',
   cancel: 'notify.task_cancel',
   retry: 'notify.task_retried',
 };
+
+/**
+ * Why a pending task waits, in the current language: the API sends a code with its
+ * parameters (`{code: "retry_at", at}`); an unknown code is shown as it is.
+ */
+export function waitingText(w) {
+  if (!w || typeof w !== 'object' || typeof w.code !== 'string') return '';
+  const key = `waiting.${w.code}${w.code === 'worker_inactive' && w.reason === 'held' ? '_held' : ''}`;
+  const text = t(key, {
+    at: typeof w.at === 'number' ? dateTime(w.at) : '',
+    limit: w.limit ?? '',
+    running: w.running ?? '',
+    capacity: w.capacity ?? '',
+  });
+  return text === key ? w.code : text;
+}
+
+/** What execute did (its answer: the task with `result` and `waiting`), in words. */
+export function executeMessage(id, res) {
+  if (res && res.result === 'waiting') {
+    return [t('notify.task_executed_waiting', { id, why: waitingText(res.waiting) || t('waiting.queued') }), 'warn'];
+  }
+  if (res && res.result === 'started') {
+    if (res.status === 'running') return [t('notify.task_executed_running', { id }), 'success'];
+    // A quick attempt already ended: for good, or back to pending for its next retry.
+    if (res.status === 'pending') return [t('notify.task_executed_again', { id, n: res.attempts, why: waitingText(res.waiting) }), 'warn'];
+    return [t('notify.task_executed_ended', { id, status: t(`status.${res.status}`) }), res.status === 'completed' ? 'success' : 'warn'];
+  }
+  return [t('notify.task_executed_due', { id }), 'info'];
+}
+
+/**
+ * What "Process tasks" did (`{claimable, made_due, starting, waiting: {code: n}}`):
+ * how many start now and, per reason, how many keep waiting.
+ */
+export function processMessage(res) {
+  if (!res || typeof res !== 'object') return t('notify.process_none');
+  const waiting = res.waiting && typeof res.waiting === 'object' ? res.waiting : {};
+  const reasons = Object.entries(waiting).filter(([, n]) => typeof n === 'number' && n > 0);
+  const starting = typeof res.starting === 'number' ? res.starting : res.claimable || 0;
+  if (!starting && !reasons.length) return t('notify.process_none');
+  const parts = [];
+  if (starting) parts.push(tn('notify.process_starting', { n: starting }));
+  for (const [code, n] of reasons) parts.push(tn(`notify.process_waiting_${code}`, { n }));
+  return parts.join(' ');
+}
 
 /** Runs execute / cancel / retry on a task and notifies; resolves to the API's answer. */
 export async function runOp(task, op) {
   try {
     const res = await api.post(api.routes.taskAction(task.id, op));
-    // cancel answers {result: "cancelled" | "requested"}; execute (202) and retry the task.
+    if (op === 'execute') {
+      // The answer says whether a service took the task, or why it still waits.
+      const [message, kind] = executeMessage(task.id, res);
+      notify(message, kind);
+      return res;
+    }
+    // cancel answers {result: "cancelled" | "requested"}; retry the task.
     const key = op === 'cancel' && res && res.result === 'requested' ? 'notify.task_cancel_requested' : DONE_KEYS[op];
     notify(t(key, { id: task.id }), 'success');
     return res;

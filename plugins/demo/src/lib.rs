@@ -60,6 +60,15 @@ impl Worker for Demo {
                 "Returns the task data unchanged as the result and logs its 'message' field \
                  if present. Example: {\"message\": \"hi\"}",
             ))
+            .action(
+                ActionSpec::new("digest", "Send a digest")
+                    .description(
+                        "Like echo, once per 'topic' at a time: while a digest of a topic is \
+                         pending or running, creating another returns it (its default \
+                         unique key is digest:{topic}). Example: {\"topic\": \"news\"}",
+                    )
+                    .unique_key("digest:{topic}"),
+            )
             .action(ActionSpec::new("spin", "Spin on progress").description(
                 "Reports progress 'calls' times (default 1,000,000) as fast as it can and \
                  returns {\"calls\": N, \"ns_per_call\": T}, the cost of one report \
@@ -93,7 +102,7 @@ impl Worker for Demo {
         match action {
             "run" => run_steps(ctx, &input),
             "noop" => Ok(Value::Null),
-            "echo" => echo(ctx, input),
+            "echo" | "digest" => echo(ctx, input),
             "spin" => spin(ctx, &input),
             "stamp" => Ok(stamp()),
             other => Err(Error::new(format!("unknown action '{other}'"))),

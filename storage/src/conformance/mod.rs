@@ -17,6 +17,7 @@ pub mod schedules;
 pub mod search;
 pub mod statistics;
 pub mod store;
+pub mod unique;
 pub mod wakeups;
 
 use crate::{
@@ -108,10 +109,18 @@ macro_rules! conformance_tests {
                 text_search_follows_progress_outcomes_cancels_retries_and_clean_up,
                 text_search_finds_substrings_among_many_texts_short_ones_too
             }
-            statistics { counts_and_activity_follow_every_change }
+            statistics {
+                counts_and_activity_follow_every_change,
+                finished_tasks_are_counted_per_minute
+            }
             store {
                 a_sound_store_passes_its_integrity_check,
                 settings_swaps_apply_together_or_not_at_all
+            }
+            unique {
+                a_second_task_with_the_key_returns_the_first_while_it_is_pending_or_running,
+                keys_are_matched_per_worker_and_action_and_within_the_period,
+                creators_racing_with_one_key_make_one_task
             }
             wakeups { creating_work_wakes_a_listener }
         );

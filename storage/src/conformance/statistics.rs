@@ -1,7 +1,7 @@
-//! Statistics follow every change of a task.
+//! Statistics follow every change of a task; finished tasks are counted per minute.
 
 use super::{claim, completed, finish, insert, line, register, task, Harness};
-use crate::{Outcome, Status, BUCKET_MS};
+use crate::{MinuteCounts, Outcome, Status, BUCKET_MS};
 
 pub fn counts_and_activity_follow_every_change(h: &dyn Harness) {
     let mut s = h.open();
@@ -85,4 +85,62 @@ pub fn counts_and_activity_follow_every_change(h: &dyn Harness) {
         Some(at)
     );
     assert_eq!(s.count_active_workers().unwrap(), 2);
+}
+
+pub fn finished_tasks_are_counted_per_minute(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["a"], true);
+    let t0 = 1_700_000_040_000; // a whole minute
+    assert_eq!(t0 % 60_000, 0);
+    insert(&mut *s, &task("a", t0), 5);
+    let claimed = claim(&mut *s, "me", t0 + 1_000, 5);
+    let failed = || Outcome::Failed {
+        error: "x".into(),
+        retry_at: None,
+    };
+    let retried = Outcome::Failed {
+        error: "x".into(),
+        retry_at: Some(t0 + 600_000),
+    };
+    s.finish_tasks(&[
+        finish(
+            claimed[0].task.id,
+            "me",
+            completed(),
+            "completed",
+            t0 + 60_000,
+        ),
+        finish(
+            claimed[1].task.id,
+            "me",
+            completed(),
+            "completed",
+            t0 + 119_999,
+        ),
+        finish(claimed[2].task.id, "me", failed(), "failed", t0 + 60_500),
+        finish(claimed[3].task.id, "me", failed(), "failed", t0 + 180_000),
+        // Waiting for its retry: not failed (yet).
+        finish(claimed[4].task.id, "me", retried, "pending", t0 + 60_000),
+    ])
+    .unwrap();
+    let per = s.finished_per_minute(t0, t0 + 240_000).unwrap();
+    assert_eq!(
+        per,
+        vec![
+            MinuteCounts {
+                minute: t0 + 60_000,
+                completed: 2,
+                failed: 1
+            },
+            MinuteCounts {
+                minute: t0 + 180_000,
+                completed: 0,
+                failed: 1
+            },
+        ]
+    );
+    // The range is half-open and minutes outside it are left out.
+    let per = s.finished_per_minute(t0 + 120_000, t0 + 180_000).unwrap();
+    assert!(per.is_empty(), "{per:?}");
+    assert!(s.finished_per_minute(0, t0).unwrap().is_empty());
 }

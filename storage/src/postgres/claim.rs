@@ -2,14 +2,14 @@
 //! `FOR UPDATE … SKIP LOCKED`, so hosts claiming at the same moment take different
 //! tasks without waiting for each other, and a task is never claimed twice (the
 //! update also re-checks that it is still pending). Each claimed task's start line is
-//! stored in the same transaction.
+//! stored in the same transaction, numbered by the claim's own update of the row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use postgres::GenericClient;
 
-use super::logs::append;
+use super::logs::Numbered;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
 use crate::error::StoreError;
@@ -28,32 +28,43 @@ pub(crate) enum Pick<'a> {
     One(i64),
 }
 
-/// Claims the tasks `pick` names for `owner` inside `tx` and stores each one's start
-/// line; returns them in claim order with their workers' registrations.
+/// Claims the tasks `pick` names for `owner` inside `tx`, adding each one's start line
+/// to `lines` (the caller stores them); returns them in claim order with their
+/// workers' registrations.
 pub(crate) fn claim_in(
     tx: &mut impl GenericClient,
     owner: &str,
     now: i64,
     pick: Pick<'_>,
     start_line: StartLine<'_>,
+    lines: &mut Numbered<'_>,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
     let set = "status = 'running', attempts = t.attempts + 1, owner = $1, started_at = $2,
                heartbeat_at = $2, finished_at = NULL, cancel_requested = FALSE, progress = 0,
-               processed = 0, total = 0, message = 'Started'";
+               processed = 0, total = 0, message = 'Started', log_seq = t.log_seq + 1";
+    // The task columns, then the start line's number (taken by the claim itself).
     let returning: String = COLUMNS
         .split(',')
         .map(|c| format!("t.{}", c.trim()))
+        .chain(std::iter::once("t.log_seq".to_owned()))
         .collect::<Vec<_>>()
         .join(", ");
+    let seq_column = COLUMNS.split(',').count();
     let rows = match pick {
+        // The workers to take tasks of are read once (an array), so the pick walks the
+        // claim index in claim order and stops after `limit` rows, whatever the
+        // number of pending tasks; a join with the workers table made the planner read
+        // and sort every pending task (16 ms for a batch of 256 with 20,000 waiting).
         Pick::Due { excluded, limit } => {
             let excluded: Vec<&str> = excluded.to_vec();
             tx.query(
                 &format!(
                     "WITH picked AS (
-                         SELECT t.id FROM tasks t JOIN workers w ON w.identifier = t.worker
-                         WHERE t.status = 'pending' AND t.run_after <= $2 AND w.active
-                           AND NOT (t.worker = ANY($4))
+                         SELECT t.id FROM tasks t
+                         WHERE t.status = 'pending' AND t.run_after <= $2
+                           AND t.worker = ANY(ARRAY(
+                               SELECT identifier FROM workers
+                               WHERE active AND NOT (identifier = ANY($4))))
                          ORDER BY t.priority, t.id
                          LIMIT $3
                          FOR UPDATE OF t SKIP LOCKED
@@ -77,12 +88,16 @@ pub(crate) fn claim_in(
             )
             .context("claim task")?,
     };
-    let mut claimed: Vec<TaskRecord> = rows.iter().map(from_row).collect();
+    let mut claimed: Vec<(TaskRecord, i64)> = rows
+        .iter()
+        .map(|r| (from_row(r), r.get::<_, i64>(seq_column)))
+        .collect();
     // RETURNING yields rows in no particular order; keep the claim order.
-    claimed.sort_by_key(|t| (t.priority.rank(), t.id));
-    let starts: Vec<_> = claimed.iter().map(start_line).collect();
-    let lines: Vec<_> = claimed.iter().map(|t| t.id).zip(&starts).collect();
-    append(tx, &lines)?;
+    claimed.sort_by_key(|(t, _)| (t.priority.rank(), t.id));
+    for (task, seq) in &claimed {
+        lines.push(task.id, *seq, start_line(task).text());
+    }
+    let claimed: Vec<TaskRecord> = claimed.into_iter().map(|(t, _)| t).collect();
     let mut names: Vec<&str> = claimed.iter().map(|t| t.worker.as_str()).collect();
     names.sort_unstable();
     names.dedup();

@@ -1,7 +1,8 @@
 //! Progress-log lines as rows of `task_logs` (task, sequence number, text).
 //!
 //! A task's lines are numbered from its row's `log_seq`, bumped by the statement that
-//! adds them: the bump locks the task's row until the transaction ends, so the lines of
+//! adds them (or, for a claim's start line and a finish's last lines, by the claim or
+//! finish itself): the bump locks the task's row until the transaction ends, so the lines of
 //! one task are numbered in the order they are committed, whichever host writes them,
 //! and a live view that resumes after the last number it saw misses nothing.
 
@@ -64,25 +65,57 @@ pub(crate) fn append_texts(
         .iter()
         .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) + 1))
         .collect();
-    let mut task_ids = Vec::with_capacity(lines.len());
-    let mut seqs = Vec::with_capacity(lines.len());
-    let mut texts = Vec::with_capacity(lines.len());
+    let mut numbered = Numbered::with_capacity(lines.len());
     for (task, text) in lines {
         let Some(seq) = next.get_mut(task) else {
             continue; // the task is gone
         };
-        task_ids.push(*task);
-        seqs.push(*seq);
-        texts.push(text.as_str());
+        numbered.push(*task, *seq, text);
         *seq += 1;
     }
-    tx.execute(
-        "INSERT INTO task_logs (task_id, seq, line)
-         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])",
-        &[&task_ids, &seqs, &texts],
-    )
-    .context("append to progress log")?;
-    Ok(())
+    numbered.insert(tx)
+}
+
+/// Lines whose numbers were taken by the statement that changed their tasks (a claim
+/// or a finish bumps `log_seq` itself, sparing a second update of the same rows),
+/// stored with one statement.
+pub(crate) struct Numbered<'a> {
+    tasks: Vec<i64>,
+    seqs: Vec<i64>,
+    texts: Vec<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Numbered<'a> {
+    /// Room for `n` lines.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Numbered {
+            tasks: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+            texts: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds line number `seq` of task `task`.
+    pub(crate) fn push(&mut self, task: i64, seq: i64, text: impl Into<std::borrow::Cow<'a, str>>) {
+        self.tasks.push(task);
+        self.seqs.push(seq);
+        self.texts.push(text.into());
+    }
+
+    /// Stores the lines inside the caller's transaction.
+    pub(crate) fn insert(self, tx: &mut impl GenericClient) -> Result<(), StoreError> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = self.texts.iter().map(|t| t.as_ref()).collect();
+        tx.execute(
+            "INSERT INTO task_logs (task_id, seq, line)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])",
+            &[&self.tasks, &self.seqs, &texts],
+        )
+        .context("append to progress log")?;
+        Ok(())
+    }
 }
 
 fn stored(r: &postgres::Row) -> StoredLine {

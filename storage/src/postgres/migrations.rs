@@ -351,6 +351,161 @@ const MIGRATIONS: &[&str] = &[
         expires_at       BIGINT NOT NULL
     );
     "#,
+    // 5: statistics that hosts do not queue on. Every finishing transaction added to
+    // the same (worker, status) counter rows and held their locks until it committed,
+    // so hosts committed one after another (~270 commits/s on this disk for all of
+    // them). Each connection now adds to a shard of its own (backend pid modulo 16)
+    // and readers sum the shards. The triggers also stop turning whole rows (data,
+    // results) into JSON: they pass the six columns that count, and leave at once when
+    // no counted column changed (a claim, a log-line number, progress).
+    r#"
+    ALTER TABLE task_counts ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0;
+    ALTER TABLE task_counts DROP CONSTRAINT task_counts_pkey,
+        ADD PRIMARY KEY (worker, status, shard);
+    ALTER TABLE task_activity ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0;
+    ALTER TABLE task_activity DROP CONSTRAINT task_activity_pkey,
+        ADD PRIMARY KEY (bucket, worker, shard);
+    ALTER TABLE worker_activity ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0;
+    ALTER TABLE worker_activity DROP CONSTRAINT worker_activity_pkey,
+        ADD PRIMARY KEY (worker, shard);
+
+    -- One row's appearance (sign 1) or departure (sign -1); `creates` is the sign
+    -- for inserts and deletes and 0 for updates (the creation bucket does not move).
+    CREATE TYPE stask_delta AS (sign INT, creates INT, worker TEXT, status TEXT,
+        created_at BIGINT, started_at BIGINT, finished_at BIGINT);
+
+    -- The counted status: running tasks are counted as pending (see stats.rs).
+    CREATE FUNCTION stask_counted(status TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS
+        $$ SELECT CASE WHEN status = 'running' THEN 'pending' ELSE status END $$;
+    -- Whether a row is a finished run whose time counts.
+    CREATE FUNCTION stask_timed(status TEXT, started BIGINT, finished BIGINT) RETURNS BOOLEAN
+        LANGUAGE sql IMMUTABLE AS
+        $$ SELECT status IN ('completed', 'failed') AND started IS NOT NULL
+               AND finished IS NOT NULL $$;
+
+    CREATE FUNCTION stask_stats_add(d stask_delta[]) RETURNS VOID LANGUAGE plpgsql AS $fn$
+    DECLARE
+        s SMALLINT := (pg_backend_pid() % 16)::SMALLINT;
+    BEGIN
+        INSERT INTO task_counts AS c (worker, status, shard, n, run_ms, runs)
+        SELECT r.worker, stask_counted(r.status), s, SUM(r.sign),
+               COALESCE(SUM(r.sign * (r.finished_at - r.started_at))
+                   FILTER (WHERE stask_timed(r.status, r.started_at, r.finished_at)), 0),
+               COALESCE(SUM(r.sign)
+                   FILTER (WHERE stask_timed(r.status, r.started_at, r.finished_at)), 0)
+        FROM unnest(d) r
+        GROUP BY 1, 2
+        HAVING SUM(r.sign) <> 0
+            OR COUNT(*) FILTER (WHERE stask_timed(r.status, r.started_at, r.finished_at)) > 0
+        ORDER BY 1, 2
+        ON CONFLICT (worker, status, shard) DO UPDATE SET n = c.n + excluded.n,
+            run_ms = c.run_ms + excluded.run_ms, runs = c.runs + excluded.runs;
+
+        INSERT INTO task_activity AS a (bucket, worker, shard, created, completed, failed,
+            cancelled, run_ms, runs)
+        SELECT bucket, worker, s, SUM(created), SUM(completed), SUM(failed), SUM(cancelled),
+               SUM(run_ms), SUM(runs)
+        FROM (
+            SELECT r.created_at / 900000 * 900000 AS bucket, r.worker, r.creates AS created,
+                   0 AS completed, 0 AS failed, 0 AS cancelled, 0 AS run_ms, 0 AS runs
+            FROM unnest(d) r WHERE r.creates <> 0
+            UNION ALL
+            SELECT r.finished_at / 900000 * 900000, r.worker, 0,
+                   CASE WHEN r.status = 'completed' THEN r.sign ELSE 0 END,
+                   CASE WHEN r.status = 'failed' THEN r.sign ELSE 0 END,
+                   CASE WHEN r.status = 'cancelled' THEN r.sign ELSE 0 END,
+                   CASE WHEN r.status <> 'cancelled' AND r.started_at IS NOT NULL
+                        THEN r.sign * (r.finished_at - r.started_at) ELSE 0 END,
+                   CASE WHEN r.status <> 'cancelled' AND r.started_at IS NOT NULL
+                        THEN r.sign ELSE 0 END
+            FROM unnest(d) r
+            WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.finished_at IS NOT NULL
+        ) x
+        GROUP BY 1, 2
+        HAVING SUM(created) <> 0 OR SUM(completed) <> 0 OR SUM(failed) <> 0
+            OR SUM(cancelled) <> 0 OR SUM(run_ms) <> 0 OR SUM(runs) <> 0
+        ORDER BY 1, 2
+        ON CONFLICT (bucket, worker, shard) DO UPDATE SET
+            created = a.created + excluded.created,
+            completed = a.completed + excluded.completed, failed = a.failed + excluded.failed,
+            cancelled = a.cancelled + excluded.cancelled,
+            run_ms = a.run_ms + excluded.run_ms, runs = a.runs + excluded.runs;
+
+        INSERT INTO worker_activity AS w (worker, shard, last_finished_at)
+        SELECT r.worker, s, MAX(r.finished_at) FROM unnest(d) r
+        WHERE r.sign > 0 AND r.status IN ('completed', 'failed', 'cancelled')
+          AND r.finished_at IS NOT NULL
+        GROUP BY 1 ORDER BY 1
+        ON CONFLICT (worker, shard) DO UPDATE SET
+            last_finished_at = GREATEST(COALESCE(w.last_finished_at, 0),
+                                        excluded.last_finished_at);
+        RETURN;
+    END
+    $fn$;
+
+    CREATE OR REPLACE FUNCTION stask_stats_insert() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    BEGIN
+        PERFORM stask_stats_add(ARRAY(
+            SELECT ROW(1, 1, worker, status, created_at, started_at, finished_at)::stask_delta
+            FROM new_rows));
+        RETURN NULL;
+    END
+    $fn$;
+
+    CREATE OR REPLACE FUNCTION stask_stats_delete() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    BEGIN
+        PERFORM stask_stats_add(ARRAY(
+            SELECT ROW(-1, -1, worker, status, created_at, started_at, finished_at)::stask_delta
+            FROM old_rows));
+        RETURN NULL;
+    END
+    $fn$;
+
+    -- Only rows whose counted status changed, or whose times changed while they were
+    -- (or become) finished, count; a claim, progress and log-line numbers do not.
+    CREATE OR REPLACE FUNCTION stask_stats_update() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+    DECLARE
+        d stask_delta[];
+    BEGIN
+        -- The usual statements first, with no join: claims (pending -> running),
+        -- progress and log-line numbers of running tasks change no counted value.
+        IF NOT EXISTS (SELECT 1 FROM new_rows WHERE status <> 'running')
+           AND NOT EXISTS (SELECT 1 FROM old_rows WHERE status NOT IN ('pending', 'running'))
+        THEN
+            RETURN NULL;
+        END IF;
+        SELECT array_agg(x) INTO d FROM (
+            SELECT ROW(v.sign, 0, v.worker, v.status, v.created_at, v.started_at,
+                       v.finished_at)::stask_delta AS x
+            FROM old_rows o JOIN new_rows n ON n.id = o.id
+            CROSS JOIN LATERAL (VALUES
+                (-1, o.worker, o.status, o.created_at, o.started_at, o.finished_at),
+                (1, n.worker, n.status, n.created_at, n.started_at, n.finished_at))
+                AS v(sign, worker, status, created_at, started_at, finished_at)
+            WHERE stask_counted(o.status) IS DISTINCT FROM stask_counted(n.status)
+               OR o.worker IS DISTINCT FROM n.worker
+               OR ((o.status IN ('completed', 'failed', 'cancelled')
+                    OR n.status IN ('completed', 'failed', 'cancelled'))
+                   AND (o.started_at IS DISTINCT FROM n.started_at
+                        OR o.finished_at IS DISTINCT FROM n.finished_at))
+        ) y;
+        IF d IS NOT NULL THEN
+            PERFORM stask_stats_add(d);
+        END IF;
+        RETURN NULL;
+    END
+    $fn$;
+    DROP FUNCTION stask_stats_apply(JSONB, INT);
+    DROP FUNCTION stask_finish_activity(JSONB, INT);
+    "#,
+    // Unique tasks (TaskQueue::insert_unique_task): the key a task was created with,
+    // NULL for most; the partial index holds only keyed tasks. Creators of one key take
+    // turns through an advisory lock on its hash (queue.rs), not through this index:
+    // which statuses and ages count is the creator's choice.
+    r#"
+    ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+    CREATE INDEX tasks_unique ON tasks (unique_key, worker, action) WHERE unique_key IS NOT NULL;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -6,8 +6,11 @@
 //!   operation with a transient error ([`ErrorKind::Io`]); the next operation connects
 //!   again, so callers that wait out transient errors carry on by themselves.
 //! * The location is a `postgres://` URL; its parameters (`connect_timeout`,
-//!   `options=-c search_path=…`, …) are the client's. TLS is not supported yet: a URL
-//!   that requires it is refused with that message.
+//!   `options=-c search_path=…`, …) are the client's, but for the `ssl*` ones, which
+//!   [`tls`] reads: `sslmode=require`, `verify-ca` or `verify-full` connect with TLS and
+//!   a verified server certificate (`sslrootcert`, or the system's roots; `sslcert` and
+//!   `sslkey` for a client certificate), for every connection (the store's and the
+//!   wake-up listener's); `prefer`, the default, does not try TLS.
 //! * Claims take rows with `FOR UPDATE SKIP LOCKED`, so hosts never wait on each other's
 //!   claims and never take the same task ([`claim`]).
 //! * Statistics are kept by statement-level triggers ([`migrations`]).
@@ -28,13 +31,15 @@ mod registry;
 mod schedules;
 mod search;
 mod stats;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod wakeups;
 
 use std::cell::{RefCell, RefMut};
-use std::str::FromStr;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::error::{ErrorKind, StoreError};
 use crate::{Leases, Store};
@@ -42,7 +47,8 @@ use crate::{Leases, Store};
 /// A connection to an stask PostgreSQL database.
 pub struct PgStore {
     client: RefCell<Option<Client>>,
-    config: postgres::Config,
+    /// Where to connect, and with which TLS.
+    target: tls::Target,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -105,26 +111,25 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and brings
     /// its schema up to date.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        let config = postgres::Config::from_str(url).map_err(|e| {
-            StoreError::new(
-                ErrorKind::Other,
-                "read the database URL",
-                format!("{e} (expected postgres://USER@HOST:PORT/DATABASE)"),
-            )
-        })?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(StoreError::new(
-                ErrorKind::Other,
-                "read the database URL",
-                "sslmode=require: this stask cannot use TLS to PostgreSQL yet; connect over a private network or a local socket, or through a TLS proxy",
-            ));
-        }
+        let store = PgStore::connect(url)?;
+        migrations::migrate(&mut *store.client()?)?;
+        Ok(store)
+    }
+
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
+    /// Connects to the database at `url` without creating or upgrading its schema
+    /// (`stask check` reports what [`PgStore::open`] would change, and changes nothing).
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let target = tls::Target::parse(url)?;
         let store = PgStore {
             client: RefCell::new(None),
             shown: redact(url),
-            config,
+            target,
         };
-        migrations::migrate(&mut *store.client()?)?;
+        // Connected now, so an unreachable server is this call's error.
+        store.client()?;
         Ok(store)
     }
 
@@ -132,10 +137,7 @@ impl PgStore {
     pub(crate) fn client(&self) -> Result<RefMut<'_, Client>, StoreError> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(Client::is_closed) {
-            let mut client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| error(&format!("connect to {}", self.shown), e))?;
+            let mut client = self.target.connect(&format!("connect to {}", self.shown))?;
             // A process stopped in the middle of a transaction (SIGSTOP, a debugger, a
             // swapped-out host) must not hold its row locks for ever: the server ends
             // such a transaction (its work is redone or recovered).
@@ -182,7 +184,17 @@ pub fn redact(url: &str) -> String {
 
 impl Store for PgStore {
     fn schema_version(&self) -> Result<i64, StoreError> {
-        migrations::version(&mut *self.client()?)
+        let mut client = self.client()?;
+        // A database no stask has opened yet (see `PgStore::connect`) has no schema
+        // table: version 0.
+        let exists: bool = client
+            .query_one("SELECT to_regclass('stask_schema') IS NOT NULL", &[])
+            .context("read the schema table")?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        migrations::version(&mut client)
     }
 
     fn describe(&self) -> String {

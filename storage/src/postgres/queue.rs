@@ -8,14 +8,14 @@ use postgres::{GenericClient, Row};
 
 use super::claim::{claim_in, Pick};
 use super::finish::finish_in;
-use super::logs::{append, append_lines};
+use super::logs::{append, append_lines, Numbered};
 use super::wakeups::notify_in;
 use super::{Context, PgStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 use crate::queue::{
-    CancelResult, Claim, ClaimedTask, Finish, NewTask, Priority, ProgressUpdate, RetryResult,
-    RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord,
+    CancelResult, Claim, ClaimedTask, Finish, Inserted, NewTask, Priority, ProgressUpdate,
+    RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord, Uniqueness,
 };
 
 /// The task columns, in [`TaskRecord`] order (read by [`from_row`]).
@@ -61,6 +61,34 @@ pub(crate) fn insert_in(
     count: usize,
     creation: &LogLine,
 ) -> Result<Vec<i64>, StoreError> {
+    insert_keyed_in(tx, t, count, creation, None)
+}
+
+/// Class of the advisory locks on unique keys (two-key form: a space apart from the
+/// single-key locks, such as the migrations'); the second key is the key's hash.
+const UNIQUE_LOCK_CLASS: i32 = 0x5354_4b55; // "STKU"
+
+/// A stable 32-bit hash (FNV-1a) of a unique key with its worker and action, the same
+/// in every host: the second key of their advisory lock.
+fn unique_lock_key(worker: &str, action: &str, key: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for part in [worker, action, key] {
+        // A separator no identifier contains, so ("a", "bc") and ("ab", "c") differ.
+        for b in part.bytes().chain([0u8]) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    h as i32
+}
+
+/// [`insert_in`], the tasks created with `unique_key`.
+fn insert_keyed_in(
+    tx: &mut impl GenericClient,
+    t: &NewTask,
+    count: usize,
+    creation: &LogLine,
+    unique_key: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -75,8 +103,8 @@ pub(crate) fn insert_in(
                  SELECT nextval('task_ids') AS id FROM generate_series(1, $1::BIGINT)
              ), made AS (
                  INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                     max_attempts, run_after, created_at, message, log_seq)
-                 SELECT id, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, 1 FROM ids
+                     max_attempts, run_after, created_at, message, log_seq, unique_key)
+                 SELECT id, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, 1, $12 FROM ids
                  RETURNING id
              ), lines AS (
                  INSERT INTO task_logs (task_id, seq, line) SELECT id, 1, $11 FROM made
@@ -94,6 +122,7 @@ pub(crate) fn insert_in(
                 &t.created_at,
                 &super::storable(&creation.message),
                 &text,
+                &unique_key.map(super::storable),
             ],
         )
         .context("create tasks")?;
@@ -131,6 +160,55 @@ impl TaskQueue for PgStore {
         let ids = insert_in(&mut tx, t, count, creation)?;
         tx.commit().context("commit new tasks")?;
         Ok(ids)
+    }
+
+    fn insert_unique_task(
+        &mut self,
+        t: &NewTask,
+        unique: &Uniqueness,
+        creation: &LogLine,
+    ) -> Result<Inserted, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client
+            .transaction()
+            .context("begin creating a unique task")?;
+        // Creators of one key, on any host, take turns from here to their commit (the
+        // lock is released only after the commit is visible), so each one's look-up,
+        // a new statement under READ COMMITTED, sees the task of the one before it.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[
+                &UNIQUE_LOCK_CLASS,
+                &unique_lock_key(&t.worker, &t.action, &unique.key),
+            ],
+        )
+        .context("wait for other creators of the unique key")?;
+        let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
+        let key = super::storable(&unique.key);
+        let existing = tx
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM tasks
+                     WHERE unique_key = $1 AND worker = $2 AND action = $3
+                       AND status = ANY($4) AND created_at >= $5
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                &[
+                    &key,
+                    &t.worker,
+                    &t.action,
+                    &statuses,
+                    &unique.since.unwrap_or(i64::MIN),
+                ],
+            )
+            .context("look for a task with the unique key")?;
+        if let Some(row) = existing {
+            tx.commit().context("end creating a unique task")?;
+            return Ok(Inserted::Existing(Box::new(from_row(&row))));
+        }
+        let ids = insert_keyed_in(&mut tx, t, 1, creation, Some(&unique.key))?;
+        tx.commit().context("commit new task")?;
+        Ok(Inserted::Created(ids[0]))
     }
 
     fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
@@ -188,16 +266,19 @@ impl TaskQueue for PgStore {
     fn claim(&mut self, c: &Claim<'_>) -> Result<(Vec<bool>, Vec<ClaimedTask>), StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin claim")?;
-        let applied = finish_in(&mut tx, c.finishes)?;
+        // The finishes' last lines and the start lines, stored by one statement.
+        let mut lines = Numbered::with_capacity(c.finishes.len() * 2 + c.limit);
+        let applied = finish_in(&mut tx, c.finishes, &mut lines)?;
         let claimed = if c.limit > 0 {
             let pick = Pick::Due {
                 excluded: c.excluded_workers,
                 limit: c.limit as i64,
             };
-            claim_in(&mut tx, c.owner, c.now, pick, c.start_line)?
+            claim_in(&mut tx, c.owner, c.now, pick, c.start_line, &mut lines)?
         } else {
             Vec::new()
         };
+        lines.insert(&mut tx)?;
         tx.commit().context("commit claim")?;
         Ok((applied, claimed))
     }
@@ -211,7 +292,9 @@ impl TaskQueue for PgStore {
     ) -> Result<Option<ClaimedTask>, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin claim")?;
-        let mut claimed = claim_in(&mut tx, owner, now, Pick::One(id), start_line)?;
+        let mut lines = Numbered::with_capacity(1);
+        let mut claimed = claim_in(&mut tx, owner, now, Pick::One(id), start_line, &mut lines)?;
+        lines.insert(&mut tx)?;
         tx.commit().context("commit claim")?;
         Ok(claimed.pop())
     }
@@ -282,7 +365,9 @@ impl TaskQueue for PgStore {
         }
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin finishing tasks")?;
-        let applied = finish_in(&mut tx, finishes)?;
+        let mut lines = Numbered::with_capacity(finishes.len() * 2);
+        let applied = finish_in(&mut tx, finishes, &mut lines)?;
+        lines.insert(&mut tx)?;
         tx.commit().context("commit finished tasks")?;
         Ok(applied)
     }

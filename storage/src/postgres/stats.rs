@@ -1,8 +1,10 @@
 //! Statistics on PostgreSQL, read from the tables the statement-level triggers of
 //! [`super::migrations`] keep: `task_counts` (tasks per worker and status),
 //! `task_activity` (per 15-minute bucket and worker: created and finished tasks, run
-//! time) and `worker_activity` (last finish per worker). Each query reads a few rows
-//! per worker or per bucket; the tasks table only for its running rows, which are few.
+//! time) and `worker_activity` (last finish per worker). Each of them is split in up
+//! to 16 shards (one per writing connection, so hosts never wait for each other's
+//! counters) that every query sums. Each query reads a few rows per worker or per
+//! bucket; the tasks table only for its running rows, which are few.
 //!
 //! What differs from SQLite:
 //! * Running tasks are counted in the 'pending' row of `task_counts`, as in SQLite, and
@@ -19,7 +21,9 @@ use postgres::Row;
 use super::{Context, PgStore};
 use crate::error::StoreError;
 use crate::queue::{Status, StatusCounts};
-use crate::statistics::{bucket_floor, Activity, Statistics, WorkerCounts, WorkerLastRun};
+use crate::statistics::{
+    bucket_floor, Activity, MinuteCounts, Statistics, WorkerCounts, WorkerLastRun,
+};
 
 fn set_count(c: &mut StatusCounts, status: &str, n: i64) {
     match Status::parse(status) {
@@ -114,7 +118,9 @@ impl Statistics for PgStore {
             .query(
                 "SELECT c.worker, c.status, c.n, c.run_ms, c.runs,
                     CASE WHEN c.status = 'pending' THEN COALESCE(r.n, 0) ELSE 0 END
-                 FROM task_counts c
+                 FROM (SELECT worker, status, SUM(n)::BIGINT AS n, SUM(run_ms)::BIGINT AS run_ms,
+                              SUM(runs)::BIGINT AS runs
+                       FROM task_counts GROUP BY worker, status) c
                  LEFT JOIN (SELECT worker, COUNT(*) AS n FROM tasks WHERE status = 'running'
                             GROUP BY worker) r ON r.worker = c.worker
                  WHERE c.n <> 0
@@ -193,7 +199,10 @@ impl Statistics for PgStore {
     fn worker_last_runs(&self) -> Result<HashMap<String, WorkerLastRun>, StoreError> {
         let rows = self
             .client()?
-            .query("SELECT worker, last_finished_at FROM worker_activity", &[])
+            .query(
+                "SELECT worker, MAX(last_finished_at) FROM worker_activity GROUP BY worker",
+                &[],
+            )
             .context("read worker activity")?;
         Ok(rows
             .iter()
@@ -217,5 +226,28 @@ impl Statistics for PgStore {
             .query_one("SELECT COUNT(*) FROM workers WHERE active", &[])
             .context("count active workers")?
             .get(0))
+    }
+
+    fn finished_per_minute(&self, since: i64, until: i64) -> Result<Vec<MinuteCounts>, StoreError> {
+        // A range of the (status, finished_at) index per status.
+        let rows = self
+            .client()?
+            .query(
+                "SELECT finished_at / 60000 AS m, COUNT(*) FILTER (WHERE status = 'completed'),
+                        COUNT(*) FILTER (WHERE status = 'failed')
+                 FROM tasks
+                 WHERE status IN ('completed', 'failed') AND finished_at >= $1 AND finished_at < $2
+                 GROUP BY m ORDER BY m",
+                &[&since, &until],
+            )
+            .context("count finished tasks per minute")?;
+        Ok(rows
+            .iter()
+            .map(|r| MinuteCounts {
+                minute: r.get::<_, i64>(0) * 60_000,
+                completed: r.get(1),
+                failed: r.get(2),
+            })
+            .collect())
     }
 }

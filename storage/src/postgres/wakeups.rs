@@ -30,15 +30,14 @@ pub(crate) fn notify_in(tx: &mut impl GenericClient) -> Result<(), StoreError> {
 struct Listener {
     /// The listening connection; `None` after it was lost, until it is opened again.
     client: Mutex<Option<postgres::Client>>,
-    config: postgres::Config,
+    /// Where to connect, with the store's TLS.
+    target: super::tls::Target,
 }
 
 impl Listener {
     /// Opens a connection and listens on the schema's channel.
-    fn connect(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
-        let mut client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| super::error("connect for wake-ups", e))?;
+    fn connect(target: &super::tls::Target) -> Result<postgres::Client, StoreError> {
+        let mut client = target.connect("connect for wake-ups")?;
         let channel: String = client
             .query_one(&format!("SELECT {CHANNEL_SQL}"), &[])
             .context("name the wake-up channel")?
@@ -59,7 +58,7 @@ impl WakeListener for Listener {
             // waits looks for work now. Until the server answers, wait out the timeout
             // instead of spinning.
             *slot = None;
-            match Listener::connect(&self.config) {
+            match Listener::connect(&self.target) {
                 Ok(client) => {
                     *slot = Some(client);
                     return true;
@@ -99,10 +98,10 @@ impl Wakeups for PgStore {
     }
 
     fn listen(&self) -> Result<Box<dyn WakeListener>, StoreError> {
-        let client = Listener::connect(&self.config)?;
+        let client = Listener::connect(&self.target)?;
         Ok(Box::new(Listener {
             client: Mutex::new(Some(client)),
-            config: self.config.clone(),
+            target: self.target.clone(),
         }))
     }
 }

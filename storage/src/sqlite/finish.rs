@@ -147,6 +147,8 @@ fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
     let mut counts: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
     let mut activity: HashMap<(i64, String), Ended> = HashMap::new();
     let mut last: HashMap<String, i64> = HashMap::new();
+    // minute -> (completed, failed), for `task_minutes`.
+    let mut minutes: HashMap<i64, (i64, i64)> = HashMap::new();
     {
         let mut rows = tx
             .prepare_cached(
@@ -172,6 +174,11 @@ fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
                 "completed" => bucket.completed += 1,
                 "failed" => bucket.failed += 1,
                 _ => bucket.cancelled += 1,
+            }
+            match status.as_str() {
+                "completed" => minutes.entry(minute_of(at)).or_default().0 += 1,
+                "failed" => minutes.entry(minute_of(at)).or_default().1 += 1,
+                _ => {}
             }
             bucket.run_ms += run_ms;
             bucket.runs += ran as i64;
@@ -233,7 +240,25 @@ fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
             .execute(params![worker, at])
             .context("record last run")?;
     }
+    let mut per_minute = tx
+        .prepare_cached(
+            "INSERT INTO task_minutes (minute, completed, failed) VALUES (?1, ?2, ?3)
+             ON CONFLICT (minute) DO UPDATE SET completed = completed + excluded.completed,
+                failed = failed + excluded.failed",
+        )
+        .context("count finished tasks per minute")?;
+    for (minute, (completed, failed)) in &minutes {
+        per_minute
+            .execute(params![minute, completed, failed])
+            .context("count finished tasks per minute")?;
+    }
     Ok(())
+}
+
+/// The `task_minutes` row of a finish at `at` (ms): SQL's `finished_at / 60000`, which
+/// truncates as Rust's division does.
+fn minute_of(at: i64) -> i64 {
+    at / 60_000
 }
 
 /// Finished tasks of one (bucket, worker), as `task_activity` counts them.
@@ -260,6 +285,7 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<i
     let mut counts: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
     let mut created: HashMap<(i64, String), i64> = HashMap::new();
     let mut ended: HashMap<(i64, String), Ended> = HashMap::new();
+    let mut minutes: HashMap<i64, (i64, i64)> = HashMap::new();
     {
         let mut rows = tx
             .prepare_cached(
@@ -295,6 +321,11 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<i
             c.2 += counted_ms.is_some() as i64;
             let finished_status = matches!(status.as_str(), "completed" | "failed" | "cancelled");
             if let (true, Some(at)) = (finished_status, finished) {
+                match status.as_str() {
+                    "completed" => minutes.entry(minute_of(at)).or_default().0 += 1,
+                    "failed" => minutes.entry(minute_of(at)).or_default().1 += 1,
+                    _ => {}
+                }
                 let e = ended.entry((crate::bucket_floor(at), worker)).or_default();
                 match status.as_str() {
                     "completed" => e.completed += 1,
@@ -350,6 +381,25 @@ pub(super) fn uncount_deleted(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<i
                 e.runs
             ])
             .context("count deleted tasks")?;
+    }
+    let mut per_minute = tx
+        .prepare_cached(
+            "UPDATE task_minutes SET completed = completed - ?2, failed = failed - ?3
+             WHERE minute = ?1",
+        )
+        .context("count deleted tasks per minute")?;
+    let mut empty = tx
+        .prepare_cached(
+            "DELETE FROM task_minutes WHERE minute = ?1 AND completed = 0 AND failed = 0",
+        )
+        .context("count deleted tasks per minute")?;
+    for (minute, (completed, failed)) in &minutes {
+        per_minute
+            .execute(params![minute, completed, failed])
+            .context("count deleted tasks per minute")?;
+        empty
+            .execute([minute])
+            .context("count deleted tasks per minute")?;
     }
     texts.sort_unstable();
     texts.dedup();

@@ -337,7 +337,8 @@ mod tests {
             .execute_batch(
                 "DROP TABLE task_logs; DROP TABLE result_files; DROP TABLE result_chunks;
                  DROP TABLE owners; DROP TABLE meta; DROP TABLE login_failures;
-                 DROP TABLE hosts; DROP TABLE leader; ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 5;
+                 DROP TABLE hosts; DROP TABLE leader; ALTER TABLE workers DROP COLUMN inactive_reason;
+                 DROP INDEX tasks_unique; ALTER TABLE tasks DROP COLUMN unique_key; PRAGMA user_version = 5;
                  INSERT INTO tasks (id, worker, action, status, created_at, started_at, owner)
                     VALUES (1, 'w', 'run', 'completed', 1, NULL, NULL),
                            (2, 'w', 'run', 'failed', 2, NULL, NULL),

@@ -443,6 +443,64 @@ const MIGRATIONS: &[&str] = &[
         holder          TEXT NOT NULL,
         expires_at      INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // Unique tasks (TaskQueue::insert_unique_task): the key a task was created with,
+    // NULL for most; the partial index holds only keyed tasks, so it costs the others
+    // nothing.
+    "ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+    CREATE INDEX tasks_unique ON tasks (unique_key, worker, action) WHERE unique_key IS NOT NULL;",
+    // Completed and failed tasks per minute of their finish (`minute` = finished_at /
+    // 60000), for the dashboard's throughput chart (Statistics::finished_per_minute):
+    // counting the tasks themselves cost a read of every task finished in the hour
+    // (0.1 s for 100,000). Kept like the other statistics: by these triggers, and by
+    // the trigger-less finish and delete batches (finish.rs). Rows whose counts fall to
+    // zero are deleted. Written so that it can run again (a test that takes a database
+    // back to an older version leaves the table): the counts are rebuilt from the tasks.
+    "CREATE TABLE IF NOT EXISTS task_minutes (
+        minute          INTEGER PRIMARY KEY,
+        completed       INTEGER NOT NULL DEFAULT 0,
+        failed          INTEGER NOT NULL DEFAULT 0
+    );
+    DELETE FROM task_minutes;
+    INSERT INTO task_minutes (minute, completed, failed)
+        SELECT finished_at / 60000, SUM(status = 'completed'), SUM(status = 'failed')
+        FROM tasks
+        WHERE status IN ('completed', 'failed') AND finished_at IS NOT NULL
+        GROUP BY 1;
+    CREATE TRIGGER IF NOT EXISTS tasks_minutes_insert AFTER INSERT ON tasks
+    WHEN (NEW.status = 'completed' OR NEW.status = 'failed') AND NEW.finished_at IS NOT NULL
+    BEGIN
+        INSERT INTO task_minutes (minute, completed, failed)
+            VALUES (NEW.finished_at / 60000, NEW.status = 'completed', NEW.status = 'failed')
+            ON CONFLICT (minute) DO UPDATE SET completed = completed + excluded.completed,
+                failed = failed + excluded.failed;
+    END;
+    CREATE TRIGGER IF NOT EXISTS tasks_minutes_delete AFTER DELETE ON tasks
+    WHEN (OLD.status = 'completed' OR OLD.status = 'failed') AND OLD.finished_at IS NOT NULL
+    BEGIN
+        UPDATE task_minutes SET completed = completed - (OLD.status = 'completed'),
+                failed = failed - (OLD.status = 'failed')
+            WHERE minute = OLD.finished_at / 60000;
+        DELETE FROM task_minutes
+            WHERE minute = OLD.finished_at / 60000 AND completed = 0 AND failed = 0;
+    END;
+    CREATE TRIGGER IF NOT EXISTS tasks_minutes_update AFTER UPDATE OF status, finished_at ON tasks
+    WHEN (OLD.status IS NOT NEW.status OR OLD.finished_at IS NOT NEW.finished_at)
+        AND (OLD.status = 'completed' OR OLD.status = 'failed'
+            OR NEW.status = 'completed' OR NEW.status = 'failed')
+    BEGIN
+        UPDATE task_minutes SET completed = completed - (OLD.status = 'completed'),
+                failed = failed - (OLD.status = 'failed')
+            WHERE minute = OLD.finished_at / 60000
+                AND (OLD.status = 'completed' OR OLD.status = 'failed');
+        DELETE FROM task_minutes
+            WHERE minute = OLD.finished_at / 60000 AND completed = 0 AND failed = 0;
+        INSERT INTO task_minutes (minute, completed, failed)
+            SELECT NEW.finished_at / 60000, NEW.status = 'completed', NEW.status = 'failed'
+            WHERE (NEW.status = 'completed' OR NEW.status = 'failed')
+                AND NEW.finished_at IS NOT NULL
+            ON CONFLICT (minute) DO UPDATE SET completed = completed + excluded.completed,
+                failed = failed + excluded.failed;
+    END;",
 ];
 
 /// The schema version this build expects.

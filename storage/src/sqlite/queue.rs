@@ -10,8 +10,8 @@ use super::{texts, Context, SqliteStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 use crate::queue::{
-    CancelResult, Claim, ClaimedTask, Finish, NewTask, Priority, ProgressUpdate, RetryResult,
-    RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord,
+    CancelResult, Claim, ClaimedTask, Finish, Inserted, NewTask, Priority, ProgressUpdate,
+    RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord, Uniqueness,
 };
 use crate::wakeups::Wakeups;
 
@@ -102,6 +102,70 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Inserts `count` tasks like `t` (with `unique_key`) and their creation lines inside
+/// the caller's write transaction on the trigger-less connection, counting them in the
+/// statistics. Returns their ids, in order.
+fn insert_in(
+    tx: &rusqlite::Transaction<'_>,
+    t: &NewTask,
+    count: usize,
+    creation: &LogLine,
+    unique_key: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let first = take_ids(tx, count)?;
+    let ids: Vec<i64> = (first..first + count as i64).collect();
+    // One text for the whole batch (the search index, texts.rs).
+    let text = texts::intern(tx, &t.worker, &t.action, &creation.message)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
+                        max_attempts, run_after, created_at, message, text_id, unique_key)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .context("create task")?;
+        for id in &ids {
+            stmt.execute(params![
+                id,
+                t.worker,
+                t.action,
+                t.priority.rank(),
+                t.data,
+                t.started_by,
+                t.max_attempts,
+                t.run_after,
+                t.created_at,
+                creation.message,
+                text,
+                unique_key,
+            ])
+            .context("create task")?;
+        }
+    }
+    let lines: Vec<_> = ids.iter().map(|id| (*id, creation)).collect();
+    append(tx, &lines)?;
+    // As the insert trigger of migration 4 counts each row.
+    tx.prepare_cached(
+        "INSERT INTO task_counts (worker, status, n) VALUES (?1, 'pending', ?2)
+             ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n",
+    )
+    .and_then(|mut s| s.execute(params![t.worker, count as i64]))
+    .context("count new tasks")?;
+    tx.prepare_cached(
+        "INSERT INTO task_activity (bucket, worker, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT (bucket, worker) DO UPDATE SET created = created + excluded.created",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            crate::bucket_floor(t.created_at),
+            t.worker,
+            count as i64
+        ])
+    })
+    .context("count new tasks")?;
+    Ok(ids)
+}
+
 impl TaskQueue for SqliteStore {
     fn insert_tasks(
         &mut self,
@@ -113,59 +177,56 @@ impl TaskQueue for SqliteStore {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin creating tasks")?;
-        let first = take_ids(&tx, count)?;
-        let ids: Vec<i64> = (first..first + count as i64).collect();
-        // One text for the whole batch (the search index, texts.rs).
-        let text = texts::intern(&tx, &t.worker, &t.action, &creation.message)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                        max_attempts, run_after, created_at, message, text_id)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .context("create task")?;
-            for id in &ids {
-                stmt.execute(params![
-                    id,
-                    t.worker,
-                    t.action,
-                    t.priority.rank(),
-                    t.data,
-                    t.started_by,
-                    t.max_attempts,
-                    t.run_after,
-                    t.created_at,
-                    creation.message,
-                    text,
-                ])
-                .context("create task")?;
-            }
-        }
-        let lines: Vec<_> = ids.iter().map(|id| (*id, creation)).collect();
-        append(&tx, &lines)?;
-        // As the insert trigger of migration 4 counts each row.
-        tx.prepare_cached(
-            "INSERT INTO task_counts (worker, status, n) VALUES (?1, 'pending', ?2)
-             ON CONFLICT (worker, status) DO UPDATE SET n = n + excluded.n",
-        )
-        .and_then(|mut s| s.execute(params![t.worker, count as i64]))
-        .context("count new tasks")?;
-        tx.prepare_cached(
-            "INSERT INTO task_activity (bucket, worker, created) VALUES (?1, ?2, ?3)
-             ON CONFLICT (bucket, worker) DO UPDATE SET created = created + excluded.created",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                crate::bucket_floor(t.created_at),
-                t.worker,
-                count as i64
-            ])
-        })
-        .context("count new tasks")?;
+        let ids = insert_in(&tx, t, count, creation, None)?;
         tx.commit().context("commit new tasks")?;
         self.notify_work();
         Ok(ids)
+    }
+
+    fn insert_unique_task(
+        &mut self,
+        t: &NewTask,
+        unique: &Uniqueness,
+        creation: &LogLine,
+    ) -> Result<Inserted, StoreError> {
+        // IMMEDIATE takes the database's write lock before the look-up, so creators in
+        // other processes wait and then see this one's task: look-up and insert are one
+        // step for all of them.
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin creating a unique task")?;
+        let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
+        let statuses = serde_json::to_string(&statuses).unwrap_or_default();
+        let existing = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks
+                 WHERE unique_key = ?1 AND worker = ?2 AND action = ?3
+                   AND status IN (SELECT value FROM json_each(?4)) AND created_at >= ?5
+                 ORDER BY id DESC LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        unique.key,
+                        t.worker,
+                        t.action,
+                        statuses,
+                        unique.since.unwrap_or(i64::MIN)
+                    ],
+                    from_row,
+                )
+                .optional()
+            })
+            .context("look for a task with the unique key")?;
+        if let Some(task) = existing {
+            // Nothing written: the transaction ends without a commit.
+            return Ok(Inserted::Existing(Box::new(task)));
+        }
+        let ids = insert_in(&tx, t, 1, creation, Some(&unique.key))?;
+        tx.commit().context("commit new task")?;
+        self.notify_work();
+        Ok(Inserted::Created(ids[0]))
     }
 
     fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {

@@ -11,7 +11,9 @@ use rusqlite::params;
 use super::{Context, SqliteStore};
 use crate::error::StoreError;
 use crate::queue::{Status, StatusCounts};
-use crate::statistics::{bucket_floor, Activity, Statistics, WorkerCounts, WorkerLastRun};
+use crate::statistics::{
+    bucket_floor, Activity, MinuteCounts, Statistics, WorkerCounts, WorkerLastRun,
+};
 
 fn set_count(c: &mut StatusCounts, status: &str, n: i64) {
     match Status::parse(status) {
@@ -201,6 +203,33 @@ impl Statistics for SqliteStore {
             })
             .context("count active workers")
     }
+
+    fn finished_per_minute(&self, since: i64, until: i64) -> Result<Vec<MinuteCounts>, StoreError> {
+        // From the per-minute counts the triggers and the finish batches keep: a few
+        // rows per call however many tasks finished in the range.
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT minute, completed, failed FROM task_minutes
+                 WHERE minute >= ?1 AND minute < ?2 AND (completed <> 0 OR failed <> 0)
+                 ORDER BY minute",
+            )
+            .context("count finished tasks per minute")?;
+        // Minutes whose start lies in [since, until).
+        let first = since.div_euclid(60_000) + (since.rem_euclid(60_000) != 0) as i64;
+        let end = until.div_euclid(60_000) + (until.rem_euclid(60_000) != 0) as i64;
+        let rows = stmt
+            .query_map(params![first, end], |r| {
+                Ok(MinuteCounts {
+                    minute: r.get::<_, i64>(0)? * 60_000,
+                    completed: r.get(1)?,
+                    failed: r.get(2)?,
+                })
+            })
+            .context("count finished tasks per minute")?;
+        rows.collect::<Result<_, _>>()
+            .context("count finished tasks per minute")
+    }
 }
 
 impl SqliteStore {
@@ -370,6 +399,24 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(fresh, kept);
+        // The per-minute counts of the throughput chart (migration 14).
+        let per_minute = |sql: &str| -> Vec<(i64, i64, i64)> {
+            s.conn
+                .prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let fresh = per_minute(
+            "SELECT finished_at / 60000, SUM(status = 'completed'), SUM(status = 'failed')
+             FROM tasks WHERE status IN ('completed', 'failed') AND finished_at IS NOT NULL
+             GROUP BY 1 ORDER BY 1",
+        );
+        // Rows that fall to zero are deleted, so none is left over.
+        let kept = per_minute("SELECT minute, completed, failed FROM task_minutes ORDER BY 1");
+        assert_eq!(fresh, kept, "task_minutes");
     }
 
     #[test]
@@ -453,6 +500,51 @@ mod tests {
         let by_bucket = s.activity_by_bucket(t0, t0 + BUCKET_MS * 10).unwrap();
         let total: i64 = by_bucket.iter().map(|(_, a)| a.created).sum();
         assert_eq!(total, 4, "two of the six were deleted: {by_bucket:?}");
+    }
+
+    /// A database whose tasks finished before the per-minute counts existed gets them
+    /// from its tasks when it is opened (migration 14), and the chart reads them.
+    #[test]
+    fn per_minute_counts_are_built_from_the_tasks_of_an_older_database() {
+        let (dir, s) = store();
+        let t0 = 1_700_000_040_000;
+        s.conn
+            .execute_batch(&format!(
+                "INSERT INTO tasks (id, worker, action, status, created_at, started_at, finished_at)
+                 VALUES (1, 'a', 'run', 'completed', {t0}, {t0}, {t0} + 5),
+                        (2, 'a', 'run', 'failed', {t0}, {t0}, {t0} + 59999),
+                        (3, 'b', 'run', 'completed', {t0}, {t0}, {t0} + 60000),
+                        (4, 'b', 'run', 'cancelled', {t0}, NULL, {t0} + 60000);
+                 DROP TRIGGER tasks_minutes_insert; DROP TRIGGER tasks_minutes_delete;
+                 DROP TRIGGER tasks_minutes_update; DROP TABLE task_minutes;
+                 PRAGMA user_version = {};",
+                super::super::migrations::LATEST - 1
+            ))
+            .unwrap();
+        drop(s);
+        let s = SqliteStore::open(&dir.path().join("stask.db")).unwrap();
+        assert_consistent(&s);
+        let per = s.finished_per_minute(t0, t0 + 180_000).unwrap();
+        assert_eq!(
+            per,
+            [
+                MinuteCounts {
+                    minute: t0,
+                    completed: 1,
+                    failed: 1
+                },
+                MinuteCounts {
+                    minute: t0 + 60_000,
+                    completed: 1,
+                    failed: 0
+                },
+            ]
+        );
+        // Minutes whose start lies in the range: one that starts before it is left out.
+        assert_eq!(
+            s.finished_per_minute(t0 + 1, t0 + 120_000).unwrap().len(),
+            1
+        );
     }
 
     /// `finish_tasks` skips the triggers and counts the batch itself: every kind of
@@ -632,7 +724,8 @@ mod tests {
                  DROP TABLE users; DROP TABLE api_tokens; DROP INDEX tasks_created;
                  DROP INDEX tasks_started_by; DROP TABLE task_logs; DROP TABLE result_files;
                  DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta; DROP TABLE hosts; DROP TABLE leader;
-                 DROP TABLE login_failures;
+                 DROP TABLE login_failures; DROP INDEX tasks_unique;
+                 ALTER TABLE tasks DROP COLUMN unique_key;
                  ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -158,10 +158,21 @@ fn retry_line(t: &TaskRecord) -> LogLine {
     )
 }
 
+/// What [`run_now`] did.
+#[derive(Debug, Clone)]
+pub struct RunNow {
+    /// The task as it is now (pending and due, or already taken by a service).
+    pub task: TaskRecord,
+    /// Whether it was waiting until later (a retry's backoff, a later start) and was
+    /// made due; false when it was due already, so nothing changed.
+    pub made_due: bool,
+}
+
 /// "Run it now" for a service: makes a pending task due at once (a retry waiting for
 /// its backoff included); the store wakes the services, which claim it in priority
-/// order. The task must be pending and its worker active.
-pub fn run_now(store: &mut dyn Store, id: i64) -> Result<TaskRecord> {
+/// order. The task must be pending and its worker active. Whether it then starts is
+/// up to the services: [`super::WaitContext`] tells why it may still wait.
+pub fn run_now(store: &mut dyn Store, id: i64) -> Result<RunNow> {
     let t = find(store, id)?;
     if t.status != Status::Pending {
         return Err(Problem::conflict(
@@ -200,13 +211,17 @@ pub fn run_now(store: &mut dyn Store, id: i64) -> Result<TaskRecord> {
     let now = now_ms();
     if store.make_task_due(id, now)? {
         // Committed: the task as read, now due.
+        let made_due = t.run_after > now;
         let mut t = t;
         t.run_after = t.run_after.min(now);
-        return Ok(t);
+        return Ok(RunNow { task: t, made_due });
     }
     // Not pending any more: it was claimed (or cancelled) between the two reads, and
     // nothing changed; the task as it is now tells which.
-    find(store, id)
+    Ok(RunNow {
+        task: find(store, id)?,
+        made_due: false,
+    })
 }
 
 /// Deletes a finished task with its progress log and result files.
@@ -232,24 +247,31 @@ pub fn delete(store: &mut dyn Store, id: i64) -> Result<()> {
     Ok(())
 }
 
-/// What pending tasks [`process_now`] made due.
+/// What [`process_now`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MadeDue {
     /// Pending tasks that were waiting (for a retry's backoff) and are due now.
     pub made_due: usize,
     /// Tasks a service may claim now (their worker active).
     pub claimable: i64,
+    /// How many of the pending tasks the free slots take, and why the others wait.
+    pub due: super::DueSummary,
 }
 
 /// "Process everything now" for the services: every pending task becomes due at once
-/// (retries waiting for their backoff included) and the services are woken.
-pub fn process_now(store: &mut dyn Store) -> Result<MadeDue> {
+/// (retries waiting for their backoff included) and the services are woken. The
+/// answer says how many start and why the others wait, as far as the store tells
+/// (slots from `capacity`, or from the hosts of a shared store).
+pub fn process_now(store: &mut dyn Store, capacity: &super::Capacity) -> Result<MadeDue> {
     let now = now_ms();
     let made_due = store.make_all_due(now)?;
+    // Committed; what follows only reads.
     let claimable = store.count_claimable(now)?;
+    let due = super::WaitContext::load(store, capacity)?.due_summary();
     Ok(MadeDue {
         made_due,
         claimable,
+        due,
     })
 }
 

@@ -3,10 +3,15 @@
 //! The answer is built from what was stored, never read back: once the transaction
 //! has committed, creating has succeeded, whatever the store does next.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use serde_json::Value;
+use stask_plugin_api::manifest::{render_unique_key, MAX_UNIQUE_KEY_BYTES};
 use stask_plugin_api::WorkerManifest;
-use stask_storage::{now_ms, LogLine, NewTask, Priority, Status, Store, TaskRecord};
+use stask_storage::{
+    now_ms, Inserted, LogLine, NewTask, Priority, Status, Store, TaskRecord, Uniqueness,
+};
 
 use crate::problem::{shown_input, Problem};
 use crate::sensitive;
@@ -56,14 +61,38 @@ pub(crate) fn sensitive_hint(worker: &str) -> String {
 /// Largest batch [`create_tasks`] accepts.
 pub const MAX_BATCH: usize = 1_000_000;
 
+/// Statuses in which a task with the same unique key counts when the creator names
+/// none: a task waiting or running makes another pointless, a finished one does not.
+pub const DEFAULT_UNIQUE_STATUSES: [Status; 2] = [Status::Pending, Status::Running];
+
+/// A creator's wishes about unique keys (see [`create_with`]). The default: the
+/// action's default key if its worker declares one, pending and running tasks of any
+/// age counting.
+#[derive(Debug, Clone, Default)]
+pub struct UniqueRequest {
+    /// The key; `None`: the action's default key template, if it declares one.
+    pub key: Option<String>,
+    /// Only tasks created within this long count; `None`: any age.
+    pub within: Option<Duration>,
+    /// The statuses in which a task counts; `None`: [`DEFAULT_UNIQUE_STATUSES`].
+    pub statuses: Option<Vec<Status>>,
+    /// Create the task whatever exists, ignoring the action's default key.
+    pub ignore_default: bool,
+}
+
 /// Tasks stored by [`create`].
 #[derive(Debug, Clone)]
 pub struct Created {
     /// Their ids, in creation order.
     pub ids: Vec<i64>,
     /// The first of them as it was stored (built from what was inserted, not read
-    /// back).
+    /// back); with `existing`, the task found.
     pub first: TaskRecord,
+    /// A task with the same unique key was there: it is `first` (and `ids` holds its
+    /// id alone), and nothing was created.
+    pub existing: bool,
+    /// The unique key the task was created or found with.
+    pub unique_key: Option<String>,
 }
 
 /// Validates the request once and queues `count` identical tasks in one transaction.
@@ -71,17 +100,182 @@ pub fn create_tasks(store: &mut dyn Store, req: &TaskRequest, count: usize) -> R
     create(store, req, count).map(|c| c.ids)
 }
 
-/// [`create_tasks`], answering with the first task as stored too.
+/// [`create_tasks`], answering with the first task as stored too (the action's default
+/// unique key applies, see [`create_with`]).
 pub fn create(store: &mut dyn Store, req: &TaskRequest, count: usize) -> Result<Created> {
-    let data = validate(store, req, count)?;
-    let created = insert(store, req, data, count)?;
-    crate::metrics::global().tasks_created(&req.worker, &req.action, created.ids.len() as u64);
+    create_with(store, req, count, &UniqueRequest::default())
+}
+
+/// [`create`] with a unique key: when `unique` (or the action's default key) gives
+/// one, the task is created only if no task of the same worker and action with that
+/// key is in one of the statuses and young enough; otherwise that task is answered,
+/// with [`Created::existing`]. Checking and creating are one step in the store, also
+/// against creators in other processes and hosts.
+pub fn create_with(
+    store: &mut dyn Store,
+    req: &TaskRequest,
+    count: usize,
+    unique: &UniqueRequest,
+) -> Result<Created> {
+    let (data, template) = validate(store, req, count)?;
+    let uniqueness = uniqueness(req, count, unique, template.as_deref())?;
+    let created = insert(store, req, data, count, uniqueness)?;
+    if !created.existing {
+        crate::metrics::global().tasks_created(&req.worker, &req.action, created.ids.len() as u64);
+    }
     Ok(created)
 }
 
+/// The unique key and what counts as a match, from the creator's wishes and the
+/// action's default key template; `None` when the task is not unique.
+fn uniqueness(
+    req: &TaskRequest,
+    count: usize,
+    unique: &UniqueRequest,
+    template: Option<&str>,
+) -> Result<Option<Uniqueness>> {
+    if unique.ignore_default && unique.key.is_some() {
+        return Err(Problem::invalid(
+            "unique_key",
+            "unique_key_conflict",
+            "a unique key and 'no unique key' were both given; keep one of them",
+        )
+        .hint("drop --unique-key or --no-unique")
+        .into());
+    }
+    let key = match (&unique.key, template) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(t)) if !unique.ignore_default => {
+            Some(render_unique_key(t, &req.data).map_err(|e| {
+                Problem::invalid(
+                    "unique_key",
+                    "invalid_unique_key",
+                    format!(
+                        "the default unique key of action '{}' cannot be made: {e}; give a key of your own",
+                        req.action
+                    ),
+                )
+                .hint("pass --unique-key KEY, or --no-unique")
+            })?)
+        }
+        _ => None,
+    };
+    let Some(key) = key else {
+        if unique.within.is_some() || unique.statuses.is_some() {
+            return Err(Problem::invalid(
+                "unique_key",
+                "unique_key_missing",
+                format!(
+                    "a unique period or unique statuses apply only to a task with a unique key, and action '{}' of worker '{}' has no default key; give a unique key too",
+                    shown_input(&req.action),
+                    shown_input(&req.worker)
+                ),
+            )
+            .hint("pass --unique-key KEY")
+            .into());
+        }
+        return Ok(None);
+    };
+    if key.trim().is_empty()
+        || key.len() > MAX_UNIQUE_KEY_BYTES
+        || key.chars().any(char::is_control)
+    {
+        return Err(Problem::invalid(
+            "unique_key",
+            "invalid_unique_key",
+            format!(
+                "unique key '{}' is not usable: a key is 1 to {MAX_UNIQUE_KEY_BYTES} bytes, not blank, without control characters (it is {} bytes)",
+                shown_input(&key),
+                key.len()
+            ),
+        )
+        .into());
+    }
+    if count != 1 {
+        let p = Problem::invalid(
+            "count",
+            "unique_count",
+            format!(
+                "a task with a unique key ('{}') is created once; count must be 1, got {count}",
+                shown_input(&key)
+            ),
+        );
+        return Err(if unique.key.is_some() {
+            p.hint("drop --count or --unique-key")
+        } else {
+            p.hint(
+                "drop --count, or pass --no-unique to create them without the action's default key",
+            )
+        }
+        .into());
+    }
+    let statuses = match &unique.statuses {
+        None => DEFAULT_UNIQUE_STATUSES.to_vec(),
+        Some(list) if list.is_empty() => {
+            return Err(Problem::invalid(
+                "unique_states",
+                "invalid_unique_states",
+                "unique states must name at least one status: pending, running, completed, failed or cancelled",
+            )
+            .into())
+        }
+        Some(list) => {
+            let mut l = list.clone();
+            l.dedup();
+            l
+        }
+    };
+    let since =
+        match unique.within {
+            None => None,
+            Some(d) if d.is_zero() => return Err(Problem::invalid(
+                "unique_for",
+                "invalid_unique_for",
+                "a unique period must be at least 1s (e.g. 10m, 2h, 1d); leave it out for any age",
+            )
+            .into()),
+            Some(d) => Some(now_ms().saturating_sub(d.as_millis().min(i64::MAX as u128) as i64)),
+        };
+    Ok(Some(Uniqueness {
+        key,
+        statuses,
+        since,
+    }))
+}
+
+/// Reads the statuses of a unique key (`pending,running`), as a [`Problem`] naming
+/// `field` when one is wrong.
+pub fn parse_unique_states<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    field: &str,
+) -> Result<Vec<Status>, Problem> {
+    let mut out = Vec::new();
+    for n in names {
+        let n = n.trim();
+        let s = Status::parse(n).ok_or_else(|| {
+            Problem::invalid(
+                field,
+                "invalid_unique_states",
+                format!(
+                    "'{}' is not a status; unique states are a list of pending, running, completed, failed and cancelled",
+                    shown_input(n)
+                ),
+            )
+        })?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 /// Every check of a request, against the registered worker; returns the data as the
-/// JSON text to store.
-fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String> {
+/// JSON text to store and the action's default unique key template.
+fn validate(
+    store: &dyn Store,
+    req: &TaskRequest,
+    count: usize,
+) -> Result<(String, Option<String>)> {
     if count == 0 || count > MAX_BATCH {
         return Err(Problem::invalid(
             "count",
@@ -132,7 +326,7 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         .into());
     }
     let manifest: WorkerManifest = serde_json::from_str(&worker.manifest)?;
-    if manifest.find_action(&req.action).is_none() {
+    let Some(action) = manifest.find_action(&req.action) else {
         let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
         return Err(Problem::invalid(
             "action",
@@ -145,7 +339,8 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
             ),
         )
         .into());
-    }
+    };
+    let template = action.unique_key.clone();
     if !req.data.is_object() {
         return Err(Problem::invalid(
             "data",
@@ -196,7 +391,7 @@ fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<String
         )
         .into());
     }
-    Ok(data)
+    Ok((data, template))
 }
 
 /// Whether a worker's library file is gone: nothing at its path, or a link to nothing.
@@ -205,13 +400,24 @@ fn library_gone(path: &str) -> bool {
     matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// Stores `count` tasks of `req` with their creation lines, in one transaction.
-fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) -> Result<Created> {
+/// Stores `count` tasks of `req` with their creation lines, in one transaction; a
+/// unique one only when no task matches `unique`.
+fn insert(
+    store: &mut dyn Store,
+    req: &TaskRequest,
+    data: String,
+    count: usize,
+    unique: Option<Uniqueness>,
+) -> Result<Created> {
     let now = now_ms();
     let by = req
         .started_by
         .as_deref()
         .map(|u| format!(", by {u}"))
+        .unwrap_or_default();
+    let key = unique
+        .as_ref()
+        .map(|u| format!(", unique key '{}'", shown_input(&u.key)))
         .unwrap_or_default();
     let creation = LogLine::new(
         "pending",
@@ -219,7 +425,7 @@ fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) 
         0,
         0,
         "",
-        &format!("Task created (priority {}{by})", req.priority.as_str()),
+        &format!("Task created (priority {}{by}{key})", req.priority.as_str()),
     );
     let task = NewTask {
         worker: req.worker.clone(),
@@ -231,6 +437,22 @@ fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) 
         run_after: now,
         created_at: now,
     };
+    if let Some(unique) = unique {
+        return Ok(match store.insert_unique_task(&task, &unique, &creation)? {
+            Inserted::Created(id) => Created {
+                ids: vec![id],
+                first: stored(id, task, &creation),
+                existing: false,
+                unique_key: Some(unique.key),
+            },
+            Inserted::Existing(found) => Created {
+                ids: vec![found.id],
+                first: *found,
+                existing: true,
+                unique_key: Some(unique.key),
+            },
+        });
+    }
     // One transaction: the tasks with their creation lines, or nothing (and the
     // services are woken by the store).
     let ids = store.insert_tasks(&task, count, &creation)?;
@@ -238,7 +460,12 @@ fn insert(store: &mut dyn Store, req: &TaskRequest, data: String, count: usize) 
         anyhow::bail!("the store created none of {count} tasks");
     };
     let first = stored(first, task, &creation);
-    Ok(Created { ids, first })
+    Ok(Created {
+        ids,
+        first,
+        existing: false,
+        unique_key: None,
+    })
 }
 
 /// Task `id` as [`stask_storage::TaskQueue::insert_tasks`] stores `task`: pending,

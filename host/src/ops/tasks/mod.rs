@@ -1,10 +1,13 @@
 //! Tasks: creating them ([`mod@create`]), acting on them ([`actions`]: cancel, retry, run
-//! now, delete, bulk, process now) and cleaning up finished ones ([`mod@clean`]), with the
+//! now, delete, bulk, process now), why a pending one waits ([`mod@waiting`]) and cleaning
+//! up finished ones ([`mod@clean`]), with the
 //! input forms both front-ends accept (priorities, statuses, defaults).
 
 pub mod actions;
+pub mod allowed;
 pub mod clean;
 pub mod create;
+pub mod waiting;
 
 use stask_storage::{Priority, ResultFileInfo, Status, Store, TaskRecord};
 
@@ -12,13 +15,15 @@ use crate::problem::Problem;
 
 pub use actions::{
     attempts_so_far, bulk, bulk_ids, cancel, delete, process_now, retry, run_now, BulkAction,
-    Cancelled, Done, MadeDue, Retried, MAX_BULK,
+    Cancelled, Done, MadeDue, Retried, RunNow, MAX_BULK,
 };
+pub use allowed::Allowed;
 pub use clean::{clean, CleanReport, CleanRequest, DEFAULT_OLDER_THAN};
 pub use create::{
-    create, create_tasks, Created, TaskRequest, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT,
-    MAX_BATCH, MAX_DATA_BYTES,
+    create, create_tasks, create_with, parse_unique_states, Created, TaskRequest, UniqueRequest,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_UNIQUE_STATUSES, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_DATA_BYTES,
 };
+pub use waiting::{Capacity, DueSummary, WaitContext, Waiting};
 
 /// The error for an unknown task id.
 pub fn no_task(id: i64) -> anyhow::Error {

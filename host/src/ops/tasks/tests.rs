@@ -214,9 +214,10 @@ fn operators_change_only_their_own_tasks_and_admins_any() {
 fn run_now_needs_a_pending_task_of_an_active_worker() {
     let mut env = Env::new();
     let id = create(&mut env);
-    let t = run_now(&mut *env.store, id).unwrap();
-    assert_eq!(t.status, Status::Pending);
-    assert!(t.run_after <= now_ms());
+    let r = run_now(&mut *env.store, id).unwrap();
+    assert_eq!(r.task.status, Status::Pending);
+    assert!(r.task.run_after <= now_ms());
+    assert!(!r.made_due, "a new task was due already");
 
     env.store.set_worker_active("w", false).unwrap();
     let p = problem(run_now(&mut *env.store, id));
@@ -328,21 +329,23 @@ fn process_now_makes_waiting_tasks_due_and_counts_the_claimable() {
         .unwrap();
     assert_eq!(env.store.count_claimable(now_ms()).unwrap(), 0);
     let wake = env.listen();
-    let due = process_now(&mut *env.store).unwrap();
-    assert_eq!(
-        due,
-        MadeDue {
-            made_due: 2,
-            claimable: 2
-        }
-    );
+    let one_slot = Capacity {
+        concurrency: 1,
+        ..Capacity::default()
+    };
+    let due = process_now(&mut *env.store, &one_slot).unwrap();
+    assert_eq!((due.made_due, due.claimable), (2, 2));
+    // One slot: one starts, the other waits for it.
+    assert_eq!((due.due.starting, due.due.slots_busy), (1, 1), "{due:?}");
     assert!(woken(&*wake));
+    let again = process_now(&mut *env.store, &one_slot).unwrap();
+    assert_eq!((again.made_due, again.claimable), (0, 2));
+    env.store.set_worker_active("w", false).unwrap();
+    let inactive = process_now(&mut *env.store, &one_slot).unwrap();
     assert_eq!(
-        process_now(&mut *env.store).unwrap(),
-        MadeDue {
-            made_due: 0,
-            claimable: 2
-        }
+        (inactive.due.starting, inactive.due.worker_inactive),
+        (0, 2),
+        "{inactive:?}"
     );
 }
 
@@ -510,7 +513,7 @@ fn answers_are_built_from_what_was_committed_and_match_the_stored_task() {
     assert_eq!(shown(&r.task), shown(&find(&*env.store, id).unwrap()));
 
     // Run now.
-    let t = run_now(&mut *env.store, id).unwrap();
+    let t = run_now(&mut *env.store, id).unwrap().task;
     assert_eq!(shown(&t), shown(&find(&*env.store, id).unwrap()));
 
     // Cancelling a running task: requested.
@@ -579,4 +582,126 @@ fn details_hold_the_last_history_lines_and_count_them_all() {
     let view = TaskView::details(&*env.store, &t).unwrap();
     assert_eq!(view.log_lines, Some(1));
     assert_eq!(view.history.unwrap().len(), 1);
+}
+
+#[test]
+fn a_pending_task_says_why_it_waits() {
+    let mut env = Env::new();
+    let cap = |n: usize, limit: Option<usize>| Capacity {
+        concurrency: n,
+        worker_limits: limit
+            .map(|l| [("w".to_owned(), l)].into())
+            .unwrap_or_default(),
+    };
+    let why = |env: &Env, id: i64, c: &Capacity| {
+        let t = find(&*env.store, id).unwrap();
+        WaitContext::load(&*env.store, c)
+            .unwrap()
+            .waiting(&t, now_ms())
+    };
+    let a = create(&mut env);
+    let b = create(&mut env);
+    assert_eq!(why(&env, a, &cap(2, None)), Some(Waiting::Queued));
+
+    // One running of one slot: the other waits for the slot, or for the worker's limit.
+    claim(&mut env, a, "o1");
+    assert_eq!(
+        why(&env, a, &cap(2, None)),
+        None,
+        "running tasks do not wait"
+    );
+    assert_eq!(
+        why(&env, b, &cap(1, None)),
+        Some(Waiting::SlotsBusy {
+            running: 1,
+            capacity: 1
+        })
+    );
+    assert_eq!(
+        why(&env, b, &cap(4, Some(1))),
+        Some(Waiting::WorkerLimit {
+            limit: 1,
+            running: 1
+        })
+    );
+    assert_eq!(why(&env, b, &cap(4, Some(2))), Some(Waiting::Queued));
+
+    // A retry's backoff, and a task created for later.
+    let later = now_ms() + 600_000;
+    let applied = env
+        .store
+        .finish_tasks(&[stask_storage::Finish {
+            id: a,
+            owner: "o1".into(),
+            outcome: stask_storage::Outcome::Failed {
+                error: "boom".into(),
+                retry_at: Some(later),
+            },
+            progress: 0,
+            processed: 0,
+            total: 0,
+            message: "boom".into(),
+            at: now_ms(),
+            lines: vec![LogLine::new("pending", 0, 0, 0, "", "Retry later")],
+        }])
+        .unwrap();
+    assert_eq!(applied, [true]);
+    assert_eq!(
+        why(&env, a, &cap(4, None)),
+        Some(Waiting::RetryAt { at: later })
+    );
+    let scheduled = env
+        .store
+        .insert_tasks(
+            &NewTask {
+                worker: "w".into(),
+                action: "noop".into(),
+                data: "{}".into(),
+                priority: Priority::Low,
+                max_attempts: 1,
+                started_by: None,
+                run_after: later,
+                created_at: now_ms(),
+            },
+            1,
+            &LogLine::new("pending", 0, 0, 0, "", "Task created"),
+        )
+        .unwrap()[0];
+    assert_eq!(
+        why(&env, scheduled, &cap(4, None)),
+        Some(Waiting::ScheduledFor { at: later })
+    );
+
+    // An inactive worker, a held one, and one no longer registered.
+    env.store.set_worker_active("w", false).unwrap();
+    assert_eq!(
+        why(&env, b, &cap(4, None)),
+        Some(Waiting::WorkerInactive { reason: None })
+    );
+    env.store.delete_worker("w").unwrap();
+    assert_eq!(why(&env, b, &cap(4, None)), Some(Waiting::UnknownWorker));
+}
+
+#[test]
+fn on_a_shared_store_a_task_no_live_host_can_run_says_so() {
+    let mut env = Env::new();
+    let id = create(&mut env);
+    let now = now_ms();
+    // A live host that holds some other library.
+    env.store
+        .register_host(&stask_storage::HostRecord {
+            id: "m/1/1".into(),
+            name: "m".into(),
+            version: "0".into(),
+            capacity: 4,
+            libraries: vec!["0".repeat(64)],
+            started_at: now,
+            renewed_at: None,
+        })
+        .unwrap();
+    env.store.renew_lease("m/1/1", now).unwrap();
+    let t = find(&*env.store, id).unwrap();
+    let ctx = WaitContext::load(&*env.store, &Capacity::default()).unwrap();
+    assert_eq!(ctx.waiting(&t, now_ms()), Some(Waiting::NoHost));
+    assert_eq!(ctx.due_summary().no_host, 1);
 }

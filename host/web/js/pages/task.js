@@ -8,7 +8,7 @@ import { t, tn, num, dateTime, duration, timeOf } from '../i18n.js';
 import { icon } from '../icons.js';
 import { LogFollower, Poller } from '../live.js';
 import { statusBadge, progressBar, setProgress, link, workerCell } from '../ui.js';
-import { allowedOps, runOp } from '../taskops.js';
+import { allowedOps, runOp, waitingText } from '../taskops.js';
 import { progressChart } from '../charts.js';
 import { VirtualList } from '../vlist.js';
 
@@ -64,6 +64,8 @@ export async function mount(root, params) {
   const processedEl = h('dd', { id: 'task-processed' });
   const etaEl = h('dd', { id: 'task-eta' });
   const messageEl = h('p', { class: 'task-message', id: 'task-message', 'aria-live': 'polite' });
+  // Why a pending task is not running, as the API words it by code (`task.waiting`).
+  const waitingEl = h('p', { class: 'task-waiting', id: 'task-waiting', 'aria-live': 'polite', hidden: true });
   const buttons = h('div', { class: 'task-buttons', role: 'group', 'aria-label': t('task.actions') });
   const liveMode = h('span', { class: 'live-mode muted', id: 'live-mode' });
 
@@ -98,7 +100,15 @@ export async function mount(root, params) {
     replace(messageEl, rich(st.message || ''));
   };
 
+  const renderWaiting = () => {
+    const why = task.status === 'pending' ? waitingText(task.waiting) : '';
+    waitingEl.hidden = !why;
+    waitingEl.dataset.code = why ? task.waiting.code : '';
+    replace(waitingEl, why ? [h('strong', null, `${t('task.waiting')}: `), why] : null);
+  };
+
   const renderButtons = () => {
+    renderWaiting();
     const ops = allowedOps(task);
     const mk = (op, iconName, cls) =>
       h('button', {
@@ -386,6 +396,7 @@ export async function mount(root, params) {
       bar,
       h('dl', { class: 'kv inline' }, h('dt', null, t('task.processed')), processedEl, h('dt', null, t('task.eta')), etaEl),
       messageEl,
+      waitingEl,
     ),
     errorBox,
     h('div', { class: 'task-grid' }, h('section', { class: 'card log-card' }, h('div', { class: 'card-header' }, h('h2', null, t('task.log')), logInfo, olderBtn), chatWrap), h('section', { class: 'card' }, h('h2', null, t('task.history')), historyBox)),

@@ -23,7 +23,6 @@ export async function mount(root, params, query) {
     workers = [];
   }
 
-  const scopes = Object.fromEntries(workers.map((w) => [w.identifier, w.scope]));
   const statusSel = select([{ value: '', label: t('filter.any') }, ...STATUSES.map((s) => ({ value: s, label: t(`status.${s}`) }))], f.status, { name: 'status' });
   const workerSel = select([{ value: '', label: t('filter.any') }, ...workers.map((w) => ({ value: w.identifier, label: w.identifier }))], f.worker, { name: 'worker' });
   const actionIn = h('input', { type: 'text', name: 'action', value: f.action, autocomplete: 'off' });
@@ -157,7 +156,6 @@ export async function mount(root, params, query) {
           updateBulk();
         });
       }
-      if (!task.scope && scopes[task.worker]) task.scope = scopes[task.worker];
       return taskRow(task, { after: () => poller.now(), select: cb, showMessage: true });
     };
     if (list.length) keyed(tbody, list, (task) => task.id, row, (task) => JSON.stringify([task, selected.has(task.id)]));

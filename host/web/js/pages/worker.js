@@ -8,8 +8,9 @@ import { icon } from '../icons.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, field, select, emptyRow, navigate, link, errorText, STATUSES } from '../ui.js';
 import { taskRow, listOf } from '../taskops.js';
-import { activeToggle, activeIndicator, taskCount } from './workers.js';
+import { activeToggle, activeIndicator, taskCount, scheduleLine } from './workers.js';
 import { countsOf } from './stats.js';
+import { scheduleDescription, serviceText } from '../servicetext.js';
 import { barChart } from '../charts.js';
 
 const TIMEOUT_KEY = 'timeout_secs';
@@ -44,6 +45,7 @@ export async function mount(root, params) {
       h('h1', { id: 'page-title', tabindex: '-1' }, worker.title || worker.identifier),
       h('p', { class: 'worker-meta' }, h('code', null, worker.identifier), worker.scope ? h('span', { class: 'tag' }, worker.scope) : null, worker.version ? h('span', { class: 'muted' }, `v${worker.version}`) : null, activeIndicator(worker)),
       h('p', { class: 'worker-desc' }, worker.description || ''),
+      scheduleLine(worker.schedule, 'worker-schedule-line'),
     ),
     h('div', { class: 'worker-header-actions' }, can('worker.toggle') ? activeToggle(worker, () => navigate(location.pathname)) : null),
   );
@@ -340,6 +342,9 @@ async function renderSchedule(box, worker) {
   try {
     sched = await api.get(api.routes.workerSchedule(worker.identifier));
     sched = sched.schedule || sched;
+    // The header's line follows the schedule as saved, paused or resumed here.
+    const line = document.getElementById('worker-schedule-line');
+    if (line) line.replaceWith(scheduleLine(sched, 'worker-schedule-line'));
   } catch (e) {
     replace(box, h('h2', { id: 'schedule-title' }, t('worker.schedule')), h('p', { class: 'error-box' }, errorText(e)));
     return;
@@ -351,11 +356,11 @@ async function renderSchedule(box, worker) {
     'dl',
     { class: 'kv', id: 'schedule-summary' },
     h('dt', null, t('schedule.current')),
-    h('dd', null, sched.description || t(`schedule.kind.${kind}`)),
+    h('dd', null, scheduleDescription(sched) || t(`schedule.kind.${kind}`)),
     h('dt', null, t('schedule.next_run')),
     h('dd', { id: 'schedule-next' }, sched.paused ? t('schedule.paused') : sched.next_run ? `${sched.next_run.local || dateTime(sched.next_run.at)}` : '—'),
     sched.last_run ? [h('dt', null, t('schedule.last_run')), h('dd', null, sched.last_run.local || dateTime(sched.last_run.at))] : null,
-    sched.skipped_count ? [h('dt', null, t('schedule.skipped')), h('dd', null, `${num(sched.skipped_count)}${sched.last_skip_reason ? ` — ${sched.last_skip_reason}` : ''}`)] : null,
+    sched.skipped_count ? [h('dt', null, t('schedule.skipped')), h('dd', null, `${num(sched.skipped_count)}${sched.last_skip_reason ? ` — ${serviceText(sched.last_skip_reason)}` : ''}`)] : null,
     sched.timezone ? [h('dt', null, t('schedule.timezone')), h('dd', null, sched.timezone)] : null,
   );
   const children = [h('h2', { id: 'schedule-title' }, t('worker.schedule')), summary];

@@ -3,11 +3,12 @@
 
 import * as api from '../api.js';
 import { h, replace, keyed } from '../dom.js';
-import { t, tn, num } from '../i18n.js';
+import { t, tn, num, relativeTime } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
 import { button, can, notify, notifyError, pageHeader, link, confirmDialog } from '../ui.js';
 import { listOf } from '../taskops.js';
+import { scheduleDescription } from '../servicetext.js';
 
 export function taskCount(w) {
   if (typeof w.task_count === 'number') return w.task_count;
@@ -105,6 +106,24 @@ export function orphanMessage(r) {
   return t('notify.orphans_none');
 }
 
+/**
+ * A worker's schedule on its card: what it is and when it next runs ("in 3 hours", the
+ * time itself on hover), or that it runs on demand.
+ */
+export function scheduleLine(sched, id = null) {
+  const kind = sched && sched.kind ? sched.kind : 'manual';
+  if (kind === 'manual') return h('p', { class: 'worker-schedule muted', 'data-schedule': 'manual', id }, icon('clock', { size: 16 }), ' ', t('workers.schedule_manual'));
+  let next = null;
+  if (sched.paused) next = t('workers.schedule_paused');
+  else if (sched.next_run) {
+    // The sentence is translated whole; the time goes where its placeholder is.
+    const [before, after = ''] = t('workers.next_run', { when: '\u0000' }).split('\u0000');
+    const when = h('time', { datetime: new Date(sched.next_run.at).toISOString(), title: sched.next_run.local, 'data-reltime': sched.next_run.at, class: 'next-run' }, relativeTime(sched.next_run.at));
+    next = h('span', { class: 'schedule-next' }, before, when, after);
+  }
+  return h('p', { class: 'worker-schedule', 'data-schedule': kind, id }, icon('clock', { size: 16 }), ' ', h('span', { class: 'schedule-desc' }, scheduleDescription(sched) || t(`schedule.kind.${kind}`)), next ? [' · ', next] : null);
+}
+
 export async function mount(root) {
   const grid = h('div', { class: 'worker-grid', id: 'worker-list', 'aria-live': 'polite' });
   const actions = [];
@@ -160,6 +179,7 @@ export async function mount(root) {
       h('p', { class: 'worker-desc' }, w.description || ''),
       w.inactive_reason ? h('p', { class: 'notice', 'data-inactive-reason': w.identifier }, t('workers.inactive_reason', { reason: w.inactive_reason })) : null,
       accessLine(w),
+      scheduleLine(w.schedule),
       h(
         'div',
         { class: 'worker-foot' },
