@@ -5,13 +5,17 @@
 //! ([`crate::probe`]). Every operation reports per file what it did and why it skipped
 //! anything, and carries on with the other files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use serde_json::{Map, Value};
+use stask_plugin_api::manifest::host_setting;
 use stask_plugin_api::{LibraryManifest, WorkerManifest};
-use stask_storage::{LibraryFingerprint, Store, WorkerMetadata, WorkerRecord};
+use stask_storage::{
+    LibraryFingerprint, RemovedWorker, Restoration, Store, WorkerMetadata, WorkerRecord,
+};
 
 use crate::fingerprint;
 use crate::loader::LoadError;
@@ -51,11 +55,45 @@ pub struct WorkerChange {
     pub inactive_reason: Option<String>,
 }
 
+/// A setting a worker registered again did not get back, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct DroppedSetting {
+    /// The settings key.
+    pub key: String,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+/// A worker registered again after it was removed (clean-orphaned), with what it took
+/// back of what the operator had set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    /// The worker as registered now.
+    #[serde(flatten)]
+    pub worker: WorkerChange,
+    /// Settings keys it got back.
+    pub kept: Vec<String>,
+    /// Settings the new manifest does not accept (the key is gone, or the value no
+    /// longer fits); their defaults apply.
+    pub dropped: Vec<DroppedSetting>,
+    /// Its schedule, when it had one: `"paused"` or `"active"`, as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// When it was removed (ms since epoch).
+    pub removed_at: i64,
+    /// What happened, in one sentence.
+    pub message: String,
+}
+
 /// Result of `workers discover`.
 #[derive(Debug, Default, Serialize)]
 pub struct DiscoverReport {
     /// Newly registered workers.
     pub registered: Vec<WorkerChange>,
+    /// Workers removed before (clean-orphaned) and registered again: their settings come
+    /// back (checked against the new manifest), and their schedule as it was; they are
+    /// active only when the same library (by hash) came back and they were active.
+    pub restored: Vec<Restored>,
     /// Registered workers whose missing library was found at a new path (the same
     /// contents: nothing new runs).
     pub relocated: Vec<WorkerChange>,
@@ -86,7 +124,9 @@ pub struct RescanReport {
 /// Result of `workers clean-orphaned`.
 #[derive(Debug, Default, Serialize)]
 pub struct CleanReport {
-    /// Deleted workers with the library they pointed at.
+    /// Deleted workers with the library they pointed at. Their settings, state and
+    /// schedule are remembered: a worker registered again under the same identifier gets
+    /// them back (see [`DiscoverReport::restored`]).
     pub deleted: Vec<WorkerChange>,
 }
 
@@ -326,6 +366,106 @@ fn replaced_reason(
     )
 }
 
+/// Settings remembered for a removed worker, checked against the manifest it comes back
+/// with: returns what to store, the keys kept and the keys dropped with why. Keys the
+/// manifest declares but the settings lack need nothing: their defaults apply at run
+/// time. Secret values stay as stored (encrypted, bound to the worker and key, so they
+/// open again under the same identifier).
+pub fn restore_settings(
+    manifest: &WorkerManifest,
+    stored: &str,
+) -> (Map<String, Value>, Vec<String>, Vec<DroppedSetting>) {
+    let stored: Map<String, Value> = serde_json::from_str(stored).unwrap_or_default();
+    let mut out = Map::new();
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    let mut drop_key = |key: &str, reason: String| {
+        dropped.push(DroppedSetting {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    for (key, value) in stored {
+        let sealed = crate::secrets::is_sealed(&value);
+        if let Some(host) = host_setting(&key) {
+            if host.accepts(&value) {
+                out.insert(key.clone(), value);
+                kept.push(key);
+            } else {
+                drop_key(&key, format!("must be {} now", host.expected()));
+            }
+            continue;
+        }
+        let Some(spec) = manifest.settings.iter().find(|s| s.key == key) else {
+            drop_key(&key, "the worker no longer has this setting".to_owned());
+            continue;
+        };
+        let fits = if sealed {
+            // Only a secret setting may hold an encrypted value; what it holds inside
+            // is checked when it is opened for a run.
+            spec.secret
+        } else {
+            spec.kind.accepts(&value)
+        };
+        if fits {
+            out.insert(key.clone(), value);
+            kept.push(key);
+        } else if sealed {
+            drop_key(
+                &key,
+                "it was secret and no longer is; set it again".to_owned(),
+            );
+        } else {
+            drop_key(&key, format!("must be {} now", spec.kind.with_article()));
+        }
+    }
+    (out, kept, dropped)
+}
+
+/// Why a worker registered again stays inactive although it was active when removed:
+/// its library is another build. Named like [`replaced_reason`], relative to the
+/// plugins directory.
+fn returned_reason(
+    plugins_dir: &Path,
+    removed: &RemovedWorker,
+    new: &LibraryFingerprint,
+) -> String {
+    let path = Path::new(&new.path);
+    let name = path
+        .strip_prefix(plugins_dir)
+        .ok()
+        .or_else(|| path.file_name().map(Path::new))
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let short = |sha: &str| sha.get(..12).unwrap_or(sha).to_owned();
+    format!(
+        "it was removed while its library was gone and came back from '{}' (sha256 {}…), a different library than the one it was removed with (sha256 {}…); it kept its settings but stays inactive until an operator has checked the new library and activates it",
+        name,
+        short(&new.sha256),
+        short(&removed.library_sha256)
+    )
+}
+
+/// The report line of a restored worker.
+fn restored_message(id: &str, kept: &[String], dropped: &[DroppedSetting]) -> String {
+    let mut message = format!(
+        "worker {id} registered again with its earlier settings ({} kept, {} dropped",
+        kept.len(),
+        dropped.len()
+    );
+    if !dropped.is_empty() {
+        let list: Vec<String> = dropped
+            .iter()
+            .map(|d| format!("{} ({})", d.key, d.reason))
+            .collect();
+        message.push_str(": ");
+        message.push_str(&list.join(", "));
+    }
+    message.push(')');
+    message
+}
+
 /// Registers workers from libraries in the plugins directory that are not known yet.
 pub fn discover(
     store: &mut dyn Store,
@@ -469,7 +609,44 @@ pub fn discover(
         .iter()
         .map(|(id, m, json, fp)| (id.clone(), meta_of(m, json), fp.clone(), activate))
         .collect();
-    store.insert_workers(&rows)?;
+    let manifests: HashMap<&str, &WorkerManifest> = inserts
+        .iter()
+        .map(|(id, m, _, _)| (id.as_str(), m))
+        .collect();
+    // Decided inside the registering transaction, on what the store remembers then.
+    let mut restored = Vec::new();
+    let mut restore = |removed: &RemovedWorker, lib: &LibraryFingerprint| {
+        let mut back = Restoration::as_removed(removed, lib);
+        let Some(manifest) = manifests.get(removed.identifier.as_str()) else {
+            return back;
+        };
+        let (settings, kept, dropped) = restore_settings(manifest, &removed.settings);
+        back.settings = Value::Object(settings).to_string();
+        if removed.active && !back.active {
+            back.inactive_reason = Some(returned_reason(plugins_dir, removed, lib));
+        }
+        let mut worker = change(manifest, &lib.path, back.active);
+        worker.inactive_reason = back.inactive_reason.clone();
+        restored.push(Restored {
+            message: restored_message(&removed.identifier, &kept, &dropped),
+            worker,
+            kept,
+            dropped,
+            schedule: removed
+                .schedule
+                .as_ref()
+                .map(|s| if s.paused { "paused" } else { "active" }.to_owned()),
+            removed_at: removed.removed_at,
+        });
+        back
+    };
+    store.register_workers(&rows, &mut restore)?;
+    let again: HashSet<String> = restored
+        .iter()
+        .map(|r| r.worker.identifier.clone())
+        .collect();
+    report.registered.retain(|w| !again.contains(&w.identifier));
+    report.restored = restored;
     Ok(report)
 }
 
@@ -590,4 +767,67 @@ pub fn clean_orphaned(store: &mut dyn Store) -> Result<CleanReport> {
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use stask_plugin_api::{ActionSpec, SettingSpec};
+
+    use super::*;
+
+    #[test]
+    fn restored_settings_keep_what_the_new_manifest_accepts_and_say_why_others_go() {
+        let m = WorkerManifest::new("w", "W")
+            .action(ActionSpec::new("run", "Run"))
+            .setting(SettingSpec::string("greeting", "Greeting"))
+            .setting(SettingSpec::integer("batch", "Batch").default(5))
+            .setting(SettingSpec::string("token", "Token").secret())
+            .setting(SettingSpec::string("plain", "Plain"));
+        let sealed = json!({ crate::secrets::ENVELOPE: "v1:k:abc" });
+        assert!(crate::secrets::is_sealed(&sealed));
+        let stored = json!({
+            "token": sealed,
+            "plain": sealed,
+            "greeting": "hi",
+            "batch": "ten",
+            "colour": "red",
+            "timeout_secs": 30,
+            "max_open_files": "many",
+        });
+        let (out, mut kept, dropped) = restore_settings(&m, &stored.to_string());
+        kept.sort();
+        assert_eq!(kept, ["greeting", "timeout_secs", "token"]);
+        assert_eq!(
+            Value::Object(out),
+            json!({ "greeting": "hi", "timeout_secs": 30, "token": sealed }),
+            "a secret stays encrypted as stored"
+        );
+        let mut why: Vec<(String, String)> =
+            dropped.into_iter().map(|d| (d.key, d.reason)).collect();
+        why.sort();
+        assert_eq!(why[0].0, "batch");
+        assert!(why[0].1.contains("an integer"), "{why:?}");
+        assert_eq!(why[1].0, "colour");
+        assert!(why[1].1.contains("no longer has"), "{why:?}");
+        assert_eq!(why[2].0, "max_open_files");
+        assert_eq!(why[3].0, "plain");
+        assert!(why[3].1.contains("no longer is"), "{why:?}");
+        assert_eq!(
+            restored_message("w", &["greeting".into()], &[]),
+            "worker w registered again with its earlier settings (1 kept, 0 dropped)"
+        );
+        let message = restored_message(
+            "w",
+            &[],
+            &[DroppedSetting {
+                key: "colour".into(),
+                reason: "gone".into(),
+            }],
+        );
+        assert!(
+            message.ends_with("(0 kept, 1 dropped: colour (gone))"),
+            "{message}"
+        );
+    }
 }

@@ -242,6 +242,9 @@ impl Chores {
         for w in &report.registered {
             tracing::info!(worker = %w.identifier, library = %w.library, "registered new worker (inactive until activated)");
         }
+        for r in &report.restored {
+            tracing::info!(worker = %r.worker.identifier, library = %r.worker.library, active = r.worker.active, "{}", r.message);
+        }
         for s in &report.skipped {
             tracing::warn!(path = %s.path, "skipped plugin file: {}", s.reason);
         }

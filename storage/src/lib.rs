@@ -48,7 +48,10 @@ pub use queue::{
     ProgressUpdate, RetryResult, RunningTask, StartLine, Status, StatusCounts, TaskFilter,
     TaskQueue, TaskRecord, Uniqueness,
 };
-pub use registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
+pub use registry::{
+    LibraryFingerprint, Registry, RemovedWorker, Restoration, Restorer, WorkerMetadata,
+    WorkerRecord,
+};
 pub use schedules::{
     FireOutcome, Firing, ScheduleRecord, Schedules, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
 };

@@ -225,6 +225,9 @@ pub struct StoredLine {
     pub seq: u64,
     /// The line's text without a newline.
     pub text: String,
+    /// When the line was stored (ms since the epoch); `None` for lines stored before
+    /// stask kept the time of each line (schema versions before the `at` column).
+    pub at: Option<i64>,
 }
 
 impl StoredLine {
@@ -294,6 +297,7 @@ mod tests {
         let stored = StoredLine {
             seq: 1,
             text: l.text(),
+            at: None,
         };
         assert_eq!(stored.text, "pending|0|0|0|-|Task created");
         assert_eq!(stored.parse(), Some(l));

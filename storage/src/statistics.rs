@@ -116,9 +116,7 @@ pub trait Statistics {
     /// Stored tasks that are completed or failed, per minute of their finish time, for
     /// the minutes starting in `[since, until)` (ms; callers pass whole minutes), in
     /// minute order; minutes without any are left out. Tasks already cleaned up are not
-    /// counted. SQLite reads per-minute counts kept like the other statistics (a few
-    /// rows, however many tasks finished); PostgreSQL counts the tasks through the
-    /// index on status and finish time, so its cost follows the tasks finished in the
-    /// range.
+    /// counted. Both backends read per-minute counts kept like the other statistics (a
+    /// few rows, however many tasks finished).
     fn finished_per_minute(&self, since: i64, until: i64) -> Result<Vec<MinuteCounts>, StoreError>;
 }

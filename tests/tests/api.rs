@@ -43,6 +43,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/stats/overview", "viewer"),
     ("GET", "/api/v1/stats/workers", "viewer"),
     ("GET", "/api/v1/stats/time", "viewer"),
+    ("GET", "/api/v1/stats/throughput", "viewer"),
+    ("GET", "/api/v1/running", "viewer"),
     ("GET", "/api/v1/tasks", "viewer"),
     ("POST", "/api/v1/tasks", "operator"),
     ("POST", "/api/v1/tasks/bulk", "operator"),
@@ -1424,6 +1426,24 @@ fn workers_list_show_activate_discover_rescan_clean_settings_and_schedules() {
         .expect(200);
     assert_eq!(r["deleted"][0]["identifier"], "product");
     assert_eq!(api.get(&viewer, "/api/v1/workers/product").status, 404);
+    // Back again: the discovery answer says it came back with its earlier settings
+    // (it was inactive, so it stays so); then gone again for what follows.
+    let lib = svc.home.install(PRODUCT);
+    let d = api
+        .post(&admin, "/api/v1/workers/discover", &json!({}))
+        .expect(200);
+    assert_eq!(d["registered"], json!([]), "{d:#}");
+    assert_eq!(d["restored"][0]["identifier"], "product", "{d:#}");
+    assert_eq!(d["restored"][0]["active"], false, "{d:#}");
+    assert!(
+        d["restored"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("registered again with its earlier settings")),
+        "{d:#}"
+    );
+    std::fs::remove_file(&lib).unwrap();
+    api.post(&admin, "/api/v1/workers/clean-orphaned", &json!({}))
+        .expect(200);
 
     // Settings: secrets are never shown back, only whether they are set.
     let secret = "s3cret-VALUE-never-shown-9431";

@@ -1299,3 +1299,116 @@ fn changed_abi_layout_reason_names_the_declared_and_the_host_version() {
     );
     assert!(reason.contains("rebuild it"), "says what to do: {reason}");
 }
+
+// ---------------------------------------------------------------------------------
+// A worker removed by clean-orphaned and discovered again
+// ---------------------------------------------------------------------------------
+
+/// The workers' settings as `workers settings ID --json` shows them.
+fn settings_of(home: &Home, id: &str) -> Value {
+    home.json(&["workers", "settings", id])
+}
+
+fn schedule_of(home: &Home, id: &str) -> Value {
+    home.json(&["workers", "schedule", id])
+}
+
+#[test]
+fn a_worker_removed_and_discovered_again_gets_back_its_settings_state_and_schedule() {
+    let home = Home::new();
+    let file = home.install_as(REPLACEABLE_V1, "libreplaceable.so");
+    home.json(&["workers", "discover", "--activate"]);
+    home.ok(&[
+        "workers",
+        "settings",
+        "replaceable",
+        "timeout_secs=42",
+        "max_open_files=64",
+    ]);
+    let settings = settings_of(&home, "replaceable");
+    let schedule = home.json(&[
+        "workers",
+        "schedule",
+        "replaceable",
+        "daily",
+        "--at",
+        "08:30",
+        "--data",
+        r#"{"n": 1}"#,
+    ]);
+    assert_eq!(schedule["paused"], false, "{schedule:#}");
+
+    // The file goes, clean-orphaned removes the worker (and says what is kept).
+    std::fs::remove_file(&file).unwrap();
+    let text = home.ok(&["workers", "clean-orphaned"]);
+    assert!(text.contains("replaceable"), "{text}");
+    assert!(
+        text.contains("settings"),
+        "says the settings are kept: {text}"
+    );
+    assert!(find_by(&list(&home), "identifier", "replaceable").is_none());
+
+    // The same file comes back: everything as it was, active again.
+    home.install_as(REPLACEABLE_V1, "libreplaceable.so");
+    let report = home.json(&["workers", "discover"]);
+    assert_eq!(report["registered"], json!([]), "{report:#}");
+    let restored = find_by(&report["restored"], "identifier", "replaceable")
+        .unwrap_or_else(|| panic!("not reported as restored: {report:#}"));
+    assert_eq!(restored["active"], true, "{restored:#}");
+    assert_eq!(restored["dropped"], json!([]), "{restored:#}");
+    let mut kept: Vec<&str> = restored["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["max_open_files", "timeout_secs"], "{restored:#}");
+    assert_eq!(restored["schedule"], "active", "{restored:#}");
+    let message = restored["message"].as_str().unwrap();
+    assert!(
+        message.contains("registered again with its earlier settings (2 kept, 0 dropped)"),
+        "{message}"
+    );
+    let w = show(&home, "replaceable");
+    assert_eq!(w["active"], true, "{w:#}");
+    assert_eq!(w["inactive_reason"], Value::Null, "{w:#}");
+    assert_eq!(settings_of(&home, "replaceable"), settings);
+    assert_eq!(
+        schedule_of(&home, "replaceable"),
+        schedule,
+        "the schedule comes back as it was"
+    );
+    let id = home.create_task("replaceable", "version", &json!({}), &[]);
+    let summary = home.json(&["tasks", "process"]);
+    assert_eq!(summary["completed"], 1, "{summary:#}");
+    assert_eq!(home.task(id)["result"], json!({ "version": 1 }));
+
+    // Another build of the library comes back instead: the settings and schedule come
+    // back, but the worker waits for an operator, saying why.
+    std::fs::remove_file(&file).unwrap();
+    home.json(&["workers", "clean-orphaned"]);
+    home.install_as(REPLACEABLE_V2, "libreplaceable.so");
+    let text = home.ok(&["workers", "discover"]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("replaceable") && l.contains("registered again"))
+        .unwrap_or_else(|| panic!("no line says it came back:\n{text}"));
+    assert!(line.contains("inactive"), "{line}");
+    assert!(
+        text.contains("stask workers activate replaceable"),
+        "says what to do: {text}"
+    );
+    let w = show(&home, "replaceable");
+    assert_eq!(w["active"], false, "{w:#}");
+    let reason = w["inactive_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("different library"), "{reason}");
+    assert!(
+        !reason.contains(&s(home.path())),
+        "no path on the server in a reason API clients see: {reason}"
+    );
+    assert_eq!(settings_of(&home, "replaceable"), settings);
+    assert_eq!(schedule_of(&home, "replaceable"), schedule);
+    home.ok(&["workers", "activate", "replaceable"]);
+    assert_eq!(show(&home, "replaceable")["inactive_reason"], Value::Null);
+}

@@ -7,7 +7,7 @@ use stask_storage::{escape_text as shown, Store};
 use super::print_json;
 use super::terminal::NoEcho;
 use crate::config::Config;
-use crate::discovery::{Skipped, WorkerChange};
+use crate::discovery::{Restored, Skipped, WorkerChange};
 use crate::home::Home;
 use crate::ops::workers::{self as ops, find, SettingsChange};
 use crate::views::{WorkerDetails, WorkerView};
@@ -78,6 +78,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 return print_json(&report);
             }
             print_changes("Registered", &report.registered);
+            print_restored(&report.restored);
             print_changes("Relocated", &report.relocated);
             print_held(&report.held);
             print_skipped(&report.skipped);
@@ -87,6 +88,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 report.skipped.len(),
                 report.already_registered
             );
+            if !report.restored.is_empty() {
+                println!(
+                    "{} registered again with their earlier settings",
+                    report.restored.len()
+                );
+            }
             if !activate && !report.registered.is_empty() {
                 println!("New workers are inactive; enable one with `stask workers activate ID`.");
             }
@@ -116,6 +123,9 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
             print_changes("Deleted", &report.deleted);
             println!("{} deleted", report.deleted.len());
+            if !report.deleted.is_empty() {
+                println!("Their settings, state and schedules are kept: a worker discovered again gets them back.");
+            }
         }
         WorkersCommand::List => {
             let views: Vec<WorkerView> =
@@ -314,6 +324,36 @@ fn print_changes(label: &str, changes: &[WorkerChange]) {
             if c.active { "active" } else { "inactive" },
             shown(&c.library)
         );
+    }
+}
+
+/// Workers registered again after a removal, with what they got back and, for one that
+/// stays inactive, why and what to do.
+fn print_restored(restored: &[Restored]) {
+    if restored.is_empty() {
+        return;
+    }
+    println!("Registered again:");
+    for r in restored {
+        let c = &r.worker;
+        println!(
+            "  + {} {} ({}) from {}: {}",
+            c.identifier,
+            shown(&c.version),
+            if c.active { "active" } else { "inactive" },
+            shown(&c.library),
+            shown(&r.message)
+        );
+        if let Some(schedule) = &r.schedule {
+            println!("    schedule restored ({schedule})");
+        }
+        if let Some(reason) = &c.inactive_reason {
+            println!(
+                "    inactive: {}; once checked, allow it with `stask workers activate {}`",
+                shown(reason),
+                c.identifier
+            );
+        }
     }
 }
 

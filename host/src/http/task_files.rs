@@ -42,8 +42,7 @@ pub async fn progress(
         let t = ops::find(store, id)?;
         let last = store
             .last_log_line(id)?
-            .and_then(|l| l.parse())
-            .map(|l| LogLineView::new(&l));
+            .and_then(|l| LogLineView::stored(&l));
         Ok(json!({
             "id": id,
             "status": t.status.as_str(),
@@ -64,10 +63,10 @@ fn parsed(lines: &[StoredLine]) -> Vec<LogLineView> {
     lines
         .iter()
         .map(|l| {
-            let line = l
-                .parse()
-                .unwrap_or_else(|| LogLine::new("unknown", 0, 0, 0, "", &l.text));
-            LogLineView::new(&line)
+            LogLineView::stored(l).unwrap_or_else(|| LogLineView {
+                at: l.at,
+                ..LogLineView::new(&LogLine::new("unknown", 0, 0, 0, "", &l.text))
+            })
         })
         .collect()
 }

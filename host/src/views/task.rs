@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use stask_storage::{now_ms, LogLine, ResultFileInfo, Store, TaskRecord};
+use stask_storage::{now_ms, LogLine, ResultFileInfo, Store, StoredLine, TaskRecord};
 
 use crate::ops::tasks::{Allowed, WaitContext, Waiting};
 use crate::ops::Actor;
@@ -146,12 +146,7 @@ impl TaskView {
         let mut view = TaskView::summary(t);
         let (last, total) = store.log_tail(t.id, HISTORY_LINES)?;
         view.log_lines = Some(total);
-        view.history = Some(
-            last.iter()
-                .filter_map(|l| l.parse())
-                .map(|l| LogLineView::new(&l))
-                .collect(),
-        );
+        view.history = Some(last.iter().filter_map(LogLineView::stored).collect());
         view.result_files = Some(
             store
                 .result_files(t.id)?
@@ -178,10 +173,13 @@ pub struct LogLineView {
     pub eta: String,
     /// Message.
     pub message: String,
+    /// When the line was stored (ms since the epoch); `null` for lines stored before
+    /// stask kept the time of each line, and for lines not read from the store.
+    pub at: Option<i64>,
 }
 
 impl LogLineView {
-    /// The view of a parsed line.
+    /// The view of a parsed line (with no time: see [`LogLineView::stored`]).
     pub fn new(l: &LogLine) -> LogLineView {
         LogLineView {
             status: l.status.clone(),
@@ -190,7 +188,17 @@ impl LogLineView {
             total: l.total,
             eta: l.eta.clone(),
             message: l.message.clone(),
+            at: None,
         }
+    }
+
+    /// The view of a stored line with the time it was stored; `None` when its text
+    /// does not parse (an imported legacy line).
+    pub fn stored(l: &StoredLine) -> Option<LogLineView> {
+        l.parse().map(|p| LogLineView {
+            at: l.at,
+            ..LogLineView::new(&p)
+        })
     }
 }
 

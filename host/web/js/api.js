@@ -163,6 +163,7 @@ export const routes = {
   me: () => '/auth/me',
   dashboard: () => '/dashboard',
   stats: (q) => `/stats${query(q)}`,
+  statsOverview: () => '/stats/overview',
   statsWorkers: (q) => `/stats/workers${query(q)}`,
   activity: (q) => `/stats/time${query(q)}`,
   throughput: () => '/stats/throughput',

@@ -204,7 +204,9 @@ async function render(focus = true) {
   }
   currentRoute = m.route;
   renderShell();
-  const root = h('div', { class: `page page-${m.route.name}` });
+  // The page's frame at once: a placeholder until the page has built its own, which most
+  // pages do before their data arrives (with skeleton rows of their own).
+  const root = h('div', { class: `page page-${m.route.name}` }, pageSkeleton());
   replace(main, root);
   document.title = `${t(`title.${m.route.name}`)} · stask`;
   try {
@@ -280,15 +282,32 @@ function refresh() {
 
 // ---- start ---------------------------------------------------------------------------
 
+/** A page's placeholder: a title bar and a few grey blocks, hidden from screen readers. */
+function pageSkeleton() {
+  return h(
+    'div',
+    { class: 'page-skeleton', 'aria-hidden': 'true' },
+    h('div', { class: 'skeleton skeleton-title' }),
+    h('div', { class: 'skeleton skeleton-block' }),
+    h('div', { class: 'skeleton skeleton-block skeleton-tall' }),
+  );
+}
+
 async function start() {
-  await initI18n();
+  // The shell paints before anything is asked for: the brand and a page placeholder.
+  const main = document.getElementById('main');
+  main.setAttribute('aria-busy', 'true');
+  replace(document.getElementById('app-header'), h('span', { class: 'brand' }, icon('bolt', { size: 22 }), h('span', null, 'stask')));
+  replace(main, h('div', { class: 'page' }, pageSkeleton()));
   api.setUnauthorizedHandler(() => {
     if (!session.user) return;
     session.user = null;
     notify(t('error.session_expired'), 'error');
     go(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
   });
-  await loadSession();
+  // The language files and the session are independent: asked for at once.
+  await Promise.all([initI18n(), loadSession()]);
+  main.removeAttribute('aria-busy');
   api.connection.subscribe(showConnection);
   startWatching(document.getElementById('main'));
   document.addEventListener('click', onClick);

@@ -61,15 +61,22 @@ export function preferredLanguage() {
 }
 
 export async function initI18n() {
-  await loadAvailable();
-  base = (await fetchLang('en')) || {};
-  await setLanguage(preferredLanguage(), false);
+  // The list of languages, English and the likely choice are fetched at once.
+  const saved = localStorage.getItem(STORAGE_KEY);
+  const guess = saved && CODE_RE.test(saved) ? saved : preferredLanguage();
+  const [, en, guessed] = await Promise.all([loadAvailable(), fetchLang('en'), guess === 'en' ? null : fetchLang(guess)]);
+  base = en || {};
+  const want = preferredLanguage();
+  await setLanguage(want, false, want === guess ? guessed : null);
 }
 
-/** Switches language; `save` remembers the choice in localStorage. */
-export async function setLanguage(code, save = true) {
+/**
+ * Switches language; `save` remembers the choice in localStorage; `loaded` is the
+ * language's file when it has been fetched already.
+ */
+export async function setLanguage(code, save = true, loaded = null) {
   if (!CODE_RE.test(code)) code = 'en';
-  const d = code === 'en' ? base : await fetchLang(code);
+  const d = code === 'en' ? base : loaded || (await fetchLang(code));
   dict = d ? { ...base, ...d } : base;
   current = d ? code : 'en';
   if (save) localStorage.setItem(STORAGE_KEY, current);

@@ -3,7 +3,8 @@
 
 import * as api from './api.js';
 import { h } from './dom.js';
-import { t, tn, dateTime } from './i18n.js';
+import { t, tn, dateTime, relativeTime } from './i18n.js';
+import { serviceText } from './servicetext.js';
 import { button, can, session, notify, notifyError, statusBadge, progressBar, workerCell, link, navigate, timeAgo } from './ui.js';
 
 /**
@@ -40,6 +41,22 @@ export function waitingText(w) {
   const key = `waiting.${w.code}${w.code === 'worker_inactive' && w.reason === 'held' ? '_held' : ''}`;
   const text = t(key, {
     at: typeof w.at === 'number' ? dateTime(w.at) : '',
+    limit: w.limit ?? '',
+    running: w.running ?? '',
+    capacity: w.capacity ?? '',
+  });
+  return text === key ? w.code : text;
+}
+
+/**
+ * Why a pending task waits, in a few words for a table row ("worker inactive", "retry in
+ * 3 minutes", "slots busy 2/2"); waitingText() has the whole sentence.
+ */
+export function waitingShort(w) {
+  if (!w || typeof w !== 'object' || typeof w.code !== 'string') return '';
+  const key = `waiting_short.${w.code}${w.code === 'worker_inactive' && w.reason === 'held' ? '_held' : ''}`;
+  const text = t(key, {
+    at: typeof w.at === 'number' ? relativeTime(w.at) : '',
     limit: w.limit ?? '',
     running: w.running ?? '',
     capacity: w.capacity ?? '',
@@ -113,6 +130,14 @@ export function quickActions(task, after) {
   return wrap;
 }
 
+/** A pending task's reason to wait, short, with the whole sentence on hover. */
+function waitingNote(task) {
+  if (task.status !== 'pending' || !task.waiting) return null;
+  const short = waitingShort(task.waiting);
+  if (!short) return null;
+  return h('span', { class: `waiting-note waiting-${task.waiting.code}`, 'data-waiting': task.waiting.code, title: waitingText(task.waiting) }, short);
+}
+
 /** One task as a table row. */
 export function taskRow(task, { after, select = null, showMessage = false } = {}) {
   const cells = [];
@@ -121,10 +146,14 @@ export function taskRow(task, { after, select = null, showMessage = false } = {}
     h('td', { class: 'col-id' }, link(`/tasks/${task.id}`, `#${task.id}`)),
     h('td', { 'data-label': t('task.worker') }, workerCell(task)),
     h('td', { 'data-label': t('task.action') }, task.action),
-    h('td', { 'data-label': t('task.status') }, statusBadge(task.status)),
+    h('td', { class: 'col-status', 'data-label': t('task.status') }, statusBadge(task.status), waitingNote(task)),
     h('td', { class: 'col-progress', 'data-label': t('task.progress') }, progressBar(task.progress, { status: task.status, label: t('task.progress_of', { id: task.id }) })),
   );
-  if (showMessage) cells.push(h('td', { class: 'col-message', 'data-label': t('task.message') }, task.message || ''));
+  if (showMessage) {
+    // The service's own messages in the user's language; what plugins write unchanged.
+    const text = serviceText(task.message || (task.status === 'failed' ? task.error : '') || '');
+    cells.push(h('td', { class: 'col-message', 'data-label': t('task.message'), title: text || null }, text));
+  }
   cells.push(
     h('td', { class: 'col-time', 'data-label': t('task.created') }, timeAgo(task.created_at)),
     h('td', { class: 'col-actions' }, quickActions(task, after)),

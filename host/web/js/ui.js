@@ -106,12 +106,62 @@ export function notify(message, kind = 'info', { timeout = 6000 } = {}) {
   return toast;
 }
 
-/** The message of an API error in the current language. */
+/**
+ * Error codes of the API (http/error.rs, the Problem codes of ops/) worded for a browser
+ * user in the current language (`apierror.<code>`): what happened and what to do in
+ * the interface, never a command to type.
+ */
+const WORDED = new Set([
+  'task_not_found', 'worker_not_found', 'unknown_worker', 'worker_inactive', 'library_missing',
+  'not_pending', 'not_retryable', 'already_finished', 'not_finished', 'not_your_task',
+  'sensitive_data', 'secret_key_missing', 'secret_unreadable', 'secret_key_from_env',
+  'plugins_dir_missing', 'no_schedule', 'settings_changed', 'last_admin', 'invalid_role',
+  'store_unavailable', 'store_read_only', 'internal_error', 'forbidden',
+]);
+
+/** The parts of an API message a worded error names: task id, worker, status, user. */
+function errorParams(message) {
+  const m = String(message || '');
+  const p = {};
+  let x;
+  if ((x = /\btask #?(\d+)/.exec(m))) p.id = x[1];
+  if ((x = /\bworker '([^']*)'/.exec(m))) p.worker = x[1];
+  if ((x = /\bis (?:already )?(pending|running|completed|failed|cancelled)\b/.exec(m))) p.status = t(`status.${x[1]}`).toLocaleLowerCase();
+  if ((x = /\bstarted by ([^;]+?);/.exec(m))) p.user = x[1];
+  if ((x = /^'([^']*)' is the last admin/.exec(m))) p.user = x[1];
+  return p;
+}
+
+const CLI = /`[^`]*`|\brun stask\b|\bstask (?:tasks|workers|users|tokens|secrets|serve|init|migrate|check)\b|(?:^|\s)--[a-z][\w-]*|\bSTASK_[A-Z_]+|\bstask\.toml\b/;
+
+/**
+ * An English message without what is meant for a command line: a sentence, clause or
+ * aside naming a `stask …` command, a `--flag` or an environment variable is left out.
+ */
+export function withoutCliHints(text) {
+  if (typeof text !== 'string' || !text) return '';
+  if (!CLI.test(text)) return text;
+  let s = text.replace(/\s*\([^()]*\)/g, (m) => (CLI.test(m) ? '' : m));
+  s = s
+    .split(/(?<=[;.:])\s+|,\s+or\s+/)
+    .filter((part) => !CLI.test(part))
+    .join(' ')
+    .trim()
+    .replace(/[;,:]$/, '.');
+  return s;
+}
+
+/** The message of an API error in the current language, for a browser user. */
 export function errorText(e) {
   if (!e) return t('error.unknown');
   if (e.status === 0) return t('error.network');
+  if (e.code && WORDED.has(e.code)) {
+    const key = `apierror.${e.code}`;
+    const text = t(key, errorParams(e.message));
+    if (text !== key && !/\{\w+\}/.test(text)) return text;
+  }
   if (e.status === 403 && !e.message) return t('error.forbidden');
-  return e.message || t('error.unknown');
+  return withoutCliHints(e.message) || (e.status >= 500 ? t('apierror.internal_error') : t('error.unknown'));
 }
 
 export function notifyError(e) {
@@ -225,6 +275,20 @@ setInterval(() => {
     if (el.textContent !== text) el.textContent = text;
   }
 }, 30000);
+
+/**
+ * Placeholder rows while a table's data loads: `n` rows of `cols` grey bars, hidden
+ * from assistive technology (the table says aria-busy meanwhile).
+ */
+export function skeletonRows(cols, n = 8) {
+  const rows = [];
+  for (let i = 0; i < n; i += 1) {
+    const cells = [];
+    for (let c = 0; c < cols; c += 1) cells.push(h('td', null, h('span', { class: 'skeleton' })));
+    rows.push(h('tr', { class: 'skeleton-row', 'aria-hidden': 'true' }, cells));
+  }
+  return rows;
+}
 
 /** Loading placeholder. */
 export function loading() {

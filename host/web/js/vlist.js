@@ -10,10 +10,12 @@ export class VirtualList {
    * `scroller`: the element that scrolls; `list`: the element the rows go in (inside the
    * scroller, between two spacers this class adds); `render(index)`: a new element for a
    * row; `key(index)`: a stable key of the row (rows keep their element while in view);
-   * `onRange(first, last)`: called after each update with the rows drawn.
+   * `onRange(first, last)`: called after each update with the rows drawn;
+   * `onStick(atEnd)`: called when the view reaches the end or leaves it (while at the
+   * end, rows added at the end scroll into view).
    */
-  constructor({ scroller, list, render, key, estimate = 48, onRange = null }) {
-    Object.assign(this, { scroller, list, render, key, estimate, onRange });
+  constructor({ scroller, list, render, key, estimate = 48, onRange = null, onStick = null }) {
+    Object.assign(this, { scroller, list, render, key, estimate, onRange, onStick });
     this.heights = [];
     this.prefix = new Float64Array(1);
     this.dirty = false;
@@ -31,12 +33,23 @@ export class VirtualList {
     list.before(this.before);
     list.after(this.after);
     this.onScroll = () => {
-      this.stick = this.scroller.scrollTop + this.scroller.clientHeight >= this.scroller.scrollHeight - 8;
+      this.setStick(this.scroller.scrollTop + this.scroller.clientHeight >= this.scroller.scrollHeight - 8);
       this.schedule();
     };
     scroller.addEventListener('scroll', this.onScroll, { passive: true });
     this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.schedule()) : null;
     if (this.resize) this.resize.observe(scroller);
+  }
+
+  setStick(stick) {
+    if (stick === this.stick) return;
+    this.stick = stick;
+    if (this.onStick) this.onStick(stick);
+  }
+
+  /** Whether the view is at the end (and follows rows added there). */
+  get atEnd() {
+    return this.stick;
   }
 
   get count() {
@@ -75,13 +88,27 @@ export class VirtualList {
     this.dirty = true;
     this.els.clear();
     this.list.replaceChildren();
-    this.stick = true;
+    this.setStick(true);
     this.update();
   }
 
   scrollToEnd() {
-    this.stick = true;
+    this.setStick(true);
     this.update();
+  }
+
+  /** Drops the element of the row with key `k`, so the next update draws it anew. */
+  forget(k) {
+    const el = this.els.get(k);
+    if (el) el.remove();
+    this.els.delete(k);
+  }
+
+  /** Row `index` at the top of the view (the view leaves the end unless it is there). */
+  scrollToIndex(index) {
+    if (index < 0 || index >= this.heights.length) return;
+    this.setStick(false);
+    this.update({ index, delta: 0 });
   }
 
   destroy() {

@@ -99,3 +99,56 @@ pub fn control_characters_in_messages_are_stored_escaped(h: &dyn Harness) {
         .text
         .starts_with("failed|"));
 }
+
+pub fn lines_carry_the_time_they_were_stored(h: &dyn Harness) {
+    // The times given to the operations are far in the past: a line's time is when it
+    // was stored, not the time an operation was asked for.
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let before = crate::now_ms();
+    let id = insert(&mut *s, &task("w", 0), 1)[0];
+    let pending = insert(&mut *s, &task("w", 5), 1)[0];
+    claim(&mut *s, "me", 10, 1);
+    s.record_progress("me", &[], &[(id, line("running", "half way"))])
+        .unwrap();
+    let end = super::finish(
+        id,
+        "me",
+        crate::Outcome::Failed {
+            error: "broke".into(),
+            retry_at: None,
+        },
+        "failed",
+        20,
+    );
+    assert_eq!(s.finish_tasks(&[end]).unwrap(), [true]);
+    s.retry_task(id, 30, &|_| line("pending", "retried"))
+        .unwrap()
+        .unwrap();
+    s.request_cancel(pending, 40, &line("cancelled", "cancelled"))
+        .unwrap()
+        .unwrap();
+    // PostgreSQL rounds its clock to the nearest millisecond, this clock truncates.
+    let after = crate::now_ms() + 1;
+    let mut lines = s.log_lines(id, 0, usize::MAX).unwrap();
+    assert_eq!(
+        lines.len(),
+        5,
+        "created, started, progress, failed, retried"
+    );
+    lines.extend(s.log_lines(pending, 0, usize::MAX).unwrap());
+    assert_eq!(lines.len(), 7, "created, cancelled");
+    for l in &lines {
+        let at = l.at.unwrap_or_else(|| panic!("no time: {l:?}"));
+        assert!(
+            (before..=after).contains(&at),
+            "{at} not in {before}..={after}: {l:?}"
+        );
+    }
+    assert!(
+        lines[..5].windows(2).all(|w| w[0].at <= w[1].at),
+        "a task's lines are stored in order: {lines:?}"
+    );
+    assert_eq!(s.last_log_line(id).unwrap().unwrap().at, lines[4].at);
+    assert_eq!(s.log_tail(id, 1).unwrap().0[0].at, lines[4].at);
+}

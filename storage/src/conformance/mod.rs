@@ -68,7 +68,8 @@ macro_rules! conformance_tests {
             }
             logs {
                 lines_page_and_resume_after_a_position,
-                control_characters_in_messages_are_stored_escaped
+                control_characters_in_messages_are_stored_escaped,
+                lines_carry_the_time_they_were_stored
             }
             queue {
                 inserted_tasks_get_distinct_ids_and_their_creation_line,
@@ -93,7 +94,8 @@ macro_rules! conformance_tests {
             }
             registry {
                 workers_are_registered_updated_and_removed,
-                a_worker_held_for_review_stays_inactive_until_activated
+                a_worker_held_for_review_stays_inactive_until_activated,
+                a_removed_worker_registered_again_gets_back_what_it_had
             }
             schedules {
                 set_get_replace_list_delete,
@@ -111,7 +113,8 @@ macro_rules! conformance_tests {
             }
             statistics {
                 counts_and_activity_follow_every_change,
-                finished_tasks_are_counted_per_minute
+                finished_tasks_are_counted_per_minute,
+                counts_read_while_tasks_move_come_from_one_snapshot
             }
             store {
                 a_sound_store_passes_its_integrity_check,

@@ -144,3 +144,54 @@ pub fn finished_tasks_are_counted_per_minute(h: &dyn Harness) {
     assert!(per.is_empty(), "{per:?}");
     assert!(s.finished_per_minute(0, t0).unwrap().is_empty());
 }
+
+/// Counts read while another connection runs, fails and retries a task always add up:
+/// the running and the other counts come from one snapshot. (Read with two
+/// statements, a reader could count the task as running and then, after it failed,
+/// find it in the failed count too: "1 running, -1 pending, 1 failed".)
+pub fn counts_read_while_tasks_move_come_from_one_snapshot(h: &dyn Harness) {
+    let mut writer = h.open();
+    register(&mut *writer, &["a"], true);
+    let t0 = 1_700_000_000_000;
+    insert(&mut *writer, &task("a", t0), 1);
+    let reader = h.open();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sane = |c: &crate::StatusCounts| {
+        let all = [c.pending, c.running, c.completed, c.failed, c.cancelled];
+        all.iter().sum::<i64>() == 1 && all.iter().all(|n| (0..=1).contains(n))
+    };
+    std::thread::scope(|scope| {
+        let moving = scope.spawn(|| {
+            // Claim the task, fail it, retry it: over and over.
+            for i in 0..300 {
+                let claimed = claim(&mut *writer, "me", t0 + 1_000, 1);
+                let id = claimed[0].task.id;
+                let failed = Outcome::Failed {
+                    error: "x".into(),
+                    retry_at: None,
+                };
+                let applied = writer
+                    .finish_tasks(&[finish(id, "me", failed, "failed", t0 + i)])
+                    .unwrap();
+                assert_eq!(applied, vec![true]);
+                let retried = writer
+                    .retry_task(id, t0 + i, &|_| line("pending", "again"))
+                    .unwrap();
+                assert!(matches!(retried, Some(crate::RetryResult::Queued(_))));
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut reads = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let c = reader.task_status_counts().unwrap();
+            assert!(sane(&c), "task_status_counts after {reads} reads: {c:?}");
+            let w = reader.worker_counts().unwrap();
+            let a = &w.iter().find(|w| w.worker == "a").unwrap().counts;
+            assert!(sane(a), "worker_counts after {reads} reads: {a:?}");
+            let pending = reader.count_tasks_by(Some("a"), Some(Status::Pending));
+            assert!(matches!(pending, Ok(0 | 1)), "count_tasks_by: {pending:?}");
+            reads += 1;
+        }
+        moving.join().unwrap();
+    });
+}

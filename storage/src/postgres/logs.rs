@@ -1,4 +1,5 @@
-//! Progress-log lines as rows of `task_logs` (task, sequence number, text).
+//! Progress-log lines as rows of `task_logs` (task, sequence number, text, and the time
+//! it was stored, filled by the column's default).
 //!
 //! A task's lines are numbered from its row's `log_seq`, bumped by the statement that
 //! adds them (or, for a claim's start line and a finish's last lines, by the claim or
@@ -122,6 +123,7 @@ fn stored(r: &postgres::Row) -> StoredLine {
     StoredLine {
         seq: r.get::<_, i64>(0) as u64,
         text: r.get(1),
+        at: r.get(2),
     }
 }
 
@@ -137,7 +139,7 @@ impl ProgressLogs for PgStore {
         let rows = self
             .client()?
             .query(
-                "SELECT seq, line FROM task_logs WHERE task_id = $1 AND seq > $2
+                "SELECT seq, line, at FROM task_logs WHERE task_id = $1 AND seq > $2
                  ORDER BY seq LIMIT $3",
                 &[&task, &after, &limit],
             )
@@ -149,7 +151,7 @@ impl ProgressLogs for PgStore {
         let row = self
             .client()?
             .query_opt(
-                "SELECT seq, line FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, line, at FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT 1",
                 &[&task],
             )
             .context("read progress log")?;
@@ -168,7 +170,7 @@ impl ProgressLogs for PgStore {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let rows = client
             .query(
-                "SELECT seq, line FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT $2",
+                "SELECT seq, line, at FROM task_logs WHERE task_id = $1 ORDER BY seq DESC LIMIT $2",
                 &[&task, &limit],
             )
             .context("read progress log")?;

@@ -359,6 +359,13 @@ const MIGRATIONS: &[&str] = &[
     // results) into JSON: they pass the six columns that count, and leave at once when
     // no counted column changed (a claim, a log-line number, progress).
     r#"
+    -- A queue table turns over all the time: every claim and finish leaves a dead row
+    -- version and dead index entries that the next claims walk past until they are
+    -- vacuumed. Vacuum it after 2 % of its rows changed (PostgreSQL waits for 20 %),
+    -- and leave room in its pages so updates that change no indexed column (progress,
+    -- heartbeats, log-line numbers of running tasks) stay on their page (HOT).
+    ALTER TABLE tasks SET (autovacuum_vacuum_scale_factor = 0.02,
+        autovacuum_analyze_scale_factor = 0.02, fillfactor = 90);
     ALTER TABLE task_counts ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0;
     ALTER TABLE task_counts DROP CONSTRAINT task_counts_pkey,
         ADD PRIMARY KEY (worker, status, shard);
@@ -368,6 +375,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE worker_activity ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0;
     ALTER TABLE worker_activity DROP CONSTRAINT worker_activity_pkey,
         ADD PRIMARY KEY (worker, shard);
+
+    -- Completed and failed tasks per minute of their finish (the dashboard's
+    -- throughput chart), kept like the other statistics so a read costs a few rows
+    -- however many tasks finished.
+    CREATE TABLE task_minutes (
+        minute           BIGINT NOT NULL,
+        shard            SMALLINT NOT NULL DEFAULT 0,
+        completed        BIGINT NOT NULL DEFAULT 0,
+        failed           BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (minute, shard)
+    );
+    INSERT INTO task_minutes (minute, completed, failed)
+    SELECT finished_at / 60000 * 60000, COUNT(*) FILTER (WHERE status = 'completed'),
+           COUNT(*) FILTER (WHERE status = 'failed')
+    FROM tasks WHERE status IN ('completed', 'failed') AND finished_at IS NOT NULL
+    GROUP BY 1;
 
     -- One row's appearance (sign 1) or departure (sign -1); `creates` is the sign
     -- for inserts and deletes and 0 for updates (the creation bucket does not move).
@@ -430,6 +453,18 @@ const MIGRATIONS: &[&str] = &[
             completed = a.completed + excluded.completed, failed = a.failed + excluded.failed,
             cancelled = a.cancelled + excluded.cancelled,
             run_ms = a.run_ms + excluded.run_ms, runs = a.runs + excluded.runs;
+
+        INSERT INTO task_minutes AS m (minute, shard, completed, failed)
+        SELECT r.finished_at / 60000 * 60000, s,
+               COALESCE(SUM(r.sign) FILTER (WHERE r.status = 'completed'), 0),
+               COALESCE(SUM(r.sign) FILTER (WHERE r.status = 'failed'), 0)
+        FROM unnest(d) r
+        WHERE r.status IN ('completed', 'failed') AND r.finished_at IS NOT NULL
+        GROUP BY 1
+        HAVING SUM(r.sign) <> 0
+        ORDER BY 1
+        ON CONFLICT (minute, shard) DO UPDATE SET
+            completed = m.completed + excluded.completed, failed = m.failed + excluded.failed;
 
         INSERT INTO worker_activity AS w (worker, shard, last_finished_at)
         SELECT r.worker, s, MAX(r.finished_at) FROM unnest(d) r
@@ -505,6 +540,45 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN unique_key TEXT;
     CREATE INDEX tasks_unique ON tasks (unique_key, worker, action) WHERE unique_key IS NOT NULL;
+    "#,
+    // The time each log line was stored (ms since the epoch), for the log view's time
+    // column. A column default fills it, so no insert names it. The default is set
+    // after the column is added: added with a volatile default, every existing row
+    // would get the migration's time, and lines stored before must stay NULL (unknown).
+    // clock_timestamp(), not now(): a long transaction's lines get their own times.
+    r#"
+    ALTER TABLE task_logs ADD COLUMN at BIGINT;
+    ALTER TABLE task_logs ALTER COLUMN at
+        SET DEFAULT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT;
+    "#,
+    // What a removed worker leaves behind (Registry::delete_worker): its settings (secret
+    // values as stored, encrypted), whether it was active, the hash of its library and
+    // its schedule, until a worker with the same identifier is registered again and
+    // takes them back (Registry::register_workers). No foreign keys: the worker row is
+    // gone, and a remembered schedule outlives it by design.
+    r#"
+    CREATE TABLE removed_workers (
+        identifier       TEXT PRIMARY KEY,
+        library_sha256   TEXT NOT NULL,
+        settings         TEXT NOT NULL,
+        active           BOOLEAN NOT NULL,
+        inactive_reason  TEXT,
+        removed_at       BIGINT NOT NULL
+    );
+    CREATE TABLE removed_schedules (
+        worker           TEXT PRIMARY KEY,
+        spec             TEXT NOT NULL,
+        data             TEXT NOT NULL DEFAULT '{}',
+        paused           BOOLEAN NOT NULL DEFAULT FALSE,
+        next_run_at      BIGINT,
+        last_run_at      BIGINT,
+        last_task_id     BIGINT,
+        skipped_count    BIGINT NOT NULL DEFAULT 0,
+        last_skip_at     BIGINT,
+        last_skip_reason TEXT,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
     "#,
 ];
 

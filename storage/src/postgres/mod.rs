@@ -84,7 +84,13 @@ pub(crate) fn error(what: &str, e: postgres::Error) -> StoreError {
             | SqlState::CONNECTION_EXCEPTION
             | SqlState::CONNECTION_FAILURE
             | SqlState::CONNECTION_DOES_NOT_EXIST
-            | SqlState::IO_ERROR => ErrorKind::Io,
+            | SqlState::IO_ERROR
+            // The server ended a session left idle (a host stopped mid-transaction by
+            // SIGSTOP, a debugger, swapping): the next operation connects again.
+            | SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            | SqlState::IDLE_SESSION_TIMEOUT => ErrorKind::Io,
+            // Any other connection exception (class 08) is a lost connection too.
+            _ if code.code().starts_with("08") => ErrorKind::Io,
             _ => ErrorKind::Other,
         },
         // No SQL state: the connection itself failed (closed, refused, timed out).
@@ -305,6 +311,26 @@ impl Leases for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host stopped in the middle of a transaction for longer than the server's
+    /// idle-in-transaction timeout finds its session ended when it resumes: that is a
+    /// lost connection, waited out and reconnected, not a reason for a service to
+    /// exit (which it did: the error was classified as permanent).
+    #[test]
+    fn a_session_ended_for_idling_in_a_transaction_is_a_transient_loss() {
+        let url = conformance_tests::test_url();
+        let mut client = <postgres::Config as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap();
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = '200ms'; BEGIN")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let e = client.simple_query("SELECT 1").unwrap_err();
+        let e = error("read", e);
+        assert!(e.is_transient(), "{e} ({:?})", e.kind());
+    }
 
     #[test]
     fn passwords_never_show_in_the_url_of_messages() {

@@ -8,12 +8,15 @@
 //! * Lists order identifiers with `COLLATE "C"` (byte order, as SQLite's `BINARY`),
 //!   whatever the database's collation.
 
-use postgres::Row;
+use postgres::{GenericClient, Row};
 
+use super::schedules;
 use super::{Context, PgStore};
 use crate::error::StoreError;
 use crate::now_ms;
-use crate::registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
+use crate::registry::{
+    LibraryFingerprint, Registry, RemovedWorker, Restorer, WorkerMetadata, WorkerRecord,
+};
 
 const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
     library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
@@ -44,6 +47,41 @@ fn from_row(r: &Row) -> WorkerRecord {
     }
 }
 
+/// What is remembered of removed worker `identifier`, with its schedule.
+fn removed_worker(
+    client: &mut impl GenericClient,
+    identifier: &str,
+) -> Result<Option<RemovedWorker>, StoreError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT identifier, library_sha256, settings, active, inactive_reason, removed_at
+             FROM removed_workers WHERE identifier = $1",
+            &[&identifier],
+        )
+        .context("read removed worker")?
+    else {
+        return Ok(None);
+    };
+    let schedule = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM removed_schedules WHERE worker = $1",
+                schedules::COLUMNS
+            ),
+            &[&identifier],
+        )
+        .context("read removed schedule")?;
+    Ok(Some(RemovedWorker {
+        identifier: row.get(0),
+        library_sha256: row.get(1),
+        settings: row.get(2),
+        active: row.get(3),
+        inactive_reason: row.get(4),
+        schedule: schedule.as_ref().map(schedules::from_row),
+        removed_at: row.get(5),
+    }))
+}
+
 impl Registry for PgStore {
     /// All workers, in display order.
     fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
@@ -71,14 +109,18 @@ impl Registry for PgStore {
         Ok(row.as_ref().map(from_row))
     }
 
-    /// Registers new workers in one transaction: all or none.
-    fn insert_workers(
+    /// Registers new workers in one transaction: all or none; remembered workers get
+    /// back what `restore` decides and their schedule.
+    fn register_workers(
         &mut self,
         workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
-    ) -> Result<(), StoreError> {
+        restore: &mut Restorer<'_>,
+    ) -> Result<Vec<RemovedWorker>, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin registration")?;
-        // Positions are handed out one registration at a time, across hosts too.
+        // Positions are handed out one registration at a time, across hosts too; the
+        // lock also orders this against removals (which write workers), so what is
+        // remembered is read whole.
         tx.batch_execute("LOCK TABLE workers IN SHARE ROW EXCLUSIVE MODE")
             .context("wait for other registrations")?;
         let now = now_ms();
@@ -86,15 +128,25 @@ impl Registry for PgStore {
             .query_one("SELECT COALESCE(MAX(position), 0) FROM workers", &[])
             .context("read positions")?
             .get(0);
+        let mut restored = Vec::new();
         for (identifier, meta, lib, active) in workers {
             position += 1;
             let size = lib.size as i64;
+            let removed = removed_worker(&mut tx, identifier)?;
+            let (settings, active, reason) = match &removed {
+                Some(r) => {
+                    let back = restore(r, lib);
+                    (back.settings, back.active, back.inactive_reason)
+                }
+                None => ("{}".to_owned(), *active, None),
+            };
             // Dropping the transaction on an error rolls back the earlier inserts.
             tx.execute(
                 "INSERT INTO workers (identifier, scope, title, description, icon, version,
                     library_path, library_size, library_mtime_ns, library_sha256, manifest,
-                    settings, active, position, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '{}', $12, $13, $14, $14)",
+                    settings, active, position, created_at, updated_at, inactive_reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $15, $16)",
                 &[
                     identifier,
                     &meta.scope,
@@ -107,14 +159,44 @@ impl Registry for PgStore {
                     &lib.mtime_ns,
                     &lib.sha256,
                     &meta.manifest,
-                    active,
+                    &settings,
+                    &active,
                     &position,
                     &now,
+                    &reason,
                 ],
             )
             .context(&format!("register worker '{identifier}'"))?;
+            if let Some(r) = removed {
+                let cols = schedules::COLUMNS;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO schedules ({cols}) SELECT {cols} FROM removed_schedules
+                         WHERE worker = $1"
+                    ),
+                    &[identifier],
+                )
+                .context("restore schedule")?;
+                tx.execute(
+                    "DELETE FROM removed_schedules WHERE worker = $1",
+                    &[identifier],
+                )
+                .context("forget removed schedule")?;
+                tx.execute(
+                    "DELETE FROM removed_workers WHERE identifier = $1",
+                    &[identifier],
+                )
+                .context("forget removed worker")?;
+                restored.push(r);
+            }
         }
-        tx.commit().context("commit registration")
+        tx.commit().context("commit registration")?;
+        Ok(restored)
+    }
+
+    /// What is remembered of a removed worker, if anything.
+    fn get_removed_worker(&self, identifier: &str) -> Result<Option<RemovedWorker>, StoreError> {
+        removed_worker(&mut *self.client()?, identifier)
     }
 
     /// Replaces a worker's manifest-derived fields and library fingerprint after its
@@ -232,12 +314,51 @@ impl Registry for PgStore {
     }
 
     /// Removes a worker from the registry (its tasks are kept; its schedule goes with
-    /// it, by the foreign key).
+    /// it, by the foreign key) and remembers its settings, state and schedule.
     fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
-        let n = self
-            .client()?
+        let mut client = self.client()?;
+        let mut tx = client.transaction().context("begin removal")?;
+        // The row lock first: a settings change committed meanwhile is either in the
+        // copy or waits and then finds no worker.
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM workers WHERE identifier = $1 FOR UPDATE",
+                &[&identifier],
+            )
+            .context("lock worker")?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        // Replaces what an earlier removal of the identifier left (a later one is newer).
+        tx.execute(
+            "INSERT INTO removed_workers (identifier, library_sha256, settings, active,
+                inactive_reason, removed_at)
+             SELECT identifier, library_sha256, settings, active, inactive_reason, $2
+             FROM workers WHERE identifier = $1
+             ON CONFLICT (identifier) DO UPDATE SET library_sha256 = excluded.library_sha256,
+                settings = excluded.settings, active = excluded.active,
+                inactive_reason = excluded.inactive_reason, removed_at = excluded.removed_at",
+            &[&identifier, &now_ms()],
+        )
+        .context("remember removed worker")?;
+        let cols = schedules::COLUMNS;
+        tx.execute(
+            "DELETE FROM removed_schedules WHERE worker = $1",
+            &[&identifier],
+        )
+        .context("remember removed schedule")?;
+        tx.execute(
+            &format!(
+                "INSERT INTO removed_schedules ({cols}) SELECT {cols} FROM schedules
+                 WHERE worker = $1"
+            ),
+            &[&identifier],
+        )
+        .context("remember removed schedule")?;
+        let n = tx
             .execute("DELETE FROM workers WHERE identifier = $1", &[&identifier])
             .context("delete worker")?;
+        tx.commit().context("commit removal")?;
         Ok(n > 0)
     }
 }

@@ -25,10 +25,11 @@ use crate::schedules::{
     FireOutcome, Firing, ScheduleRecord, Schedules, SCHEDULE_MAX_ATTEMPTS, SCHEDULE_STARTED_BY,
 };
 
-const COLUMNS: &str = "worker, spec, data, paused, next_run_at, last_run_at, last_task_id,
+pub(super) const COLUMNS: &str =
+    "worker, spec, data, paused, next_run_at, last_run_at, last_task_id,
     skipped_count, last_skip_at, last_skip_reason, created_at, updated_at";
 
-fn from_row(r: &Row) -> ScheduleRecord {
+pub(super) fn from_row(r: &Row) -> ScheduleRecord {
     ScheduleRecord {
         worker: r.get(0),
         spec: r.get(1),

@@ -99,7 +99,8 @@ fn reconcile(tx: &rusqlite::Transaction<'_>, id: i64, last: &str) -> Result<(), 
         "",
         &format!("Imported from an older stask; the task is {status}"),
     );
-    append_texts(tx, &[(id, note.text())])
+    // The note is written now; the imported lines' own times are unknown.
+    append_texts(tx, &[(id, note.text())], Some(crate::now_ms()))
 }
 
 /// `{id}.log` files of `dir`, by id.
@@ -166,7 +167,7 @@ fn import_logs(store: &mut SqliteStore, dir: &Path) -> Result<(), StoreError> {
                     .into_iter()
                     .map(|t| (*id, t))
                     .collect();
-                append_texts(&tx, &texts)?;
+                append_texts(&tx, &texts, None)?;
                 if let Some((_, last)) = texts.last() {
                     reconcile(&tx, *id, last)?;
                 }
@@ -338,7 +339,8 @@ mod tests {
                 "DROP TABLE task_logs; DROP TABLE result_files; DROP TABLE result_chunks;
                  DROP TABLE owners; DROP TABLE meta; DROP TABLE login_failures;
                  DROP TABLE hosts; DROP TABLE leader; ALTER TABLE workers DROP COLUMN inactive_reason;
-                 DROP INDEX tasks_unique; ALTER TABLE tasks DROP COLUMN unique_key; PRAGMA user_version = 5;
+                 DROP INDEX tasks_unique; ALTER TABLE tasks DROP COLUMN unique_key;
+                 DROP TABLE removed_workers; DROP TABLE removed_schedules; PRAGMA user_version = 5;
                  INSERT INTO tasks (id, worker, action, status, created_at, started_at, owner)
                     VALUES (1, 'w', 'run', 'completed', 1, NULL, NULL),
                            (2, 'w', 'run', 'failed', 2, NULL, NULL),

@@ -1,4 +1,5 @@
-//! Progress-log lines as rows of `task_logs` (task, sequence number, text).
+//! Progress-log lines as rows of `task_logs` (task, sequence number, text, the time it
+//! was stored).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -26,26 +27,39 @@ fn take_seqs(conn: &Connection, count: usize) -> Result<i64, StoreError> {
 }
 
 /// Appends lines (each with its task) inside the caller's transaction, in the order
-/// given, a few dozen rows per statement.
+/// given, a few dozen rows per statement, stamped with the time they are stored.
 pub(super) fn append(conn: &Connection, lines: &[(i64, &LogLine)]) -> Result<(), StoreError> {
     let texts: Vec<(i64, String)> = lines.iter().map(|(t, l)| (*t, l.text())).collect();
-    append_texts(conn, &texts)
+    append_texts(conn, &texts, Some(crate::now_ms()))
 }
 
-/// [`append`] for lines given as their stored text (imported ones are kept exactly).
-pub(super) fn append_texts(conn: &Connection, lines: &[(i64, String)]) -> Result<(), StoreError> {
+/// [`append`] for lines given as their stored text (imported ones are kept exactly),
+/// stamped with `at` (ms since the epoch; `None` for imported lines, whose time is
+/// unknown).
+pub(super) fn append_texts(
+    conn: &Connection,
+    lines: &[(i64, String)],
+    at: Option<i64>,
+) -> Result<(), StoreError> {
     if lines.is_empty() {
         return Ok(());
     }
     let mut seq = take_seqs(conn, lines.len())?;
     for chunk in lines.chunks(ROWS_PER_INSERT) {
-        let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        // The time is one bound parameter (?1) shared by every row: no per-row
+        // function call, and the statement text (so the cached statement) depends on
+        // the number of rows only.
+        let values = (0..chunk.len())
+            .map(|i| format!("(?{}, ?{}, ?{}, ?1)", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut insert = conn
             .prepare_cached(&format!(
-                "INSERT INTO task_logs (task_id, seq, line) VALUES {values}"
+                "INSERT INTO task_logs (task_id, seq, line, at) VALUES {values}"
             ))
             .context("append to progress log")?;
-        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(1 + chunk.len() * 3);
+        args.push(at.into());
         for (task, text) in chunk {
             args.push((*task).into());
             args.push(seq.into());
@@ -79,7 +93,7 @@ impl ProgressLogs for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT seq, line FROM task_logs WHERE task_id = ?1 AND seq > ?2
+                "SELECT seq, line, at FROM task_logs WHERE task_id = ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
             )
             .context("read progress log")?;
@@ -89,6 +103,7 @@ impl ProgressLogs for SqliteStore {
                 Ok(StoredLine {
                     seq: r.get::<_, i64>(0)? as u64,
                     text: r.get(1)?,
+                    at: r.get(2)?,
                 })
             })
             .context("read progress log")?;
@@ -98,13 +113,14 @@ impl ProgressLogs for SqliteStore {
     fn last_log_line(&self, task: i64) -> Result<Option<StoredLine>, StoreError> {
         self.conn
             .prepare_cached(
-                "SELECT seq, line FROM task_logs WHERE task_id = ?1 ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, line, at FROM task_logs WHERE task_id = ?1 ORDER BY seq DESC LIMIT 1",
             )
             .context("read progress log")?
             .query_row([task], |r| {
                 Ok(StoredLine {
                     seq: r.get::<_, i64>(0)? as u64,
                     text: r.get(1)?,
+                    at: r.get(2)?,
                 })
             })
             .optional()
@@ -120,7 +136,7 @@ impl ProgressLogs for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT seq, line FROM task_logs WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
+                "SELECT seq, line, at FROM task_logs WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
             )
             .context("read progress log")?;
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
@@ -129,6 +145,7 @@ impl ProgressLogs for SqliteStore {
                 Ok(StoredLine {
                     seq: r.get::<_, i64>(0)? as u64,
                     text: r.get(1)?,
+                    at: r.get(2)?,
                 })
             })
             .context("read progress log")?;

@@ -501,6 +501,37 @@ const MIGRATIONS: &[&str] = &[
             ON CONFLICT (minute) DO UPDATE SET completed = completed + excluded.completed,
                 failed = failed + excluded.failed;
     END;",
+    // The time each log line was stored (ms since the epoch), for the log view's time
+    // column. Lines stored before keep NULL (their time is unknown); the inserts bind
+    // it (logs.rs).
+    "ALTER TABLE task_logs ADD COLUMN at INTEGER;",
+    // What a removed worker leaves behind (Registry::delete_worker): its settings (secret
+    // values as stored, encrypted), whether it was active, the hash of its library and
+    // its schedule, until a worker with the same identifier is registered again and
+    // takes them back (Registry::register_workers). No foreign keys: the worker row is
+    // gone, and a remembered schedule outlives it by design.
+    "CREATE TABLE removed_workers (
+        identifier      TEXT PRIMARY KEY,
+        library_sha256  TEXT NOT NULL,
+        settings        TEXT NOT NULL,
+        active          INTEGER NOT NULL,
+        inactive_reason TEXT,
+        removed_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE removed_schedules (
+        worker          TEXT PRIMARY KEY,
+        spec            TEXT NOT NULL,
+        data            TEXT NOT NULL DEFAULT '{}',
+        paused          INTEGER NOT NULL DEFAULT 0,
+        next_run_at     INTEGER,
+        last_run_at     INTEGER,
+        last_task_id    INTEGER,
+        skipped_count   INTEGER NOT NULL DEFAULT 0,
+        last_skip_at    INTEGER,
+        last_skip_reason TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build expects.
@@ -509,6 +540,17 @@ pub const LATEST: i64 = MIGRATIONS.len() as i64;
 /// The version of the text index's migration (texts.rs).
 #[cfg(test)]
 pub(crate) const TEXT_INDEX_VERSION: i64 = 11;
+
+/// The version of the per-minute counts' migration (stats.rs tests take a database
+/// back to the version before it).
+#[cfg(test)]
+pub(crate) const MINUTES_VERSION: i64 = 14;
+
+/// Takes the migrations after [`MINUTES_VERSION`] out of a database, so that they can
+/// run again (the tables of removed workers may not be there yet).
+#[cfg(test)]
+pub(crate) const UNDO_AFTER_MINUTES: &str = "ALTER TABLE task_logs DROP COLUMN at;
+    DROP TABLE IF EXISTS removed_workers; DROP TABLE IF EXISTS removed_schedules;";
 
 /// Takes migration 11 out of a database, for tests that make an older stask's
 /// database out of a fresh one (the column can only go once nothing refers to it).
@@ -743,5 +785,54 @@ mod tests {
             .insert_token(Some("ci"), "viewer", "h4", None, 9)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn lines_stored_before_line_times_keep_no_time_and_new_lines_get_one() {
+        use crate::{LogLine, NewTask, Priority, ProgressLogs as _, TaskQueue as _};
+        let version = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ALTER TABLE task_logs ADD COLUMN at"))
+            .expect("the migration of line times")
+            + 1;
+        assert!(MIGRATIONS[MINUTES_VERSION as usize - 1].contains("task_minutes"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        {
+            // A database as the version before left it, with a task and its line.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..version - 1] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", version as i64 - 1)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO tasks (id, worker, action, status, created_at)
+                     VALUES (1, 'w', 'run', 'pending', 1);
+                 INSERT INTO task_logs (task_id, seq, line)
+                     VALUES (1, 1, 'pending|0|0|0|-|Task created');
+                 UPDATE meta SET value = 2 WHERE key = 'next_line_seq';",
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        let old = s.log_lines(1, 0, 10).unwrap();
+        assert_eq!((old.len(), old[0].at), (1, None), "{old:?}");
+        let before = crate::now_ms();
+        let t = NewTask {
+            worker: "w".into(),
+            action: "run".into(),
+            data: "{}".into(),
+            priority: Priority::Normal,
+            max_attempts: 1,
+            started_by: None,
+            run_after: 0,
+            created_at: 0,
+        };
+        let id = s
+            .insert_tasks(&t, 1, &LogLine::new("pending", 0, 0, 0, "", "created"))
+            .unwrap()[0];
+        let at = s.log_lines(id, 0, 10).unwrap()[0].at.expect("a time");
+        assert!((before..=crate::now_ms()).contains(&at));
     }
 }

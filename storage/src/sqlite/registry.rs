@@ -1,11 +1,15 @@
-//! The worker registry: one row per worker identifier.
+//! The worker registry: one row per worker identifier, and what removed workers left
+//! (`removed_workers`, `removed_schedules`) until their identifier is registered again.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::schedules;
 use super::{Context, SqliteStore};
 use crate::error::StoreError;
 use crate::now_ms;
-use crate::registry::{LibraryFingerprint, Registry, WorkerMetadata, WorkerRecord};
+use crate::registry::{
+    LibraryFingerprint, Registry, RemovedWorker, Restorer, WorkerMetadata, WorkerRecord,
+};
 
 const COLUMNS: &str = "identifier, scope, title, description, icon, version, library_path,
     library_size, library_mtime_ns, library_sha256, manifest, settings, schedule, active,
@@ -36,6 +40,47 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
     })
 }
 
+/// What is remembered of removed worker `identifier`, with its schedule.
+fn removed_worker(
+    conn: &Connection,
+    identifier: &str,
+) -> Result<Option<RemovedWorker>, StoreError> {
+    let Some(mut removed) = conn
+        .query_row(
+            "SELECT identifier, library_sha256, settings, active, inactive_reason, removed_at
+             FROM removed_workers WHERE identifier = ?1",
+            [identifier],
+            |r| {
+                Ok(RemovedWorker {
+                    identifier: r.get(0)?,
+                    library_sha256: r.get(1)?,
+                    settings: r.get(2)?,
+                    active: r.get(3)?,
+                    inactive_reason: r.get(4)?,
+                    schedule: None,
+                    removed_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()
+        .context("read removed worker")?
+    else {
+        return Ok(None);
+    };
+    removed.schedule = conn
+        .query_row(
+            &format!(
+                "SELECT {} FROM removed_schedules WHERE worker = ?1",
+                schedules::COLUMNS
+            ),
+            [identifier],
+            schedules::from_row,
+        )
+        .optional()
+        .context("read removed schedule")?;
+    Ok(Some(removed))
+}
+
 impl Registry for SqliteStore {
     /// All workers, in display order.
     fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
@@ -61,11 +106,13 @@ impl Registry for SqliteStore {
             .context("read worker")
     }
 
-    /// Registers new workers in one transaction: all or none.
-    fn insert_workers(
+    /// Registers new workers in one transaction: all or none; remembered workers get
+    /// back what `restore` decides and their schedule.
+    fn register_workers(
         &mut self,
         workers: &[(String, WorkerMetadata<'_>, LibraryFingerprint, bool)],
-    ) -> Result<(), StoreError> {
+        restore: &mut Restorer<'_>,
+    ) -> Result<Vec<RemovedWorker>, StoreError> {
         // The write lock first: this transaction reads (the last position) before it
         // writes, and a deferred one would fail at once, without waiting, when another
         // connection wrote in between.
@@ -79,13 +126,23 @@ impl Registry for SqliteStore {
                 r.get(0)
             })
             .context("read positions")?;
+        let mut restored = Vec::new();
         for (identifier, meta, lib, active) in workers {
             position += 1;
+            let removed = removed_worker(&tx, identifier)?;
+            let (settings, active, reason) = match &removed {
+                Some(r) => {
+                    let back = restore(r, lib);
+                    (back.settings, back.active, back.inactive_reason)
+                }
+                None => ("{}".to_owned(), *active, None),
+            };
             tx.execute(
                 "INSERT INTO workers (identifier, scope, title, description, icon, version,
                     library_path, library_size, library_mtime_ns, library_sha256, manifest,
-                    settings, active, position, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, '{}', ?12, ?13, ?14, ?14)",
+                    settings, active, position, created_at, updated_at, inactive_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
+                    ?16)",
                 params![
                     identifier,
                     meta.scope,
@@ -98,14 +155,44 @@ impl Registry for SqliteStore {
                     lib.mtime_ns,
                     lib.sha256,
                     meta.manifest,
+                    settings,
                     active,
                     position,
-                    now
+                    now,
+                    reason
                 ],
             )
             .context(&format!("register worker '{identifier}'"))?;
+            if let Some(r) = removed {
+                let cols = schedules::COLUMNS;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO schedules ({cols}) SELECT {cols} FROM removed_schedules
+                         WHERE worker = ?1"
+                    ),
+                    [identifier],
+                )
+                .context("restore schedule")?;
+                tx.execute(
+                    "DELETE FROM removed_schedules WHERE worker = ?1",
+                    [identifier],
+                )
+                .context("forget removed schedule")?;
+                tx.execute(
+                    "DELETE FROM removed_workers WHERE identifier = ?1",
+                    [identifier],
+                )
+                .context("forget removed worker")?;
+                restored.push(r);
+            }
         }
-        tx.commit().context("commit registration")
+        tx.commit().context("commit registration")?;
+        Ok(restored)
+    }
+
+    /// What is remembered of a removed worker, if anything.
+    fn get_removed_worker(&self, identifier: &str) -> Result<Option<RemovedWorker>, StoreError> {
+        removed_worker(&self.conn, identifier)
     }
 
     /// Replaces a worker's manifest-derived fields and library fingerprint after its
@@ -219,12 +306,45 @@ impl Registry for SqliteStore {
         Ok(n > 0)
     }
 
-    /// Removes a worker from the registry (its tasks are kept).
+    /// Removes a worker from the registry (its tasks are kept; its schedule goes with
+    /// it, by the foreign key) and remembers its settings, state and schedule.
     fn delete_worker(&self, identifier: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn
+        // The first statement writes, so the transaction holds the write lock from the
+        // copy on: what is remembered is the row that is deleted.
+        let tx = self.conn.unchecked_transaction().context("begin removal")?;
+        // Replaces what an earlier removal of the identifier left (a later one is newer).
+        let kept = tx
+            .execute(
+                "INSERT INTO removed_workers (identifier, library_sha256, settings, active,
+                    inactive_reason, removed_at)
+                 SELECT identifier, library_sha256, settings, active, inactive_reason, ?2
+                 FROM workers WHERE identifier = ?1
+                 ON CONFLICT (identifier) DO UPDATE SET library_sha256 = excluded.library_sha256,
+                    settings = excluded.settings, active = excluded.active,
+                    inactive_reason = excluded.inactive_reason, removed_at = excluded.removed_at",
+                params![identifier, now_ms()],
+            )
+            .context("remember removed worker")?;
+        if kept > 0 {
+            let cols = schedules::COLUMNS;
+            tx.execute(
+                "DELETE FROM removed_schedules WHERE worker = ?1",
+                [identifier],
+            )
+            .context("remember removed schedule")?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO removed_schedules ({cols}) SELECT {cols} FROM schedules
+                     WHERE worker = ?1"
+                ),
+                [identifier],
+            )
+            .context("remember removed schedule")?;
+        }
+        let n = tx
             .execute("DELETE FROM workers WHERE identifier = ?1", [identifier])
             .context("delete worker")?;
+        tx.commit().context("commit removal")?;
         Ok(n > 0)
     }
 }

@@ -17,10 +17,11 @@ use crate::schedules::{
 use crate::wakeups::Wakeups;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
-const COLUMNS: &str = "worker, spec, data, paused, next_run_at, last_run_at, last_task_id,
+pub(super) const COLUMNS: &str =
+    "worker, spec, data, paused, next_run_at, last_run_at, last_task_id,
     skipped_count, last_skip_at, last_skip_reason, created_at, updated_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
     Ok(ScheduleRecord {
         worker: r.get(0)?,
         spec: r.get(1)?,

@@ -44,6 +44,8 @@ const ACTIVITY_SUMS: &str = "COALESCE(SUM(created), 0), COALESCE(SUM(completed),
 impl Statistics for SqliteStore {
     /// Tasks per status, from the trigger-maintained counts (constant cost).
     fn task_status_counts(&self) -> Result<StatusCounts, StoreError> {
+        // Both reads in one snapshot (see `snapshot`).
+        let snapshot = self.snapshot()?;
         let mut c = StatusCounts::default();
         let mut stmt = self
             .conn
@@ -59,6 +61,7 @@ impl Statistics for SqliteStore {
         // The counts keep running tasks in the pending row (see migration 4).
         c.running = self.running_by_worker()?.values().sum();
         c.pending -= c.running;
+        drop(snapshot);
         Ok(c)
     }
 
@@ -69,6 +72,7 @@ impl Statistics for SqliteStore {
         status: Option<Status>,
     ) -> Result<i64, StoreError> {
         if matches!(status, Some(Status::Running | Status::Pending)) {
+            let _snapshot = self.snapshot()?;
             let running: i64 = self
                 .running_by_worker()?
                 .iter()
@@ -87,6 +91,7 @@ impl Statistics for SqliteStore {
     /// Per worker (including workers no longer registered that still have tasks):
     /// tasks per status and run time, by worker identifier.
     fn worker_counts(&self) -> Result<Vec<WorkerCounts>, StoreError> {
+        let _snapshot = self.snapshot()?;
         let running = self.running_by_worker()?;
         let mut stmt = self
             .conn
@@ -236,6 +241,17 @@ impl SqliteStore {
     /// Running tasks per worker, counted live: they are few (at most the engines'
     /// claims), found through the status index, and not kept by the triggers so that a
     /// claim costs no counter update.
+    /// A read transaction: the statements run while it lives see one snapshot of the
+    /// database. The counts keep running tasks in the pending row and are split with a
+    /// count of the running rows; read in two snapshots, a task claimed or requeued in
+    /// between is counted twice or not at all (a pending task shown as running). Ends
+    /// (rolls back: it only read) when dropped.
+    fn snapshot(&self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        self.conn
+            .unchecked_transaction()
+            .context("begin a consistent read")
+    }
+
     fn running_by_worker(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
         let mut stmt = self
             .conn
@@ -517,8 +533,10 @@ mod tests {
                         (4, 'b', 'run', 'cancelled', {t0}, NULL, {t0} + 60000);
                  DROP TRIGGER tasks_minutes_insert; DROP TRIGGER tasks_minutes_delete;
                  DROP TRIGGER tasks_minutes_update; DROP TABLE task_minutes;
+                 {}
                  PRAGMA user_version = {};",
-                super::super::migrations::LATEST - 1
+                super::super::migrations::UNDO_AFTER_MINUTES,
+                super::super::migrations::MINUTES_VERSION - 1
             ))
             .unwrap();
         drop(s);
@@ -726,6 +744,7 @@ mod tests {
                  DROP TABLE result_chunks; DROP TABLE owners; DROP TABLE meta; DROP TABLE hosts; DROP TABLE leader;
                  DROP TABLE login_failures; DROP INDEX tasks_unique;
                  ALTER TABLE tasks DROP COLUMN unique_key;
+                 DROP TABLE removed_workers; DROP TABLE removed_schedules;
                  ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -238,6 +238,12 @@ describe('stask web interface', () => {
     assert.match(await waitToast('Updated 1 worker:'), /replaceable/);
 
     fs.unlinkSync(file);
+    // A rescan that finds the file gone says so as a warning, not as a green success.
+    await page.click('#rescan-workers');
+    assert.match(await waitToast('Library missing for 1 worker'), /replaceable/);
+    const missingToast = page.locator('.toast', { hasText: 'Library missing for 1 worker' }).first();
+    assert.match(await missingToast.getAttribute('class'), /toast-warning/);
+    assert.doesNotMatch(await missingToast.getAttribute('class'), /toast-success/);
     // The page notices the missing file; Clean Orphaned names it and asks first.
     await page.keyboard.press('r');
     await page.locator('[data-worker=replaceable] .tag-warn').waitFor();
@@ -252,6 +258,13 @@ describe('stask web interface', () => {
     assert.match(await waitToast('Removed 1 orphaned worker:'), /replaceable/);
     await page.locator('[data-worker=replaceable]').waitFor({ state: 'detached' });
 
+    // Put back, it is registered again with what it had, and the toast says so.
+    installLib(home, 'stask_fixture_replaceable_v2', 'libstask_fixture_replaceable.so');
+    await page.click('#discover-workers');
+    assert.match(await waitToast('Registered again with its earlier settings'), /replaceable/);
+    await page.locator('[data-worker=replaceable]').waitFor();
+
+    // Its file is there again: nothing is orphaned.
     await page.click('#clean-orphaned');
     await page.click('#confirm-dialog [data-confirm]');
     await waitToast('No orphaned workers');
@@ -353,7 +366,8 @@ describe('stask web interface', () => {
     const ids = [1, 2, 3].map(() => createTask(home, 'demo', 'run', { steps: 400, step_ms: 50 }, ['--priority', 'low']));
     await go(page, '/tasks?worker=demo');
     await page.waitForSelector('#tasks-table tbody tr[data-task-id]');
-    await page.selectOption('select[name=status]', 'failed');
+    // The state tabs filter by status (and keep the worker filter).
+    await page.click('[data-tab="failed"]');
     await page.waitForURL(/status=failed/);
     await waitFor('failed rows only', async () => {
       const st = await page.locator('#tasks-table tbody tr[data-task-id]').evaluateAll((rows) => rows.map((r) => r.dataset.status));

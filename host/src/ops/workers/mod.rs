@@ -56,7 +56,9 @@ pub fn set_active(store: &dyn Store, id: &str, active: bool) -> Result<()> {
 }
 
 /// Registers the workers of new libraries in `plugins_dir` (probed through `exe`),
-/// active at once when `activate` (which wakes the services).
+/// active at once when `activate` (which wakes the services). Workers removed before
+/// come back with what they had ([`DiscoverReport::restored`]); one that comes back
+/// active wakes the services too.
 pub fn discover(
     store: &mut dyn Store,
     exe: &Path,
@@ -64,7 +66,8 @@ pub fn discover(
     activate: bool,
 ) -> Result<DiscoverReport> {
     let report = discovery::discover(store, exe, plugins_dir, activate)?;
-    if activate && !report.registered.is_empty() {
+    let restored_active = report.restored.iter().any(|r| r.worker.active);
+    if (activate && !report.registered.is_empty()) || restored_active {
         store.notify_work();
     }
     Ok(report)

@@ -8,7 +8,7 @@ import { h, replace, keyed } from '../dom.js';
 import { t, tn, num, language } from '../i18n.js';
 import { icon } from '../icons.js';
 import { Poller } from '../live.js';
-import { button, can, notify, notifyError, pageHeader, emptyRow, confirmDialog, link } from '../ui.js';
+import { button, can, notify, notifyError, pageHeader, emptyRow, skeletonRows, confirmDialog, link } from '../ui.js';
 import { taskRow, processMessage } from '../taskops.js';
 import { countsOf } from './stats.js';
 import { throughputChart, queueChart } from '../charts.js';
@@ -27,7 +27,7 @@ export async function mount(root) {
     'section',
     { class: 'metrics', 'aria-label': t('dashboard.metrics') },
     METRICS.map((m) => {
-      const value = h('span', { class: 'metric-value', 'data-metric': m.key }, '–');
+      const value = h('span', { class: 'metric-value skeleton-text', 'data-metric': m.key }, '');
       metricEls[m.key] = value;
       const href = m.key === 'total' ? '/tasks' : `/tasks?status=${m.key}`;
       return h('a', { class: `metric metric-${m.key}`, href, 'data-link': '' }, icon(m.iconName, { size: 26 }), h('span', { class: 'metric-label' }, t(`status.${m.key}`)), value);
@@ -36,11 +36,14 @@ export async function mount(root) {
   const tbody = h('tbody');
   const table = h(
     'table',
-    { class: 'table tasks-table', id: 'recent-tasks' },
+    { class: 'table tasks-table dense', id: 'recent-tasks', 'aria-busy': 'true' },
     h('caption', { class: 'sr-only' }, t('dashboard.recent')),
     h('thead', null, h('tr', null, ['task.id', 'task.worker', 'task.action', 'task.status', 'task.progress', 'task.created', 'task.actions'].map((k) => h('th', { scope: 'col' }, t(k))))),
     tbody,
   );
+
+  // Placeholders until the first answer, so the page never shows an empty frame.
+  replace(tbody, skeletonRows(7, 10));
 
   const actions = [];
   if (can('task.process')) {
@@ -71,8 +74,8 @@ export async function mount(root) {
     );
   }
 
-  const throughputBox = h('div', { id: 'throughput-chart', class: 'chart-slot', 'aria-busy': 'true' });
-  const queueBox = h('div', { id: 'queue-chart', class: 'chart-slot' });
+  const throughputBox = h('div', { id: 'throughput-chart', class: 'chart-slot', 'aria-busy': 'true' }, h('div', { class: 'skeleton skeleton-chart' }));
+  const queueBox = h('div', { id: 'queue-chart', class: 'chart-slot' }, h('div', { class: 'skeleton skeleton-chart' }));
   const charts = h(
     'div',
     { class: 'dashboard-charts' },
@@ -97,7 +100,11 @@ export async function mount(root) {
     if (key === last) return false;
     last = key;
     const c = countsOf(dash.tasks);
-    for (const m of METRICS) metricEls[m.key].textContent = num(c[m.key] || 0);
+    for (const m of METRICS) {
+      metricEls[m.key].classList.remove('skeleton-text');
+      metricEls[m.key].textContent = num(c[m.key] || 0);
+    }
+    table.removeAttribute('aria-busy');
     // Rows are updated in place, so a refresh never takes the keyboard focus away.
     if (list.length) keyed(tbody, list, (task) => task.id, (task) => taskRow(task, { after: () => poller.now() }));
     else replace(tbody, emptyRow(7, t('tasks.none')));

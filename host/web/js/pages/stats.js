@@ -124,8 +124,8 @@ export async function mount(root) {
   };
 
   const poller = new Poller(load, { min: 2000, max: 25000 });
-  await load();
-  await loadActivity();
+  // The report and the activity series are independent: asked for at once.
+  await Promise.all([load(), loadActivity()]);
   poller.start();
   return {
     refresh: () => {

@@ -1,22 +1,33 @@
 // Task details: live status, progress, ETA and message; the log as a chat; progress
 // history; error, data, result, attempts, timings, result files; Execute / Cancel /
 // Retry; Download log.
+//
+// The log view: each line's time (local, the full date on hover); a search and a level
+// filter over the lines loaded (older lines load a page at a time while the top of the
+// filtered list is in view, so a filter ends up covering the whole log); "jump to the
+// first error" (loads the whole log first); follow mode: while the view is at the end
+// new lines scroll into it, scrolling up pauses that ("Paused — N new lines"), and
+// returning to the end or Resume follows again. The service's own messages are worded
+// in the user's language (servicetext.js; the page is drawn again when it changes).
 
 import * as api from '../api.js';
 import { h, replace, rich, jsonText } from '../dom.js';
-import { t, tn, num, dateTime, duration, timeOf } from '../i18n.js';
+import { t, tn, num, dateTime, duration, timeOf, language } from '../i18n.js';
 import { icon } from '../icons.js';
 import { LogFollower, Poller } from '../live.js';
 import { statusBadge, progressBar, setProgress, link, workerCell } from '../ui.js';
 import { allowedOps, runOp, waitingText } from '../taskops.js';
 import { progressChart } from '../charts.js';
 import { VirtualList } from '../vlist.js';
+import { serviceText, serviceMatch } from '../servicetext.js';
 
 const FINAL = ['completed', 'failed', 'cancelled'];
 
 /** Lines read when the page opens (the newest), and per page of older ones. */
 const TAIL_LINES = 300;
 const OLDER_LINES = 1000;
+/** Lines per page of older ones while a filter is on, or the first error is looked for. */
+const FILTER_LINES = 5000;
 /** `before` for the end of the log. */
 const END = '9223372036854775807';
 /** Points of the progress chart at most. */
@@ -34,13 +45,43 @@ export function levelOf(message) {
   return ['info', message];
 }
 
+/** Levels by rank: the level filter shows the lines of its level and above. */
+const RANK = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/**
+ * Service messages of a line that goes back to pending which tell of a failure or a
+ * lost attempt: the line's status alone would call them information.
+ */
+const PENDING_LEVELS = {
+  'service.retrying': 'error',
+  'service.recovered_requeued': 'warn',
+  'service.interrupted': 'warn',
+};
+
+/**
+ * A line's level: its message's level prefix (`[warn] `, a plugin's log level); else
+ * `error` for a failed line, `warn` for a cancelled one, what a known service message
+ * of a pending line says (a failed attempt that will be retried), else `info`.
+ */
+export function severityOf(line) {
+  const [level] = levelOf(line.message);
+  if (level !== 'info') return level;
+  if (line.status === 'failed') return 'error';
+  if (line.status === 'cancelled') return 'warn';
+  if (line.status === 'pending') {
+    const m = serviceMatch(line.message);
+    if (m && PENDING_LEVELS[m.key]) return PENDING_LEVELS[m.key];
+  }
+  return 'info';
+}
+
 /** A log line from the API: an object, or the raw `status|progress|…|message` text. */
 export function normalizeLine(l) {
   if (typeof l === 'string') {
     const parts = l.split('|');
     if (parts.length < 6) return null;
     const message = parts.slice(5).join('|').replace(/\\(\\|n|r)/g, (m, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
-    return { status: parts[0], progress: Number(parts[1]) || 0, processed: Number(parts[2]) || 0, total: Number(parts[3]) || 0, eta: parts[4], message };
+    return { status: parts[0], progress: Number(parts[1]) || 0, processed: Number(parts[2]) || 0, total: Number(parts[3]) || 0, eta: parts[4], message, at: null };
   }
   if (!l || typeof l !== 'object') return null;
   return {
@@ -50,7 +91,27 @@ export function normalizeLine(l) {
     total: Number(l.total) || 0,
     eta: l.eta ?? '-',
     message: l.message ?? '',
+    // When the line was stored (ms since the epoch); null for lines of older stasks.
+    at: typeof l.at === 'number' ? l.at : null,
   };
+}
+
+/** A line's level, worked out once per line. */
+function levelOfLine(l) {
+  if (l.level === undefined) l.level = severityOf(l);
+  return l.level;
+}
+
+/** A line's message as shown: the service's own messages in the user's language. */
+function shownText(l) {
+  if (l.shown === undefined) l.shown = serviceText(l.message);
+  return l.shown;
+}
+
+/** What the search looks in: the message as shown and as stored, without `**` marks. */
+function searchText(l) {
+  if (l.search === undefined) l.search = `${shownText(l)}\n${l.message}`.replaceAll('**', '').toLocaleLowerCase(language());
+  return l.search;
 }
 
 export async function mount(root, params) {
@@ -75,6 +136,20 @@ export async function mount(root, params) {
   const chatWrap = h('div', { class: 'chat-wrap', tabindex: '0', role: 'region', 'aria-label': t('task.log') }, chat);
   const logInfo = h('span', { class: 'muted log-info', id: 'log-info', 'aria-live': 'polite' });
   const olderBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'log-older', hidden: true, onclick: () => loadOlder() }, t('task.log_older'));
+  // Search, level filter, jump to the first error.
+  const searchInput = h('input', { type: 'search', id: 'log-search', class: 'log-search', placeholder: t('task.log_search'), 'aria-label': t('task.log_search'), autocomplete: 'off' });
+  const levelSelect = h(
+    'select',
+    { id: 'log-level', class: 'log-level', 'aria-label': t('task.log_level') },
+    ['all', 'info', 'warn', 'error'].map((v) => h('option', { value: v }, t(`task.log_level_${v}`))),
+  );
+  const firstErrorBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'log-first-error', onclick: () => jumpToFirstError() }, t('task.log_first_error'));
+  const findInfo = h('span', { class: 'muted log-find', id: 'log-find', role: 'status' });
+  const logTools = h('div', { class: 'log-tools', role: 'search' }, searchInput, levelSelect, firstErrorBtn, findInfo);
+  // Follow mode: shown while the view is away from the end.
+  const followText = h('span', { id: 'log-paused' });
+  const resumeBtn = h('button', { type: 'button', class: 'btn btn-small btn-primary', id: 'log-resume', onclick: () => vlist.scrollToEnd() }, t('task.log_resume'));
+  const followBar = h('div', { class: 'log-follow', id: 'log-follow', role: 'status', hidden: true }, followText, resumeBtn);
   // Progress history.
   const historyBox = h('div', { class: 'history', id: 'task-history' });
   // Details.
@@ -91,13 +166,23 @@ export async function mount(root, params) {
   // once the first line is here.
   let olderBefore = null;
   let loadingOlder = null;
+  // The filter: the lowercased search text and the lowest level shown; `shown` holds
+  // the lines that pass it (null: no filter, every line).
+  let query = '';
+  let minLevel = 'all';
+  let shown = null;
+  const rows = () => shown || lines;
+  // Lines added at the end while the view was away from it.
+  let newCount = 0;
+  // The line "jump to the first error" went to (its key).
+  let jumpKey = null;
 
   const renderSummary = (st) => {
     replace(badgeBox, statusBadge(st.status));
     setProgress(bar, st.progress, st.status);
     processedEl.textContent = st.total ? `${num(st.processed)} / ${num(st.total)}` : st.processed ? num(st.processed) : '—';
     etaEl.textContent = st.status === 'running' && st.eta && st.eta !== '-' ? st.eta : '—';
-    replace(messageEl, rich(st.message || ''));
+    replace(messageEl, rich(serviceText(st.message || '')));
   };
 
   const renderWaiting = () => {
@@ -136,7 +221,7 @@ export async function mount(root, params) {
   };
 
   const renderDetails = () => {
-    replace(errorBox, task.error ? h('section', { class: 'card error-card' }, h('h2', null, t('task.error')), h('pre', { class: 'error-text' }, task.error)) : null);
+    replace(errorBox, task.error ? h('section', { class: 'card error-card' }, h('h2', null, t('task.error')), h('pre', { class: 'error-text', id: 'task-error-text' }, serviceText(task.error))) : null);
     const rows = [
       ['task.worker', workerCell(task)],
       ['task.action', task.action],
@@ -186,7 +271,7 @@ export async function mount(root, params) {
     replace(
       historyBox,
       progressChart(points, { title: t('task.history') }),
-      h('ol', { class: 'status-changes' }, changes.map((l) => h('li', null, statusBadge(l.status), ` ${l.progress} % · `, rich(l.message)))),
+      h('ol', { class: 'status-changes' }, changes.map((l) => h('li', null, statusBadge(l.status), ` ${l.progress} % · `, rich(shownText(l))))),
     );
   };
 
@@ -199,33 +284,131 @@ export async function mount(root, params) {
     }, 300);
   };
 
+  // The time of day of a line: one formatter for the page (the page is drawn anew
+  // when the language changes).
+  const clock = new Intl.DateTimeFormat(language(), { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const timeEl = (at) =>
+    at === null
+      ? h('span', { class: 'log-time', 'aria-hidden': 'true' })
+      : h('time', { class: 'log-time', datetime: new Date(at).toISOString(), title: dateTime(at) }, clock.format(at));
+
   const lineEl = (i) => {
-    const l = lines[i];
-    const [level, text] = levelOf(l.message);
+    const list = rows();
+    const l = list[i];
+    const [level, text] = levelOf(shownText(l));
     const fresh = l.fresh;
     l.fresh = false;
-    const prev = i > 0 ? lines[i - 1].status : olderBefore === null ? null : l.status;
+    const prev = i > 0 ? list[i - 1].status : olderBefore === null ? null : l.status;
     const statusChange = l.status !== prev;
     return h(
       'li',
-      { class: `chat-line level-${level} ${statusChange ? 'status-change' : ''} ${fresh ? 'fresh' : ''} st-${l.status}`, 'data-status': l.status, 'data-key': l.key },
-      h('div', { class: 'bubble' }, level !== 'info' ? h('span', { class: `level level-tag-${level}` }, t(`level.${level}`)) : null, h('span', { class: 'text' }, rich(text))),
-      h('div', { class: 'meta' }, t(`status.${l.status}`) !== `status.${l.status}` ? t(`status.${l.status}`) : l.status, ` · ${l.progress} %`, l.total ? ` · ${num(l.processed)}/${num(l.total)}` : '', l.status === 'running' && l.eta && l.eta !== '-' ? ` · ${t('task.eta')} ${l.eta}` : ''),
+      {
+        class: `chat-line level-${level} ${statusChange ? 'status-change' : ''} ${fresh ? 'fresh' : ''} ${l.key === jumpKey ? 'jump-target' : ''} st-${l.status}`,
+        'data-status': l.status,
+        'data-level': levelOfLine(l),
+        'data-key': l.key,
+        tabindex: l.key === jumpKey ? '-1' : null,
+      },
+      timeEl(l.at),
+      h(
+        'div',
+        { class: 'line-body' },
+        h('div', { class: 'bubble' }, level !== 'info' ? h('span', { class: `level level-tag-${level}` }, t(`level.${level}`)) : null, h('span', { class: 'text' }, rich(text))),
+        h('div', { class: 'meta' }, t(`status.${l.status}`) !== `status.${l.status}` ? t(`status.${l.status}`) : l.status, ` · ${l.progress} %`, l.total ? ` · ${num(l.processed)}/${num(l.total)}` : '', l.status === 'running' && l.eta && l.eta !== '-' ? ` · ${t('task.eta')} ${l.eta}` : ''),
+      ),
     );
   };
   const vlist = new VirtualList({
     scroller: chatWrap,
     list: chat,
     render: lineEl,
-    key: (i) => lines[i].key,
+    key: (i) => rows()[i].key,
     onRange: (first) => {
-      if (first < 20 && olderBefore !== null) loadOlder();
+      if (first < 20 && olderBefore !== null) loadOlder(shown ? FILTER_LINES : OLDER_LINES);
+    },
+    onStick: (atEnd) => {
+      if (atEnd) newCount = 0;
+      renderFollow();
     },
   });
 
   const renderLogInfo = () => {
-    logInfo.textContent = olderBefore !== null ? tn('task.log_newest', { n: lines.length }) : t('task.log_count', { n: num(lines.length) });
+    if (shown) {
+      logInfo.textContent = t(olderBefore !== null ? 'task.log_matches_loading' : 'task.log_matches', { n: num(shown.length), total: num(lines.length) });
+    } else {
+      logInfo.textContent = olderBefore !== null ? tn('task.log_newest', { n: lines.length }) : t('task.log_count', { n: num(lines.length) });
+    }
     olderBtn.hidden = olderBefore === null;
+  };
+
+  // Following: paused while the view is away from the end and the log can still grow
+  // (or lines came meanwhile).
+  const renderFollow = () => {
+    const paused = !vlist.atEnd && (newCount > 0 || following());
+    followBar.hidden = !paused;
+    followText.textContent = newCount ? tn('task.log_paused_new', { n: newCount }) : t('task.log_paused');
+  };
+
+  const passes = (l) => (minLevel === 'all' || RANK[levelOfLine(l)] >= RANK[minLevel]) && (!query || searchText(l).includes(query));
+
+  // A filter changed: the list is drawn again from the lines loaded, at its end.
+  const applyFilter = () => {
+    query = searchInput.value.trim().toLocaleLowerCase(language());
+    minLevel = levelSelect.value;
+    shown = query || minLevel !== 'all' ? lines.filter(passes) : null;
+    newCount = 0;
+    vlist.clear();
+    vlist.append(rows().length);
+    renderLogInfo();
+    renderFollow();
+    if (shown) loadMoreForFilter();
+  };
+  let searchTimer = null;
+  searchInput.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(applyFilter, 150);
+  });
+  levelSelect.addEventListener('change', applyFilter);
+
+  // While a filter is on and the top of its list is in view, older lines keep loading
+  // (a page at a time), so what it finds is not limited to the newest lines.
+  const loadMoreForFilter = () => {
+    if (shown && olderBefore !== null && vlist.range && vlist.range[0] < 20) loadOlder(FILTER_LINES);
+  };
+
+  const jumpToFirstError = async () => {
+    firstErrorBtn.disabled = true;
+    findInfo.textContent = t('task.log_finding');
+    const gen = generation;
+    try {
+      // The first error may be in lines not loaded yet: load them all first.
+      while (olderBefore !== null && gen === generation) {
+        const was = olderBefore;
+        await loadOlder(FILTER_LINES);
+        if (olderBefore === was && !loadingOlder) break; // the read failed
+      }
+      if (gen !== generation) return;
+      const target = lines.find((l) => levelOfLine(l) === 'error');
+      if (!target) {
+        findInfo.textContent = t('task.log_no_error');
+        return;
+      }
+      findInfo.textContent = '';
+      if (shown && !shown.includes(target)) {
+        searchInput.value = '';
+        levelSelect.value = 'all';
+        applyFilter();
+      }
+      // Both rows are drawn anew: the mark moves from one to the other.
+      if (jumpKey !== null) vlist.forget(jumpKey);
+      jumpKey = target.key;
+      vlist.forget(jumpKey);
+      vlist.scrollToIndex(rows().indexOf(target));
+      const el = chat.querySelector(`[data-key="${target.key}"]`);
+      if (el) el.focus({ preventScroll: true });
+    } finally {
+      firstErrorBtn.disabled = false;
+    }
   };
 
   const normalized = (batch) => {
@@ -240,12 +423,22 @@ export async function mount(root, params) {
   const addLines = (batch, fresh = true) => {
     const added = normalized(batch);
     if (!added.length) return;
+    let appended = 0;
     for (const l of added) {
       l.key = keyNext++;
       l.fresh = fresh;
       lines.push(l);
+      if (!shown || passes(l)) {
+        if (shown) shown.push(l);
+        appended += 1;
+      }
     }
-    vlist.append(added.length);
+    const away = !vlist.atEnd;
+    vlist.append(appended);
+    if (fresh && away && appended) {
+      newCount += appended;
+      renderFollow();
+    }
     renderLogInfo();
     const st = { ...lines[lines.length - 1] };
     renderSummary(st);
@@ -259,25 +452,34 @@ export async function mount(root, params) {
   };
 
   // Older lines, a page at a time (scrolling near the top, or the button).
-  const loadOlder = () => {
+  const loadOlder = (limit = OLDER_LINES) => {
     if (loadingOlder || olderBefore === null) return loadingOlder;
     const gen = generation;
+    let loaded = false;
     loadingOlder = (async () => {
       try {
-        const page = await api.get(api.routes.taskLog(id, { before: olderBefore, limit: OLDER_LINES }));
+        const page = await api.get(api.routes.taskLog(id, { before: olderBefore, limit }));
         if (gen !== generation) return;
         const older = normalized(page.lines || []);
         for (let i = older.length - 1; i >= 0; i--) older[i].key = --keyFirst;
         lines.unshift(...older);
         olderBefore = page.has_older ? page.first_offset : null;
-        vlist.prepend(older.length);
+        if (shown) {
+          const passing = older.filter(passes);
+          shown.unshift(...passing);
+          vlist.prepend(passing.length);
+        } else {
+          vlist.prepend(older.length);
+        }
         renderLogInfo();
         scheduleHistory();
+        loaded = true;
       } catch {
         /* the button stays for another try */
       } finally {
         loadingOlder = null;
       }
+      if (loaded) setTimeout(loadMoreForFilter, 0);
     })();
     return loadingOlder;
   };
@@ -338,6 +540,7 @@ export async function mount(root, params) {
       onEnd: () => {
         mode = 'ended';
         showMode();
+        renderFollow();
         reload();
       },
       onMode: (m) => {
@@ -351,6 +554,8 @@ export async function mount(root, params) {
     follower = null;
     const gen = ++generation;
     lines.length = 0;
+    if (shown) shown = [];
+    newCount = 0;
     lastState = null;
     olderBefore = null;
     vlist.clear();
@@ -370,7 +575,7 @@ export async function mount(root, params) {
     renderLogInfo();
     follow(page.next_offset || 0);
   };
-  const following = () => follower && !follower.closed;
+  const following = () => !!(follower && !follower.closed);
 
   // A finished task's stream has ended; a retry or execute (here, in another tab or from
   // the CLI) makes it live again. A cheap status check with backoff notices that.
@@ -399,7 +604,7 @@ export async function mount(root, params) {
       waitingEl,
     ),
     errorBox,
-    h('div', { class: 'task-grid' }, h('section', { class: 'card log-card' }, h('div', { class: 'card-header' }, h('h2', null, t('task.log')), logInfo, olderBtn), chatWrap), h('section', { class: 'card' }, h('h2', null, t('task.history')), historyBox)),
+    h('div', { class: 'task-grid' }, h('section', { class: 'card log-card' }, h('div', { class: 'card-header' }, h('h2', null, t('task.log')), logInfo, olderBtn), logTools, chatWrap, followBar), h('section', { class: 'card' }, h('h2', null, t('task.history')), historyBox)),
     details,
     filesBox,
   );
@@ -423,6 +628,7 @@ export async function mount(root, params) {
       vlist.destroy();
       unsubscribeConn();
       clearTimeout(historyTimer);
+      clearTimeout(searchTimer);
     },
   };
 }

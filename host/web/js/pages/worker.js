@@ -76,7 +76,8 @@ export async function mount(root, params) {
   );
 
   renderSettings(settingsBox, worker);
-  await renderSchedule(scheduleBox, worker);
+  // The schedule, the tasks and the statistics are asked for at once.
+  const scheduled = renderSchedule(scheduleBox, worker);
 
   let last = '';
   const load = async () => {
@@ -93,7 +94,7 @@ export async function mount(root, params) {
     return true;
   };
   const poller = new Poller(load, { min: 1000, max: 25000 });
-  await load();
+  await Promise.all([load(), scheduled]);
   poller.start();
   return { refresh: () => poller.now(), destroy: () => poller.stop() };
 }

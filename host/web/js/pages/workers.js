@@ -83,10 +83,17 @@ export function discoverMessage(r) {
   if (r.registered && r.registered.length) parts.push(tn('notify.discover_registered', { n: r.registered.length, names: names(r.registered) }));
   if (r.relocated && r.relocated.length) parts.push(t('notify.discover_relocated', { n: r.relocated.length, names: names(r.relocated) }));
   if (r.held && r.held.length) parts.push(t('notify.discover_held', { n: r.held.length, names: names(r.held) }));
+  if (r.restored && r.restored.length) parts.push(tn('notify.discover_restored', { n: r.restored.length, names: names(r.restored) }));
   if (r.skipped && r.skipped.length) parts.push(tn('notify.discover_skipped', { n: r.skipped.length, names: r.skipped.map((s) => `${(s.path || '').split('/').pop()} (${s.reason})`).join('; ') }));
   if (!parts.length) parts.push(t('notify.discover_none'));
   if (typeof r.already_registered === 'number') parts.push(t('notify.discover_known', { n: r.already_registered }));
   return parts.join(' ');
+}
+
+/** Whether a discover / rescan answer reports something an operator must look at. */
+export function reportsProblems(r) {
+  if (!r) return false;
+  return ['missing', 'failed', 'skipped', 'held'].some((k) => Array.isArray(r[k]) && r[k].length > 0);
 }
 
 export function rescanMessage(r) {
@@ -133,7 +140,9 @@ export async function mount(root) {
       if (confirm && !(await confirmDialog(confirm(), { confirmLabel: label, danger: true }))) return;
       try {
         const res = await api.post(route);
-        notify(msg(res), 'success', { timeout: 10000 });
+        // An answer that reports a problem (a library gone or refused, a worker held)
+        // is a warning, never a green success.
+        notify(msg(res), reportsProblems(res) ? 'warning' : 'success', { timeout: 10000 });
       } catch (e) {
         notifyError(e);
       }
