@@ -109,6 +109,16 @@ function renderShell() {
           : null,
         h('span', { class: 'user-name', id: 'user-name' }, user.name),
         h('span', { class: `role role-${user.role}`, id: 'user-role' }, t(`role.${user.role}`)),
+        // The shortcuts are there for whoever looks: a visible "?" opens their list.
+        h('button', {
+          type: 'button',
+          class: 'btn btn-small help-button',
+          id: 'help-open',
+          'aria-label': t('shortcut.title'),
+          title: `${t('shortcut.title')} (?)`,
+          'aria-keyshortcuts': '?',
+          onclick: () => document.getElementById('help-dialog').showModal(),
+        }, '?'),
         h('button', { type: 'button', class: 'btn btn-small', id: 'logout', onclick: logout }, t('action.logout')),
       )
     : null;

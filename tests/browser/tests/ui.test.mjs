@@ -422,6 +422,13 @@ describe('stask web interface', () => {
     await screenshot(page, '11-help');
     await page.keyboard.press('Escape');
     await page.locator('#help-dialog[open]').waitFor({ state: 'detached' });
+    // Discoverable without knowing the key: a visible "?" in the header opens it too.
+    assert.ok(await page.locator('#help-open').isVisible(), 'a help button is shown');
+    assert.equal(await page.getAttribute('#help-open', 'aria-label'), 'Keyboard shortcuts');
+    await page.click('#help-open');
+    await page.locator('#help-dialog[open]').waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('#help-dialog[open]').waitFor({ state: 'detached' });
     // Typing in a field types.
     await go(page, '/tasks');
     await page.click('input[name=q]');
