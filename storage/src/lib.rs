@@ -44,6 +44,9 @@ pub use leases::Leases;
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{
+    dependency_cancel_message, After, AfterInsert, Dependencies, WAITING_FOR_DEPENDENCIES,
+};
+pub use queue::{
     CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, Inserted, NewTask, Outcome, Priority,
     ProgressUpdate, RetryResult, RunningTask, StartLine, Status, StatusCounts, TaskFilter,
     TaskQueue, TaskRecord, Uniqueness,

@@ -154,6 +154,52 @@ pub enum Inserted {
     Existing(Box<TaskRecord>),
 }
 
+/// `run_after` of a task waiting for the tasks it depends on: the claim's own
+/// `run_after <= now` keeps it out of every claim (no join, no subquery on the hot
+/// path) until the last of them ends and sets it to that time.
+pub const WAITING_FOR_DEPENDENCIES: i64 = i64::MAX;
+
+/// What a task being created depends on ([`TaskQueue::insert_task_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    /// The tasks it runs after (existing ids, each once).
+    pub ids: Vec<i64>,
+    /// Run once they have all ended, whatever their outcome; otherwise a failed or
+    /// cancelled one cancels the dependant.
+    pub any: bool,
+}
+
+/// What [`TaskQueue::insert_task_after`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterInsert {
+    /// The task was created with this id.
+    Created(i64),
+    /// This dependency does not exist, and nothing was created.
+    Missing(i64),
+}
+
+/// The dependencies of a task ([`TaskQueue::task_dependencies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependencies {
+    /// The tasks it runs after, in id order (a deleted one is still named).
+    pub after: Vec<i64>,
+    /// Whether it runs whatever their outcome.
+    pub any: bool,
+    /// Those it still waits for (empty once released, cancelled or run).
+    pub waiting_on: Vec<i64>,
+}
+
+/// The message of a dependant cancelled because task `dependency` ended `status`
+/// (failed or cancelled).
+pub fn dependency_cancel_message(dependency: i64, status: Status) -> String {
+    let how = if status == Status::Cancelled {
+        "was cancelled"
+    } else {
+        "failed"
+    };
+    format!("Cancelled: task #{dependency} it depends on {how}")
+}
+
 /// A stored task.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
@@ -437,6 +483,22 @@ pub trait TaskQueue {
         unique: &Uniqueness,
         creation: &LogLine,
     ) -> Result<Inserted, StoreError>;
+
+    /// Inserts one pending task like [`TaskQueue::insert_tasks`] that becomes claimable
+    /// only once every task in `after.ids` has ended: completed (or, with `after.any`,
+    /// ended at all). A dependency that fails finally or is cancelled cancels it with
+    /// [`dependency_cancel_message`] (unless `after.any`), in the same transaction as
+    /// that outcome; dependencies already ended count at once. Refuses (writing
+    /// nothing) when a dependency does not exist.
+    fn insert_task_after(
+        &mut self,
+        task: &NewTask,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<AfterInsert, StoreError>;
+
+    /// The dependencies of task `id`; `None` when it has none (or does not exist).
+    fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError>;
 
     /// One task.
     fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError>;

@@ -63,6 +63,13 @@ pub(super) enum TasksCommand {
         /// Ignore the action's declared unique key: always create the task.
         #[arg(long)]
         no_unique: bool,
+        /// Run only after these tasks completed (comma-separated ids); if one fails or
+        /// is cancelled, this task is cancelled, naming it.
+        #[arg(long, value_name = "ID[,ID...]", value_delimiter = ',')]
+        after: Vec<i64>,
+        /// With --after: run once those tasks ended, whatever their outcome.
+        #[arg(long)]
+        after_any: bool,
     },
     /// List tasks, newest first.
     List {
@@ -198,30 +205,46 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
             unique_for,
             unique_states,
             no_unique,
+            after,
+            after_any,
         } => {
             let data = match data {
                 None => Value::Object(Default::default()),
                 Some(text) => read_data(&text)?,
             };
-            let created = ops::create_with(
-                &mut *store,
-                &TaskRequest {
-                    worker,
-                    action,
-                    data,
-                    priority,
-                    max_attempts,
-                    started_by: user,
-                    allow_sensitive,
-                },
-                count,
-                &ops::UniqueRequest {
-                    key: unique_key,
-                    within: unique_for,
-                    statuses: unique_states.map(|s| s.0),
-                    ignore_default: no_unique,
-                },
-            )?;
+            let req = TaskRequest {
+                worker,
+                action,
+                data,
+                priority,
+                max_attempts,
+                started_by: user,
+                allow_sensitive,
+            };
+            let unique = ops::UniqueRequest {
+                key: unique_key,
+                within: unique_for,
+                statuses: unique_states.map(|s| s.0),
+                ignore_default: no_unique,
+            };
+            let created = if after.is_empty() && !after_any {
+                ops::create_with(&mut *store, &req, count, &unique)?
+            } else {
+                let after = ops::AfterRequest {
+                    ids: after,
+                    any: after_any,
+                };
+                let created = ops::create_after(&mut *store, &req, count, &unique, &after)?;
+                if created.first.status == Status::Cancelled {
+                    // Created, but one of its dependencies had already failed.
+                    eprintln!(
+                        "task {}: {}",
+                        created.first.id,
+                        shown(&created.first.message)
+                    );
+                }
+                created
+            };
             if let Some(key) = &created.unique_key {
                 return print_unique(&created, key, json);
             }
@@ -391,7 +414,27 @@ fn print_task(t: &TaskView) {
             .unwrap_or_default();
         println!("  finished:   {}{took}", time(f));
     }
-    if t.status == Status::Pending.as_str() && t.run_after > now_ms() {
+    if let Some(d) = &t.dependencies {
+        let list = |ids: &[i64]| -> String {
+            ids.iter()
+                .map(|id| format!("#{id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let any = if d.any {
+            " (whatever their outcome)"
+        } else {
+            ""
+        };
+        println!("  after:      {}{any}", list(&d.after));
+        if !d.waiting_on.is_empty() {
+            println!("  waiting on: {}", list(&d.waiting_on));
+        }
+    }
+    if t.status == Status::Pending.as_str()
+        && t.run_after > now_ms()
+        && t.run_after != stask_storage::WAITING_FOR_DEPENDENCIES
+    {
         println!("  next try:   {}", time(t.run_after));
     }
     println!(

@@ -138,6 +138,10 @@ pub struct NewTask {
     unique_states: Option<Vec<String>>,
     #[serde(default)]
     no_unique: bool,
+    #[serde(default, deserialize_with = "not_null")]
+    after: Option<Vec<i64>>,
+    #[serde(default)]
+    after_any: bool,
 }
 
 /// `POST /tasks` (operator): the task is started by the caller. With a unique key
@@ -176,6 +180,11 @@ pub async fn create(
             .transpose()?,
         ignore_default: body.no_unique,
     };
+    // Dependencies (`after`, `after_any`): one task that waits for others.
+    let after = (body.after.is_some() || body.after_any).then(|| ops::AfterRequest {
+        ids: body.after.unwrap_or_default(),
+        any: body.after_any,
+    });
     let req = TaskRequest {
         worker: body.worker,
         action: body.action,
@@ -191,7 +200,10 @@ pub async fn create(
     // committed the answer is 201, so a client never retries into duplicates.
     let (ids, view, unique) = st
         .db(move |store, _| {
-            let created = ops::create_with(store, &req, count, &unique)?;
+            let created = match &after {
+                Some(after) => ops::create_after(store, &req, count, &unique, after)?,
+                None => ops::create_with(store, &req, count, &unique)?,
+            };
             let unique = created.unique_key.map(|k| (k, created.existing));
             Ok((created.ids, TaskView::summary(&created.first), unique))
         })

@@ -13,7 +13,7 @@ use stask_storage::StatusCounts;
 
 pub use account::{NewTokenView, TokenView, UserView};
 pub use schedule::{ScheduleSummary, ScheduleView, TimeView};
-pub use task::{LogLineView, ResultFileView, TaskView, HISTORY_LINES};
+pub use task::{DependenciesView, LogLineView, ResultFileView, TaskView, HISTORY_LINES};
 pub use worker::{LibraryView, SettingsView, WorkerDetails, WorkerSummary, WorkerView};
 
 /// Tasks per status.

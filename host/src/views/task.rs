@@ -75,6 +75,9 @@ pub struct TaskView {
     /// rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<LogLineView>>,
+    /// The tasks it runs after, and those it still waits for (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<DependenciesView>,
     /// Why a pending task is not running (API only: [`TaskView::explained`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -123,6 +126,7 @@ impl TaskView {
             log_lines: None,
             result_files: None,
             history: None,
+            dependencies: None,
             waiting: None,
             scope: None,
             allowed: None,
@@ -135,6 +139,11 @@ impl TaskView {
     pub fn explained(mut self, t: &TaskRecord, ctx: &WaitContext, by: &Actor) -> Self {
         let worker = ctx.worker(&t.worker);
         self.waiting = ctx.waiting(t, now_ms());
+        if let (Some(Waiting::Dependencies { waiting_on }), Some(d)) =
+            (&mut self.waiting, &self.dependencies)
+        {
+            waiting_on.clone_from(&d.waiting_on);
+        }
         self.scope = worker.map(|w| w.scope.clone());
         self.allowed = Some(Allowed::of(by, t, worker.is_some_and(|w| w.active)));
         self
@@ -146,6 +155,11 @@ impl TaskView {
         let mut view = TaskView::summary(t);
         let (last, total) = store.log_tail(t.id, HISTORY_LINES)?;
         view.log_lines = Some(total);
+        view.dependencies = store.task_dependencies(t.id)?.map(|d| DependenciesView {
+            after: d.after,
+            any: d.any,
+            waiting_on: d.waiting_on,
+        });
         view.history = Some(last.iter().filter_map(LogLineView::stored).collect());
         view.result_files = Some(
             store
@@ -156,6 +170,18 @@ impl TaskView {
         );
         Ok(view)
     }
+}
+
+/// What a task runs after (the OpenAPI schema `TaskDependencies`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DependenciesView {
+    /// The tasks it runs after, in id order (a deleted one is still named).
+    pub after: Vec<i64>,
+    /// Whether it runs whatever their outcome (otherwise a failed or cancelled one
+    /// cancels it).
+    pub any: bool,
+    /// Those it still waits for.
+    pub waiting_on: Vec<i64>,
 }
 
 /// One progress-log event (the OpenAPI schema `LogLine`).

@@ -32,14 +32,27 @@ const DONE_KEYS = {
   retry: 'notify.task_retried',
 };
 
+/** The variant of a waiting code's text: a held worker, or dependencies not listed. */
+function suffix(w) {
+  if (w.code === 'worker_inactive' && w.reason === 'held') return '_held';
+  if (w.code === 'dependencies' && !(Array.isArray(w.waiting_on) && w.waiting_on.length)) return '_none';
+  return '';
+}
+
+/** `#3, #4`: the tasks a task waits for (`waiting_on`). */
+function waitingIds(w) {
+  return Array.isArray(w.waiting_on) ? w.waiting_on.map((id) => `#${id}`).join(', ') : '';
+}
+
 /**
  * Why a pending task waits, in the current language: the API sends a code with its
  * parameters (`{code: "retry_at", at}`); an unknown code is shown as it is.
  */
 export function waitingText(w) {
   if (!w || typeof w !== 'object' || typeof w.code !== 'string') return '';
-  const key = `waiting.${w.code}${w.code === 'worker_inactive' && w.reason === 'held' ? '_held' : ''}`;
+  const key = `waiting.${w.code}${suffix(w)}`;
   const text = t(key, {
+    ids: waitingIds(w),
     at: typeof w.at === 'number' ? dateTime(w.at) : '',
     limit: w.limit ?? '',
     running: w.running ?? '',
@@ -54,8 +67,9 @@ export function waitingText(w) {
  */
 export function waitingShort(w) {
   if (!w || typeof w !== 'object' || typeof w.code !== 'string') return '';
-  const key = `waiting_short.${w.code}${w.code === 'worker_inactive' && w.reason === 'held' ? '_held' : ''}`;
+  const key = `waiting_short.${w.code}${suffix(w)}`;
   const text = t(key, {
+    ids: waitingIds(w),
     at: typeof w.at === 'number' ? relativeTime(w.at) : '',
     limit: w.limit ?? '',
     running: w.running ?? '',

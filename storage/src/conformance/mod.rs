@@ -7,6 +7,7 @@
 //! SQL, so the same expectations hold for every backend.
 
 pub mod accounts;
+pub mod deps;
 pub mod files;
 pub mod hosts;
 pub mod leases;
@@ -91,6 +92,13 @@ macro_rules! conformance_tests {
                 a_cancel_requested_while_an_attempt_ran_wins_over_a_retry_or_requeue,
                 deleting_the_same_id_twice_counts_it_once,
                 concurrent_writers_number_lines_in_order_and_ids_apart
+            }
+            deps {
+                a_task_runs_only_after_its_dependencies_completed,
+                a_failed_or_cancelled_dependency_cancels_its_dependants_unless_any,
+                a_failed_attempt_that_is_retried_releases_nothing,
+                two_dependencies_ending_at_once_release_their_dependant_once,
+                deleting_a_dependency_or_a_dependant_leaves_no_waiting_task_behind
             }
             registry {
                 workers_are_registered_updated_and_removed,

@@ -81,7 +81,7 @@ pub(crate) fn claim_in(
             .query(
                 &format!(
                     "UPDATE tasks t SET {set}
-                     WHERE t.id = $3 AND t.status = 'pending'
+                     WHERE t.id = $3 AND t.status = 'pending' AND t.deps_left = 0
                      RETURNING {returning}"
                 ),
                 &[&owner, &now, &id],

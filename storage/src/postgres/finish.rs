@@ -174,12 +174,18 @@ pub(crate) fn finish_in(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let mut requeued = false;
+    // Tasks that ended (not queued again): their dependants are released with one
+    // statement for the batch (deps.rs).
+    let mut ended = Vec::new();
     for ((i, f), row) in chosen.iter().zip(&rows) {
         let Some(&before) = done.get(&f.id) else {
             continue;
         };
         applied[*i] = true;
         requeued |= row.status == "pending";
+        if row.finished_at.is_some() {
+            ended.push(f.id);
+        }
         for (n, line) in f.lines.iter().enumerate() {
             lines.push(f.id, before + 1 + n as i64, line.text());
         }
@@ -187,5 +193,7 @@ pub(crate) fn finish_in(
     if requeued {
         super::wakeups::notify_in(tx)?;
     }
+    let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
+    super::deps::release(tx, &ended, now)?;
     Ok(applied)
 }

@@ -580,6 +580,19 @@ const MIGRATIONS: &[&str] = &[
         updated_at       BIGINT NOT NULL
     );
     "#,
+    // Dependencies between tasks (as the SQLite backend's): who waits for whom, and per
+    // task how many it still waits for; a waiting task's `run_after` keeps it out of
+    // every claim until the last one ends.
+    r#"
+    ALTER TABLE tasks ADD COLUMN deps_left BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE task_deps (
+        depends_on BIGINT NOT NULL,
+        task_id    BIGINT NOT NULL,
+        after_any  BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (depends_on, task_id)
+    );
+    CREATE INDEX task_deps_task ON task_deps (task_id);
+    "#,
 ];
 
 /// The newest schema version this build knows.
@@ -595,23 +608,22 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     if exists {
         return migrate_steps(client);
     }
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS stask_schema (
-                 version BIGINT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
-        )
-        .or_else(|e| {
-            // Two hosts creating the table at the same moment: one of them loses the
-            // race on the catalog; the table is there either way.
-            if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .context("create the schema table")?;
+    // Under the migrations' lock: `CREATE TABLE IF NOT EXISTS` is not safe against
+    // itself (two hosts creating the table at the same moment, one of them fails with
+    // "type … already exists" on the catalog), so hosts starting at once take turns.
+    let mut tx = client
+        .transaction()
+        .context("begin creating the schema table")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .context("wait for other hosts' migrations")?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS stask_schema (
+             version BIGINT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .context("create the schema table")?;
+    tx.commit().context("create the schema table")?;
     migrate_steps(client)
 }
 

@@ -21,6 +21,7 @@ mod accounts;
 mod claim;
 #[cfg(test)]
 mod conformance_tests;
+mod deps;
 mod files;
 mod finish;
 mod hosts;

@@ -14,8 +14,9 @@ use super::{Context, PgStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 use crate::queue::{
-    CancelResult, Claim, ClaimedTask, Finish, Inserted, NewTask, Priority, ProgressUpdate,
-    RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord, Uniqueness,
+    After, AfterInsert, CancelResult, Claim, ClaimedTask, Dependencies, Finish, Inserted, NewTask,
+    Priority, ProgressUpdate, RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue,
+    TaskRecord, Uniqueness,
 };
 
 /// The task columns, in [`TaskRecord`] order (read by [`from_row`]).
@@ -141,6 +142,7 @@ fn delete_in(tx: &mut impl GenericClient, ids: &[i64]) -> Result<(), StoreError>
             (SELECT id FROM result_files WHERE task_id = ANY($1))",
         "DELETE FROM result_files WHERE task_id = ANY($1)",
         "DELETE FROM task_logs WHERE task_id = ANY($1)",
+        "DELETE FROM task_deps WHERE task_id = ANY($1)",
         "DELETE FROM tasks WHERE id = ANY($1)",
     ] {
         tx.execute(sql, &[&ids]).context("delete tasks")?;
@@ -160,6 +162,29 @@ impl TaskQueue for PgStore {
         let ids = insert_in(&mut tx, t, count, creation)?;
         tx.commit().context("commit new tasks")?;
         Ok(ids)
+    }
+
+    fn insert_task_after(
+        &mut self,
+        t: &NewTask,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<AfterInsert, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client
+            .transaction()
+            .context("begin creating a task with dependencies")?;
+        let inserted = super::deps::insert_after_in(&mut tx, t, after, creation)?;
+        if let AfterInsert::Missing(_) = inserted {
+            // Nothing written: the transaction rolls back.
+            return Ok(inserted);
+        }
+        tx.commit().context("commit new task")?;
+        Ok(inserted)
+    }
+
+    fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError> {
+        super::deps::dependencies(&mut *self.client()?, id)
     }
 
     fn insert_unique_task(
@@ -256,7 +281,7 @@ impl TaskQueue for PgStore {
             .client()?
             .query_one(
                 "SELECT MIN(t.run_after) FROM tasks t JOIN workers w ON w.identifier = t.worker
-                 WHERE t.status = 'pending' AND w.active",
+                 WHERE t.status = 'pending' AND t.deps_left = 0 AND w.active",
                 &[],
             )
             .context("read next retry time")?
@@ -403,11 +428,12 @@ impl TaskQueue for PgStore {
             Status::Pending => {
                 tx.execute(
                     "UPDATE tasks SET status = 'cancelled', finished_at = $2, message = $3,
-                        error = $3 WHERE id = $1",
+                        error = $3, deps_left = 0 WHERE id = $1",
                     &[&id, &now, &super::storable(&line.message)],
                 )
                 .context("cancel task")?;
                 append_lines(&mut tx, id, std::slice::from_ref(line))?;
+                super::deps::release(&mut tx, &[id], now)?;
                 CancelResult::CancelledPending
             }
             Status::Running => {
@@ -451,7 +477,7 @@ impl TaskQueue for PgStore {
         let line = line(&task);
         tx.execute(
             "UPDATE tasks SET status = 'pending', run_after = $2, finished_at = NULL,
-                cancel_requested = FALSE, message = $3
+                cancel_requested = FALSE, message = $3, deps_left = 0
              WHERE id = $1",
             &[&id, &now, &super::storable(&line.message)],
         )
@@ -468,7 +494,7 @@ impl TaskQueue for PgStore {
         let n = tx
             .execute(
                 "UPDATE tasks SET run_after = LEAST(run_after, $2)
-                 WHERE id = $1 AND status = 'pending'",
+                 WHERE id = $1 AND status = 'pending' AND deps_left = 0",
                 &[&id, &now],
             )
             .context("make task due")?;
@@ -484,7 +510,8 @@ impl TaskQueue for PgStore {
         let mut tx = client.transaction().context("begin making tasks due")?;
         let n = tx
             .execute(
-                "UPDATE tasks SET run_after = $1 WHERE status = 'pending' AND run_after > $1",
+                "UPDATE tasks SET run_after = $1
+                 WHERE status = 'pending' AND run_after > $1 AND deps_left = 0",
                 &[&now],
             )
             .context("make tasks due")?;

@@ -237,7 +237,12 @@ impl Statistics for PgStore {
                  WHERE minute >= $1 AND minute < $2
                  GROUP BY minute HAVING SUM(completed) <> 0 OR SUM(failed) <> 0
                  ORDER BY minute",
-                &[&(since.div_euclid(60_000) * 60_000), &until],
+                // Minutes whose start lies in [since, until), as on SQLite.
+                &[
+                    &((since.div_euclid(60_000) + i64::from(since.rem_euclid(60_000) != 0))
+                        * 60_000),
+                    &until,
+                ],
             )
             .context("count finished tasks per minute")?;
         Ok(rows

@@ -38,12 +38,13 @@ fn cancel_instead(tx: &Transaction<'_>, f: &Finish) -> Result<Option<Finish>, St
 }
 
 /// Applies `finishes` inside `tx` (on the trigger-less connection) with their log
-/// lines and texts (for search), and counts them in the statistics; returns which
-/// applied.
+/// lines and texts (for search), and counts them in the statistics; releases (or
+/// cancels) the tasks waiting for those that ended (deps.rs). Returns which applied,
+/// and whether a waiting task was released (the caller wakes the services).
 pub(super) fn finish_in(
     tx: &Transaction<'_>,
     finishes: &[Finish],
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<(Vec<bool>, bool), StoreError> {
     // Cancels requested while the attempts ran win over queueing them again.
     let mut changed: Vec<Finish> = Vec::new();
     let mut which: Vec<Option<usize>> = Vec::with_capacity(finishes.len());
@@ -129,7 +130,9 @@ pub(super) fn finish_in(
     }
     append(tx, &lines)?;
     count_finished(tx, &ended)?;
-    Ok(applied)
+    let now = finishes.iter().map(|f| f.at).max().unwrap_or(0);
+    let released = super::deps::release(tx, &ended, now, false)?;
+    Ok((applied, released))
 }
 
 /// Adds tasks that just finished (`ids`: rows updated from running to completed,
@@ -139,7 +142,7 @@ pub(super) fn finish_in(
 /// completed or failed; `task_activity` counts it in the 15-minute bucket of its
 /// finish; `worker_activity` keeps the latest finish. The figures come from the rows
 /// themselves (one read of the batch), so they cannot disagree with them.
-fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+pub(super) fn count_finished(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }

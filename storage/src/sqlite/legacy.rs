@@ -340,7 +340,8 @@ mod tests {
                  DROP TABLE owners; DROP TABLE meta; DROP TABLE login_failures;
                  DROP TABLE hosts; DROP TABLE leader; ALTER TABLE workers DROP COLUMN inactive_reason;
                  DROP INDEX tasks_unique; ALTER TABLE tasks DROP COLUMN unique_key;
-                 DROP TABLE removed_workers; DROP TABLE removed_schedules; PRAGMA user_version = 5;
+                 DROP TABLE removed_workers; DROP TABLE removed_schedules;
+                 DROP TABLE task_deps; ALTER TABLE tasks DROP COLUMN deps_left; PRAGMA user_version = 5;
                  INSERT INTO tasks (id, worker, action, status, created_at, started_at, owner)
                     VALUES (1, 'w', 'run', 'completed', 1, NULL, NULL),
                            (2, 'w', 'run', 'failed', 2, NULL, NULL),

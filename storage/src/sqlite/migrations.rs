@@ -532,6 +532,17 @@ const MIGRATIONS: &[&str] = &[
         created_at      INTEGER NOT NULL,
         updated_at      INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // Dependencies between tasks: who waits for whom (looked up by the dependency when
+    // it ends), and per task how many it still waits for (counted down as they end;
+    // a waiting task has `run_after` far in the future, so the claim never sees it).
+    "ALTER TABLE tasks ADD COLUMN deps_left INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE task_deps (
+        depends_on INTEGER NOT NULL,
+        task_id    INTEGER NOT NULL,
+        after_any  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (depends_on, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_deps_task ON task_deps(task_id);",
 ];
 
 /// The schema version this build expects.
@@ -550,7 +561,8 @@ pub(crate) const MINUTES_VERSION: i64 = 14;
 /// run again (the tables of removed workers may not be there yet).
 #[cfg(test)]
 pub(crate) const UNDO_AFTER_MINUTES: &str = "ALTER TABLE task_logs DROP COLUMN at;
-    DROP TABLE IF EXISTS removed_workers; DROP TABLE IF EXISTS removed_schedules;";
+    DROP TABLE IF EXISTS removed_workers; DROP TABLE IF EXISTS removed_schedules;
+    DROP TABLE IF EXISTS task_deps; ALTER TABLE tasks DROP COLUMN deps_left;";
 
 /// Takes migration 11 out of a database, for tests that make an older stask's
 /// database out of a fresh one (the column can only go once nothing refers to it).

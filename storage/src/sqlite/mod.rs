@@ -28,6 +28,7 @@ mod checkpointer;
 mod claim;
 #[cfg(test)]
 mod conformance_tests;
+mod deps;
 mod files;
 mod finish;
 mod hosts;

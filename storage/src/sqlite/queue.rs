@@ -10,8 +10,9 @@ use super::{texts, Context, SqliteStore};
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 use crate::queue::{
-    CancelResult, Claim, ClaimedTask, Finish, Inserted, NewTask, Priority, ProgressUpdate,
-    RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue, TaskRecord, Uniqueness,
+    After, AfterInsert, CancelResult, Claim, ClaimedTask, Dependencies, Finish, Inserted, NewTask,
+    Priority, ProgressUpdate, RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue,
+    TaskRecord, Uniqueness,
 };
 use crate::wakeups::Wakeups;
 
@@ -92,6 +93,7 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreErr
             JOIN result_files AS f ON f.task_id = j.value)",
         "DELETE FROM result_files WHERE task_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM task_logs WHERE task_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM task_deps WHERE task_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?1))",
     ] {
         tx.prepare_cached(sql)
@@ -105,7 +107,7 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> Result<(), StoreErr
 /// Inserts `count` tasks like `t` (with `unique_key`) and their creation lines inside
 /// the caller's write transaction on the trigger-less connection, counting them in the
 /// statistics. Returns their ids, in order.
-fn insert_in(
+pub(super) fn insert_in(
     tx: &rusqlite::Transaction<'_>,
     t: &NewTask,
     count: usize,
@@ -229,6 +231,31 @@ impl TaskQueue for SqliteStore {
         Ok(Inserted::Created(ids[0]))
     }
 
+    fn insert_task_after(
+        &mut self,
+        t: &NewTask,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<AfterInsert, StoreError> {
+        // IMMEDIATE: the dependencies' statuses cannot change between their look-up
+        // and the insert, so none ends unseen by the new task.
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin creating a task with dependencies")?;
+        let inserted = super::deps::insert_after_in(&tx, t, after, creation)?;
+        if let AfterInsert::Missing(_) = inserted {
+            return Ok(inserted);
+        }
+        tx.commit().context("commit new task")?;
+        self.notify_work();
+        Ok(inserted)
+    }
+
+    fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError> {
+        super::deps::dependencies(&self.conn, id)
+    }
+
     fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
         self.conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))
@@ -272,7 +299,7 @@ impl TaskQueue for SqliteStore {
     fn next_run_after(&self) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT MIN(run_after) FROM tasks WHERE status = 'pending'
+                "SELECT MIN(run_after) FROM tasks WHERE status = 'pending' AND deps_left = 0
                    AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
                 [],
                 |r| r.get(0),
@@ -285,7 +312,7 @@ impl TaskQueue for SqliteStore {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin claim")?;
-        let applied = finish_in(&tx, c.finishes)?;
+        let (applied, released) = finish_in(&tx, c.finishes)?;
         let claimed = if c.limit > 0 {
             claim_in(
                 &tx,
@@ -299,6 +326,9 @@ impl TaskQueue for SqliteStore {
             Vec::new()
         };
         tx.commit().context("commit claim")?;
+        if released {
+            self.notify_work();
+        }
         Ok((applied, claimed))
     }
 
@@ -317,7 +347,7 @@ impl TaskQueue for SqliteStore {
             &tx,
             owner,
             now,
-            "id = ?3 AND status = 'pending'",
+            "id = ?3 AND status = 'pending' AND deps_left = 0",
             id,
             start_line,
         )?;
@@ -394,8 +424,11 @@ impl TaskQueue for SqliteStore {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin finishing tasks")?;
-        let applied = finish_in(&tx, finishes)?;
+        let (applied, released) = finish_in(&tx, finishes)?;
         tx.commit().context("commit finished tasks")?;
+        if released {
+            self.notify_work();
+        }
         Ok(applied)
     }
 
@@ -430,15 +463,18 @@ impl TaskQueue for SqliteStore {
         let Some(status) = status.as_deref().and_then(Status::parse) else {
             return Ok(None);
         };
+        let mut released = false;
         let result = match status {
             Status::Pending => {
                 tx.execute(
                     "UPDATE tasks SET status = 'cancelled', finished_at = ?2, message = ?3,
-                        error = ?3 WHERE id = ?1",
+                        error = ?3, deps_left = 0 WHERE id = ?1",
                     params![id, now, line.message],
                 )
                 .context("cancel task")?;
                 append_lines(&tx, id, std::slice::from_ref(line))?;
+                // On this connection the triggers keep texts and statistics.
+                released = super::deps::release(&tx, &[id], now, true)?;
                 CancelResult::CancelledPending
             }
             Status::Running => {
@@ -449,7 +485,7 @@ impl TaskQueue for SqliteStore {
             other => CancelResult::AlreadyFinal(other),
         };
         tx.commit().context("commit cancel")?;
-        if result == CancelResult::Requested {
+        if result == CancelResult::Requested || released {
             // The engine running it looks at cancel requests when it wakes.
             self.notify_work();
         }
@@ -479,7 +515,7 @@ impl TaskQueue for SqliteStore {
         let line = line(&task);
         tx.execute(
             "UPDATE tasks SET status = 'pending', run_after = ?2, finished_at = NULL,
-                cancel_requested = 0, message = ?3
+                cancel_requested = 0, message = ?3, deps_left = 0
              WHERE id = ?1",
             params![id, now, line.message],
         )
@@ -494,7 +530,8 @@ impl TaskQueue for SqliteStore {
         let n = self
             .conn
             .execute(
-                "UPDATE tasks SET run_after = MIN(run_after, ?2) WHERE id = ?1 AND status = 'pending'",
+                "UPDATE tasks SET run_after = MIN(run_after, ?2)
+                 WHERE id = ?1 AND status = 'pending' AND deps_left = 0",
                 params![id, now],
             )
             .context("make task due")?;
@@ -508,7 +545,8 @@ impl TaskQueue for SqliteStore {
         let n = self
             .conn
             .execute(
-                "UPDATE tasks SET run_after = ?1 WHERE status = 'pending' AND run_after > ?1",
+                "UPDATE tasks SET run_after = ?1
+                 WHERE status = 'pending' AND run_after > ?1 AND deps_left = 0",
                 [now],
             )
             .context("make tasks due")?;

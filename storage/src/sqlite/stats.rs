@@ -745,6 +745,7 @@ mod tests {
                  DROP TABLE login_failures; DROP INDEX tasks_unique;
                  ALTER TABLE tasks DROP COLUMN unique_key;
                  DROP TABLE removed_workers; DROP TABLE removed_schedules;
+                 DROP TABLE task_deps; ALTER TABLE tasks DROP COLUMN deps_left;
                  ALTER TABLE workers DROP COLUMN inactive_reason; PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -10,7 +10,8 @@ use serde_json::Value;
 use stask_plugin_api::manifest::{render_unique_key, MAX_UNIQUE_KEY_BYTES};
 use stask_plugin_api::WorkerManifest;
 use stask_storage::{
-    now_ms, Inserted, LogLine, NewTask, Priority, Status, Store, TaskRecord, Uniqueness,
+    now_ms, After, AfterInsert, Inserted, LogLine, NewTask, Priority, Status, Store, TaskRecord,
+    Uniqueness,
 };
 
 use crate::problem::{shown_input, Problem};
@@ -462,6 +463,144 @@ fn insert(
     let first = stored(first, task, &creation);
     Ok(Created {
         ids,
+        first,
+        existing: false,
+        unique_key: None,
+    })
+}
+
+/// Most tasks one task may depend on.
+pub const MAX_AFTER: usize = 1_000;
+
+/// What a creator asks a task to wait for (see [`create_after`]).
+#[derive(Debug, Clone, Default)]
+pub struct AfterRequest {
+    /// The tasks it runs after (`--after`, `"after"`).
+    pub ids: Vec<i64>,
+    /// Run once they ended whatever their outcome (`--after-any`, `"after_any"`).
+    pub any: bool,
+}
+
+/// [`create`] for one task that runs after the tasks `after` names: claimable once they
+/// all completed (or, with `after.any`, ended), cancelled with a message naming the
+/// cause when one fails or is cancelled. A dependency that does not exist is refused,
+/// naming it. Such a task is never matched by a unique key (the action's default one
+/// does not apply), so a unique key or a count other than 1 is refused.
+pub fn create_after(
+    store: &mut dyn Store,
+    req: &TaskRequest,
+    count: usize,
+    unique: &UniqueRequest,
+    after: &AfterRequest,
+) -> Result<Created> {
+    if after.ids.is_empty() {
+        return Err(Problem::invalid(
+            "after",
+            "invalid_after",
+            "'after any' needs the tasks to run after; give at least one task id",
+        )
+        .hint("pass --after ID[,ID...]")
+        .into());
+    }
+    if after.ids.len() > MAX_AFTER {
+        return Err(Problem::invalid(
+            "after",
+            "invalid_after",
+            format!(
+                "a task depends on at most {MAX_AFTER} tasks, got {}",
+                after.ids.len()
+            ),
+        )
+        .into());
+    }
+    if let Some(bad) = after.ids.iter().find(|id| **id < 1) {
+        return Err(Problem::invalid(
+            "after",
+            "invalid_after",
+            format!("'{bad}' is not a task id; ids are whole numbers from 1"),
+        )
+        .into());
+    }
+    if count != 1 {
+        return Err(Problem::invalid(
+            "count",
+            "after_count",
+            format!("a task with dependencies is created once; count must be 1, got {count}"),
+        )
+        .hint("drop --count or --after")
+        .into());
+    }
+    if unique.key.is_some() || unique.within.is_some() || unique.statuses.is_some() {
+        return Err(Problem::invalid(
+            "unique_key",
+            "after_unique",
+            "a task with dependencies cannot have a unique key (not supported yet); drop one of them",
+        )
+        .hint("drop --unique-key or --after")
+        .into());
+    }
+    let (data, _) = validate(store, req, count)?;
+    let now = now_ms();
+    let by = req
+        .started_by
+        .as_deref()
+        .map(|u| format!(", by {u}"))
+        .unwrap_or_default();
+    let list: Vec<String> = after.ids.iter().map(|id| format!("#{id}")).collect();
+    let creation = LogLine::new(
+        "pending",
+        0,
+        0,
+        0,
+        "",
+        &format!(
+            "Task created (priority {}{by}, after {}{})",
+            req.priority.as_str(),
+            list.join(", "),
+            if after.any {
+                " whatever their outcome"
+            } else {
+                ""
+            }
+        ),
+    );
+    let task = NewTask {
+        worker: req.worker.clone(),
+        action: req.action.clone(),
+        data,
+        priority: req.priority,
+        max_attempts: req.max_attempts,
+        started_by: req.started_by.clone(),
+        run_after: now,
+        created_at: now,
+    };
+    let deps = After {
+        ids: after.ids.clone(),
+        any: after.any,
+    };
+    let id = match store.insert_task_after(&task, &deps, &creation)? {
+        AfterInsert::Created(id) => id,
+        AfterInsert::Missing(id) => {
+            return Err(Problem::invalid(
+                "after",
+                "unknown_dependency",
+                format!("task {id} does not exist; a task can only run after existing tasks"),
+            )
+            .hint("see `stask tasks list`")
+            .into())
+        }
+    };
+    crate::metrics::global().tasks_created(&req.worker, &req.action, 1);
+    // Read back: it may have been cancelled at once (a dependency had failed) or be
+    // waiting, which the creator should see. Created it is: a failed read answers
+    // with the task as inserted.
+    let first = store
+        .get_task(id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| stored(id, task, &creation));
+    Ok(Created {
+        ids: vec![id],
         first,
         existing: false,
         unique_key: None,

@@ -20,8 +20,9 @@ pub use actions::{
 pub use allowed::Allowed;
 pub use clean::{clean, CleanReport, CleanRequest, DEFAULT_OLDER_THAN};
 pub use create::{
-    create, create_tasks, create_with, parse_unique_states, Created, TaskRequest, UniqueRequest,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_UNIQUE_STATUSES, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_DATA_BYTES,
+    create, create_after, create_tasks, create_with, parse_unique_states, AfterRequest, Created,
+    TaskRequest, UniqueRequest, DEFAULT_MAX_ATTEMPTS, DEFAULT_UNIQUE_STATUSES, MAX_AFTER,
+    MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_DATA_BYTES,
 };
 pub use waiting::{Capacity, DueSummary, WaitContext, Waiting};
 

@@ -53,6 +53,12 @@ pub enum Waiting {
     },
     /// On a shared store, no live host holds the worker's library.
     NoHost,
+    /// It runs after other tasks, and `waiting_on` have not ended yet (empty when the
+    /// answer did not read them, as in lists).
+    Dependencies {
+        /// The tasks it still waits for.
+        waiting_on: Vec<i64>,
+    },
     /// A failed attempt's retry waits until `at` (ms since epoch).
     RetryAt {
         /// When it becomes due.
@@ -89,6 +95,7 @@ impl Waiting {
             Waiting::UnknownWorker => "unknown_worker",
             Waiting::WorkerInactive { .. } => "worker_inactive",
             Waiting::NoHost => "no_host",
+            Waiting::Dependencies { .. } => "dependencies",
             Waiting::RetryAt { .. } => "retry_at",
             Waiting::ScheduledFor { .. } => "scheduled_for",
             Waiting::WorkerLimit { .. } => "worker_limit",
@@ -167,6 +174,11 @@ impl WaitContext {
         }
         if let Some(blocked) = self.worker_blocked(&t.worker) {
             return Some(blocked);
+        }
+        if t.run_after == stask_storage::WAITING_FOR_DEPENDENCIES {
+            return Some(Waiting::Dependencies {
+                waiting_on: Vec::new(),
+            });
         }
         if t.run_after > now {
             // An attempt that ended put it back with a backoff; one never started
@@ -293,6 +305,14 @@ mod tests {
         assert_eq!(v, serde_json::json!({ "code": "retry_at", "at": 5 }));
         let v = serde_json::to_value(Waiting::WorkerInactive { reason: None }).unwrap();
         assert_eq!(v, serde_json::json!({ "code": "worker_inactive" }));
+        let v = serde_json::to_value(Waiting::Dependencies {
+            waiting_on: vec![3, 4],
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({ "code": "dependencies", "waiting_on": [3, 4] })
+        );
         let v = serde_json::to_value(Waiting::SlotsBusy {
             running: 4,
             capacity: 4,

@@ -229,7 +229,9 @@ export async function mount(root, params) {
       ['task.attempts', t('task.attempts_count', { n: num(task.attempts ?? 0), max: task.max_attempts ?? '?' })],
       ['task.started_by', task.started_by || '—'],
       ['task.created', dateTime(task.created_at)],
-      ['task.run_after', task.run_after && task.run_after > (task.created_at || 0) ? dateTime(task.run_after) : null],
+      // A task waiting for its dependencies has no start time yet (the store keeps it far in the future).
+      ['task.run_after', task.run_after && task.run_after > (task.created_at || 0) && task.waiting?.code !== 'dependencies' && !task.dependencies?.waiting_on?.length ? dateTime(task.run_after) : null],
+      ['task.after', task.dependencies?.after?.length ? task.dependencies.after.map((id) => `#${id}`).join(', ') : null],
       ['task.started', dateTime(task.started_at)],
       ['task.finished', dateTime(task.finished_at)],
       ['task.duration', task.duration_ms != null ? duration(task.duration_ms) : task.started_at && task.finished_at ? duration(task.finished_at - task.started_at) : '—'],
