@@ -65,6 +65,29 @@ pub struct AppState {
 /// The state as handlers receive it.
 pub type Shared = Arc<AppState>;
 
+impl Drop for AppState {
+    /// The pooled stores are closed on a thread of their own: the last reference to the
+    /// state may go with a task of the HTTP runtime (the stream poller's, when the
+    /// server stops), and closing a PostgreSQL connection blocks on a runtime of its
+    /// own, which panics inside another ("Cannot start a runtime from within a
+    /// runtime") and made a stopping service exit with a panic.
+    fn drop(&mut self) {
+        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if pool.is_empty() {
+            return;
+        }
+        match std::thread::Builder::new()
+            .name("close-stores".into())
+            .spawn(move || drop(pool))
+        {
+            Ok(closing) => {
+                let _ = closing.join();
+            }
+            Err(e) => tracing::warn!("cannot close the API's database connections: {e}"),
+        }
+    }
+}
+
 impl AppState {
     /// State for the home, configuration and HTTP limits.
     pub fn new(home: &Home, config: &Config, limits: HttpLimits) -> Result<AppState> {

@@ -12,6 +12,7 @@ use postgres::GenericClient;
 use super::logs::Numbered;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
+use super::Statements;
 use crate::error::StoreError;
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
@@ -38,6 +39,7 @@ pub(crate) fn claim_in(
     pick: Pick<'_>,
     start_line: StartLine<'_>,
     lines: &mut Numbered<'_>,
+    statements: &Statements,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
     let set = "status = 'running', attempts = t.attempts + 1, owner = $1, started_at = $2,
                heartbeat_at = $2, finished_at = NULL, cancel_requested = FALSE, progress = 0,
@@ -57,9 +59,8 @@ pub(crate) fn claim_in(
         // and sort every pending task (16 ms for a batch of 256 with 20,000 waiting).
         Pick::Due { excluded, limit } => {
             let excluded: Vec<&str> = excluded.to_vec();
-            tx.query(
-                &format!(
-                    "WITH picked AS (
+            let sql = format!(
+                "WITH picked AS (
                          SELECT t.id FROM tasks t
                          WHERE t.status = 'pending' AND t.run_after <= $2
                            AND t.worker = ANY(ARRAY(
@@ -72,10 +73,10 @@ pub(crate) fn claim_in(
                      UPDATE tasks t SET {set}
                      FROM picked WHERE t.id = picked.id AND t.status = 'pending'
                      RETURNING {returning}"
-                ),
-                &[&owner, &now, &limit, &excluded],
-            )
-            .context("claim tasks")?
+            );
+            let statement = statements.get(tx, &sql).context("claim tasks")?;
+            tx.query(&statement, &[&owner, &now, &limit, &excluded])
+                .context("claim tasks")?
         }
         Pick::One(id) => tx
             .query(
@@ -103,12 +104,15 @@ pub(crate) fn claim_in(
     names.dedup();
     let mut workers: HashMap<String, Arc<ClaimedWorker>> = HashMap::new();
     if !names.is_empty() {
-        for r in tx
-            .query(
+        let read = statements
+            .get(
+                tx,
                 "SELECT identifier, library_path, settings, manifest, library_sha256 FROM workers
                  WHERE identifier = ANY($1)",
-                &[&names],
             )
+            .context("read workers of claimed tasks")?;
+        for r in tx
+            .query(&read, &[&names])
             .context("read workers of claimed tasks")?
         {
             workers.insert(

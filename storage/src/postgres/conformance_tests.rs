@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conformance::Harness;
-use crate::Store;
+use crate::{Store, TaskQueue};
 
 /// The server the tests use.
 pub(crate) fn test_url() -> String {
@@ -131,4 +131,43 @@ fn hosts_opening_an_empty_schema_at_once_all_succeed() {
             (latest, latest)
         );
     }
+}
+
+/// The claim-and-finish statements are prepared once per connection; after the
+/// connection is lost (here: its backend terminated), the first operation fails as a
+/// transient loss and the next one, on a new connection, prepares them again instead of
+/// naming statements the server no longer has.
+#[test]
+fn prepared_statements_are_prepared_again_after_a_lost_connection() {
+    use crate::conformance::{claim, completed, finish, insert, register, task};
+    let h = PgHarness::new();
+    let mut store = super::PgStore::open(&h.url()).unwrap();
+    register(&mut store, &["w"], true);
+    insert(&mut store, &task("w", 1), 4);
+    let first = claim(&mut store, "me", 10, 2);
+    assert_eq!(first.len(), 2);
+    let pid: i32 = store
+        .client()
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    postgres::Client::connect(&test_url(), postgres::NoTls)
+        .unwrap()
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let claim_again = |store: &mut super::PgStore| {
+        store.claim(&crate::Claim {
+            finishes: &[finish(first[0].task.id, "me", completed(), "completed", 20)],
+            owner: "me",
+            now: 20,
+            limit: 2,
+            excluded_workers: &[],
+            start_line: &|_| crate::LogLine::new("running", 0, 0, 0, "", "started"),
+        })
+    };
+    let lost = claim_again(&mut store).unwrap_err();
+    assert!(lost.is_transient(), "{lost}");
+    let (applied, claimed) = claim_again(&mut store).unwrap();
+    assert_eq!((applied, claimed.len()), (vec![true], 2));
 }

@@ -16,6 +16,7 @@ use postgres::GenericClient;
 
 use super::logs::Numbered;
 use super::Context;
+use super::Statements;
 use crate::error::StoreError;
 use crate::queue::{Finish, Outcome};
 
@@ -65,6 +66,7 @@ pub(crate) fn finish_in(
     tx: &mut impl GenericClient,
     finishes: &[Finish],
     lines: &mut Numbered<'_>,
+    statements: &Statements,
 ) -> Result<Vec<bool>, StoreError> {
     let mut applied = vec![false; finishes.len()];
     if finishes.is_empty() {
@@ -139,8 +141,9 @@ pub(crate) fn finish_in(
     let line_counts: Vec<i64> = chosen.iter().map(|(_, f)| f.lines.len() as i64).collect();
     // Applies only where the owner still holds the task; takes each task's line
     // numbers as it goes.
-    let done: HashMap<i64, i64> = tx
-        .query(
+    let update = statements
+        .get(
+            tx,
             "UPDATE tasks t SET status = v.status, result = v.result, error = v.error,
                     progress = v.progress, processed = v.processed, total = v.total,
                     message = v.message, finished_at = v.finished_at,
@@ -153,6 +156,11 @@ pub(crate) fn finish_in(
                        message, finished_at, run_after, back, lines)
              WHERE t.id = v.id AND t.owner = v.owner AND t.status = 'running'
              RETURNING t.id, t.log_seq - v.lines",
+        )
+        .context("finish tasks")?;
+    let done: HashMap<i64, i64> = tx
+        .query(
+            &update,
             &[
                 &ids,
                 &owners,
@@ -194,6 +202,6 @@ pub(crate) fn finish_in(
         super::wakeups::notify_in(tx)?;
     }
     let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
-    super::deps::release(tx, &ended, now)?;
+    super::deps::release(tx, &ended, now, Some(statements))?;
     Ok(applied)
 }

@@ -9,7 +9,7 @@
 
 use postgres::GenericClient;
 
-use super::{Context, PgStore};
+use super::{Context, PgStore, Statements};
 use crate::error::StoreError;
 use crate::log_line::{LogLine, StoredLine};
 use crate::logs::ProgressLogs;
@@ -105,15 +105,30 @@ impl<'a> Numbered<'a> {
 
     /// Stores the lines inside the caller's transaction.
     pub(crate) fn insert(self, tx: &mut impl GenericClient) -> Result<(), StoreError> {
+        self.insert_with(tx, None)
+    }
+
+    /// [`Numbered::insert`] with the statement prepared on the connection, for the
+    /// claim-and-finish cycle.
+    pub(crate) fn insert_with(
+        self,
+        tx: &mut impl GenericClient,
+        statements: Option<&Statements>,
+    ) -> Result<(), StoreError> {
         if self.tasks.is_empty() {
             return Ok(());
         }
+        const SQL: &str = "INSERT INTO task_logs (task_id, seq, line)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])";
         let texts: Vec<&str> = self.texts.iter().map(|t| t.as_ref()).collect();
-        tx.execute(
-            "INSERT INTO task_logs (task_id, seq, line)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])",
-            &[&self.tasks, &self.seqs, &texts],
-        )
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&self.tasks, &self.seqs, &texts];
+        match statements {
+            Some(st) => {
+                let statement = st.get(tx, SQL).context("append to progress log")?;
+                tx.execute(&statement, &params)
+            }
+            None => tx.execute(SQL, &params),
+        }
         .context("append to progress log")?;
         Ok(())
     }

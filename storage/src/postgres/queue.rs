@@ -293,17 +293,25 @@ impl TaskQueue for PgStore {
         let mut tx = client.transaction().context("begin claim")?;
         // The finishes' last lines and the start lines, stored by one statement.
         let mut lines = Numbered::with_capacity(c.finishes.len() * 2 + c.limit);
-        let applied = finish_in(&mut tx, c.finishes, &mut lines)?;
+        let applied = finish_in(&mut tx, c.finishes, &mut lines, &self.statements)?;
         let claimed = if c.limit > 0 {
             let pick = Pick::Due {
                 excluded: c.excluded_workers,
                 limit: c.limit as i64,
             };
-            claim_in(&mut tx, c.owner, c.now, pick, c.start_line, &mut lines)?
+            claim_in(
+                &mut tx,
+                c.owner,
+                c.now,
+                pick,
+                c.start_line,
+                &mut lines,
+                &self.statements,
+            )?
         } else {
             Vec::new()
         };
-        lines.insert(&mut tx)?;
+        lines.insert_with(&mut tx, Some(&self.statements))?;
         tx.commit().context("commit claim")?;
         Ok((applied, claimed))
     }
@@ -318,7 +326,15 @@ impl TaskQueue for PgStore {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin claim")?;
         let mut lines = Numbered::with_capacity(1);
-        let mut claimed = claim_in(&mut tx, owner, now, Pick::One(id), start_line, &mut lines)?;
+        let mut claimed = claim_in(
+            &mut tx,
+            owner,
+            now,
+            Pick::One(id),
+            start_line,
+            &mut lines,
+            &self.statements,
+        )?;
         lines.insert(&mut tx)?;
         tx.commit().context("commit claim")?;
         Ok(claimed.pop())
@@ -391,8 +407,8 @@ impl TaskQueue for PgStore {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin finishing tasks")?;
         let mut lines = Numbered::with_capacity(finishes.len() * 2);
-        let applied = finish_in(&mut tx, finishes, &mut lines)?;
-        lines.insert(&mut tx)?;
+        let applied = finish_in(&mut tx, finishes, &mut lines, &self.statements)?;
+        lines.insert_with(&mut tx, Some(&self.statements))?;
         tx.commit().context("commit finished tasks")?;
         Ok(applied)
     }
@@ -433,7 +449,7 @@ impl TaskQueue for PgStore {
                 )
                 .context("cancel task")?;
                 append_lines(&mut tx, id, std::slice::from_ref(line))?;
-                super::deps::release(&mut tx, &[id], now)?;
+                super::deps::release(&mut tx, &[id], now, None)?;
                 CancelResult::CancelledPending
             }
             Status::Running => {
