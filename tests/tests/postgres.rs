@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stask_e2e::{wait_until, Background, Home};
 
+#[path = "common/pg.rs"]
+mod pg;
+use pg::{admin, Schema};
+
 const DEMO: &str = "stask_worker_demo";
 /// The fixture worker that appends `TASK_ID HOST_PID RUNNER_PID` to `runs.log` in the
 /// directory of its `dir` setting for every run.
@@ -33,50 +37,9 @@ const LEASE: Duration = Duration::from_secs(3);
 /// (`SHARED_RECOVERY_INTERVAL` in the engine).
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The server the tests use.
-fn server_url() -> String {
-    std::env::var("STASK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn admin() -> postgres::Client {
-    postgres::Client::connect(&server_url(), postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "these tests need PostgreSQL at {} ({e}); start it with scripts/postgres.sh",
-            server_url()
-        )
-    })
-}
-
-/// A schema of its own, dropped at the end; its connections carry the schema's name
-/// as their application name, so a test can find (and terminate) them.
-struct Schema {
-    name: String,
-}
-
 impl Schema {
     fn new() -> Schema {
-        let name = format!(
-            "stask_e2e_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        admin()
-            .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
-            .unwrap();
-        Schema { name }
-    }
-
-    fn url(&self) -> String {
-        let base = server_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!(
-            "{base}{sep}options=-c%20search_path%3D{0}&application_name={0}",
-            self.name
-        )
+        Schema::named("stask_e2e")
     }
 
     /// A home (with its own plugins directory) whose store is this schema.
@@ -179,12 +142,6 @@ fn witnessed(dir: &Path) -> Vec<(i64, u32, u32)> {
             )
         })
         .collect()
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.name));
-    }
 }
 
 fn status_counts(home: &Home) -> serde_json::Value {

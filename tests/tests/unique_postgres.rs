@@ -7,57 +7,25 @@ use std::time::Duration;
 use serde_json::Value;
 use stask_e2e::{describe, Background, Home};
 
+#[path = "common/pg.rs"]
+mod pg;
+use pg::Schema;
+
 const DEMO: &str = "stask_worker_demo";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The server the tests use.
-fn server_url() -> String {
-    std::env::var("STASK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn admin() -> postgres::Client {
-    postgres::Client::connect(&server_url(), postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "these tests need PostgreSQL at {} ({e}); start it with scripts/postgres.sh",
-            server_url()
-        )
-    })
-}
-
-/// A schema of its own, dropped at the end.
-struct Schema {
-    name: String,
-}
-
 impl Schema {
     fn new() -> Schema {
-        let name = format!(
-            "stask_unique_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        admin()
-            .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
-            .unwrap();
-        Schema { name }
+        Schema::named("stask_unique")
     }
 
     /// A home (with its own plugins directory holding the demo library) whose store
     /// is this schema: a host of its own.
     fn host(&self) -> Home {
         let home = Home::new();
-        let base = server_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
         std::fs::write(
             home.path().join("stask.toml"),
-            format!(
-                "database_url = \"{base}{sep}options=-c%20search_path%3D{0}&application_name={0}\"\n",
-                self.name
-            ),
+            format!("database_url = \"{}\"\n", self.url()),
         )
         .unwrap();
         for suffix in ["", "-wal", "-shm"] {
@@ -65,12 +33,6 @@ impl Schema {
         }
         home.install(DEMO);
         home
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.name));
     }
 }
 
