@@ -42,22 +42,6 @@ impl Schema {
         Schema::named("stask_e2e")
     }
 
-    /// A home (with its own plugins directory) whose store is this schema.
-    fn home(&self) -> Home {
-        let home = Home::new();
-        std::fs::write(
-            home.path().join("stask.toml"),
-            format!("database_url = \"{}\"\n", self.url()),
-        )
-        .unwrap();
-        // The harness made the home with a SQLite database; from now on nothing may
-        // use it.
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(home.path().join(format!("stask.db{suffix}")));
-        }
-        home
-    }
-
     /// A home on this schema holding `lib` in its own plugins directory (a host of
     /// its own, as on another machine).
     fn host_with(&self, lib: &str) -> Home {

@@ -22,15 +22,7 @@ impl Schema {
     /// A home (with its own plugins directory holding the demo library) whose store
     /// is this schema: a host of its own.
     fn host(&self) -> Home {
-        let home = Home::new();
-        std::fs::write(
-            home.path().join("stask.toml"),
-            format!("database_url = \"{}\"\n", self.url()),
-        )
-        .unwrap();
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(home.path().join(format!("stask.db{suffix}")));
-        }
+        let home = self.home();
         home.install(DEMO);
         home
     }

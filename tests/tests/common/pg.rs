@@ -42,6 +42,23 @@ impl Schema {
         Schema { name }
     }
 
+    /// A home (with its own plugins directory) whose store is this schema: a host of
+    /// its own, as on another machine.
+    pub fn home(&self) -> stask_e2e::Home {
+        let home = stask_e2e::Home::new();
+        std::fs::write(
+            home.path().join("stask.toml"),
+            format!("database_url = \"{}\"\n", self.url()),
+        )
+        .unwrap();
+        // The harness made the home with a SQLite database; from now on nothing may
+        // use it.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(home.path().join(format!("stask.db{suffix}")));
+        }
+        home
+    }
+
     /// The database URL of a store in this schema.
     pub fn url(&self) -> String {
         let base = server_url();
