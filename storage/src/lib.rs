@@ -22,6 +22,7 @@ mod error;
 mod files;
 mod hosts;
 mod leases;
+mod limits;
 pub mod log_line;
 mod logs;
 pub mod postgres;
@@ -32,6 +33,7 @@ mod search;
 pub mod sqlite;
 mod statistics;
 mod wakeups;
+mod workflows;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +43,7 @@ pub use error::{ErrorKind, StoreError};
 pub use files::{PutFileError, ResultFileInfo, ResultFiles, RESULT_CHUNK_BYTES};
 pub use hosts::{HostRecord, Hosts};
 pub use leases::Leases;
+pub use limits::{LimitRule, LimitUsage, Limits, TaskLimit, PARK_RECHECK_MS};
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{
@@ -63,6 +66,10 @@ pub use statistics::{
     bucket_floor, Activity, MinuteCounts, Statistics, WorkerCounts, WorkerLastRun, BUCKET_MS,
 };
 pub use wakeups::{WakeListener, Wakeups};
+pub use workflows::{
+    NewStep, NewWorkflow, WorkflowCancel, WorkflowDetail, WorkflowRecord, WorkflowRetry,
+    WorkflowStep, Workflows,
+};
 
 /// A store: every storage concept of stask, from one backend. Hold it as
 /// `Box<dyn Store>`; one per thread (a store is `Send`, not shared).
@@ -76,8 +83,10 @@ pub trait Store:
     + Accounts
     + Statistics
     + Leases
+    + Limits
     + Hosts
     + Wakeups
+    + Workflows
     + Send
 {
     /// The schema version the database is at.

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::limits::TaskLimit;
+
 use crate::error::StoreError;
 use crate::log_line::LogLine;
 
@@ -130,6 +132,10 @@ pub struct NewTask {
     pub run_after: i64,
     /// Creation time (ms since epoch).
     pub created_at: i64,
+    /// The limit rule it falls under and its key ([`crate::Limits`]); `None`: unlimited.
+    pub limit: Option<TaskLimit>,
+    /// The running task that enqueued it (a child of that task); `None` for most.
+    pub parent: Option<i64>,
 }
 
 /// What makes a task being created unique ([`TaskQueue::insert_unique_task`]): another
@@ -249,6 +255,10 @@ pub struct TaskRecord {
     pub owner: Option<String>,
     /// An operator asked to cancel it while running.
     pub cancel_requested: bool,
+    /// The limit rule it falls under and its key, when it has one.
+    pub limit: Option<TaskLimit>,
+    /// The task that enqueued it, when a task did.
+    pub parent: Option<i64>,
 }
 
 /// A claimed task with what the runner needs from its worker's registration.

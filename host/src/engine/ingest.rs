@@ -355,6 +355,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = stask_storage::open(dir.path().join("stask.db").to_str().unwrap()).unwrap();
         let task = stask_storage::NewTask {
+            limit: None,
+            parent: None,
             worker: "w".into(),
             action: "run".into(),
             data: "{}".into(),

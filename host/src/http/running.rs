@@ -231,6 +231,8 @@ mod tests {
                 heartbeat_at: None,
                 owner: Some(owner.into()),
                 cancel_requested: false,
+                limit: None,
+                parent: None,
             },
             alive_at: None,
         }

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod deps;
+pub mod limits;
 pub mod files;
 pub mod hosts;
 pub mod leases;
@@ -100,6 +101,16 @@ macro_rules! conformance_tests {
                 two_dependencies_ending_at_once_release_their_dependant_once,
                 deleting_a_dependency_or_a_dependant_leaves_no_waiting_task_behind
             }
+            limits {
+                rules_are_replaced_per_worker_and_read_back,
+                a_key_at_its_concurrency_is_skipped_and_parked_while_other_keys_run,
+                a_finish_releases_the_next_parked_task_of_its_key,
+                a_parked_task_is_looked_at_again_after_the_recheck_time,
+                a_rate_limit_lets_n_starts_per_period_and_the_rest_wait,
+                a_changed_rule_applies_to_tasks_already_queued,
+                a_head_of_queue_at_its_limit_does_not_hide_the_tasks_behind_it,
+                concurrent_claims_never_run_a_key_beyond_its_limit
+            }
             registry {
                 workers_are_registered_updated_and_removed,
                 a_worker_held_for_review_stays_inactive_until_activated,
@@ -191,6 +202,8 @@ pub fn register(store: &mut dyn Store, names: &[&str], active: bool) {
 /// A normal-priority task of `worker`, due at once, created at `at`.
 pub fn task(worker: &str, at: i64) -> NewTask {
     NewTask {
+        limit: None,
+        parent: None,
         worker: worker.into(),
         action: "run".into(),
         data: "{}".into(),

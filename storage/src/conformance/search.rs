@@ -6,6 +6,8 @@ use crate::{NewTask, Priority, TaskQuery};
 pub fn filters_text_and_pages(h: &dyn Harness) {
     let mut s = h.open();
     let mk = |worker: &str, action: &str, by: Option<&str>, at: i64| NewTask {
+        limit: None,
+        parent: None,
         worker: worker.into(),
         action: action.into(),
         data: "{}".into(),
@@ -221,6 +223,8 @@ pub fn text_search_finds_substrings_among_many_texts_short_ones_too(h: &dyn Harn
     let mut ids = Vec::new();
     for i in 0..120 {
         let t = NewTask {
+            limit: None,
+            parent: None,
             action: format!("step_{}", i % 7),
             ..super::task("batch", i)
         };

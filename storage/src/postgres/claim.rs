@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use postgres::GenericClient;
 
+use super::limits;
 use super::logs::Numbered;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
 use super::Statements;
 use crate::error::StoreError;
+use crate::limits::{limit_of, Candidate, PARK_RECHECK_MS};
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
 /// Which tasks a claim takes.
@@ -27,6 +29,24 @@ pub(crate) enum Pick<'a> {
     },
     /// This pending task, due or not.
     One(i64),
+}
+
+/// At most this many reads of candidates per claim: a queue whose head is all at its
+/// limits is parked a few pages at a time rather than in one long transaction.
+const MAX_PAGES: usize = 8;
+
+/// Takes the pending tasks `ids` for `owner` with the prepared update `sql`.
+fn take_rows(
+    tx: &mut impl GenericClient,
+    sql: &str,
+    owner: &str,
+    now: i64,
+    ids: &[i64],
+    statements: &Statements,
+) -> Result<Vec<postgres::Row>, StoreError> {
+    let statement = statements.get(tx, sql).context("claim tasks")?;
+    tx.query(&statement, &[&owner, &now, &ids])
+        .context("claim tasks")
 }
 
 /// Claims the tasks `pick` names for `owner` inside `tx`, adding each one's start line
@@ -43,7 +63,8 @@ pub(crate) fn claim_in(
 ) -> Result<Vec<ClaimedTask>, StoreError> {
     let set = "status = 'running', attempts = t.attempts + 1, owner = $1, started_at = $2,
                heartbeat_at = $2, finished_at = NULL, cancel_requested = FALSE, progress = 0,
-               processed = 0, total = 0, message = 'Started', log_seq = t.log_seq + 1";
+               processed = 0, total = 0, message = 'Started', log_seq = t.log_seq + 1,
+               parked = FALSE";
     // The task columns, then the start line's number (taken by the claim itself).
     let returning: String = COLUMNS
         .split(',')
@@ -52,6 +73,12 @@ pub(crate) fn claim_in(
         .collect::<Vec<_>>()
         .join(", ");
     let seq_column = COLUMNS.split(',').count();
+    let take_sql = format!(
+        "UPDATE tasks t SET {set}
+         FROM UNNEST($3::BIGINT[]) AS p(id)
+         WHERE t.id = p.id AND t.status = 'pending'
+         RETURNING {returning}"
+    );
     let rows = match pick {
         // The workers to take tasks of are read once (an array), so the pick walks the
         // claim index in claim order and stops after `limit` rows, whatever the
@@ -59,35 +86,88 @@ pub(crate) fn claim_in(
         // and sort every pending task (16 ms for a batch of 256 with 20,000 waiting).
         Pick::Due { excluded, limit } => {
             let excluded: Vec<&str> = excluded.to_vec();
-            let sql = format!(
-                "WITH picked AS (
-                         SELECT t.id FROM tasks t
-                         WHERE t.status = 'pending' AND t.run_after <= $2
-                           AND t.worker = ANY(ARRAY(
-                               SELECT identifier FROM workers
-                               WHERE active AND NOT (identifier = ANY($4))))
-                         ORDER BY t.priority, t.id
-                         LIMIT $3
-                         FOR UPDATE OF t SKIP LOCKED
-                     )
-                     UPDATE tasks t SET {set}
-                     FROM picked WHERE t.id = picked.id AND t.status = 'pending'
-                     RETURNING {returning}"
-            );
-            let statement = statements.get(tx, &sql).context("claim tasks")?;
-            tx.query(&statement, &[&owner, &now, &limit, &excluded])
-                .context("claim tasks")?
+            let read = statements
+                .get(
+                    tx,
+                    "SELECT t.id, t.worker, t.limit_rule, t.limit_key FROM tasks t
+                     WHERE t.status = 'pending' AND t.deps_left = 0 AND NOT t.parked
+                       AND t.run_after <= $1
+                       AND t.worker = ANY(ARRAY(
+                           SELECT identifier FROM workers
+                           WHERE active AND NOT (identifier = ANY($3))))
+                     ORDER BY t.priority, t.id
+                     LIMIT $2
+                     FOR UPDATE OF t SKIP LOCKED",
+                )
+                .context("claim tasks")?;
+            limits::unpark_due(tx, now, statements)?;
+            let want = limit.max(0) as usize;
+            let mut rows = Vec::new();
+            for _ in 0..MAX_PAGES {
+                let left = want - rows.len();
+                let page = left + left / 4 + 8;
+                let candidates: Vec<Candidate> = tx
+                    .query(&read, &[&now, &(page as i64), &excluded])
+                    .context("claim tasks")?
+                    .iter()
+                    .map(|r| Candidate {
+                        id: r.get(0),
+                        worker: r.get(1),
+                        limit: limit_of(r.get(2), r.get(3)),
+                    })
+                    .collect();
+                let read_all = candidates.len();
+                let (candidates, rules, usage) = limits::prepare(tx, candidates, now, statements)?;
+                let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
+                let parks: Vec<(i64, i64)> = choice
+                    .park
+                    .iter()
+                    .map(|id| (*id, now + PARK_RECHECK_MS))
+                    .chain(choice.wait.iter().copied())
+                    .collect();
+                limits::park(tx, &parks, statements)?;
+                if !choice.take.is_empty() {
+                    rows.extend(take_rows(
+                        tx,
+                        &take_sql,
+                        owner,
+                        now,
+                        &choice.take,
+                        statements,
+                    )?);
+                }
+                if rows.len() >= want || read_all < page || parks.is_empty() {
+                    break;
+                }
+            }
+            rows
         }
-        Pick::One(id) => tx
-            .query(
-                &format!(
-                    "UPDATE tasks t SET {set}
-                     WHERE t.id = $3 AND t.status = 'pending' AND t.deps_left = 0
-                     RETURNING {returning}"
-                ),
-                &[&owner, &now, &id],
-            )
-            .context("claim task")?,
+        Pick::One(id) => {
+            let candidate = tx
+                .query_opt(
+                    "SELECT id, worker, limit_rule, limit_key FROM tasks
+                     WHERE id = $1 AND status = 'pending' AND deps_left = 0 FOR UPDATE",
+                    &[&id],
+                )
+                .context("claim task")?
+                .map(|r| Candidate {
+                    id: r.get(0),
+                    worker: r.get(1),
+                    limit: limit_of(r.get(2), r.get(3)),
+                });
+            match candidate {
+                None => Vec::new(),
+                Some(c) => {
+                    let (candidates, rules, usage) = limits::prepare(tx, vec![c], now, statements)?;
+                    let choice = crate::limits::choose(&candidates, &rules, &usage, 1, now);
+                    if choice.take.is_empty() {
+                        Vec::new()
+                    } else {
+                        take_rows(tx, &take_sql, owner, now, &choice.take, statements)?
+                    }
+                }
+            }
+        }
     };
     let mut claimed: Vec<(TaskRecord, i64)> = rows
         .iter()

@@ -18,6 +18,7 @@ use super::logs::Numbered;
 use super::Context;
 use super::Statements;
 use crate::error::StoreError;
+use crate::limits::{limit_of, KeyOf};
 use crate::queue::{Finish, Outcome};
 
 /// One finish as the columns it sets.
@@ -155,9 +156,11 @@ pub(crate) fn finish_in(
                   AS v(id, owner, status, result, error, progress, processed, total,
                        message, finished_at, run_after, back, lines)
              WHERE t.id = v.id AND t.owner = v.owner AND t.status = 'running'
-             RETURNING t.id, t.log_seq - v.lines",
+             RETURNING t.id, t.log_seq - v.lines, t.worker, t.limit_rule, t.limit_key",
         )
         .context("finish tasks")?;
+    // Each attempt that stopped running frees a slot of its key.
+    let mut freed: Vec<KeyOf> = Vec::new();
     let done: HashMap<i64, i64> = tx
         .query(
             &update,
@@ -179,7 +182,12 @@ pub(crate) fn finish_in(
         )
         .context("finish tasks")?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            if let Some(limit) = limit_of(r.get(3), r.get(4)) {
+                freed.push((r.get(2), limit));
+            }
+            (r.get(0), r.get(1))
+        })
         .collect();
     let mut requeued = false;
     // Tasks that ended (not queued again): their dependants are released with one
@@ -203,5 +211,6 @@ pub(crate) fn finish_in(
     }
     let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
     super::deps::release(tx, &ended, now, Some(statements))?;
+    super::limits::release(tx, &freed, now, statements)?;
     Ok(applied)
 }

@@ -593,6 +593,50 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_deps_task ON task_deps (task_id);
     "#,
+    // Limits per key and children of tasks (as the SQLite backend's): each worker's
+    // limit rules; the rule and key of a task (NULL for most), with partial indexes
+    // for a key's running tasks and recent starts; tasks parked by a claim while their
+    // key was at its limit (until run_after); the task that enqueued a task. The claim
+    // index leaves parked tasks and waiting dependants out, so a claim never walks past
+    // them.
+    r#"
+    CREATE TABLE limit_rules (
+        worker      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        concurrency BIGINT,
+        rate        BIGINT,
+        period_ms   BIGINT,
+        PRIMARY KEY (worker, rule)
+    );
+    ALTER TABLE tasks ADD COLUMN limit_rule TEXT;
+    ALTER TABLE tasks ADD COLUMN limit_key TEXT;
+    ALTER TABLE tasks ADD COLUMN parked BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE tasks ADD COLUMN parent_id BIGINT;
+    CREATE INDEX tasks_limit_running ON tasks (worker, limit_rule, limit_key)
+        WHERE limit_key IS NOT NULL AND status = 'running';
+    CREATE INDEX tasks_limit_starts ON tasks (worker, limit_rule, limit_key, started_at)
+        WHERE limit_key IS NOT NULL;
+    CREATE INDEX tasks_parked ON tasks (worker, limit_rule, limit_key, priority, id)
+        WHERE parked;
+    CREATE INDEX tasks_parked_until ON tasks (run_after) WHERE parked;
+    CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+    DROP INDEX tasks_claim;
+    CREATE INDEX tasks_claim ON tasks (priority, id)
+        WHERE status = 'pending' AND deps_left = 0 AND NOT parked;
+    "#,
+    // Workflows (crate::Workflows): a named group of tasks created together; each of
+    // its tasks names it and its step.
+    r#"
+    CREATE TABLE workflows (
+        id          BIGSERIAL PRIMARY KEY,
+        name        TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        started_by  TEXT
+    );
+    ALTER TABLE tasks ADD COLUMN workflow_id BIGINT;
+    ALTER TABLE tasks ADD COLUMN workflow_step TEXT;
+    CREATE INDEX tasks_workflow ON tasks (workflow_id, id) WHERE workflow_id IS NOT NULL;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -25,6 +25,7 @@ mod deps;
 mod files;
 mod finish;
 mod hosts;
+mod limits;
 mod logs;
 mod migrations;
 mod queue;
@@ -36,6 +37,7 @@ mod tls;
 #[cfg(test)]
 mod tls_tests;
 mod wakeups;
+mod workflows;
 
 use std::cell::{RefCell, RefMut};
 

@@ -22,7 +22,8 @@ use crate::queue::{
 /// The task columns, in [`TaskRecord`] order (read by [`from_row`]).
 pub(crate) const COLUMNS: &str = "id, worker, action, status, priority, progress, processed,
     total, message, data, result, error, started_by, attempts, max_attempts, run_after,
-    created_at, started_at, finished_at, heartbeat_at, owner, cancel_requested";
+    created_at, started_at, finished_at, heartbeat_at, owner, cancel_requested, limit_rule,
+    limit_key, parent_id";
 
 /// A task from a row of [`COLUMNS`].
 pub(crate) fn from_row(r: &Row) -> TaskRecord {
@@ -51,6 +52,8 @@ pub(crate) fn from_row(r: &Row) -> TaskRecord {
         heartbeat_at: r.get(19),
         owner: r.get(20),
         cancel_requested: r.get(21),
+        limit: crate::limits::limit_of(r.get(22), r.get(23)),
+        parent: r.get(24),
     }
 }
 
@@ -104,8 +107,10 @@ fn insert_keyed_in(
                  SELECT nextval('task_ids') AS id FROM generate_series(1, $1::BIGINT)
              ), made AS (
                  INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                     max_attempts, run_after, created_at, message, log_seq, unique_key)
-                 SELECT id, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, 1, $12 FROM ids
+                     max_attempts, run_after, created_at, message, log_seq, unique_key,
+                     limit_rule, limit_key, parent_id)
+                 SELECT id, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, 1, $12, $13, $14, $15
+                 FROM ids
                  RETURNING id
              ), lines AS (
                  INSERT INTO task_logs (task_id, seq, line) SELECT id, 1, $11 FROM made
@@ -124,6 +129,9 @@ fn insert_keyed_in(
                 &super::storable(&creation.message),
                 &text,
                 &unique_key.map(super::storable),
+                &t.limit.as_ref().map(|l| super::storable(&l.rule)),
+                &t.limit.as_ref().map(|l| super::storable(&l.key)),
+                &t.parent,
             ],
         )
         .context("create tasks")?;
@@ -557,7 +565,7 @@ impl TaskQueue for PgStore {
             .iter()
             .map(|r| {
                 let task = from_row(r);
-                let renewed: Option<i64> = r.get(22);
+                let renewed: Option<i64> = r.get(25);
                 let alive_at = match (task.heartbeat_at, renewed) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),

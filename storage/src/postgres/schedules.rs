@@ -247,6 +247,8 @@ impl Schedules for PgStore {
             }
             (Ok(action), None) => {
                 let task = NewTask {
+                    limit: None,
+                    parent: None,
                     worker: f.worker.to_owned(),
                     action,
                     data,

@@ -234,6 +234,8 @@ mod tests {
         let mut ids = Vec::new();
         for (i, (worker, action, message, priority, by)) in rows.into_iter().enumerate() {
             let t = NewTask {
+                limit: None,
+                parent: None,
                 worker: worker.into(),
                 action: action.into(),
                 data: "{}".into(),
@@ -395,6 +397,8 @@ mod tests {
         let mut pg = h.open();
         let ids = fill(&mut *pg);
         let t = NewTask {
+            limit: None,
+            parent: None,
             worker: "x".into(),
             action: "y".into(),
             data: "{}".into(),

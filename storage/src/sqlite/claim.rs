@@ -7,17 +7,20 @@ use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
+use super::finish::id_list;
+use super::limits;
 use super::logs::append;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
 use crate::error::StoreError;
+use crate::limits::{limit_of, Candidate, PARK_RECHECK_MS};
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
-/// The claim query's condition: pending, due, of an active worker and not excluded,
-/// in claim order, at most `?3`. The claim walks the partial index `tasks_claim` in
-/// claim order (forced: the planner would otherwise pick the status index and sort
-/// every pending row on each claim).
-pub(super) fn claimable(excluded: &[&str]) -> String {
+/// The candidates' query: pending, due, waiting for nothing, of an active worker and
+/// not excluded, in claim order, at most `?2`. It walks the partial index `tasks_claim`
+/// in claim order (forced: the planner would otherwise pick the status index and sort
+/// every pending row on each claim); parked tasks and waiting dependants are not in it.
+fn candidates_sql(excluded: &[&str]) -> String {
     // Identifiers are URL-safe ([a-z0-9_-]), so quoting them inline is safe; the
     // filter keeps it so even if a caller passes something else.
     let list: Vec<String> = excluded
@@ -34,23 +37,127 @@ pub(super) fn claimable(excluded: &[&str]) -> String {
         format!(" AND t.worker NOT IN ({})", list.join(","))
     };
     format!(
-        "id IN (SELECT t.id FROM tasks t INDEXED BY tasks_claim
+        "SELECT t.id, t.worker, t.limit_rule, t.limit_key FROM tasks t INDEXED BY tasks_claim
              JOIN workers w ON w.identifier = t.worker
-             WHERE t.status = 'pending' AND t.run_after <= ?2 AND w.active = 1{exclusion}
-             ORDER BY t.priority, t.id LIMIT ?3)"
+             WHERE t.status = 'pending' AND t.deps_left = 0 AND t.parked = 0
+               AND t.run_after <= ?1 AND w.active = 1{exclusion}
+             ORDER BY t.priority, t.id LIMIT ?2"
     )
 }
 
-/// Claims the tasks matching `condition` (with `?1` owner, `?2` now, `?3` `arg`) inside
+/// How many candidates a claim of `want` tasks reads at once: a few more than it
+/// takes, so a few tasks at their limit do not cost a second read.
+fn page_size(want: usize) -> usize {
+    want + want / 4 + 8
+}
+
+/// At most this many reads of candidates per claim: a queue whose head is all at its
+/// limits is parked a few pages at a time rather than in one long transaction.
+const MAX_PAGES: usize = 8;
+
+fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    Ok(Candidate {
+        id: r.get(0)?,
+        worker: r.get(1)?,
+        limit: limit_of(r.get(2)?, r.get(3)?),
+    })
+}
+
+/// Claims up to `want` due tasks in claim order, honouring the limits per key (see
+/// [`crate::limits`]): tasks at their limit are parked instead.
+pub(super) fn claim_due(
+    tx: &Transaction<'_>,
+    owner: &str,
+    now: i64,
+    excluded: &[&str],
+    want: usize,
+    start_line: StartLine<'_>,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    limits::unpark_due(tx, now)?;
+    let sql = candidates_sql(excluded);
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let left = want - out.len();
+        let page = page_size(left);
+        let candidates: Vec<Candidate> = {
+            let mut stmt = tx.prepare_cached(&sql).context("claim tasks")?;
+            let rows = stmt
+                .query_map(params![now, page as i64], candidate_from_row)
+                .context("claim tasks")?;
+            rows.collect::<Result<_, _>>().context("claim tasks")?
+        };
+        let (rules, usage) = limits::needs(tx, &candidates, now)?;
+        let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
+        let parks: Vec<(i64, i64)> = choice
+            .park
+            .iter()
+            .map(|id| (*id, now + PARK_RECHECK_MS))
+            .chain(choice.wait.iter().copied())
+            .collect();
+        limits::park(tx, &parks)?;
+        out.extend(claim_in(
+            tx,
+            owner,
+            now,
+            "id IN (SELECT value FROM json_each(?3))",
+            &id_list(&choice.take),
+            start_line,
+        )?);
+        // Done when full, or when the queue has nothing more (nothing was parked, so
+        // a second read would only meet what this one left).
+        if out.len() >= want || candidates.len() < page || parks.is_empty() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Claims the pending task `id` (due or not, waiting for nothing) unless its key is at
+/// its limit.
+pub(super) fn claim_one(
+    tx: &Transaction<'_>,
+    owner: &str,
+    now: i64,
+    id: i64,
+    start_line: StartLine<'_>,
+) -> Result<Option<ClaimedTask>, StoreError> {
+    let candidate: Option<Candidate> = tx
+        .prepare_cached(
+            "SELECT id, worker, limit_rule, limit_key FROM tasks
+             WHERE id = ?1 AND status = 'pending' AND deps_left = 0",
+        )
+        .and_then(|mut s| s.query_row([id], candidate_from_row).optional())
+        .context("claim task")?;
+    let Some(candidate) = candidate else {
+        return Ok(None);
+    };
+    let candidates = [candidate];
+    let (rules, usage) = limits::needs(tx, &candidates, now)?;
+    let choice = crate::limits::choose(&candidates, &rules, &usage, 1, now);
+    if choice.take.is_empty() {
+        return Ok(None);
+    }
+    let mut claimed = claim_in(
+        tx,
+        owner,
+        now,
+        "id IN (SELECT value FROM json_each(?3))",
+        &id_list(&choice.take),
+        start_line,
+    )?;
+    Ok(claimed.pop())
+}
+
+/// Claims the pending tasks matching `condition` (with `?1` owner, `?2` now, `?3` `arg`) inside
 /// `tx` (on the trigger-less connection: a claim changes no statistic, running tasks
 /// being counted as pending), and stores each one's start line. A running task names
 /// no text: searches read its row (texts.rs).
-pub(super) fn claim_in(
+fn claim_in(
     tx: &Transaction<'_>,
     owner: &str,
     now: i64,
     condition: &str,
-    arg: i64,
+    arg: &str,
     start_line: StartLine<'_>,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
     let mut claimed: Vec<TaskRecord> = {
@@ -59,8 +166,8 @@ pub(super) fn claim_in(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, owner = ?1,
                         started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
                         cancel_requested = 0, progress = 0, processed = 0, total = 0,
-                        message = 'Started', text_id = NULL
-                     WHERE {condition}
+                        message = 'Started', text_id = NULL, parked = 0
+                     WHERE {condition} AND status = 'pending'
                      RETURNING {COLUMNS}"
             ))
             .context("claim tasks")?;

@@ -74,6 +74,8 @@ pub(super) fn finish_in(
     let mut ended: Vec<i64> = Vec::with_capacity(finishes.len());
     // The lines of the finishes that applied, stored together.
     let mut lines = Vec::with_capacity(finishes.len() * 2);
+    // Ids of the attempts that stopped running (each frees a slot of its key).
+    let mut stopped: Vec<i64> = Vec::with_capacity(finishes.len());
     {
         let mut done = tx
             .prepare_cached(
@@ -120,6 +122,7 @@ pub(super) fn finish_in(
                 ])
                 .context("finish task")?;
             if n > 0 {
+                stopped.push(f.id);
                 lines.extend(f.lines.iter().map(|l| (f.id, l)));
                 if finished_at.is_some() {
                     ended.push(f.id);
@@ -132,7 +135,10 @@ pub(super) fn finish_in(
     count_finished(tx, &ended)?;
     let now = finishes.iter().map(|f| f.at).max().unwrap_or(0);
     let released = super::deps::release(tx, &ended, now, false)?;
-    Ok((applied, released))
+    // Each stopped attempt frees a slot of its key: the first task parked on it may go.
+    let freed = super::limits::keys_of(tx, &stopped)?;
+    super::limits::release(tx, &freed, now)?;
+    Ok((applied, released || !freed.is_empty()))
 }
 
 /// Adds tasks that just finished (`ids`: rows updated from running to completed,

@@ -331,6 +331,14 @@ mod tests {
         let fresh = SqliteStore::open(&dir.join("stask.db")).unwrap();
         fresh
             .conn
+            .execute_batch(super::super::migrations::UNDO_WORKFLOWS)
+            .unwrap();
+        fresh
+            .conn
+            .execute_batch(super::super::migrations::UNDO_LIMITS)
+            .unwrap();
+        fresh
+            .conn
             .execute_batch(super::super::migrations::UNDO_TEXT_INDEX)
             .unwrap();
         fresh
@@ -442,6 +450,8 @@ mod tests {
         assert_eq!(vacuum, 2, "incremental vacuum is on after the upgrade");
         // Ids continue after the old ones, and are not reused after deletes.
         let t = NewTask {
+            limit: None,
+            parent: None,
             worker: "w".into(),
             action: "run".into(),
             data: "{}".into(),

@@ -543,6 +543,50 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (depends_on, task_id)
     ) WITHOUT ROWID;
     CREATE INDEX task_deps_task ON task_deps(task_id);",
+    // Limits per key (crate::Limits) and children of tasks.
+    //
+    // * limit_rules: each worker's limit rules, by rule.
+    // * tasks.limit_rule / limit_key: the rule a task falls under and its key, fixed at
+    //   creation (NULL for most); tasks_limit_running finds a key's running tasks and
+    //   tasks_limit_starts its recent starts, holding only tasks with a key.
+    // * tasks.parked: a claim met the task while its key was at its limit; its
+    //   run_after says until when. The claim index leaves parked tasks and waiting
+    //   dependants out, so a claim never walks past them.
+    // * tasks.parent_id: the running task that enqueued it.
+    "CREATE TABLE limit_rules (
+        worker      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        concurrency INTEGER,
+        rate        INTEGER,
+        period_ms   INTEGER,
+        PRIMARY KEY (worker, rule)
+    ) WITHOUT ROWID;
+    ALTER TABLE tasks ADD COLUMN limit_rule TEXT;
+    ALTER TABLE tasks ADD COLUMN limit_key TEXT;
+    ALTER TABLE tasks ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN parent_id INTEGER;
+    CREATE INDEX tasks_limit_running ON tasks(worker, limit_rule, limit_key)
+        WHERE limit_key IS NOT NULL AND status = 'running';
+    CREATE INDEX tasks_limit_starts ON tasks(worker, limit_rule, limit_key, started_at)
+        WHERE limit_key IS NOT NULL;
+    CREATE INDEX tasks_parked ON tasks(worker, limit_rule, limit_key, priority, id)
+        WHERE parked = 1;
+    CREATE INDEX tasks_parked_until ON tasks(run_after) WHERE parked = 1;
+    CREATE INDEX tasks_parent ON tasks(parent_id) WHERE parent_id IS NOT NULL;
+    DROP INDEX tasks_claim;
+    CREATE INDEX tasks_claim ON tasks(priority, id)
+        WHERE status = 'pending' AND deps_left = 0 AND parked = 0;",
+    // Workflows (crate::Workflows): a named group of tasks created together; each of
+    // its tasks names it and its step. AUTOINCREMENT: an id is never given twice.
+    "CREATE TABLE workflows (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        started_by  TEXT
+    );
+    ALTER TABLE tasks ADD COLUMN workflow_id INTEGER;
+    ALTER TABLE tasks ADD COLUMN workflow_step TEXT;
+    CREATE INDEX tasks_workflow ON tasks(workflow_id, id) WHERE workflow_id IS NOT NULL;",
 ];
 
 /// The schema version this build expects.
@@ -563,6 +607,21 @@ pub(crate) const MINUTES_VERSION: i64 = 14;
 pub(crate) const UNDO_AFTER_MINUTES: &str = "ALTER TABLE task_logs DROP COLUMN at;
     DROP TABLE IF EXISTS removed_workers; DROP TABLE IF EXISTS removed_schedules;
     DROP TABLE IF EXISTS task_deps; ALTER TABLE tasks DROP COLUMN deps_left;";
+
+/// Takes the workflows' migration out of a database (before [`UNDO_LIMITS`]).
+#[cfg(test)]
+pub(crate) const UNDO_WORKFLOWS: &str = "DROP INDEX tasks_workflow; DROP TABLE workflows;
+    ALTER TABLE tasks DROP COLUMN workflow_id; ALTER TABLE tasks DROP COLUMN workflow_step;";
+
+/// Takes the limits' migration out of a database (before the dependencies' can go:
+/// the claim index names `deps_left`).
+#[cfg(test)]
+pub(crate) const UNDO_LIMITS: &str = "DROP TABLE limit_rules; DROP INDEX tasks_limit_running;
+    DROP INDEX tasks_limit_starts; DROP INDEX tasks_parked; DROP INDEX tasks_parked_until;
+    DROP INDEX tasks_parent; DROP INDEX tasks_claim;
+    CREATE INDEX tasks_claim ON tasks(priority, id) WHERE status = 'pending';
+    ALTER TABLE tasks DROP COLUMN limit_rule; ALTER TABLE tasks DROP COLUMN limit_key;
+    ALTER TABLE tasks DROP COLUMN parked; ALTER TABLE tasks DROP COLUMN parent_id;";
 
 /// Takes migration 11 out of a database, for tests that make an older stask's
 /// database out of a fresh one (the column can only go once nothing refers to it).
@@ -832,6 +891,8 @@ mod tests {
         assert_eq!((old.len(), old[0].at), (1, None), "{old:?}");
         let before = crate::now_ms();
         let t = NewTask {
+            limit: None,
+            parent: None,
             worker: "w".into(),
             action: "run".into(),
             data: "{}".into(),

@@ -33,6 +33,7 @@ mod files;
 mod finish;
 mod hosts;
 mod legacy;
+mod limits;
 mod logs;
 mod migrations;
 mod queue;
@@ -44,6 +45,7 @@ mod stats;
 mod test_support;
 mod texts;
 mod wakeups;
+mod workflows;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

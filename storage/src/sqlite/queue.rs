@@ -3,7 +3,7 @@
 
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
-use super::claim::{claim_in, claimable};
+use super::claim::{claim_due, claim_one};
 use super::finish::{finish_in, id_list, uncount_deleted};
 use super::logs::{append, append_lines};
 use super::{texts, Context, SqliteStore};
@@ -18,7 +18,10 @@ use crate::wakeups::Wakeups;
 
 pub(super) const COLUMNS: &str = "id, worker, action, status, priority, progress, processed,
     total, message, data, result, error, started_by, attempts, max_attempts, run_after,
-    created_at, started_at, finished_at, heartbeat_at, owner, cancel_requested";
+    created_at, started_at, finished_at, heartbeat_at, owner, cancel_requested, limit_rule,
+    limit_key, parent_id";
+
+use crate::limits::limit_of;
 
 pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let status: String = r.get(3)?;
@@ -52,6 +55,8 @@ pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         heartbeat_at: r.get(19)?,
         owner: r.get(20)?,
         cancel_requested: r.get(21)?,
+        limit: limit_of(r.get(22)?, r.get(23)?),
+        parent: r.get(24)?,
     })
 }
 
@@ -122,8 +127,10 @@ pub(super) fn insert_in(
         let mut stmt = tx
             .prepare_cached(
                 "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                        max_attempts, run_after, created_at, message, text_id, unique_key)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        max_attempts, run_after, created_at, message, text_id, unique_key,
+                        limit_rule, limit_key, parent_id)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                        ?14, ?15)",
             )
             .context("create task")?;
         for id in &ids {
@@ -140,6 +147,9 @@ pub(super) fn insert_in(
                 creation.message,
                 text,
                 unique_key,
+                t.limit.as_ref().map(|l| &l.rule),
+                t.limit.as_ref().map(|l| &l.key),
+                t.parent,
             ])
             .context("create task")?;
         }
@@ -314,12 +324,12 @@ impl TaskQueue for SqliteStore {
             .context("begin claim")?;
         let (applied, released) = finish_in(&tx, c.finishes)?;
         let claimed = if c.limit > 0 {
-            claim_in(
+            claim_due(
                 &tx,
                 c.owner,
                 c.now,
-                &claimable(c.excluded_workers),
-                c.limit as i64,
+                c.excluded_workers,
+                c.limit,
                 c.start_line,
             )?
         } else {
@@ -343,16 +353,9 @@ impl TaskQueue for SqliteStore {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin claim")?;
-        let mut claimed = claim_in(
-            &tx,
-            owner,
-            now,
-            "id = ?3 AND status = 'pending' AND deps_left = 0",
-            id,
-            start_line,
-        )?;
+        let claimed = claim_one(&tx, owner, now, id, start_line)?;
         tx.commit().context("commit claim")?;
-        Ok(claimed.pop())
+        Ok(claimed)
     }
 
     fn record_progress(
@@ -571,7 +574,7 @@ impl TaskQueue for SqliteStore {
         let rows = stmt
             .query_map([], |r| {
                 let task = from_row(r)?;
-                let renewed: Option<i64> = r.get(22)?;
+                let renewed: Option<i64> = r.get(25)?;
                 let alive_at = match (task.heartbeat_at, renewed) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),

@@ -316,6 +316,8 @@ mod tests {
 
     fn new_task(worker: &str, at: i64) -> NewTask {
         NewTask {
+            limit: None,
+            parent: None,
             worker: worker.into(),
             action: "run".into(),
             data: "{}".into(),
@@ -533,8 +535,10 @@ mod tests {
                         (4, 'b', 'run', 'cancelled', {t0}, NULL, {t0} + 60000);
                  DROP TRIGGER tasks_minutes_insert; DROP TRIGGER tasks_minutes_delete;
                  DROP TRIGGER tasks_minutes_update; DROP TABLE task_minutes;
-                 {}
+                 {} {} {}
                  PRAGMA user_version = {};",
+                super::super::migrations::UNDO_WORKFLOWS,
+                super::super::migrations::UNDO_LIMITS,
                 super::super::migrations::UNDO_AFTER_MINUTES,
                 super::super::migrations::MINUTES_VERSION - 1
             ))
@@ -728,6 +732,12 @@ mod tests {
         }])
         .unwrap();
         // Back to version 3, as a database made by an older stask.
+        s.conn
+            .execute_batch(super::super::migrations::UNDO_WORKFLOWS)
+            .unwrap();
+        s.conn
+            .execute_batch(super::super::migrations::UNDO_LIMITS)
+            .unwrap();
         s.conn
             .execute_batch(super::super::migrations::UNDO_TEXT_INDEX)
             .unwrap();

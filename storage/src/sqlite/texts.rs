@@ -667,6 +667,8 @@ mod tests {
         // an outcome's.
         for m in MESSAGES {
             let t = NewTask {
+                limit: None,
+                parent: None,
                 action: format!("run_{}", m.len() % 3),
                 ..task("w", 0)
             };

@@ -68,6 +68,8 @@ mod tests {
             heartbeat_at: None,
             owner: None,
             cancel_requested: false,
+            limit: None,
+            parent: None,
         }
     }
 

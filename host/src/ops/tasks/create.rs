@@ -429,6 +429,8 @@ fn insert(
         &format!("Task created (priority {}{by}{key})", req.priority.as_str()),
     );
     let task = NewTask {
+        limit: None,
+        parent: None,
         worker: req.worker.clone(),
         action: req.action.clone(),
         data,
@@ -565,6 +567,8 @@ pub fn create_after(
         ),
     );
     let task = NewTask {
+        limit: None,
+        parent: None,
         worker: req.worker.clone(),
         action: req.action.clone(),
         data,
@@ -633,6 +637,8 @@ fn stored(id: i64, task: NewTask, creation: &LogLine) -> TaskRecord {
         heartbeat_at: None,
         owner: None,
         cancel_requested: false,
+        limit: task.limit,
+        parent: task.parent,
     }
 }
 

@@ -314,6 +314,8 @@ fn process_now_makes_waiting_tasks_due_and_counts_the_claimable() {
     env.store
         .insert_tasks(
             &NewTask {
+                limit: None,
+                parent: None,
                 worker: "w".into(),
                 action: "noop".into(),
                 data: "{}".into(),
@@ -654,6 +656,8 @@ fn a_pending_task_says_why_it_waits() {
         .store
         .insert_tasks(
             &NewTask {
+                limit: None,
+                parent: None,
                 worker: "w".into(),
                 action: "noop".into(),
                 data: "{}".into(),

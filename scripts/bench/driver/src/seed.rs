@@ -67,6 +67,8 @@ pub fn start_line(t: &TaskRecord) -> LogLine {
 /// A no-op demo task created at `at` (ms).
 pub fn noop_task(at: i64) -> NewTask {
     NewTask {
+        limit: None,
+        parent: None,
         worker: "demo".into(),
         action: "noop".into(),
         data: "{}".into(),

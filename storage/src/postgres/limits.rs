@@ -1,0 +1,369 @@
+//! Limits per key on PostgreSQL (see [`crate::limits`]). Claims on several hosts run at
+//! once, so each key is serialized by a transaction-level advisory lock on its hash: a
+//! claim *tries* the locks of its candidates' keys and leaves the tasks of a key it
+//! could not lock for a later claim (it never waits, so claims cannot deadlock); a
+//! finish that frees slots waits for the locks of its keys before releasing parked
+//! tasks, so a park that another host has not committed yet is never missed. Under
+//! the lock, a key's running tasks and recent starts are counted by a statement that
+//! sees every claim committed before.
+
+use std::collections::HashMap;
+
+use postgres::GenericClient;
+
+use super::{Context, PgStore, Statements};
+use crate::error::StoreError;
+use crate::limits::{Candidate, KeyOf, LimitRule, LimitUsage, Limits, TaskLimit};
+
+/// Class of the advisory locks on limit keys (two-key form); the second key is the
+/// key's hash.
+const LIMIT_LOCK_CLASS: i32 = 0x5354_4b4c; // "STKL"
+
+/// A stable 32-bit hash (FNV-1a) of a worker's key, the same on every host.
+fn key_hash(worker: &str, limit: &TaskLimit) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for part in [worker, "\u{1f}", &limit.rule, "\u{1f}", &limit.key] {
+        for b in part.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    h as i32
+}
+
+fn rule_from(
+    concurrency: Option<i64>,
+    rate: Option<i64>,
+    period: Option<i64>,
+    rule: String,
+) -> LimitRule {
+    LimitRule {
+        rule,
+        concurrency: concurrency.map(|n| n.clamp(0, u32::MAX.into()) as u32),
+        rate: rate
+            .zip(period)
+            .map(|(n, p)| (n.clamp(0, u32::MAX.into()) as u32, p.max(1))),
+    }
+}
+
+/// The rules of `workers`, by (worker, rule).
+fn rules_of(
+    tx: &mut impl GenericClient,
+    workers: &[&str],
+    statements: &Statements,
+) -> Result<HashMap<(String, String), LimitRule>, StoreError> {
+    let read = statements
+        .get(
+            tx,
+            "SELECT worker, rule, concurrency, rate, period_ms FROM limit_rules
+             WHERE worker = ANY($1)",
+        )
+        .context("read limit rules")?;
+    Ok(tx
+        .query(&read, &[&workers])
+        .context("read limit rules")?
+        .iter()
+        .map(|r| {
+            let worker: String = r.get(0);
+            let rule = rule_from(r.get(2), r.get(3), r.get(4), r.get(1));
+            ((worker, rule.rule.clone()), rule)
+        })
+        .collect())
+}
+
+/// How much of their rules `keys` use at `now` (one statement for all).
+fn usage_of(
+    tx: &mut impl GenericClient,
+    keys: &[(&KeyOf, &LimitRule)],
+    now: i64,
+    statements: &Statements,
+) -> Result<HashMap<KeyOf, LimitUsage>, StoreError> {
+    let workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
+    let rules: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|((_, l), _)| l.key.as_str()).collect();
+    // Starts after `since` count; without a rate nothing is after i64::MAX.
+    let since: Vec<i64> = keys
+        .iter()
+        .map(|(_, r)| r.rate.map_or(i64::MAX, |(_, p)| now - p))
+        .collect();
+    let read = statements
+        .get(
+            tx,
+            "SELECT k.i,
+                    (SELECT COUNT(*) FROM tasks t
+                     WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
+                       AND t.limit_key IS NOT NULL AND t.status = 'running'),
+                    s.n, s.oldest
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                  WITH ORDINALITY AS k(w, r, k, since, i)
+             CROSS JOIN LATERAL (
+                 SELECT COUNT(*) AS n, MIN(t.started_at) AS oldest FROM tasks t
+                 WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
+                   AND t.limit_key IS NOT NULL AND t.started_at > k.since) s",
+        )
+        .context("count the use of limits")?;
+    let mut out = HashMap::new();
+    for r in tx
+        .query(&read, &[&workers, &rules, &names, &since])
+        .context("count the use of limits")?
+    {
+        let i: i64 = r.get(0);
+        let (key, _) = keys[(i - 1) as usize];
+        out.insert(
+            key.clone(),
+            LimitUsage {
+                running: r.get(1),
+                started: r.get(2),
+                oldest_start: r.get(3),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// What a claim of `candidates` may do about their limits: the candidates it may
+/// consider (those of keys another claim holds are left out), the rules and the usage
+/// of their keys. Takes the advisory lock of each key it keeps.
+pub(super) fn prepare(
+    tx: &mut impl GenericClient,
+    candidates: Vec<Candidate>,
+    now: i64,
+    statements: &Statements,
+) -> Result<
+    (
+        Vec<Candidate>,
+        HashMap<(String, String), LimitRule>,
+        HashMap<KeyOf, LimitUsage>,
+    ),
+    StoreError,
+> {
+    let mut workers: Vec<&str> = candidates
+        .iter()
+        .filter(|c| c.limit.is_some())
+        .map(|c| c.worker.as_str())
+        .collect();
+    if workers.is_empty() {
+        return Ok((candidates, HashMap::new(), HashMap::new()));
+    }
+    workers.sort_unstable();
+    workers.dedup();
+    let rules = rules_of(tx, &workers, statements)?;
+    // The limited keys (with a rule) and their lock hashes, each once.
+    let mut keys: Vec<(KeyOf, i32)> = Vec::new();
+    for c in &candidates {
+        let Some(limit) = &c.limit else { continue };
+        if !rules.contains_key(&(c.worker.clone(), limit.rule.clone())) {
+            continue;
+        }
+        let key = (c.worker.clone(), limit.clone());
+        if !keys.iter().any(|(k, _)| *k == key) {
+            let hash = key_hash(&c.worker, limit);
+            keys.push((key, hash));
+        }
+    }
+    let hashes: Vec<i32> = keys.iter().map(|(_, h)| *h).collect();
+    let try_lock = statements
+        .get(
+            tx,
+            "SELECT pg_try_advisory_xact_lock($1, h) FROM UNNEST($2::INT[]) WITH ORDINALITY AS u(h, i)
+             ORDER BY i",
+        )
+        .context("lock limit keys")?;
+    let got: Vec<bool> = tx
+        .query(&try_lock, &[&LIMIT_LOCK_CLASS, &hashes])
+        .context("lock limit keys")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let busy: Vec<&KeyOf> = keys
+        .iter()
+        .zip(&got)
+        .filter(|(_, ok)| !**ok)
+        .map(|((k, _), _)| k)
+        .collect();
+    let held: Vec<(&KeyOf, &LimitRule)> = keys
+        .iter()
+        .zip(&got)
+        .filter(|(_, ok)| **ok)
+        .map(|((k, _), _)| {
+            let rule = &rules[&(k.0.clone(), k.1.rule.clone())];
+            (k, rule)
+        })
+        .collect();
+    let usage = if held.is_empty() {
+        HashMap::new()
+    } else {
+        usage_of(tx, &held, now, statements)?
+    };
+    let candidates = candidates
+        .into_iter()
+        .filter(|c| match &c.limit {
+            Some(l) => !busy.iter().any(|(w, k)| *w == c.worker && k == l),
+            None => true,
+        })
+        .collect();
+    Ok((candidates, rules, usage))
+}
+
+/// Parks the tasks `parks` (id, until).
+pub(super) fn park(
+    tx: &mut impl GenericClient,
+    parks: &[(i64, i64)],
+    statements: &Statements,
+) -> Result<(), StoreError> {
+    if parks.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = parks.iter().map(|(id, _)| *id).collect();
+    let until: Vec<i64> = parks.iter().map(|(_, u)| *u).collect();
+    let park = statements
+        .get(
+            tx,
+            "UPDATE tasks t SET parked = TRUE, run_after = u.until
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS u(id, until) WHERE t.id = u.id",
+        )
+        .context("park tasks at their limit")?;
+    tx.execute(&park, &[&ids, &until])
+        .context("park tasks at their limit")?;
+    Ok(())
+}
+
+/// Puts parked tasks whose time has come back in the claims' way (those another
+/// claim holds are left to it).
+pub(super) fn unpark_due(
+    tx: &mut impl GenericClient,
+    now: i64,
+    statements: &Statements,
+) -> Result<(), StoreError> {
+    let unpark = statements
+        .get(
+            tx,
+            "UPDATE tasks t SET parked = FALSE
+             FROM (SELECT id FROM tasks WHERE parked AND run_after <= $1
+                   ORDER BY run_after LIMIT 1000 FOR UPDATE SKIP LOCKED) p
+             WHERE t.id = p.id",
+        )
+        .context("look again at parked tasks")?;
+    tx.execute(&unpark, &[&now])
+        .context("look again at parked tasks")?;
+    Ok(())
+}
+
+/// Makes due, for each of `freed` (the key of a task that just stopped running), the
+/// first task parked on that key, after waiting for the key's lock (a claim parking a
+/// task of it commits first).
+pub(super) fn release(
+    tx: &mut impl GenericClient,
+    freed: &[KeyOf],
+    now: i64,
+    statements: &Statements,
+) -> Result<(), StoreError> {
+    if freed.is_empty() {
+        return Ok(());
+    }
+    let mut counts: HashMap<&KeyOf, i64> = HashMap::new();
+    for k in freed {
+        *counts.entry(k).or_default() += 1;
+    }
+    let mut keys: Vec<(i32, &KeyOf, i64)> = counts
+        .into_iter()
+        .map(|(k, n)| (key_hash(&k.0, &k.1), k, n))
+        .collect();
+    // Locks in one order on every host.
+    keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let mut hashes: Vec<i32> = keys.iter().map(|(h, _, _)| *h).collect();
+    hashes.dedup();
+    let lock = statements
+        .get(
+            tx,
+            "SELECT pg_advisory_xact_lock($1, h) FROM UNNEST($2::INT[]) WITH ORDINALITY AS u(h, i)
+             ORDER BY i",
+        )
+        .context("lock limit keys")?;
+    tx.query(&lock, &[&LIMIT_LOCK_CLASS, &hashes])
+        .context("lock limit keys")?;
+    let workers: Vec<&str> = keys.iter().map(|(_, k, _)| k.0.as_str()).collect();
+    let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
+    let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
+    let release = statements
+        .get(
+            tx,
+            "UPDATE tasks t SET parked = FALSE, run_after = $5
+             FROM (SELECT p.id FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                       AS k(w, r, k, n)
+                   CROSS JOIN LATERAL (
+                       SELECT id FROM tasks
+                       WHERE worker = k.w AND limit_rule = k.r AND limit_key = k.k AND parked
+                         AND status = 'pending'
+                       ORDER BY priority, id LIMIT k.n FOR UPDATE SKIP LOCKED) p) r
+             WHERE t.id = r.id",
+        )
+        .context("release parked tasks")?;
+    let released = tx
+        .execute(&release, &[&workers, &rules, &names, &counts, &now])
+        .context("release parked tasks")?;
+    if released > 0 {
+        super::wakeups::notify_in(tx)?;
+    }
+    Ok(())
+}
+
+impl Limits for PgStore {
+    fn set_limit_rules(&mut self, worker: &str, rules: &[LimitRule]) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().context("set limit rules")?;
+        tx.execute("DELETE FROM limit_rules WHERE worker = $1", &[&worker])
+            .context("set limit rules")?;
+        for r in rules {
+            tx.execute(
+                "INSERT INTO limit_rules (worker, rule, concurrency, rate, period_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &worker,
+                    &super::storable(&r.rule),
+                    &r.concurrency.map(i64::from),
+                    &r.rate.map(|(n, _)| i64::from(n)),
+                    &r.rate.map(|(_, p)| p),
+                ],
+            )
+            .context("set limit rules")?;
+        }
+        // Parked tasks are looked at again under the new numbers (a parked task was
+        // due when it was parked, so it is due again at once).
+        tx.execute(
+            "UPDATE tasks SET parked = FALSE, run_after = LEAST(run_after, created_at)
+             WHERE parked AND worker = $1",
+            &[&worker],
+        )
+        .context("set limit rules")?;
+        super::wakeups::notify_in(&mut tx)?;
+        tx.commit().context("set limit rules")?;
+        Ok(())
+    }
+
+    fn limit_rules(&self, worker: &str) -> Result<Vec<LimitRule>, StoreError> {
+        let mut client = self.client()?;
+        let mut rules: Vec<LimitRule> = rules_of(&mut *client, &[worker], &self.statements)?
+            .into_values()
+            .collect();
+        rules.sort_by(|a, b| a.rule.cmp(&b.rule));
+        Ok(rules)
+    }
+
+    fn limit_usage(
+        &self,
+        worker: &str,
+        limit: &TaskLimit,
+        now: i64,
+    ) -> Result<Option<(LimitRule, LimitUsage)>, StoreError> {
+        let mut client = self.client()?;
+        let rules = rules_of(&mut *client, &[worker], &self.statements)?;
+        let Some(rule) = rules.get(&(worker.to_owned(), limit.rule.clone())).cloned() else {
+            return Ok(None);
+        };
+        let key = (worker.to_owned(), limit.clone());
+        let usage = usage_of(&mut *client, &[(&key, &rule)], now, &self.statements)?;
+        Ok(Some((rule, usage.get(&key).copied().unwrap_or_default())))
+    }
+}
