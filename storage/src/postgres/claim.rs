@@ -26,10 +26,15 @@ pub(crate) enum Pick<'a> {
         excluded: &'a [&'a str],
         /// At most this many.
         limit: i64,
+        /// Whether to put parked tasks whose time has come back first.
+        unpark: bool,
     },
     /// This pending task, due or not.
     One(i64),
 }
+
+/// How often (ms) one store's claims look for parked tasks whose time has come.
+pub(crate) const UNPARK_EVERY_MS: i64 = 200;
 
 /// At most this many reads of candidates per claim: a queue whose head is all at its
 /// limits is parked a few pages at a time rather than in one long transaction.
@@ -84,7 +89,11 @@ pub(crate) fn claim_in(
         // claim index in claim order and stops after `limit` rows, whatever the
         // number of pending tasks; a join with the workers table made the planner read
         // and sort every pending task (16 ms for a batch of 256 with 20,000 waiting).
-        Pick::Due { excluded, limit } => {
+        Pick::Due {
+            excluded,
+            limit,
+            unpark,
+        } => {
             let excluded: Vec<&str> = excluded.to_vec();
             let read = statements
                 .get(
@@ -100,7 +109,9 @@ pub(crate) fn claim_in(
                      FOR UPDATE OF t SKIP LOCKED",
                 )
                 .context("claim tasks")?;
-            limits::unpark_due(tx, now, statements)?;
+            if unpark {
+                limits::unpark_due(tx, now, statements)?;
+            }
             let want = limit.max(0) as usize;
             let mut rows = Vec::new();
             for _ in 0..MAX_PAGES {

@@ -56,6 +56,10 @@ pub struct PgStore {
     target: tls::Target,
     /// The URL without its password, for messages.
     shown: String,
+    /// When this store's claims last looked for parked tasks whose time has come
+    /// (claim.rs): a statement each claim would cost a round trip, and a parked task
+    /// waits seconds anyway.
+    pub(crate) unparked_at: std::cell::Cell<i64>,
 }
 
 /// Adds the operation's name (and the kind of failure) to a client error.
@@ -139,6 +143,7 @@ impl PgStore {
             statements: Statements::default(),
             shown: redact(url),
             target,
+            unparked_at: std::cell::Cell::new(i64::MIN),
         };
         // Connected now, so an unreachable server is this call's error.
         store.client()?;

@@ -6,7 +6,7 @@
 
 use postgres::{GenericClient, Row};
 
-use super::claim::{claim_in, Pick};
+use super::claim::{claim_in, Pick, UNPARK_EVERY_MS};
 use super::finish::finish_in;
 use super::logs::{append, append_lines, Numbered};
 use super::wakeups::notify_in;
@@ -303,9 +303,17 @@ impl TaskQueue for PgStore {
         let mut lines = Numbered::with_capacity(c.finishes.len() * 2 + c.limit);
         let applied = finish_in(&mut tx, c.finishes, &mut lines, &self.statements)?;
         let claimed = if c.limit > 0 {
+            // Parked tasks whose time has come are looked for at most every
+            // UNPARK_EVERY_MS (and whenever the clock went back).
+            let last = self.unparked_at.get();
+            let unpark = c.now < last || c.now.saturating_sub(last) >= UNPARK_EVERY_MS;
+            if unpark {
+                self.unparked_at.set(c.now);
+            }
             let pick = Pick::Due {
                 excluded: c.excluded_workers,
                 limit: c.limit as i64,
+                unpark,
             };
             claim_in(
                 &mut tx,
