@@ -136,9 +136,8 @@ pub(super) fn finish_in(
     let now = finishes.iter().map(|f| f.at).max().unwrap_or(0);
     let released = super::deps::release(tx, &ended, now, false)?;
     // Each stopped attempt frees a slot of its key: the first task parked on it may go.
-    let freed = super::limits::keys_of(tx, &stopped)?;
-    super::limits::release(tx, &freed, now)?;
-    Ok((applied, released || !freed.is_empty()))
+    let freed = super::limits::release(tx, &stopped, now)?;
+    Ok((applied, released || freed))
 }
 
 /// Adds tasks that just finished (`ids`: rows updated from running to completed,

@@ -49,6 +49,56 @@ pub(super) fn rules_of(
     Ok(out)
 }
 
+/// The running tasks of every key of `workers` that has some: few (at most the
+/// tasks running at all), so one read serves a whole claim.
+fn running_of(conn: &Connection, workers: &[&str]) -> Result<HashMap<KeyOf, i64>, StoreError> {
+    let mut out = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT worker, limit_rule, limit_key, COUNT(*) FROM tasks
+                 INDEXED BY tasks_limit_running
+             WHERE limit_key IS NOT NULL AND status = 'running'
+             GROUP BY worker, limit_rule, limit_key",
+        )
+        .context("count running tasks per key")?;
+    let mut rows = stmt.query([]).context("count running tasks per key")?;
+    while let Some(r) = rows.next().context("count running tasks per key")? {
+        let worker: String = r.get(0).context("count running tasks per key")?;
+        if !workers.contains(&worker.as_str()) {
+            continue;
+        }
+        let limit = TaskLimit {
+            rule: r.get(1).context("count running tasks per key")?,
+            key: r.get(2).context("count running tasks per key")?,
+        };
+        out.insert(
+            (worker, limit),
+            r.get(3).context("count running tasks per key")?,
+        );
+    }
+    Ok(out)
+}
+
+/// The starts of `key` of `worker` after `since`, and the oldest of them.
+fn starts_of(
+    conn: &Connection,
+    worker: &str,
+    key: &TaskLimit,
+    since: i64,
+) -> Result<(i64, Option<i64>), StoreError> {
+    conn.prepare_cached(
+        "SELECT COUNT(*), MIN(started_at) FROM tasks INDEXED BY tasks_limit_starts
+         WHERE worker = ?1 AND limit_rule = ?2 AND limit_key = ?3
+           AND limit_key IS NOT NULL AND started_at > ?4",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![worker, key.rule, key.key, since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    })
+    .context("count a key's recent starts")
+}
+
 /// How much of `rule` the key `key` of `worker` uses at `now`.
 fn usage_of(
     conn: &Connection,
@@ -67,18 +117,7 @@ fn usage_of(
         .context("count a key's running tasks")?;
     let (started, oldest_start) = match rule.rate {
         None => (0, None),
-        Some((_, period)) => conn
-            .prepare_cached(
-                "SELECT COUNT(*), MIN(started_at) FROM tasks INDEXED BY tasks_limit_starts
-                 WHERE worker = ?1 AND limit_rule = ?2 AND limit_key = ?3
-                   AND limit_key IS NOT NULL AND started_at > ?4",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![worker, key.rule, key.key, now - period], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-            })
-            .context("count a key's recent starts")?,
+        Some((_, period)) => starts_of(conn, worker, key, now - period)?,
     };
     Ok(LimitUsage {
         running,
@@ -111,6 +150,7 @@ pub(super) fn needs(
     workers.sort_unstable();
     workers.dedup();
     let rules = rules_of(conn, &workers)?;
+    let running = running_of(conn, &workers)?;
     let mut usage = HashMap::new();
     for c in candidates {
         let Some(limit) = &c.limit else { continue };
@@ -119,7 +159,15 @@ pub(super) fn needs(
             continue;
         }
         if let Some(rule) = rules.get(&(c.worker.clone(), limit.rule.clone())) {
-            let used = usage_of(conn, &c.worker, limit, rule, now)?;
+            let (started, oldest_start) = match rule.rate {
+                None => (0, None),
+                Some((_, period)) => starts_of(conn, &c.worker, limit, now - period)?,
+            };
+            let used = LimitUsage {
+                running: running.get(&key).copied().unwrap_or(0),
+                started,
+                oldest_start,
+            };
             usage.insert(key, used);
         }
     }
@@ -146,14 +194,28 @@ pub(super) fn unpark_due(conn: &Connection, now: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Makes due, for each of `freed` (the key of a task that just stopped running), the
-/// first task parked on that key: its slot is free now.
-pub(super) fn release(conn: &Connection, freed: &[KeyOf], now: i64) -> Result<(), StoreError> {
-    if freed.is_empty() {
-        return Ok(());
+/// Makes due, for each task of `stopped` (attempts that just stopped running) that has
+/// a key, the first task parked on that key: its slot is free now. Returns whether
+/// any was released.
+pub(super) fn release(conn: &Connection, stopped: &[i64], now: i64) -> Result<bool, StoreError> {
+    if stopped.is_empty() {
+        return Ok(false);
     }
+    // Most finishes free a slot no task waits for: one probe of the (small) index of
+    // parked tasks spares a statement per key. Writers take turns on SQLite, so no
+    // claim parks a task between this probe and the commit.
+    let any_parked: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_parked_until WHERE parked = 1)",
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .context("release parked tasks")?;
+    if !any_parked {
+        return Ok(false);
+    }
+    let freed = keys_of(conn, stopped)?;
     let mut counts: HashMap<&KeyOf, i64> = HashMap::new();
-    for k in freed {
+    for k in &freed {
         *counts.entry(k).or_default() += 1;
     }
     let mut stmt = conn
@@ -165,15 +227,17 @@ pub(super) fn release(conn: &Connection, freed: &[KeyOf], now: i64) -> Result<()
                           ORDER BY priority, id LIMIT ?5)",
         )
         .context("release parked tasks")?;
+    let mut released = 0;
     for ((worker, limit), n) in counts {
-        stmt.execute(params![worker, limit.rule, limit.key, now, n])
+        released += stmt
+            .execute(params![worker, limit.rule, limit.key, now, n])
             .context("release parked tasks")?;
     }
-    Ok(())
+    Ok(released > 0)
 }
 
 /// The keys of the tasks `ids` that have one (one read for the batch).
-pub(super) fn keys_of(conn: &Connection, ids: &[i64]) -> Result<Vec<KeyOf>, StoreError> {
+fn keys_of(conn: &Connection, ids: &[i64]) -> Result<Vec<KeyOf>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
