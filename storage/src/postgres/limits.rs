@@ -121,6 +121,14 @@ fn usage_of(
     Ok(out)
 }
 
+/// The candidates a claim may consider, the rules of their workers and the usage of
+/// their keys.
+pub(super) type Prepared = (
+    Vec<Candidate>,
+    HashMap<(String, String), LimitRule>,
+    HashMap<KeyOf, LimitUsage>,
+);
+
 /// What a claim of `candidates` may do about their limits: the candidates it may
 /// consider (those of keys another claim holds are left out), the rules and the usage
 /// of their keys. Takes the advisory lock of each key it keeps.
@@ -129,14 +137,7 @@ pub(super) fn prepare(
     candidates: Vec<Candidate>,
     now: i64,
     statements: &Statements,
-) -> Result<
-    (
-        Vec<Candidate>,
-        HashMap<(String, String), LimitRule>,
-        HashMap<KeyOf, LimitUsage>,
-    ),
-    StoreError,
-> {
+) -> Result<Prepared, StoreError> {
     let mut workers: Vec<&str> = candidates
         .iter()
         .filter(|c| c.limit.is_some())
