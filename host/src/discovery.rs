@@ -647,6 +647,9 @@ pub fn discover(
         .collect();
     report.registered.retain(|w| !again.contains(&w.identifier));
     report.restored = restored;
+    // Every worker, not only those changed: a store an older stask wrote has limits in
+    // its manifests and none in the store yet. A read per worker when nothing changed.
+    crate::limits::sync_all(store)?;
     Ok(report)
 }
 
@@ -735,6 +738,8 @@ pub fn rescan(store: &mut dyn Store, exe: &Path, plugins_dir: &Path) -> Result<R
                 Some(m) => {
                     let json = serde_json::to_string(m)?;
                     store.update_worker_library(&w.identifier, &meta_of(m, &json), &p.fingerprint)?;
+                    // The new manifest may declare other limits.
+                    crate::limits::sync_workers(store, [w.identifier.as_str()])?;
                     report.updated.push(change(m, key, w.active));
                 }
                 None => report.failed.push(skipped(

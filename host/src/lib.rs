@@ -22,6 +22,7 @@ pub mod engine;
 pub mod fingerprint;
 pub mod home;
 pub mod http;
+pub mod limits;
 pub mod loader;
 pub mod logging;
 pub mod metrics;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString};
-use stask_plugin_api::abi::{RunContext, RunContext_TO};
+use stask_plugin_api::abi::{HostServicesFn, RunContext, RunContext_TO, HOST_SERVICES_SYMBOL};
 
 use crate::engine::limits::limit_cpu_from_now;
 use crate::engine::protocol::{Command, Event};
@@ -109,6 +109,30 @@ struct Ctx {
     result_dir: String,
 }
 
+/// How long a run waits for the host to answer an enqueue request.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Enqueue requests waiting for the host's answer, by request number (answers arrive on
+/// the command stream, read by another thread).
+#[derive(Default)]
+struct Requests {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, mpsc::Sender<Result<i64, String>>>>,
+}
+
+impl Requests {
+    fn answer(&self, request: u64, answer: Result<i64, String>) {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request);
+        if let Some(tx) = waiting {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
 impl RunContext for Ctx {
     fn progress(&self, processed: u64, total: u64, message: RStr<'_>) {
         let s = &self.state;
@@ -154,6 +178,114 @@ impl RunContext for Ctx {
             );
         }
         self.result_dir.as_str().into()
+    }
+}
+
+/// The running task as the host services see it ([`host_enqueue`]).
+struct Link {
+    state: Arc<ProgressState>,
+    out: Arc<Output>,
+    requests: Arc<Requests>,
+}
+
+/// The task running now, for the host services a library calls by function pointer;
+/// `None` between tasks.
+static CURRENT: Mutex<Option<Arc<Link>>> = Mutex::new(None);
+
+fn set_current(link: Option<Arc<Link>>) {
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = link;
+}
+
+/// Offers the loaded library the host's services, when it was built to take them (it
+/// exports [`HOST_SERVICES_SYMBOL`]; libraries built earlier do not, and are left as
+/// they are). Outside abi_stable's layout check on purpose: see the symbol's docs.
+fn offer_host_services(library: &Path) {
+    // SAFETY: the library is loaded already (this returns the same handle, no
+    // initialiser runs again); the symbol's signature is fixed by its versioned name.
+    let Ok(lib) = abi_stable::library::RawLibrary::load_at(library) else {
+        return;
+    };
+    unsafe {
+        if let Ok(services) = lib.get::<HostServicesFn>(HOST_SERVICES_SYMBOL) {
+            (*services)(host_enqueue);
+        }
+    }
+    // Never unloaded, like every plugin library (abi_stable keeps its own handle).
+    std::mem::forget(lib);
+}
+
+/// The enqueue service a library calls: for the running task only, sent to the host
+/// (which alone holds the store), waiting for its answer. Never unwinds into the
+/// plugin.
+extern "C" fn host_enqueue(
+    task: u64,
+    worker: RStr<'_>,
+    action: RStr<'_>,
+    data: RStr<'_>,
+) -> RResult<u64, RString> {
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let link = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match link {
+            Some(link) if link.state.id as u64 == task => {
+                link.enqueue(worker.as_str(), action.as_str(), data.as_str())
+            }
+            _ => Err(format!(
+                "task #{task} is not running; a task enqueues only while it runs"
+            )),
+        }
+    }));
+    match answer {
+        Ok(Ok(id)) => RResult::ROk(id),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(_) => RResult::RErr("the runner failed while enqueueing".into()),
+    }
+}
+
+impl Link {
+    /// Asks the host to create the task and waits for its answer: the runner may be
+    /// sandboxed and never touches the database.
+    fn enqueue(&self, worker: &str, action: &str, data: &str) -> Result<u64, String> {
+        let limit = crate::ops::tasks::create::MAX_DATA_BYTES;
+        if data.len() > limit {
+            // Refused here, so oversized data never crosses the protocol.
+            return Err(format!(
+                "task data is {} bytes; the limit is {limit} bytes. Pass large inputs as a file path instead",
+                data.len()
+            ));
+        }
+        let request = self.requests.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request, tx);
+        // Keep order: progress reported before this request lands before it.
+        self.state.flush(&self.out);
+        self.out.send(
+            &Event::Enqueue {
+                id: self.state.id,
+                request,
+                worker: worker.to_owned(),
+                action: action.to_owned(),
+                data: data.to_owned(),
+            },
+            true,
+        );
+        match rx.recv_timeout(ENQUEUE_TIMEOUT) {
+            Ok(answer) => answer.map(|id| id as u64),
+            Err(_) => {
+                self.requests
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&request);
+                Err(format!(
+                    "the host did not answer within {} s; the task may or may not have been created",
+                    ENQUEUE_TIMEOUT.as_secs()
+                ))
+            }
+        }
     }
 }
 
@@ -219,17 +351,33 @@ pub fn run_child(library: &Path, sandbox: Option<&str>) -> i32 {
             return 0;
         }
     };
+    offer_host_services(library);
     out.send(&Event::Ready { sandbox: confined }, true);
 
     let flags: Flags = Arc::default();
+    let requests: Arc<Requests> = Arc::default();
     let (tx, rx) = mpsc::channel::<Command>();
     {
         let flags = flags.clone();
+        let requests = requests.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(commands).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Command>(&line) {
                     Ok(Command::Cancel { id }) => flag(&flags, id).store(true, Ordering::Relaxed),
+                    Ok(Command::Enqueued {
+                        request,
+                        task,
+                        error,
+                    }) => requests.answer(
+                        request,
+                        match (task, error) {
+                            (Some(id), _) => Ok(id),
+                            (None, e) => {
+                                Err(e.unwrap_or_else(|| "the host created no task".into()))
+                            }
+                        },
+                    ),
                     Ok(run @ Command::Run { .. }) => {
                         if tx.send(run).is_err() {
                             break;
@@ -328,6 +476,11 @@ pub fn run_child(library: &Path, sandbox: Option<&str>) -> i32 {
             out: out.clone(),
             result_dir,
         };
+        set_current(Some(Arc::new(Link {
+            state: state.clone(),
+            out: out.clone(),
+            requests: requests.clone(),
+        })));
         // Only runs with a CPU allowance touch the limit (it is lifted again after
         // them): two system calls saved on every other run.
         if cpu_secs.is_some() {
@@ -343,6 +496,7 @@ pub fn run_child(library: &Path, sandbox: Option<&str>) -> i32 {
         if cpu_secs.is_some() {
             limit_cpu_from_now(None);
         }
+        set_current(None);
         let left = leftovers(own_threads);
         *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         state.flush(&out);

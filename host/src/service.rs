@@ -304,6 +304,13 @@ pub fn serve(home: &Home, config: &Config) -> Result<()> {
             }
             Ok(())
         })?;
+    } else {
+        // Discovery syncs them itself; a store an older stask wrote has workers with
+        // limits in their manifests and none in the store yet.
+        let mut store = store;
+        retry_transient("cannot sync the workers' limits", &running, || {
+            crate::limits::sync_all(&mut *store)
+        })?;
     }
 
     // The API is up before the wake-up listener exists, so both mean "ready".

@@ -49,6 +49,8 @@ const FILES: &[(&str, &[u8])] = embed![
     "js/pages/tasks.js",
     "js/pages/worker.js",
     "js/pages/workers.js",
+    "js/pages/workflow.js",
+    "js/pages/workflows.js",
     "lang/en.json",
     "lang/ru.json",
     "lang/uk.json",

@@ -4,11 +4,13 @@
 //! builds the root module, and the runner in the host calls through it. It is public so
 //! that the host (and tools that inspect libraries) can name the same types.
 //!
-//! Evolution rules: [`WorkerLib`] is an abi_stable *prefix type*. New entry points are
-//! appended after the last field and read by the host with the `*_opt` accessors, so a
-//! library built against an older 0.1.x SDK keeps loading. The manifest crosses the
-//! boundary as JSON (see [`crate::manifest`]), so new optional manifest fields need no
-//! ABI change at all.
+//! Evolution rules: [`WorkerLib`] is an abi_stable *prefix type*. abi_stable's load-time
+//! check accepts a library whose prefix types have *more* fields than the host's, never
+//! fewer, so an entry point (or a [`RunContext`] method) added on the host's side would
+//! refuse every library built before it. Host services added since travel outside the
+//! checked layouts instead ([`HOST_SERVICES_SYMBOL`]). The manifest crosses the boundary
+//! as JSON (see [`crate::manifest`]), so new optional manifest fields need no ABI change
+//! at all.
 //!
 //! ```
 //! use stask_plugin_api::abi::{RunContextRef, WorkerLibRef, API_VERSION};
@@ -73,9 +75,9 @@ pub mod level {
 
 /// Host-side services a running action can call.
 ///
-/// Implemented by the host's runner; plugins receive it as [`RunContextRef`]. Methods are
-/// appended only after `result_dir` (marked as the last prefix method) so older plugins
-/// keep working with newer hosts.
+/// Implemented by the host's runner; plugins receive it as [`RunContextRef`]. Its layout
+/// is frozen: a method appended here would make libraries built before it fail
+/// abi_stable's check, so newer services go through [`HOST_SERVICES_SYMBOL`].
 ///
 /// Workers never implement it: the host's runner does, and so does
 /// [`TestRun`](crate::testing::TestRun) for unit tests. An implementation, as a host
@@ -136,6 +138,56 @@ pub trait RunContext {
     #[sabi(last_prefix_field)]
     fn result_dir(&self) -> RString;
 }
+
+/// Host services beyond [`RunContext`], handed to a library through a versioned symbol
+/// rather than by growing a checked type.
+///
+/// abi_stable compares the host's layouts with the library's when it loads one, and a
+/// prefix type (the root module, the [`RunContext`] vtable) may have *more* fields in the
+/// library than in the host, never fewer: a method appended to `RunContext`, which the
+/// host implements, makes every library built before it fail to load ("too many
+/// fields"). So newer services travel outside the checked layout: a library built with
+/// this SDK exports [`HOST_SERVICES_SYMBOL`] (`export_workers!` does), and a runner that
+/// finds it calls it once, after loading the library, with the services' entry points.
+/// A library without the symbol (built earlier) is never offered them and loads as
+/// before; a library run by a host that never calls it gets [`ENQUEUE_UNSUPPORTED`] from
+/// `Context::enqueue`. Changing a signature here means a new symbol name (`_v2`).
+///
+/// ```
+/// use stask_plugin_api::abi::{EnqueueFn, HostServicesFn, HOST_SERVICES_SYMBOL};
+/// use abi_stable::std_types::{RResult, RStr, RString};
+///
+/// assert_eq!(HOST_SERVICES_SYMBOL, b"stask_host_services_v1\0");
+/// // What a host passes: the id of the running task, then worker, action and data.
+/// extern "C" fn enqueue(task: u64, _: RStr<'_>, _: RStr<'_>, _: RStr<'_>) -> RResult<u64, RString> {
+///     RResult::ROk(task + 1)
+/// }
+/// let _: EnqueueFn = enqueue;
+/// # let _: Option<HostServicesFn> = None;
+/// ```
+pub const HOST_SERVICES_SYMBOL: &[u8] = b"stask_host_services_v1\0";
+
+/// The host's enqueue service: creates `action` of `worker` with `data` (JSON object
+/// text) as a child of running task `task`; the new task's id, or why not. The host
+/// answers only for the task it is running.
+pub type EnqueueFn = extern "C" fn(
+    task: u64,
+    worker: RStr<'_>,
+    action: RStr<'_>,
+    data: RStr<'_>,
+) -> RResult<u64, RString>;
+
+/// The signature of [`HOST_SERVICES_SYMBOL`]: receives the host's services.
+pub type HostServicesFn = extern "C" fn(enqueue: EnqueueFn);
+
+/// What `Context::enqueue` returns when the host offered no enqueue service (a host
+/// older than the plugin's SDK).
+///
+/// ```
+/// assert!(stask_plugin_api::abi::ENQUEUE_UNSUPPORTED.contains("upgrade stask"));
+/// ```
+pub const ENQUEUE_UNSUPPORTED: &str =
+    "this stask host cannot enqueue tasks from a running task (it is older than the plugin's SDK); upgrade stask";
 
 /// The context as passed across the boundary: a borrowed, type-erased trait object.
 ///

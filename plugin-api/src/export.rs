@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use abi_stable::std_types::{RResult, RStr, RString};
@@ -78,6 +79,25 @@ fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(format!("{what} must be a JSON object")),
         Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+/// The host's enqueue service, once the runner offered it (0: not offered). One per
+/// library: every library has its own copy of the SDK.
+static HOST_ENQUEUE: AtomicUsize = AtomicUsize::new(0);
+
+/// Body of the library's [`HOST_SERVICES_SYMBOL`](crate::abi::HOST_SERVICES_SYMBOL)
+/// export: keeps the host's services for [`Context::enqueue`].
+pub fn set_host_services(enqueue: crate::abi::EnqueueFn) {
+    HOST_ENQUEUE.store(enqueue as usize, Ordering::Release);
+}
+
+/// The host's enqueue service, if the runner offered one.
+pub(crate) fn host_enqueue() -> Option<crate::abi::EnqueueFn> {
+    match HOST_ENQUEUE.load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: only `set_host_services` stores here, and only an `EnqueueFn`.
+        f => Some(unsafe { std::mem::transmute::<usize, crate::abi::EnqueueFn>(f) }),
     }
 }
 
@@ -201,6 +221,15 @@ macro_rules! export_workers {
             settings: $crate::__private::RStr<'_>,
         ) -> $crate::__private::RResult<$crate::__private::RString, $crate::__private::RString> {
             $crate::__private::run_entry(__stask_registry, ctx, worker, action, data, settings)
+        }
+
+        // The runner hands the library the host's services through this symbol (see
+        // `stask_plugin_api::abi::HOST_SERVICES_SYMBOL`), outside abi_stable's checked
+        // layouts, so libraries built before it keep loading.
+        #[doc(hidden)]
+        #[no_mangle]
+        pub extern "C" fn stask_host_services_v1(enqueue: $crate::abi::EnqueueFn) {
+            $crate::__private::set_host_services(enqueue)
         }
 
         #[doc(hidden)]

@@ -38,12 +38,15 @@
 
 pub mod abi;
 pub mod access;
+pub mod enqueue;
 mod export;
 pub mod manifest;
 pub mod testing;
 mod worker;
 
-pub use manifest::{ActionSpec, LibraryManifest, SettingKind, SettingSpec, WorkerManifest};
+pub use manifest::{
+    ActionSpec, LibraryManifest, LimitSpec, RateSpec, SettingKind, SettingSpec, WorkerManifest,
+};
 pub use worker::{Context, Error, Input, Level, Worker};
 
 /// The usual imports for a worker crate.
@@ -60,7 +63,7 @@ pub use worker::{Context, Error, Input, Level, Worker};
 /// # fn _uses(_: &dyn Worker, _: &Context<'_>, _: Input) {}
 /// ```
 pub mod prelude {
-    pub use crate::manifest::{ActionSpec, SettingSpec, WorkerManifest};
+    pub use crate::manifest::{ActionSpec, LimitSpec, SettingSpec, WorkerManifest};
     pub use crate::worker::{Context, Error, Input, Level, Worker};
     pub use serde_json::{json, Value};
 }
@@ -83,7 +86,7 @@ pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{manifest_entry, root_module, run_entry, Registry};
+    pub use crate::export::{manifest_entry, root_module, run_entry, set_host_services, Registry};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

@@ -105,6 +105,18 @@ pub struct WorkerManifest {
     /// nothing when it declares nothing.
     #[serde(default, skip_serializing_if = "AccessSpec::is_empty")]
     pub access: AccessSpec,
+    /// Limits per key on its tasks (see [`LimitSpec`]): at most N running, or N starts
+    /// per period, per worker, action or key from the task's data. Operators replace
+    /// them with the `limits` setting. Left out of the JSON when empty, so manifests
+    /// without limits look as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitSpec>,
+    /// Follow-up tasks its runs may create with [`Context::enqueue`](crate::Context::enqueue):
+    /// worker identifiers (any of their actions) or `worker/action`; none when empty.
+    /// Left out of the JSON when empty, so libraries built before the field keep their
+    /// manifest (see [`crate::enqueue`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enqueues: Vec<String>,
 }
 
 fn default_icon() -> String {
@@ -378,6 +390,8 @@ impl WorkerManifest {
             settings: Vec::new(),
             timeout_secs: None,
             access: AccessSpec::default(),
+            limits: Vec::new(),
+            enqueues: Vec::new(),
         }
     }
 
@@ -470,6 +484,119 @@ impl WorkerManifest {
     pub fn timeout_secs(mut self, secs: u64) -> Self {
         self.timeout_secs = Some(secs);
         self
+    }
+
+    /// Adds a limit on its tasks (see [`LimitSpec`]). A task falls under the first
+    /// limit that matches it, so put the narrower ones first.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("shop", "Shop")
+    ///     .action(ActionSpec::new("import", "Import"))
+    ///     .action(ActionSpec::new("notify", "Notify"))
+    ///     // One import per shop at a time.
+    ///     .limit(LimitSpec::action("import").key("shop:{shop_id}").concurrency(1))
+    ///     // At most 60 notifications a minute, whatever the shop.
+    ///     .limit(LimitSpec::action("notify").rate(60, 60));
+    /// assert_eq!(m.validate(), Ok(()));
+    /// let bad = m.limit(LimitSpec::action("export").concurrency(2));
+    /// assert!(bad.validate().unwrap_err().contains("no action 'export'"));
+    /// ```
+    pub fn limit(mut self, limit: LimitSpec) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// Checks limits — the manifest's own or an operator's `limits` setting — against
+    /// this worker: each valid ([`LimitSpec::validate`]), naming only its actions, and
+    /// no two with the same action and key template.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W").action(ActionSpec::new("run", "Run"));
+    /// assert_eq!(m.check_limits(&[LimitSpec::worker().concurrency(2)]), Ok(()));
+    /// let twice = [LimitSpec::worker().concurrency(2), LimitSpec::worker().rate(1, 1)];
+    /// assert!(m.check_limits(&twice).unwrap_err().contains("twice"));
+    /// ```
+    pub fn check_limits(&self, limits: &[LimitSpec]) -> Result<(), String> {
+        if limits.len() > MAX_LIMITS {
+            return Err(format!(
+                "{} limits given; a worker has at most {MAX_LIMITS}",
+                limits.len()
+            ));
+        }
+        for (i, l) in limits.iter().enumerate() {
+            l.validate()?;
+            if let Some(action) = &l.action {
+                if self.find_action(action).is_none() {
+                    let names: Vec<&str> = self.actions.iter().map(|a| a.name.as_str()).collect();
+                    return Err(format!(
+                        "limit {} names no action '{action}' of worker '{}' (its actions: {})",
+                        i + 1,
+                        self.identifier,
+                        names.join(", ")
+                    ));
+                }
+            }
+            if limits[..i].iter().any(|o| o.rule() == l.rule()) {
+                return Err(format!(
+                    "limit {} ({}) is given twice; give concurrency and rate in one limit",
+                    i + 1,
+                    l.describe()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits in force for settings `settings` (stored or resolved): the `limits`
+    /// setting when it is there (it replaces the manifest's entirely; `[]` means
+    /// none), otherwise the manifest's. A setting that cannot be read counts as absent
+    /// (it was checked when it was stored).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("w", "W")
+    ///     .action(ActionSpec::new("run", "Run"))
+    ///     .limit(LimitSpec::worker().concurrency(2));
+    /// assert_eq!(m.effective_limits(&Default::default()).len(), 1);
+    /// let none = json!({ "limits": [] }).as_object().unwrap().clone();
+    /// assert!(m.effective_limits(&none).is_empty());
+    /// ```
+    pub fn effective_limits(&self, settings: &Map<String, Value>) -> Vec<LimitSpec> {
+        settings
+            .get(LIMITS_SETTING)
+            .and_then(|v| serde_json::from_value::<Vec<LimitSpec>>(v.clone()).ok())
+            .unwrap_or_else(|| self.limits.clone())
+    }
+
+    /// Declares a follow-up task its runs may enqueue: `"worker"` (any of its actions) or
+    /// `"worker/action"`. Call it once per target; anything not declared is refused.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("feed", "Feed")
+    ///     .action(ActionSpec::new("fetch", "Fetch"))
+    ///     .enqueues("feed/fetch")
+    ///     .enqueues("mailer");
+    /// assert!(m.may_enqueue("mailer", "send"));
+    /// assert!(!m.may_enqueue("feed", "purge"));
+    /// assert_eq!(serde_json::to_value(&m).unwrap()["enqueues"], json!(["feed/fetch", "mailer"]));
+    /// ```
+    pub fn enqueues(mut self, target: &str) -> Self {
+        self.enqueues.push(target.to_owned());
+        self
+    }
+
+    /// Whether its runs may enqueue `action` of `worker` (see [`WorkerManifest::enqueues`]).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let m = WorkerManifest::new("feed", "Feed").action(ActionSpec::new("fetch", "Fetch"));
+    /// assert!(!m.may_enqueue("feed", "fetch")); // nothing declared
+    /// ```
+    pub fn may_enqueue(&self, worker: &str, action: &str) -> bool {
+        crate::enqueue::allows(&self.enqueues, worker, action)
     }
 
     /// The action a schedule runs: the one marked `scheduled`, else the first.
@@ -592,6 +719,10 @@ impl WorkerManifest {
         self.access
             .validate(&self.settings)
             .map_err(|e| format!("worker '{id}': {e}"))?;
+        crate::enqueue::validate_targets(&self.enqueues)
+            .map_err(|e| format!("worker '{id}': {e}"))?;
+        self.check_limits(&self.limits)
+            .map_err(|e| format!("worker '{id}': {e}"))?;
         Ok(())
     }
 
@@ -620,9 +751,7 @@ impl WorkerManifest {
         let mut out = Map::new();
         for (key, value) in given {
             if let Some(host) = host_setting(key) {
-                if !host.accepts(value) {
-                    return Err(format!("setting '{key}' must be {}", host.expected()));
-                }
+                host.check(value)?;
                 out.insert(key.clone(), value.clone());
                 continue;
             }
@@ -688,6 +817,234 @@ pub const CPU_SETTING: &str = "max_cpu_secs";
 /// Settings key every worker accepts: the most files its runner may have open at once.
 pub const OPEN_FILES_SETTING: &str = "max_open_files";
 
+/// Settings key every worker accepts: its limits per key, a JSON array of
+/// [`LimitSpec`] objects replacing the manifest's entirely (`[]`: no limits).
+///
+/// ```
+/// use stask_plugin_api::manifest::{host_setting, LIMITS_SETTING};
+/// use serde_json::json;
+///
+/// let limits = host_setting(LIMITS_SETTING).unwrap();
+/// assert!(limits.accepts(&json!([{ "key": "shop:{shop_id}", "concurrency": 1 }])));
+/// assert!(limits.check(&json!([{ "key": "shop:{}", "concurrency": 1 }])).unwrap_err().contains("empty"));
+/// ```
+pub const LIMITS_SETTING: &str = "limits";
+
+/// Most limits one worker has.
+pub const MAX_LIMITS: usize = 64;
+
+/// Longest key template of a limit, in bytes.
+pub const MAX_LIMIT_KEY_BYTES: usize = 256;
+
+/// Longest rate period of a limit, in seconds (a year).
+pub const MAX_LIMIT_PERIOD_SECS: u64 = 31_536_000;
+
+/// A limit on a worker's tasks, per key: at most `concurrency` of them running at
+/// once, and at most `rate.starts` of them started within any `rate.per_secs` seconds,
+/// among the tasks that share a key. The host enforces it when a task is claimed
+/// (never two at once, also across hosts sharing a store); a task over the limit waits
+/// pending, it never fails for it.
+///
+/// * `action`: the action whose tasks it covers; `None`: every action of the worker.
+/// * `key`: a template over the task's data (`"shop:{shop_id}"`, the syntax of
+///   [`render_unique_key`]); tasks with the same rendered key share the limit.
+///   `None`: one key for the whole scope (the action's name, or the worker's
+///   identifier). A task whose data lacks a field the template names (or holds `null`
+///   there) does not fall under this limit; the next one that matches applies.
+/// * A task falls under the **first** limit that matches it: one rule per task.
+///
+/// In a manifest's (or the `limits` setting's) JSON:
+/// `{"action": "import", "key": "shop:{shop_id}", "concurrency": 1}`,
+/// `{"rate": {"starts": 60, "per_secs": 60}}`.
+///
+/// ```
+/// use stask_plugin_api::prelude::*;
+///
+/// let one_per_shop = LimitSpec::action("import").key("shop:{shop_id}").concurrency(1);
+/// assert_eq!(one_per_shop.validate(), Ok(()));
+/// let json = serde_json::to_value(&one_per_shop).unwrap();
+/// assert_eq!(json, json!({"action": "import", "key": "shop:{shop_id}", "concurrency": 1}));
+/// // Neither a concurrency nor a rate: a limit that limits nothing.
+/// assert!(LimitSpec::worker().validate().unwrap_err().contains("neither a concurrency nor a rate"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// The action it covers; `None`: every action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Key template over the task's data; `None`: one key for the scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// At most this many running at once per key (1 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most this many starts per period per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateSpec>,
+}
+
+/// A rate: at most `starts` task starts within any `per_secs` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Starts allowed per period (1 or more).
+    pub starts: u32,
+    /// The period, in seconds (1 or more).
+    pub per_secs: u64,
+}
+
+impl LimitSpec {
+    /// A limit on every action of the worker.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// assert_eq!(LimitSpec::worker().concurrency(4).action, None);
+    /// ```
+    pub fn worker() -> Self {
+        LimitSpec {
+            action: None,
+            key: None,
+            concurrency: None,
+            rate: None,
+        }
+    }
+
+    /// A limit on the tasks of one action.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// assert_eq!(LimitSpec::action("import").action.as_deref(), Some("import"));
+    /// ```
+    pub fn action(name: &str) -> Self {
+        LimitSpec {
+            action: Some(name.to_owned()),
+            ..LimitSpec::worker()
+        }
+    }
+
+    /// Sets the key template: tasks whose data renders the same key share the limit.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// let l = LimitSpec::worker().key("shop:{shop_id}").concurrency(1);
+    /// assert_eq!(l.key.as_deref(), Some("shop:{shop_id}"));
+    /// ```
+    pub fn key(mut self, template: &str) -> Self {
+        self.key = Some(template.to_owned());
+        self
+    }
+
+    /// Sets the most tasks running at once per key.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// assert_eq!(LimitSpec::worker().concurrency(3).concurrency, Some(3));
+    /// assert!(LimitSpec::worker().concurrency(0).validate().is_err());
+    /// ```
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Sets the most task starts per `per_secs` seconds per key.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// // 60 calls a minute toward an external API.
+    /// let l = LimitSpec::action("call").rate(60, 60);
+    /// assert_eq!((l.rate.unwrap().starts, l.rate.unwrap().per_secs), (60, 60));
+    /// ```
+    pub fn rate(mut self, starts: u32, per_secs: u64) -> Self {
+        self.rate = Some(RateSpec { starts, per_secs });
+        self
+    }
+
+    /// Its identity within its worker: `ACTION|TEMPLATE`, `*` for every action and an
+    /// empty template for none. Tasks store it with their key, so changing a limit's
+    /// numbers keeps its identity, changing its scope or template makes a new one.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// assert_eq!(LimitSpec::action("import").key("shop:{shop_id}").rule(), "import|shop:{shop_id}");
+    /// assert_eq!(LimitSpec::worker().rule(), "*|");
+    /// ```
+    pub fn rule(&self) -> String {
+        format!(
+            "{}|{}",
+            self.action.as_deref().unwrap_or("*"),
+            self.key.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The limit in words for messages: `action 'import', key 'shop:{shop_id}'`.
+    pub fn describe(&self) -> String {
+        let scope = match &self.action {
+            Some(a) => format!("action '{a}'"),
+            None => "every action".to_owned(),
+        };
+        match &self.key {
+            Some(k) => format!("{scope}, key '{k}'"),
+            None => scope,
+        }
+    }
+
+    /// Checks the limit on its own (the worker's actions are checked by
+    /// [`WorkerManifest::check_limits`]): a concurrency or a rate, numbers of 1 or
+    /// more, an action name that could be one, a key template that renders.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// assert!(LimitSpec::worker().key("shop:{}").concurrency(1).validate().unwrap_err().contains("empty"));
+    /// assert!(LimitSpec::worker().rate(0, 60).validate().unwrap_err().contains("starts"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        let what = self.describe();
+        if let Some(a) = &self.action {
+            if !is_valid_identifier(a) {
+                return Err(format!(
+                    "limit on action '{a}': an action name is 1-64 lowercase letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        if self.concurrency.is_none() && self.rate.is_none() {
+            return Err(format!(
+                "limit on {what} sets neither a concurrency nor a rate; give \"concurrency\": N or \"rate\": {{\"starts\": N, \"per_secs\": S}}"
+            ));
+        }
+        if self.concurrency == Some(0) {
+            return Err(format!(
+                "limit on {what}: concurrency must be 1 or more (leave the limit out for no limit)"
+            ));
+        }
+        if let Some(rate) = &self.rate {
+            if rate.starts == 0 {
+                return Err(format!("limit on {what}: rate starts must be 1 or more"));
+            }
+            if rate.per_secs == 0 || rate.per_secs > MAX_LIMIT_PERIOD_SECS {
+                return Err(format!(
+                    "limit on {what}: rate per_secs must be from 1 to {MAX_LIMIT_PERIOD_SECS} seconds, got {}",
+                    rate.per_secs
+                ));
+            }
+        }
+        if let Some(template) = &self.key {
+            if template.trim().is_empty() || template.len() > MAX_LIMIT_KEY_BYTES {
+                return Err(format!(
+                    "limit on {what}: the key template must be 1-{MAX_LIMIT_KEY_BYTES} bytes and not blank"
+                ));
+            }
+            render_unique_key(template, &Value::Null).map_err(|e| {
+                format!(
+                    "limit on {what}: {}",
+                    e.replacen("unique key template", "key template", 1)
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// A setting every worker accepts without declaring it: the host enforces it rather
 /// than the worker (a time limit, a resource limit, the sandbox).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -714,6 +1071,8 @@ pub enum HostKind {
     Paths,
     /// A comma-separated list of `host:port`.
     Addresses,
+    /// A JSON array of [`LimitSpec`] objects.
+    Limits,
 }
 
 impl HostSetting {
@@ -729,7 +1088,27 @@ impl HostSetting {
             (HostKind::Addresses, Value::String(s)) => access::split_list(s)
                 .iter()
                 .all(|a| access::check_address(a).is_ok()),
+            (HostKind::Limits, v) => parse_limits(v).is_ok(),
             _ => false,
+        }
+    }
+
+    /// [`HostSetting::accepts`] with the reason when it does not: for `limits`, which
+    /// limit is wrong and how.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        if self.kind == HostKind::Limits {
+            return parse_limits(value)
+                .map(drop)
+                .map_err(|e| format!("setting '{}': {e}", self.key));
+        }
+        if self.accepts(value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "setting '{}' must be {}",
+                self.key,
+                self.expected()
+            ))
         }
     }
 
@@ -742,6 +1121,7 @@ impl HostSetting {
             HostKind::Paths | HostKind::Addresses => {
                 format!("a string: {}", self.unit)
             }
+            HostKind::Limits => format!("a JSON array: {}", self.unit),
         }
     }
 
@@ -749,9 +1129,59 @@ impl HostSetting {
     pub fn setting_kind(&self) -> SettingKind {
         match self.kind {
             HostKind::Integer { .. } => SettingKind::Integer,
-            HostKind::Paths | HostKind::Addresses => SettingKind::String,
+            // Given as JSON text on a command line.
+            HostKind::Paths | HostKind::Addresses | HostKind::Limits => SettingKind::String,
         }
     }
+}
+
+/// Reads a `limits` setting's value: a JSON array of valid [`LimitSpec`] objects, no
+/// two with the same action and key template. Which actions the worker has is checked
+/// by [`WorkerManifest::check_limits`].
+///
+/// ```
+/// use stask_plugin_api::manifest::parse_limits;
+/// use serde_json::json;
+///
+/// assert_eq!(parse_limits(&json!([{"rate": {"starts": 60, "per_secs": 60}}])).unwrap().len(), 1);
+/// assert!(parse_limits(&json!({"concurrency": 1})).unwrap_err().contains("JSON array"));
+/// assert!(parse_limits(&json!([{"concurency": 1}])).unwrap_err().contains("concurency"));
+/// ```
+pub fn parse_limits(value: &Value) -> Result<Vec<LimitSpec>, String> {
+    const EXAMPLE: &str = r#"[{"action": "import", "key": "shop:{shop_id}", "concurrency": 1}, {"rate": {"starts": 60, "per_secs": 60}}]"#;
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "limits must be a JSON array of limits like {EXAMPLE}, got {}",
+            json_type_name(value)
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let spec: LimitSpec = serde_json::from_value(item.clone()).map_err(|e| {
+            format!(
+                "limit {} is not a limit ({e}); a limit looks like {{\"action\": \"import\", \"key\": \"shop:{{shop_id}}\", \"concurrency\": 1, \"rate\": {{\"starts\": 60, \"per_secs\": 60}}}} with every field optional but a concurrency or a rate",
+                i + 1
+            )
+        })?;
+        out.push(spec);
+    }
+    for (i, l) in out.iter().enumerate() {
+        l.validate()?;
+        if out[..i].iter().any(|o| o.rule() == l.rule()) {
+            return Err(format!(
+                "limit {} ({}) is given twice; give concurrency and rate in one limit",
+                i + 1,
+                l.describe()
+            ));
+        }
+    }
+    if out.len() > MAX_LIMITS {
+        return Err(format!(
+            "{} limits given; a worker has at most {MAX_LIMITS}",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// The settings every worker accepts, enforced by the host. The lower bounds keep a
@@ -803,6 +1233,11 @@ pub const HOST_SETTINGS: &[HostSetting] = &[
         key: access::SANDBOX_CONNECTS,
         unit: "comma-separated host:port the worker may connect to, replacing what it declares",
         kind: HostKind::Addresses,
+    },
+    HostSetting {
+        key: LIMITS_SETTING,
+        unit: "limits per key replacing what the worker declares ([] for none)",
+        kind: HostKind::Limits,
     },
 ];
 

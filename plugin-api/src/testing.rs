@@ -96,6 +96,60 @@ pub enum Event {
     },
 }
 
+/// A follow-up task the worker enqueued ([`Context::enqueue`]); the harness gives them
+/// ids counting up from the task's own id.
+///
+/// ```
+/// # use stask_plugin_api::prelude::*;
+/// # use stask_plugin_api::testing::TestRun;
+/// struct Fan;
+/// impl Worker for Fan {
+///     fn manifest(&self) -> WorkerManifest {
+///         WorkerManifest::new("fan", "Fan")
+///             .action(ActionSpec::new("out", "Fan out"))
+///             .action(ActionSpec::new("leaf", "Leaf"))
+///             .enqueues("fan/leaf")
+///     }
+///     fn run(&self, ctx: &Context<'_>, action: &str, input: Input) -> Result<Value, Error> {
+///         if action == "out" {
+///             for i in 0..input.data_u64_or("n", 2)? {
+///                 ctx.enqueue("fan", "leaf", json!({ "i": i }))?;
+///             }
+///         }
+///         Ok(Value::Null)
+///     }
+/// }
+///
+/// let out = TestRun::new(&Fan, "out").task_id(10).data(json!({ "n": 2 })).run();
+/// let ids: Vec<u64> = out.enqueued().iter().map(|e| e.id).collect();
+/// assert_eq!(ids, [11, 12]);
+/// assert_eq!(out.enqueued()[1].data, json!({ "i": 1 }));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The id the harness gave it.
+    pub id: u64,
+    /// Its worker.
+    pub worker: String,
+    /// Its action.
+    pub action: String,
+    /// Its data.
+    pub data: Value,
+}
+
+impl Enqueued {
+    /// `worker/action`.
+    ///
+    /// ```
+    /// # use stask_plugin_api::testing::Enqueued;
+    /// let e = Enqueued { id: 2, worker: "a".into(), action: "b".into(), data: serde_json::json!({}) };
+    /// assert_eq!(e.target(), "a/b");
+    /// ```
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.worker, self.action)
+    }
+}
+
 /// A configured run of one action. Build it, then call [`TestRun::run`].
 ///
 /// ```
@@ -178,6 +232,7 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// The result directory the worker could write into (deleted when dropped).
     pub result_dir: tempfile::TempDir,
+    enqueued: Vec<Enqueued>,
 }
 
 impl<'w> TestRun<'w> {
@@ -402,7 +457,15 @@ impl<'w> TestRun<'w> {
     /// ```
     pub fn run(self) -> Outcome {
         let result_dir = tempfile::tempdir().expect("create a temporary result directory");
+        // What the manifest declares; a run that never starts enqueues nothing.
+        let (identifier, targets) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.worker.manifest()))
+                .map(|m| (m.identifier, m.enqueues))
+                .unwrap_or_default();
         let recorder = Recorder {
+            identifier,
+            targets,
+            enqueued: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
             progress_calls: AtomicU64::new(0),
             cancel_after: self.cancel_after,
@@ -413,7 +476,9 @@ impl<'w> TestRun<'w> {
             Err(e) => Err(e),
             Ok(input) => {
                 let raw: RunContextRef<'_> = RunContext_TO::from_ptr(&recorder, TD_Opaque);
-                let ctx = Context::from_raw(raw);
+                let hook =
+                    |worker: &str, action: &str, data: &str| recorder.enqueue(worker, action, data);
+                let ctx = Context::with_enqueue(raw, &hook);
                 let worker = self.worker;
                 let action = self.action.as_str();
                 match guarded_run(|| {
@@ -435,6 +500,10 @@ impl<'w> TestRun<'w> {
                 .into_inner()
                 .unwrap_or_else(|e| e.into_inner()),
             result_dir,
+            enqueued: recorder
+                .enqueued
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -613,9 +682,36 @@ impl Outcome {
     pub fn result_path(&self) -> &Path {
         self.result_dir.path()
     }
+
+    /// The follow-up tasks the worker enqueued, in order (refused ones are not here:
+    /// the worker got an error for each).
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::TestRun;
+    /// struct Lonely;
+    /// impl Worker for Lonely {
+    ///     fn manifest(&self) -> WorkerManifest {
+    ///         WorkerManifest::new("lonely", "Lonely").action(ActionSpec::new("run", "Run"))
+    ///     }
+    ///     fn run(&self, ctx: &Context<'_>, _: &str, _: Input) -> Result<Value, Error> {
+    ///         ctx.enqueue("lonely", "run", json!({}))?; // declares no targets
+    ///         Ok(Value::Null)
+    ///     }
+    /// }
+    /// let out = TestRun::new(&Lonely, "run").run();
+    /// assert!(out.enqueued().is_empty());
+    /// assert!(out.result.unwrap_err().contains("declares no enqueue targets"));
+    /// ```
+    pub fn enqueued(&self) -> &[Enqueued] {
+        &self.enqueued
+    }
 }
 
 struct Recorder {
+    identifier: String,
+    targets: Vec<String>,
+    enqueued: Mutex<Vec<Enqueued>>,
     events: Mutex<Vec<Event>>,
     progress_calls: AtomicU64,
     cancel_after: Option<u64>,
@@ -660,5 +756,54 @@ impl RunContext for Recorder {
 
     fn result_dir(&self) -> RString {
         self.result_dir.to_string_lossy().into_owned().into()
+    }
+}
+
+impl Recorder {
+    /// The host's checks that need no registry: a declared target, an object as data,
+    /// the per-attempt bound. (Whether the target worker exists is the host's to say.)
+    fn enqueue(&self, worker: &str, action: &str, data: &str) -> Result<u64, String> {
+        let checked = if !crate::enqueue::allows(&self.targets, worker, action) {
+            Err(crate::enqueue::refusal(
+                &self.identifier,
+                &self.targets,
+                worker,
+                action,
+            ))
+        } else {
+            match serde_json::from_str::<Value>(data) {
+                Ok(data @ Value::Object(_)) => Ok(data),
+                Ok(_) => Err("task data must be a JSON object".to_owned()),
+                Err(e) => Err(format!("task data is not valid JSON: {e}")),
+            }
+        };
+        let mut list = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
+        let data = match checked {
+            Ok(_) if list.len() >= crate::enqueue::MAX_PER_ATTEMPT as usize => {
+                Err(crate::enqueue::too_many())
+            }
+            other => other,
+        };
+        match data {
+            Ok(data) => {
+                let id = self.task_id + 1 + list.len() as u64;
+                list.push(Enqueued {
+                    id,
+                    worker: worker.to_owned(),
+                    action: action.to_owned(),
+                    data,
+                });
+                Ok(id)
+            }
+            Err(message) => {
+                drop(list);
+                // The host writes a refusal to the task's log; so does the harness.
+                self.push(Event::Log {
+                    level: Level::Error,
+                    message: format!("Enqueue refused: {message}"),
+                });
+                Err(message)
+            }
+        }
     }
 }

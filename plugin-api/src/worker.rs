@@ -477,13 +477,29 @@ impl Level {
 /// ```
 pub struct Context<'a> {
     raw: RunContextRef<'a>,
+    /// Where `enqueue` goes instead of the host's service (the test harness).
+    enqueue_to: Option<&'a EnqueueHook<'a>>,
 }
+
+/// What the test harness puts in place of the host's enqueue service.
+pub(crate) type EnqueueHook<'a> = dyn Fn(&str, &str, &str) -> Result<u64, String> + 'a;
 
 impl<'a> Context<'a> {
     /// Wraps the raw ABI context (used by the export glue and the test harness).
     #[doc(hidden)]
     pub fn from_raw(raw: RunContextRef<'a>) -> Self {
-        Context { raw }
+        Context {
+            raw,
+            enqueue_to: None,
+        }
+    }
+
+    /// The same with enqueue requests going to `hook` (the test harness).
+    pub(crate) fn with_enqueue(raw: RunContextRef<'a>, hook: &'a EnqueueHook<'a>) -> Self {
+        Context {
+            raw,
+            enqueue_to: Some(hook),
+        }
     }
 
     /// Reports that `processed` of `total` items are done. Call it as often as once per
@@ -721,5 +737,60 @@ impl<'a> Context<'a> {
     /// ```
     pub fn result_dir(&self) -> PathBuf {
         PathBuf::from(self.raw.result_dir().as_str())
+    }
+
+    /// Creates a follow-up task: `action` of `worker` with `data` (a JSON object),
+    /// recorded as a child of this task, and returns its id. It is created as an
+    /// operator's task would be (the same checks of worker, action and data; the
+    /// action's default unique key applies, so the id may be that of a matching task
+    /// already waiting) and runs on its own, whatever becomes of this one: a retried
+    /// attempt enqueues again, so make follow-ups idempotent or give them a unique key.
+    ///
+    /// The worker must declare the target in its manifest with
+    /// [`WorkerManifest::enqueues`]; anything else is refused, and the refusal is written
+    /// to this task's log. One attempt may enqueue at most
+    /// [`MAX_PER_ATTEMPT`](crate::enqueue::MAX_PER_ATTEMPT) tasks.
+    ///
+    /// ```
+    /// # use stask_plugin_api::prelude::*;
+    /// # use stask_plugin_api::testing::TestRun;
+    /// struct Feed;
+    /// impl Worker for Feed {
+    ///     fn manifest(&self) -> WorkerManifest {
+    ///         WorkerManifest::new("feed", "Feed")
+    ///             .action(ActionSpec::new("fetch", "Fetch"))
+    ///             .enqueues("mailer/send")
+    ///     }
+    ///     fn run(&self, ctx: &Context<'_>, _action: &str, _input: Input) -> Result<Value, Error> {
+    ///         let id = ctx.enqueue("mailer", "send", json!({ "to": "ops@example.com" }))?;
+    ///         ctx.info(&format!("Mail queued as task #{id}"));
+    ///         // Not declared: refused with a clear error.
+    ///         let refused = ctx.enqueue("feed", "purge", json!({})).unwrap_err();
+    ///         assert!(refused.message().contains("may not enqueue 'feed/purge'"));
+    ///         Ok(json!({ "mail": id }))
+    ///     }
+    /// }
+    ///
+    /// let out = TestRun::new(&Feed, "fetch").run();
+    /// assert_eq!(out.enqueued().len(), 1);
+    /// assert_eq!(out.enqueued()[0].target(), "mailer/send");
+    /// assert_eq!(out.result, Ok(json!({ "mail": out.enqueued()[0].id })));
+    /// ```
+    pub fn enqueue(&self, worker: &str, action: &str, data: Value) -> Result<u64, Error> {
+        let text = serde_json::to_string(&data)?;
+        if let Some(hook) = self.enqueue_to {
+            return hook(worker, action, &text).map_err(Error::new);
+        }
+        let Some(enqueue) = crate::export::host_enqueue() else {
+            return Err(Error::new(crate::abi::ENQUEUE_UNSUPPORTED));
+        };
+        enqueue(
+            self.task_id(),
+            RStr::from_str(worker),
+            RStr::from_str(action),
+            RStr::from_str(&text),
+        )
+        .into_result()
+        .map_err(|e| Error::new(e.into_string()))
     }
 }

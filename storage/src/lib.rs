@@ -47,7 +47,8 @@ pub use limits::{LimitRule, LimitUsage, Limits, TaskLimit, PARK_RECHECK_MS};
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{
-    dependency_cancel_message, After, AfterInsert, Dependencies, WAITING_FOR_DEPENDENCIES,
+    dependency_cancel_message, After, AfterInsert, Dependencies, UniqueAfterInsert,
+    WAITING_FOR_DEPENDENCIES,
 };
 pub use queue::{
     CancelResult, Claim, ClaimedTask, ClaimedWorker, Finish, Inserted, NewTask, Outcome, Priority,

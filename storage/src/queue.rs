@@ -160,6 +160,18 @@ pub enum Inserted {
     Existing(Box<TaskRecord>),
 }
 
+/// What [`TaskQueue::insert_unique_task_after`] did.
+#[derive(Debug, Clone)]
+pub enum UniqueAfterInsert {
+    /// No task matched: this one was created, with this id, to run after the tasks
+    /// named.
+    Created(i64),
+    /// This task matched (the newest that did), and nothing was created.
+    Existing(Box<TaskRecord>),
+    /// No task matched, but this dependency does not exist: nothing was created.
+    Missing(i64),
+}
+
 /// `run_after` of a task waiting for the tasks it depends on: the claim's own
 /// `run_after <= now` keeps it out of every claim (no join, no subquery on the hot
 /// path) until the last of them ends and sets it to that time.
@@ -507,6 +519,19 @@ pub trait TaskQueue {
         creation: &LogLine,
     ) -> Result<AfterInsert, StoreError>;
 
+    /// [`TaskQueue::insert_task_after`] for a task with a unique key, as
+    /// [`TaskQueue::insert_unique_task`]: when a task matches `unique`, nothing is
+    /// written and that task is returned; otherwise the task is created with the key,
+    /// to run after `after`. The look-up, the dependencies' check and the insert are one
+    /// step for every creator of the key.
+    fn insert_unique_task_after(
+        &mut self,
+        task: &NewTask,
+        unique: &Uniqueness,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<UniqueAfterInsert, StoreError>;
+
     /// The dependencies of task `id`; `None` when it has none (or does not exist).
     fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError>;
 
@@ -516,8 +541,15 @@ pub trait TaskQueue {
     /// Tasks matching the filter, newest first.
     fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// Pending tasks that are due and belong to active workers.
+    /// Pending tasks that are due and belong to active workers: a claim could take
+    /// them now (tasks waiting for their dependencies or parked at a limit per key are
+    /// not counted).
     fn count_claimable(&self, now: i64) -> Result<i64, StoreError>;
+
+    /// Pending tasks no claim takes however many slots are free, per worker that has
+    /// any, by worker: `(worker, waiting for their dependencies, parked at a limit per
+    /// key)`.
+    fn count_held(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
 
     /// Earliest `run_after` of pending tasks of active workers (to know when to wake).
     fn next_run_after(&self) -> Result<Option<i64>, StoreError>;

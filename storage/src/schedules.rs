@@ -65,6 +65,9 @@ pub struct Firing<'a> {
     pub next_run_at: Option<i64>,
     /// The first log line of the task, if one is created.
     pub creation: &'a LogLine,
+    /// The limit rule and key the created task falls under (the host renders it from
+    /// the worker's limits and the schedule's data); `None`: unlimited.
+    pub limit: Option<crate::TaskLimit>,
 }
 
 /// What [`Schedules::fire_schedule`] did.

@@ -50,4 +50,8 @@ pub trait TaskSearch {
     /// The `limit` newest tasks with their worker's scope (`None` when the worker is
     /// no longer registered).
     fn recent_tasks(&self, limit: u32) -> Result<Vec<(TaskRecord, Option<String>)>, StoreError>;
+
+    /// The ids of the tasks task `parent` enqueued (its children), oldest first, at most
+    /// `limit` of them (index `tasks_parent`).
+    fn task_children(&self, parent: i64, limit: u32) -> Result<Vec<i64>, StoreError>;
 }

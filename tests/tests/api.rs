@@ -61,6 +61,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/tasks/{id}/log", "viewer"),
     ("GET", "/api/v1/tasks/{id}/files", "viewer"),
     ("GET", "/api/v1/tasks/{id}/files/{name}", "viewer"),
+    ("GET", "/api/v1/workflows", "viewer"),
+    ("POST", "/api/v1/workflows", "operator"),
+    ("GET", "/api/v1/workflows/{id}", "viewer"),
+    ("POST", "/api/v1/workflows/{id}/cancel", "operator"),
+    ("POST", "/api/v1/workflows/{id}/retry", "operator"),
     ("GET", "/api/v1/workers", "viewer"),
     ("POST", "/api/v1/workers/discover", "admin"),
     ("POST", "/api/v1/workers/rescan", "admin"),
@@ -3127,8 +3132,8 @@ fn ids_are_documented_as_int64_and_larger_ones_are_refused() {
         }
     }
     assert_eq!(
-        ids, 12,
-        "11 task operations and one token operation take ids"
+        ids, 15,
+        "11 task operations, 3 workflow operations and one token operation take ids"
     );
     let bulk_ids = &doc["components"]["schemas"]["Bulk"]["properties"]["ids"]["items"];
     assert_eq!(

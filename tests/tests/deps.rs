@@ -179,7 +179,7 @@ fn the_api_creates_dependants_and_says_what_they_wait_for() {
         (json!({"after": [0]}), "after"),
         (json!({"after_any": true}), "after"),
         (json!({"after": [a], "count": 2}), "count"),
-        (json!({"after": [a], "unique_key": "k"}), "unique_key"),
+        (json!({"after": [a], "unique_key": " "}), "unique_key"),
     ] {
         let mut full = json!({"worker": "demo", "action": "echo"});
         for (k, v) in body.as_object().unwrap() {
@@ -192,4 +192,29 @@ fn the_api_creates_dependants_and_says_what_they_wait_for() {
             "{full}: {v:#}"
         );
     }
+
+    // With a unique key: created once, waiting for its dependency; the same key again
+    // answers that task (200, existing) and creates nothing.
+    let body = json!({"worker": "demo", "action": "echo", "after": [any], "unique_key": "after-k"});
+    let (status, first) = post(body.clone());
+    assert_eq!(status, 201, "{first:#}");
+    assert_eq!(
+        (&first["unique_key"], &first["existing"]),
+        (&json!("after-k"), &json!(false)),
+        "{first:#}"
+    );
+    let first = first["id"].as_i64().unwrap();
+    let (_, shown) = call(&base, &token, "GET", &format!("tasks/{first}"), None);
+    assert_eq!(
+        shown["dependencies"],
+        json!({"after": [any], "any": false, "waiting_on": [any]}),
+        "{shown:#}"
+    );
+    let (status, again) = post(body);
+    assert_eq!(status, 200, "{again:#}");
+    assert_eq!(
+        (again["id"].as_i64(), &again["existing"]),
+        (Some(first), &json!(true)),
+        "{again:#}"
+    );
 }

@@ -13,6 +13,7 @@ mod terminal;
 mod tokens;
 mod users;
 mod workers;
+mod workflows;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,10 @@ enum Command {
     /// Manage tasks: create, inspect, cancel, retry, run.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Manage workflows: several tasks created together from a JSON document, with
+    /// dependencies between them; cancelled and retried as a group.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCommand),
     /// Run the service: pick up tasks as they are created, run schedules and clean-up,
     /// until SIGTERM or SIGINT (SIGHUP discovers new plugins).
     Serve(ServeArgs),
@@ -348,6 +353,10 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Tasks(cmd) => {
             let (home, config) = open_with(&[])?;
             tasks::run(&home, &config, cmd, cli.json)
+        }
+        Command::Workflows(cmd) => {
+            let (home, _config) = open_with(&[])?;
+            workflows::run(&home, cmd, cli.json).map(|()| 0)
         }
         Command::Serve(args) => {
             let (home, config) = open_with(&args.flags())?;

@@ -297,7 +297,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: TasksCommand, json: bool) -
         }
         TasksCommand::Show { id } => {
             let t = find(&*store, id)?;
-            let view = TaskView::details(&*store, &t)?;
+            let mut view = TaskView::details(&*store, &t)?;
+            // A pending task held by its limit per key says so (its run_after is the
+            // claim's, not a schedule's or a retry's).
+            if t.status == Status::Pending {
+                view.waiting = ops::limit_waiting(&*store, &t)?;
+            }
             if json {
                 print_json(&view)?;
             } else {
@@ -398,6 +403,13 @@ fn print_task(t: &TaskView) {
     if let Some(by) = &t.started_by {
         println!("  started by: {by}");
     }
+    if let Some(parent) = t.parent {
+        println!("  enqueued by: #{parent}");
+    }
+    if let Some(children) = t.children.as_deref().filter(|c| !c.is_empty()) {
+        let ids: Vec<String> = children.iter().map(|id| format!("#{id}")).collect();
+        println!("  enqueued:   {}", ids.join(", "));
+    }
     println!("  created:    {}", time(t.created_at));
     if let Some(s) = t.started_at {
         println!("  started:    {}", time(s));
@@ -431,7 +443,17 @@ fn print_task(t: &TaskView) {
             println!("  waiting on: {}", list(&d.waiting_on));
         }
     }
-    if t.status == Status::Pending.as_str()
+    if let Some(l) = &t.limit {
+        println!(
+            "  limit:      key '{}' (rule {})",
+            shown(&l.key),
+            shown(&l.rule)
+        );
+    }
+    let limit_text = t.waiting.as_ref().and_then(|w| w.limit_text());
+    if let Some(why) = &limit_text {
+        println!("  waiting:    {}", shown(why));
+    } else if t.status == Status::Pending.as_str()
         && t.run_after > now_ms()
         && t.run_after != stask_storage::WAITING_FOR_DEPENDENCIES
     {

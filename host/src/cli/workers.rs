@@ -215,6 +215,9 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
                 None => {}
             }
             println!("  sandbox:     {}", shown(&view.access.summary()));
+            if !view.enqueues.is_empty() {
+                println!("  enqueues:    {}", view.enqueues.join(", "));
+            }
             if view.access.reads != view.access.declared.reads
                 || view.access.writes != view.access.declared.writes
                 || view.access.connects != view.access.declared.connects

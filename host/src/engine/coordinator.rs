@@ -472,6 +472,7 @@ impl<'a> Coordinator<'a> {
                 timeout: r.timeout,
                 limits: r.limits,
                 access: r.access,
+                enqueues: r.enqueues,
                 // The runner creates it when the worker first asks for it: most tasks
                 // write no result files.
                 result_dir: self.scratch.join(t.id.to_string()),
@@ -983,7 +984,15 @@ fn not_executable(store: &dyn Store, id: i64) -> Result<String> {
                 "task {id} is {}; queue it again with `stask tasks retry {id}`, then execute it",
                 t.status
             ),
-            Status::Pending => format!("task {id} could not be claimed; try again"),
+            Status::Pending => match crate::ops::tasks::limit_waiting(store, &t)?
+                .and_then(|w| w.limit_text())
+            {
+                // The claim refuses a task whose key is at its limit, also here.
+                Some(why) => format!(
+                    "task {id} waits for its limit per key: {why}; it runs once its key has room (a service claims it then), or execute it again later"
+                ),
+                None => format!("task {id} could not be claimed; try again"),
+            },
         },
     })
 }

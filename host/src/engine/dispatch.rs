@@ -211,6 +211,7 @@ mod tests {
             max_result_bytes: 1024,
             limits: Default::default(),
             access: Default::default(),
+            enqueues: Default::default(),
         }
     }
 

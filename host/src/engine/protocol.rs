@@ -37,6 +37,17 @@ pub enum Command {
         /// Task id.
         id: i64,
     },
+    /// The answer to an [`Event::Enqueue`]: the created task's id, or why not.
+    Enqueued {
+        /// The request's number, as the runner gave it.
+        request: u64,
+        /// The created (or, for a unique key, found) task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<i64>,
+        /// Why nothing was created.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// Runner to host.
@@ -88,6 +99,21 @@ pub enum Event {
         /// the attempt fails and is not retried, as another would do the same.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refused: Option<String>,
+    },
+    /// The running task asks for a follow-up task (`Context::enqueue`); the runner
+    /// waits for [`Command::Enqueued`] with the same `request`. The host checks the target
+    /// against the worker's registered manifest, never against anything the runner says.
+    Enqueue {
+        /// The running task (the parent).
+        id: i64,
+        /// Numbers the runner's requests, to match the answer.
+        request: u64,
+        /// Worker of the new task.
+        worker: String,
+        /// Its action.
+        action: String,
+        /// Its data, JSON text as the plugin gave it.
+        data: String,
     },
     /// The task just done left threads or processes behind: the runner exits rather than
     /// run anything else, so what was left cannot crash an innocent task. Tasks sent

@@ -38,6 +38,8 @@ pub struct Resolved {
     pub limits: Limits,
     /// What the run may touch beyond the sandbox's baseline.
     pub access: Arc<Access>,
+    /// The follow-up tasks its runs may enqueue (the registered manifest's targets).
+    pub enqueues: Arc<Vec<String>>,
 }
 
 /// What a worker's runs get where its settings say nothing.
@@ -134,6 +136,7 @@ fn resolve_worker(
         timeout,
         limits,
         access: Arc::new(access),
+        enqueues: Arc::new(manifest.enqueues.clone()),
     })
 }
 

@@ -71,6 +71,8 @@ pub struct Assignment {
     pub limits: Limits,
     /// What the run may touch beyond the sandbox's baseline.
     pub access: Arc<Access>,
+    /// The follow-up tasks it may enqueue (its worker's registered manifest says).
+    pub enqueues: Arc<Vec<String>>,
 }
 
 /// What arrives in a slot's inbox.
@@ -276,8 +278,11 @@ struct State {
     cancelled: HashSet<i64>,
     grace_deadline: Option<Instant>,
     shutdown: bool,
-    /// The slot's own store connection, for ingesting result files.
+    /// The slot's own store connection, for ingesting result files and creating the
+    /// tasks a running task enqueues.
     store: Option<Box<dyn stask_storage::Store>>,
+    /// The task at the head and how many follow-up tasks its attempt has enqueued.
+    enqueued: (i64, u32),
 }
 
 impl Slot {
@@ -292,6 +297,7 @@ impl Slot {
             grace_deadline: None,
             shutdown: false,
             store: None,
+            enqueued: (0, 0),
         };
         loop {
             if st.queue.is_empty() && st.shutdown {
@@ -517,6 +523,13 @@ impl Slot {
                 self.next_head(st);
                 self.report(st, &a, end, ran);
             }
+            Event::Enqueue {
+                id,
+                request,
+                worker,
+                action,
+                data,
+            } => self.on_enqueue(st, id, request, &worker, &action, &data),
             Event::Retiring { reason } => {
                 if let Some(r) = st.runner.as_mut() {
                     r.retiring = true;
@@ -529,8 +542,122 @@ impl Slot {
         }
     }
 
+    /// A running task asks for a follow-up task. Created here, in the engine (the
+    /// runner may be sandboxed and never touches the store), after the checks the
+    /// runner cannot influence: the task must be the one running, the target declared
+    /// in its worker's registered manifest, and the attempt under the bound. Then the
+    /// same creation path as the CLI's and the API's, with the parent recorded. The
+    /// answer goes back to the runner, and a line to the parent's log either way.
+    ///
+    /// A created task is committed before the answer is sent: it stays whatever becomes
+    /// of the parent (a crash, a retry, a cancel).
+    fn on_enqueue(
+        &self,
+        st: &mut State,
+        id: i64,
+        request: u64,
+        worker: &str,
+        action: &str,
+        data: &str,
+    ) {
+        let answer = self.enqueue(st, id, worker, action, data);
+        let target = format!("{worker}/{action}");
+        let (level, message) = match &answer {
+            Ok((child, false)) => (
+                stask_plugin_api::abi::level::INFO,
+                format!("Enqueued task #{child} ({target})"),
+            ),
+            Ok((child, true)) => (
+                stask_plugin_api::abi::level::INFO,
+                format!(
+                    "Enqueued {target}: task #{child} with the same unique key is already waiting"
+                ),
+            ),
+            Err(e) => (
+                stask_plugin_api::abi::level::ERROR,
+                format!("Enqueue refused: {e}"),
+            ),
+        };
+        self.send(FromSlot::Log { id, level, message });
+        let reply = match answer {
+            Ok((child, _)) => Command::Enqueued {
+                request,
+                task: Some(child),
+                error: None,
+            },
+            Err(e) => Command::Enqueued {
+                request,
+                task: None,
+                error: Some(e),
+            },
+        };
+        if let Some(r) = st.runner.as_mut() {
+            // A write error means the runner is gone; RunnerGone will follow.
+            let _ = r.send_all(std::iter::once(reply));
+        }
+    }
+
+    /// Checks and creates one follow-up task of the running task `id`; its id and
+    /// whether it existed already (the action's unique key found it).
+    fn enqueue(
+        &self,
+        st: &mut State,
+        id: i64,
+        worker: &str,
+        action: &str,
+        data: &str,
+    ) -> Result<(i64, bool), String> {
+        use stask_plugin_api::enqueue;
+        let Some(head) = st.queue.front().filter(|a| a.id == id) else {
+            return Err(format!("task #{id} is not running in this runner"));
+        };
+        if !enqueue::allows(&head.enqueues, worker, action) {
+            return Err(enqueue::refusal(
+                &head.worker,
+                &head.enqueues,
+                worker,
+                action,
+            ));
+        }
+        if st.enqueued.0 != id {
+            st.enqueued = (id, 0);
+        }
+        if st.enqueued.1 >= enqueue::MAX_PER_ATTEMPT {
+            return Err(enqueue::too_many());
+        }
+        let data: serde_json::Value =
+            serde_json::from_str(data).map_err(|e| format!("task data is not valid JSON: {e}"))?;
+        let req = crate::ops::tasks::create::TaskRequest {
+            worker: worker.to_owned(),
+            action: action.to_owned(),
+            data,
+            priority: stask_storage::Priority::Normal,
+            max_attempts: crate::ops::tasks::create::DEFAULT_MAX_ATTEMPTS,
+            started_by: Some(format!("task #{id}")),
+            allow_sensitive: false,
+        };
+        let store = self
+            .store(st)
+            .map_err(|e| format!("the task could not be stored: {e:#}"))?;
+        match crate::ops::tasks::create::create_child(store, &req, id) {
+            Ok(created) => {
+                st.enqueued.1 += 1;
+                Ok((created.first.id, created.existing))
+            }
+            Err(e) => {
+                if crate::engine::is_transient(&e) {
+                    // A connection that failed may be broken: the next use opens a
+                    // fresh one.
+                    st.store = None;
+                }
+                Err(format!("{e:#}"))
+            }
+        }
+    }
+
     /// The next task in the queue starts now.
     fn next_head(&self, st: &mut State) {
+        st.enqueued = (0, 0);
         st.head_started = Instant::now();
         st.grace_deadline = st
             .queue
@@ -605,6 +732,7 @@ impl Slot {
     }
 
     fn end_all(&self, st: &mut State, end: RunEnd) {
+        st.enqueued = (0, 0);
         let queue: Vec<Assignment> = st.queue.drain(..).collect();
         st.cancelled.clear();
         st.grace_deadline = None;

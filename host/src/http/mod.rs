@@ -25,6 +25,7 @@ pub mod streams;
 mod task_files;
 mod tasks;
 mod workers;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -238,6 +239,11 @@ pub const ROUTE_ROLES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/tasks/{id}/log", Some(Role::Viewer)),
     ("GET", "/tasks/{id}/files", Some(Role::Viewer)),
     ("GET", "/tasks/{id}/files/{name}", Some(Role::Viewer)),
+    ("GET", "/workflows", Some(Role::Viewer)),
+    ("POST", "/workflows", Some(Role::Operator)),
+    ("GET", "/workflows/{id}", Some(Role::Viewer)),
+    ("POST", "/workflows/{id}/cancel", Some(Role::Operator)),
+    ("POST", "/workflows/{id}/retry", Some(Role::Operator)),
     ("GET", "/workers", Some(Role::Viewer)),
     ("POST", "/workers/discover", Some(Role::Admin)),
     ("POST", "/workers/rescan", Some(Role::Admin)),
@@ -615,6 +621,10 @@ pub fn router(state: Shared) -> Router {
         .route("/tasks/{id}/log", get(task_files::download_log))
         .route("/tasks/{id}/files", get(task_files::list_files))
         .route("/tasks/{id}/files/{*name}", get(task_files::download_file))
+        .route("/workflows", get(workflows::list).post(workflows::create))
+        .route("/workflows/{id}", get(workflows::show))
+        .route("/workflows/{id}/cancel", post(workflows::cancel))
+        .route("/workflows/{id}/retry", post(workflows::retry))
         .route("/workers", get(workers::list))
         .route("/workers/discover", post(workers::discover))
         .route("/workers/rescan", post(workers::rescan))

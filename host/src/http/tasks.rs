@@ -92,7 +92,7 @@ pub async fn list(
         .db(move |store, st| {
             let page = store.search_tasks(&query)?;
             // A few small reads for the whole page (workers, running tasks, counts, hosts).
-            let ctx = WaitContext::load(store, &st.capacity)?;
+            let ctx = WaitContext::load_for(store, &st.capacity, &page.tasks)?;
             let by = p.actor();
             let views: Vec<TaskView> = page
                 .tasks
@@ -248,7 +248,7 @@ pub async fn show(
 ) -> Result<Json<TaskView>, ApiError> {
     st.db(move |store, st| {
         let t = ops::find(store, id)?;
-        let ctx = WaitContext::load(store, &st.capacity)?;
+        let ctx = WaitContext::load_for(store, &st.capacity, std::slice::from_ref(&t))?;
         Ok(TaskView::details(store, &t)?.explained(&t, &ctx, &p.actor()))
     })
     .await
@@ -286,8 +286,9 @@ pub async fn execute(
     // The context is read before the task: a claim in between then shows as the task
     // running, never as a pending task beside a slot it already fills.
     let explain = move |store: &dyn stask_storage::Store, st: &super::AppState| {
-        let ctx = WaitContext::load(store, &st.capacity)?;
+        let mut ctx = WaitContext::load(store, &st.capacity)?;
         let t = ops::find(store, id)?;
+        ctx.read_tasks(store, std::slice::from_ref(&t))?;
         Ok::<_, ApiError>(TaskView::summary(&t).explained(&t, &ctx, &by))
     };
     let again = explain.clone();
@@ -454,6 +455,8 @@ pub async fn process(
                 "worker_inactive": due.due.worker_inactive,
                 "unknown_worker": due.due.unknown_worker,
                 "no_host": due.due.no_host,
+                "dependencies": due.due.dependencies,
+                "key_limit": due.due.key_limit,
             },
         })),
     )

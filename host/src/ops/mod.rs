@@ -9,6 +9,7 @@
 //!   settings.
 //! * [`schedules`] — set, change, remove, pause and resume a worker's schedule.
 //! * [`accounts`] — users and API tokens.
+//! * [`workflows`] — groups of tasks with dependencies: create, list, show, cancel, retry.
 //!
 //! Every check happens before anything is stored. Failures caused by the request are
 //! [`crate::problem::Problem`]s whose messages make sense to any front-end,
@@ -21,6 +22,7 @@ pub mod accounts;
 pub mod schedules;
 pub mod tasks;
 pub mod workers;
+pub mod workflows;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -106,6 +106,13 @@ pub fn tick(store: &mut dyn Store, tz: Tz, now: DateTime<Utc>) -> Result<TickRep
             "",
             &format!("Task created by schedule ({what})"),
         );
+        // The limit the task would fall under, from the worker as read now (the store
+        // decides inside the firing whether a task is created at all).
+        let limit = store.get_worker(&rec.worker)?.and_then(|w| {
+            let action = scheduled_action(&w.manifest).ok()?;
+            let data = serde_json::from_str(&rec.data).unwrap_or(serde_json::Value::Null);
+            crate::limits::limit_of(&w, &action, &data)
+        });
         let firing = Firing {
             worker: &rec.worker,
             slot,
@@ -113,6 +120,7 @@ pub fn tick(store: &mut dyn Store, tz: Tz, now: DateTime<Utc>) -> Result<TickRep
             now: now_ms,
             next_run_at: next.map(|t| t.timestamp_millis()),
             creation: &creation,
+            limit,
         };
         let outcome = store.fire_schedule(&firing, &|manifest| match &spec {
             // A stored spec this build cannot read: skipping with the reason (and no

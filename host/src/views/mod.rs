@@ -7,6 +7,7 @@ pub mod account;
 pub mod schedule;
 pub mod task;
 pub mod worker;
+pub mod workflow;
 
 use serde::Serialize;
 use stask_storage::StatusCounts;
@@ -15,6 +16,7 @@ pub use account::{NewTokenView, TokenView, UserView};
 pub use schedule::{ScheduleSummary, ScheduleView, TimeView};
 pub use task::{DependenciesView, LogLineView, ResultFileView, TaskView, HISTORY_LINES};
 pub use worker::{LibraryView, SettingsView, WorkerDetails, WorkerSummary, WorkerView};
+pub use workflow::{WorkflowStepView, WorkflowSummaryView, WorkflowView};
 
 /// Tasks per status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -14,6 +14,9 @@ use crate::sensitive;
 /// by `stask tasks logs`.
 pub const HISTORY_LINES: usize = 10_000;
 
+/// Most child tasks a task's details list.
+pub const CHILDREN_SHOWN: u32 = 1_000;
+
 /// A task as `tasks show --json` / `tasks list --json` and the API show it (the
 /// OpenAPI schema `Task`). Times are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +61,16 @@ pub struct TaskView {
     pub owner: Option<String>,
     /// An operator asked to cancel it while running.
     pub cancel_requested: bool,
+    /// The limit per key it falls under (left out when none; see `crate::limits`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<TaskLimitView>,
+    /// The task that enqueued it while running (left out when none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<i64>,
+    /// The tasks it enqueued while running, oldest first, the first [`CHILDREN_SHOWN`]
+    /// (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<i64>>,
     /// Data with credential-looking values redacted.
     pub data: Value,
     /// Result of a completed task.
@@ -78,6 +91,9 @@ pub struct TaskView {
     /// The tasks it runs after, and those it still waits for (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<DependenciesView>,
+    /// The workflow it is a step of (details only; left out when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<TaskWorkflowView>,
     /// Why a pending task is not running (API only: [`TaskView::explained`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -120,6 +136,12 @@ impl TaskView {
             heartbeat_at: t.heartbeat_at,
             owner: t.owner.clone(),
             cancel_requested: t.cancel_requested,
+            limit: t.limit.as_ref().map(|l| TaskLimitView {
+                rule: l.rule.clone(),
+                key: l.key.clone(),
+            }),
+            parent: t.parent,
+            children: None,
             data,
             result,
             duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
@@ -127,6 +149,7 @@ impl TaskView {
             result_files: None,
             history: None,
             dependencies: None,
+            workflow: None,
             waiting: None,
             scope: None,
             allowed: None,
@@ -160,6 +183,10 @@ impl TaskView {
             any: d.any,
             waiting_on: d.waiting_on,
         });
+        view.children = Some(store.task_children(t.id, CHILDREN_SHOWN)?);
+        view.workflow = store
+            .task_workflow(t.id)?
+            .map(|(id, step)| TaskWorkflowView { id, step });
         view.history = Some(last.iter().filter_map(LogLineView::stored).collect());
         view.result_files = Some(
             store
@@ -170,6 +197,25 @@ impl TaskView {
         );
         Ok(view)
     }
+}
+
+/// The limit per key a task falls under (the OpenAPI schema `TaskLimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskLimitView {
+    /// The limit's identity within its worker: `ACTION|TEMPLATE` (`*` for every
+    /// action, an empty template for one key per scope).
+    pub rule: String,
+    /// Its key, rendered from the task's data when it was created (`shop:42`).
+    pub key: String,
+}
+
+/// The workflow a task is a step of (the OpenAPI schema `TaskWorkflow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskWorkflowView {
+    /// The workflow's id.
+    pub id: i64,
+    /// The task's step in it.
+    pub step: String,
 }
 
 /// What a task runs after (the OpenAPI schema `TaskDependencies`).

@@ -44,6 +44,12 @@ pub struct WorkerView {
     pub settings: Map<String, Value>,
     /// What its runs may touch beyond the sandbox's baseline.
     pub access: AccessView,
+    /// The follow-up tasks its runs may enqueue (`worker` or `worker/action`, as its
+    /// manifest declares them); empty: none.
+    pub enqueues: Vec<String>,
+    /// Its limits per key in force: the `limits` setting when set, else the manifest's
+    /// (see `crate::limits`); empty: none.
+    pub limits: Vec<stask_plugin_api::LimitSpec>,
     /// Registered at (ms since epoch).
     pub created_at: i64,
     /// Last changed at (ms since epoch).
@@ -115,10 +121,14 @@ impl WorkerView {
     /// Builds the view; the stored manifest was validated at registration.
     pub fn new(w: &WorkerRecord) -> Self {
         let manifest: Option<WorkerManifest> = serde_json::from_str(&w.manifest).ok();
-        let (actions, schema, declared) = manifest
-            .map(|m| (m.actions, m.settings, m.access))
-            .unwrap_or_default();
         let stored: Map<String, Value> = serde_json::from_str(&w.settings).unwrap_or_default();
+        let limits = manifest
+            .as_ref()
+            .map(|m| m.effective_limits(&stored))
+            .unwrap_or_default();
+        let (actions, schema, declared, enqueues) = manifest
+            .map(|m| (m.actions, m.settings, m.access, m.enqueues))
+            .unwrap_or_default();
         let access = AccessView::new(declared, &stored);
         let mut settings = Map::new();
         for spec in &schema {
@@ -158,6 +168,8 @@ impl WorkerView {
             settings_schema: schema,
             settings,
             access,
+            enqueues,
+            limits,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }

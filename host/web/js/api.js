@@ -187,4 +187,7 @@ export const routes = {
   discover: () => '/workers/discover',
   rescan: () => '/workers/rescan',
   cleanOrphaned: () => '/workers/clean-orphaned',
+  workflows: (q) => `/workflows${query(q)}`,
+  workflow: (id) => `/workflows/${enc(id)}`,
+  workflowAction: (id, action) => `/workflows/${enc(id)}/${action}`,
 };

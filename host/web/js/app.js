@@ -15,6 +15,8 @@ import * as taskPage from './pages/task.js';
 import * as newTaskPage from './pages/newtask.js';
 import * as statsPage from './pages/stats.js';
 import * as runningPage from './pages/running.js';
+import * as workflowsPage from './pages/workflows.js';
+import * as workflowPage from './pages/workflow.js';
 import { startWatching, canAskForNotifications, askForNotifications } from './watch.js';
 
 const ROUTES = [
@@ -27,6 +29,8 @@ const ROUTES = [
   { re: /^\/tasks\/(\d+)\/?$/, page: taskPage, name: 'tasks', keys: ['id'] },
   { re: /^\/stats\/?$/, page: statsPage, name: 'stats' },
   { re: /^\/running\/?$/, page: runningPage, name: 'running' },
+  { re: /^\/workflows\/?$/, page: workflowsPage, name: 'workflows' },
+  { re: /^\/workflows\/(\d+)\/?$/, page: workflowPage, name: 'workflows', keys: ['id'] },
 ];
 
 const SHORTCUTS = [
@@ -83,6 +87,7 @@ function renderShell() {
         navLink('/', 'dashboard', t('nav.dashboard'), 'chart'),
         navLink('/tasks', 'tasks', t('nav.tasks'), 'file'),
         navLink('/running', 'running', t('nav.running'), 'sync'),
+        navLink('/workflows', 'workflows', t('nav.workflows'), 'ui-flow'),
         navLink('/workers', 'workers', t('nav.workers'), 'box'),
         navLink('/stats', 'stats', t('nav.stats'), 'chart'),
         can('task.create') ? navLink('/tasks/new', 'new', t('nav.new_task'), 'ui-plus') : null,

@@ -39,6 +39,7 @@ const SHAPES = {
   'ui-x': [P('M6 6l12 12M18 6 6 18')],
   'ui-eye': [P('M2 12s3.6-7 10-7 10 7 10 7-3.6 7-10 7-10-7-10-7z'), C(12, 12, 3)],
   'ui-plus': [P('M12 5v14M5 12h14')],
+  'ui-flow': [C(5, 12, 2.5), C(19, 5, 2.5), C(19, 19, 2.5), P('M7.5 12h4l5-5.5'), P('M11.5 12l5 5.5')],
 };
 
 /** Names plugins may choose (manifest ICONS). */

@@ -150,7 +150,9 @@ function recoveryReason(text) {
  */
 const PATTERNS = [
   [/^Task created \(priority (high|normal|low)(?:, by (.+?))?(?:, unique key '(.*)')?\)$/s, (m) => {
-    const extra = (m[2] !== undefined ? t('service.created_by', { user: m[2] }) : '') + (m[3] !== undefined ? t('service.created_key', { key: m[3] }) : '');
+    // A task another task enqueued is created "by task #N".
+    const by = m[2] === undefined ? '' : /^task #\d+$/.test(m[2]) ? t('service.created_by_task', { task: m[2].slice(5) }) : t('service.created_by', { user: m[2] });
+    const extra = by + (m[3] !== undefined ? t('service.created_key', { key: m[3] }) : '');
     return { key: 'service.created', params: { priority: t(`priority.${m[1]}`).toLocaleLowerCase(language()), extra } };
   }],
   [/^Task created by schedule \((.+)\)$/s, (m) => {
@@ -159,6 +161,10 @@ const PATTERNS = [
   }],
   [/^Task created by schedule$/, () => ({ key: 'service.created_by_schedule_plain', params: {} })],
   [/^Cancelled before it started$/, () => ({ key: 'service.cancelled_pending', params: {} })],
+  // The engine's lines about follow-up tasks a running task enqueued (engine/slot.rs).
+  [/^Enqueued task (#\d+) \(([^()]+)\)$/, (m) => ({ key: 'service.enqueued', params: { id: m[1], target: m[2] } })],
+  [/^Enqueued (\S+): task (#\d+) with the same unique key is already waiting$/, (m) => ({ key: 'service.enqueued_existing', params: { id: m[2], target: m[1] } })],
+  [/^Enqueue refused: (.*)$/s, (m) => ({ key: 'service.enqueue_refused', params: { why: m[1] } })],
   [/^Queued for retry \(was (\w+); (\d+) attempts? so far\)$/, (m) => ({ key: 'service.queued_for_retry#', params: { was: statusWord(m[1]), n: Number(m[2]) } })],
   [/^Started attempt (\d+) of (\d+)$/, (m) => ({ key: 'service.started', params: { attempt: num(Number(m[1])), max: num(Number(m[2])) } })],
   [/^Started attempt (\d+) \(retried by hand after its (\d+) automatic attempts\)$/, (m) => ({ key: 'service.started_by_hand#', params: { attempt: num(Number(m[1])), n: Number(m[2]) } })],

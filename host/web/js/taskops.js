@@ -32,11 +32,33 @@ const DONE_KEYS = {
   retry: 'notify.task_retried',
 };
 
-/** The variant of a waiting code's text: a held worker, or dependencies not listed. */
+/**
+ * The variant of a waiting code's text: a held worker, dependencies not listed, or a
+ * limit per key used up by its rate rather than its concurrency.
+ */
 function suffix(w) {
   if (w.code === 'worker_inactive' && w.reason === 'held') return '_held';
   if (w.code === 'dependencies' && !(Array.isArray(w.waiting_on) && w.waiting_on.length)) return '_none';
+  if (w.code === 'limit' && w.kind === 'rate') return '_rate';
   return '';
+}
+
+/** A limit's rate period (`per_secs`) in the largest whole unit: `1 min`, `90 s`. */
+function limitPeriod(secs) {
+  if (typeof secs !== 'number' || secs <= 0) return '';
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['min', 60]]) {
+    if (secs >= n && secs % n === 0) return t(`limit_period.${unit}`, { n: secs / n });
+  }
+  return t('limit_period.s', { n: secs });
+}
+
+/** The parameters a `limit` code's texts use (the key is plugin data: shown as text). */
+function limitParams(w) {
+  return {
+    key: typeof w.key === 'string' ? w.key : '',
+    in_use: w.in_use ?? '',
+    period: limitPeriod(w.per_secs),
+  };
 }
 
 /** `#3, #4`: the tasks a task waits for (`waiting_on`). */
@@ -57,6 +79,8 @@ export function waitingText(w) {
     limit: w.limit ?? '',
     running: w.running ?? '',
     capacity: w.capacity ?? '',
+    until: typeof w.until === 'number' ? dateTime(w.until) : '',
+    ...limitParams(w),
   });
   return text === key ? w.code : text;
 }
@@ -74,6 +98,7 @@ export function waitingShort(w) {
     limit: w.limit ?? '',
     running: w.running ?? '',
     capacity: w.capacity ?? '',
+    ...limitParams(w),
   });
   return text === key ? w.code : text;
 }

@@ -9,6 +9,8 @@
 //!   measured inside the plugin (the progress-overhead benchmark).
 //! * `stamp` returns the wall-clock time at which it started (the pickup-latency
 //!   benchmark).
+//! * `fan_out` enqueues follow-up `run` tasks of the demo worker (children of the
+//!   running task), the one target its manifest declares.
 
 #![warn(missing_docs)]
 
@@ -23,6 +25,8 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 const DEFAULT_STEPS: u64 = 10;
 const DEFAULT_STEP_MS: u64 = 200;
 const DEFAULT_MAX_STEPS: u64 = 1000;
+
+const DEFAULT_FAN_OUT: u64 = 3;
 
 const DEFAULT_SPIN_CALLS: u64 = 1_000_000;
 /// Cancellation is checked once per this many `spin` calls.
@@ -78,6 +82,14 @@ impl Worker for Demo {
                 "Returns {\"started_ns\": T}, the wall-clock time (ns since the Unix \
                  epoch) at which the run started, for measuring pickup latency.",
             ))
+            .action(ActionSpec::new("fan_out", "Fan out").description(
+                "Enqueues 'count' (default 3) follow-up tasks of the demo worker's \
+                 'action' (default run; the only one it may enqueue) with 'data' (default \
+                 {\"steps\": 1, \"step_ms\": 10}), recorded as children of this task, \
+                 then waits 'wait_ms' milliseconds (default 0). Returns {\"children\": \
+                 [ids]}. Example: {\"count\": 5}",
+            ))
+            .enqueues("demo/run")
             .setting(
                 SettingSpec::string("greeting", "Greeting")
                     .description("Word the run action greets with and returns in its result.")
@@ -105,6 +117,7 @@ impl Worker for Demo {
             "echo" | "digest" => echo(ctx, input),
             "spin" => spin(ctx, &input),
             "stamp" => Ok(stamp()),
+            "fan_out" => fan_out(ctx, &input),
             other => Err(Error::new(format!("unknown action '{other}'"))),
         }
     }
@@ -246,6 +259,26 @@ fn spin(ctx: &Context<'_>, input: &Input) -> Result<Value, Error> {
         elapsed.as_nanos() as f64 / calls as f64
     };
     Ok(json!({ "calls": calls, "ns_per_call": ns_per_call }))
+}
+
+/// Enqueues follow-up tasks of the demo worker, then waits as asked.
+fn fan_out(ctx: &Context<'_>, input: &Input) -> Result<Value, Error> {
+    let count = input.data_u64_or("count", DEFAULT_FAN_OUT)?;
+    let action = input.data_str_opt("action")?.unwrap_or("run");
+    let data = match input.data.get("data") {
+        None | Some(Value::Null) => json!({ "steps": 1, "step_ms": 10 }),
+        Some(d) => d.clone(),
+    };
+    let wait = Duration::from_millis(input.data_u64_or("wait_ms", 0)?);
+    let mut children = Vec::new();
+    for i in 1..=count {
+        ctx.check_cancelled()?;
+        let id = ctx.enqueue("demo", action, data.clone())?;
+        ctx.progress(i, count, &format!("Enqueued task #{id}"));
+        children.push(id);
+    }
+    sleep(ctx, wait)?;
+    Ok(json!({ "children": children }))
 }
 
 /// The current wall-clock time in ns since the Unix epoch.

@@ -217,3 +217,40 @@ fn stamp_returns_the_start_time_in_ns() {
     );
     assert!(out.events.is_empty());
 }
+
+#[test]
+fn fan_out_enqueues_run_tasks_of_itself_and_returns_their_ids() {
+    let out = TestRun::new(&Demo, "fan_out")
+        .task_id(20)
+        .data(json!({ "count": 2, "data": { "steps": 2 } }))
+        .run();
+    assert_eq!(out.result, Ok(json!({ "children": [21, 22] })));
+    let enqueued: Vec<_> = out
+        .enqueued()
+        .iter()
+        .map(|e| (e.target(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        enqueued,
+        vec![
+            ("demo/run".to_owned(), json!({ "steps": 2 })),
+            ("demo/run".to_owned(), json!({ "steps": 2 })),
+        ]
+    );
+    assert_eq!(out.progress().last(), Some((2, 2, "Enqueued task #22")));
+}
+
+#[test]
+fn fan_out_to_an_undeclared_action_fails_with_the_refusal() {
+    let out = TestRun::new(&Demo, "fan_out")
+        .data(json!({ "count": 1, "action": "noop" }))
+        .run();
+    assert_eq!(
+        out.result,
+        Err(
+            "worker 'demo' may not enqueue 'demo/noop': its manifest declares only demo/run"
+                .to_owned()
+        )
+    );
+    assert!(out.enqueued().is_empty());
+}

@@ -278,3 +278,123 @@ pub fn deleting_a_dependency_or_a_dependant_leaves_no_waiting_task_behind(h: &dy
     assert_eq!(s.delete_finished_tasks(&[b]).unwrap(), [b]);
     assert_eq!(s.task_dependencies(b).unwrap(), None);
 }
+
+/// Tasks no claim takes however many slots are free (waiting for their dependencies,
+/// parked at a limit per key) are not claimable, even once everything was made due,
+/// and are counted apart per worker.
+pub fn waiting_and_parked_tasks_are_held_not_claimable(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    s.set_limit_rules(
+        "w",
+        &[crate::LimitRule {
+            rule: "per-shop".into(),
+            concurrency: Some(1),
+            rate: None,
+        }],
+    )
+    .unwrap();
+    let keyed = crate::NewTask {
+        limit: Some(crate::TaskLimit {
+            rule: "per-shop".into(),
+            key: "shop:1".into(),
+        }),
+        ..task("w", 100)
+    };
+    let k1 = insert(&mut *s, &keyed, 1)[0];
+    let k2 = insert(&mut *s, &keyed, 1)[0];
+    let a = insert(&mut *s, &task("w", 100), 1)[0];
+    let b = after(&mut *s, &[a], false, 100);
+    let free = insert(&mut *s, &task("w", 100), 1)[0];
+    // Nothing parked yet; b waits.
+    assert_eq!(s.count_held().unwrap(), [("w".to_owned(), 1, 0)]);
+    // Two slots: k1 and a run, k2 is parked behind k1; b waits for a; free is due.
+    assert_eq!(ids(&claim(&mut *s, "me", 1_000, 2)), [k1, a]);
+    assert_eq!(ids(&claim(&mut *s, "me", 1_000, 1)), [free]);
+    assert_eq!(status(&*s, k2), Status::Pending);
+    assert_eq!(status(&*s, b), Status::Pending);
+    assert_eq!(s.count_held().unwrap(), [("w".to_owned(), 1, 1)]);
+    assert_eq!(s.count_claimable(1_000).unwrap(), 0);
+    s.make_all_due(1_000).unwrap();
+    assert_eq!(s.count_claimable(1_000).unwrap(), 0, "still held");
+    assert_eq!(
+        s.get_task(b).unwrap().unwrap().run_after,
+        WAITING_FOR_DEPENDENCIES
+    );
+    // Their dependency and their key's running task end: both are claimable.
+    s.finish_tasks(&[
+        finish(k1, "me", completed(), "completed", 1_100),
+        finish(a, "me", completed(), "completed", 1_100),
+    ])
+    .unwrap();
+    assert!(s.count_held().unwrap().is_empty());
+    assert_eq!(s.count_claimable(2_000).unwrap(), 2);
+}
+
+/// A task with a unique key and dependencies: created with the key to wait for them
+/// when no task has the key, else the task that has it is returned and nothing is
+/// written; a missing dependency writes nothing either.
+pub fn a_unique_task_after_others_is_created_once(h: &dyn Harness) {
+    use crate::{Inserted, UniqueAfterInsert, Uniqueness};
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let a = insert(&mut *s, &task("w", 100), 1)[0];
+    let unique = Uniqueness {
+        key: "k".into(),
+        statuses: vec![Status::Pending, Status::Running],
+        since: None,
+    };
+    let deps = After {
+        ids: vec![a],
+        any: false,
+    };
+    let creation = line("pending", "created unique after");
+    let b = match s
+        .insert_unique_task_after(&task("w", 200), &unique, &deps, &creation)
+        .unwrap()
+    {
+        UniqueAfterInsert::Created(id) => id,
+        other => panic!("expected a new task, got {other:?}"),
+    };
+    assert_eq!(
+        s.get_task(b).unwrap().unwrap().run_after,
+        WAITING_FOR_DEPENDENCIES
+    );
+    assert_eq!(texts(&*s, b), ["pending|0|0|0|-|created unique after"]);
+    assert_eq!(s.task_dependencies(b).unwrap().unwrap().waiting_on, [a]);
+    // The key is stored: a second creator, with dependencies or without, gets it.
+    match s
+        .insert_unique_task_after(&task("w", 300), &unique, &deps, &creation)
+        .unwrap()
+    {
+        UniqueAfterInsert::Existing(t) => assert_eq!(t.id, b),
+        other => panic!("expected the task with the key, got {other:?}"),
+    }
+    match s
+        .insert_unique_task(&task("w", 300), &unique, &creation)
+        .unwrap()
+    {
+        Inserted::Existing(t) => assert_eq!(t.id, b),
+        Inserted::Created(id) => panic!("created {id} beside the task with the key"),
+    }
+    // Another key after a task that does not exist: nothing is written.
+    let other = Uniqueness {
+        key: "other".into(),
+        ..unique.clone()
+    };
+    let missing = After {
+        ids: vec![a, 999_999],
+        any: false,
+    };
+    assert!(matches!(
+        s.insert_unique_task_after(&task("w", 400), &other, &missing, &creation)
+            .unwrap(),
+        UniqueAfterInsert::Missing(999_999)
+    ));
+    assert_eq!(s.task_status_counts().unwrap().pending, 2);
+    // It runs once its dependency completed, like any dependant.
+    assert_eq!(ids(&claim(&mut *s, "me", 1_000, 10)), [a]);
+    s.finish_tasks(&[finish(a, "me", completed(), "completed", 1_100)])
+        .unwrap();
+    assert_eq!(ids(&claim(&mut *s, "me", 2_000, 10)), [b]);
+}

@@ -21,6 +21,7 @@ pub mod statistics;
 pub mod store;
 pub mod unique;
 pub mod wakeups;
+pub mod workflows;
 
 use crate::{
     Claim, ClaimedTask, Finish, LibraryFingerprint, LogLine, NewTask, Outcome, Priority, Store,
@@ -99,7 +100,9 @@ macro_rules! conformance_tests {
                 a_failed_or_cancelled_dependency_cancels_its_dependants_unless_any,
                 a_failed_attempt_that_is_retried_releases_nothing,
                 two_dependencies_ending_at_once_release_their_dependant_once,
-                deleting_a_dependency_or_a_dependant_leaves_no_waiting_task_behind
+                deleting_a_dependency_or_a_dependant_leaves_no_waiting_task_behind,
+                waiting_and_parked_tasks_are_held_not_claimable,
+                a_unique_task_after_others_is_created_once
             }
             limits {
                 rules_are_replaced_per_worker_and_read_back,
@@ -128,7 +131,8 @@ macro_rules! conformance_tests {
             search {
                 filters_text_and_pages,
                 text_search_follows_progress_outcomes_cancels_retries_and_clean_up,
-                text_search_finds_substrings_among_many_texts_short_ones_too
+                text_search_finds_substrings_among_many_texts_short_ones_too,
+                children_are_listed_by_parent
             }
             statistics {
                 counts_and_activity_follow_every_change,
@@ -145,6 +149,13 @@ macro_rules! conformance_tests {
                 creators_racing_with_one_key_make_one_task
             }
             wakeups { creating_work_wakes_a_listener }
+            workflows {
+                a_workflow_is_created_with_its_steps_and_edges_and_runs_in_dependency_order,
+                workflows_are_listed_newest_first_with_their_counts,
+                a_workflow_with_a_bad_order_writes_nothing,
+                a_failing_step_cancels_its_dependants_and_a_retry_rearms_them,
+                cancelling_a_workflow_ends_pending_tasks_and_flags_running_ones
+            }
         );
     };
     (@modules $harness:expr; $($module:ident { $($case:ident),* $(,)? })*) => {

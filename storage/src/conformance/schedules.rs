@@ -16,6 +16,7 @@ fn firing(slot: i64, now: i64, next: Option<i64>) -> Firing<'static> {
         now,
         next_run_at: next,
         creation: &CREATED,
+        limit: None,
     }
 }
 

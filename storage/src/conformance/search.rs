@@ -304,3 +304,35 @@ pub fn text_search_finds_substrings_among_many_texts_short_ones_too(h: &dyn Harn
         newest_first(expected)
     );
 }
+
+/// The tasks a task enqueued are stored with its id and listed as its children, oldest
+/// first; other tasks have none, and the parent reads back on each child.
+pub fn children_are_listed_by_parent(h: &dyn Harness) {
+    let mut s = h.open();
+    let mk = |parent: Option<i64>| NewTask {
+        limit: None,
+        parent,
+        worker: "demo".into(),
+        action: "run".into(),
+        data: "{}".into(),
+        priority: Priority::Normal,
+        max_attempts: 3,
+        started_by: parent.map(|p| format!("task #{p}")),
+        run_after: 1000,
+        created_at: 1000,
+    };
+    let created = line("pending", "created");
+    let parent = s.insert_tasks(&mk(None), 1, &created).unwrap()[0];
+    let other = s.insert_tasks(&mk(None), 1, &created).unwrap()[0];
+    let first = s.insert_tasks(&mk(Some(parent)), 2, &created).unwrap();
+    let third = s.insert_tasks(&mk(Some(parent)), 1, &created).unwrap()[0];
+    let mut all = first.clone();
+    all.push(third);
+    assert_eq!(s.task_children(parent, 10).unwrap(), all);
+    assert_eq!(s.task_children(parent, 2).unwrap(), first);
+    assert!(s.task_children(other, 10).unwrap().is_empty());
+    assert!(s.task_children(i64::MAX, 10).unwrap().is_empty());
+    let child = s.get_task(third).unwrap().expect("child stored");
+    assert_eq!(child.parent, Some(parent));
+    assert_eq!(s.get_task(other).unwrap().unwrap().parent, None);
+}

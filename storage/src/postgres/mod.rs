@@ -279,6 +279,7 @@ impl Store for PgStore {
             "api_tokens",
             "hosts",
             "login_failures",
+            "workflows",
         ] {
             if let Err(e) = client.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]) {
                 problems.push(format!("table {table}: {e}"));

@@ -16,8 +16,48 @@ use crate::log_line::LogLine;
 use crate::queue::{
     After, AfterInsert, CancelResult, Claim, ClaimedTask, Dependencies, Finish, Inserted, NewTask,
     Priority, ProgressUpdate, RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue,
-    TaskRecord, Uniqueness,
+    TaskRecord, UniqueAfterInsert, Uniqueness,
 };
+
+/// Takes the unique key's lock for the rest of `tx`, then reads the newest task of
+/// `t`'s worker and action matching `unique`. Creators of one key, on any host, take
+/// turns from the lock to their commit (it is released only after the commit is
+/// visible), so each one's look-up, a new statement under READ COMMITTED, sees the
+/// task of the one before it.
+fn lock_and_find_unique(
+    tx: &mut postgres::Transaction<'_>,
+    t: &NewTask,
+    unique: &Uniqueness,
+) -> Result<Option<TaskRecord>, StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[
+            &UNIQUE_LOCK_CLASS,
+            &unique_lock_key(&t.worker, &t.action, &unique.key),
+        ],
+    )
+    .context("wait for other creators of the unique key")?;
+    let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
+    let key = super::storable(&unique.key);
+    let existing = tx
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM tasks
+                 WHERE unique_key = $1 AND worker = $2 AND action = $3
+                   AND status = ANY($4) AND created_at >= $5
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            &[
+                &key,
+                &t.worker,
+                &t.action,
+                &statuses,
+                &unique.since.unwrap_or(i64::MIN),
+            ],
+        )
+        .context("look for a task with the unique key")?;
+    Ok(existing.as_ref().map(from_row))
+}
 
 /// The task columns, in [`TaskRecord`] order (read by [`from_row`]).
 pub(crate) const COLUMNS: &str = "id, worker, action, status, priority, progress, processed,
@@ -191,6 +231,35 @@ impl TaskQueue for PgStore {
         Ok(inserted)
     }
 
+    fn insert_unique_task_after(
+        &mut self,
+        t: &NewTask,
+        unique: &Uniqueness,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<UniqueAfterInsert, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client
+            .transaction()
+            .context("begin creating a unique task with dependencies")?;
+        if let Some(task) = lock_and_find_unique(&mut tx, t, unique)? {
+            tx.commit().context("end creating a unique task")?;
+            return Ok(UniqueAfterInsert::Existing(Box::new(task)));
+        }
+        let id = match super::deps::insert_after_in(&mut tx, t, after, creation)? {
+            AfterInsert::Created(id) => id,
+            // Nothing written: the transaction rolls back.
+            AfterInsert::Missing(id) => return Ok(UniqueAfterInsert::Missing(id)),
+        };
+        tx.execute(
+            "UPDATE tasks SET unique_key = $2 WHERE id = $1",
+            &[&id, &super::storable(&unique.key)],
+        )
+        .context("create task")?;
+        tx.commit().context("commit new task")?;
+        Ok(UniqueAfterInsert::Created(id))
+    }
+
     fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError> {
         super::deps::dependencies(&mut *self.client()?, id)
     }
@@ -205,39 +274,9 @@ impl TaskQueue for PgStore {
         let mut tx = client
             .transaction()
             .context("begin creating a unique task")?;
-        // Creators of one key, on any host, take turns from here to their commit (the
-        // lock is released only after the commit is visible), so each one's look-up,
-        // a new statement under READ COMMITTED, sees the task of the one before it.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[
-                &UNIQUE_LOCK_CLASS,
-                &unique_lock_key(&t.worker, &t.action, &unique.key),
-            ],
-        )
-        .context("wait for other creators of the unique key")?;
-        let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
-        let key = super::storable(&unique.key);
-        let existing = tx
-            .query_opt(
-                &format!(
-                    "SELECT {COLUMNS} FROM tasks
-                     WHERE unique_key = $1 AND worker = $2 AND action = $3
-                       AND status = ANY($4) AND created_at >= $5
-                     ORDER BY id DESC LIMIT 1"
-                ),
-                &[
-                    &key,
-                    &t.worker,
-                    &t.action,
-                    &statuses,
-                    &unique.since.unwrap_or(i64::MIN),
-                ],
-            )
-            .context("look for a task with the unique key")?;
-        if let Some(row) = existing {
+        if let Some(task) = lock_and_find_unique(&mut tx, t, unique)? {
             tx.commit().context("end creating a unique task")?;
-            return Ok(Inserted::Existing(Box::new(from_row(&row))));
+            return Ok(Inserted::Existing(Box::new(task)));
         }
         let ids = insert_keyed_in(&mut tx, t, 1, creation, Some(&unique.key))?;
         tx.commit().context("commit new task")?;
@@ -277,11 +316,29 @@ impl TaskQueue for PgStore {
             .client()?
             .query_one(
                 "SELECT COUNT(*) FROM tasks t JOIN workers w ON w.identifier = t.worker
-                 WHERE t.status = 'pending' AND t.run_after <= $1 AND w.active",
+                 WHERE t.status = 'pending' AND t.run_after <= $1 AND w.active
+                   AND t.deps_left = 0 AND NOT t.parked",
                 &[&now],
             )
             .context("count pending tasks")?
             .get(0))
+    }
+
+    fn count_held(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT worker, COUNT(*) FILTER (WHERE deps_left > 0),
+                        COUNT(*) FILTER (WHERE deps_left = 0 AND parked)
+                 FROM tasks WHERE status = 'pending' AND (deps_left > 0 OR parked)
+                 GROUP BY worker ORDER BY worker",
+                &[],
+            )
+            .context("count held tasks")?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     fn next_run_after(&self) -> Result<Option<i64>, StoreError> {

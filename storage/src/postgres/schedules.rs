@@ -247,7 +247,7 @@ impl Schedules for PgStore {
             }
             (Ok(action), None) => {
                 let task = NewTask {
-                    limit: None,
+                    limit: f.limit.clone(),
                     parent: None,
                     worker: f.worker.to_owned(),
                     action,
@@ -327,6 +327,7 @@ mod tests {
                                             now: slot,
                                             next_run_at: Some(slot + 100),
                                             creation,
+                                            limit: None,
                                         },
                                         &|_| Ok("run".into()),
                                     )

@@ -183,6 +183,17 @@ impl TaskSearch for PgStore {
             .map(|r| (from_row(r), r.get("worker_scope")))
             .collect())
     }
+
+    fn task_children(&self, parent: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT id FROM tasks WHERE parent_id = $1 ORDER BY id LIMIT $2",
+                &[&parent, &i64::from(limit)],
+            )
+            .context("read child tasks")?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 #[cfg(test)]

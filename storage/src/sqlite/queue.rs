@@ -12,9 +12,39 @@ use crate::log_line::LogLine;
 use crate::queue::{
     After, AfterInsert, CancelResult, Claim, ClaimedTask, Dependencies, Finish, Inserted, NewTask,
     Priority, ProgressUpdate, RetryResult, RunningTask, StartLine, Status, TaskFilter, TaskQueue,
-    TaskRecord, Uniqueness,
+    TaskRecord, UniqueAfterInsert, Uniqueness,
 };
 use crate::wakeups::Wakeups;
+
+/// The newest task of `t`'s worker and action matching `unique`, read inside `tx`.
+fn find_unique(
+    tx: &rusqlite::Transaction<'_>,
+    t: &NewTask,
+    unique: &Uniqueness,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
+    let statuses = serde_json::to_string(&statuses).unwrap_or_default();
+    tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks
+         WHERE unique_key = ?1 AND worker = ?2 AND action = ?3
+           AND status IN (SELECT value FROM json_each(?4)) AND created_at >= ?5
+         ORDER BY id DESC LIMIT 1"
+    ))
+    .and_then(|mut s| {
+        s.query_row(
+            params![
+                unique.key,
+                t.worker,
+                t.action,
+                statuses,
+                unique.since.unwrap_or(i64::MIN)
+            ],
+            from_row,
+        )
+        .optional()
+    })
+    .context("look for a task with the unique key")
+}
 
 pub(super) const COLUMNS: &str = "id, worker, action, status, priority, progress, processed,
     total, message, data, result, error, started_by, attempts, max_attempts, run_after,
@@ -208,30 +238,7 @@ impl TaskQueue for SqliteStore {
             .untracked()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin creating a unique task")?;
-        let statuses: Vec<&str> = unique.statuses.iter().map(|s| s.as_str()).collect();
-        let statuses = serde_json::to_string(&statuses).unwrap_or_default();
-        let existing = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM tasks
-                 WHERE unique_key = ?1 AND worker = ?2 AND action = ?3
-                   AND status IN (SELECT value FROM json_each(?4)) AND created_at >= ?5
-                 ORDER BY id DESC LIMIT 1"
-            ))
-            .and_then(|mut s| {
-                s.query_row(
-                    params![
-                        unique.key,
-                        t.worker,
-                        t.action,
-                        statuses,
-                        unique.since.unwrap_or(i64::MIN)
-                    ],
-                    from_row,
-                )
-                .optional()
-            })
-            .context("look for a task with the unique key")?;
-        if let Some(task) = existing {
+        if let Some(task) = find_unique(&tx, t, unique)? {
             // Nothing written: the transaction ends without a commit.
             return Ok(Inserted::Existing(Box::new(task)));
         }
@@ -260,6 +267,35 @@ impl TaskQueue for SqliteStore {
         tx.commit().context("commit new task")?;
         self.notify_work();
         Ok(inserted)
+    }
+
+    fn insert_unique_task_after(
+        &mut self,
+        t: &NewTask,
+        unique: &Uniqueness,
+        after: &After,
+        creation: &LogLine,
+    ) -> Result<UniqueAfterInsert, StoreError> {
+        // IMMEDIATE, as both: the key's look-up, the dependencies' statuses and the
+        // insert are one step.
+        let tx = self
+            .untracked()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin creating a unique task with dependencies")?;
+        if let Some(task) = find_unique(&tx, t, unique)? {
+            return Ok(UniqueAfterInsert::Existing(Box::new(task)));
+        }
+        let id = match super::deps::insert_after_in(&tx, t, after, creation)? {
+            AfterInsert::Created(id) => id,
+            // Nothing written: the transaction ends without a commit.
+            AfterInsert::Missing(id) => return Ok(UniqueAfterInsert::Missing(id)),
+        };
+        tx.prepare_cached("UPDATE tasks SET unique_key = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, unique.key]))
+            .context("create task")?;
+        tx.commit().context("commit new task")?;
+        self.notify_work();
+        Ok(UniqueAfterInsert::Created(id))
     }
 
     fn task_dependencies(&self, id: i64) -> Result<Option<Dependencies>, StoreError> {
@@ -299,11 +335,27 @@ impl TaskQueue for SqliteStore {
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND run_after <= ?1
+                   AND deps_left = 0 AND parked = 0
                    AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
                 [now],
                 |r| r.get(0),
             )
             .context("count pending tasks")
+    }
+
+    fn count_held(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, SUM(deps_left > 0), SUM(deps_left = 0 AND parked = 1)
+                 FROM tasks WHERE status = 'pending' AND (deps_left > 0 OR parked = 1)
+                 GROUP BY worker ORDER BY worker",
+            )
+            .context("count held tasks")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .context("count held tasks")?;
+        rows.collect::<Result<_, _>>().context("count held tasks")
     }
 
     fn next_run_after(&self) -> Result<Option<i64>, StoreError> {

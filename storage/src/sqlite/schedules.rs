@@ -239,8 +239,8 @@ impl Schedules for SqliteStore {
                 // Through the statistics triggers (this connection has them on).
                 tx.execute(
                     "INSERT INTO tasks (id, worker, action, status, priority, data, started_by,
-                        max_attempts, run_after, created_at, message)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                        max_attempts, run_after, created_at, message, limit_rule, limit_key)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
                     params![
                         task_id,
                         f.worker,
@@ -250,7 +250,9 @@ impl Schedules for SqliteStore {
                         SCHEDULE_STARTED_BY,
                         SCHEDULE_MAX_ATTEMPTS,
                         f.now,
-                        f.creation.message
+                        f.creation.message,
+                        f.limit.as_ref().map(|l| &l.rule),
+                        f.limit.as_ref().map(|l| &l.key)
                     ],
                 )
                 .context("create scheduled task")?;

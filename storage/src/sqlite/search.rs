@@ -236,4 +236,16 @@ impl TaskSearch for SqliteStore {
         }
         Ok(out)
     }
+
+    fn task_children(&self, parent: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM tasks WHERE parent_id = ?1 ORDER BY id LIMIT ?2")
+            .context("read child tasks")?;
+        let ids = stmt
+            .query_map(rusqlite::params![parent, i64::from(limit)], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<i64>, _>>())
+            .context("read child tasks")?;
+        Ok(ids)
+    }
 }

@@ -18,7 +18,7 @@ use crate::workflows::{
     WorkflowStep, Workflows,
 };
 
-/// Reads workflow rows with their aggregates: `filter` is the subquery of workflows.
+/// Reads workflow rows with their aggregates: `{WF}` is the subquery of workflows.
 const SELECT: &str = "SELECT w.id, w.name, w.created_at, w.started_by,
         COALESCE(SUM(CASE WHEN t.status = 'pending' THEN 1 ELSE 0 END), 0),
         COALESCE(SUM(CASE WHEN t.status = 'running' THEN 1 ELSE 0 END), 0),
@@ -29,7 +29,7 @@ const SELECT: &str = "SELECT w.id, w.name, w.created_at, w.started_by,
                           WHEN t.status = 'running' THEN MIN(MAX(t.progress, 0), 100)
                           ELSE 0 END), 0),
         MAX(t.finished_at)
-    FROM FILTER AS w LEFT JOIN tasks AS t ON t.workflow_id = w.id
+    FROM {WF} AS w LEFT JOIN tasks AS t ON t.workflow_id = w.id
     GROUP BY w.id ORDER BY w.id DESC";
 
 fn from_row_wf(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRecord> {
@@ -112,7 +112,7 @@ impl Workflows for SqliteStore {
     }
 
     fn get_workflow(&self, id: i64) -> Result<Option<WorkflowDetail>, StoreError> {
-        let sql = SELECT.replace("FILTER", "(SELECT * FROM workflows WHERE id = ?1)");
+        let sql = SELECT.replace("{WF}", "(SELECT * FROM workflows WHERE id = ?1)");
         let Some(workflow) = self
             .conn
             .prepare_cached(&sql)
@@ -159,7 +159,11 @@ impl Workflows for SqliteStore {
                 .context("read workflow")?;
             let rows = stmt
                 .query_map([id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, bool>(2)?,
+                    ))
                 })
                 .context("read workflow")?;
             for row in rows {
@@ -184,7 +188,7 @@ impl Workflows for SqliteStore {
         offset: u64,
     ) -> Result<(Vec<WorkflowRecord>, i64), StoreError> {
         let sql = SELECT.replace(
-            "FILTER",
+            "{WF}",
             "(SELECT * FROM workflows ORDER BY id DESC LIMIT ?1 OFFSET ?2)",
         );
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);

@@ -252,7 +252,8 @@ pub fn delete(store: &mut dyn Store, id: i64) -> Result<()> {
 pub struct MadeDue {
     /// Pending tasks that were waiting (for a retry's backoff) and are due now.
     pub made_due: usize,
-    /// Tasks a service may claim now (their worker active).
+    /// Tasks a service may claim now (their worker active; tasks waiting for their
+    /// dependencies or parked at a limit per key are not).
     pub claimable: i64,
     /// How many of the pending tasks the free slots take, and why the others wait.
     pub due: super::DueSummary,
@@ -267,7 +268,14 @@ pub fn process_now(store: &mut dyn Store, capacity: &super::Capacity) -> Result<
     let made_due = store.make_all_due(now)?;
     // Committed; what follows only reads.
     let claimable = store.count_claimable(now)?;
-    let due = super::WaitContext::load(store, capacity)?.due_summary();
+    let mut context = super::WaitContext::load(store, capacity)?;
+    // Tasks waiting for others, or parked at their key's limit, never start now.
+    let (dependencies, key_limit) = context.hold(&store.count_held()?);
+    let due = super::DueSummary {
+        dependencies,
+        key_limit,
+        ..context.due_summary()
+    };
     Ok(MadeDue {
         made_due,
         claimable,

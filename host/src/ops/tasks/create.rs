@@ -10,8 +10,8 @@ use serde_json::Value;
 use stask_plugin_api::manifest::{render_unique_key, MAX_UNIQUE_KEY_BYTES};
 use stask_plugin_api::WorkerManifest;
 use stask_storage::{
-    now_ms, After, AfterInsert, Inserted, LogLine, NewTask, Priority, Status, Store, TaskRecord,
-    Uniqueness,
+    now_ms, After, AfterInsert, Inserted, LogLine, NewTask, Priority, Status, Store, TaskLimit,
+    TaskRecord, UniqueAfterInsert, Uniqueness,
 };
 
 use crate::problem::{shown_input, Problem};
@@ -118,11 +118,35 @@ pub fn create_with(
     count: usize,
     unique: &UniqueRequest,
 ) -> Result<Created> {
-    let (data, template) = validate(store, req, count)?;
-    let uniqueness = uniqueness(req, count, unique, template.as_deref())?;
-    let created = insert(store, req, data, count, uniqueness)?;
+    let valid = validate(store, req, count)?;
+    let uniqueness = uniqueness(req, count, unique, valid.template.as_deref())?;
+    let created = insert(store, req, valid.data, valid.limit, count, uniqueness, None)?;
     if !created.existing {
         crate::metrics::global().tasks_created(&req.worker, &req.action, created.ids.len() as u64);
+    }
+    Ok(created)
+}
+
+/// [`create`] of one task that the running task `parent` enqueues
+/// (`Context::enqueue`): the same checks, limits and default unique key as any
+/// creator's, stored with `parent` (when the key finds a task already waiting, that
+/// task is answered and stays whoever's it was). Whether the parent may enqueue it at
+/// all is the engine's to check first ([`crate::engine`]'s slots, against the parent
+/// worker's manifest).
+pub fn create_child(store: &mut dyn Store, req: &TaskRequest, parent: i64) -> Result<Created> {
+    let valid = validate(store, req, 1)?;
+    let uniqueness = uniqueness(req, 1, &UniqueRequest::default(), valid.template.as_deref())?;
+    let created = insert(
+        store,
+        req,
+        valid.data,
+        valid.limit,
+        1,
+        uniqueness,
+        Some(parent),
+    )?;
+    if !created.existing {
+        crate::metrics::global().tasks_created(&req.worker, &req.action, 1);
     }
     Ok(created)
 }
@@ -270,13 +294,18 @@ pub fn parse_unique_states<'a>(
     Ok(out)
 }
 
-/// Every check of a request, against the registered worker; returns the data as the
-/// JSON text to store and the action's default unique key template.
-fn validate(
-    store: &dyn Store,
-    req: &TaskRequest,
-    count: usize,
-) -> Result<(String, Option<String>)> {
+/// What [`validate`] found: the data as the JSON text to store, the action's default
+/// unique key template and the limit rule and key the task falls under
+/// ([`crate::limits`]).
+struct Valid {
+    data: String,
+    template: Option<String>,
+    limit: Option<TaskLimit>,
+}
+
+/// Every check of a request, against the registered worker; returns what inserting
+/// needs ([`Valid`]).
+fn validate(store: &dyn Store, req: &TaskRequest, count: usize) -> Result<Valid> {
     if count == 0 || count > MAX_BATCH {
         return Err(Problem::invalid(
             "count",
@@ -392,7 +421,14 @@ fn validate(
         )
         .into());
     }
-    Ok((data, template))
+    // Fixed now, with the task: the worker's limits as they are at creation decide
+    // which rule it falls under (their numbers may change later and still apply).
+    let limit = crate::limits::limit_of(&worker, &req.action, &req.data);
+    Ok(Valid {
+        data,
+        template,
+        limit,
+    })
 }
 
 /// Whether a worker's library file is gone: nothing at its path, or a link to nothing.
@@ -407,8 +443,10 @@ fn insert(
     store: &mut dyn Store,
     req: &TaskRequest,
     data: String,
+    limit: Option<TaskLimit>,
     count: usize,
     unique: Option<Uniqueness>,
+    parent: Option<i64>,
 ) -> Result<Created> {
     let now = now_ms();
     let by = req
@@ -429,8 +467,8 @@ fn insert(
         &format!("Task created (priority {}{by}{key})", req.priority.as_str()),
     );
     let task = NewTask {
-        limit: None,
-        parent: None,
+        limit,
+        parent,
         worker: req.worker.clone(),
         action: req.action.clone(),
         data,
@@ -486,8 +524,10 @@ pub struct AfterRequest {
 /// [`create`] for one task that runs after the tasks `after` names: claimable once they
 /// all completed (or, with `after.any`, ended), cancelled with a message naming the
 /// cause when one fails or is cancelled. A dependency that does not exist is refused,
-/// naming it. Such a task is never matched by a unique key (the action's default one
-/// does not apply), so a unique key or a count other than 1 is refused.
+/// naming it. A unique key (given, or the action's default) applies as in
+/// [`create_with`]: when a task with it is there, that task is answered and nothing is
+/// created (the key's look-up, the dependencies' check and the insert are one step). A
+/// count other than 1 is refused.
 pub fn create_after(
     store: &mut dyn Store,
     req: &TaskRequest,
@@ -532,16 +572,18 @@ pub fn create_after(
         .hint("drop --count or --after")
         .into());
     }
-    if unique.key.is_some() || unique.within.is_some() || unique.statuses.is_some() {
-        return Err(Problem::invalid(
-            "unique_key",
-            "after_unique",
-            "a task with dependencies cannot have a unique key (not supported yet); drop one of them",
-        )
-        .hint("drop --unique-key or --after")
-        .into());
-    }
-    let (data, _) = validate(store, req, count)?;
+    let Valid {
+        data,
+        limit,
+        template,
+    } = validate(store, req, count)?;
+    // A unique key (given, or the action's default) applies as to any task: when a
+    // task with it is there, that task is the answer and nothing waits for anything.
+    let uniqueness = uniqueness(req, count, unique, template.as_deref())?;
+    let key = uniqueness
+        .as_ref()
+        .map(|u| format!(", unique key '{}'", shown_input(&u.key)))
+        .unwrap_or_default();
     let now = now_ms();
     let by = req
         .started_by
@@ -556,7 +598,7 @@ pub fn create_after(
         0,
         "",
         &format!(
-            "Task created (priority {}{by}, after {}{})",
+            "Task created (priority {}{by}{key}, after {}{})",
             req.priority.as_str(),
             list.join(", "),
             if after.any {
@@ -567,7 +609,7 @@ pub fn create_after(
         ),
     );
     let task = NewTask {
-        limit: None,
+        limit,
         parent: None,
         worker: req.worker.clone(),
         action: req.action.clone(),
@@ -582,17 +624,32 @@ pub fn create_after(
         ids: after.ids.clone(),
         any: after.any,
     };
-    let id = match store.insert_task_after(&task, &deps, &creation)? {
-        AfterInsert::Created(id) => id,
-        AfterInsert::Missing(id) => {
-            return Err(Problem::invalid(
-                "after",
-                "unknown_dependency",
-                format!("task {id} does not exist; a task can only run after existing tasks"),
-            )
-            .hint("see `stask tasks list`")
-            .into())
-        }
+    let missing = |id: i64| -> anyhow::Error {
+        Problem::invalid(
+            "after",
+            "unknown_dependency",
+            format!("task {id} does not exist; a task can only run after existing tasks"),
+        )
+        .hint("see `stask tasks list`")
+        .into()
+    };
+    let id = match &uniqueness {
+        None => match store.insert_task_after(&task, &deps, &creation)? {
+            AfterInsert::Created(id) => id,
+            AfterInsert::Missing(id) => return Err(missing(id)),
+        },
+        Some(u) => match store.insert_unique_task_after(&task, u, &deps, &creation)? {
+            UniqueAfterInsert::Created(id) => id,
+            UniqueAfterInsert::Missing(id) => return Err(missing(id)),
+            UniqueAfterInsert::Existing(found) => {
+                return Ok(Created {
+                    ids: vec![found.id],
+                    first: *found,
+                    existing: true,
+                    unique_key: Some(u.key.clone()),
+                })
+            }
+        },
     };
     crate::metrics::global().tasks_created(&req.worker, &req.action, 1);
     // Read back: it may have been cancelled at once (a dependency had failed) or be
@@ -607,8 +664,15 @@ pub fn create_after(
         ids: vec![id],
         first,
         existing: false,
-        unique_key: None,
+        unique_key: uniqueness.map(|u| u.key),
     })
+}
+
+/// Every check [`create`] makes of one task, without storing it (a workflow checks each
+/// of its tasks so before it stores any): the data as the JSON text to store and the
+/// limit rule and key the task falls under.
+pub fn validate_task(store: &dyn Store, req: &TaskRequest) -> Result<(String, Option<TaskLimit>)> {
+    validate(store, req, 1).map(|v| (v.data, v.limit))
 }
 
 /// Task `id` as [`stask_storage::TaskQueue::insert_tasks`] stores `task`: pending,
@@ -673,5 +737,42 @@ mod tests {
         let hint = p.hint.as_deref().unwrap_or_default();
         assert!(hint.contains("stask workers clean-orphaned"), "{hint}");
         assert_eq!(env.store.task_status_counts().unwrap().pending, 0);
+    }
+
+    #[test]
+    fn a_child_is_stored_with_its_parent_through_the_same_checks() {
+        let mut env = Env::new();
+        env.worker("kid", PLAIN_MANIFEST, true, true);
+        let parent = create_tasks(&mut *env.store, &request("kid", json!({})), 1).unwrap()[0];
+        let mut req = request("kid", json!({"n": 1}));
+        req.started_by = Some(format!("task #{parent}"));
+        let child = create_child(&mut *env.store, &req, parent).unwrap();
+        assert_eq!(child.first.parent, Some(parent));
+        let stored = env.store.get_task(child.first.id).unwrap().unwrap();
+        assert_eq!(
+            (stored.parent, stored.started_by.as_deref()),
+            (Some(parent), Some(&*format!("task #{parent}")))
+        );
+        assert_eq!(env.store.task_children(parent, 10).unwrap(), [stored.id]);
+        // The creator's checks apply: no credentials pass on, whatever the parent had.
+        let p = problem(create_child(
+            &mut *env.store,
+            &request("kid", json!({"token": "x"})),
+            parent,
+        ));
+        assert_eq!(p.code, "sensitive_data");
+        assert_eq!(env.store.task_children(parent, 10).unwrap(), [stored.id]);
+    }
+
+    fn request(worker: &str, data: Value) -> TaskRequest {
+        TaskRequest {
+            worker: worker.into(),
+            action: "go".into(),
+            data,
+            priority: Priority::Normal,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            started_by: None,
+            allow_sensitive: false,
+        }
     }
 }

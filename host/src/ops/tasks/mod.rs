@@ -24,7 +24,7 @@ pub use create::{
     TaskRequest, UniqueRequest, DEFAULT_MAX_ATTEMPTS, DEFAULT_UNIQUE_STATUSES, MAX_AFTER,
     MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_DATA_BYTES,
 };
-pub use waiting::{Capacity, DueSummary, WaitContext, Waiting};
+pub use waiting::{limit_waiting, Capacity, DueSummary, LimitKind, WaitContext, Waiting};
 
 /// The error for an unknown task id.
 pub fn no_task(id: i64) -> anyhow::Error {

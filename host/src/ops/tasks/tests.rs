@@ -352,6 +352,79 @@ fn process_now_makes_waiting_tasks_due_and_counts_the_claimable() {
 }
 
 #[test]
+fn process_now_counts_neither_waiting_dependants_nor_parked_tasks_as_starting() {
+    let mut env = Env::new();
+    let now = now_ms();
+    let line = LogLine::new("pending", 0, 0, 0, "", "Task created");
+    let plain = NewTask {
+        limit: None,
+        parent: None,
+        worker: "w".into(),
+        action: "noop".into(),
+        data: "{}".into(),
+        priority: Priority::Normal,
+        max_attempts: 1,
+        started_by: None,
+        run_after: now,
+        created_at: now,
+    };
+    // Two tasks of one key under a concurrency-1 rule: a claim runs the first and
+    // parks the second.
+    env.store
+        .set_limit_rules(
+            "w",
+            &[stask_storage::LimitRule {
+                rule: "per-shop".into(),
+                concurrency: Some(1),
+                rate: None,
+            }],
+        )
+        .unwrap();
+    let keyed = NewTask {
+        limit: Some(stask_storage::TaskLimit {
+            rule: "per-shop".into(),
+            key: "shop:1".into(),
+        }),
+        ..plain.clone()
+    };
+    let k = env.store.insert_tasks(&keyed, 2, &line).unwrap();
+    let start = |_: &stask_storage::TaskRecord| LogLine::new("running", 0, 0, 0, "", "Started");
+    let (_, claimed) = env
+        .store
+        .claim(&stask_storage::Claim {
+            finishes: &[],
+            owner: "o",
+            now,
+            limit: 10,
+            excluded_workers: &[],
+            start_line: &start,
+        })
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the second task of the key is parked");
+    assert_eq!(claimed[0].task.id, k[0]);
+    // A due task, and one that runs after it.
+    let a = env.store.insert_tasks(&plain, 1, &line).unwrap()[0];
+    let after = stask_storage::After {
+        ids: vec![a],
+        any: false,
+    };
+    assert!(matches!(
+        env.store.insert_task_after(&plain, &after, &line).unwrap(),
+        stask_storage::AfterInsert::Created(_)
+    ));
+    let four_slots = Capacity {
+        concurrency: 4,
+        ..Capacity::default()
+    };
+    let due = process_now(&mut *env.store, &four_slots).unwrap();
+    // Free slots for all three, yet only the due task starts.
+    assert_eq!(due.claimable, 1, "{due:?}");
+    assert_eq!(due.due.starting, 1, "{due:?}");
+    assert_eq!((due.due.dependencies, due.due.key_limit), (1, 1), "{due:?}");
+    assert_eq!(due.due.slots_busy, 0, "{due:?}");
+}
+
+#[test]
 fn clean_requests_have_one_default_and_name_their_statuses() {
     let r = CleanRequest::parse(None, false).unwrap();
     assert_eq!(

@@ -12,11 +12,26 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use stask_storage::{Status, Store, TaskRecord, WorkerRecord};
+use stask_storage::{LimitRule, LimitUsage, Status, Store, TaskLimit, TaskRecord, WorkerRecord};
 
 /// A host whose lease was renewed within this long counts as live (as in the worker
 /// views).
 const HOST_LIVE_MS: i64 = 60_000;
+
+/// Most tasks of one answer whose dependencies or limit usage [`WaitContext::load_for`]
+/// reads (a page of the task list is 50): a read each, so a huge page stays cheap and
+/// the rest say `dependencies` without ids, or what their run_after says.
+const PER_TASK_READS: usize = 200;
+
+/// Which of a limit's numbers a task waits for ([`Waiting::Limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Its key runs as many tasks as the limit allows.
+    Concurrency,
+    /// Its key started as many tasks within the period as the limit allows.
+    Rate,
+}
 
 /// How many tasks the services run at once, as configured on this machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,6 +84,26 @@ pub enum Waiting {
         /// When it becomes due.
         at: i64,
     },
+    /// Its limit per key ([`crate::limits`]) is used up: `in_use` of `limit` running
+    /// tasks (`kind` `concurrency`) or starts within `per_secs` seconds (`rate`,
+    /// until a start leaves the period at `until`, ms since epoch). The service
+    /// claims it once its key has room, on whichever host.
+    Limit {
+        /// The key (`shop:42`).
+        key: String,
+        /// `concurrency` or `rate`.
+        kind: LimitKind,
+        /// Running tasks, or starts within the period, of the key.
+        in_use: i64,
+        /// The limit's number.
+        limit: i64,
+        /// A rate's period in seconds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        per_secs: Option<i64>,
+        /// When a rate's next start frees (ms since epoch).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+    },
     /// Its worker runs `running` tasks, its limit (`worker_concurrency`).
     WorkerLimit {
         /// The worker's limit.
@@ -98,11 +133,89 @@ impl Waiting {
             Waiting::Dependencies { .. } => "dependencies",
             Waiting::RetryAt { .. } => "retry_at",
             Waiting::ScheduledFor { .. } => "scheduled_for",
+            Waiting::Limit { .. } => "limit",
             Waiting::WorkerLimit { .. } => "worker_limit",
             Waiting::SlotsBusy { .. } => "slots_busy",
             Waiting::Queued => "queued",
         }
     }
+
+    /// Why task `t` waits for its limit per key at `now`, from the store's rule and
+    /// usage of its key; `None` when it has no limit or its key has room.
+    pub fn limit_of(
+        t: &TaskRecord,
+        rule: &LimitRule,
+        usage: &LimitUsage,
+        now: i64,
+    ) -> Option<Waiting> {
+        let key = t.limit.as_ref()?.key.clone();
+        if let Some(max) = rule.concurrency {
+            if usage.running >= i64::from(max) {
+                return Some(Waiting::Limit {
+                    key,
+                    kind: LimitKind::Concurrency,
+                    in_use: usage.running,
+                    limit: i64::from(max),
+                    per_secs: None,
+                    until: None,
+                });
+            }
+        }
+        let (max, period) = rule.rate?;
+        (usage.started >= i64::from(max)).then(|| Waiting::Limit {
+            key,
+            kind: LimitKind::Rate,
+            in_use: usage.started,
+            limit: i64::from(max),
+            per_secs: Some(period / 1000),
+            until: Some(usage.oldest_start.map_or(now + period, |o| o + period)),
+        })
+    }
+
+    /// The reason in English, for the command line and error messages:
+    /// `limit 'shop:42' 1/1 in use`, `limit 'api' 60/60 starts per 1 min`.
+    pub fn limit_text(&self) -> Option<String> {
+        let Waiting::Limit {
+            key,
+            kind,
+            in_use,
+            limit,
+            per_secs,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(match kind {
+            LimitKind::Concurrency => format!("limit '{key}' {in_use}/{limit} in use"),
+            LimitKind::Rate => format!(
+                "limit '{key}' {in_use}/{limit} starts per {}",
+                period_text(per_secs.unwrap_or(0))
+            ),
+        })
+    }
+}
+
+/// A rate's period in words: `1 min`, `90 s`, `2 h`, `1 d`.
+fn period_text(secs: i64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Why pending task `t` waits for its limit per key now, read from the store (one
+/// read); `None` when it has no limit, its rule is gone or its key has room.
+pub fn limit_waiting(store: &dyn Store, t: &TaskRecord) -> anyhow::Result<Option<Waiting>> {
+    let Some(limit) = &t.limit else {
+        return Ok(None);
+    };
+    let now = stask_storage::now_ms();
+    Ok(store
+        .limit_usage(&t.worker, limit, now)?
+        .and_then(|(rule, usage)| Waiting::limit_of(t, &rule, &usage, now)))
 }
 
 /// What deciding [`Waiting`] needs, read once for any number of tasks (a page of the
@@ -117,6 +230,13 @@ pub struct WaitContext {
     /// Live hosts' (capacity, libraries); `None` when no host registered (one machine).
     hosts: Option<Vec<(i64, Vec<String>)>>,
     capacity: Capacity,
+    /// Rule and usage of the keys of the tasks [`WaitContext::load_for`] was given
+    /// (`None`: the worker has no such rule any more).
+    limits: HashMap<(String, TaskLimit), Option<(LimitRule, LimitUsage)>>,
+    /// What the tasks [`WaitContext::load_for`] was given still wait for.
+    waiting_on: HashMap<i64, Vec<i64>>,
+    /// When the usage was read.
+    read_at: i64,
 }
 
 impl WaitContext {
@@ -159,7 +279,64 @@ impl WaitContext {
             pending,
             hosts,
             capacity: capacity.clone(),
+            limits: HashMap::new(),
+            waiting_on: HashMap::new(),
+            read_at: now,
         })
+    }
+
+    /// [`WaitContext::load`], and for the pending tasks among `tasks` (up to
+    /// [`PER_TASK_READS`]) the usage of their limit's key and the tasks they still
+    /// wait for: a read each, so `waiting` names the limit or the dependencies.
+    pub fn load_for(
+        store: &dyn Store,
+        capacity: &Capacity,
+        tasks: &[TaskRecord],
+    ) -> anyhow::Result<WaitContext> {
+        let mut ctx = WaitContext::load(store, capacity)?;
+        ctx.read_tasks(store, tasks)?;
+        Ok(ctx)
+    }
+
+    /// The per-task part of [`WaitContext::load_for`], for tasks read after the
+    /// context.
+    pub fn read_tasks(&mut self, store: &dyn Store, tasks: &[TaskRecord]) -> anyhow::Result<()> {
+        let mut reads = 0;
+        for t in tasks.iter().filter(|t| t.status == Status::Pending) {
+            if reads >= PER_TASK_READS {
+                break;
+            }
+            if t.run_after == stask_storage::WAITING_FOR_DEPENDENCIES {
+                reads += 1;
+                if let Some(d) = store.task_dependencies(t.id)? {
+                    self.waiting_on.insert(t.id, d.waiting_on);
+                }
+            } else if let Some(limit) = &t.limit {
+                let key = (t.worker.clone(), limit.clone());
+                if !self.limits.contains_key(&key) {
+                    reads += 1;
+                    let usage = store.limit_usage(&t.worker, limit, self.read_at)?;
+                    self.limits.insert(key, usage);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves tasks no claim takes whatever the slots out of the pending counts
+    /// ([`stask_storage::TaskQueue::count_held`]: per worker, those waiting for their
+    /// dependencies and those parked at a limit per key), so [`Self::due_summary`]
+    /// never counts them as starting; returns how many of each it left out.
+    pub fn hold(&mut self, held: &[(String, i64, i64)]) -> (i64, i64) {
+        let (mut deps, mut parked) = (0, 0);
+        for (worker, d, p) in held {
+            if let Some(n) = self.pending.get_mut(worker) {
+                *n = (*n - d - p).max(0);
+            }
+            deps += d;
+            parked += p;
+        }
+        (deps, parked)
     }
 
     /// The registered worker `identifier`, if any.
@@ -177,17 +354,29 @@ impl WaitContext {
         }
         if t.run_after == stask_storage::WAITING_FOR_DEPENDENCIES {
             return Some(Waiting::Dependencies {
-                waiting_on: Vec::new(),
+                waiting_on: self.waiting_on.get(&t.id).cloned().unwrap_or_default(),
             });
+        }
+        // Before the run_after checks: a task a claim parked on its key's limit has
+        // its run_after moved into the future, which is not a schedule or a retry.
+        if let Some(limit) = &t.limit {
+            if let Some(Some((rule, usage))) = self.limits.get(&(t.worker.clone(), limit.clone())) {
+                if let Some(w) = Waiting::limit_of(t, rule, usage, now) {
+                    return Some(w);
+                }
+            }
         }
         if t.run_after > now {
             // An attempt that ended put it back with a backoff; one never started
-            // was created for later.
-            return Some(if t.attempts > 0 {
-                Waiting::RetryAt { at: t.run_after }
-            } else {
-                Waiting::ScheduledFor { at: t.run_after }
-            });
+            // was created for later — unless it has a limit: then a claim parked it
+            // while its key was full, the key has room again (checked above when it
+            // was read), and a claim takes it within moments: a slot is what counts.
+            if t.attempts > 0 {
+                return Some(Waiting::RetryAt { at: t.run_after });
+            }
+            if t.limit.is_none() {
+                return Some(Waiting::ScheduledFor { at: t.run_after });
+            }
         }
         let running = self.running.get(&t.worker).copied().unwrap_or(0);
         if let Some(&limit) = self.capacity.worker_limits.get(&t.worker) {
@@ -293,6 +482,11 @@ pub struct DueSummary {
     pub unknown_worker: i64,
     /// No live host holds their worker's library.
     pub no_host: i64,
+    /// Waiting for the tasks they run after (set by [`super::process_now`]).
+    pub dependencies: i64,
+    /// Parked at a limit per key: their key runs as many as its rule allows (set by
+    /// [`super::process_now`]).
+    pub key_limit: i64,
 }
 
 #[cfg(test)]
@@ -323,5 +517,88 @@ mod tests {
             serde_json::json!({ "code": "slots_busy", "running": 4, "capacity": 4 })
         );
         assert_eq!(Waiting::NoHost.code(), "no_host");
+    }
+
+    fn limited(key: &str) -> TaskRecord {
+        TaskRecord {
+            id: 1,
+            worker: "w".into(),
+            action: "a".into(),
+            status: Status::Pending,
+            priority: stask_storage::Priority::Normal,
+            progress: 0,
+            processed: 0,
+            total: 0,
+            message: String::new(),
+            data: "{}".into(),
+            result: None,
+            error: None,
+            started_by: None,
+            attempts: 0,
+            max_attempts: 3,
+            run_after: 0,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            heartbeat_at: None,
+            owner: None,
+            cancel_requested: false,
+            limit: Some(TaskLimit {
+                rule: "*|{shop}".into(),
+                key: key.into(),
+            }),
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn a_key_at_its_limit_says_which_number_and_how_much_is_in_use() {
+        let t = limited("shop:42");
+        let rule = LimitRule {
+            rule: "*|{shop}".into(),
+            concurrency: Some(1),
+            rate: Some((60, 60_000)),
+        };
+        let busy = LimitUsage {
+            running: 1,
+            started: 1,
+            oldest_start: Some(1_000),
+        };
+        let w = Waiting::limit_of(&t, &rule, &busy, 2_000).unwrap();
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!({"code": "limit", "key": "shop:42", "kind": "concurrency", "in_use": 1, "limit": 1})
+        );
+        assert_eq!(w.limit_text().unwrap(), "limit 'shop:42' 1/1 in use");
+        let starts = LimitUsage {
+            running: 0,
+            started: 60,
+            oldest_start: Some(1_000),
+        };
+        let w = Waiting::limit_of(&t, &rule, &starts, 2_000).unwrap();
+        assert_eq!(
+            w,
+            Waiting::Limit {
+                key: "shop:42".into(),
+                kind: LimitKind::Rate,
+                in_use: 60,
+                limit: 60,
+                per_secs: Some(60),
+                until: Some(61_000),
+            }
+        );
+        assert_eq!(w.code(), "limit");
+        assert_eq!(
+            w.limit_text().unwrap(),
+            "limit 'shop:42' 60/60 starts per 1 min"
+        );
+        let room = LimitUsage {
+            running: 0,
+            started: 59,
+            oldest_start: Some(1_000),
+        };
+        assert_eq!(Waiting::limit_of(&t, &rule, &room, 2_000), None);
+        assert_eq!(period_text(90), "90 s");
+        assert_eq!(period_text(7_200), "2 h");
     }
 }

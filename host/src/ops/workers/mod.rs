@@ -135,7 +135,11 @@ pub fn change_settings(
             settings: Value::Object(updated).to_string(),
         };
         if store.swap_worker_settings(&[swap])? {
-            return find(store, id);
+            let w = find(store, id)?;
+            // The `limits` setting replaces the manifest's limits: the claim must
+            // enforce what is stored now.
+            crate::limits::sync_worker(store, &w)?;
+            return Ok(w);
         }
     }
     find(store, id)?;

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
-use stask_plugin_api::manifest::{host_setting, SettingKind};
+use stask_plugin_api::manifest::{
+    host_setting, parse_limits, HostKind, SettingKind, LIMITS_SETTING,
+};
 use stask_plugin_api::WorkerManifest;
 use stask_storage::WorkerRecord;
 
@@ -111,11 +113,28 @@ fn validate(
             };
         }
     }
-    manifest.resolve_settings(&view)
+    let resolved = manifest.resolve_settings(&view)?;
+    // Its form was checked by the schema; the actions it names are the worker's
+    // business (checked here, on change, and not for every run, so a library that
+    // drops an action leaves its tasks running and the limit matching nothing).
+    if let Some(v) = resolved.get(LIMITS_SETTING) {
+        let limits = parse_limits(v)?;
+        manifest
+            .check_limits(&limits)
+            .map_err(|e| format!("setting '{LIMITS_SETTING}': {e}"))?;
+    }
+    Ok(resolved)
 }
 
 /// Reads a command-line value as the type the schema declares for `key`.
 fn parse_value(manifest: &WorkerManifest, key: &str, raw: &str) -> Result<Value> {
+    if let Some(host) = host_setting(key).filter(|h| h.kind == HostKind::Limits) {
+        // A JSON array on the command line (`limits='[{"concurrency": 1}]'`).
+        let value: Value = serde_json::from_str(raw)
+            .map_err(|e| anyhow::anyhow!("setting '{key}' must be {} ({e})", host.expected()))?;
+        host.check(&value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(value);
+    }
     let kind = if let Some(host) = host_setting(key) {
         host.setting_kind()
     } else {
@@ -194,6 +213,12 @@ pub fn apply_patch(w: &WorkerRecord, patch: &Map<String, Value>) -> Result<Map<S
                 }
             }
         };
+        if let Some(host) = host_setting(key).filter(|h| h.kind == HostKind::Limits) {
+            // Which limit is wrong and how, rather than the expected type alone.
+            if let Err(e) = host.check(value) {
+                return Err(Problem::invalid(key, "invalid_setting", e).into());
+            }
+        }
         if !ok {
             let expected = match host_setting(key) {
                 Some(host) => host.expected(),

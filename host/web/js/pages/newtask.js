@@ -1,7 +1,8 @@
 // New task: an active worker, one of its actions, JSON data (checked in the browser:
 // it must parse and be an object) and a priority; optionally a unique key (with the
 // period and statuses in which a task with it counts): when such a task is there, the
-// API answers it instead of creating one and the page opens it.
+// API answers it instead of creating one and the page opens it. "Runs after" names
+// tasks it waits for (`after`, and `after_any` to run whatever their outcome).
 
 import * as api from '../api.js';
 import { h, replace } from '../dom.js';
@@ -34,6 +35,8 @@ export async function mount(root, params, query) {
   const DEFAULT_STATES = ['pending', 'running'];
   const stateBoxes = STATUSES.map((s) => h('input', { type: 'checkbox', value: s, checked: DEFAULT_STATES.includes(s), id: `new-unique-state-${s}` }));
   const noUnique = h('input', { type: 'checkbox', name: 'no_unique', id: 'new-no-unique' });
+  const after = h('input', { type: 'text', name: 'after', id: 'new-after', autocomplete: 'off', inputmode: 'numeric', class: 'mono', placeholder: '12, 15', value: query.get('after') || '' });
+  const afterAny = h('input', { type: 'checkbox', name: 'after_any', id: 'new-after-any' });
 
   // GET /workers lists no actions; a worker's own page (GET /workers/{id}) has them.
   const details = new Map();
@@ -73,6 +76,8 @@ export async function mount(root, params, query) {
   const fData = field(t('newtask.data'), data, { help: t('newtask.data_help') });
   const fPrio = field(t('task.priority'), prio);
   const fAttempts = field(t('newtask.max_attempts'), attempts);
+  const fAfter = field(t('newtask.after'), after, { help: t('newtask.after_help') });
+  const fAfterAny = field(t('newtask.after_any'), afterAny);
   const fUniqueKey = field(t('newtask.unique_key'), uniqueKey, { help: t('newtask.unique_key_help'), extra: keyDefault });
   const fUniqueFor = field(t('newtask.unique_for'), uniqueFor, { help: t('newtask.unique_for_help') });
   const statesErr = h('p', { class: 'field-error', id: 'new-unique-states-err', role: 'alert', hidden: true });
@@ -87,7 +92,7 @@ export async function mount(root, params, query) {
   const uniqueSet = h('details', { class: 'unique-options', id: 'new-unique' }, h('summary', null, t('newtask.unique')), fUniqueKey.wrap, h('div', { class: 'two-fields' }, fUniqueFor.wrap), statesSet, fNoUnique.wrap);
   const msg = h('p', { class: 'form-message', role: 'status', id: 'new-task-message' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'create-task' }, t('newtask.submit'));
-  const form = h('form', { class: 'card new-task-form', novalidate: true }, fWorker.wrap, fAction.wrap, fData.wrap, h('div', { class: 'two-fields' }, fPrio.wrap, fAttempts.wrap), uniqueSet, h('div', { class: 'form-actions' }, submit, msg));
+  const form = h('form', { class: 'card new-task-form', novalidate: true }, fWorker.wrap, fAction.wrap, fData.wrap, h('div', { class: 'two-fields' }, fPrio.wrap, fAttempts.wrap), fAfter.wrap, fAfterAny.wrap, uniqueSet, h('div', { class: 'form-actions' }, submit, msg));
 
   const check = () => {
     const parsed = parseJsonObject(data.value);
@@ -114,8 +119,17 @@ export async function mount(root, params, query) {
       return;
     }
     fAttempts.setError(null);
-    for (const f of [fUniqueKey, fUniqueFor, fStates, fNoUnique]) f.setError(null);
+    for (const f of [fUniqueKey, fUniqueFor, fStates, fNoUnique, fAfter, fAfterAny]) f.setError(null);
+    const deps = parseIds(after.value);
+    if (!deps) {
+      fAfter.setError(t('newtask.after_invalid'));
+      after.focus();
+      return;
+    }
     const body = { worker: workerSel.value, action: actionSel.value, data: parsed.value, priority: prio.value, max_attempts: n };
+    if (deps.length) body.after = deps;
+    // Without ids the API says what is missing, next to the field.
+    if (afterAny.checked) body.after_any = true;
     const key = uniqueKey.value.trim();
     if (key) body.unique_key = key;
     if (noUnique.checked && !key) body.no_unique = true;
@@ -140,7 +154,7 @@ export async function mount(root, params, query) {
       else notify(t('notify.task_created', { id }), 'success');
       navigate(`/tasks/${id}`);
     } catch (e) {
-      const map = { worker: fWorker, action: fAction, data: fData, priority: fPrio, max_attempts: fAttempts, unique_key: fUniqueKey, unique_for: fUniqueFor, unique_states: fStates, no_unique: fNoUnique };
+      const map = { worker: fWorker, action: fAction, data: fData, priority: fPrio, max_attempts: fAttempts, unique_key: fUniqueKey, unique_for: fUniqueFor, unique_states: fStates, no_unique: fNoUnique, after: fAfter, after_any: fAfter };
       if (e.field && e.field.startsWith('unique')) uniqueSet.open = true;
       const f = e.field && (map[e.field] || (e.field.startsWith('data') ? fData : null));
       if (f) f.setError(e.message);
@@ -152,4 +166,12 @@ export async function mount(root, params, query) {
 
   replace(root, pageHeader(t('title.new')), form);
   return {};
+}
+
+/** Task ids typed as `12, 15` (commas or spaces); `[]` when empty, `null` when not ids. */
+export function parseIds(text) {
+  const parts = String(text).split(/[\s,]+/).filter(Boolean);
+  const ids = parts.map((p) => (/^#?\d+$/.test(p) ? Number(p.replace('#', '')) : NaN));
+  if (ids.some((n) => !Number.isSafeInteger(n) || n < 1)) return null;
+  return [...new Set(ids)];
 }

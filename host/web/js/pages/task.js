@@ -230,8 +230,14 @@ export async function mount(root, params) {
       ['task.started_by', task.started_by || '—'],
       ['task.created', dateTime(task.created_at)],
       // A task waiting for its dependencies has no start time yet (the store keeps it far in the future).
-      ['task.run_after', task.run_after && task.run_after > (task.created_at || 0) && task.waiting?.code !== 'dependencies' && !task.dependencies?.waiting_on?.length ? dateTime(task.run_after) : null],
+      ['task.run_after', task.run_after && task.run_after > (task.created_at || 0) && task.waiting?.code !== 'dependencies' && task.waiting?.code !== 'limit' && !task.dependencies?.waiting_on?.length ? dateTime(task.run_after) : null],
       ['task.after', task.dependencies?.after?.length ? task.dependencies.after.map((id) => `#${id}`).join(', ') : null],
+      // The limit per key it shares with other tasks of its worker (plugin data: text only).
+      ['task.limit', task.limit && typeof task.limit.key === 'string' ? h('span', { id: 'task-limit' }, task.limit.key) : null],
+      ['task.workflow', task.workflow ? h('span', { id: 'task-workflow' }, link(`/workflows/${task.workflow.id}`, t('task.workflow_step', { id: task.workflow.id, step: task.workflow.step }))) : null],
+      // Tasks a running task enqueued name it; it lists them, each a link.
+      ['task.parent', task.parent ? h('span', { id: 'task-parent' }, link(`/tasks/${task.parent}`, `#${task.parent}`)) : null],
+      ['task.children', task.children?.length ? h('span', { id: 'task-children' }, task.children.map((c, i) => [i ? ', ' : null, link(`/tasks/${c}`, `#${c}`)])) : null],
       ['task.started', dateTime(task.started_at)],
       ['task.finished', dateTime(task.finished_at)],
       ['task.duration', task.duration_ms != null ? duration(task.duration_ms) : task.started_at && task.finished_at ? duration(task.finished_at - task.started_at) : '—'],

@@ -23,6 +23,8 @@ const HOST_SETTINGS = [
   ['sandbox_reads', 'string'],
   ['sandbox_writes', 'string'],
   ['sandbox_connects', 'string'],
+  // Limits per key: a JSON array replacing the worker's own (issue 17).
+  ['limits', 'json'],
 ];
 
 export async function mount(root, params) {
@@ -172,7 +174,24 @@ function sandboxCard(worker) {
     { class: 'card', id: 'sandbox', 'aria-labelledby': 'sandbox-title' },
     h('h2', { id: 'sandbox-title' }, t('sandbox.title')),
     h('p', { class: 'field-help' }, t('sandbox.help')),
-    h('dl', { class: 'figures' }, row('reads'), row('writes'), row('connects')),
+    h(
+      'dl',
+      { class: 'figures' },
+      row('reads'),
+      row('writes'),
+      row('connects'),
+      // Follow-up tasks its runs may create (the manifest's declaration; not a setting).
+      h(
+        'div',
+        null,
+        h('dt', null, t('sandbox.enqueues')),
+        h(
+          'dd',
+          { 'data-access': 'enqueues' },
+          worker.enqueues?.length ? h('code', null, worker.enqueues.join(', ')) : h('span', { class: 'muted' }, t('sandbox.nothing')),
+        ),
+      ),
+    ),
   );
 }
 
@@ -209,6 +228,12 @@ export function parseSetting(kind, raw) {
       return { value: Number(text) };
     case 'boolean':
       return { value: raw === true || raw === 'true' };
+    case 'json':
+      try {
+        return { value: JSON.parse(text) };
+      } catch {
+        return { error: t('settings.expect_json') };
+      }
     default:
       return { value: raw };
   }
@@ -236,7 +261,7 @@ function renderSettings(box, worker) {
       const v = cur === undefined || cur === null ? spec.default : cur;
       input = h('input', { type: 'checkbox', name: spec.key, checked: v === true, disabled: !editable, 'data-key': spec.key });
     } else {
-      const v = cur === undefined || cur === null ? '' : String(cur);
+      const v = cur === undefined || cur === null ? '' : spec.kind === 'json' ? JSON.stringify(cur) : String(cur);
       input = h('input', {
         type: 'text',
         name: spec.key,
@@ -299,7 +324,8 @@ function renderSettings(box, worker) {
         firstError = firstError || input;
         continue;
       }
-      if (!had || original !== parsed.value) values[spec.key] = parsed.value;
+      const same = spec.kind === 'json' ? JSON.stringify(original) === JSON.stringify(parsed.value) : original === parsed.value;
+      if (!had || !same) values[spec.key] = parsed.value;
     }
     if (firstError) {
       firstError.focus();

@@ -8,8 +8,10 @@
 //!
 //! `scripts/bench.sh` builds everything and runs it; see scripts/BENCHMARKS.md.
 
+mod fanout;
 mod housekeeping;
 mod ingest;
+mod keyed;
 mod latency;
 mod limit;
 mod postgres;
@@ -47,12 +49,16 @@ const BENCHES: &[(&str, Bench)] = &[
     ("clean", housekeeping::clean),
     ("housekeeping", housekeeping::housekeeping),
     ("ingest", ingest::ingest),
+    ("fanout", fanout::fanout),
+    ("keyed", keyed::keyed),
     // PostgreSQL (skipped, saying why, when the server cannot be reached).
     ("pg_burndown", postgres::burndown),
     ("pg_raw", postgres::raw),
     ("pg_steady", postgres::steady),
     ("pg_pickup", postgres::pickup),
     ("pg_failover", postgres::failover),
+    ("pg_fanout", fanout::pg_fanout),
+    ("pg_keyed", keyed::pg_keyed),
 ];
 
 struct Args {

@@ -121,7 +121,7 @@ fn server() -> Res<String> {
 
 /// Whether the benchmark can run: `Some(version)`, or `None` after reporting it as
 /// skipped with the reason.
-fn ready(rep: &mut Report, key: &str, bench: &str) -> Option<String> {
+pub(crate) fn ready(rep: &mut Report, key: &str, bench: &str) -> Option<String> {
     match server() {
         Ok(v) => {
             eprintln!("  PostgreSQL {v} at {}", redact(&server_url()));
@@ -149,14 +149,14 @@ fn ready(rep: &mut Report, key: &str, bench: &str) -> Option<String> {
 
 /// A schema of its own on the server, dropped (with everything in it) when dropped.
 /// Connections to it carry its name as their application name.
-struct Schema {
+pub(crate) struct Schema {
     name: String,
 }
 
 impl Schema {
     /// A new schema, `stask_bench_PID_N_TAG`: short, because stask names its wake-up
     /// channel after the schema and a channel name has at most 63 bytes.
-    fn new(tag: &str) -> Res<Schema> {
+    pub(crate) fn new(tag: &str) -> Res<Schema> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "stask_bench_{}_{}_{tag}",
@@ -187,7 +187,7 @@ impl Schema {
     }
 
     /// The store, through the storage crate's public API.
-    fn store(&self) -> Res<Box<dyn Store>> {
+    pub(crate) fn store(&self) -> Res<Box<dyn Store>> {
         stask_storage::open(&self.url()).ctx("open the PostgreSQL store")
     }
 }
@@ -210,7 +210,13 @@ impl Drop for Schema {
 /// A home on `schema` (its own directory and plugins directory; its `stask.toml` names
 /// the schema) with `libs` installed; with `discover`, also registered and activated in
 /// the shared database.
-fn pg_home(env: &Env, schema: &Schema, name: &str, libs: &[&Path], discover: bool) -> Res<Home> {
+pub(crate) fn pg_home(
+    env: &Env,
+    schema: &Schema,
+    name: &str,
+    libs: &[&Path],
+    discover: bool,
+) -> Res<Home> {
     let root = env.work.join(name);
     if root.exists() {
         discard(&root);
@@ -275,7 +281,7 @@ fn uts_prefix() -> Option<&'static [&'static str]> {
 
 /// A running `stask serve` on a PostgreSQL home, stopped (SIGTERM, then SIGKILL after
 /// 60 s) when dropped.
-struct PgHost {
+pub(crate) struct PgHost {
     child: Option<Child>,
     sampler: Option<Sampler>,
     log: PathBuf,
@@ -285,7 +291,7 @@ impl PgHost {
     /// Starts `stask serve` in `home` (no discovery at start, HTTP on an ephemeral
     /// port, `extra` environment) and waits until it listens. With `hostname`, in a UTS
     /// namespace of its own with that hostname (see [`uts_prefix`]).
-    fn start(
+    pub(crate) fn start(
         env: &Env,
         home: &Home,
         extra: &[(&str, &str)],
@@ -411,7 +417,7 @@ impl PgHost {
     }
 
     /// Stops the host (SIGTERM); its peak RSS in kB.
-    fn stop(mut self) -> Res<u64> {
+    pub(crate) fn stop(mut self) -> Res<u64> {
         self.shutdown()
     }
 
@@ -485,7 +491,7 @@ fn wait_completed(store: &dyn Store, n: i64, timeout: Duration) -> Res<i64> {
 }
 
 /// Every task, checked to have run once and completed.
-fn all_ran_once(store: &dyn Store, n: usize) -> Res<Vec<TaskRecord>> {
+pub(crate) fn all_ran_once(store: &dyn Store, n: usize) -> Res<Vec<TaskRecord>> {
     let tasks = store.list_tasks(&TaskFilter::default()).ctx("list tasks")?;
     if tasks.len() != n {
         return Err(format!("{} tasks stored, {n} expected", tasks.len()));

@@ -1,0 +1,88 @@
+// Workflows: groups of tasks created together with dependencies (GET /workflows), newest
+// first, each with its overall progress and its tasks per status; live-updating.
+
+import * as api from '../api.js';
+import { h, keyed } from '../dom.js';
+import { t, tn, num, dateTime } from '../i18n.js';
+import { Poller } from '../live.js';
+import { pageHeader, progressBar, link, notifyError, statusBadge, emptyRow, STATUSES } from '../ui.js';
+
+const PAGE = 100;
+
+/** `3 completed · 1 running`: a workflow's tasks per status, the empty ones left out. */
+export function countsText(counts) {
+  return STATUSES.filter((s) => counts && counts[s] > 0)
+    .map((s) => `${num(counts[s])} ${t(`status.${s}`).toLocaleLowerCase()}`)
+    .join(' · ');
+}
+
+export async function mount(root) {
+  const body = h('tbody', { id: 'workflow-rows' });
+  const summary = h('p', { class: 'muted', id: 'workflows-summary' });
+  frame(root, body, summary);
+
+  let last = '';
+  const load = async () => {
+    const res = await api.get(api.routes.workflows({ limit: PAGE }));
+    const key = JSON.stringify(res.workflows);
+    if (key === last) return false;
+    last = key;
+    summary.textContent = tn('workflows.total', { n: res.total });
+    const list = res.workflows || [];
+    if (!list.length) {
+      body.replaceChildren(emptyRow(6, t('workflows.none')));
+      return true;
+    }
+    for (const el of [...body.children]) if (el.dataset.key === undefined) el.remove();
+    keyed(body, list, (w) => w.id, row);
+    return true;
+  };
+  const poller = new Poller(load, { min: 1000, max: 10000 });
+  try {
+    await load();
+  } catch (e) {
+    notifyError(e);
+  }
+  poller.start();
+  return { refresh: () => poller.now(), destroy: () => poller.stop() };
+}
+
+function frame(root, body, summary) {
+  root.replaceChildren(
+    pageHeader(t('title.workflows')),
+    h('p', { class: 'muted' }, t('workflows.intro')),
+    summary,
+    h(
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { class: 'table', id: 'workflows-table' },
+        h('caption', { class: 'sr-only' }, t('title.workflows')),
+        h(
+          'thead',
+          null,
+          h(
+            'tr',
+            null,
+            ['task.id', 'workflow.name', 'task.status', 'task.progress', 'workflow.tasks', 'task.created'].map((k) => h('th', { scope: 'col' }, t(k))),
+          ),
+        ),
+        body,
+      ),
+    ),
+  );
+}
+
+function row(w) {
+  return h(
+    'tr',
+    { 'data-workflow-id': w.id },
+    h('td', null, link(`/workflows/${w.id}`, `#${w.id}`)),
+    h('td', null, link(`/workflows/${w.id}`, w.name)),
+    h('td', null, statusBadge(w.status)),
+    h('td', { class: 'col-progress' }, progressBar(w.progress, { status: w.status, label: t('workflow.progress_of', { id: w.id }) })),
+    h('td', null, h('span', null, tn('workflow.task_count', { n: w.tasks })), h('br'), h('span', { class: 'muted' }, countsText(w.counts))),
+    h('td', { title: w.started_by ? t('workflow.by', { user: w.started_by }) : null }, dateTime(w.created_at)),
+  );
+}
