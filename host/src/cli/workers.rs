@@ -281,7 +281,7 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
             if view.settings_schema.is_empty() {
                 println!(
-                    "{id} declares no settings (every worker accepts timeout_secs, max_memory_mb, max_cpu_secs, max_open_files and the sandbox_* settings)."
+                    "{id} declares no settings (every worker accepts timeout_secs, max_memory_mb, max_cpu_secs, max_open_files, limits and the sandbox_* settings)."
                 );
             }
             for s in &view.settings_schema {
@@ -294,7 +294,12 @@ pub(super) fn run(home: &Home, config: &Config, cmd: WorkersCommand, json: bool)
             }
             for host in stask_plugin_api::manifest::HOST_SETTINGS {
                 if let Some(v) = view.settings.get(host.key) {
-                    println!("{:<20} {:<8} {v}", host.key, host.setting_kind().name());
+                    // `limits` is JSON text on a command line, not a plain string.
+                    let kind = match host.kind {
+                        stask_plugin_api::manifest::HostKind::Limits => "json",
+                        _ => host.setting_kind().name(),
+                    };
+                    println!("{:<20} {:<8} {v}", host.key, kind);
                 }
             }
         }

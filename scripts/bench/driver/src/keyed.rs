@@ -12,15 +12,15 @@
 //! their stored start and finish times).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stask_storage::{LimitRule, NewTask, Store, TaskLimit};
+use stask_storage::{Claim, Finish, LimitRule, NewTask, Store, TaskLimit};
 
 use crate::postgres::{all_ran_once, pg_home, ready, Schema};
 use crate::report::{Cmp, Metric, Report};
-use crate::seed::{creation_line, noop_task};
-use crate::util::{run, Ctx, Env, Home, Res};
+use crate::seed::{creation_line, finish, noop_task, start_line, Fate};
+use crate::util::{now_ms, run, Ctx, Env, Home, Res};
 
 const KEYED: &str = "20 limits per key (burn-down)";
 const PG_KEYED: &str = "20b PostgreSQL limits per key (burn-down)";
@@ -47,6 +47,14 @@ enum Queue {
 
 impl Queue {
     const ALL: [Queue; 3] = [Queue::Unlimited, Queue::Interleaved, Queue::Grouped];
+
+    fn key(self) -> &'static str {
+        match self {
+            Queue::Unlimited => "unlimited",
+            Queue::Interleaved => "interleaved",
+            Queue::Grouped => "grouped",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -182,6 +190,48 @@ fn check_keyed(store: &dyn Store, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// Claims and completes every seeded task through the storage API alone, `batch` per
+/// claim, each claim carrying the previous batch's finishes (as the engine's
+/// coordinator does; no CLI, engine or runners): tasks/s. A claim that finds nothing
+/// while tasks are left (parked ones not yet released) is tried again 1 ms later.
+fn raw_burn(store: &mut dyn Store, n: usize, batch: usize) -> Res<f64> {
+    let owner = "bench/keyed";
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let mut finishes: Vec<Finish> = Vec::new();
+    let mut done = 0usize;
+    while done < n {
+        let (applied, claimed) = store
+            .claim(&Claim {
+                finishes: &finishes,
+                owner,
+                now: now_ms(),
+                limit: batch,
+                excluded_workers: &[],
+                start_line: &start_line,
+            })
+            .ctx("claim")?;
+        if applied.iter().any(|a| !a) {
+            return Err("a finish did not apply".into());
+        }
+        done += applied.len();
+        let now = now_ms();
+        finishes = claimed
+            .iter()
+            .map(|c| finish(c.task.id, owner, Fate::Completed, now))
+            .collect();
+        if claimed.is_empty() && done < n {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{done} of {n} tasks ran; the others were never claimed"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// One burn-down of `home`'s seeded tasks through `tasks process`: tasks/s.
 fn burn(env: &Env, home: &Home, n: usize) -> Res<f64> {
     let ran = run(
@@ -199,8 +249,42 @@ fn burn(env: &Env, home: &Home, n: usize) -> Res<f64> {
 }
 
 /// The figures of the burn-downs (`rates[q]`: per run, for `Queue::ALL[q]`) and the
-/// keyed ones over the unlimited one, per run.
-fn add(rep: &mut Report, prefix: &str, section: &str, n: usize, rates: &[Vec<f64>; 3]) {
+/// keyed ones over the unlimited one, per run; `raw`: the same through the storage API
+/// alone (no target).
+fn add(
+    rep: &mut Report,
+    prefix: &str,
+    section: &str,
+    n: usize,
+    rates: &[Vec<f64>; 3],
+    raw: &[Vec<f64>; 3],
+    batch: usize,
+) {
+    for (q, queue) in Queue::ALL.into_iter().enumerate() {
+        rep.add(Metric::new(
+            &format!("{prefix}.raw_{}_tasks_per_s", queue.key()),
+            section,
+            &format!(
+                "storage API alone, claims of {batch}: {n} tasks, {}",
+                queue.name()
+            ),
+            "tasks/s",
+            raw[q].clone(),
+        ));
+        if q > 0 {
+            let ratios: Vec<f64> = raw[q].iter().zip(&raw[0]).map(|(k, p)| k / p).collect();
+            rep.add(
+                Metric::new(
+                    &format!("{prefix}.raw_{}_over_unlimited", queue.key()),
+                    section,
+                    &format!("storage API alone: {} / unlimited", queue.name()),
+                    "x",
+                    ratios,
+                )
+                .note("the claim's own cost of the limit, without the engine"),
+            );
+        }
+    }
     let [plain, interleaved, grouped] = rates;
     rep.add(Metric::new(
         &format!("{prefix}.unlimited_tasks_per_s"),
@@ -249,7 +333,9 @@ fn check(store: &dyn Store, n: usize, queue: Queue) -> Res<()> {
 /// keyed: on SQLite.
 pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
     let n = env.n;
+    let batch = env.cores * 128;
     let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut raw: [Vec<f64>; 3] = Default::default();
     for i in 0..env.runs {
         for (q, queue) in Queue::ALL.into_iter().enumerate() {
             let home = Home::create(env, &format!("keyed-{i}-{q}"), &[&env.demo_lib])?;
@@ -257,11 +343,20 @@ pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
             seed(&|| home.store(), n, queue, 1)?;
             let rate = burn(env, &home, n)?;
             check(&*home.store()?, n, queue)?;
-            eprintln!("  run {} {}: {rate:.0} tasks/s", i + 1, queue.name());
+            let home = Home::create(env, &format!("keyed-raw-{i}-{q}"), &[&env.demo_lib])?;
+            seed(&|| home.store(), n, queue, 1)?;
+            let raw_rate = raw_burn(&mut *home.store()?, n, batch)?;
+            check(&*home.store()?, n, queue)?;
+            eprintln!(
+                "  run {} {}: {rate:.0} tasks/s (storage API alone: {raw_rate:.0})",
+                i + 1,
+                queue.name()
+            );
             rates[q].push(rate);
+            raw[q].push(raw_rate);
         }
     }
-    add(rep, "keyed", KEYED, n, &rates);
+    add(rep, "keyed", KEYED, n, &rates, &raw, batch);
     rep.detail(
         "keyed",
         json!({
@@ -281,7 +376,9 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
         return Ok(());
     };
     let n = env.n;
+    let batch = env.cores * 128;
     let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut raw: [Vec<f64>; 3] = Default::default();
     for i in 0..env.runs {
         for (q, queue) in Queue::ALL.into_iter().enumerate() {
             let schema = Schema::new(&format!("key{i}{q}"))?;
@@ -295,11 +392,30 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
             seed(&|| schema.store(), n, queue, PG_WRITERS)?;
             let rate = burn(env, &home, n)?;
             check(&*schema.store()?, n, queue)?;
-            eprintln!("  run {} {}: {rate:.0} tasks/s", i + 1, queue.name());
+            drop(home);
+            drop(schema);
+            // The storage API alone, on a schema of its own.
+            let schema = Schema::new(&format!("keyr{i}{q}"))?;
+            let _home = pg_home(
+                env,
+                &schema,
+                &format!("pg-keyed-raw-{i}-{q}"),
+                &[&env.demo_lib],
+                true,
+            )?;
+            seed(&|| schema.store(), n, queue, PG_WRITERS)?;
+            let raw_rate = raw_burn(&mut *schema.store()?, n, batch)?;
+            check(&*schema.store()?, n, queue)?;
+            eprintln!(
+                "  run {} {}: {rate:.0} tasks/s (storage API alone: {raw_rate:.0})",
+                i + 1,
+                queue.name()
+            );
             rates[q].push(rate);
+            raw[q].push(raw_rate);
         }
     }
-    add(rep, "pg.keyed", PG_KEYED, n, &rates);
+    add(rep, "pg.keyed", PG_KEYED, n, &rates, &raw, batch);
     rep.detail(
         "pg_keyed",
         json!({
