@@ -456,7 +456,7 @@ pub async fn process(
                 "unknown_worker": due.due.unknown_worker,
                 "no_host": due.due.no_host,
                 "dependencies": due.due.dependencies,
-                "key_limit": due.due.key_limit,
+                "limit": due.due.limit,
             },
         })),
     )

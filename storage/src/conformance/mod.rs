@@ -8,10 +8,10 @@
 
 pub mod accounts;
 pub mod deps;
-pub mod limits;
 pub mod files;
 pub mod hosts;
 pub mod leases;
+pub mod limits;
 pub mod logs;
 pub mod queue;
 pub mod registry;

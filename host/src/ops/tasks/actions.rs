@@ -270,10 +270,10 @@ pub fn process_now(store: &mut dyn Store, capacity: &super::Capacity) -> Result<
     let claimable = store.count_claimable(now)?;
     let mut context = super::WaitContext::load(store, capacity)?;
     // Tasks waiting for others, or parked at their key's limit, never start now.
-    let (dependencies, key_limit) = context.hold(&store.count_held()?);
+    let (dependencies, limit) = context.hold(&store.count_held()?);
     let due = super::DueSummary {
         dependencies,
-        key_limit,
+        limit,
         ..context.due_summary()
     };
     Ok(MadeDue {

@@ -420,7 +420,7 @@ fn process_now_counts_neither_waiting_dependants_nor_parked_tasks_as_starting() 
     // Free slots for all three, yet only the due task starts.
     assert_eq!(due.claimable, 1, "{due:?}");
     assert_eq!(due.due.starting, 1, "{due:?}");
-    assert_eq!((due.due.dependencies, due.due.key_limit), (1, 1), "{due:?}");
+    assert_eq!((due.due.dependencies, due.due.limit), (1, 1), "{due:?}");
     assert_eq!(due.due.slots_busy, 0, "{due:?}");
 }
 

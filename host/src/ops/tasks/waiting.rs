@@ -486,7 +486,7 @@ pub struct DueSummary {
     pub dependencies: i64,
     /// Parked at a limit per key: their key runs as many as its rule allows (set by
     /// [`super::process_now`]).
-    pub key_limit: i64,
+    pub limit: i64,
 }
 
 #[cfg(test)]
