@@ -167,7 +167,7 @@ fn claim_in(
                         started_at = ?2, heartbeat_at = ?2, finished_at = NULL,
                         cancel_requested = 0, progress = 0, processed = 0, total = 0,
                         message = 'Started', text_id = NULL, parked = 0
-                     WHERE {condition} AND status = 'pending'
+                     WHERE {condition} AND +status = 'pending'
                      RETURNING {COLUMNS}"
             ))
             .context("claim tasks")?;
