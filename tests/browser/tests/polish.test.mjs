@@ -136,6 +136,24 @@ describe('web console polish', () => {
     }
   });
 
+  test('the header keeps every section on one line at 1280 px, in every language', async () => {
+    const size = page.viewportSize();
+    await page.setViewportSize({ width: 1280, height: 800 });
+    try {
+      for (const code of ['en', 'uk', 'ru']) {
+        await page.evaluate((c) => localStorage.setItem('stask.lang', c), code);
+        await go(page, '/');
+        await waitFor(`the page in ${code}`, () => page.evaluate((c) => document.documentElement.lang === c, code), WAIT, 50);
+        const tops = await page.$$eval('.main-nav .nav-link', (links) => links.map((a) => Math.round(a.getBoundingClientRect().top)));
+        assert.ok(tops.length >= 7, `${code}: the admin sees every section (${tops.length})`);
+        assert.equal(new Set(tops).size, 1, `${code}: the sections wrap onto ${new Set(tops).size} lines (${tops})`);
+      }
+    } finally {
+      await page.evaluate(() => localStorage.removeItem('stask.lang'));
+      if (size) await page.setViewportSize(size);
+    }
+  });
+
   test('task lists show relative times, in every language, with the date and time on hover', async () => {
     const id = createTask(home, 'demo', 'noop', {});
     await waitTaskStatus(id, ['completed']);
