@@ -472,6 +472,26 @@ impl Default for Home {
 }
 
 impl Home {
+    /// A fresh home with the demo worker (`stask_worker_demo`) installed and active.
+    pub fn with_demo() -> Home {
+        let home = Home::new();
+        home.install_active(&["stask_worker_demo"]);
+        home
+    }
+
+    /// Waits up to `wait` until task `id` has ended (completed, failed or cancelled);
+    /// returns it as `tasks show --json` shows it.
+    pub fn ended(&self, id: i64, wait: Duration) -> Value {
+        wait_until(wait, &format!("task {id} to end"), || {
+            let t = self.task(id);
+            matches!(
+                t["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+            .then_some(t)
+        })
+    }
+
     /// Creates a fresh home with `stask --home DIR init`.
     pub fn new() -> Home {
         let dir = tempfile::Builder::new()

@@ -6,27 +6,17 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stask_e2e::{wait_until, Home};
+use stask_e2e::Home;
 
-const DEMO: &str = "stask_worker_demo";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn demo_home() -> Home {
-    let home = Home::new();
-    home.install_active(&[DEMO]);
-    home
+    Home::with_demo()
 }
 
 /// Waits until task `id` has ended; returns it.
 fn ended(home: &Home, id: i64) -> Value {
-    wait_until(WAIT, &format!("task {id} to end"), || {
-        let t = home.task(id);
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
-        )
-        .then_some(t)
-    })
+    home.ended(id, WAIT)
 }
 
 #[test]

@@ -10,26 +10,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stask_e2e::{processes_with_cmdline, wait_until, Home};
 
-const DEMO: &str = "stask_worker_demo";
 const PREVIOUS_ABI: &str = "stask_fixture_abi_previous";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn demo_home() -> Home {
-    let home = Home::new();
-    home.install_active(&[DEMO]);
-    home
+    Home::with_demo()
 }
 
 /// Waits until task `id` has ended; returns it.
 fn ended(home: &Home, id: i64) -> Value {
-    wait_until(WAIT, &format!("task {id} to end"), || {
-        let t = home.task(id);
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
-        )
-        .then_some(t)
-    })
+    home.ended(id, WAIT)
 }
 
 fn ids(v: &Value) -> Vec<i64> {

@@ -401,7 +401,15 @@ fn a_full_disk_or_a_long_lock_never_ends_the_service() {
             )
         })
         .collect();
-    let locked = home.create_task("demo", "noop", &json!({}), &[]);
+    // The command waits as long as the lock is held (a command gives up after 10 s by
+    // default and says to try again, which is not what this test is about: under a
+    // loaded machine three inserts of 150,000 hold the lock for longer than that).
+    let locked = home.json_env(
+        &["tasks", "create", "demo", "noop", "--data", "{}"],
+        &[("STASK_LOCK_WAIT_MS", "120000")],
+    )["id"]
+        .as_i64()
+        .expect("the id of the task created under the lock");
     for h in holders {
         h.wait(Duration::from_secs(120));
     }

@@ -22,15 +22,12 @@ use stask_e2e::{wait_until, Background, Home};
 mod pg;
 use pg::Schema;
 
-const DEMO: &str = "stask_worker_demo";
 /// The fixture worker that records every run (and, with `hold_ms`, its span).
 const WITNESS: &str = "stask_fixture_witness";
 const WAIT: Duration = Duration::from_secs(90);
 
 fn demo_home() -> Home {
-    let home = Home::new();
-    home.install_active(&[DEMO]);
-    home
+    Home::with_demo()
 }
 
 /// Replaces `worker`'s limits with `limits` through `workers settings` (the operator's

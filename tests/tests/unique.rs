@@ -9,15 +9,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stask_e2e::{describe, Background, Home};
 
-const DEMO: &str = "stask_worker_demo";
 const WAIT: Duration = Duration::from_secs(60);
 /// The exit code of `tasks create` that found the task with the key.
 const EXISTING: i32 = 3;
 
 fn demo_home() -> Home {
-    let home = Home::new();
-    home.install_active(&[DEMO]);
-    home
+    Home::with_demo()
 }
 
 /// `tasks create ARGS --json`: its exit code and its JSON reply.

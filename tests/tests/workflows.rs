@@ -17,9 +17,7 @@ const DEMO: &str = "stask_worker_demo";
 const WAIT: Duration = Duration::from_secs(90);
 
 fn demo_home() -> Home {
-    let home = Home::new();
-    home.install_active(&[DEMO]);
-    home
+    Home::with_demo()
 }
 
 /// Writes `doc` to a file in the home and returns its path.
