@@ -71,29 +71,65 @@ fn rules_of(
         .collect())
 }
 
-/// How much of their rules `keys` use at `now` (one statement for all).
+/// How much of their rules `keys` use at `now`: the running tasks of every key of the
+/// keys' workers with one read of the (small) index of running tasks with a key, and
+/// the recent starts, one probe per key, only for the keys whose rule has a rate.
 fn usage_of(
     tx: &mut impl GenericClient,
     keys: &[(&KeyOf, &LimitRule)],
     now: i64,
     statements: &Statements,
 ) -> Result<HashMap<KeyOf, LimitUsage>, StoreError> {
-    let workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
-    let rules: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
-    let names: Vec<&str> = keys.iter().map(|((_, l), _)| l.key.as_str()).collect();
-    // Starts after `since` count; without a rate nothing is after i64::MAX.
-    let since: Vec<i64> = keys
+    let mut workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    let running = statements
+        .get(
+            tx,
+            "SELECT worker, limit_rule, limit_key, COUNT(*) FROM tasks
+             WHERE limit_key IS NOT NULL AND status = 'running' AND worker = ANY($1)
+             GROUP BY worker, limit_rule, limit_key",
+        )
+        .context("count running tasks per key")?;
+    let mut counts: HashMap<KeyOf, i64> = HashMap::new();
+    for r in tx
+        .query(&running, &[&workers])
+        .context("count running tasks per key")?
+    {
+        let limit = TaskLimit {
+            rule: r.get(1),
+            key: r.get(2),
+        };
+        counts.insert((r.get(0), limit), r.get(3));
+    }
+    let mut out: HashMap<KeyOf, LimitUsage> = keys
         .iter()
-        .map(|(_, r)| r.rate.map_or(i64::MAX, |(_, p)| now - p))
+        .map(|(k, _)| {
+            let running = counts.get(*k).copied().unwrap_or(0);
+            (
+                (*k).clone(),
+                LimitUsage {
+                    running,
+                    ..Default::default()
+                },
+            )
+        })
         .collect();
+    let rated: Vec<(&KeyOf, i64)> = keys
+        .iter()
+        .filter_map(|(k, r)| r.rate.map(|(_, p)| (*k, now - p)))
+        .collect();
+    if rated.is_empty() {
+        return Ok(out);
+    }
+    let workers: Vec<&str> = rated.iter().map(|((w, _), _)| w.as_str()).collect();
+    let rules: Vec<&str> = rated.iter().map(|((_, l), _)| l.rule.as_str()).collect();
+    let names: Vec<&str> = rated.iter().map(|((_, l), _)| l.key.as_str()).collect();
+    let since: Vec<i64> = rated.iter().map(|(_, s)| *s).collect();
     let read = statements
         .get(
             tx,
-            "SELECT k.i,
-                    (SELECT COUNT(*) FROM tasks t
-                     WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
-                       AND t.limit_key IS NOT NULL AND t.status = 'running'),
-                    s.n, s.oldest
+            "SELECT k.i, s.n, s.oldest
              FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
                   WITH ORDINALITY AS k(w, r, k, since, i)
              CROSS JOIN LATERAL (
@@ -101,22 +137,17 @@ fn usage_of(
                  WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
                    AND t.limit_key IS NOT NULL AND t.started_at > k.since) s",
         )
-        .context("count the use of limits")?;
-    let mut out = HashMap::new();
+        .context("count the recent starts of keys")?;
     for r in tx
         .query(&read, &[&workers, &rules, &names, &since])
-        .context("count the use of limits")?
+        .context("count the recent starts of keys")?
     {
         let i: i64 = r.get(0);
-        let (key, _) = keys[(i - 1) as usize];
-        out.insert(
-            key.clone(),
-            LimitUsage {
-                running: r.get(1),
-                started: r.get(2),
-                oldest_start: r.get(3),
-            },
-        );
+        let (key, _) = rated[(i - 1) as usize];
+        if let Some(u) = out.get_mut(key) {
+            u.started = r.get(1);
+            u.oldest_start = r.get(2);
+        }
     }
     Ok(out)
 }
@@ -287,12 +318,22 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
+    // Only keys with parked tasks are probed in claim order: the parked tasks of
+    // the finished keys are found first with one pass over the (small) index of parked
+    // tasks, so a finish that frees slots nobody waits for costs next to nothing.
     let release = statements
         .get(
             tx,
-            "UPDATE tasks t SET parked = FALSE, run_after = $5
-             FROM (SELECT p.id FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
-                       AS k(w, r, k, n)
+            "WITH k AS (
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                     AS k(w, r, k, n)
+             ), waiting AS (
+                 SELECT DISTINCT k.w, k.r, k.k, k.n FROM tasks p
+                 JOIN k ON p.worker = k.w AND p.limit_rule = k.r AND p.limit_key = k.k
+                 WHERE p.parked AND p.status = 'pending'
+             )
+             UPDATE tasks t SET parked = FALSE, run_after = $5
+             FROM (SELECT p.id FROM waiting AS k
                    CROSS JOIN LATERAL (
                        SELECT id FROM tasks
                        WHERE worker = k.w AND limit_rule = k.r AND limit_key = k.k AND parked
