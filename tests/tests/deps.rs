@@ -8,6 +8,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stask_e2e::Home;
 
+#[path = "common/http.rs"]
+mod http;
+use http::call;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 fn demo_home() -> Home {
@@ -88,27 +92,6 @@ fn a_task_created_after_another_runs_once_it_completed() {
         home.json(&["tasks", "list"]).as_array().unwrap().len(),
         before
     );
-}
-
-/// `METHOD /api/v1/PATH` with `body` as an operator: status and reply.
-fn call(base: &str, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{base}/api/v1/{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .body(body.map_or_else(Vec::new, |b| b.to_string().into_bytes()))
-        .unwrap();
-    let res = agent.run(req).expect("the request is answered");
-    let status = res.status().as_u16();
-    let text = res.into_body().read_to_string().expect("a reply");
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, v)
 }
 
 #[test]

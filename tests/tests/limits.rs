@@ -22,6 +22,10 @@ use stask_e2e::{wait_until, Background, Home};
 mod pg;
 use pg::Schema;
 
+#[path = "common/http.rs"]
+mod http;
+use http::call;
+
 /// The fixture worker that records every run (and, with `hold_ms`, its span).
 const WITNESS: &str = "stask_fixture_witness";
 const WAIT: Duration = Duration::from_secs(90);
@@ -194,27 +198,6 @@ fn a_rate_limit_lets_n_tasks_start_per_period_and_the_others_wait_pending() {
         tasks.iter().all(|t| t["attempts"] == 1),
         "none failed an attempt for the rate"
     );
-}
-
-/// `METHOD /api/v1/PATH` with `body`: status and reply.
-fn call(base: &str, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{base}/api/v1/{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .body(body.map_or_else(Vec::new, |b| b.to_string().into_bytes()))
-        .unwrap();
-    let res = agent.run(req).expect("the request is answered");
-    let status = res.status().as_u16();
-    let text = res.into_body().read_to_string().expect("a reply");
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, v)
 }
 
 #[test]

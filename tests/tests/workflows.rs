@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stask_e2e::{wait_until, Home};
 
+#[path = "common/http.rs"]
+mod http;
+use http::call;
+
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -215,30 +219,6 @@ fn a_failing_step_cancels_the_steps_after_it_and_a_retry_makes_them_wait_again()
     let w = until_status(&home, id, "failed");
     assert_eq!(step(&w, "last")["task"]["status"], "cancelled", "{w:#}");
     assert_eq!(step(&w, "bad")["task"]["attempts"], 2);
-}
-
-/// `METHOD /api/v1/PATH` with `body` and a bearer token: status and reply.
-fn call(base: &str, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into();
-    let mut req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{base}/api/v1/{path}"))
-        .header("Content-Type", "application/json");
-    if !token.is_empty() {
-        req = req.header("Authorization", format!("Bearer {token}"));
-    }
-    let req = req
-        .body(body.map_or_else(Vec::new, |b| b.to_string().into_bytes()))
-        .unwrap();
-    let res = agent.run(req).expect("the request is answered");
-    let status = res.status().as_u16();
-    let text = res.into_body().read_to_string().expect("a reply");
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, v)
 }
 
 fn token(home: &Home, role: &str) -> String {
