@@ -106,6 +106,70 @@ pub fn a_finish_releases_the_next_parked_task_of_its_key(h: &dyn Harness) {
     assert_eq!(ids(&claim(&mut *s, "o", 1_200, 10)), vec![first[2]]);
 }
 
+/// A claim with finishes and room of its own.
+fn finish_and_claim(
+    s: &mut dyn crate::Store,
+    done: &[i64],
+    now: i64,
+    limit: usize,
+    excluded: &[&str],
+) -> Vec<i64> {
+    let finishes: Vec<crate::Finish> = done
+        .iter()
+        .map(|id| finish(*id, "o", completed(), "completed", now))
+        .collect();
+    let (applied, got) = s
+        .claim(&crate::Claim {
+            finishes: &finishes,
+            owner: "o",
+            now,
+            limit,
+            excluded_workers: excluded,
+            start_line: &|t| super::line("running", &t.id.to_string()),
+        })
+        .unwrap();
+    assert!(applied.iter().all(|a| *a), "every finish applied");
+    ids(&got)
+}
+
+pub fn tasks_released_to_a_claim_keep_claim_order_and_stay_due_when_not_taken(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w", "v"], true);
+    s.set_limit_rules("w", &[concurrency(1)]).unwrap();
+    s.set_limit_rules("v", &[concurrency(1)]).unwrap();
+    let a = insert(&mut *s, &keyed(100, "a"), 3);
+    let b = insert(&mut *s, &keyed(100, "b"), 3);
+    assert_eq!(ids(&claim(&mut *s, "o", 1_000, 10)), vec![a[0], b[0]]);
+    // A newer task with no limit: the released tasks are older, so they go first.
+    let free = insert(&mut *s, &task("w", 100), 1)[0];
+    assert_eq!(
+        finish_and_claim(&mut *s, &[a[0], b[0]], 1_100, 2, &[]),
+        vec![a[1], b[1]]
+    );
+    // Room for one: the other released task is due for the next claim, not left parked
+    // until the recheck.
+    assert_eq!(
+        finish_and_claim(&mut *s, &[a[1], b[1]], 1_200, 1, &[]),
+        vec![a[2]]
+    );
+    let b2 = s.get_task(b[2]).unwrap().unwrap();
+    assert!(b2.run_after <= 1_200, "released: due at the finish");
+    assert_eq!(ids(&claim(&mut *s, "o", 1_200, 10)), vec![b[2], free]);
+    // A released task of a worker the claim leaves out is not taken, and is due.
+    let v = insert(
+        &mut *s,
+        &NewTask {
+            limit: keyed(100, "c").limit,
+            ..task("v", 100)
+        },
+        2,
+    );
+    assert_eq!(ids(&claim(&mut *s, "o", 1_300, 10)), vec![v[0]]);
+    assert!(finish_and_claim(&mut *s, &[v[0]], 1_400, 10, &["v"]).is_empty());
+    assert!(s.get_task(v[1]).unwrap().unwrap().run_after <= 1_400);
+    assert_eq!(ids(&claim(&mut *s, "o", 1_400, 10)), vec![v[1]]);
+}
+
 pub fn a_parked_task_is_looked_at_again_after_the_recheck_time(h: &dyn Harness) {
     let mut s = h.open();
     register(&mut *s, &["w"], true);

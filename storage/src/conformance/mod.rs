@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
                 rules_are_replaced_per_worker_and_read_back,
                 a_key_at_its_concurrency_is_skipped_and_parked_while_other_keys_run,
                 a_finish_releases_the_next_parked_task_of_its_key,
+                tasks_released_to_a_claim_keep_claim_order_and_stay_due_when_not_taken,
                 a_parked_task_is_looked_at_again_after_the_recheck_time,
                 a_rate_limit_lets_n_starts_per_period_and_the_rest_wait,
                 a_changed_rule_applies_to_tasks_already_queued,

@@ -4,7 +4,7 @@
 //! update also re-checks that it is still pending). Each claimed task's start line is
 //! stored in the same transaction, numbered by the claim's own update of the row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use postgres::GenericClient;
@@ -28,6 +28,9 @@ pub(crate) enum Pick<'a> {
         limit: i64,
         /// Whether to put parked tasks whose time has come back first.
         unpark: bool,
+        /// Parked tasks the finishes of this transaction released (locked): taken
+        /// first in claim order when their keys have room, made due otherwise.
+        handed: Vec<limits::Handed>,
     },
     /// This pending task, due or not.
     One(i64),
@@ -93,12 +96,19 @@ pub(crate) fn claim_in(
             excluded,
             limit,
             unpark,
+            handed,
         } => {
+            // Handed tasks of workers this claim may take join the first page in claim
+            // order; the others are made due for later claims.
+            let (mut handed, elsewhere): (Vec<limits::Handed>, Vec<limits::Handed>) = handed
+                .into_iter()
+                .partition(|h| h.active && !excluded.contains(&h.candidate.worker.as_str()));
+            let mut unparked: Vec<i64> = elsewhere.iter().map(|h| h.candidate.id).collect();
             let excluded: Vec<&str> = excluded.to_vec();
             let read = statements
                 .get(
                     tx,
-                    "SELECT t.id, t.worker, t.limit_rule, t.limit_key FROM tasks t
+                    "SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority FROM tasks t
                      WHERE t.status = 'pending' AND t.deps_left = 0 AND NOT t.parked
                        AND t.run_after <= $1
                        AND t.worker = ANY(ARRAY(
@@ -117,17 +127,26 @@ pub(crate) fn claim_in(
             for _ in 0..MAX_PAGES {
                 let left = want - rows.len();
                 let page = left + left / 4 + 8;
-                let candidates: Vec<Candidate> = tx
+                let mut candidates: Vec<(i16, Candidate)> = tx
                     .query(&read, &[&now, &(page as i64), &excluded])
                     .context("claim tasks")?
                     .iter()
-                    .map(|r| Candidate {
-                        id: r.get(0),
-                        worker: r.get(1),
-                        limit: limit_of(r.get(2), r.get(3)),
+                    .map(|r| {
+                        let candidate = Candidate {
+                            id: r.get(0),
+                            worker: r.get(1),
+                            limit: limit_of(r.get(2), r.get(3)),
+                        };
+                        (r.get(4), candidate)
                     })
                     .collect();
                 let read_all = candidates.len();
+                let handed_ids: Vec<i64> = handed.iter().map(|h| h.candidate.id).collect();
+                if !handed.is_empty() {
+                    candidates.extend(handed.drain(..).map(|h| (h.priority, h.candidate)));
+                    candidates.sort_by_key(|(priority, c)| (*priority, c.id));
+                }
+                let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
                 let (candidates, rules, usage) = limits::prepare(tx, candidates, now, statements)?;
                 let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
                 let parks: Vec<(i64, i64)> = choice
@@ -137,6 +156,16 @@ pub(crate) fn claim_in(
                     .chain(choice.wait.iter().copied())
                     .collect();
                 limits::park(tx, &parks, statements)?;
+                // Handed tasks neither taken nor parked again (the claim was full).
+                if !handed_ids.is_empty() {
+                    let kept: HashSet<i64> = choice
+                        .take
+                        .iter()
+                        .copied()
+                        .chain(parks.iter().map(|(id, _)| *id))
+                        .collect();
+                    unparked.extend(handed_ids.into_iter().filter(|id| !kept.contains(id)));
+                }
                 if !choice.take.is_empty() {
                     rows.extend(take_rows(
                         tx,
@@ -151,6 +180,7 @@ pub(crate) fn claim_in(
                     break;
                 }
             }
+            limits::unpark(tx, &unparked, now, statements)?;
             rows
         }
         Pick::One(id) => {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use postgres::GenericClient;
 
+use super::limits::Handed;
 use super::logs::Numbered;
 use super::Context;
 use super::Statements;
@@ -62,12 +63,14 @@ fn columns(f: &Finish) -> Row<'_> {
 /// caller, with the claim's start lines); returns which applied. A finish
 /// that would queue its task again while a cancel was requested becomes that cancel
 /// ([`Finish::as_cancel`]). A finish that queues its task again sends a wake-up in the
-/// transaction.
+/// transaction. With `hand_off`, the parked tasks the finishes release are handed there
+/// for a claim in the same transaction ([`super::limits::release`]).
 pub(crate) fn finish_in(
     tx: &mut impl GenericClient,
     finishes: &[Finish],
     lines: &mut Numbered<'_>,
     statements: &Statements,
+    hand_off: Option<&mut Vec<Handed>>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut applied = vec![false; finishes.len()];
     if finishes.is_empty() {
@@ -211,6 +214,6 @@ pub(crate) fn finish_in(
     }
     let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
     super::deps::release(tx, &ended, now, Some(statements))?;
-    super::limits::release(tx, &freed, now, statements)?;
+    super::limits::release(tx, &freed, now, statements, hand_off)?;
     Ok(applied)
 }

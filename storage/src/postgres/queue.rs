@@ -358,7 +358,10 @@ impl TaskQueue for PgStore {
         let mut tx = client.transaction().context("begin claim")?;
         // The finishes' last lines and the start lines, stored by one statement.
         let mut lines = Numbered::with_capacity(c.finishes.len() * 2 + c.limit);
-        let applied = finish_in(&mut tx, c.finishes, &mut lines, &self.statements)?;
+        // Parked tasks the finishes release go straight to this claim when it has room.
+        let mut handed = Vec::new();
+        let hand_off = (c.limit > 0).then_some(&mut handed);
+        let applied = finish_in(&mut tx, c.finishes, &mut lines, &self.statements, hand_off)?;
         let claimed = if c.limit > 0 {
             // Parked tasks whose time has come are looked for at most every
             // UNPARK_EVERY_MS (and whenever the clock went back).
@@ -371,6 +374,7 @@ impl TaskQueue for PgStore {
                 excluded: c.excluded_workers,
                 limit: c.limit as i64,
                 unpark,
+                handed,
             };
             claim_in(
                 &mut tx,
@@ -480,7 +484,7 @@ impl TaskQueue for PgStore {
         let mut client = self.client()?;
         let mut tx = client.transaction().context("begin finishing tasks")?;
         let mut lines = Numbered::with_capacity(finishes.len() * 2);
-        let applied = finish_in(&mut tx, finishes, &mut lines, &self.statements)?;
+        let applied = finish_in(&mut tx, finishes, &mut lines, &self.statements, None)?;
         lines.insert_with(&mut tx, Some(&self.statements))?;
         tx.commit().context("commit finished tasks")?;
         Ok(applied)
