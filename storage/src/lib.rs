@@ -43,7 +43,9 @@ pub use error::{ErrorKind, StoreError};
 pub use files::{PutFileError, ResultFileInfo, ResultFiles, RESULT_CHUNK_BYTES};
 pub use hosts::{HostRecord, Hosts};
 pub use leases::Leases;
-pub use limits::{LimitRule, LimitUsage, Limits, TaskLimit, PARK_RECHECK_MS};
+pub use limits::{
+    LimitRule, LimitUsage, Limits, TaskLimit, PARKED_UNTIL_RELEASED, PARK_RECHECK_MS,
+};
 pub use log_line::{escape_text, LogLine, StoredLine};
 pub use logs::ProgressLogs;
 pub use queue::{

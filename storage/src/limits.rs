@@ -12,10 +12,15 @@
 //! keeps it out of the next claims without a join on the hot path. A task parked for
 //! concurrency is made due again by the finish that frees a slot of its key (in the
 //! finishing transaction, one parked task per finished one); one parked for a rate
-//! becomes due when the oldest start of its period leaves the window. Parking is only
-//! ever a hint: correctness comes from the claim counting the key's running tasks and
-//! recent starts before taking a task, and a parked task is looked at again after
-//! [`PARK_RECHECK_MS`] whatever happens.
+//! becomes due when the oldest start of its period leaves the window, and the claim
+//! that takes it releases the next of its key. Parking is only ever a hint:
+//! correctness comes from the claim counting the key's running tasks and recent starts
+//! before taking a task. The first task of a key that a claim parks is looked at again
+//! after [`PARK_RECHECK_MS`] (or when its rate slot frees) whatever happens; the others
+//! of the key wait [until released](PARKED_UNTIL_RELEASED), so a long queue on one key
+//! comes back a task at a time rather than thousands at once into the claims' way,
+//! hiding the tasks behind it. Whatever ends a key's running or waiting task releases
+//! the next parked one: a finish, a start under a rate, a cancel of a pending task.
 
 use std::collections::HashMap;
 
@@ -25,6 +30,12 @@ use crate::error::StoreError;
 /// it again, should no finish release it (a host that died with the slot's task, a
 /// release that ran before the park committed on another host).
 pub const PARK_RECHECK_MS: i64 = 5_000;
+
+/// The `run_after` of a parked task that only a release makes due: the finish of a
+/// running task of its key, the start of one under a rate, or the cancel of a pending
+/// one releases the next of the key in claim order. The first task of a key a claim
+/// parks carries a time instead, so each key is looked at again without a release.
+pub const PARKED_UNTIL_RELEASED: i64 = i64::MAX - 1;
 
 /// The rule a task falls under and its key, fixed when the task is created.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,6 +121,28 @@ pub(crate) struct Choice {
     pub park: Vec<i64>,
     /// Ids to park on a rate limit, with the time a start slot frees.
     pub wait: Vec<(i64, i64)>,
+    /// Ids to park [until released](PARKED_UNTIL_RELEASED): those of a key this claim
+    /// already parked one of.
+    pub until_released: Vec<i64>,
+    /// Ids taken under a rule with a rate: the claim releases the next parked task of
+    /// each one's key, which parks again with the time the next start slot frees.
+    pub rated: Vec<i64>,
+}
+
+impl Choice {
+    /// Every task to park, with the time it is looked at again.
+    pub fn parks(&self, now: i64) -> Vec<(i64, i64)> {
+        self.park
+            .iter()
+            .map(|id| (*id, now + PARK_RECHECK_MS))
+            .chain(self.wait.iter().copied())
+            .chain(
+                self.until_released
+                    .iter()
+                    .map(|id| (*id, PARKED_UNTIL_RELEASED)),
+            )
+            .collect()
+    }
 }
 
 /// Decides, in claim order, which candidates a claim takes (at most `want`): a task
@@ -126,6 +159,8 @@ pub(crate) fn choose(
 ) -> Choice {
     let mut choice = Choice::default();
     let mut taken: HashMap<KeyOf, i64> = HashMap::new();
+    // Keys this claim parked a task of (the first of each comes back by itself).
+    let mut parked: std::collections::HashSet<KeyOf> = std::collections::HashSet::new();
     for c in candidates {
         if choice.take.len() >= want {
             break;
@@ -143,7 +178,12 @@ pub(crate) fn choose(
         let extra = taken.get(&key).copied().unwrap_or(0);
         if let Some(max) = rule.concurrency {
             if used.running + extra >= i64::from(max) {
-                choice.park.push(c.id);
+                if parked.contains(&key) {
+                    choice.until_released.push(c.id);
+                } else {
+                    choice.park.push(c.id);
+                    parked.insert(key);
+                }
                 continue;
             }
         }
@@ -155,9 +195,17 @@ pub(crate) fn choose(
                     Some(oldest) if used.started > 0 => oldest + period,
                     _ => now + period,
                 };
-                choice.wait.push((c.id, frees.max(now + 1)));
+                // The first waits for the slot; the others of the key for a release
+                // (its start releases the next).
+                if parked.contains(&key) {
+                    choice.until_released.push(c.id);
+                } else {
+                    choice.wait.push((c.id, frees.max(now + 1)));
+                    parked.insert(key);
+                }
                 continue;
             }
+            choice.rated.push(c.id);
         }
         *taken.entry(key).or_default() += 1;
         choice.take.push(c.id);
@@ -253,6 +301,51 @@ mod tests {
         let choice = choose(&c, &rules(None, Some((2, 60_000))), &usage, 10, 5_000);
         assert_eq!(choice.take, vec![1]);
         assert_eq!(choice.wait, vec![(2, 61_000)]);
+    }
+
+    #[test]
+    fn the_rest_of_a_key_waits_for_a_release_and_rated_starts_are_named() {
+        let c = [
+            cand(1, Some("a")),
+            cand(2, Some("a")),
+            cand(3, Some("a")),
+            cand(4, Some("b")),
+        ];
+        let usage = HashMap::from([(
+            (
+                "w".to_owned(),
+                TaskLimit {
+                    rule: "r".into(),
+                    key: "a".into(),
+                },
+            ),
+            LimitUsage {
+                running: 1,
+                ..Default::default()
+            },
+        )]);
+        let choice = choose(&c, &rules(Some(1), None), &usage, 10, 1_000);
+        assert_eq!(choice.take, vec![4]);
+        assert_eq!(choice.park, vec![1]);
+        assert_eq!(choice.until_released, vec![2, 3]);
+        assert!(choice.rated.is_empty());
+        // Under a rate of one a minute, the first start is named for the release of the
+        // next; the second waits for the slot, the third for a release.
+        let choice = choose(
+            &c,
+            &rules(None, Some((1, 60_000))),
+            &HashMap::new(),
+            10,
+            1_000,
+        );
+        assert_eq!(choice.take, vec![1, 4]);
+        assert_eq!(choice.rated, vec![1, 4]);
+        assert_eq!(choice.wait, vec![(2, 61_000)]);
+        assert_eq!(choice.until_released, vec![3]);
+        assert_eq!(
+            choice.parks(1_000),
+            vec![(2, 61_000), (3, PARKED_UNTIL_RELEASED)]
+        );
     }
 
     #[test]

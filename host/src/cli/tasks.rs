@@ -456,6 +456,7 @@ fn print_task(t: &TaskView) {
     } else if t.status == Status::Pending.as_str()
         && t.run_after > now_ms()
         && t.run_after != stask_storage::WAITING_FOR_DEPENDENCIES
+        && t.run_after != stask_storage::PARKED_UNTIL_RELEASED
     {
         println!("  next try:   {}", time(t.run_after));
     }

@@ -313,8 +313,12 @@ impl<'a> Coordinator<'a> {
         self.timers.retry_lookup = Instant::now();
         match self.store.next_run_after() {
             Ok(at) => {
-                self.timers.next_retry = at
-                    .map(|at| Instant::now() + Duration::from_millis((at - now_ms()).max(0) as u64))
+                // checked_add: a time too far ahead for the clock is no time to wake.
+                self.timers.next_retry = at.and_then(|at| {
+                    Instant::now().checked_add(Duration::from_millis(
+                        at.saturating_sub(now_ms()).max(0) as u64,
+                    ))
+                })
             }
             Err(e) => tracing::debug!("cannot look up the next retry: {e}"),
         }

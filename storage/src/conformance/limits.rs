@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Barrier, Mutex};
 
 use super::{claim, completed, finish, insert, register, task, Harness};
-use crate::{LimitRule, LimitUsage, NewTask, Status, TaskLimit, PARK_RECHECK_MS};
+use crate::{
+    LimitRule, LimitUsage, NewTask, Status, TaskLimit, PARKED_UNTIL_RELEASED, PARK_RECHECK_MS,
+};
 
 fn keyed(at: i64, key: &str) -> NewTask {
     NewTask {
@@ -275,6 +277,112 @@ pub fn a_head_of_queue_at_its_limit_does_not_hide_the_tasks_behind_it(h: &dyn Ha
         "the task behind the head was never claimed"
     );
     assert_eq!(seen.iter().filter(|id| head.contains(id)).count(), 1);
+}
+
+pub fn a_long_queue_parked_on_one_key_does_not_come_back_all_at_once(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    let rate = LimitRule {
+        rule: "api".into(),
+        concurrency: None,
+        rate: Some((1, 60_000)),
+    };
+    s.set_limit_rules("w", &[concurrency(1), rate]).unwrap();
+    let busy = insert(&mut *s, &keyed(100, "busy"), 3_000);
+    let limited = |key: &str| NewTask {
+        limit: Some(TaskLimit {
+            rule: "api".into(),
+            key: key.into(),
+        }),
+        ..task("w", 100)
+    };
+    let slow = insert(&mut *s, &limited("slow"), 3_000);
+    // One claim runs the head of each key and parks the rest of both queues.
+    let got = ids(&claim(&mut *s, "o", 1_000, 10_000));
+    assert_eq!(got, vec![busy[0], slow[0]]);
+    // Tasks created later, behind both queues.
+    let other = insert(&mut *s, &keyed(100, "other"), 1)[0];
+    let free = insert(&mut *s, &task("w", 100), 1)[0];
+    // Well after the recheck time and the rate's next slot, small claims (an engine
+    // with two free runners) reach the tasks behind at once: the parked queues come
+    // back a task at a time, not thousands at once into the claims' way.
+    let later = 1_000 + 60_000 + PARK_RECHECK_MS;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.extend(ids(&claim(&mut *s, "p", later, 2)));
+    }
+    assert!(
+        seen.contains(&other) && seen.contains(&free),
+        "the tasks behind the parked queues waited: claimed {seen:?}"
+    );
+    // The rate's next start came too, and the busy key still runs one at a time.
+    assert!(seen.contains(&slow[1]), "claimed {seen:?}");
+    assert!(!seen.iter().any(|id| busy.contains(id)), "claimed {seen:?}");
+    // When the busy key's task finishes, its next task is released.
+    let finishes = [finish(busy[0], "o", completed(), "completed", later)];
+    let (_, got) = s
+        .claim(&crate::Claim {
+            finishes: &finishes,
+            owner: "o",
+            now: later,
+            limit: 10,
+            excluded_workers: &[],
+            start_line: &|t| super::line("running", &t.id.to_string()),
+        })
+        .unwrap();
+    assert_eq!(ids(&got), vec![busy[1]]);
+    // And the next after it, one that waited for a release rather than a time.
+    assert_eq!(
+        s.get_task(busy[2]).unwrap().unwrap().run_after,
+        PARKED_UNTIL_RELEASED
+    );
+    assert_eq!(
+        finish_and_claim(&mut *s, &[busy[1]], later + 1, 10, &[]),
+        vec![busy[2]]
+    );
+}
+
+pub fn cancelling_or_starting_by_id_the_task_a_key_waits_behind_releases_the_next(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    s.set_limit_rules(
+        "w",
+        &[LimitRule {
+            rule: "per-shop".into(),
+            concurrency: None,
+            rate: Some((1, 60_000)),
+        }],
+    )
+    .unwrap();
+    let t = insert(&mut *s, &keyed(100, "k"), 4);
+    assert_eq!(ids(&claim(&mut *s, "o", 1_000, 10)), vec![t[0]]);
+    // The second waits for the rate's next slot, the others for a release.
+    assert_eq!(s.get_task(t[1]).unwrap().unwrap().run_after, 61_000);
+    for id in &t[2..] {
+        assert_eq!(
+            s.get_task(*id).unwrap().unwrap().run_after,
+            PARKED_UNTIL_RELEASED
+        );
+    }
+    // Cancelling the one that waits for the slot releases the next: a claim looks at it
+    // and, the rate being full, parks it for the slot in its place.
+    let cancelled = s
+        .request_cancel(t[1], 2_000, &super::line("cancelled", "Cancelled"))
+        .unwrap();
+    assert_eq!(cancelled, Some(crate::CancelResult::CancelledPending));
+    assert!(s.get_task(t[2]).unwrap().unwrap().run_after <= 2_000);
+    assert!(claim(&mut *s, "o", 2_000, 10).is_empty());
+    assert_eq!(s.get_task(t[2]).unwrap().unwrap().run_after, 61_000);
+    // Starting it by id at its slot releases the last, which waits for the slot after.
+    let started = s
+        .claim_task(t[2], "o", 61_000, &|t| {
+            super::line("running", &t.id.to_string())
+        })
+        .unwrap();
+    assert_eq!(started.map(|c| c.task.id), Some(t[2]));
+    assert!(s.get_task(t[3]).unwrap().unwrap().run_after <= 61_000);
+    assert!(claim(&mut *s, "o", 61_000, 10).is_empty());
+    assert_eq!(ids(&claim(&mut *s, "o", 121_000, 10)), vec![t[3]]);
 }
 
 pub fn concurrent_claims_never_run_a_key_beyond_its_limit(h: &dyn Harness) {

@@ -113,6 +113,8 @@ macro_rules! conformance_tests {
                 a_rate_limit_lets_n_starts_per_period_and_the_rest_wait,
                 a_changed_rule_applies_to_tasks_already_queued,
                 a_head_of_queue_at_its_limit_does_not_hide_the_tasks_behind_it,
+                a_long_queue_parked_on_one_key_does_not_come_back_all_at_once,
+                cancelling_or_starting_by_id_the_task_a_key_waits_behind_releases_the_next,
                 concurrent_claims_never_run_a_key_beyond_its_limit
             }
             registry {

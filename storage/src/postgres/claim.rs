@@ -15,7 +15,7 @@ use super::queue::{from_row, COLUMNS};
 use super::Context;
 use super::Statements;
 use crate::error::StoreError;
-use crate::limits::{limit_of, Candidate, PARK_RECHECK_MS};
+use crate::limits::{limit_of, Candidate, KeyOf};
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
 /// Which tasks a claim takes.
@@ -149,12 +149,7 @@ pub(crate) fn claim_in(
                 let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
                 let (candidates, rules, usage) = limits::prepare(tx, candidates, now, statements)?;
                 let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
-                let parks: Vec<(i64, i64)> = choice
-                    .park
-                    .iter()
-                    .map(|id| (*id, now + PARK_RECHECK_MS))
-                    .chain(choice.wait.iter().copied())
-                    .collect();
+                let parks = choice.parks(now);
                 limits::park(tx, &parks, statements)?;
                 // Handed tasks neither taken nor parked again (the claim was full).
                 if !handed_ids.is_empty() {
@@ -176,7 +171,20 @@ pub(crate) fn claim_in(
                         statements,
                     )?);
                 }
-                if rows.len() >= want || read_all < page || parks.is_empty() {
+                // A start under a rate releases the next parked task of its key (after
+                // the take, so not itself): the next page (or claim) takes it while the
+                // rate has room, or parks it again until its slot frees.
+                let mut released = false;
+                if !choice.rated.is_empty() {
+                    let rated: HashSet<i64> = choice.rated.iter().copied().collect();
+                    let keys: Vec<KeyOf> = candidates
+                        .iter()
+                        .filter(|c| rated.contains(&c.id))
+                        .filter_map(|c| Some((c.worker.clone(), c.limit.clone()?)))
+                        .collect();
+                    released = limits::release(tx, &keys, now, statements, None)?;
+                }
+                if rows.len() >= want || (!released && (read_all < page || parks.is_empty())) {
                     break;
                 }
             }
@@ -204,7 +212,17 @@ pub(crate) fn claim_in(
                     if choice.take.is_empty() {
                         Vec::new()
                     } else {
-                        take_rows(tx, &take_sql, owner, now, &choice.take, statements)?
+                        let rows = take_rows(tx, &take_sql, owner, now, &choice.take, statements)?;
+                        // A start under a rate releases the next parked task of its key
+                        // (as in a claim of due tasks; after the take, so not itself).
+                        if !choice.rated.is_empty() {
+                            let keys: Vec<KeyOf> = candidates
+                                .iter()
+                                .filter_map(|c| Some((c.worker.clone(), c.limit.clone()?)))
+                                .collect();
+                            limits::release(tx, &keys, now, statements, None)?;
+                        }
+                        rows
                     }
                 }
             }

@@ -297,16 +297,16 @@ pub(crate) struct Handed {
 /// first task parked on that key, after waiting for the key's lock (a claim parking a
 /// task of it commits first). With `hand_off`, the tasks are handed there, locked, for
 /// the claim in the same transaction, which takes them or gives them back with
-/// [`unpark`]; otherwise they are made due at once.
+/// [`unpark`]; otherwise they are made due at once. Returns whether any was.
 pub(super) fn release(
     tx: &mut impl GenericClient,
     freed: &[KeyOf],
     now: i64,
     statements: &Statements,
     hand_off: Option<&mut Vec<Handed>>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     if freed.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut counts: HashMap<&KeyOf, i64> = HashMap::new();
     for k in freed {
@@ -360,10 +360,11 @@ pub(super) fn release(
                     ),
                 )
                 .context("hand parked tasks to the claim")?;
-            for r in tx
+            let rows = tx
                 .query(&read, &[&workers, &rules, &names, &counts])
-                .context("hand parked tasks to the claim")?
-            {
+                .context("hand parked tasks to the claim")?;
+            let any = !rows.is_empty();
+            for r in rows {
                 handed.push(Handed {
                     candidate: Candidate {
                         id: r.get(0),
@@ -374,6 +375,7 @@ pub(super) fn release(
                     active: r.get(5),
                 });
             }
+            Ok(any)
         }
         None => {
             let release = statements
@@ -391,9 +393,9 @@ pub(super) fn release(
             if released > 0 {
                 super::wakeups::notify_in(tx)?;
             }
+            Ok(released > 0)
         }
     }
-    Ok(())
 }
 
 /// Makes the parked tasks `ids` due at `now` (handed to a claim that did not take

@@ -346,8 +346,10 @@ impl TaskQueue for PgStore {
             .client()?
             .query_one(
                 "SELECT MIN(t.run_after) FROM tasks t JOIN workers w ON w.identifier = t.worker
-                 WHERE t.status = 'pending' AND t.deps_left = 0 AND w.active",
-                &[],
+                 WHERE t.status = 'pending' AND t.deps_left = 0 AND w.active
+                   AND t.run_after < $1",
+                // Tasks parked until released come back with a release, not a time.
+                &[&crate::PARKED_UNTIL_RELEASED],
             )
             .context("read next retry time")?
             .get(0))
@@ -519,14 +521,26 @@ impl TaskQueue for PgStore {
         };
         let result = match status {
             Status::Pending => {
-                tx.execute(
-                    "UPDATE tasks SET status = 'cancelled', finished_at = $2, message = $3,
-                        error = $3, deps_left = 0 WHERE id = $1",
-                    &[&id, &now, &super::storable(&line.message)],
-                )
-                .context("cancel task")?;
+                let key = tx
+                    .query_one(
+                        "UPDATE tasks SET status = 'cancelled', finished_at = $2, message = $3,
+                            error = $3, deps_left = 0, parked = FALSE WHERE id = $1
+                         RETURNING worker, limit_rule, limit_key",
+                        &[&id, &now, &super::storable(&line.message)],
+                    )
+                    .context("cancel task")?;
                 append_lines(&mut tx, id, std::slice::from_ref(line))?;
                 super::deps::release(&mut tx, &[id], now, None)?;
+                // The tasks of its key parked behind it are looked at again.
+                if let Some(limit) = crate::limits::limit_of(key.get(1), key.get(2)) {
+                    super::limits::release(
+                        &mut tx,
+                        &[(key.get(0), limit)],
+                        now,
+                        &self.statements,
+                        None,
+                    )?;
+                }
                 CancelResult::CancelledPending
             }
             Status::Running => {

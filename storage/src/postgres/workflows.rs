@@ -248,17 +248,24 @@ impl Workflows for PgStore {
             .map(|(t, _)| *t)
             .collect();
         if !pending.is_empty() {
-            tx.execute(
-                "UPDATE tasks SET status = 'cancelled', finished_at = $2, message = $3,
-                    error = $3, deps_left = 0, parked = FALSE
-                 WHERE id = ANY($1)",
-                &[&pending, &now, &storable(&line.message)],
-            )
-            .context("cancel workflow")?;
+            let keys: Vec<crate::limits::KeyOf> = tx
+                .query(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = $2, message = $3,
+                        error = $3, deps_left = 0, parked = FALSE
+                     WHERE id = ANY($1)
+                     RETURNING worker, limit_rule, limit_key",
+                    &[&pending, &now, &storable(&line.message)],
+                )
+                .context("cancel workflow")?
+                .iter()
+                .filter_map(|r| Some((r.get(0), crate::limits::limit_of(r.get(1), r.get(2))?)))
+                .collect();
             let lines: Vec<(i64, &LogLine)> = pending.iter().map(|t| (*t, line)).collect();
             append(&mut tx, &lines)?;
             // Dependants outside the workflow follow, as after a single cancel.
             super::deps::release(&mut tx, &pending, now, None)?;
+            // So do the tasks of their keys parked behind them.
+            super::limits::release(&mut tx, &keys, now, &self.statements, None)?;
         }
         let requested = if running.is_empty() {
             0

@@ -13,7 +13,7 @@ use super::logs::append;
 use super::queue::{from_row, COLUMNS};
 use super::Context;
 use crate::error::StoreError;
-use crate::limits::{limit_of, Candidate, PARK_RECHECK_MS};
+use crate::limits::{limit_of, Candidate};
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
 /// The candidates' query: pending, due, waiting for nothing, of an active worker and
@@ -88,12 +88,7 @@ pub(super) fn claim_due(
         };
         let (rules, usage) = limits::needs(tx, &candidates, now)?;
         let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
-        let parks: Vec<(i64, i64)> = choice
-            .park
-            .iter()
-            .map(|id| (*id, now + PARK_RECHECK_MS))
-            .chain(choice.wait.iter().copied())
-            .collect();
+        let parks = choice.parks(now);
         limits::park(tx, &parks)?;
         out.extend(claim_in(
             tx,
@@ -103,9 +98,14 @@ pub(super) fn claim_due(
             &id_list(&choice.take),
             start_line,
         )?);
+        // A start under a rate releases the next parked task of its key (after the take,
+        // so not itself): the next page (or claim) takes it while the rate has room, or
+        // parks it again until its slot frees. It is due at once, so the engine's next
+        // look for due work finds it with no wake-up.
+        let released = !choice.rated.is_empty() && limits::release(tx, &choice.rated, now)?;
         // Done when full, or when the queue has nothing more (nothing was parked, so
         // a second read would only meet what this one left).
-        if out.len() >= want || candidates.len() < page || parks.is_empty() {
+        if out.len() >= want || (!released && (candidates.len() < page || parks.is_empty())) {
             break;
         }
     }
@@ -145,6 +145,10 @@ pub(super) fn claim_one(
         &id_list(&choice.take),
         start_line,
     )?;
+    // A start under a rate releases the next parked task of its key (as in claim_due).
+    if !choice.rated.is_empty() {
+        limits::release(tx, &choice.rated, now)?;
+    }
     Ok(claimed.pop())
 }
 

@@ -362,8 +362,10 @@ impl TaskQueue for SqliteStore {
         self.conn
             .query_row(
                 "SELECT MIN(run_after) FROM tasks WHERE status = 'pending' AND deps_left = 0
+                   AND run_after < ?1
                    AND worker IN (SELECT identifier FROM workers WHERE active = 1)",
-                [],
+                // Tasks parked until released come back with a release, not a time.
+                [crate::PARKED_UNTIL_RELEASED],
                 |r| r.get(0),
             )
             .context("read next retry time")
@@ -523,13 +525,15 @@ impl TaskQueue for SqliteStore {
             Status::Pending => {
                 tx.execute(
                     "UPDATE tasks SET status = 'cancelled', finished_at = ?2, message = ?3,
-                        error = ?3, deps_left = 0 WHERE id = ?1",
+                        error = ?3, deps_left = 0, parked = 0 WHERE id = ?1",
                     params![id, now, line.message],
                 )
                 .context("cancel task")?;
                 append_lines(&tx, id, std::slice::from_ref(line))?;
                 // On this connection the triggers keep texts and statistics.
                 released = super::deps::release(&tx, &[id], now, true)?;
+                // The tasks of its key parked behind it are looked at again.
+                released |= super::limits::release(&tx, &[id], now)?;
                 CancelResult::CancelledPending
             }
             Status::Running => {

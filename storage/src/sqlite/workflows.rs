@@ -238,6 +238,8 @@ impl Workflows for SqliteStore {
         append(&tx, &lines)?;
         // Dependants outside the workflow follow, as after a single cancel.
         let released = super::deps::release(&tx, &cancelled, now, true)?;
+        // So do the tasks of their keys parked behind them.
+        let released = super::limits::release(&tx, &cancelled, now)? || released;
         let requested = tx
             .prepare_cached(
                 "UPDATE tasks SET cancel_requested = 1

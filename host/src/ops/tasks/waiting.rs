@@ -366,7 +366,8 @@ impl WaitContext {
                 }
             }
         }
-        if t.run_after > now {
+        // A task parked until its key releases it has no time to show.
+        if t.run_after > now && t.run_after != stask_storage::PARKED_UNTIL_RELEASED {
             // An attempt that ended put it back with a backoff; one never started
             // was created for later — unless it has a limit: then a claim parked it
             // while its key was full, the key has room again (checked above when it
