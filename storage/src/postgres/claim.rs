@@ -108,7 +108,10 @@ pub(crate) fn claim_in(
             let read = statements
                 .get(
                     tx,
-                    "SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority FROM tasks t
+                    "SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority,
+                            r.rule, r.concurrency, r.rate, r.period_ms
+                     FROM tasks t
+                     LEFT JOIN limit_rules r ON r.worker = t.worker AND r.rule = t.limit_rule
                      WHERE t.status = 'pending' AND t.deps_left = 0 AND NOT t.parked
                        AND t.run_after <= $1
                        AND t.worker = ANY(ARRAY(
@@ -127,6 +130,9 @@ pub(crate) fn claim_in(
             for _ in 0..MAX_PAGES {
                 let left = want - rows.len();
                 let page = left + left / 4 + 8;
+                // The candidates come with their rules (a join with the small table of
+                // rules, which spares a statement per page).
+                let mut rules = HashMap::new();
                 let mut candidates: Vec<(i16, Candidate)> = tx
                     .query(&read, &[&now, &(page as i64), &excluded])
                     .context("claim tasks")?
@@ -137,17 +143,22 @@ pub(crate) fn claim_in(
                             worker: r.get(1),
                             limit: limit_of(r.get(2), r.get(3)),
                         };
+                        if candidate.limit.is_some() {
+                            rules.extend(limits::joined_rule(r, 5));
+                        }
                         (r.get(4), candidate)
                     })
                     .collect();
                 let read_all = candidates.len();
                 let handed_ids: Vec<i64> = handed.iter().map(|h| h.candidate.id).collect();
                 if !handed.is_empty() {
+                    rules.extend(handed.iter_mut().filter_map(|h| h.rule.take()));
                     candidates.extend(handed.drain(..).map(|h| (h.priority, h.candidate)));
                     candidates.sort_by_key(|(priority, c)| (*priority, c.id));
                 }
                 let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
-                let (candidates, rules, usage) = limits::prepare(tx, candidates, now, statements)?;
+                let (candidates, rules, usage) =
+                    limits::prepare_with(tx, candidates, rules, now, statements)?;
                 let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
                 let parks = choice.parks(now);
                 limits::park(tx, &parks, statements)?;

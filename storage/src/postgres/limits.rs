@@ -2,10 +2,12 @@
 //! once, so each key is serialized by a transaction-level advisory lock on its hash: a
 //! claim *tries* the locks of its candidates' keys and leaves the tasks of a key it
 //! could not lock for a later claim (it never waits, so claims cannot deadlock); a
-//! finish that frees slots waits for the locks of its keys before releasing parked
-//! tasks, so a park that another host has not committed yet is never missed. Under
-//! the lock, a key's running tasks and recent starts are counted by a statement that
-//! sees every claim committed before.
+//! finish that frees slots of keys with parked tasks waits for the locks of those keys
+//! before releasing them, so a park committed before the finish looked is never
+//! missed (one committed after it was looked at comes back by itself: the first task of
+//! a key each claim parks has a recheck time). Under the lock, a key's running tasks
+//! and recent starts are counted by a statement that sees every claim committed
+//! before: that count, not parking, is what keeps a key within its limit.
 
 use std::collections::HashMap;
 
@@ -180,6 +182,37 @@ pub(super) fn prepare(
     workers.sort_unstable();
     workers.dedup();
     let rules = rules_of(tx, &workers, statements)?;
+    prepare_with(tx, candidates, rules, now, statements)
+}
+
+/// The rule of a candidate as the claim's reads join it (`limit_rules` columns rule,
+/// concurrency, rate, period_ms: NULL when the task has no rule).
+pub(super) fn joined_rule(
+    r: &postgres::Row,
+    first: usize,
+) -> Option<((String, String), LimitRule)> {
+    let rule: Option<String> = r.get(first);
+    let worker: String = r.get(1);
+    rule.map(|rule| {
+        (
+            (worker, rule.clone()),
+            rule_from(r.get(first + 1), r.get(first + 2), r.get(first + 3), rule),
+        )
+    })
+}
+
+/// [`prepare`] with the rules of the candidates' keys already read (with the
+/// candidates: a key whose rule is missing has none, and runs unlimited).
+pub(super) fn prepare_with(
+    tx: &mut impl GenericClient,
+    candidates: Vec<Candidate>,
+    rules: HashMap<(String, String), LimitRule>,
+    now: i64,
+    statements: &Statements,
+) -> Result<Prepared, StoreError> {
+    if rules.is_empty() {
+        return Ok((candidates, rules, HashMap::new()));
+    }
     // The limited keys (with a rule) and their lock hashes, each once.
     let mut keys: Vec<(KeyOf, i32)> = Vec::new();
     for c in &candidates {
@@ -291,6 +324,8 @@ pub(crate) struct Handed {
     pub priority: i16,
     /// Whether its worker is active (a claim takes only tasks of active workers).
     pub active: bool,
+    /// Its rule, by (worker, rule), when the rule exists.
+    pub rule: Option<((String, String), LimitRule)>,
 }
 
 /// Releases, for each of `freed` (the key of a task that just stopped running), the
@@ -355,8 +390,11 @@ pub(super) fn release(
                 .get(
                     tx,
                     &format!(
-                        "SELECT n.*, COALESCE(w.active, FALSE) FROM ({next}) n
-                         LEFT JOIN workers w ON w.identifier = n.worker"
+                        "SELECT n.*, COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate,
+                                r.period_ms
+                         FROM ({next}) n
+                         LEFT JOIN workers w ON w.identifier = n.worker
+                         LEFT JOIN limit_rules r ON r.worker = n.worker AND r.rule = n.limit_rule"
                     ),
                 )
                 .context("hand parked tasks to the claim")?;
@@ -373,6 +411,7 @@ pub(super) fn release(
                     },
                     priority: r.get(4),
                     active: r.get(5),
+                    rule: joined_rule(&r, 6),
                 });
             }
             Ok(any)

@@ -80,9 +80,7 @@ fn keyed_task(at: i64, key: usize) -> NewTask {
 /// interleaved tasks are inserted one per call, by `writers` connections at once (each
 /// its share of the keys), since a PostgreSQL commit waits for its flush. The unlimited
 /// queue is built as the interleaved one is, so that the limit is the only difference
-/// between them: one bulk insert leaves a table that burns down faster on PostgreSQL
-/// (rows packed in id order, visibility settled by one transaction) than 10,000
-/// separate ones do.
+/// between them.
 fn seed(
     open: &(dyn Fn() -> Res<Box<dyn Store>> + Sync),
     n: usize,
