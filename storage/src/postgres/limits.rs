@@ -21,6 +21,10 @@ use crate::limits::{limit_of, Candidate, KeyOf, LimitRule, LimitUsage, Limits, T
 /// key's hash.
 const LIMIT_LOCK_CLASS: i32 = 0x5354_4b4c; // "STKL"
 
+// The literal of PARKED_UNTIL_RELEASED in the statements and the partial index on
+// parked tasks with a time (migrations.rs), which a planner can only match as written.
+const _: () = assert!(crate::limits::PARKED_UNTIL_RELEASED == 9_223_372_036_854_775_806);
+
 /// A stable 32-bit hash (FNV-1a) of a worker's key, the same on every host.
 fn key_hash(worker: &str, limit: &TaskLimit) -> i32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -304,7 +308,8 @@ pub(super) fn unpark_due(
         .get(
             tx,
             "UPDATE tasks t SET parked = FALSE
-             FROM (SELECT id FROM tasks WHERE parked AND run_after <= $1
+             FROM (SELECT id FROM tasks
+                   WHERE parked AND run_after <= $1 AND run_after < 9223372036854775806
                    ORDER BY run_after LIMIT 1000 FOR UPDATE SKIP LOCKED) p
              WHERE t.id = p.id",
         )
@@ -368,22 +373,17 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // Only keys with parked tasks are probed in claim order: which of the finished keys
-    // have any is found with one pass over the (small) index of parked tasks, a
-    // semi-join (a DISTINCT over every parked task of the keys sorted them all: 8 ms a
-    // finish with 2,000 parked), so a finish that frees slots nobody waits for costs
-    // next to nothing.
+    // One probe of the index of parked tasks per key, in claim order. The callers name
+    // keys that have parked tasks (a finish reads which do with its update), so there
+    // is no pass over every parked task to find them: a queue parked on one key may
+    // hold any number.
     let next = "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority
                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS k(w, r, k, n)
                 CROSS JOIN LATERAL (
                     SELECT id, worker, limit_rule, limit_key, priority FROM tasks
                     WHERE worker = k.w AND limit_rule = k.r AND limit_key = k.k AND parked
                       AND status = 'pending'
-                    ORDER BY priority, id LIMIT k.n FOR UPDATE SKIP LOCKED) p
-                WHERE EXISTS (
-                    SELECT 1 FROM tasks q
-                    WHERE q.parked AND q.worker = k.w AND q.limit_rule = k.r
-                      AND q.limit_key = k.k)";
+                    ORDER BY priority, id LIMIT k.n FOR UPDATE SKIP LOCKED) p";
     match hand_off {
         Some(handed) => {
             let read = statements

@@ -637,6 +637,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN workflow_step TEXT;
     CREATE INDEX tasks_workflow ON tasks (workflow_id, id) WHERE workflow_id IS NOT NULL;
     "#,
+    // The index of parked tasks by their recheck time holds only those with a time
+    // (not those parked until released, crate::PARKED_UNTIL_RELEASED): it stays small
+    // however long a key's queue, and a look-up of one key's parked tasks can only use
+    // tasks_parked. With both partial on `parked` alone, a planner that read the table
+    // while nothing was parked walked this one for every key (70 ms a finish).
+    r#"
+    DROP INDEX tasks_parked_until;
+    CREATE INDEX tasks_parked_until ON tasks (run_after)
+        WHERE parked AND run_after < 9223372036854775806;
+    "#,
 ];
 
 /// The newest schema version this build knows.

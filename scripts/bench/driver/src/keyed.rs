@@ -392,6 +392,7 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
                 true,
             )?;
             seed(&|| schema.store(), n, queue, PG_WRITERS)?;
+            schema.settle()?;
             let rate = burn(env, &home, n)?;
             check(&*schema.store()?, n, queue)?;
             drop(home);
@@ -406,6 +407,7 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
                 true,
             )?;
             seed(&|| schema.store(), n, queue, PG_WRITERS)?;
+            schema.settle()?;
             let raw_rate = raw_burn(&mut *schema.store()?, n, batch)?;
             check(&*schema.store()?, n, queue)?;
             eprintln!(
