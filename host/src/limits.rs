@@ -477,6 +477,12 @@ mod tests {
         assert_eq!(ctx.waiting(&waiting, now), Some(full.clone()));
         assert_eq!(ctx.waiting(&parked, now), Some(full), "not 'scheduled for'");
         assert_eq!(ctx.waiting(&free, now), Some(Waiting::Queued));
+        // One parked behind another of its key until released, after a failed attempt:
+        // its run_after is no retry time to show.
+        let mut behind = free.clone();
+        behind.attempts = 1;
+        behind.run_after = stask_storage::PARKED_UNTIL_RELEASED;
+        assert_eq!(ctx.waiting(&behind, now), Some(Waiting::Queued));
         assert_eq!(
             ops::limit_waiting(&*store, &waiting)
                 .unwrap()

@@ -240,6 +240,55 @@ pub fn a_rate_limit_lets_n_starts_per_period_and_the_rest_wait(h: &dyn Harness) 
     assert_eq!(ids(&claim(&mut *s, "o", 71_000, 10)), t[2..].to_vec());
 }
 
+pub fn every_start_under_a_rate_counts_a_retried_tasks_too(h: &dyn Harness) {
+    let mut s = h.open();
+    register(&mut *s, &["w"], true);
+    s.set_limit_rules(
+        "w",
+        &[LimitRule {
+            rule: "per-shop".into(),
+            concurrency: None,
+            rate: Some((2, 60_000)),
+        }],
+    )
+    .unwrap();
+    let t = insert(&mut *s, &keyed(100, "api"), 2);
+    assert_eq!(ids(&claim(&mut *s, "o", 10_000, 1)), vec![t[0]]);
+    // The attempt fails and is retried at once: its second start is a second call to
+    // whatever the rate protects, so the key's two starts are used up.
+    let retry = crate::Outcome::Failed {
+        error: "timed out".into(),
+        retry_at: Some(10_100),
+    };
+    let (applied, _) = s
+        .claim(&crate::Claim {
+            finishes: &[finish(t[0], "o", retry, "failed", 10_100)],
+            owner: "o",
+            now: 10_100,
+            limit: 0,
+            excluded_workers: &[],
+            start_line: &|t| super::line("running", &t.id.to_string()),
+        })
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(ids(&claim(&mut *s, "o", 10_200, 1)), vec![t[0]]);
+    assert!(claim(&mut *s, "o", 10_300, 10).is_empty());
+    let usage = s
+        .limit_usage(
+            "w",
+            &TaskLimit {
+                rule: "per-shop".into(),
+                key: "api".into(),
+            },
+            10_300,
+        )
+        .unwrap()
+        .unwrap()
+        .1;
+    assert_eq!((usage.started, usage.oldest_start), (2, Some(10_000)));
+    assert_eq!(s.get_task(t[1]).unwrap().unwrap().run_after, 70_000);
+}
+
 pub fn a_changed_rule_applies_to_tasks_already_queued(h: &dyn Harness) {
     let mut s = h.open();
     register(&mut *s, &["w"], true);

@@ -111,6 +111,7 @@ macro_rules! conformance_tests {
                 tasks_released_to_a_claim_keep_claim_order_and_stay_due_when_not_taken,
                 a_parked_task_is_looked_at_again_after_the_recheck_time,
                 a_rate_limit_lets_n_starts_per_period_and_the_rest_wait,
+                every_start_under_a_rate_counts_a_retried_tasks_too,
                 a_changed_rule_applies_to_tasks_already_queued,
                 a_head_of_queue_at_its_limit_does_not_hide_the_tasks_behind_it,
                 a_long_queue_parked_on_one_key_does_not_come_back_all_at_once,

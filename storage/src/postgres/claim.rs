@@ -15,7 +15,7 @@ use super::queue::{from_row, COLUMNS};
 use super::Context;
 use super::Statements;
 use crate::error::StoreError;
-use crate::limits::{limit_of, Candidate, KeyOf};
+use crate::limits::{limit_of, Candidate, KeyOf, LimitRule};
 use crate::queue::{ClaimedTask, ClaimedWorker, StartLine, TaskRecord};
 
 /// Which tasks a claim takes.
@@ -42,6 +42,24 @@ pub(crate) const UNPARK_EVERY_MS: i64 = 200;
 /// At most this many reads of candidates per claim: a queue whose head is all at its
 /// limits is parked a few pages at a time rather than in one long transaction.
 const MAX_PAGES: usize = 8;
+
+/// The keys of the candidates `rated` (taken under a rule with a rate), each with its
+/// rule's period.
+fn rated_starts(
+    candidates: &[Candidate],
+    rules: &HashMap<(String, String), LimitRule>,
+    rated: &HashSet<i64>,
+) -> Vec<(KeyOf, i64)> {
+    candidates
+        .iter()
+        .filter(|c| rated.contains(&c.id))
+        .filter_map(|c| {
+            let limit = c.limit.clone()?;
+            let (_, period) = rules.get(&(c.worker.clone(), limit.rule.clone()))?.rate?;
+            Some(((c.worker.clone(), limit), period))
+        })
+        .collect()
+}
 
 /// Takes the pending tasks `ids` for `owner` with the prepared update `sql`.
 fn take_rows(
@@ -188,11 +206,9 @@ pub(crate) fn claim_in(
                 let mut released = false;
                 if !choice.rated.is_empty() {
                     let rated: HashSet<i64> = choice.rated.iter().copied().collect();
-                    let keys: Vec<KeyOf> = candidates
-                        .iter()
-                        .filter(|c| rated.contains(&c.id))
-                        .filter_map(|c| Some((c.worker.clone(), c.limit.clone()?)))
-                        .collect();
+                    let started = rated_starts(&candidates, &rules, &rated);
+                    limits::record_starts(tx, &started, now, statements)?;
+                    let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
                     released = limits::release(tx, &keys, now, statements, None)?;
                 }
                 if rows.len() >= want || (!released && (read_all < page || parks.is_empty())) {
@@ -227,10 +243,10 @@ pub(crate) fn claim_in(
                         // A start under a rate releases the next parked task of its key
                         // (as in a claim of due tasks; after the take, so not itself).
                         if !choice.rated.is_empty() {
-                            let keys: Vec<KeyOf> = candidates
-                                .iter()
-                                .filter_map(|c| Some((c.worker.clone(), c.limit.clone()?)))
-                                .collect();
+                            let rated: HashSet<i64> = choice.rated.iter().copied().collect();
+                            let started = rated_starts(&candidates, &rules, &rated);
+                            limits::record_starts(tx, &started, now, statements)?;
+                            let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
                             limits::release(tx, &keys, now, statements, None)?;
                         }
                         rows

@@ -139,9 +139,8 @@ fn usage_of(
              FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
                   WITH ORDINALITY AS k(w, r, k, since, i)
              CROSS JOIN LATERAL (
-                 SELECT COUNT(*) AS n, MIN(t.started_at) AS oldest FROM tasks t
-                 WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
-                   AND t.limit_key IS NOT NULL AND t.started_at > k.since) s",
+                 SELECT COUNT(*) AS n, MIN(s.at) AS oldest FROM limit_starts s
+                 WHERE s.worker = k.w AND s.rule = k.r AND s.key = k.k AND s.at > k.since) s",
         )
         .context("count the recent starts of keys")?;
     for r in tx
@@ -272,6 +271,40 @@ pub(super) fn prepare_with(
         })
         .collect();
     Ok((candidates, rules, usage))
+}
+
+/// Records a start at `now` for each of `rated` (the key of a task a claim took under a
+/// rule with a rate, with the rule's period), and forgets the starts of those keys that
+/// have left their window.
+pub(super) fn record_starts(
+    tx: &mut impl GenericClient,
+    rated: &[(KeyOf, i64)],
+    now: i64,
+    statements: &Statements,
+) -> Result<(), StoreError> {
+    if rated.is_empty() {
+        return Ok(());
+    }
+    let workers: Vec<&str> = rated.iter().map(|((w, _), _)| w.as_str()).collect();
+    let rules: Vec<&str> = rated.iter().map(|((_, l), _)| l.rule.as_str()).collect();
+    let names: Vec<&str> = rated.iter().map(|((_, l), _)| l.key.as_str()).collect();
+    let since: Vec<i64> = rated.iter().map(|(_, period)| now - period).collect();
+    let record = statements
+        .get(
+            tx,
+            "WITH k AS (
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                     AS k(w, r, k, since)
+             ), gone AS (
+                 DELETE FROM limit_starts s USING k
+                 WHERE s.worker = k.w AND s.rule = k.r AND s.key = k.k AND s.at <= k.since
+             )
+             INSERT INTO limit_starts (worker, rule, key, at) SELECT w, r, k, $5 FROM k",
+        )
+        .context("record starts under a rate")?;
+    tx.execute(&record, &[&workers, &rules, &names, &since, &now])
+        .context("record starts under a rate")?;
+    Ok(())
 }
 
 /// Parks the tasks `parks` (id, until).

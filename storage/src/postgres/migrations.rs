@@ -647,6 +647,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_parked_until ON tasks (run_after)
         WHERE parked AND run_after < 9223372036854775806;
     "#,
+    // The starts that rates count, one row per start of a task under a rule with a
+    // rate (written by the claim, pruned as they leave their window), instead of an
+    // index of every keyed task by its start: that index took an entry at every claim
+    // and finish of every keyed task, rate or not. Starts within their rule's window
+    // are carried over.
+    r#"
+    CREATE TABLE limit_starts (
+        worker TEXT NOT NULL,
+        rule   TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        at     BIGINT NOT NULL
+    );
+    CREATE INDEX limit_starts_key ON limit_starts (worker, rule, key, at);
+    INSERT INTO limit_starts (worker, rule, key, at)
+        SELECT t.worker, t.limit_rule, t.limit_key, t.started_at
+        FROM tasks t JOIN limit_rules r ON r.worker = t.worker AND r.rule = t.limit_rule
+        WHERE t.limit_key IS NOT NULL AND t.started_at IS NOT NULL AND r.rate IS NOT NULL
+          AND t.started_at > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+                             - r.period_ms;
+    DROP INDEX tasks_limit_starts;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -98,11 +98,15 @@ pub(super) fn claim_due(
             &id_list(&choice.take),
             start_line,
         )?);
-        // A start under a rate releases the next parked task of its key (after the take,
-        // so not itself): the next page (or claim) takes it while the rate has room, or
-        // parks it again until its slot frees. It is due at once, so the engine's next
-        // look for due work finds it with no wake-up.
-        let released = !choice.rated.is_empty() && limits::release(tx, &choice.rated, now)?;
+        // A start under a rate is recorded for the rate's count, and releases the next
+        // parked task of its key (after the take, so not itself): the next page (or
+        // claim) takes it while the rate has room, or parks it again until its slot
+        // frees. It is due at once, so the engine's next look for due work finds it
+        // with no wake-up.
+        let released = !choice.rated.is_empty() && {
+            limits::record_starts(tx, &candidates, &rules, &choice.rated, now)?;
+            limits::release(tx, &choice.rated, now)?
+        };
         // Done when full, or when the queue has nothing more (nothing was parked, so
         // a second read would only meet what this one left).
         if out.len() >= want || (!released && (candidates.len() < page || parks.is_empty())) {
@@ -145,8 +149,10 @@ pub(super) fn claim_one(
         &id_list(&choice.take),
         start_line,
     )?;
-    // A start under a rate releases the next parked task of its key (as in claim_due).
+    // A start under a rate is recorded and releases the next parked task of its key (as
+    // in claim_due).
     if !choice.rated.is_empty() {
+        limits::record_starts(tx, &candidates, &rules, &choice.rated, now)?;
         limits::release(tx, &choice.rated, now)?;
     }
     Ok(claimed.pop())

@@ -331,6 +331,10 @@ mod tests {
         let fresh = SqliteStore::open(&dir.join("stask.db")).unwrap();
         fresh
             .conn
+            .execute_batch(super::super::migrations::UNDO_STARTS)
+            .unwrap();
+        fresh
+            .conn
             .execute_batch(super::super::migrations::UNDO_WORKFLOWS)
             .unwrap();
         fresh

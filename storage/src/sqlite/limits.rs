@@ -87,9 +87,8 @@ fn starts_of(
     since: i64,
 ) -> Result<(i64, Option<i64>), StoreError> {
     conn.prepare_cached(
-        "SELECT COUNT(*), MIN(started_at) FROM tasks INDEXED BY tasks_limit_starts
-         WHERE worker = ?1 AND limit_rule = ?2 AND limit_key = ?3
-           AND limit_key IS NOT NULL AND started_at > ?4",
+        "SELECT COUNT(*), MIN(at) FROM limit_starts
+         WHERE worker = ?1 AND rule = ?2 AND key = ?3 AND at > ?4",
     )
     .and_then(|mut s| {
         s.query_row(params![worker, key.rule, key.key, since], |r| {
@@ -97,6 +96,41 @@ fn starts_of(
         })
     })
     .context("count a key's recent starts")
+}
+
+/// Records a start at `now` for each of `rated` (ids of `candidates` a claim took under
+/// a rule with a rate), and forgets the starts of their keys that have left the rule's
+/// window.
+pub(super) fn record_starts(
+    conn: &Connection,
+    candidates: &[Candidate],
+    rules: &HashMap<(String, String), LimitRule>,
+    rated: &[i64],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut add = conn
+        .prepare_cached("INSERT INTO limit_starts (worker, rule, key, at) VALUES (?1, ?2, ?3, ?4)")
+        .context("record a start under a rate")?;
+    let mut prune = conn
+        .prepare_cached(
+            "DELETE FROM limit_starts WHERE worker = ?1 AND rule = ?2 AND key = ?3 AND at <= ?4",
+        )
+        .context("record a start under a rate")?;
+    for c in candidates.iter().filter(|c| rated.contains(&c.id)) {
+        let Some(limit) = &c.limit else { continue };
+        let Some((_, period)) = rules
+            .get(&(c.worker.clone(), limit.rule.clone()))
+            .and_then(|r| r.rate)
+        else {
+            continue;
+        };
+        prune
+            .execute(params![c.worker, limit.rule, limit.key, now - period])
+            .context("record a start under a rate")?;
+        add.execute(params![c.worker, limit.rule, limit.key, now])
+            .context("record a start under a rate")?;
+    }
+    Ok(())
 }
 
 /// How much of `rule` the key `key` of `worker` uses at `now`.

@@ -548,7 +548,8 @@ const MIGRATIONS: &[&str] = &[
     // * limit_rules: each worker's limit rules, by rule.
     // * tasks.limit_rule / limit_key: the rule a task falls under and its key, fixed at
     //   creation (NULL for most); tasks_limit_running finds a key's running tasks and
-    //   tasks_limit_starts its recent starts, holding only tasks with a key.
+    //   tasks_limit_starts its recent starts, holding only tasks with a key (replaced
+    //   by the table limit_starts in a later migration).
     // * tasks.parked: a claim met the task while its key was at its limit; its
     //   run_after says until when. The claim index leaves parked tasks and waiting
     //   dependants out, so a claim never walks past them.
@@ -587,6 +588,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN workflow_id INTEGER;
     ALTER TABLE tasks ADD COLUMN workflow_step TEXT;
     CREATE INDEX tasks_workflow ON tasks(workflow_id, id) WHERE workflow_id IS NOT NULL;",
+    // The starts that rates count, one row per start of a task under a rule with a
+    // rate (written by the claim, pruned as they leave their window), instead of an
+    // index of every keyed task by its start: that index was written by every claim
+    // of every keyed task, rate or not, and a concurrency-only key needs none of it.
+    // Starts within their rule's window are carried over.
+    "CREATE TABLE limit_starts (
+        worker TEXT NOT NULL,
+        rule   TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        at     INTEGER NOT NULL
+    );
+    CREATE INDEX limit_starts_key ON limit_starts(worker, rule, key, at);
+    INSERT INTO limit_starts (worker, rule, key, at)
+        SELECT t.worker, t.limit_rule, t.limit_key, t.started_at
+        FROM tasks AS t JOIN limit_rules AS r ON r.worker = t.worker AND r.rule = t.limit_rule
+        WHERE t.limit_key IS NOT NULL AND t.started_at IS NOT NULL AND r.rate IS NOT NULL
+          AND t.started_at > CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                             - r.period_ms;
+    DROP INDEX tasks_limit_starts;",
 ];
 
 /// The schema version this build expects.
@@ -607,6 +627,13 @@ pub(crate) const MINUTES_VERSION: i64 = 14;
 pub(crate) const UNDO_AFTER_MINUTES: &str = "ALTER TABLE task_logs DROP COLUMN at;
     DROP TABLE IF EXISTS removed_workers; DROP TABLE IF EXISTS removed_schedules;
     DROP TABLE IF EXISTS task_deps; ALTER TABLE tasks DROP COLUMN deps_left;";
+
+/// Takes the migration of the rates' starts out of a database (before
+/// [`UNDO_WORKFLOWS`]).
+#[cfg(test)]
+pub(crate) const UNDO_STARTS: &str = "DROP TABLE limit_starts;
+    CREATE INDEX tasks_limit_starts ON tasks(worker, limit_rule, limit_key, started_at)
+        WHERE limit_key IS NOT NULL;";
 
 /// Takes the workflows' migration out of a database (before [`UNDO_LIMITS`]).
 #[cfg(test)]
@@ -907,5 +934,58 @@ mod tests {
             .unwrap()[0];
         let at = s.log_lines(id, 0, 10).unwrap()[0].at.expect("a time");
         assert!((before..=crate::now_ms()).contains(&at));
+    }
+
+    #[test]
+    fn recent_starts_under_a_rate_are_carried_into_the_starts_table() {
+        use crate::conformance::{claim, insert, register, task};
+        use crate::{LimitRule, Limits as _, NewTask, TaskLimit};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stask.db");
+        let mut s = SqliteStore::open(&path).unwrap();
+        register(&mut s, &["w"], true);
+        let rule = |rate| LimitRule {
+            rule: "api".into(),
+            concurrency: None,
+            rate,
+        };
+        s.set_limit_rules(
+            "w",
+            &[
+                rule(Some((5, 3_600_000))),
+                LimitRule {
+                    rule: "once".into(),
+                    ..rule(None)
+                },
+            ],
+        )
+        .unwrap();
+        let limit = |rule: &str| TaskLimit {
+            rule: rule.into(),
+            key: "k".into(),
+        };
+        let now = crate::now_ms();
+        for (rule, n) in [("api", 3), ("once", 2)] {
+            let keyed = NewTask {
+                limit: Some(limit(rule)),
+                ..task("w", now - 6_000_000)
+            };
+            insert(&mut s, &keyed, n);
+        }
+        // Started an hour and a half ago, then three just now: the old start has left
+        // the rule's hour; the concurrency-only rule's starts are not the rate's.
+        assert_eq!(claim(&mut s, "o", now - 5_400_000, 1).len(), 1);
+        assert_eq!(claim(&mut s, "o", now, 10).len(), 4);
+        // Back to the version before, as an older stask left it: starts on tasks only.
+        s.conn.execute_batch(UNDO_STARTS).unwrap();
+        s.conn
+            .pragma_update(None, "user_version", LATEST - 1)
+            .unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), LATEST);
+        let usage = |rule: &str| s.limit_usage("w", &limit(rule), now).unwrap().unwrap().1;
+        assert_eq!(usage("api").started, 2);
+        assert_eq!(usage("once").started, 0);
     }
 }

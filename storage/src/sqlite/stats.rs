@@ -535,8 +535,9 @@ mod tests {
                         (4, 'b', 'run', 'cancelled', {t0}, NULL, {t0} + 60000);
                  DROP TRIGGER tasks_minutes_insert; DROP TRIGGER tasks_minutes_delete;
                  DROP TRIGGER tasks_minutes_update; DROP TABLE task_minutes;
-                 {} {} {}
+                 {} {} {} {}
                  PRAGMA user_version = {};",
+                super::super::migrations::UNDO_STARTS,
                 super::super::migrations::UNDO_WORKFLOWS,
                 super::super::migrations::UNDO_LIMITS,
                 super::super::migrations::UNDO_AFTER_MINUTES,
@@ -732,6 +733,9 @@ mod tests {
         }])
         .unwrap();
         // Back to version 3, as a database made by an older stask.
+        s.conn
+            .execute_batch(super::super::migrations::UNDO_STARTS)
+            .unwrap();
         s.conn
             .execute_batch(super::super::migrations::UNDO_WORKFLOWS)
             .unwrap();
