@@ -255,22 +255,25 @@ mod tests {
         assert_eq!(choice.park, vec![2]);
     }
 
+    /// Key "a" of worker "w" with `n` tasks running.
+    fn running_on_a(n: i64) -> HashMap<KeyOf, LimitUsage> {
+        let key = TaskLimit {
+            rule: "r".into(),
+            key: "a".into(),
+        };
+        HashMap::from([(
+            ("w".to_owned(), key),
+            LimitUsage {
+                running: n,
+                ..Default::default()
+            },
+        )])
+    }
+
     #[test]
     fn running_tasks_of_a_key_count_against_it() {
         let c = [cand(1, Some("a"))];
-        let usage = HashMap::from([(
-            (
-                "w".to_owned(),
-                TaskLimit {
-                    rule: "r".into(),
-                    key: "a".into(),
-                },
-            ),
-            LimitUsage {
-                running: 2,
-                ..Default::default()
-            },
-        )]);
+        let usage = running_on_a(2);
         assert_eq!(
             choose(&c, &rules(Some(2), None), &usage, 10, 0).park,
             vec![1]
@@ -311,19 +314,7 @@ mod tests {
             cand(3, Some("a")),
             cand(4, Some("b")),
         ];
-        let usage = HashMap::from([(
-            (
-                "w".to_owned(),
-                TaskLimit {
-                    rule: "r".into(),
-                    key: "a".into(),
-                },
-            ),
-            LimitUsage {
-                running: 1,
-                ..Default::default()
-            },
-        )]);
+        let usage = running_on_a(1);
         let choice = choose(&c, &rules(Some(1), None), &usage, 10, 1_000);
         assert_eq!(choice.take, vec![4]);
         assert_eq!(choice.park, vec![1]);

@@ -28,6 +28,15 @@ fn concurrency(n: u32) -> LimitRule {
     }
 }
 
+/// The rule of [`keyed`] tasks as a rate: at most `n` starts per `per_ms`.
+fn rate(n: u32, per_ms: i64) -> LimitRule {
+    LimitRule {
+        rule: "per-shop".into(),
+        concurrency: None,
+        rate: Some((n, per_ms)),
+    }
+}
+
 fn ids(claimed: &[crate::ClaimedTask]) -> Vec<i64> {
     claimed.iter().map(|c| c.task.id).collect()
 }
@@ -197,15 +206,7 @@ pub fn a_parked_task_is_looked_at_again_after_the_recheck_time(h: &dyn Harness) 
 pub fn a_rate_limit_lets_n_starts_per_period_and_the_rest_wait(h: &dyn Harness) {
     let mut s = h.open();
     register(&mut *s, &["w"], true);
-    s.set_limit_rules(
-        "w",
-        &[LimitRule {
-            rule: "per-shop".into(),
-            concurrency: None,
-            rate: Some((2, 60_000)),
-        }],
-    )
-    .unwrap();
+    s.set_limit_rules("w", &[rate(2, 60_000)]).unwrap();
     let t = insert(&mut *s, &keyed(100, "api"), 4);
     let got = claim(&mut *s, "o", 10_000, 10);
     assert_eq!(ids(&got), t[..2].to_vec());
@@ -243,15 +244,7 @@ pub fn a_rate_limit_lets_n_starts_per_period_and_the_rest_wait(h: &dyn Harness) 
 pub fn every_start_under_a_rate_counts_a_retried_tasks_too(h: &dyn Harness) {
     let mut s = h.open();
     register(&mut *s, &["w"], true);
-    s.set_limit_rules(
-        "w",
-        &[LimitRule {
-            rule: "per-shop".into(),
-            concurrency: None,
-            rate: Some((2, 60_000)),
-        }],
-    )
-    .unwrap();
+    s.set_limit_rules("w", &[rate(2, 60_000)]).unwrap();
     let t = insert(&mut *s, &keyed(100, "api"), 2);
     assert_eq!(ids(&claim(&mut *s, "o", 10_000, 1)), vec![t[0]]);
     // The attempt fails and is retried at once: its second start is a second call to
@@ -394,15 +387,7 @@ pub fn a_long_queue_parked_on_one_key_does_not_come_back_all_at_once(h: &dyn Har
 pub fn cancelling_or_starting_by_id_the_task_a_key_waits_behind_releases_the_next(h: &dyn Harness) {
     let mut s = h.open();
     register(&mut *s, &["w"], true);
-    s.set_limit_rules(
-        "w",
-        &[LimitRule {
-            rule: "per-shop".into(),
-            concurrency: None,
-            rate: Some((1, 60_000)),
-        }],
-    )
-    .unwrap();
+    s.set_limit_rules("w", &[rate(1, 60_000)]).unwrap();
     let t = insert(&mut *s, &keyed(100, "k"), 4);
     assert_eq!(ids(&claim(&mut *s, "o", 1_000, 10)), vec![t[0]]);
     // The second waits for the rate's next slot, the others for a release.

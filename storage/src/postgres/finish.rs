@@ -159,19 +159,14 @@ pub(crate) fn finish_in(
                   AS v(id, owner, status, result, error, progress, processed, total,
                        message, finished_at, run_after, back, lines)
              WHERE t.id = v.id AND t.owner = v.owner AND t.status = 'running'
-             RETURNING t.id, t.log_seq - v.lines, t.worker, t.limit_rule, t.limit_key,
-                 t.limit_key IS NOT NULL AND EXISTS (
-                     SELECT 1 FROM tasks p
-                     WHERE p.parked AND p.worker = t.worker AND p.limit_rule = t.limit_rule
-                       AND p.limit_key = t.limit_key)",
+             RETURNING t.id, t.log_seq - v.lines, t.worker, t.limit_rule, t.limit_key",
         )
         .context("finish tasks")?;
-    // Each attempt that stopped running frees a slot of its key; the keys with parked
-    // tasks release one each. Whether a key has any is read by the update itself (one
-    // probe of the small index of parked tasks), so a finish of keys nobody waits for
-    // takes no more statements than one without keys. A claim on another host that
-    // parks a task of the key after this read is not waited for: its first parked task
-    // of the key comes back by itself after PARK_RECHECK_MS, and the others after it.
+    // Each attempt that stopped running frees a slot of its key. Which keys have parked
+    // tasks is only read under the keys' locks (limits::release): read here, with the
+    // update, it missed a park that a claim on another connection committed after the
+    // update looked, and that key's other parked tasks waited for its recheck (the
+    // conformance case of eight concurrent claimers caught it).
     let mut freed: Vec<KeyOf> = Vec::new();
     let done: HashMap<i64, i64> = tx
         .query(
@@ -195,8 +190,7 @@ pub(crate) fn finish_in(
         .context("finish tasks")?
         .iter()
         .map(|r| {
-            let waiting: Option<bool> = r.get(5);
-            if let (Some(limit), Some(true)) = (limit_of(r.get(3), r.get(4)), waiting) {
+            if let Some(limit) = limit_of(r.get(3), r.get(4)) {
                 freed.push((r.get(2), limit));
             }
             (r.get(0), r.get(1))

