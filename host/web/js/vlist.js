@@ -23,6 +23,8 @@ export class VirtualList {
     this.measuredSum = 0;
     this.els = new Map();
     this.stick = true;
+    // Where the last update left the view while stuck (see refreshStick).
+    this.endTop = null;
     this.frame = 0;
     this.before = document.createElement('div');
     this.after = document.createElement('div');
@@ -33,7 +35,7 @@ export class VirtualList {
     list.before(this.before);
     list.after(this.after);
     this.onScroll = () => {
-      this.setStick(this.scroller.scrollTop + this.scroller.clientHeight >= this.scroller.scrollHeight - 8);
+      this.setStick(this.atBottom());
       this.schedule();
     };
     scroller.addEventListener('scroll', this.onScroll, { passive: true });
@@ -44,6 +46,8 @@ export class VirtualList {
   setStick(stick) {
     if (stick === this.stick) return;
     this.stick = stick;
+    // Where the end is is read again at the next update.
+    this.endTop = null;
     if (this.onStick) this.onStick(stick);
   }
 
@@ -60,9 +64,31 @@ export class VirtualList {
     return this.measured ? this.measuredSum / this.measured : this.estimate;
   }
 
+  /**
+   * Reads whether the view is still at the end. A scroll reports itself a frame later,
+   * and an update in between (rows added, a frame's redraw) would otherwise take the
+   * view back to the end the reader (or a script) just left. While stuck, every update
+   * leaves the view at the end and notes where that was: a view above it has been
+   * scrolled up (a taller list or window alone moves nothing up).
+   */
+  refreshStick() {
+    if (this.stick) {
+      if (this.endTop !== null && this.scroller.scrollTop < this.endTop - 1) this.setStick(false);
+    } else if (this.heights.length && this.atBottom()) {
+      // Scrolled to the end (rows added before the report would leave it short of it).
+      this.setStick(true);
+    }
+  }
+
+  atBottom() {
+    const sc = this.scroller;
+    return sc.scrollTop + sc.clientHeight >= sc.scrollHeight - 8;
+  }
+
   /** `n` rows added at the end. */
   append(n) {
     if (n <= 0) return;
+    this.refreshStick();
     const g = this.guess();
     for (let i = 0; i < n; i++) this.heights.push(-g);
     this.dirty = true;
@@ -165,6 +191,8 @@ export class VirtualList {
   }
 
   update(anchor = null) {
+    // Only away from the end here: a jump to a row (scrollToIndex) starts from anywhere.
+    if (this.stick) this.refreshStick();
     const n = this.heights.length;
     const sc = this.scroller;
     if (!anchor && !this.stick) anchor = this.anchor();
@@ -209,6 +237,7 @@ export class VirtualList {
       else if (anchor) sc.scrollTop = this.top() + q[anchor.index] + anchor.delta;
       if (!changed) break;
     }
+    if (this.stick) this.endTop = sc.scrollTop;
     if (this.onRange) this.onRange(this.range[0], this.range[1]);
   }
 

@@ -441,6 +441,7 @@ export async function mount(root, params) {
         appended += 1;
       }
     }
+    vlist.refreshStick();
     const away = !vlist.atEnd;
     vlist.append(appended);
     if (fresh && away && appended) {
