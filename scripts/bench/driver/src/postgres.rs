@@ -188,8 +188,7 @@ impl Schema {
 
     /// Vacuums and analyzes the schema's tasks after seeding, so that every queue of a
     /// comparison starts from a settled table (visibility map set, statistics read)
-    /// rather than from whatever autovacuum reached during the run: without it the
-    /// same burn-down varied by a third from run to run.
+    /// rather than from wherever autovacuum got to during the run.
     pub(crate) fn settle(&self) -> Res<()> {
         admin()?
             .batch_execute(&format!("VACUUM ANALYZE \"{}\".tasks", self.name))
