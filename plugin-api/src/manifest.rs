@@ -884,7 +884,8 @@ pub struct LimitSpec {
     pub rate: Option<RateSpec>,
 }
 
-/// A rate: at most `starts` task starts within any `per_secs` seconds.
+/// A rate: at most `starts` task starts within any `per_secs` seconds. Every start
+/// counts, a retried attempt's too (it calls what the rate protects again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {

@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stask_e2e::{processes_with_cmdline, wait_until, Home};
 
+#[path = "common/http.rs"]
+mod http;
+use http::call;
+
 const PREVIOUS_ABI: &str = "stask_fixture_abi_previous";
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -151,24 +155,9 @@ fn an_undeclared_target_is_refused_and_the_parents_log_says_so() {
     assert_eq!(home.json(&["tasks", "list"]).as_array().unwrap().len(), 2);
 }
 
-/// `GET /api/v1/PATH` with a bearer token: status and reply.
+/// `GET /api/v1/PATH` with the bearer token `token`.
 fn get(base: &str, token: &str, path: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method("GET")
-        .uri(format!("{base}/api/v1/{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .body(Vec::new())
-        .unwrap();
-    let res = agent.run(req).expect("the request is answered");
-    let status = res.status().as_u16();
-    let text = res.into_body().read_to_string().expect("a reply");
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, v)
+    call(base, token, "GET", path, None)
 }
 
 #[test]

@@ -69,7 +69,9 @@ describe('operations views', () => {
     assert.equal(await last.locator('rect.fill-failed').count(), 1);
     const series = (await apiGet(page, base, '/stats/throughput')).series;
     assert.equal(series.length, 60, 'one entry a minute for the last hour');
-    assert.ok(series.at(-1).completed >= 1 && series.at(-1).failed >= 1);
+    // The minute may turn between the finishes and this read: the last two minutes hold them.
+    const recent = series.slice(-2);
+    assert.ok(recent.some((b) => b.completed >= 1) && recent.some((b) => b.failed >= 1), JSON.stringify(recent));
 
     // Queue depth: the worker with waiting tasks shows them, pending and running apart.
     const dash = await apiGet(page, base, '/dashboard');
