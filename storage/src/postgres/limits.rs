@@ -4,9 +4,11 @@
 //! could not lock for a later claim (it never waits, so claims cannot deadlock); a
 //! finish that frees slots waits for the locks of its keys before looking for parked
 //! tasks to release, so a park that another host has not committed yet is never
-//! missed. Under the lock, a key's running tasks and recent starts are counted by a
-//! statement that sees every claim committed before: that count, not parking, is what
-//! keeps a key within its limit.
+//! missed. Under the lock, a key's running tasks and recent starts are counted with a
+//! snapshot that sees every claim committed before: that count, not parking, is what
+//! keeps a key within its limit. The locks and what is read under them go in one
+//! round trip, through functions of the schema (migrations.rs) whose statements each
+//! take a snapshot of their own.
 
 use std::collections::HashMap;
 
@@ -228,40 +230,57 @@ pub(super) fn prepare_with(
             keys.push((key, hash));
         }
     }
+    // The locks and the usage of the keys held, in one round trip
+    // (`stask_try_limit_keys`, migrations.rs): the usage is read after the locks, so
+    // it sees every claim of those keys committed before.
     let hashes: Vec<i32> = keys.iter().map(|(_, h)| *h).collect();
+    let workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
+    let limit_keys: Vec<&str> = keys.iter().map(|((_, l), _)| l.key.as_str()).collect();
+    let since: Vec<Option<i64>> = keys
+        .iter()
+        .map(|((w, l), _)| {
+            rules[&(w.clone(), l.rule.clone())]
+                .rate
+                .map(|(_, period)| now - period)
+        })
+        .collect();
     let try_lock = statements
         .get(
             tx,
-            "SELECT pg_try_advisory_xact_lock($1, h) FROM UNNEST($2::INT[]) WITH ORDINALITY AS u(h, i)
-             ORDER BY i",
+            "SELECT key_index, key_held, key_running, key_started, key_oldest
+             FROM stask_try_limit_keys($1, $2, $3, $4, $5, $6)",
         )
         .context("lock limit keys")?;
-    let got: Vec<bool> = tx
-        .query(&try_lock, &[&LIMIT_LOCK_CLASS, &hashes])
+    let mut busy: Vec<&KeyOf> = Vec::new();
+    let mut usage: HashMap<KeyOf, LimitUsage> = HashMap::new();
+    for r in tx
+        .query(
+            &try_lock,
+            &[
+                &LIMIT_LOCK_CLASS,
+                &hashes,
+                &workers,
+                &names,
+                &limit_keys,
+                &since,
+            ],
+        )
         .context("lock limit keys")?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let busy: Vec<&KeyOf> = keys
-        .iter()
-        .zip(&got)
-        .filter(|(_, ok)| !**ok)
-        .map(|((k, _), _)| k)
-        .collect();
-    let held: Vec<(&KeyOf, &LimitRule)> = keys
-        .iter()
-        .zip(&got)
-        .filter(|(_, ok)| **ok)
-        .map(|((k, _), _)| {
-            let rule = &rules[&(k.0.clone(), k.1.rule.clone())];
-            (k, rule)
-        })
-        .collect();
-    let usage = if held.is_empty() {
-        HashMap::new()
-    } else {
-        usage_of(tx, &held, now, statements)?
-    };
+    {
+        let i: i64 = r.get(0);
+        let (key, _) = &keys[(i - 1) as usize];
+        if r.get(1) {
+            let usage_of_key = LimitUsage {
+                running: r.get::<_, Option<i64>>(2).unwrap_or(0),
+                started: r.get(3),
+                oldest_start: r.get(4),
+            };
+            usage.insert(key.clone(), usage_of_key);
+        } else {
+            busy.push(key);
+        }
+    }
     let candidates = candidates
         .into_iter()
         .filter(|c| match &c.limit {
@@ -392,45 +411,37 @@ pub(super) fn release(
     keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
     let mut hashes: Vec<i32> = keys.iter().map(|(h, _, _)| *h).collect();
     hashes.dedup();
-    let lock = statements
-        .get(
-            tx,
-            "SELECT pg_advisory_xact_lock($1, h) FROM UNNEST($2::INT[]) WITH ORDINALITY AS u(h, i)
-             ORDER BY i",
-        )
-        .context("lock limit keys")?;
-    tx.query(&lock, &[&LIMIT_LOCK_CLASS, &hashes])
-        .context("lock limit keys")?;
     let workers: Vec<&str> = keys.iter().map(|(_, k, _)| k.0.as_str()).collect();
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // One probe of the index of parked tasks per key (about 4 µs), in claim order,
-    // rather than a pass over every parked task to find the keys that have any: a
-    // queue parked on one key may hold any number.
-    let next = "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority
-                FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS k(w, r, k, n)
-                CROSS JOIN LATERAL (
-                    SELECT id, worker, limit_rule, limit_key, priority FROM tasks
-                    WHERE worker = k.w AND limit_rule = k.r AND limit_key = k.k AND parked
-                      AND status = 'pending'
-                    ORDER BY priority, id LIMIT k.n FOR UPDATE SKIP LOCKED) p";
+    // The locks, then one probe of the index of parked tasks per key (about 4 µs) in
+    // claim order, in one round trip (`stask_hand_parked` and `stask_release_parked`,
+    // migrations.rs): the probe reads with a snapshot taken after the locks. A queue
+    // parked on one key may hold any number, so the probe never looks past the first.
     match hand_off {
         Some(handed) => {
             let read = statements
                 .get(
                     tx,
-                    &format!(
-                        "SELECT n.*, COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate,
-                                r.period_ms
-                         FROM ({next}) n
-                         LEFT JOIN workers w ON w.identifier = n.worker
-                         LEFT JOIN limit_rules r ON r.worker = n.worker AND r.rule = n.limit_rule"
-                    ),
+                    "SELECT task_id, task_worker, task_rule, task_key, task_priority,
+                            worker_active, rule_name, rule_concurrency, rule_rate,
+                            rule_period_ms
+                     FROM stask_hand_parked($1, $2, $3, $4, $5, $6)",
                 )
                 .context("hand parked tasks to the claim")?;
             let rows = tx
-                .query(&read, &[&workers, &rules, &names, &counts])
+                .query(
+                    &read,
+                    &[
+                        &LIMIT_LOCK_CLASS,
+                        &hashes,
+                        &workers,
+                        &rules,
+                        &names,
+                        &counts,
+                    ],
+                )
                 .context("hand parked tasks to the claim")?;
             let any = !rows.is_empty();
             for r in rows {
@@ -451,15 +462,24 @@ pub(super) fn release(
             let release = statements
                 .get(
                     tx,
-                    &format!(
-                        "UPDATE tasks t SET parked = FALSE, run_after = $5
-                         FROM ({next}) r WHERE t.id = r.id"
-                    ),
+                    "SELECT stask_release_parked($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .context("release parked tasks")?;
-            let released = tx
-                .execute(&release, &[&workers, &rules, &names, &counts, &now])
-                .context("release parked tasks")?;
+            let released: i64 = tx
+                .query_one(
+                    &release,
+                    &[
+                        &LIMIT_LOCK_CLASS,
+                        &hashes,
+                        &workers,
+                        &rules,
+                        &names,
+                        &counts,
+                        &now,
+                    ],
+                )
+                .context("release parked tasks")?
+                .get(0);
             if released > 0 {
                 super::wakeups::notify_in(tx)?;
             }
@@ -552,5 +572,103 @@ impl Limits for PgStore {
         let key = (worker.to_owned(), limit.clone());
         let usage = usage_of(&mut *client, &[(&key, &rule)], now, &self.statements)?;
         Ok(Some((rule, usage.get(&key).copied().unwrap_or_default())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::conformance_tests::{test_url, PgHarness};
+    use super::{key_hash, LIMIT_LOCK_CLASS};
+    use crate::conformance::{claim, completed, finish, insert, register, task, Harness};
+    use crate::{LimitRule, NewTask, TaskLimit, PARKED_UNTIL_RELEASED};
+
+    /// A finish that waits for a key's lock sees the park that the lock's holder (a
+    /// claim on another host) commits before granting it: the probe for parked tasks
+    /// reads with a snapshot taken after the lock, not with its statement's. Read with
+    /// the statement's snapshot, the park was missed and the key's queue waited.
+    #[test]
+    fn a_finish_waiting_for_a_keys_lock_sees_the_park_committed_meanwhile() {
+        let h = PgHarness::new();
+        let mut s = h.open();
+        register(&mut *s, &["w"], true);
+        let rule = LimitRule {
+            rule: "per-shop".into(),
+            concurrency: Some(1),
+            rate: None,
+        };
+        s.set_limit_rules("w", &[rule]).unwrap();
+        let limit = TaskLimit {
+            rule: "per-shop".into(),
+            // Advisory locks are the database's, not the schema's: a key no other test
+            // locks, so that the wait seen below is this finish's.
+            key: format!("snapshot-{}-{}", std::process::id(), crate::now_ms()),
+        };
+        let hash = key_hash("w", &limit);
+        let keyed = NewTask {
+            limit: Some(limit.clone()),
+            ..task("w", 100)
+        };
+        let running = insert(&mut *s, &keyed, 1)[0];
+        assert_eq!(claim(&mut *s, "o", 1_000, 1).len(), 1);
+        let waiting = insert(&mut *s, &keyed, 1)[0];
+
+        // Another host's claim: it holds the key's lock and parks the waiting task.
+        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let mut claim_tx = other.transaction().unwrap();
+        claim_tx
+            .execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&LIMIT_LOCK_CLASS, &hash],
+            )
+            .unwrap();
+        claim_tx
+            .execute(
+                "UPDATE tasks SET parked = TRUE, run_after = $2 WHERE id = $1",
+                &[&waiting, &PARKED_UNTIL_RELEASED],
+            )
+            .unwrap();
+
+        std::thread::scope(|scope| {
+            let finishing = scope.spawn(|| {
+                s.finish_tasks(&[finish(running, "o", completed(), "completed", 1_100)])
+                    .unwrap()
+            });
+            // The finish has started and waits for the key's lock.
+            let mut watch = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while watch
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                       AND classid = $1::INT::OID AND objid = $2::INT::OID",
+                    &[&LIMIT_LOCK_CLASS, &hash],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the finish never waited for the lock"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            claim_tx.commit().unwrap();
+            assert_eq!(finishing.join().unwrap(), vec![true]);
+        });
+        let released = s.get_task(waiting).unwrap().unwrap();
+        assert!(
+            released.run_after <= 1_100,
+            "the finish released the task parked meanwhile (due at {})",
+            released.run_after
+        );
+        assert_eq!(
+            claim(&mut *s, "o", 1_100, 1)
+                .iter()
+                .map(|c| c.task.id)
+                .collect::<Vec<_>>(),
+            vec![waiting]
+        );
     }
 }

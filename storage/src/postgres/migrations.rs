@@ -668,6 +668,100 @@ const MIGRATIONS: &[&str] = &[
                              - r.period_ms;
     DROP INDEX tasks_limit_starts;
     "#,
+    // The key locks of limits (postgres/limits.rs) and what must be read under them,
+    // in one round trip each: a volatile function's statements each take a snapshot of
+    // their own, so what it reads after taking the locks sees every claim or finish
+    // committed before (a single statement reads from a snapshot taken before its
+    // locks, which missed parks). The lock ids come from the caller, as before, so
+    // hosts of the previous version, which take the locks with statements of their
+    // own, exclude the same keys.
+    //
+    // stask_try_limit_keys: tries each key's lock (never waits, so claims cannot
+    // deadlock) and, for each key held, counts its running tasks and, where since is
+    // not NULL (the rule has a rate), its starts after it.
+    r#"
+    CREATE FUNCTION stask_try_limit_keys(p_class INT, p_hashes INT[], p_workers TEXT[],
+                                         p_rules TEXT[], p_keys TEXT[], p_since BIGINT[])
+    RETURNS TABLE (key_index BIGINT, key_held BOOLEAN, key_running BIGINT,
+                   key_started BIGINT, key_oldest BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        held BOOLEAN[];
+    BEGIN
+        held := ARRAY(SELECT pg_try_advisory_xact_lock(p_class, u.h)
+                      FROM UNNEST(p_hashes) WITH ORDINALITY AS u(h, n) ORDER BY u.n);
+        RETURN QUERY
+        SELECT k.n, held[k.n],
+               CASE WHEN held[k.n] THEN (
+                   SELECT COUNT(*) FROM tasks t
+                   WHERE t.limit_key IS NOT NULL AND t.status = 'running'
+                     AND t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k)
+               END,
+               s.n, s.oldest
+        FROM UNNEST(p_workers, p_rules, p_keys, p_since) WITH ORDINALITY AS k(w, r, k, since, n)
+        CROSS JOIN LATERAL (
+            SELECT COUNT(*) AS n, MIN(ls.at) AS oldest FROM limit_starts ls
+            WHERE held[k.n] AND k.since IS NOT NULL
+              AND ls.worker = k.w AND ls.rule = k.r AND ls.key = k.k AND ls.at > k.since
+        ) s
+        ORDER BY k.n;
+    END $$;
+
+    -- stask_lock_limit_keys: waits for each key's lock, in the caller's order (sorted,
+    -- the same on every host).
+    CREATE FUNCTION stask_lock_limit_keys(p_class INT, p_hashes INT[]) RETURNS VOID
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(p_class, u.h)
+        FROM UNNEST(p_hashes) WITH ORDINALITY AS u(h, n) ORDER BY u.n;
+    END $$;
+
+    -- stask_hand_parked: under the keys' locks, the first p_counts parked tasks of each
+    -- key in claim order, locked, with their worker's activity and their rule.
+    CREATE FUNCTION stask_hand_parked(p_class INT, p_hashes INT[], p_workers TEXT[],
+                                      p_rules TEXT[], p_keys TEXT[], p_counts BIGINT[])
+    RETURNS TABLE (task_id BIGINT, task_worker TEXT, task_rule TEXT, task_key TEXT,
+                   task_priority SMALLINT, worker_active BOOLEAN, rule_name TEXT,
+                   rule_concurrency BIGINT, rule_rate BIGINT, rule_period_ms BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM stask_lock_limit_keys(p_class, p_hashes);
+        RETURN QUERY
+        SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority,
+               COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate, r.period_ms
+        FROM UNNEST(p_workers, p_rules, p_keys, p_counts) AS k(w, r, k, n)
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority FROM tasks t
+            WHERE t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k AND t.parked
+              AND t.status = 'pending'
+            ORDER BY t.priority, t.id LIMIT k.n FOR UPDATE OF t SKIP LOCKED) p
+        LEFT JOIN workers w ON w.identifier = p.worker
+        LEFT JOIN limit_rules r ON r.worker = p.worker AND r.rule = p.limit_rule;
+    END $$;
+
+    -- stask_release_parked: under the keys' locks, makes the first p_counts parked
+    -- tasks of each key due at p_now; returns how many.
+    CREATE FUNCTION stask_release_parked(p_class INT, p_hashes INT[], p_workers TEXT[],
+                                         p_rules TEXT[], p_keys TEXT[], p_counts BIGINT[],
+                                         p_now BIGINT)
+    RETURNS BIGINT
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        released BIGINT;
+    BEGIN
+        PERFORM stask_lock_limit_keys(p_class, p_hashes);
+        UPDATE tasks t SET parked = FALSE, run_after = p_now
+        FROM UNNEST(p_workers, p_rules, p_keys, p_counts) AS k(w, r, k, n)
+        CROSS JOIN LATERAL (
+            SELECT x.id FROM tasks x
+            WHERE x.worker = k.w AND x.limit_rule = k.r AND x.limit_key = k.k AND x.parked
+              AND x.status = 'pending'
+            ORDER BY x.priority, x.id LIMIT k.n FOR UPDATE OF x SKIP LOCKED) p
+        WHERE t.id = p.id;
+        GET DIAGNOSTICS released = ROW_COUNT;
+        RETURN released;
+    END $$;
+    "#,
 ];
 
 /// The newest schema version this build knows.
