@@ -1,7 +1,7 @@
 // Shared pieces of the interface: session state, permissions, badges, progress bars,
 // notifications, dialogs and navigation.
 
-import { h, rich, replace, nextId } from './dom.js';
+import { h, rich, replace, nextId, keyed } from './dom.js';
 import { t, num, dateTime, relativeTime } from './i18n.js';
 import { icon } from './icons.js';
 import * as api from './api.js';
@@ -293,4 +293,27 @@ export function skeletonRows(cols, n = 8) {
 /** Loading placeholder. */
 export function loading() {
   return h('p', { class: 'loading', role: 'status' }, t('common.loading'));
+}
+
+/**
+ * Fills the pager `nav` (`aria-label` "Pages") with Previous, "Page N of M" (or "Page N"
+ * when `pages` is unknown) and Next; `go(p)` opens page p. The buttons are rebuilt only
+ * when what they show changed, so a live refresh never takes the keyboard focus away.
+ */
+export function fillPager(pager, { page, pages, hasNext, go }) {
+  const sig = JSON.stringify([page, pages, hasNext]);
+  if (pager.dataset.sig === sig) return;
+  pager.dataset.sig = sig;
+  keyed(
+    pager,
+    ['prev', 'info', 'next'],
+    (k) => k,
+    (k) =>
+      k === 'prev'
+        ? h('button', { type: 'button', class: 'btn btn-small', disabled: page <= 1, onclick: () => go(page - 1), 'data-page': 'prev' }, t('pager.prev'))
+        : k === 'next'
+          ? h('button', { type: 'button', class: 'btn btn-small', disabled: !hasNext, onclick: () => go(page + 1), 'data-page': 'next' }, t('pager.next'))
+          : h('span', { class: 'pager-info' }, pages !== null ? t('pager.page_of', { page, pages }) : t('pager.page', { page })),
+    (k) => `${k}${sig}`,
+  );
 }

@@ -1,7 +1,7 @@
-// Workflows in the web interface: the Workflows page lists them with overall progress;
-// a workflow's page draws its graph (layered left to right by dependency depth, nodes
-// coloured by status and linking to their tasks), updates live, and offers Cancel and
-// Retry only to who may use them; its texts follow the language.
+// Workflows in the web interface: the Workflows page lists them with overall progress,
+// fifty a page; a workflow's page draws its graph (layered left to right by dependency
+// depth, nodes coloured by status and linking to their tasks), updates live, and offers
+// Cancel and Retry only to who may use them; its texts follow the language.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -157,5 +157,26 @@ describe('workflows in the web interface', () => {
     await page.selectOption('#lang-select', 'en');
     await waitFor('the page in English', async () => (await page.evaluate(() => document.documentElement.lang)) === 'en');
     stask(home, ['workflows', 'cancel', String(theirs.id)]);
+  });
+
+  test('the list shows fifty workflows a page, the older ones on the pages after', { timeout: 120_000 }, async () => {
+    const made = [];
+    for (let i = 0; i < 50; i++) made.push(createWorkflow({ name: `batch ${i}`, tasks: [{ step: 'only', worker: 'demo', action: 'echo' }] }, 'alice').id);
+    const ids = () => page.$$eval('#workflow-rows tr', (trs) => trs.map((tr) => Number(tr.dataset.workflowId)));
+    await page.goto(`${base}/workflows`);
+    await page.waitForSelector(`#workflow-rows tr[data-workflow-id="${made[49]}"]`, { timeout: WAIT });
+    assert.deepEqual(await ids(), [...made].reverse(), 'the newest fifty, newest first');
+    assert.match(await page.textContent('#workflows-summary'), /53/);
+    assert.equal(await page.textContent('.pager-info'), 'Page 1 of 2');
+    assert.ok(await page.isDisabled('.pager [data-page=prev]'));
+    await page.click('.pager [data-page=next]');
+    await page.waitForSelector(`#workflow-rows tr[data-workflow-id="${done.id}"]`, { timeout: WAIT });
+    assert.deepEqual(await ids(), [theirs.id, mine.id, done.id], 'the three oldest on the second page');
+    assert.match(page.url(), /[?&]page=2/);
+    assert.equal(await page.textContent('.pager-info'), 'Page 2 of 2');
+    assert.ok(await page.isDisabled('.pager [data-page=next]'));
+    await page.click('.pager [data-page=prev]');
+    await page.waitForSelector(`#workflow-rows tr[data-workflow-id="${made[0]}"]`, { timeout: WAIT });
+    assert.equal((await ids()).length, 50);
   });
 });

@@ -8,7 +8,7 @@ import * as api from '../api.js';
 import { h, replace, keyed } from '../dom.js';
 import { t, tn, num } from '../i18n.js';
 import { Poller } from '../live.js';
-import { button, can, notify, notifyError, errorText, pageHeader, emptyRow, skeletonRows, select, field, confirmDialog, navigate, STATUSES, PRIORITIES } from '../ui.js';
+import { button, can, notify, notifyError, errorText, pageHeader, emptyRow, skeletonRows, select, field, confirmDialog, navigate, fillPager, STATUSES, PRIORITIES } from '../ui.js';
 import { taskRow, listOf } from '../taskops.js';
 import { countsOf } from './stats.js';
 
@@ -230,17 +230,7 @@ export async function mount(root, params, query) {
       navigate(`/tasks?${q}`);
     };
     const hasNext = pages !== null ? page < pages : list.length === PER_PAGE || (res && res.has_more);
-    const pagerSig = JSON.stringify([page, pages, hasNext]);
-    if (pager.dataset.sig !== pagerSig) {
-      pager.dataset.sig = pagerSig;
-      keyed(pager, ['prev', 'info', 'next'], (k) => k, (k) =>
-        k === 'prev'
-          ? h('button', { type: 'button', class: 'btn btn-small', disabled: page <= 1, onclick: () => go(page - 1), 'data-page': 'prev' }, t('pager.prev'))
-          : k === 'next'
-            ? h('button', { type: 'button', class: 'btn btn-small', disabled: !hasNext, onclick: () => go(page + 1), 'data-page': 'next' }, t('pager.next'))
-            : h('span', { class: 'pager-info' }, pages !== null ? t('pager.page_of', { page, pages }) : t('pager.page', { page })),
-        (k) => `${k}${pagerSig}`);
-    }
+    fillPager(pager, { page, pages, hasNext, go });
     selectAll.checked = list.length > 0 && list.every((x) => selected.has(x.id));
     return true;
   };

@@ -1,13 +1,14 @@
 // Workflows: groups of tasks created together with dependencies (GET /workflows), newest
-// first, each with its overall progress and its tasks per status; live-updating.
+// first, each with its overall progress and its tasks per status, a page at a time;
+// live-updating.
 
 import * as api from '../api.js';
 import { h, keyed } from '../dom.js';
 import { t, tn, num, dateTime } from '../i18n.js';
 import { Poller } from '../live.js';
-import { pageHeader, progressBar, link, notifyError, statusBadge, emptyRow, STATUSES } from '../ui.js';
+import { pageHeader, progressBar, link, notifyError, statusBadge, emptyRow, navigate, fillPager, STATUSES } from '../ui.js';
 
-const PAGE = 100;
+const PER_PAGE = 50;
 
 /** `3 completed · 1 running`: a workflow's tasks per status, the empty ones left out. */
 export function countsText(counts) {
@@ -16,18 +17,22 @@ export function countsText(counts) {
     .join(' · ');
 }
 
-export async function mount(root) {
+export async function mount(root, params, query) {
+  const page = Math.max(1, Number(query.get('page')) || 1);
   const body = h('tbody', { id: 'workflow-rows' });
   const summary = h('p', { class: 'muted', id: 'workflows-summary' });
-  frame(root, body, summary);
+  const pager = h('nav', { class: 'pager', 'aria-label': t('pager.label') });
+  frame(root, body, summary, pager);
 
   let last = '';
   const load = async () => {
-    const res = await api.get(api.routes.workflows({ limit: PAGE }));
-    const key = JSON.stringify(res.workflows);
+    const res = await api.get(api.routes.workflows({ limit: PER_PAGE, offset: (page - 1) * PER_PAGE }));
+    const key = JSON.stringify([res.workflows, res.total]);
     if (key === last) return false;
     last = key;
     summary.textContent = tn('workflows.total', { n: res.total });
+    const pages = Math.max(1, Math.ceil(res.total / PER_PAGE));
+    fillPager(pager, { page, pages, hasNext: page < pages, go: (p) => navigate(`/workflows?page=${p}`) });
     const list = res.workflows || [];
     if (!list.length) {
       body.replaceChildren(emptyRow(6, t('workflows.none')));
@@ -47,7 +52,7 @@ export async function mount(root) {
   return { refresh: () => poller.now(), destroy: () => poller.stop() };
 }
 
-function frame(root, body, summary) {
+function frame(root, body, summary, pager) {
   root.replaceChildren(
     pageHeader(t('title.workflows')),
     h('p', { class: 'muted' }, t('workflows.intro')),
@@ -71,6 +76,7 @@ function frame(root, body, summary) {
         body,
       ),
     ),
+    pager,
   );
 }
 

@@ -100,14 +100,14 @@ fn seed(
     if queue != Queue::Unlimited {
         store
             .set_limit_rules(
-            "demo",
-            &[LimitRule {
-                rule: RULE.into(),
-                concurrency: Some(1),
-                rate: None,
-            }],
-        )
-        .ctx("set the limit rule")?;
+                "demo",
+                &[LimitRule {
+                    rule: RULE.into(),
+                    concurrency: Some(1),
+                    rate: None,
+                }],
+            )
+            .ctx("set the limit rule")?;
     }
     if queue == Queue::Grouped {
         for key in 0..KEYS {
