@@ -196,12 +196,13 @@ impl Schema {
     /// one began ten seconds after a checkpoint started, its unlimited pair minutes
     /// after one.)
     pub(crate) fn settle(&self) -> Res<()> {
-        admin()?
-            .batch_execute(&format!(
-                "VACUUM ANALYZE \"{}\".tasks; CHECKPOINT",
-                self.name
-            ))
-            .ctx("vacuum the seeded tasks")
+        // Two requests: VACUUM refuses to run in the transaction block that one request
+        // of several statements makes.
+        let mut admin = admin()?;
+        admin
+            .batch_execute(&format!("VACUUM ANALYZE \"{}\".tasks", self.name))
+            .ctx("vacuum the seeded tasks")?;
+        admin.batch_execute("CHECKPOINT").ctx("checkpoint")
     }
 
     /// The store, through the storage crate's public API.
