@@ -717,7 +717,11 @@ const MIGRATIONS: &[&str] = &[
     END $$;
 
     -- stask_hand_parked: under the keys' locks, the first p_counts parked tasks of each
-    -- key in claim order, locked, with their worker's activity and their rule.
+    -- key in claim order, locked, with their worker's activity and their rule. It and
+    -- stask_release_parked first ask whether the keys' workers have any parked task
+    -- (one probe of tasks_parked, with the same fresh snapshot) and probe key by key
+    -- only then: a queue whose keys rarely wait is spared a probe per key (about 6 us
+    -- each, 128 per finish of a batch).
     CREATE FUNCTION stask_hand_parked(p_class INT, p_hashes INT[], p_workers TEXT[],
                                       p_rules TEXT[], p_keys TEXT[], p_counts BIGINT[])
     RETURNS TABLE (task_id BIGINT, task_worker TEXT, task_rule TEXT, task_key TEXT,
@@ -726,6 +730,9 @@ const MIGRATIONS: &[&str] = &[
     LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
         PERFORM stask_lock_limit_keys(p_class, p_hashes);
+        IF NOT EXISTS (SELECT 1 FROM tasks t WHERE t.parked AND t.worker = ANY(p_workers)) THEN
+            RETURN;
+        END IF;
         RETURN QUERY
         SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority,
                COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate, r.period_ms
@@ -750,6 +757,9 @@ const MIGRATIONS: &[&str] = &[
         released BIGINT;
     BEGIN
         PERFORM stask_lock_limit_keys(p_class, p_hashes);
+        IF NOT EXISTS (SELECT 1 FROM tasks t WHERE t.parked AND t.worker = ANY(p_workers)) THEN
+            RETURN 0;
+        END IF;
         UPDATE tasks t SET parked = FALSE, run_after = p_now
         FROM UNNEST(p_workers, p_rules, p_keys, p_counts) AS k(w, r, k, n)
         CROSS JOIN LATERAL (
