@@ -419,6 +419,15 @@ pub(super) fn release(
     // claim order, in one round trip (`stask_hand_parked` and `stask_release_parked`,
     // migrations.rs): the probe reads with a snapshot taken after the locks. A queue
     // parked on one key may hold any number, so the probe never looks past the first.
+    // The functions' first six arguments: the lock class and the keys.
+    let keys_args: [&(dyn postgres::types::ToSql + Sync); 6] = [
+        &LIMIT_LOCK_CLASS,
+        &hashes,
+        &workers,
+        &rules,
+        &names,
+        &counts,
+    ];
     match hand_off {
         Some(handed) => {
             let read = statements
@@ -431,17 +440,7 @@ pub(super) fn release(
                 )
                 .context("hand parked tasks to the claim")?;
             let rows = tx
-                .query(
-                    &read,
-                    &[
-                        &LIMIT_LOCK_CLASS,
-                        &hashes,
-                        &workers,
-                        &rules,
-                        &names,
-                        &counts,
-                    ],
-                )
+                .query(&read, &keys_args)
                 .context("hand parked tasks to the claim")?;
             let any = !rows.is_empty();
             for r in rows {
@@ -465,19 +464,10 @@ pub(super) fn release(
                     "SELECT stask_release_parked($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .context("release parked tasks")?;
+            let mut args = keys_args.to_vec();
+            args.push(&now);
             let released: i64 = tx
-                .query_one(
-                    &release,
-                    &[
-                        &LIMIT_LOCK_CLASS,
-                        &hashes,
-                        &workers,
-                        &rules,
-                        &names,
-                        &counts,
-                        &now,
-                    ],
-                )
+                .query_one(&release, &args)
                 .context("release parked tasks")?
                 .get(0);
             if released > 0 {
