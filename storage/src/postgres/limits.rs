@@ -415,10 +415,11 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // The locks, then one probe of the index of parked tasks per key (about 4 µs) in
-    // claim order, in one round trip (`stask_hand_parked` and `stask_release_parked`,
-    // migrations.rs): the probe reads with a snapshot taken after the locks. A queue
-    // parked on one key may hold any number, so the probe never looks past the first.
+    // The locks, then (when the keys' workers have any parked task at all) one probe
+    // of the index of parked tasks per key (about 4 µs) in claim order, in one round
+    // trip (`stask_hand_parked` and `stask_release_parked`, migrations.rs): the probes
+    // read with a snapshot taken after the locks. A queue parked on one key may hold
+    // any number, so a probe never looks past the first.
     // The functions' first six arguments: the lock class and the keys.
     let keys_args: [&(dyn postgres::types::ToSql + Sync); 6] = [
         &LIMIT_LOCK_CLASS,
