@@ -78,84 +78,39 @@ fn rules_of(
         .collect())
 }
 
-/// How much of their rules `keys` use at `now`: the running tasks of every key of the
-/// keys' workers with one read of the (small) index of running tasks with a key, and
-/// the recent starts, one probe per key, only for the keys whose rule has a rate.
+/// How much of `rule` the key `limit` of `worker` uses at `now`, as the task view and
+/// the API show it: its running tasks and, when the rule has a rate, its starts within
+/// the period. A read of its own, without the key's lock (claims read the same under
+/// it, in `stask_try_limit_keys`).
 fn usage_of(
-    tx: &mut impl GenericClient,
-    keys: &[(&KeyOf, &LimitRule)],
+    client: &mut impl GenericClient,
+    worker: &str,
+    limit: &TaskLimit,
+    rule: &LimitRule,
     now: i64,
     statements: &Statements,
-) -> Result<HashMap<KeyOf, LimitUsage>, StoreError> {
-    let mut workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
-    workers.sort_unstable();
-    workers.dedup();
-    let running = statements
-        .get(
-            tx,
-            "SELECT worker, limit_rule, limit_key, COUNT(*) FROM tasks
-             WHERE limit_key IS NOT NULL AND status = 'running' AND worker = ANY($1)
-             GROUP BY worker, limit_rule, limit_key",
-        )
-        .context("count running tasks per key")?;
-    let mut counts: HashMap<KeyOf, i64> = HashMap::new();
-    for r in tx
-        .query(&running, &[&workers])
-        .context("count running tasks per key")?
-    {
-        let limit = TaskLimit {
-            rule: r.get(1),
-            key: r.get(2),
-        };
-        counts.insert((r.get(0), limit), r.get(3));
-    }
-    let mut out: HashMap<KeyOf, LimitUsage> = keys
-        .iter()
-        .map(|(k, _)| {
-            let running = counts.get(*k).copied().unwrap_or(0);
-            (
-                (*k).clone(),
-                LimitUsage {
-                    running,
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
-    let rated: Vec<(&KeyOf, i64)> = keys
-        .iter()
-        .filter_map(|(k, r)| r.rate.map(|(_, p)| (*k, now - p)))
-        .collect();
-    if rated.is_empty() {
-        return Ok(out);
-    }
-    let workers: Vec<&str> = rated.iter().map(|((w, _), _)| w.as_str()).collect();
-    let rules: Vec<&str> = rated.iter().map(|((_, l), _)| l.rule.as_str()).collect();
-    let names: Vec<&str> = rated.iter().map(|((_, l), _)| l.key.as_str()).collect();
-    let since: Vec<i64> = rated.iter().map(|(_, s)| *s).collect();
+) -> Result<LimitUsage, StoreError> {
+    // No rate: no start is after a NULL, so the starts read as none.
+    let since: Option<i64> = rule.rate.map(|(_, period)| now - period);
     let read = statements
         .get(
-            tx,
-            "SELECT k.i, s.n, s.oldest
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
-                  WITH ORDINALITY AS k(w, r, k, since, i)
-             CROSS JOIN LATERAL (
-                 SELECT COUNT(*) AS n, MIN(s.at) AS oldest FROM limit_starts s
-                 WHERE s.worker = k.w AND s.rule = k.r AND s.key = k.k AND s.at > k.since) s",
+            client,
+            "SELECT (SELECT COUNT(*) FROM tasks
+                     WHERE limit_key IS NOT NULL AND status = 'running'
+                       AND worker = $1 AND limit_rule = $2 AND limit_key = $3),
+                    s.n, s.oldest
+             FROM (SELECT COUNT(*) AS n, MIN(at) AS oldest FROM limit_starts
+                   WHERE worker = $1 AND rule = $2 AND key = $3 AND at > $4) s",
         )
-        .context("count the recent starts of keys")?;
-    for r in tx
-        .query(&read, &[&workers, &rules, &names, &since])
-        .context("count the recent starts of keys")?
-    {
-        let i: i64 = r.get(0);
-        let (key, _) = rated[(i - 1) as usize];
-        if let Some(u) = out.get_mut(key) {
-            u.started = r.get(1);
-            u.oldest_start = r.get(2);
-        }
-    }
-    Ok(out)
+        .context("read the usage of a limit key")?;
+    let r = client
+        .query_one(&read, &[&worker, &limit.rule, &limit.key, &since])
+        .context("read the usage of a limit key")?;
+    Ok(LimitUsage {
+        running: r.get(0),
+        started: r.get(1),
+        oldest_start: r.get(2),
+    })
 }
 
 /// The candidates a claim may consider, the rules of their workers and the usage of
@@ -560,9 +515,8 @@ impl Limits for PgStore {
         let Some(rule) = rules.get(&(worker.to_owned(), limit.rule.clone())).cloned() else {
             return Ok(None);
         };
-        let key = (worker.to_owned(), limit.clone());
-        let usage = usage_of(&mut *client, &[(&key, &rule)], now, &self.statements)?;
-        Ok(Some((rule, usage.get(&key).copied().unwrap_or_default())))
+        let usage = usage_of(&mut *client, worker, limit, &rule, now, &self.statements)?;
+        Ok(Some((rule, usage)))
     }
 }
 
