@@ -10,7 +10,7 @@
 //! round trip, through functions of the schema (migrations.rs) whose statements each
 //! take a snapshot of their own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use postgres::GenericClient;
 
@@ -172,17 +172,18 @@ pub(super) fn prepare_with(
     if rules.is_empty() {
         return Ok((candidates, rules, HashMap::new()));
     }
-    // The limited keys (with a rule) and their lock hashes, each once.
+    // The limited keys (with a rule) and their lock hashes, each once, in the
+    // candidates' order (a claim of 256 keys compared each with all the others).
     let mut keys: Vec<(KeyOf, i32)> = Vec::new();
+    let mut seen: HashSet<(&str, &TaskLimit)> = HashSet::new();
     for c in &candidates {
         let Some(limit) = &c.limit else { continue };
         if !rules.contains_key(&(c.worker.clone(), limit.rule.clone())) {
             continue;
         }
-        let key = (c.worker.clone(), limit.clone());
-        if !keys.iter().any(|(k, _)| *k == key) {
+        if seen.insert((c.worker.as_str(), limit)) {
             let hash = key_hash(&c.worker, limit);
-            keys.push((key, hash));
+            keys.push(((c.worker.clone(), limit.clone()), hash));
         }
     }
     // The locks and the usage of the keys held, in one round trip

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stask_storage::{Claim, Finish, LimitRule, NewTask, Store, TaskLimit};
 
-use crate::postgres::{all_ran_once, pg_home, ready, Schema};
+use crate::postgres::{all_ran_once, pg_home, ready, server_cpu_ms, Schema};
 use crate::report::{Cmp, Metric, Report};
 use crate::seed::{creation_line, finish, noop_task, start_line, Fate};
-use crate::util::{now_ms, run, Ctx, Env, Home, Res};
+use crate::util::{children_cpu_ms, now_ms, run, Ctx, Env, Home, Res};
 
 const KEYED: &str = "20 limits per key (burn-down)";
 const PG_KEYED: &str = "20b PostgreSQL limits per key (burn-down)";
@@ -234,12 +234,31 @@ fn raw_burn(store: &mut dyn Store, n: usize, batch: usize) -> Res<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// One burn-down of `home`'s seeded tasks through `tasks process`: tasks/s.
-fn burn(env: &Env, home: &Home, n: usize) -> Res<f64> {
+/// One burn-down: its rate and the CPU time it took per task.
+struct Burn {
+    /// Tasks per second.
+    rate: f64,
+    /// CPU µs per task of `stask` and its runner processes.
+    host_us: f64,
+    /// CPU µs per task of the PostgreSQL server (all its processes), when it runs on
+    /// this machine.
+    server_us: Option<f64>,
+}
+
+/// One burn-down of `home`'s seeded tasks through `tasks process`. Where the ratio of
+/// two rates moves from run to run, the CPU each side spent per task tells whether a
+/// run did more work or only waited longer.
+fn burn(env: &Env, home: &Home, n: usize) -> Res<Burn> {
+    let host_before = children_cpu_ms();
+    let server_before = server_cpu_ms();
     let ran = run(
         env.stask(&home.root).args(["tasks", "process", "--json"]),
         Duration::from_secs(300) + Duration::from_millis(10 * n as u64),
     )?;
+    let host_us = (children_cpu_ms() - host_before) * 1000.0 / n as f64;
+    let server_us = server_before
+        .zip(server_cpu_ms())
+        .map(|(before, after)| (after - before) * 1000.0 / n as f64);
     let summary = ran.json()?;
     let completed = summary["completed"].as_u64().unwrap_or(0) as usize;
     if completed != n {
@@ -247,10 +266,14 @@ fn burn(env: &Env, home: &Home, n: usize) -> Res<f64> {
             "tasks process completed {completed} of {n} tasks: {summary}"
         ));
     }
-    Ok(n as f64 / ran.wall.as_secs_f64())
+    Ok(Burn {
+        rate: n as f64 / ran.wall.as_secs_f64(),
+        host_us,
+        server_us,
+    })
 }
 
-/// The figures of the burn-downs (`rates[q]`: per run, for `Queue::ALL[q]`) and the
+/// The figures of the burn-downs (`burns[q]`: per run, for `Queue::ALL[q]`) and the
 /// keyed ones over the unlimited one, per run; `raw`: the same through the storage API
 /// alone (no target).
 fn add(
@@ -258,10 +281,39 @@ fn add(
     prefix: &str,
     section: &str,
     n: usize,
-    rates: &[Vec<f64>; 3],
+    burns: &[Vec<Burn>; 3],
     raw: &[Vec<f64>; 3],
     batch: usize,
 ) {
+    let rates: [Vec<f64>; 3] = burns
+        .each_ref()
+        .map(|runs| runs.iter().map(|b| b.rate).collect());
+    for (q, queue) in Queue::ALL.into_iter().enumerate() {
+        let host: Vec<f64> = burns[q].iter().map(|b| b.host_us).collect();
+        rep.add(
+            Metric::new(
+                &format!("{prefix}.{}_host_cpu_us", queue.key()),
+                section,
+                &format!("CPU per task of stask and its runners: {}", queue.name()),
+                "µs",
+                host,
+            )
+            .note("user + system time of `tasks process` and the processes it waited for, over the tasks"),
+        );
+        let server: Option<Vec<f64>> = burns[q].iter().map(|b| b.server_us).collect();
+        if let Some(server) = server {
+            rep.add(
+                Metric::new(
+                    &format!("{prefix}.{}_server_cpu_us", queue.key()),
+                    section,
+                    &format!("CPU per task of the PostgreSQL server: {}", queue.name()),
+                    "µs",
+                    server,
+                )
+                .note("user + system time of the server's processes during the burn-down (the postmaster, its children, and those it waited for), over the tasks"),
+            );
+        }
+    }
     for (q, queue) in Queue::ALL.into_iter().enumerate() {
         rep.add(Metric::new(
             &format!("{prefix}.raw_{}_tasks_per_s", queue.key()),
@@ -287,7 +339,7 @@ fn add(
             );
         }
     }
-    let [plain, interleaved, grouped] = rates;
+    let [plain, interleaved, grouped] = &rates;
     rep.add(Metric::new(
         &format!("{prefix}.unlimited_tasks_per_s"),
         section,
@@ -332,33 +384,146 @@ fn check(store: &dyn Store, n: usize, queue: Queue) -> Res<()> {
     }
 }
 
+/// Slices each queue of a run is split into (a store of its own each, seeded before
+/// the first burn-down). The slices of the queues are burnt down in turn, so that a
+/// stretch of a slow machine falls on every queue rather than on one of them: on this
+/// kind of machine one `tasks process` run of a queue sometimes took half as much
+/// CPU time again as the same run of the same queue minutes later, the server's
+/// included (section 20).
+const SLICES: usize = 5;
+
+/// The order in which the queues' slices `slice` of run `i` are burnt down: the
+/// unlimited and the interleaved one back to back, which of them first alternating
+/// from slice to slice, the grouped one last.
+fn order(i: usize, slice: usize) -> [usize; 3] {
+    if (i + slice).is_multiple_of(2) {
+        [0, 1, 2]
+    } else {
+        [1, 0, 2]
+    }
+}
+
+/// The first `n` tasks split into [`SLICES`] slices: the size of slice `s`.
+fn slice_of(n: usize, s: usize) -> usize {
+    n / SLICES + usize::from(s < n % SLICES)
+}
+
+/// Run `i` of the three queues of `n` tasks each, in slices: `make(queue, slice, k)`
+/// seeds a store of `k` tasks for a slice, `burn(store, queue, k)` burns one down (and
+/// checks it). Returns each queue's burn-down over all of its slices.
+fn sliced<T>(
+    i: usize,
+    n: usize,
+    mut make: impl FnMut(Queue, usize, usize) -> Res<T>,
+    mut burn: impl FnMut(&T, Queue, usize) -> Res<Burn>,
+) -> Res<[Burn; 3]> {
+    let mut slices: Vec<[T; 3]> = Vec::new();
+    for s in 0..SLICES {
+        let k = slice_of(n, s);
+        let [a, b, c] = Queue::ALL;
+        slices.push([make(a, s, k)?, make(b, s, k)?, make(c, s, k)?]);
+    }
+    // Per queue: seconds, host and server CPU ms (the server's while it can be read).
+    let mut total = [(0.0, 0.0, Some(0.0)); 3];
+    for (s, stores) in slices.iter().enumerate() {
+        let k = slice_of(n, s);
+        for q in order(i, s) {
+            let b = burn(&stores[q], Queue::ALL[q], k)?;
+            let (secs, host, server) = &mut total[q];
+            *secs += k as f64 / b.rate;
+            *host += b.host_us * k as f64 / 1000.0;
+            *server = server
+                .zip(b.server_us)
+                .map(|(ms, us)| ms + us * k as f64 / 1000.0);
+        }
+    }
+    Ok(total.map(|(secs, host, server)| Burn {
+        rate: n as f64 / secs,
+        host_us: host * 1000.0 / n as f64,
+        server_us: server.map(|ms| ms * 1000.0 / n as f64),
+    }))
+}
+
+/// A burn-down through the storage API alone, as a [`Burn`] (no CPU figures: the
+/// driver's own process does the claiming).
+fn raw_as_burn(rate: f64) -> Burn {
+    Burn {
+        rate,
+        host_us: 0.0,
+        server_us: None,
+    }
+}
+
+/// Prints one queue's figures of a run.
+fn progress(i: usize, queue: Queue, burnt: &Burn, raw_rate: f64) {
+    eprintln!(
+        "  run {} {}: {:.0} tasks/s, CPU per task {:.0} µs host, {} server (storage API alone: {raw_rate:.0})",
+        i + 1,
+        queue.name(),
+        burnt.rate,
+        burnt.host_us,
+        burnt
+            .server_us
+            .map_or("-".to_owned(), |us| format!("{us:.0} µs")),
+    );
+}
+
+/// Adds run `i`'s burn-downs to the figures and prints them.
+fn record(
+    i: usize,
+    burnt: [Burn; 3],
+    raw_burnt: [Burn; 3],
+    burns: &mut [Vec<Burn>; 3],
+    raw: &mut [Vec<f64>; 3],
+) {
+    for (q, (burnt, raw_burnt)) in burnt.into_iter().zip(raw_burnt).enumerate() {
+        progress(i, Queue::ALL[q], &burnt, raw_burnt.rate);
+        burns[q].push(burnt);
+        raw[q].push(raw_burnt.rate);
+    }
+}
+
 /// keyed: on SQLite.
 pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
     let n = env.n;
     let batch = env.cores * 128;
-    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut burns: [Vec<Burn>; 3] = Default::default();
     let mut raw: [Vec<f64>; 3] = Default::default();
     for i in 0..env.runs {
-        for (q, queue) in Queue::ALL.into_iter().enumerate() {
-            let home = Home::create(env, &format!("keyed-{i}-{q}"), &[&env.demo_lib])?;
-            // One writer: SQLite takes one at a time anyway.
-            seed(&|| home.store(), n, queue, 1)?;
-            let rate = burn(env, &home, n)?;
-            check(&*home.store()?, n, queue)?;
-            let home = Home::create(env, &format!("keyed-raw-{i}-{q}"), &[&env.demo_lib])?;
-            seed(&|| home.store(), n, queue, 1)?;
-            let raw_rate = raw_burn(&mut *home.store()?, n, batch)?;
-            check(&*home.store()?, n, queue)?;
-            eprintln!(
-                "  run {} {}: {rate:.0} tasks/s (storage API alone: {raw_rate:.0})",
-                i + 1,
-                queue.name()
-            );
-            rates[q].push(rate);
-            raw[q].push(raw_rate);
-        }
+        let burnt = sliced(
+            i,
+            n,
+            |queue, s, k| {
+                let q = queue as usize;
+                let home = Home::create(env, &format!("keyed-{i}-{q}-{s}"), &[&env.demo_lib])?;
+                // One writer: SQLite takes one at a time anyway.
+                seed(&|| home.store(), k, queue, 1)?;
+                Ok(home)
+            },
+            |home, queue, k| {
+                let burnt = burn(env, home, k)?;
+                check(&*home.store()?, k, queue)?;
+                Ok(burnt)
+            },
+        )?;
+        let raw_burnt = sliced(
+            i,
+            n,
+            |queue, s, k| {
+                let q = queue as usize;
+                let home = Home::create(env, &format!("keyed-raw-{i}-{q}-{s}"), &[&env.demo_lib])?;
+                seed(&|| home.store(), k, queue, 1)?;
+                Ok(home)
+            },
+            |home, queue, k| {
+                let rate = raw_burn(&mut *home.store()?, k, batch)?;
+                check(&*home.store()?, k, queue)?;
+                Ok(raw_as_burn(rate))
+            },
+        )?;
+        record(i, burnt, raw_burnt, &mut burns, &mut raw);
     }
-    add(rep, "keyed", KEYED, n, &rates, &raw, batch);
+    add(rep, "keyed", KEYED, n, &burns, &raw, batch);
     rep.detail(
         "keyed",
         json!({
@@ -367,9 +532,28 @@ pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
                 "interleaved": "key-(i mod 1000): neighbours in the queue have different keys",
                 "grouped": "each key's tasks one after the other (insert_tasks per key)",
             },
+            "slices": SLICES,
+            "runs": "each queue in slices, all seeded first; the slices burnt down in turn: unlimited and interleaved back to back (alternating which first), grouped last",
         }),
     );
     Ok(())
+}
+
+/// A PostgreSQL slice: its home, then its schema (dropped in this order).
+type PgSlice = (Home, Schema);
+
+/// Seeds a PostgreSQL slice of `k` tasks of `queue` in a schema of its own.
+fn pg_slice(env: &Env, tag: &str, queue: Queue, k: usize) -> Res<PgSlice> {
+    let schema = Schema::new(tag)?;
+    let home = pg_home(
+        env,
+        &schema,
+        &format!("pg-keyed-{tag}"),
+        &[&env.demo_lib],
+        true,
+    )?;
+    seed(&|| schema.store(), k, queue, PG_WRITERS)?;
+    Ok((home, schema))
 }
 
 /// pg_keyed: on PostgreSQL (one host's `tasks process`).
@@ -379,52 +563,44 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
     };
     let n = env.n;
     let batch = env.cores * 128;
-    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut burns: [Vec<Burn>; 3] = Default::default();
     let mut raw: [Vec<f64>; 3] = Default::default();
     for i in 0..env.runs {
-        for (q, queue) in Queue::ALL.into_iter().enumerate() {
-            let schema = Schema::new(&format!("key{i}{q}"))?;
-            let home = pg_home(
-                env,
-                &schema,
-                &format!("pg-keyed-{i}-{q}"),
-                &[&env.demo_lib],
-                true,
-            )?;
-            seed(&|| schema.store(), n, queue, PG_WRITERS)?;
-            schema.settle()?;
-            let rate = burn(env, &home, n)?;
-            check(&*schema.store()?, n, queue)?;
-            drop(home);
-            drop(schema);
-            // The storage API alone, on a schema of its own.
-            let schema = Schema::new(&format!("keyr{i}{q}"))?;
-            let _home = pg_home(
-                env,
-                &schema,
-                &format!("pg-keyed-raw-{i}-{q}"),
-                &[&env.demo_lib],
-                true,
-            )?;
-            seed(&|| schema.store(), n, queue, PG_WRITERS)?;
-            schema.settle()?;
-            let raw_rate = raw_burn(&mut *schema.store()?, n, batch)?;
-            check(&*schema.store()?, n, queue)?;
-            eprintln!(
-                "  run {} {}: {rate:.0} tasks/s (storage API alone: {raw_rate:.0})",
-                i + 1,
-                queue.name()
-            );
-            rates[q].push(rate);
-            raw[q].push(raw_rate);
-        }
+        // Each slice is settled (vacuumed, analyzed, checkpointed) right before its
+        // burn-down.
+        let burnt = sliced(
+            i,
+            n,
+            |queue, s, k| pg_slice(env, &format!("key{i}{}{s}", queue as usize), queue, k),
+            |(home, schema), queue, k| {
+                schema.settle()?;
+                let burnt = burn(env, home, k)?;
+                check(&*schema.store()?, k, queue)?;
+                Ok(burnt)
+            },
+        )?;
+        // The storage API alone, each slice on a schema of its own, the same way.
+        let raw_burnt = sliced(
+            i,
+            n,
+            |queue, s, k| pg_slice(env, &format!("keyr{i}{}{s}", queue as usize), queue, k),
+            |(_, schema), queue, k| {
+                schema.settle()?;
+                let rate = raw_burn(&mut *schema.store()?, k, batch)?;
+                check(&*schema.store()?, k, queue)?;
+                Ok(raw_as_burn(rate))
+            },
+        )?;
+        record(i, burnt, raw_burnt, &mut burns, &mut raw);
     }
-    add(rep, "pg.keyed", PG_KEYED, n, &rates, &raw, batch);
+    add(rep, "pg.keyed", PG_KEYED, n, &burns, &raw, batch);
     rep.detail(
         "pg_keyed",
         json!({
             "server_version": version, "tasks": n, "keys": KEYS, "rule": { "concurrency": 1 },
             "concurrency": env.cores, "interleaved_seeded_by": PG_WRITERS,
+            "slices": SLICES,
+            "runs": "each queue in slices, all seeded first; the slices burnt down in turn: unlimited and interleaved back to back (alternating which first), grouped last; each settled (vacuum, analyze, checkpoint) right before its burn-down",
         }),
     );
     Ok(())

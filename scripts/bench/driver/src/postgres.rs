@@ -147,6 +147,68 @@ pub(crate) fn ready(rep: &mut Report, key: &str, bench: &str) -> Option<String> 
     }
 }
 
+/// Fields of `/proc/PID/stat` after the command name (which may hold spaces): field 3
+/// (state) is the first.
+fn proc_stat(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // The state is a letter: read as 0.
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// CPU time (user + system, ms) the local server has used so far: its postmaster's,
+/// that of the processes it runs now (backends, autovacuum, checkpointer, WAL
+/// writer) and that of those it ran and waited for (ended connections). `None` when
+/// the server is not on this machine (or its processes cannot be read).
+pub(crate) fn server_cpu_ms() -> Option<f64> {
+    static POSTMASTER: OnceLock<Option<u32>> = OnceLock::new();
+    let postmaster = (*POSTMASTER.get_or_init(|| {
+        let backend: i32 = admin()
+            .ok()?
+            .query_one("SELECT pg_backend_pid()", &[])
+            .ok()?
+            .get(0);
+        // The backend's parent (field 4, ppid).
+        Some(*proc_stat(backend as u32)?.get(1)? as u32)
+    }))?;
+    let ticks = |f: &[u64], from: usize, to: usize| -> Option<u64> {
+        f.get(from..=to).map(|t| t.iter().sum())
+    };
+    // utime, stime, cutime, cstime: fields 14-17. A child the postmaster waits for
+    // while the children are read would count in neither place (or in both), so the
+    // reading is taken again until the postmaster's own figure did not move meanwhile.
+    let mut total = 0;
+    for _ in 0..100 {
+        let before = ticks(&proc_stat(postmaster)?, 11, 14)?;
+        let mut children = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(f) = proc_stat(pid) {
+                if f.get(1) == Some(&u64::from(postmaster)) {
+                    children += ticks(&f, 11, 12).unwrap_or(0);
+                }
+            }
+        }
+        total = before + children;
+        if ticks(&proc_stat(postmaster)?, 11, 14)? == before {
+            break;
+        }
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(total as f64 * 1000.0 / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
 /// A schema of its own on the server, dropped (with everything in it) when dropped.
 /// Connections to it carry its name as their application name.
 pub(crate) struct Schema {

@@ -162,6 +162,18 @@ pub fn kill(pid: u32, signal: i32) {
     }
 }
 
+/// CPU time (user + system) of this process's children that have ended and been
+/// waited for, in ms (with theirs: a child's own waited children, e.g. `stask`'s
+/// runner processes).
+pub fn children_cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN is a valid `who`.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// CPU time (user + system) a process has used so far, in ms.
 pub fn cpu_ms(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
