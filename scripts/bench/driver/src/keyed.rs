@@ -247,10 +247,10 @@ struct Burn {
 
 /// One burn-down of `home`'s seeded tasks through `tasks process`. Where the ratio of
 /// two rates moves from run to run, the CPU each side spent per task tells whether a
-/// run did more work or only waited longer.
-fn burn(env: &Env, home: &Home, n: usize) -> Res<Burn> {
+/// run did more work or only waited longer. The server's CPU is read only `on_postgres`.
+fn burn(env: &Env, home: &Home, n: usize, on_postgres: bool) -> Res<Burn> {
     let host_before = children_cpu_ms();
-    let server_before = server_cpu_ms();
+    let server_before = if on_postgres { server_cpu_ms() } else { None };
     let ran = run(
         env.stask(&home.root).args(["tasks", "process", "--json"]),
         Duration::from_secs(300) + Duration::from_millis(10 * n as u64),
@@ -483,6 +483,14 @@ fn record(
     }
 }
 
+/// Seeds a SQLite slice of `k` tasks of `queue` in a home of its own.
+fn sqlite_slice(env: &Env, name: &str, queue: Queue, k: usize) -> Res<Home> {
+    let home = Home::create(env, name, &[&env.demo_lib])?;
+    // One writer: SQLite takes one at a time anyway.
+    seed(&|| home.store(), k, queue, 1)?;
+    Ok(home)
+}
+
 /// keyed: on SQLite.
 pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
     let n = env.n;
@@ -493,15 +501,9 @@ pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
         let burnt = sliced(
             i,
             n,
-            |queue, s, k| {
-                let q = queue as usize;
-                let home = Home::create(env, &format!("keyed-{i}-{q}-{s}"), &[&env.demo_lib])?;
-                // One writer: SQLite takes one at a time anyway.
-                seed(&|| home.store(), k, queue, 1)?;
-                Ok(home)
-            },
+            |queue, s, k| sqlite_slice(env, &format!("keyed-{i}-{}-{s}", queue as usize), queue, k),
             |home, queue, k| {
-                let burnt = burn(env, home, k)?;
+                let burnt = burn(env, home, k, false)?;
                 check(&*home.store()?, k, queue)?;
                 Ok(burnt)
             },
@@ -510,10 +512,12 @@ pub fn keyed(env: &Env, rep: &mut Report) -> Res<()> {
             i,
             n,
             |queue, s, k| {
-                let q = queue as usize;
-                let home = Home::create(env, &format!("keyed-raw-{i}-{q}-{s}"), &[&env.demo_lib])?;
-                seed(&|| home.store(), k, queue, 1)?;
-                Ok(home)
+                sqlite_slice(
+                    env,
+                    &format!("keyed-raw-{i}-{}-{s}", queue as usize),
+                    queue,
+                    k,
+                )
             },
             |home, queue, k| {
                 let rate = raw_burn(&mut *home.store()?, k, batch)?;
@@ -574,7 +578,7 @@ pub fn pg_keyed(env: &Env, rep: &mut Report) -> Res<()> {
             |queue, s, k| pg_slice(env, &format!("key{i}{}{s}", queue as usize), queue, k),
             |(home, schema), queue, k| {
                 schema.settle()?;
-                let burnt = burn(env, home, k)?;
+                let burnt = burn(env, home, k, true)?;
                 check(&*schema.store()?, k, queue)?;
                 Ok(burnt)
             },

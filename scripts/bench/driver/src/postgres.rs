@@ -35,8 +35,8 @@ use stask_storage::{Claim, Finish, Status, Store, TaskFilter, TaskRecord};
 use crate::report::{Cmp, Metric, Report};
 use crate::seed::{creation_line, finish, noop_task, start_line, Fate};
 use crate::util::{
-    cpu_ms, discard, install_lib, kill, now_ms, ns_since_epoch, percentile, produce_until, run,
-    stop_child, Ctx, Env, Home, Res, Sampler,
+    cpu_ms, discard, install_lib, kill, now_ms, ns_since_epoch, percentile, proc_stat,
+    produce_until, run, stop_child, ticks_ms, Ctx, Env, Home, Res, Sampler,
 };
 
 const BURN: &str = "14 PostgreSQL burn-down";
@@ -147,19 +147,6 @@ pub(crate) fn ready(rep: &mut Report, key: &str, bench: &str) -> Option<String> 
     }
 }
 
-/// Fields of `/proc/PID/stat` after the command name (which may hold spaces): field 3
-/// (state) is the first.
-fn proc_stat(pid: u32) -> Option<Vec<u64>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    // The state is a letter: read as 0.
-    Some(
-        rest.split_whitespace()
-            .map(|f| f.parse::<u64>().unwrap_or(0))
-            .collect(),
-    )
-}
-
 /// CPU time (user + system, ms) the local server has used so far: its postmaster's,
 /// that of the processes it runs now (backends, autovacuum, checkpointer, WAL
 /// writer) and that of those it ran and waited for (ended connections). `None` when
@@ -204,9 +191,7 @@ pub(crate) fn server_cpu_ms() -> Option<f64> {
             break;
         }
     }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(total as f64 * 1000.0 / if hz > 0 { hz as f64 } else { 100.0 })
+    Some(ticks_ms(total))
 }
 
 /// A schema of its own on the server, dropped (with everything in it) when dropped.

@@ -174,17 +174,31 @@ pub fn children_cpu_ms() -> f64 {
     ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
+/// Fields of `/proc/PID/stat` after the command name (which may hold spaces): field 3
+/// (state) is the first.
+pub fn proc_stat(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // The state is a letter: read as 0.
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .collect(),
+    )
+}
+
 /// CPU time (user + system) a process has used so far, in ms.
 pub fn cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3 (state) on:
-    // utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // utime and stime: fields 14 and 15.
+    let f = proc_stat(pid)?;
+    Some(ticks_ms(f.get(11)? + f.get(12)?))
+}
+
+/// Clock ticks of `/proc/PID/stat` as ms.
+pub fn ticks_ms(ticks: u64) -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 * 1000.0 / if hz > 0 { hz as f64 } else { 100.0 })
+    ticks as f64 * 1000.0 / if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// Peak resident memory of processes: the observed one and the runner processes it
