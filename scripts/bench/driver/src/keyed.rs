@@ -7,7 +7,9 @@
 //! queued at once: a claim meets many tasks of a key that is busy and parks them).
 //!
 //! Every queue is seeded through the storage crate's public API (the rule set with
-//! `Limits::set_limit_rules`), so the only difference is the limit. After each keyed
+//! `Limits::set_limit_rules`), so the only difference is the limit. Each queue of a run
+//! comes in [`SLICES`] slices, all seeded before the first burn-down and burnt down in
+//! turn, and each burn-down reports the CPU time it took per task. After each keyed
 //! run the driver checks that the rule held: no two tasks of one key ran at once (by
 //! their stored start and finish times).
 
@@ -387,9 +389,9 @@ fn check(store: &dyn Store, n: usize, queue: Queue) -> Res<()> {
 /// Slices each queue of a run is split into (a store of its own each, seeded before
 /// the first burn-down). The slices of the queues are burnt down in turn, so that a
 /// stretch of a slow machine falls on every queue rather than on one of them: on this
-/// kind of machine one `tasks process` run of a queue sometimes took half as much
-/// CPU time again as the same run of the same queue minutes later, the server's
-/// included (section 20).
+/// kind of machine one `tasks process` run of a queue took up to three quarters more
+/// CPU time than the same run of the same queue minutes later, the server's included
+/// (section 20).
 const SLICES: usize = 5;
 
 /// The order in which the queues' slices `slice` of run `i` are burnt down: the
