@@ -177,7 +177,8 @@ pub(crate) fn claim_in(
                 let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
                 let (candidates, rules, usage) =
                     limits::prepare_with(tx, candidates, rules, now, statements)?;
-                let choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
+                let mut choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
+                limits::confirm_parks(tx, &mut choice, &candidates, &usage, statements)?;
                 let parks = choice.parks(now);
                 limits::park(tx, &parks, statements)?;
                 // Handed tasks neither taken nor parked again (the claim was full).
@@ -209,7 +210,8 @@ pub(crate) fn claim_in(
                     let started = rated_starts(&candidates, &rules, &rated);
                     limits::record_starts(tx, &started, now, statements)?;
                     let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
-                    released = limits::release(tx, &keys, now, statements, None)?;
+                    released =
+                        limits::release(tx, &keys, now, statements, limits::Order::KeyLocks, None)?;
                 }
                 if rows.len() >= want || (!released && (read_all < page || parks.is_empty())) {
                     break;
@@ -247,7 +249,14 @@ pub(crate) fn claim_in(
                             let started = rated_starts(&candidates, &rules, &rated);
                             limits::record_starts(tx, &started, now, statements)?;
                             let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
-                            limits::release(tx, &keys, now, statements, None)?;
+                            limits::release(
+                                tx,
+                                &keys,
+                                now,
+                                statements,
+                                limits::Order::KeyLocks,
+                                None,
+                            )?;
                         }
                         rows
                     }

@@ -163,10 +163,12 @@ pub(crate) fn finish_in(
         )
         .context("finish tasks")?;
     // Each attempt that stopped running frees a slot of its key. Which keys have parked
-    // tasks is only read under the keys' locks (limits::release): read here, with the
-    // update, it missed a park that a claim on another connection committed after the
-    // update looked, and that key's other parked tasks waited for its recheck (the
-    // conformance case of eight concurrent claimers caught it).
+    // tasks is read in a statement after this update (limits::release, after the
+    // running rows): a claim parking a task of a key share-locks its running tasks,
+    // so this update waits for that claim's commit and the later read sees its park.
+    // Read here, with the update, it missed a park that a claim on another connection
+    // committed after the update looked, and that key's other parked tasks waited for
+    // its recheck (the conformance case of eight concurrent claimers caught it).
     let mut freed: Vec<KeyOf> = Vec::new();
     let done: HashMap<i64, i64> = tx
         .query(
@@ -218,6 +220,13 @@ pub(crate) fn finish_in(
     }
     let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
     super::deps::release(tx, &ended, now, Some(statements))?;
-    super::limits::release(tx, &freed, now, statements, hand_off)?;
+    super::limits::release(
+        tx,
+        &freed,
+        now,
+        statements,
+        super::limits::Order::RunningRows,
+        hand_off,
+    )?;
     Ok(applied)
 }

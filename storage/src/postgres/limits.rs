@@ -1,14 +1,33 @@
 //! Limits per key on PostgreSQL (see [`crate::limits`]). Claims on several hosts run at
 //! once, so each key is serialized by a transaction-level advisory lock on its hash: a
 //! claim *tries* the locks of its candidates' keys and leaves the tasks of a key it
-//! could not lock for a later claim (it never waits, so claims cannot deadlock); a
-//! finish that frees slots waits for the locks of its keys before looking for parked
-//! tasks to release, so a park that another host has not committed yet is never
-//! missed. Under the lock, a key's running tasks and recent starts are counted with a
-//! snapshot that sees every claim committed before: that count, not parking, is what
-//! keeps a key within its limit. The locks and what is read under them go in one
-//! round trip, through functions of the schema (migrations.rs) whose statements each
-//! take a snapshot of their own.
+//! could not lock for a later claim (it never waits, so claims cannot deadlock). Under
+//! the lock, a key's running tasks and recent starts are counted with a snapshot that
+//! sees every claim committed before: that count, not parking, is what keeps a key
+//! within its limit. The locks and what is read under them go in one round trip,
+//! through functions of the schema (migrations.rs) whose statements each take a
+//! snapshot of their own.
+//!
+//! A park that another host has not committed yet must not be missed by the finish
+//! that frees its key's slot, or the key's queue waits for its recheck. Two orders
+//! ensure it:
+//!
+//! * **Finishes: the rows of the running tasks** ([`Order::RunningRows`]). A claim that
+//!   parks a task on a concurrency limit first share-locks the running tasks it counted
+//!   ([`confirm_parks`]), skipping rows another transaction is changing. If it locked
+//!   them all, their finishes' updates wait for its commit, and the finishes look for
+//!   parked tasks in a later statement, which sees the park. If it skipped one (a
+//!   finish not committed yet, which may already have looked), it parks nothing of
+//!   that key and a later claim looks again. A finish so takes no lock of its own:
+//!   128 lock waits and releases a batch, in a queue where nothing may ever park.
+//! * **Other releases: the keys' locks** ([`Order::KeyLocks`]): a cancel of a pending
+//!   task or a start under a rate waits for its keys' locks, which a parking claim holds
+//!   until it commits.
+//!
+//! A host of the previous version parks without the share locks. During a rolling
+//! upgrade, a finish on a new host may then miss its park; the first task a claim parks
+//! on a key carries a recheck time ([`crate::limits::PARK_RECHECK_MS`]), so the key's
+//! queue waits that long at most.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +35,7 @@ use postgres::GenericClient;
 
 use super::{Context, PgStore, Statements};
 use crate::error::StoreError;
-use crate::limits::{limit_of, Candidate, KeyOf, LimitRule, LimitUsage, Limits, TaskLimit};
+use crate::limits::{limit_of, Candidate, Choice, KeyOf, LimitRule, LimitUsage, Limits, TaskLimit};
 
 /// Class of the advisory locks on limit keys (two-key form); the second key is the
 /// key's hash.
@@ -281,6 +300,78 @@ pub(super) fn record_starts(
     Ok(())
 }
 
+/// Share-locks the running tasks of the keys on which `choice` parks tasks for a
+/// concurrency limit, so that their finishes, which take no lock of their own
+/// ([`Order::RunningRows`]), look for parked tasks only after this claim commits (see
+/// the module docs). Rows another transaction is changing are skipped, never waited
+/// for (that transaction may be a claim waiting for this one's rows in turn): a key
+/// with fewer running tasks locked than `usage` counted parks nothing, and its tasks
+/// stay due for a later claim, which counts again.
+pub(super) fn confirm_parks(
+    tx: &mut impl GenericClient,
+    choice: &mut Choice,
+    candidates: &[Candidate],
+    usage: &HashMap<KeyOf, LimitUsage>,
+    statements: &Statements,
+) -> Result<(), StoreError> {
+    if choice.park.is_empty() {
+        return Ok(());
+    }
+    let key_of: HashMap<i64, (&str, &TaskLimit)> = candidates
+        .iter()
+        .filter_map(|c| Some((c.id, (c.worker.as_str(), c.limit.as_ref()?))))
+        .collect();
+    // Each key once, with the running tasks its park counted on (the claim's own
+    // takes are locked by it already, and their finishes come after its commit).
+    let mut keys: Vec<((&str, &TaskLimit), i64)> = Vec::new();
+    for id in &choice.park {
+        let Some(&(worker, limit)) = key_of.get(id) else {
+            continue;
+        };
+        let running = usage
+            .get(&(worker.to_owned(), limit.clone()))
+            .map_or(0, |u| u.running);
+        if running > 0 && !keys.iter().any(|(k, _)| *k == (worker, limit)) {
+            keys.push(((worker, limit), running));
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let workers: Vec<&str> = keys.iter().map(|((w, _), _)| *w).collect();
+    let rules: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|((_, l), _)| l.key.as_str()).collect();
+    let lock = statements
+        .get(
+            tx,
+            "SELECT k.n FROM tasks t
+             JOIN UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS k(w, r, k, n)
+                  ON t.worker = k.w AND t.limit_rule = k.r AND t.limit_key = k.k
+             WHERE t.limit_key IS NOT NULL AND t.status = 'running'
+             FOR SHARE OF t SKIP LOCKED",
+        )
+        .context("lock the running tasks of keys at their limit")?;
+    let mut locked = vec![0_i64; keys.len()];
+    for r in tx
+        .query(&lock, &[&workers, &rules, &names])
+        .context("lock the running tasks of keys at their limit")?
+    {
+        locked[(r.get::<_, i64>(0) - 1) as usize] += 1;
+    }
+    let unsure: Vec<(&str, &TaskLimit)> = keys
+        .iter()
+        .zip(&locked)
+        .filter(|((_, running), locked)| **locked < *running)
+        .map(|((key, _), _)| *key)
+        .collect();
+    if !unsure.is_empty() {
+        let keep = |id: &i64| key_of.get(id).is_none_or(|k| !unsure.contains(k));
+        choice.park.retain(keep);
+        choice.until_released.retain(keep);
+    }
+    Ok(())
+}
+
 /// Parks the tasks `parks` (id, until).
 pub(super) fn park(
     tx: &mut impl GenericClient,
@@ -340,16 +431,28 @@ pub(crate) struct Handed {
     pub rule: Option<((String, String), LimitRule)>,
 }
 
-/// Releases, for each of `freed` (the key of a task that just stopped running), the
-/// first task parked on that key, after waiting for the key's lock (a claim parking a
-/// task of it commits first). With `hand_off`, the tasks are handed there, locked, for
-/// the claim in the same transaction, which takes them or gives them back with
-/// [`unpark`]; otherwise they are made due at once. Returns whether any was.
+/// How a release is ordered after a claim on another connection that parks a task of
+/// its keys (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// Wait for the keys' locks first: a claim holding one commits its parks before.
+    KeyLocks,
+    /// The keys' running tasks were updated by an earlier statement of the transaction
+    /// (a finish): a parking claim that share-locked them commits first.
+    RunningRows,
+}
+
+/// Releases, for each of `freed` (the key of a task that just stopped running, or of
+/// one a key's parked tasks waited behind), the first task parked on that key, ordered
+/// after a parking claim as `order` says. With `hand_off`, the tasks are handed there,
+/// locked, for the claim in the same transaction, which takes them or gives them back
+/// with [`unpark`]; otherwise they are made due at once. Returns whether any was.
 pub(super) fn release(
     tx: &mut impl GenericClient,
     freed: &[KeyOf],
     now: i64,
     statements: &Statements,
+    order: Order,
     hand_off: Option<&mut Vec<Handed>>,
 ) -> Result<bool, StoreError> {
     if freed.is_empty() {
@@ -371,10 +474,12 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // The locks, then (when the keys' workers have any parked task at all) one probe
-    // of the index of parked tasks per key (about 4 µs) in claim order, in one round
-    // trip (`stask_hand_parked` and `stask_release_parked`, migrations.rs): the probes
-    // read with a snapshot taken after the locks. A queue parked on one key may hold
+    // With the keys' locks: the locks, then (when the keys' workers have any parked
+    // task at all) one probe of the index of parked tasks per key (about 4 µs) in claim
+    // order, in one round trip (`stask_hand_parked` and `stask_release_parked`,
+    // migrations.rs): the probes read with a snapshot taken after the locks. After the
+    // running rows: the same without the locks, in a statement of its own, whose
+    // snapshot is taken after the finish's update. A queue parked on one key may hold
     // any number, so a probe never looks past the first.
     // The functions' first six arguments: the lock class and the keys.
     let keys_args: [&(dyn postgres::types::ToSql + Sync); 6] = [
@@ -385,20 +490,50 @@ pub(super) fn release(
         &names,
         &counts,
     ];
+    // The statements' arguments: the keys, then (to release) the time.
+    let key_columns = &keys_args[2..];
     match hand_off {
         Some(handed) => {
-            let read = statements
-                .get(
-                    tx,
-                    "SELECT task_id, task_worker, task_rule, task_key, task_priority,
-                            worker_active, rule_name, rule_concurrency, rule_rate,
-                            rule_period_ms
-                     FROM stask_hand_parked($1, $2, $3, $4, $5, $6)",
-                )
-                .context("hand parked tasks to the claim")?;
-            let rows = tx
-                .query(&read, &keys_args)
-                .context("hand parked tasks to the claim")?;
+            let rows = match order {
+                Order::KeyLocks => {
+                    let read = statements
+                        .get(
+                            tx,
+                            "SELECT task_id, task_worker, task_rule, task_key, task_priority,
+                                    worker_active, rule_name, rule_concurrency, rule_rate,
+                                    rule_period_ms
+                             FROM stask_hand_parked($1, $2, $3, $4, $5, $6)",
+                        )
+                        .context("hand parked tasks to the claim")?;
+                    tx.query(&read, &keys_args)
+                }
+                Order::RunningRows => {
+                    let read = statements
+                        .get(
+                            tx,
+                            "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority,
+                                    COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate,
+                                    r.period_ms
+                             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                                  AS k(w, r, k, n)
+                             CROSS JOIN LATERAL (
+                                 SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority
+                                 FROM tasks t
+                                 WHERE t.worker = k.w AND t.limit_rule = k.r
+                                   AND t.limit_key = k.k AND t.parked AND t.status = 'pending'
+                                 ORDER BY t.priority, t.id LIMIT k.n
+                                 FOR UPDATE OF t SKIP LOCKED) p
+                             LEFT JOIN workers w ON w.identifier = p.worker
+                             LEFT JOIN limit_rules r
+                                  ON r.worker = p.worker AND r.rule = p.limit_rule
+                             WHERE EXISTS (SELECT 1 FROM tasks x
+                                           WHERE x.parked AND x.worker = ANY($1))",
+                        )
+                        .context("hand parked tasks to the claim")?;
+                    tx.query(&read, key_columns)
+                }
+            }
+            .context("hand parked tasks to the claim")?;
             let any = !rows.is_empty();
             for r in rows {
                 handed.push(Handed {
@@ -415,18 +550,44 @@ pub(super) fn release(
             Ok(any)
         }
         None => {
-            let release = statements
-                .get(
-                    tx,
-                    "SELECT stask_release_parked($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .context("release parked tasks")?;
-            let mut args = keys_args.to_vec();
-            args.push(&now);
-            let released: i64 = tx
-                .query_one(&release, &args)
-                .context("release parked tasks")?
-                .get(0);
+            let released: i64 = match order {
+                Order::KeyLocks => {
+                    let release = statements
+                        .get(
+                            tx,
+                            "SELECT stask_release_parked($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .context("release parked tasks")?;
+                    let mut args = keys_args.to_vec();
+                    args.push(&now);
+                    tx.query_one(&release, &args)
+                        .context("release parked tasks")?
+                        .get(0)
+                }
+                Order::RunningRows => {
+                    let release = statements
+                        .get(
+                            tx,
+                            "UPDATE tasks t SET parked = FALSE, run_after = $5
+                             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                                  AS k(w, r, k, n)
+                             CROSS JOIN LATERAL (
+                                 SELECT x.id FROM tasks x
+                                 WHERE x.worker = k.w AND x.limit_rule = k.r
+                                   AND x.limit_key = k.k AND x.parked AND x.status = 'pending'
+                                 ORDER BY x.priority, x.id LIMIT k.n
+                                 FOR UPDATE OF x SKIP LOCKED) p
+                             WHERE t.id = p.id
+                               AND EXISTS (SELECT 1 FROM tasks y
+                                           WHERE y.parked AND y.worker = ANY($1))",
+                        )
+                        .context("release parked tasks")?;
+                    let mut args = key_columns.to_vec();
+                    args.push(&now);
+                    tx.execute(&release, &args)
+                        .context("release parked tasks")? as i64
+                }
+            };
             if released > 0 {
                 super::wakeups::notify_in(tx)?;
             }
@@ -530,13 +691,11 @@ mod tests {
     use crate::conformance::{claim, completed, finish, insert, register, task, Harness};
     use crate::{LimitRule, NewTask, TaskLimit, PARKED_UNTIL_RELEASED};
 
-    /// A finish that waits for a key's lock sees the park that the lock's holder (a
-    /// claim on another host) commits before granting it: the probe for parked tasks
-    /// reads with a snapshot taken after the lock, not with its statement's. Read with
-    /// the statement's snapshot, the park was missed and the key's queue waited.
-    #[test]
-    fn a_finish_waiting_for_a_keys_lock_sees_the_park_committed_meanwhile() {
-        let h = PgHarness::new();
+    /// A key at concurrency 1 of worker "w" with one task running (claimed by "o" at
+    /// 1,000) and one waiting behind it: the store, the key and both tasks' ids. The
+    /// key is one no other test locks (advisory locks are the database's, not the
+    /// schema's).
+    fn one_running_one_waiting(h: &PgHarness) -> (Box<dyn crate::Store>, TaskLimit, i64, i64) {
         let mut s = h.open();
         register(&mut *s, &["w"], true);
         let rule = LimitRule {
@@ -547,11 +706,8 @@ mod tests {
         s.set_limit_rules("w", &[rule]).unwrap();
         let limit = TaskLimit {
             rule: "per-shop".into(),
-            // Advisory locks are the database's, not the schema's: a key no other test
-            // locks, so that the wait seen below is this finish's.
-            key: format!("snapshot-{}-{}", std::process::id(), crate::now_ms()),
+            key: format!("race-{}-{}", std::process::id(), crate::now_ms()),
         };
-        let hash = key_hash("w", &limit);
         let keyed = NewTask {
             limit: Some(limit.clone()),
             ..task("w", 100)
@@ -559,14 +715,60 @@ mod tests {
         let running = insert(&mut *s, &keyed, 1)[0];
         assert_eq!(claim(&mut *s, "o", 1_000, 1).len(), 1);
         let waiting = insert(&mut *s, &keyed, 1)[0];
+        (s, limit, running, waiting)
+    }
 
-        // Another host's claim: it holds the key's lock and parks the waiting task.
+    /// Waits until some backend waits for a lock that the backend `pid` holds.
+    fn wait_until_blocked_by(pid: i32) {
+        let mut watch = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watch
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the finish never waited for the claim"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A finish of a key's running task, started while another host's claim parks a
+    /// task of that key and before the claim commits, releases the parked task: the
+    /// claim share-locked the running task, so the finish's update waits for its
+    /// commit and the finish then sees the park. Without that order the park was
+    /// missed and the key's queue waited for its recheck. `finish` finishes the
+    /// running task (by "o" at 1,100) and says whether the waiting task is now claimed
+    /// (handed to a claim in the same transaction) rather than only made due.
+    fn a_finish_racing_a_park_sees_it(
+        finish_it: impl FnOnce(&mut dyn crate::Store, i64) -> bool + Send,
+    ) {
+        let h = PgHarness::new();
+        let (mut s, limit, running, waiting) = one_running_one_waiting(&h);
+        // Another host's claim, as this version makes it: the key's lock, the running
+        // task share-locked, then the park.
         let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let other_pid: i32 = other
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
         let mut claim_tx = other.transaction().unwrap();
         claim_tx
             .execute(
                 "SELECT pg_advisory_xact_lock($1, $2)",
-                &[&LIMIT_LOCK_CLASS, &hash],
+                &[&LIMIT_LOCK_CLASS, &key_hash("w", &limit)],
+            )
+            .unwrap();
+        claim_tx
+            .query(
+                "SELECT id FROM tasks WHERE id = $1 AND status = 'running' FOR SHARE",
+                &[&running],
             )
             .unwrap();
         claim_tx
@@ -576,39 +778,90 @@ mod tests {
             )
             .unwrap();
 
-        std::thread::scope(|scope| {
-            let finishing = scope.spawn(|| {
-                s.finish_tasks(&[finish(running, "o", completed(), "completed", 1_100)])
-                    .unwrap()
-            });
-            // The finish has started and waits for the key's lock.
-            let mut watch = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while watch
-                .query_one(
-                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                       AND classid = $1::INT::OID AND objid = $2::INT::OID",
-                    &[&LIMIT_LOCK_CLASS, &hash],
-                )
-                .unwrap()
-                .get::<_, i64>(0)
-                == 0
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "the finish never waited for the lock"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let claimed = std::thread::scope(|scope| {
+            let finishing = scope.spawn(|| finish_it(&mut *s, running));
+            // The finish has started and waits for the claim.
+            wait_until_blocked_by(other_pid);
             claim_tx.commit().unwrap();
-            assert_eq!(finishing.join().unwrap(), vec![true]);
+            finishing.join().unwrap()
         });
-        let released = s.get_task(waiting).unwrap().unwrap();
+        let after = s.get_task(waiting).unwrap().unwrap();
+        if claimed {
+            assert_eq!(after.status, crate::Status::Running);
+        } else {
+            assert!(
+                after.run_after <= 1_100,
+                "the finish released the task parked meanwhile (due at {})",
+                after.run_after
+            );
+            assert_eq!(
+                claim(&mut *s, "o", 1_100, 1)
+                    .iter()
+                    .map(|c| c.task.id)
+                    .collect::<Vec<_>>(),
+                vec![waiting]
+            );
+        }
+    }
+
+    #[test]
+    fn a_finish_on_its_own_racing_a_park_releases_the_parked_task() {
+        a_finish_racing_a_park_sees_it(|s, running| {
+            let applied = s
+                .finish_tasks(&[finish(running, "o", completed(), "completed", 1_100)])
+                .unwrap();
+            assert_eq!(applied, vec![true]);
+            false
+        });
+    }
+
+    #[test]
+    fn a_finish_in_a_claim_racing_a_park_hands_the_parked_task_to_the_claim() {
+        a_finish_racing_a_park_sees_it(|s, running| {
+            let (applied, claimed) = s
+                .claim(&crate::Claim {
+                    finishes: &[finish(running, "o", completed(), "completed", 1_100)],
+                    owner: "o",
+                    now: 1_100,
+                    limit: 1,
+                    excluded_workers: &[],
+                    start_line: &|_| crate::LogLine::new("running", 0, 0, 0, "", "started"),
+                })
+                .unwrap();
+            assert_eq!(applied, vec![true]);
+            assert_eq!(claimed.len(), 1, "the claim took the task handed to it");
+            true
+        });
+    }
+
+    /// A claim that finds a key at its limit while the key's running task is being
+    /// finished on another connection (not committed yet, and past looking for parked
+    /// tasks) does not park the waiting task: it cannot lock the running task, so
+    /// nothing would release the park but its recheck. The waiting task stays due and
+    /// the first claim after the finish commits takes it.
+    #[test]
+    fn a_claim_parks_nothing_behind_a_running_task_being_finished_elsewhere() {
+        let h = PgHarness::new();
+        let (mut s, _, running, waiting) = one_running_one_waiting(&h);
+        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let mut finish_tx = other.transaction().unwrap();
+        finish_tx
+            .execute(
+                "UPDATE tasks SET status = 'completed', owner = NULL, finished_at = 1050
+                 WHERE id = $1",
+                &[&running],
+            )
+            .unwrap();
+        // The running task still counts (its finish is not committed): nothing taken,
+        // and (without waiting for the finish) nothing parked.
+        assert!(claim(&mut *s, "o", 1_060, 1).is_empty());
+        let after = s.get_task(waiting).unwrap().unwrap();
         assert!(
-            released.run_after <= 1_100,
-            "the finish released the task parked meanwhile (due at {})",
-            released.run_after
+            after.run_after <= 1_060,
+            "the waiting task was parked until {}",
+            after.run_after
         );
+        finish_tx.commit().unwrap();
         assert_eq!(
             claim(&mut *s, "o", 1_100, 1)
                 .iter()

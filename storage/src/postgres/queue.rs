@@ -538,6 +538,7 @@ impl TaskQueue for PgStore {
                         &[(key.get(0), limit)],
                         now,
                         &self.statements,
+                        super::limits::Order::KeyLocks,
                         None,
                     )?;
                 }

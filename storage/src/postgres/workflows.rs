@@ -265,7 +265,14 @@ impl Workflows for PgStore {
             // Dependants outside the workflow follow, as after a single cancel.
             super::deps::release(&mut tx, &pending, now, None)?;
             // So do the tasks of their keys parked behind them.
-            super::limits::release(&mut tx, &keys, now, &self.statements, None)?;
+            super::limits::release(
+                &mut tx,
+                &keys,
+                now,
+                &self.statements,
+                super::limits::Order::KeyLocks,
+                None,
+            )?;
         }
         let requested = if running.is_empty() {
             0
