@@ -175,9 +175,8 @@ pub(crate) fn claim_in(
                     candidates.sort_by_key(|(priority, c)| (*priority, c.id));
                 }
                 let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
-                let (candidates, rules, usage) =
-                    limits::prepare_with(tx, candidates, rules, now, statements)?;
-                let mut choice = crate::limits::choose(&candidates, &rules, &usage, left, now);
+                let ((candidates, rules, usage), mut choice) =
+                    limits::choose_within(tx, candidates, rules, left, now, statements)?;
                 limits::confirm_parks(tx, &mut choice, &candidates, &usage, statements)?;
                 let parks = choice.parks(now);
                 limits::park(tx, &parks, statements)?;

@@ -181,33 +181,113 @@ pub(super) fn joined_rule(
 
 /// [`prepare`] with the rules of the candidates' keys already read (with the
 /// candidates: a key whose rule is missing has none, and runs unlimited).
-pub(super) fn prepare_with(
+fn prepare_with(
     tx: &mut impl GenericClient,
     candidates: Vec<Candidate>,
     rules: HashMap<(String, String), LimitRule>,
     now: i64,
     statements: &Statements,
 ) -> Result<Prepared, StoreError> {
+    let mut usage = HashMap::new();
+    let mut busy = HashSet::new();
+    let (keys, _) = new_keys(&candidates, 0, &rules, &usage, &busy, usize::MAX);
+    try_keys(tx, &keys, &rules, now, statements, &mut usage, &mut busy)?;
+    let candidates = without_busy(&candidates, &busy);
+    Ok((candidates, rules, usage))
+}
+
+/// Chooses, as [`crate::limits::choose`], at most `want` of `candidates` (a page read
+/// in claim order, longer than `want` so that tasks behind a busy key can fill its
+/// place), locking keys and reading their usage only as far down the page as the choice
+/// needs: first the first `want` distinct keys, and, only while the choice falls short
+/// and candidates are left, as many more as it lacks. A page of distinct keys so locks
+/// and counts the `want` keys it takes, not the whole page's (128 instead of 168 a
+/// batch). Returns the candidates considered (those of keys another claim holds left
+/// out), the rules, the usage of their keys and the choice.
+pub(super) fn choose_within(
+    tx: &mut impl GenericClient,
+    candidates: Vec<Candidate>,
+    rules: HashMap<(String, String), LimitRule>,
+    want: usize,
+    now: i64,
+    statements: &Statements,
+) -> Result<(Prepared, Choice), StoreError> {
     if rules.is_empty() {
-        return Ok((candidates, rules, HashMap::new()));
+        let choice = crate::limits::choose(&candidates, &rules, &HashMap::new(), want, now);
+        return Ok(((candidates, rules, HashMap::new()), choice));
     }
-    // The limited keys (with a rule) and their lock hashes, each once, in the
-    // candidates' order (a claim of 256 keys compared each with all the others).
+    let mut usage = HashMap::new();
+    let mut busy = HashSet::new();
+    // Candidates before `end` have their keys locked (or found busy).
+    let mut end = 0;
+    let mut lacking = want;
+    loop {
+        let (keys, next_end) = new_keys(&candidates, end, &rules, &usage, &busy, lacking);
+        try_keys(tx, &keys, &rules, now, statements, &mut usage, &mut busy)?;
+        end = next_end;
+        let considered = without_busy(&candidates[..end], &busy);
+        let choice = crate::limits::choose(&considered, &rules, &usage, want, now);
+        if choice.take.len() >= want || end == candidates.len() {
+            return Ok(((considered, rules, usage), choice));
+        }
+        lacking = want - choice.take.len();
+    }
+}
+
+/// The limited keys (with a rule) of `candidates` from `from` on that are in neither
+/// `usage` nor `busy`, each once with its lock hash, in the candidates' order, at most
+/// `max` of them; and the position of the first candidate whose key would have been
+/// one more (the candidates' length when none would).
+fn new_keys(
+    candidates: &[Candidate],
+    from: usize,
+    rules: &HashMap<(String, String), LimitRule>,
+    usage: &HashMap<KeyOf, LimitUsage>,
+    busy: &HashSet<KeyOf>,
+    max: usize,
+) -> (Vec<(KeyOf, i32)>, usize) {
     let mut keys: Vec<(KeyOf, i32)> = Vec::new();
+    // Each key once, found with a set (a claim of 256 keys compared each with all the
+    // others).
     let mut seen: HashSet<(&str, &TaskLimit)> = HashSet::new();
-    for c in &candidates {
+    for (at, c) in candidates.iter().enumerate().skip(from) {
         let Some(limit) = &c.limit else { continue };
         if !rules.contains_key(&(c.worker.clone(), limit.rule.clone())) {
             continue;
         }
-        if seen.insert((c.worker.as_str(), limit)) {
-            let hash = key_hash(&c.worker, limit);
-            keys.push(((c.worker.clone(), limit.clone()), hash));
+        if seen.contains(&(c.worker.as_str(), limit)) {
+            continue;
         }
+        let key = (c.worker.clone(), limit.clone());
+        if usage.contains_key(&key) || busy.contains(&key) {
+            continue;
+        }
+        if keys.len() == max {
+            return (keys, at);
+        }
+        seen.insert((c.worker.as_str(), limit));
+        let hash = key_hash(&c.worker, limit);
+        keys.push((key, hash));
     }
-    // The locks and the usage of the keys held, in one round trip
-    // (`stask_try_limit_keys`, migrations.rs): the usage is read after the locks, so
-    // it sees every claim of those keys committed before.
+    (keys, candidates.len())
+}
+
+/// Tries the locks of `keys` and reads the usage of those it holds into `usage`; those
+/// another claim holds go to `busy`. One round trip (`stask_try_limit_keys`,
+/// migrations.rs): the usage is read after the locks, so it sees every claim of those
+/// keys committed before.
+fn try_keys(
+    tx: &mut impl GenericClient,
+    keys: &[(KeyOf, i32)],
+    rules: &HashMap<(String, String), LimitRule>,
+    now: i64,
+    statements: &Statements,
+    usage: &mut HashMap<KeyOf, LimitUsage>,
+    busy: &mut HashSet<KeyOf>,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     let hashes: Vec<i32> = keys.iter().map(|(_, h)| *h).collect();
     let workers: Vec<&str> = keys.iter().map(|((w, _), _)| w.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
@@ -227,8 +307,6 @@ pub(super) fn prepare_with(
              FROM stask_try_limit_keys($1, $2, $3, $4, $5, $6)",
         )
         .context("lock limit keys")?;
-    let mut busy: Vec<&KeyOf> = Vec::new();
-    let mut usage: HashMap<KeyOf, LimitUsage> = HashMap::new();
     for r in tx
         .query(
             &try_lock,
@@ -253,17 +331,22 @@ pub(super) fn prepare_with(
             };
             usage.insert(key.clone(), usage_of_key);
         } else {
-            busy.push(key);
+            busy.insert(key.clone());
         }
     }
-    let candidates = candidates
-        .into_iter()
+    Ok(())
+}
+
+/// `candidates` without those of keys in `busy`.
+fn without_busy(candidates: &[Candidate], busy: &HashSet<KeyOf>) -> Vec<Candidate> {
+    candidates
+        .iter()
         .filter(|c| match &c.limit {
-            Some(l) => !busy.iter().any(|(w, k)| *w == c.worker && k == l),
+            Some(l) => busy.is_empty() || !busy.contains(&(c.worker.clone(), l.clone())),
             None => true,
         })
-        .collect();
-    Ok((candidates, rules, usage))
+        .cloned()
+        .collect()
 }
 
 /// Records a start at `now` for each of `rated` (the key of a task a claim took under a
@@ -869,5 +952,64 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![waiting]
         );
+    }
+
+    /// A claim locks the keys of the tasks it takes first, and goes further down its
+    /// page only as far as it falls short: the tasks of keys another host's claim holds
+    /// are left, and those behind them take their places, in claim order.
+    #[test]
+    fn a_claim_short_of_keys_another_claim_holds_fills_up_from_further_down() {
+        let h = PgHarness::new();
+        let mut s = h.open();
+        register(&mut *s, &["w"], true);
+        let rule = LimitRule {
+            rule: "per-shop".into(),
+            concurrency: Some(1),
+            rate: None,
+        };
+        s.set_limit_rules("w", &[rule]).unwrap();
+        let run = format!("fill-{}-{}", std::process::id(), crate::now_ms());
+        let limits: Vec<TaskLimit> = (0..10)
+            .map(|k| TaskLimit {
+                rule: "per-shop".into(),
+                key: format!("{run}-{k}"),
+            })
+            .collect();
+        let ids: Vec<i64> = limits
+            .iter()
+            .map(|l| {
+                let keyed = NewTask {
+                    limit: Some(l.clone()),
+                    ..task("w", 100)
+                };
+                insert(&mut *s, &keyed, 1)[0]
+            })
+            .collect();
+        // Another host's claim holds the first two keys.
+        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let mut held = other.transaction().unwrap();
+        for l in &limits[..2] {
+            held.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&LIMIT_LOCK_CLASS, &key_hash("w", l)],
+            )
+            .unwrap();
+        }
+        let mut claimed: Vec<i64> = claim(&mut *s, "o", 1_000, 5)
+            .iter()
+            .map(|c| c.task.id)
+            .collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, ids[2..7].to_vec());
+        held.rollback().unwrap();
+        // The held keys' tasks were left due, not parked.
+        let mut next: Vec<i64> = claim(&mut *s, "o", 1_000, 5)
+            .iter()
+            .map(|c| c.task.id)
+            .collect();
+        next.sort_unstable();
+        let mut rest = ids[..2].to_vec();
+        rest.extend_from_slice(&ids[7..]);
+        assert_eq!(next, rest);
     }
 }
