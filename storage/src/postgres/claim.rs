@@ -209,8 +209,13 @@ pub(crate) fn claim_in(
                     let started = rated_starts(&candidates, &rules, &rated);
                     limits::record_starts(tx, &started, now, statements)?;
                     let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
-                    released =
-                        limits::release(tx, &keys, now, statements, limits::Order::KeyLocks, None)?;
+                    released = limits::release(
+                        tx,
+                        &keys,
+                        now,
+                        statements,
+                        limits::Release::Due(limits::Order::KeyLocks),
+                    )?;
                 }
                 if rows.len() >= want || (!released && (read_all < page || parks.is_empty())) {
                     break;
@@ -253,8 +258,7 @@ pub(crate) fn claim_in(
                                 &keys,
                                 now,
                                 statements,
-                                limits::Order::KeyLocks,
-                                None,
+                                limits::Release::Due(limits::Order::KeyLocks),
                             )?;
                         }
                         rows

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use postgres::GenericClient;
 
-use super::limits::Handed;
+use super::limits::{Handed, Order, Release};
 use super::logs::Numbered;
 use super::Context;
 use super::Statements;
@@ -220,13 +220,10 @@ pub(crate) fn finish_in(
     }
     let now = chosen.iter().map(|(_, f)| f.at).max().unwrap_or(0);
     super::deps::release(tx, &ended, now, Some(statements))?;
-    super::limits::release(
-        tx,
-        &freed,
-        now,
-        statements,
-        super::limits::Order::RunningRows,
-        hand_off,
-    )?;
+    let how = match hand_off {
+        Some(handed) => Release::HandTo(handed),
+        None => Release::Due(Order::RunningRows),
+    };
+    super::limits::release(tx, &freed, now, statements, how)?;
     Ok(applied)
 }

@@ -525,18 +525,25 @@ pub(super) enum Order {
     RunningRows,
 }
 
+/// What a release does with the parked tasks it finds.
+pub(super) enum Release<'a> {
+    /// Makes them due at once, ordered after a parking claim as the [`Order`] says.
+    Due(Order),
+    /// Hands them, locked, to the claim in the same transaction, which takes them or
+    /// gives them back with [`unpark`]. Only a finish hands tasks over, so after the
+    /// running rows ([`Order::RunningRows`]).
+    HandTo(&'a mut Vec<Handed>),
+}
+
 /// Releases, for each of `freed` (the key of a task that just stopped running, or of
-/// one a key's parked tasks waited behind), the first task parked on that key, ordered
-/// after a parking claim as `order` says. With `hand_off`, the tasks are handed there,
-/// locked, for the claim in the same transaction, which takes them or gives them back
-/// with [`unpark`]; otherwise they are made due at once. Returns whether any was.
+/// one a key's parked tasks waited behind), the first task parked on that key, as
+/// `how` says. Returns whether any was.
 pub(super) fn release(
     tx: &mut impl GenericClient,
     freed: &[KeyOf],
     now: i64,
     statements: &Statements,
-    order: Order,
-    hand_off: Option<&mut Vec<Handed>>,
+    how: Release<'_>,
 ) -> Result<bool, StoreError> {
     if freed.is_empty() {
         return Ok(false);
@@ -557,13 +564,15 @@ pub(super) fn release(
     let rules: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.rule.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.key.as_str()).collect();
     let counts: Vec<i64> = keys.iter().map(|(_, _, n)| *n).collect();
-    // With the keys' locks: the locks, then (when the keys' workers have any parked
+    // After the keys' locks: the locks, then (when the keys' workers have any parked
     // task at all) one probe of the index of parked tasks per key (about 4 µs) in claim
-    // order, in one round trip (`stask_hand_parked` and `stask_release_parked`,
-    // migrations.rs): the probes read with a snapshot taken after the locks. After the
-    // running rows: the same without the locks, in a statement of its own, whose
-    // snapshot is taken after the finish's update. A queue parked on one key may hold
-    // any number, so a probe never looks past the first.
+    // order, in one round trip (`stask_release_parked`, migrations.rs): the probes read
+    // with a snapshot taken after the locks. After the running rows (a finish's, which
+    // also hands tasks over): the same without the locks, in a statement of its own,
+    // whose snapshot is taken after the finish's update. The schema's
+    // `stask_hand_parked`, the locked hand-over, is left for hosts of the previous
+    // version. A queue parked on one key may hold any number, so a probe never looks
+    // past the first.
     // The functions' first six arguments: the lock class and the keys.
     let keys_args: [&(dyn postgres::types::ToSql + Sync); 6] = [
         &LIMIT_LOCK_CLASS,
@@ -575,48 +584,33 @@ pub(super) fn release(
     ];
     // The statements' arguments: the keys, then (to release) the time.
     let key_columns = &keys_args[2..];
-    match hand_off {
-        Some(handed) => {
-            let rows = match order {
-                Order::KeyLocks => {
-                    let read = statements
-                        .get(
-                            tx,
-                            "SELECT task_id, task_worker, task_rule, task_key, task_priority,
-                                    worker_active, rule_name, rule_concurrency, rule_rate,
-                                    rule_period_ms
-                             FROM stask_hand_parked($1, $2, $3, $4, $5, $6)",
-                        )
-                        .context("hand parked tasks to the claim")?;
-                    tx.query(&read, &keys_args)
-                }
-                Order::RunningRows => {
-                    let read = statements
-                        .get(
-                            tx,
-                            "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority,
-                                    COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate,
-                                    r.period_ms
-                             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
-                                  AS k(w, r, k, n)
-                             CROSS JOIN LATERAL (
-                                 SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority
-                                 FROM tasks t
-                                 WHERE t.worker = k.w AND t.limit_rule = k.r
-                                   AND t.limit_key = k.k AND t.parked AND t.status = 'pending'
-                                 ORDER BY t.priority, t.id LIMIT k.n
-                                 FOR UPDATE OF t SKIP LOCKED) p
-                             LEFT JOIN workers w ON w.identifier = p.worker
-                             LEFT JOIN limit_rules r
-                                  ON r.worker = p.worker AND r.rule = p.limit_rule
-                             WHERE EXISTS (SELECT 1 FROM tasks x
-                                           WHERE x.parked AND x.worker = ANY($1))",
-                        )
-                        .context("hand parked tasks to the claim")?;
-                    tx.query(&read, key_columns)
-                }
-            }
-            .context("hand parked tasks to the claim")?;
+    match how {
+        Release::HandTo(handed) => {
+            let read = statements
+                .get(
+                    tx,
+                    "SELECT p.id, p.worker, p.limit_rule, p.limit_key, p.priority,
+                            COALESCE(w.active, FALSE), r.rule, r.concurrency, r.rate,
+                            r.period_ms
+                     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                          AS k(w, r, k, n)
+                     CROSS JOIN LATERAL (
+                         SELECT t.id, t.worker, t.limit_rule, t.limit_key, t.priority
+                         FROM tasks t
+                         WHERE t.worker = k.w AND t.limit_rule = k.r
+                           AND t.limit_key = k.k AND t.parked AND t.status = 'pending'
+                         ORDER BY t.priority, t.id LIMIT k.n
+                         FOR UPDATE OF t SKIP LOCKED) p
+                     LEFT JOIN workers w ON w.identifier = p.worker
+                     LEFT JOIN limit_rules r
+                          ON r.worker = p.worker AND r.rule = p.limit_rule
+                     WHERE EXISTS (SELECT 1 FROM tasks x
+                                   WHERE x.parked AND x.worker = ANY($1))",
+                )
+                .context("hand parked tasks to the claim")?;
+            let rows = tx
+                .query(&read, key_columns)
+                .context("hand parked tasks to the claim")?;
             let any = !rows.is_empty();
             for r in rows {
                 handed.push(Handed {
@@ -632,7 +626,7 @@ pub(super) fn release(
             }
             Ok(any)
         }
-        None => {
+        Release::Due(order) => {
             let released: i64 = match order {
                 Order::KeyLocks => {
                     let release = statements

@@ -538,8 +538,7 @@ impl TaskQueue for PgStore {
                         &[(key.get(0), limit)],
                         now,
                         &self.statements,
-                        super::limits::Order::KeyLocks,
-                        None,
+                        super::limits::Release::Due(super::limits::Order::KeyLocks),
                     )?;
                 }
                 CancelResult::CancelledPending

@@ -270,8 +270,7 @@ impl Workflows for PgStore {
                 &keys,
                 now,
                 &self.statements,
-                super::limits::Order::KeyLocks,
-                None,
+                super::limits::Release::Due(super::limits::Order::KeyLocks),
             )?;
         }
         let requested = if running.is_empty() {
