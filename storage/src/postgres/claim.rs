@@ -135,6 +135,7 @@ pub(crate) fn claim_in(
                        AND t.worker = ANY(ARRAY(
                            SELECT identifier FROM workers
                            WHERE active AND NOT (identifier = ANY($3))))
+                       AND NOT (t.id = ANY($4))
                      ORDER BY t.priority, t.id
                      LIMIT $2
                      FOR UPDATE OF t SKIP LOCKED",
@@ -145,6 +146,10 @@ pub(crate) fn claim_in(
             }
             let want = limit.max(0) as usize;
             let mut rows = Vec::new();
+            // Candidates an earlier page left due though the claim had room (keys
+            // another claim holds, parks it could not confirm): later pages read past
+            // them (this claim's own row locks do not make SKIP LOCKED skip them).
+            let mut left_behind: Vec<i64> = Vec::new();
             for _ in 0..MAX_PAGES {
                 let left = want - rows.len();
                 let page = left + left / 4 + 8;
@@ -152,7 +157,7 @@ pub(crate) fn claim_in(
                 // rules, which spares a statement per page).
                 let mut rules = HashMap::new();
                 let mut candidates: Vec<(i16, Candidate)> = tx
-                    .query(&read, &[&now, &(page as i64), &excluded])
+                    .query(&read, &[&now, &(page as i64), &excluded, &left_behind])
                     .context("claim tasks")?
                     .iter()
                     .map(|r| {
@@ -175,9 +180,13 @@ pub(crate) fn claim_in(
                     candidates.sort_by_key(|(priority, c)| (*priority, c.id));
                 }
                 let candidates: Vec<Candidate> = candidates.into_iter().map(|(_, c)| c).collect();
-                let ((candidates, rules, usage), mut choice) =
+                let ((candidates, rules, usage), mut choice, busy) =
                     limits::choose_within(tx, candidates, rules, left, now, statements)?;
-                limits::confirm_parks(tx, &mut choice, &candidates, &usage, statements)?;
+                let unconfirmed =
+                    limits::confirm_parks(tx, &mut choice, &candidates, &usage, statements)?;
+                let left_now = busy.len() + unconfirmed.len();
+                left_behind.extend(busy);
+                left_behind.extend(unconfirmed);
                 let parks = choice.parks(now);
                 limits::park(tx, &parks, statements)?;
                 // Handed tasks neither taken nor parked again (the claim was full).
@@ -217,7 +226,11 @@ pub(crate) fn claim_in(
                         limits::Release::Due(limits::Order::KeyLocks),
                     )?;
                 }
-                if rows.len() >= want || (!released && (read_all < page || parks.is_empty())) {
+                // Another page while the claim has room and either a start under a rate
+                // released a task, or this page was full and parked or left some of its
+                // tasks (which later pages do not read again).
+                let moved = !parks.is_empty() || left_now > 0;
+                if rows.len() >= want || (!released && (read_all < page || !moved)) {
                     break;
                 }
             }

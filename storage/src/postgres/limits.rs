@@ -25,9 +25,10 @@
 //!   until it commits.
 //!
 //! A host of the previous version parks without the share locks. During a rolling
-//! upgrade, a finish on a new host may then miss its park; the first task a claim parks
+//! upgrade, a finish on a new host may then miss its park. The first task a claim parks
 //! on a key carries a recheck time ([`crate::limits::PARK_RECHECK_MS`]), so the key's
-//! queue waits that long at most.
+//! queue moves again within it; under a limit above one, the key may run below its
+//! limit until the tasks parked then are through (each finish releases one).
 
 use std::collections::{HashMap, HashSet};
 
@@ -196,14 +197,17 @@ fn prepare_with(
     Ok((candidates, rules, usage))
 }
 
+/// What a claim's page chose: the candidates considered, the rules and usage, the
+/// choice, and the ids of candidates of keys another claim holds (left for later).
+pub(super) type Chosen = (Prepared, Choice, Vec<i64>);
+
 /// Chooses, as [`crate::limits::choose`], at most `want` of `candidates` (a page read
 /// in claim order, longer than `want` so that tasks behind a busy key can fill its
 /// place), locking keys and reading their usage only as far down the page as the choice
-/// needs: first the first `want` distinct keys, and, only while the choice falls short
-/// and candidates are left, as many more as it lacks. A page of distinct keys so locks
-/// and counts the `want` keys it takes, not the whole page's (128 instead of 168 a
-/// batch). Returns the candidates considered (those of keys another claim holds left
-/// out), the rules, the usage of their keys and the choice.
+/// needs: first the first `want` distinct keys and, only when the choice falls short
+/// and candidates are left, the rest of the page's (two round trips at most). A page of
+/// distinct keys so locks and counts the `want` keys it takes, not the whole page's
+/// (128 instead of 168 a batch).
 pub(super) fn choose_within(
     tx: &mut impl GenericClient,
     candidates: Vec<Candidate>,
@@ -211,26 +215,35 @@ pub(super) fn choose_within(
     want: usize,
     now: i64,
     statements: &Statements,
-) -> Result<(Prepared, Choice), StoreError> {
+) -> Result<Chosen, StoreError> {
     if rules.is_empty() {
         let choice = crate::limits::choose(&candidates, &rules, &HashMap::new(), want, now);
-        return Ok(((candidates, rules, HashMap::new()), choice));
+        return Ok(((candidates, rules, HashMap::new()), choice, Vec::new()));
     }
     let mut usage = HashMap::new();
     let mut busy = HashSet::new();
     // Candidates before `end` have their keys locked (or found busy).
     let mut end = 0;
-    let mut lacking = want;
+    let mut max_keys = want;
     loop {
-        let (keys, next_end) = new_keys(&candidates, end, &rules, &usage, &busy, lacking);
+        let (keys, next_end) = new_keys(&candidates, end, &rules, &usage, &busy, max_keys);
         try_keys(tx, &keys, &rules, now, statements, &mut usage, &mut busy)?;
         end = next_end;
         let considered = without_busy(&candidates[..end], &busy);
         let choice = crate::limits::choose(&considered, &rules, &usage, want, now);
         if choice.take.len() >= want || end == candidates.len() {
-            return Ok(((considered, rules, usage), choice));
+            let left: Vec<i64> = candidates[..end]
+                .iter()
+                .filter(|c| {
+                    c.limit
+                        .as_ref()
+                        .is_some_and(|l| busy.contains(&(c.worker.clone(), l.clone())))
+                })
+                .map(|c| c.id)
+                .collect();
+            return Ok(((considered, rules, usage), choice, left));
         }
-        lacking = want - choice.take.len();
+        max_keys = usize::MAX;
     }
 }
 
@@ -389,16 +402,16 @@ pub(super) fn record_starts(
 /// the module docs). Rows another transaction is changing are skipped, never waited
 /// for (that transaction may be a claim waiting for this one's rows in turn): a key
 /// with fewer running tasks locked than `usage` counted parks nothing, and its tasks
-/// stay due for a later claim, which counts again.
+/// stay due for a later claim, which counts again. Returns the ids so left.
 pub(super) fn confirm_parks(
     tx: &mut impl GenericClient,
     choice: &mut Choice,
     candidates: &[Candidate],
     usage: &HashMap<KeyOf, LimitUsage>,
     statements: &Statements,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     if choice.park.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let key_of: HashMap<i64, (&str, &TaskLimit)> = candidates
         .iter()
@@ -419,7 +432,7 @@ pub(super) fn confirm_parks(
         }
     }
     if keys.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let workers: Vec<&str> = keys.iter().map(|((w, _), _)| *w).collect();
     let rules: Vec<&str> = keys.iter().map(|((_, l), _)| l.rule.as_str()).collect();
@@ -447,12 +460,20 @@ pub(super) fn confirm_parks(
         .filter(|((_, running), locked)| **locked < *running)
         .map(|((key, _), _)| *key)
         .collect();
-    if !unsure.is_empty() {
-        let keep = |id: &i64| key_of.get(id).is_none_or(|k| !unsure.contains(k));
-        choice.park.retain(keep);
-        choice.until_released.retain(keep);
+    if unsure.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let unsure_key = |id: &i64| key_of.get(id).is_some_and(|k| unsure.contains(k));
+    let left: Vec<i64> = choice
+        .park
+        .iter()
+        .chain(&choice.until_released)
+        .copied()
+        .filter(unsure_key)
+        .collect();
+    choice.park.retain(|id| !unsure_key(id));
+    choice.until_released.retain(|id| !unsure_key(id));
+    Ok(left)
 }
 
 /// Parks the tasks `parks` (id, until).
@@ -763,10 +784,13 @@ impl Limits for PgStore {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::super::claim::{claim_in, Pick};
     use super::super::conformance_tests::{test_url, PgHarness};
+    use super::super::logs::Numbered;
+    use super::super::Statements;
     use super::{key_hash, LIMIT_LOCK_CLASS};
     use crate::conformance::{claim, completed, finish, insert, register, task, Harness};
-    use crate::{LimitRule, NewTask, TaskLimit, PARKED_UNTIL_RELEASED};
+    use crate::{LimitRule, NewTask, TaskLimit};
 
     /// A key at concurrency 1 of worker "w" with one task running (claimed by "o" at
     /// 1,000) and one waiting behind it: the store, the key and both tasks' ids. The
@@ -816,44 +840,52 @@ mod tests {
         }
     }
 
+    /// Claims at most `limit` due tasks as "other" at `now` inside `tx`, which the
+    /// caller leaves open (another host's claim before its commit); returns the ids
+    /// taken. (Its start lines are not stored.)
+    fn claim_inside(tx: &mut postgres::Transaction<'_>, now: i64, limit: i64) -> Vec<i64> {
+        let statements = Statements::default();
+        let mut lines = Numbered::with_capacity(limit as usize);
+        let start_line = |_: &crate::TaskRecord| crate::LogLine::new("running", 0, 0, 0, "", "");
+        let pick = Pick::Due {
+            excluded: &[],
+            limit,
+            unpark: false,
+            handed: Vec::new(),
+        };
+        claim_in(tx, "other", now, pick, &start_line, &mut lines, &statements)
+            .unwrap()
+            .iter()
+            .map(|c| c.task.id)
+            .collect()
+    }
+
     /// A finish of a key's running task, started while another host's claim parks a
     /// task of that key and before the claim commits, releases the parked task: the
     /// claim share-locked the running task, so the finish's update waits for its
     /// commit and the finish then sees the park. Without that order the park was
-    /// missed and the key's queue waited for its recheck. `finish` finishes the
+    /// missed and the key's queue waited for its recheck. `finish_it` finishes the
     /// running task (by "o" at 1,100) and says whether the waiting task is now claimed
-    /// (handed to a claim in the same transaction) rather than only made due.
+    /// by a claim in the same transaction rather than only made due.
     fn a_finish_racing_a_park_sees_it(
         finish_it: impl FnOnce(&mut dyn crate::Store, i64) -> bool + Send,
     ) {
         let h = PgHarness::new();
-        let (mut s, limit, running, waiting) = one_running_one_waiting(&h);
-        // Another host's claim, as this version makes it: the key's lock, the running
-        // task share-locked, then the park.
+        let (mut s, _, running, waiting) = one_running_one_waiting(&h);
+        // Another host's claim, not committed yet: the key is at its limit, so it
+        // parks the waiting task.
         let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
         let other_pid: i32 = other
             .query_one("SELECT pg_backend_pid()", &[])
             .unwrap()
             .get(0);
         let mut claim_tx = other.transaction().unwrap();
-        claim_tx
-            .execute(
-                "SELECT pg_advisory_xact_lock($1, $2)",
-                &[&LIMIT_LOCK_CLASS, &key_hash("w", &limit)],
-            )
-            .unwrap();
-        claim_tx
-            .query(
-                "SELECT id FROM tasks WHERE id = $1 AND status = 'running' FOR SHARE",
-                &[&running],
-            )
-            .unwrap();
-        claim_tx
-            .execute(
-                "UPDATE tasks SET parked = TRUE, run_after = $2 WHERE id = $1",
-                &[&waiting, &PARKED_UNTIL_RELEASED],
-            )
-            .unwrap();
+        assert!(claim_inside(&mut claim_tx, 1_050, 1).is_empty());
+        let parked: bool = claim_tx
+            .query_one("SELECT parked FROM tasks WHERE id = $1", &[&waiting])
+            .unwrap()
+            .get(0);
+        assert!(parked, "the claim parked the waiting task");
 
         let claimed = std::thread::scope(|scope| {
             let finishing = scope.spawn(|| finish_it(&mut *s, running));
@@ -893,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn a_finish_in_a_claim_racing_a_park_hands_the_parked_task_to_the_claim() {
+    fn a_finish_in_a_claim_racing_a_park_lets_the_claim_take_the_parked_task() {
         a_finish_racing_a_park_sees_it(|s, running| {
             let (applied, claimed) = s
                 .claim(&crate::Claim {
@@ -906,7 +938,7 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(applied, vec![true]);
-            assert_eq!(claimed.len(), 1, "the claim took the task handed to it");
+            assert_eq!(claimed.len(), 1, "the claim took the parked task");
             true
         });
     }
@@ -1005,5 +1037,103 @@ mod tests {
         let mut rest = ids[..2].to_vec();
         rest.extend_from_slice(&ids[7..]);
         assert_eq!(next, rest);
+    }
+
+    /// Advisory locks of limit keys the backend `pid` holds.
+    fn key_locks_held_by(pid: i32) -> i64 {
+        postgres::Client::connect(&test_url(), postgres::NoTls)
+            .unwrap()
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND pid = $1 AND classid = $2::INT::OID",
+                &[&pid, &LIMIT_LOCK_CLASS],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// A claim of five tasks from a queue of ten distinct keys locks (and counts) the
+    /// five keys of the tasks it takes, not the whole page's.
+    #[test]
+    fn a_claim_of_distinct_keys_locks_only_the_keys_of_the_tasks_it_takes() {
+        let h = PgHarness::new();
+        let mut s = h.open();
+        register(&mut *s, &["w"], true);
+        let rule = LimitRule {
+            rule: "per-shop".into(),
+            concurrency: Some(1),
+            rate: None,
+        };
+        s.set_limit_rules("w", &[rule]).unwrap();
+        let run = format!("few-{}-{}", std::process::id(), crate::now_ms());
+        for k in 0..10 {
+            let keyed = NewTask {
+                limit: Some(TaskLimit {
+                    rule: "per-shop".into(),
+                    key: format!("{run}-{k}"),
+                }),
+                ..task("w", 100)
+            };
+            insert(&mut *s, &keyed, 1);
+        }
+        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let pid: i32 = other
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        let mut claim_tx = other.transaction().unwrap();
+        assert_eq!(claim_inside(&mut claim_tx, 1_000, 5).len(), 5);
+        assert_eq!(key_locks_held_by(pid), 5);
+        claim_tx.rollback().unwrap();
+    }
+
+    /// A queue whose head is a key's tasks that a claim leaves due (not parked) still
+    /// gives the claim the work behind them: later pages read past what earlier pages
+    /// left. `block` holds the key on another connection while the claim runs, given
+    /// the key's running task and the key.
+    fn a_claim_reads_past_the_tasks_it_leaves(
+        block: impl FnOnce(&mut postgres::Transaction<'_>, i64, &TaskLimit),
+    ) {
+        let h = PgHarness::new();
+        let (mut s, limit, running, _) = one_running_one_waiting(&h);
+        let keyed = NewTask {
+            limit: Some(limit.clone()),
+            ..task("w", 100)
+        };
+        // More of the key's tasks than a claim of two reads in a page (ten).
+        insert(&mut *s, &keyed, 11);
+        let free = insert(&mut *s, &task("w", 100), 1)[0];
+        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let mut blocking = other.transaction().unwrap();
+        block(&mut blocking, running, &limit);
+        let claimed: Vec<i64> = claim(&mut *s, "o", 1_050, 2)
+            .iter()
+            .map(|c| c.task.id)
+            .collect();
+        assert_eq!(claimed, vec![free]);
+        blocking.rollback().unwrap();
+    }
+
+    /// The key's running task is being changed on another connection (a progress
+    /// update, not committed): the claim cannot confirm parks of the key and leaves its
+    /// tasks due.
+    #[test]
+    fn a_claim_reads_past_tasks_whose_parks_it_cannot_confirm() {
+        a_claim_reads_past_the_tasks_it_leaves(|tx, running, _| {
+            tx.execute("UPDATE tasks SET progress = 5 WHERE id = $1", &[&running])
+                .unwrap();
+        });
+    }
+
+    /// Another host's claim holds the key: the claim leaves its tasks to it.
+    #[test]
+    fn a_claim_reads_past_tasks_of_a_key_another_claim_holds() {
+        a_claim_reads_past_the_tasks_it_leaves(|tx, _, limit| {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&LIMIT_LOCK_CLASS, &key_hash("w", limit)],
+            )
+            .unwrap();
+        });
     }
 }
