@@ -4,7 +4,7 @@
 
 use std::sync::Barrier;
 
-use super::{claim, completed, finish, insert, line, register, task, texts, Harness};
+use super::{claim, completed, finish, ids, insert, line, register, task, texts, Harness};
 use crate::{After, AfterInsert, Dependencies, Outcome, Status, Store, WAITING_FOR_DEPENDENCIES};
 
 fn after(s: &mut dyn Store, ids: &[i64], any: bool, at: i64) -> i64 {
@@ -30,10 +30,6 @@ fn failed() -> Outcome {
 
 fn status(s: &dyn Store, id: i64) -> Status {
     s.get_task(id).unwrap().unwrap().status
-}
-
-fn ids(claimed: &[crate::ClaimedTask]) -> Vec<i64> {
-    claimed.iter().map(|c| c.task.id).collect()
 }
 
 pub fn a_task_runs_only_after_its_dependencies_completed(h: &dyn Harness) {

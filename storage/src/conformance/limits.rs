@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Barrier, Mutex};
 
-use super::{claim, completed, finish, insert, register, task, Harness};
+use super::{claim, completed, finish, ids, insert, register, task, Harness};
 use crate::{
     LimitRule, LimitUsage, NewTask, Status, TaskLimit, PARKED_UNTIL_RELEASED, PARK_RECHECK_MS,
 };
@@ -35,10 +35,6 @@ fn rate(n: u32, per_ms: i64) -> LimitRule {
         concurrency: None,
         rate: Some((n, per_ms)),
     }
-}
-
-fn ids(claimed: &[crate::ClaimedTask]) -> Vec<i64> {
-    claimed.iter().map(|c| c.task.id).collect()
 }
 
 pub fn rules_are_replaced_per_worker_and_read_back(h: &dyn Harness) {

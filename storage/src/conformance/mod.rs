@@ -242,6 +242,11 @@ pub fn insert(store: &mut dyn Store, t: &NewTask, n: usize) -> Vec<i64> {
         .unwrap()
 }
 
+/// The ids of `claimed`, in claim order.
+pub fn ids(claimed: &[ClaimedTask]) -> Vec<i64> {
+    claimed.iter().map(|c| c.task.id).collect()
+}
+
 /// Claims up to `limit` tasks for `owner` at `now`, each with the start line
 /// `started <id>`.
 pub fn claim(store: &mut dyn Store, owner: &str, now: i64, limit: usize) -> Vec<ClaimedTask> {

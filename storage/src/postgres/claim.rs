@@ -61,6 +61,34 @@ fn rated_starts(
         .collect()
 }
 
+/// Records a start for each of the candidates `rated` (taken under a rule with a rate)
+/// and releases the next parked task of each one's key: the claim takes it while the
+/// rate has room, or parks it again until its slot frees. Called after the take, so a
+/// task never releases itself. Returns whether any task was released.
+fn start_under_rates(
+    tx: &mut impl GenericClient,
+    candidates: &[Candidate],
+    rules: &HashMap<(String, String), LimitRule>,
+    rated: &[i64],
+    now: i64,
+    statements: &Statements,
+) -> Result<bool, StoreError> {
+    if rated.is_empty() {
+        return Ok(false);
+    }
+    let rated: HashSet<i64> = rated.iter().copied().collect();
+    let started = rated_starts(candidates, rules, &rated);
+    limits::record_starts(tx, &started, now, statements)?;
+    let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
+    limits::release(
+        tx,
+        &keys,
+        now,
+        statements,
+        limits::Release::Due(limits::Order::KeyLocks),
+    )
+}
+
 /// Takes the pending tasks `ids` for `owner` with the prepared update `sql`.
 fn take_rows(
     tx: &mut impl GenericClient,
@@ -212,20 +240,8 @@ pub(crate) fn claim_in(
                 // A start under a rate releases the next parked task of its key (after
                 // the take, so not itself): the next page (or claim) takes it while the
                 // rate has room, or parks it again until its slot frees.
-                let mut released = false;
-                if !choice.rated.is_empty() {
-                    let rated: HashSet<i64> = choice.rated.iter().copied().collect();
-                    let started = rated_starts(&candidates, &rules, &rated);
-                    limits::record_starts(tx, &started, now, statements)?;
-                    let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
-                    released = limits::release(
-                        tx,
-                        &keys,
-                        now,
-                        statements,
-                        limits::Release::Due(limits::Order::KeyLocks),
-                    )?;
-                }
+                let released =
+                    start_under_rates(tx, &candidates, &rules, &choice.rated, now, statements)?;
                 // Another page while the claim has room and either a start under a rate
                 // released a task, or this page was full and parked or left some of its
                 // tasks (which later pages do not read again).
@@ -259,21 +275,8 @@ pub(crate) fn claim_in(
                         Vec::new()
                     } else {
                         let rows = take_rows(tx, &take_sql, owner, now, &choice.take, statements)?;
-                        // A start under a rate releases the next parked task of its key
-                        // (as in a claim of due tasks; after the take, so not itself).
-                        if !choice.rated.is_empty() {
-                            let rated: HashSet<i64> = choice.rated.iter().copied().collect();
-                            let started = rated_starts(&candidates, &rules, &rated);
-                            limits::record_starts(tx, &started, now, statements)?;
-                            let keys: Vec<KeyOf> = started.into_iter().map(|(k, _)| k).collect();
-                            limits::release(
-                                tx,
-                                &keys,
-                                now,
-                                statements,
-                                limits::Release::Due(limits::Order::KeyLocks),
-                            )?;
-                        }
+                        // As in a claim of due tasks.
+                        start_under_rates(tx, &candidates, &rules, &choice.rated, now, statements)?;
                         rows
                     }
                 }

@@ -789,7 +789,7 @@ mod tests {
     use super::super::logs::Numbered;
     use super::super::Statements;
     use super::{key_hash, LIMIT_LOCK_CLASS};
-    use crate::conformance::{claim, completed, finish, insert, register, task, Harness};
+    use crate::conformance::{claim, completed, finish, ids, insert, register, task, Harness};
     use crate::{LimitRule, NewTask, TaskLimit};
 
     /// A key at concurrency 1 of worker "w" with one task running (claimed by "o" at
@@ -903,13 +903,7 @@ mod tests {
                 "the finish released the task parked meanwhile (due at {})",
                 after.run_after
             );
-            assert_eq!(
-                claim(&mut *s, "o", 1_100, 1)
-                    .iter()
-                    .map(|c| c.task.id)
-                    .collect::<Vec<_>>(),
-                vec![waiting]
-            );
+            assert_eq!(ids(&claim(&mut *s, "o", 1_100, 1)), vec![waiting]);
         }
     }
 
@@ -971,13 +965,7 @@ mod tests {
             after.run_after
         );
         finish_tx.commit().unwrap();
-        assert_eq!(
-            claim(&mut *s, "o", 1_100, 1)
-                .iter()
-                .map(|c| c.task.id)
-                .collect::<Vec<_>>(),
-            vec![waiting]
-        );
+        assert_eq!(ids(&claim(&mut *s, "o", 1_100, 1)), vec![waiting]);
     }
 
     /// A claim locks the keys of the tasks it takes first, and goes further down its
@@ -1001,7 +989,7 @@ mod tests {
                 key: format!("{run}-{k}"),
             })
             .collect();
-        let ids: Vec<i64> = limits
+        let tasks: Vec<i64> = limits
             .iter()
             .map(|l| {
                 let keyed = NewTask {
@@ -1021,21 +1009,15 @@ mod tests {
             )
             .unwrap();
         }
-        let mut claimed: Vec<i64> = claim(&mut *s, "o", 1_000, 5)
-            .iter()
-            .map(|c| c.task.id)
-            .collect();
+        let mut claimed = ids(&claim(&mut *s, "o", 1_000, 5));
         claimed.sort_unstable();
-        assert_eq!(claimed, ids[2..7].to_vec());
+        assert_eq!(claimed, tasks[2..7].to_vec());
         held.rollback().unwrap();
         // The held keys' tasks were left due, not parked.
-        let mut next: Vec<i64> = claim(&mut *s, "o", 1_000, 5)
-            .iter()
-            .map(|c| c.task.id)
-            .collect();
+        let mut next = ids(&claim(&mut *s, "o", 1_000, 5));
         next.sort_unstable();
-        let mut rest = ids[..2].to_vec();
-        rest.extend_from_slice(&ids[7..]);
+        let mut rest = tasks[..2].to_vec();
+        rest.extend_from_slice(&tasks[7..]);
         assert_eq!(next, rest);
     }
 
@@ -1106,10 +1088,7 @@ mod tests {
         let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
         let mut blocking = other.transaction().unwrap();
         block(&mut blocking, running, &limit);
-        let claimed: Vec<i64> = claim(&mut *s, "o", 1_050, 2)
-            .iter()
-            .map(|c| c.task.id)
-            .collect();
+        let claimed = ids(&claim(&mut *s, "o", 1_050, 2));
         assert_eq!(claimed, vec![free]);
         blocking.rollback().unwrap();
     }
