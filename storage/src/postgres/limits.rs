@@ -792,11 +792,8 @@ mod tests {
     use crate::conformance::{claim, completed, finish, ids, insert, register, task, Harness};
     use crate::{LimitRule, NewTask, TaskLimit};
 
-    /// A key at concurrency 1 of worker "w" with one task running (claimed by "o" at
-    /// 1,000) and one waiting behind it: the store, the key and both tasks' ids. The
-    /// key is one no other test locks (advisory locks are the database's, not the
-    /// schema's).
-    fn one_running_one_waiting(h: &PgHarness) -> (Box<dyn crate::Store>, TaskLimit, i64, i64) {
+    /// A store where worker "w" has the rule "per-shop": concurrency 1.
+    fn per_shop_store(h: &PgHarness) -> Box<dyn crate::Store> {
         let mut s = h.open();
         register(&mut *s, &["w"], true);
         let rule = LimitRule {
@@ -805,6 +802,39 @@ mod tests {
             rate: None,
         };
         s.set_limit_rules("w", &[rule]).unwrap();
+        s
+    }
+
+    /// Ten keys of "per-shop" (that no other test locks) with one task each, in key
+    /// order: the store, the keys and the tasks.
+    fn ten_keys(h: &PgHarness) -> (Box<dyn crate::Store>, Vec<TaskLimit>, Vec<i64>) {
+        let mut s = per_shop_store(h);
+        let run = format!("ten-{}-{}", std::process::id(), crate::now_ms());
+        let limits: Vec<TaskLimit> = (0..10)
+            .map(|k| TaskLimit {
+                rule: "per-shop".into(),
+                key: format!("{run}-{k}"),
+            })
+            .collect();
+        let tasks: Vec<i64> = limits
+            .iter()
+            .map(|l| {
+                let keyed = NewTask {
+                    limit: Some(l.clone()),
+                    ..task("w", 100)
+                };
+                insert(&mut *s, &keyed, 1)[0]
+            })
+            .collect();
+        (s, limits, tasks)
+    }
+
+    /// A key at concurrency 1 of worker "w" with one task running (claimed by "o" at
+    /// 1,000) and one waiting behind it: the store, the key and both tasks' ids. The
+    /// key is one no other test locks (advisory locks are the database's, not the
+    /// schema's).
+    fn one_running_one_waiting(h: &PgHarness) -> (Box<dyn crate::Store>, TaskLimit, i64, i64) {
+        let mut s = per_shop_store(h);
         let limit = TaskLimit {
             rule: "per-shop".into(),
             key: format!("race-{}-{}", std::process::id(), crate::now_ms()),
@@ -974,31 +1004,7 @@ mod tests {
     #[test]
     fn a_claim_short_of_keys_another_claim_holds_fills_up_from_further_down() {
         let h = PgHarness::new();
-        let mut s = h.open();
-        register(&mut *s, &["w"], true);
-        let rule = LimitRule {
-            rule: "per-shop".into(),
-            concurrency: Some(1),
-            rate: None,
-        };
-        s.set_limit_rules("w", &[rule]).unwrap();
-        let run = format!("fill-{}-{}", std::process::id(), crate::now_ms());
-        let limits: Vec<TaskLimit> = (0..10)
-            .map(|k| TaskLimit {
-                rule: "per-shop".into(),
-                key: format!("{run}-{k}"),
-            })
-            .collect();
-        let tasks: Vec<i64> = limits
-            .iter()
-            .map(|l| {
-                let keyed = NewTask {
-                    limit: Some(l.clone()),
-                    ..task("w", 100)
-                };
-                insert(&mut *s, &keyed, 1)[0]
-            })
-            .collect();
+        let (mut s, limits, tasks) = ten_keys(&h);
         // Another host's claim holds the first two keys.
         let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
         let mut held = other.transaction().unwrap();
@@ -1039,25 +1045,7 @@ mod tests {
     #[test]
     fn a_claim_of_distinct_keys_locks_only_the_keys_of_the_tasks_it_takes() {
         let h = PgHarness::new();
-        let mut s = h.open();
-        register(&mut *s, &["w"], true);
-        let rule = LimitRule {
-            rule: "per-shop".into(),
-            concurrency: Some(1),
-            rate: None,
-        };
-        s.set_limit_rules("w", &[rule]).unwrap();
-        let run = format!("few-{}-{}", std::process::id(), crate::now_ms());
-        for k in 0..10 {
-            let keyed = NewTask {
-                limit: Some(TaskLimit {
-                    rule: "per-shop".into(),
-                    key: format!("{run}-{k}"),
-                }),
-                ..task("w", 100)
-            };
-            insert(&mut *s, &keyed, 1);
-        }
+        ten_keys(&h);
         let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
         let pid: i32 = other
             .query_one("SELECT pg_backend_pid()", &[])
