@@ -232,15 +232,19 @@ pub(super) fn choose_within(
         let considered = without_busy(&candidates[..end], &busy);
         let choice = crate::limits::choose(&considered, &rules, &usage, want, now);
         if choice.take.len() >= want || end == candidates.len() {
-            let left: Vec<i64> = candidates[..end]
-                .iter()
-                .filter(|c| {
-                    c.limit
-                        .as_ref()
-                        .is_some_and(|l| busy.contains(&(c.worker.clone(), l.clone())))
-                })
-                .map(|c| c.id)
-                .collect();
+            let left: Vec<i64> = if busy.is_empty() {
+                Vec::new()
+            } else {
+                candidates[..end]
+                    .iter()
+                    .filter(|c| {
+                        c.limit
+                            .as_ref()
+                            .is_some_and(|l| busy.contains(&(c.worker.clone(), l.clone())))
+                    })
+                    .map(|c| c.id)
+                    .collect()
+            };
             return Ok(((considered, rules, usage), choice, left));
         }
         max_keys = usize::MAX;
@@ -420,14 +424,18 @@ pub(super) fn confirm_parks(
     // Each key once, with the running tasks its park counted on (the claim's own
     // takes are locked by it already, and their finishes come after its commit).
     let mut keys: Vec<((&str, &TaskLimit), i64)> = Vec::new();
+    let mut seen: HashSet<(&str, &TaskLimit)> = HashSet::new();
     for id in &choice.park {
         let Some(&(worker, limit)) = key_of.get(id) else {
             continue;
         };
+        if !seen.insert((worker, limit)) {
+            continue;
+        }
         let running = usage
             .get(&(worker.to_owned(), limit.clone()))
             .map_or(0, |u| u.running);
-        if running > 0 && !keys.iter().any(|(k, _)| *k == (worker, limit)) {
+        if running > 0 {
             keys.push(((worker, limit), running));
         }
     }
