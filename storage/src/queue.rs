@@ -361,6 +361,35 @@ impl Finish {
         )
     }
 
+    /// The columns this finish sets on its task, the same on every backend.
+    pub(crate) fn columns(&self) -> FinishColumns<'_> {
+        let (status, result, error, finished_at, run_after) = match &self.outcome {
+            Outcome::Completed { result } => {
+                ("completed", Some(result.as_str()), None, Some(self.at), 0)
+            }
+            Outcome::Failed {
+                error,
+                retry_at: Some(at),
+            } => ("pending", None, Some(error.as_str()), None, *at),
+            Outcome::Failed {
+                error,
+                retry_at: None,
+            } => ("failed", None, Some(error.as_str()), Some(self.at), 0),
+            Outcome::Cancelled { message } => {
+                ("cancelled", None, Some(message.as_str()), Some(self.at), 0)
+            }
+            Outcome::Requeued => ("pending", None, None, None, self.at),
+        };
+        FinishColumns {
+            status,
+            result,
+            error,
+            finished_at,
+            run_after,
+            back: matches!(self.outcome, Outcome::Requeued).into(),
+        }
+    }
+
     /// This finish as the cancel a request made while the attempt ran turns it into,
     /// its last line telling it; `None` when it does not queue the task again.
     pub fn as_cancel(&self) -> Option<Finish> {
@@ -387,6 +416,22 @@ impl Finish {
             ..self.clone()
         })
     }
+}
+
+/// The columns a [`Finish`] sets on its task.
+pub(crate) struct FinishColumns<'a> {
+    /// The task's new status (`pending` when the attempt queues it again).
+    pub status: &'static str,
+    /// Its result, when it completed.
+    pub result: Option<&'a str>,
+    /// Its error (or cancel message), when it failed or was cancelled.
+    pub error: Option<&'a str>,
+    /// When it ended; `None` when it is queued again.
+    pub finished_at: Option<i64>,
+    /// When it is due again (a retry's time, a requeue's now; 0 when it ended).
+    pub run_after: i64,
+    /// 1 when the attempt is given back (an interrupted run is not counted).
+    pub back: i64,
 }
 
 /// A progress update of a running task.

@@ -20,44 +20,7 @@ use super::Context;
 use super::Statements;
 use crate::error::StoreError;
 use crate::limits::{limit_of, KeyOf};
-use crate::queue::{Finish, Outcome};
-
-/// One finish as the columns it sets.
-struct Row<'a> {
-    status: &'static str,
-    result: Option<&'a str>,
-    error: Option<&'a str>,
-    finished_at: Option<i64>,
-    run_after: i64,
-    /// 1 when the attempt is given back (an interrupted run is not counted).
-    back: i64,
-}
-
-fn columns(f: &Finish) -> Row<'_> {
-    let (status, result, error, finished_at, run_after) = match &f.outcome {
-        Outcome::Completed { result } => ("completed", Some(result.as_str()), None, Some(f.at), 0),
-        Outcome::Failed {
-            error,
-            retry_at: Some(at),
-        } => ("pending", None, Some(error.as_str()), None, *at),
-        Outcome::Failed {
-            error,
-            retry_at: None,
-        } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
-        Outcome::Cancelled { message } => {
-            ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
-        }
-        Outcome::Requeued => ("pending", None, None, None, f.at),
-    };
-    Row {
-        status,
-        result,
-        error,
-        finished_at,
-        run_after,
-        back: matches!(f.outcome, Outcome::Requeued).into(),
-    }
-}
+use crate::queue::{Finish, FinishColumns};
 
 /// Applies `finishes` inside `tx`, adding their log lines to `lines` (stored by the
 /// caller, with the claim's start lines); returns which applied. A finish
@@ -121,7 +84,7 @@ pub(crate) fn finish_in(
         .iter()
         .map(|(i, c)| (*i, c.as_ref().unwrap_or(&finishes[*i])))
         .collect();
-    let rows: Vec<Row<'_>> = chosen.iter().map(|(_, f)| columns(f)).collect();
+    let rows: Vec<FinishColumns<'_>> = chosen.iter().map(|(_, f)| f.columns()).collect();
     let ids: Vec<i64> = chosen.iter().map(|(_, f)| f.id).collect();
     let owners: Vec<&str> = chosen.iter().map(|(_, f)| f.owner.as_str()).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();

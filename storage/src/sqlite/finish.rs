@@ -9,7 +9,7 @@ use rusqlite::{params, Transaction};
 use super::logs::append;
 use super::{texts, Context};
 use crate::error::StoreError;
-use crate::queue::{Finish, Outcome};
+use crate::queue::{Finish, FinishColumns};
 
 /// A JSON array of ids, for `json_each`: one statement for a whole batch.
 pub(super) fn id_list(ids: &[i64]) -> String {
@@ -87,23 +87,14 @@ pub(super) fn finish_in(
             )
             .context("finish tasks")?;
         for (f, text) in finishes.iter().copied().zip(&texts) {
-            let (status, result, error, finished_at, run_after) = match &f.outcome {
-                Outcome::Completed { result } => {
-                    ("completed", Some(result.as_str()), None, Some(f.at), 0)
-                }
-                Outcome::Failed {
-                    error,
-                    retry_at: Some(at),
-                } => ("pending", None, Some(error.as_str()), None, *at),
-                Outcome::Failed {
-                    error,
-                    retry_at: None,
-                } => ("failed", None, Some(error.as_str()), Some(f.at), 0),
-                Outcome::Cancelled { message } => {
-                    ("cancelled", None, Some(message.as_str()), Some(f.at), 0)
-                }
-                Outcome::Requeued => ("pending", None, None, None, f.at),
-            };
+            let FinishColumns {
+                status,
+                result,
+                error,
+                finished_at,
+                run_after,
+                back,
+            } = f.columns();
             let n = done
                 .execute(params![
                     f.id,
@@ -117,7 +108,7 @@ pub(super) fn finish_in(
                     f.message,
                     finished_at,
                     run_after,
-                    matches!(f.outcome, Outcome::Requeued) as i64,
+                    back,
                     text
                 ])
                 .context("finish task")?;
