@@ -581,12 +581,16 @@ pub(super) fn release(
     for k in freed {
         *counts.entry(k).or_default() += 1;
     }
+    // Only a release after the keys' locks needs their hashes, taken in one order on
+    // every host; a finish's (after the running rows) takes no lock.
+    let locking = matches!(how, Release::Due(Order::KeyLocks));
     let mut keys: Vec<(i32, &KeyOf, i64)> = counts
         .into_iter()
-        .map(|(k, n)| (key_hash(&k.0, &k.1), k, n))
+        .map(|(k, n)| (if locking { key_hash(&k.0, &k.1) } else { 0 }, k, n))
         .collect();
-    // Locks in one order on every host.
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    if locking {
+        keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    }
     let mut hashes: Vec<i32> = keys.iter().map(|(h, _, _)| *h).collect();
     hashes.dedup();
     let workers: Vec<&str> = keys.iter().map(|(_, k, _)| k.0.as_str()).collect();
@@ -857,6 +861,16 @@ mod tests {
         (s, limit, running, waiting)
     }
 
+    /// A connection of its own to the harness's schema, with its backend's pid.
+    fn connect_with_pid(h: &PgHarness) -> (postgres::Client, i32) {
+        let mut client = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        (client, pid)
+    }
+
     /// Waits until some backend waits for a lock that the backend `pid` holds.
     fn wait_until_blocked_by(pid: i32) {
         let mut watch = postgres::Client::connect(&test_url(), postgres::NoTls).unwrap();
@@ -912,11 +926,7 @@ mod tests {
         let (mut s, _, running, waiting) = one_running_one_waiting(&h);
         // Another host's claim, not committed yet: the key is at its limit, so it
         // parks the waiting task.
-        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
-        let other_pid: i32 = other
-            .query_one("SELECT pg_backend_pid()", &[])
-            .unwrap()
-            .get(0);
+        let (mut other, other_pid) = connect_with_pid(&h);
         let mut claim_tx = other.transaction().unwrap();
         assert!(claim_inside(&mut claim_tx, 1_050, 1).is_empty());
         let parked: bool = claim_tx
@@ -1054,11 +1064,7 @@ mod tests {
     fn a_claim_of_distinct_keys_locks_only_the_keys_of_the_tasks_it_takes() {
         let h = PgHarness::new();
         ten_keys(&h);
-        let mut other = postgres::Client::connect(&h.url(), postgres::NoTls).unwrap();
-        let pid: i32 = other
-            .query_one("SELECT pg_backend_pid()", &[])
-            .unwrap()
-            .get(0);
+        let (mut other, pid) = connect_with_pid(&h);
         let mut claim_tx = other.transaction().unwrap();
         assert_eq!(claim_inside(&mut claim_tx, 1_000, 5).len(), 5);
         assert_eq!(key_locks_held_by(pid), 5);
